@@ -1,0 +1,110 @@
+"""create_app(): the one place that wires settings, plugins, routers and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    EngineConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ControllerRouterHandler
+from redis.asyncio import Redis
+
+import backend
+from backend.config import Settings, SettingsError, get_settings
+from backend.db.base import metadata
+from backend.db.migrate import head_revisions
+from backend.lib.urls import async_database_url
+from backend.logs import RequestIdMiddleware, configure_logging
+from backend.problems import problem_details_config
+from backend.system.routes import SystemController
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+
+
+def _database_config(settings: Settings, database_url: str) -> SQLAlchemyAsyncConfig:
+    return SQLAlchemyAsyncConfig(
+        connection_string=async_database_url(database_url),
+        metadata=metadata,
+        engine_config=EngineConfig(
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_pre_ping=True,
+        ),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        before_send_handler="autocommit",
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    route_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
+    """Build the API. ``route_handlers`` adds an app's own routes beside Litebase's."""
+    settings = settings or get_settings()
+    if not settings.database_url:
+        raise SettingsError("DATABASE_URL is not set (`litebase dev` sets it for you)")
+    if not settings.redis_url:
+        raise SettingsError("REDIS_URL is not set (`litebase dev` sets it for you)")
+    configure_logging(settings)
+    redis_url = settings.redis_url
+
+    @asynccontextmanager
+    async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.redis = Redis.from_url(redis_url)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+
+    prometheus = PrometheusConfig(
+        app_name="litebase",
+        prefix="litebase",
+        group_path=True,
+        exclude=["/metrics"],
+    )
+
+    def provide_settings() -> Settings:
+        return settings
+
+    dependencies: dict[str, Any] = {"settings": Provide(provide_settings, sync_to_thread=False)}
+
+    return Litestar(
+        route_handlers=[SystemController, MetricsController, *route_handlers],
+        plugins=[
+            SQLAlchemyPlugin(config=_database_config(settings, settings.database_url)),
+            ProblemDetailsPlugin(problem_details_config()),
+        ],
+        middleware=[RequestIdMiddleware(), prometheus.middleware],
+        lifespan=[redis_lifespan],
+        dependencies=dependencies,
+        state=State({"migration_heads": head_revisions()}),
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        if settings.cors_origins
+        else None,
+        openapi_config=OpenAPIConfig(
+            title="Litebase",
+            version=backend.__version__,
+            description="Auth, collections, realtime, vectors, model gateway and jobs.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,
+    )

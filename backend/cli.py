@@ -1,0 +1,130 @@
+"""The `litebase` command: dev, migrate, worker, beat."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from backend.config import Settings, SettingsError, get_settings
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def _database_url(settings: Settings, data_dir: Path) -> Iterator[str]:
+    """DATABASE_URL, or the embedded Postgres in the data dir for as long as it is needed."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from backend.lib.embedded import EmbeddedPostgres
+
+    postgres = EmbeddedPostgres(data_dir / "pg")
+    try:
+        yield postgres.start()
+    finally:
+        postgres.stop()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Litebase: auth, collections, realtime, vectors, a model gateway and jobs."""
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where embedded Postgres and Redis keep their data [LITEBASE_DATA_DIR, .litebase].",
+)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@data_dir_option
+@click.option("--no-worker", is_flag=True, help="Run the API only, without Celery worker/beat.")
+def dev(host: str, port: int, data_dir: Path | None, no_worker: bool) -> None:
+    """Run everything locally: Postgres, Redis, migrations, API, worker and beat."""
+    from backend.devserver import DevServerError, run_dev
+
+    settings = _settings()
+    try:
+        code = run_dev(
+            settings,
+            host=host,
+            port=port,
+            data_dir=data_dir or Path(settings.data_dir),
+            with_worker=not no_worker,
+        )
+    except DevServerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
+
+
+@main.command()
+@data_dir_option
+@click.option("--revision", default="head", show_default=True, help="Upgrade to this revision.")
+@click.option("--downgrade", "downgrade_to", default=None, help="Downgrade to this revision.")
+def migrate(data_dir: Path | None, revision: str, downgrade_to: str | None) -> None:
+    """Apply database migrations (DATABASE_URL, or the embedded Postgres)."""
+    from backend.db.migrate import downgrade, upgrade
+
+    settings = _settings()
+    with _database_url(settings, data_dir or Path(settings.data_dir)) as url:
+        if downgrade_to is not None:
+            downgrade(url, downgrade_to)
+            click.echo(f"downgraded to {downgrade_to}")
+        else:
+            upgrade(url, revision)
+            click.echo(f"upgraded to {revision}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--pool", default="prefork", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(concurrency: int, pool: str, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    from backend.logs import configure_logging
+    from workers.celery_app import create_celery_app
+
+    settings = _settings()
+    configure_logging(settings)
+    app = create_celery_app(settings)
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            "--without-gossip",
+            "--without-mingle",
+            *celery_args,
+        ]
+    )
+
+
+@main.command()
+@click.option("--schedule", default="celerybeat-schedule", show_default=True)
+def beat(schedule: str) -> None:
+    """Run Celery beat, the scheduler of periodic tasks."""
+    from backend.logs import configure_logging
+    from workers.celery_app import create_celery_app
+
+    settings = _settings()
+    configure_logging(settings)
+    app = create_celery_app(settings)
+    app.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={schedule}"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Settings, read from environment variables once and cached (see .env.example)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Literal
+
+import msgspec
+
+Environment = Literal["dev", "test", "prod"]
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-prod"
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", DEV_SECRET_KEY})
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """The environment describes settings the app cannot run with."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    env: Environment = "dev"
+    database_url: str | None = None
+    redis_url: str | None = None
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+    secret_key: str = DEV_SECRET_KEY
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1_048_576
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    ready_timeout_seconds: float = 2.0
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    celery_visibility_timeout_seconds: int = 3600
+    celery_max_deliveries: int = 3
+    data_dir: str = ".litebase"
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1:
+            raise SettingsError("MAX_BODY_BYTES must be a positive number of bytes")
+        if self.celery_max_deliveries < 1:
+            raise SettingsError("CELERY_MAX_DELIVERIES must be at least 1")
+        if self.env == "prod":
+            if self.secret_key in PLACEHOLDER_SECRETS:
+                raise SettingsError(
+                    "SECRET_KEY is missing or a placeholder; LITEBASE_ENV=prod refuses to start. "
+                    'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                )
+            if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+                raise SettingsError(
+                    f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in prod"
+                )
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+
+# Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.
+_ENV_ALIASES = {"env": "LITEBASE_ENV", "data_dir": "LITEBASE_DATA_DIR"}
+_LIST_FIELDS = frozenset({"cors_origins"})
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from environment variables; ``overrides`` win (used by tests and the CLI)."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for name in Settings.__struct_fields__:
+        key = _ENV_ALIASES.get(name, name.upper())
+        value = environ.get(key)
+        if value is None or value == "":
+            continue
+        if name in _LIST_FIELDS:
+            raw[name] = [item.strip() for item in value.split(",") if item.strip()]
+        else:
+            raw[name] = value
+    raw.update(overrides)
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        # msgspec reports the field as "... - at `$.max_body_bytes`"; __post_init__ errors have none.
+        message, _, where = str(exc).partition(" - at `$.")
+        if not where:
+            raise SettingsError(message) from exc
+        field = where.rstrip("`")
+        key = _ENV_ALIASES.get(field, field.upper())
+        raise SettingsError(f"invalid setting {key}: {message}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return settings_from_env()

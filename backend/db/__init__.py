@@ -1,0 +1,1 @@
+"""Database: the shared metadata, engine configuration and Alembic migrations."""

@@ -1,0 +1,1 @@
+"""Standalone helpers: nothing here imports the rest of Litebase."""

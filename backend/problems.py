@@ -1,0 +1,99 @@
+"""Every error leaves the API as RFC 9457 problem details, never as a stack trace.
+
+Litestar's ProblemDetailsPlugin does the rendering; this module says how each exception
+becomes a problem: HTTP errors keep their status, validation errors name the field at fault
+in ``errors``, and anything unexpected is a 500 that points at the request id in the logs.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+import structlog
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+
+log = structlog.get_logger(__name__)
+
+
+class Problem(ProblemDetailsException):
+    """A problem raised by Litebase code: ``Problem(404, "No such record")``."""
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        type_: str = "about:blank",
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        if errors is not None:
+            extra["errors"] = errors
+        super().__init__(
+            detail=detail,
+            status_code=status_code,
+            type_=type_,
+            title=HTTPStatus(status_code).phrase,
+            headers=headers,
+            extra=extra or None,
+        )
+
+
+def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    errors = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            errors.append(
+                {
+                    "field": item.get("key") or "body",
+                    "message": item.get("message", "invalid value"),
+                    "source": item.get("source", "body"),
+                }
+            )
+    return errors
+
+
+def problem_from_http_exception(exc: HTTPException) -> ProblemDetailsException:
+    status = exc.status_code
+    phrase = HTTPStatus(status).phrase
+    detail = exc.detail if exc.detail and exc.detail != phrase else ""
+    if isinstance(exc, ValidationException):
+        return Problem(status, detail or "The request is not valid", errors=_field_errors(exc))
+    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+        detail = "The request body is larger than the server accepts (MAX_BODY_BYTES)"
+    extra = exc.extra if isinstance(exc.extra, dict) else {}
+    return Problem(status, detail or phrase, headers=exc.headers, **extra)
+
+
+def problem_from_unexpected(exc: Exception) -> ProblemDetailsException:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    log.exception("unhandled error", exc_info=exc)
+    return Problem(
+        500,
+        "An unexpected error occurred; the server log has the details"
+        + (f" under request id {request_id}" if request_id else ""),
+        request_id=request_id,
+    )
+
+
+def problem_details_config() -> ProblemDetailsConfig:
+    return ProblemDetailsConfig(
+        exception_to_problem_detail_map={
+            HTTPException: problem_from_http_exception,
+            Exception: problem_from_unexpected,
+        }
+    )
+
+
+class ProblemBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The problem+json body, for the OpenAPI document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None

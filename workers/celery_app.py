@@ -1,0 +1,97 @@
+"""The Celery app, built from the same settings as the API (broker and results on Redis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import Celery, Task
+from celery.exceptions import Reject
+from celery.utils.log import get_task_logger
+
+from backend.config import Settings, SettingsError, get_settings
+from backend.lib.urls import celery_redis_url
+
+log = get_task_logger(__name__)
+
+TASK_MODULES = ["workers.tasks.system"]
+
+
+class LitebaseCelery(Celery):
+    """A Celery app that carries the Litebase settings it was built from."""
+
+    settings: Settings
+    _redis: redis.Redis | None = None
+
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            assert self.settings.redis_url is not None
+            self._redis = redis.Redis.from_url(self.settings.redis_url)
+        return self._redis
+
+
+class LitebaseTask(Task):  # type: ignore[misc]
+    """Base task: refuses to run a message delivered more often than CELERY_MAX_DELIVERIES.
+
+    With ``acks_late`` and ``task_reject_on_worker_lost`` a task that kills its worker (out of
+    memory, a segfault) is redelivered; without a bound it would kill workers forever.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        app = self.app
+        if isinstance(app, LitebaseCelery) and self.request.id and not self.request.is_eager:
+            deliveries = record_delivery(app, self.request.id, self.request.retries or 0)
+            limit = app.settings.celery_max_deliveries
+            if deliveries > limit:
+                log.error(
+                    "task %s[%s] was delivered %d times (limit %d); dropping it",
+                    self.name,
+                    self.request.id,
+                    deliveries,
+                    limit,
+                )
+                raise Reject(f"delivered {deliveries} times, limit {limit}", requeue=False)
+        return super().__call__(*args, **kwargs)
+
+
+def record_delivery(app: LitebaseCelery, task_id: str, retries: int) -> int:
+    """Count one more delivery of this attempt of the task; returns the count so far."""
+    key = f"litebase:celery:deliveries:{task_id}:{retries}"
+    ttl = app.settings.celery_visibility_timeout_seconds * (app.settings.celery_max_deliveries + 1)
+    pipe = app.redis().pipeline()
+    pipe.incr(key)
+    pipe.expire(key, ttl)
+    count, _ = pipe.execute()
+    return int(count)
+
+
+def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
+    settings = settings or get_settings()
+    if not settings.redis_url and not settings.celery_broker_url:
+        raise SettingsError("REDIS_URL (or CELERY_BROKER_URL) is not set")
+    redis_url = celery_redis_url(settings.redis_url) if settings.redis_url else None
+    app = LitebaseCelery("litebase", task_cls=LitebaseTask, set_as_current=True)
+    app.settings = settings
+    transport_options = {"visibility_timeout": settings.celery_visibility_timeout_seconds}
+    app.conf.update(
+        broker_url=settings.celery_broker_url or redis_url,
+        result_backend=settings.celery_result_backend or redis_url,
+        broker_transport_options=transport_options,
+        result_backend_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        result_expires=24 * 3600,
+        timezone="UTC",
+        enable_utc=True,
+        imports=TASK_MODULES,
+        beat_schedule={},
+    )
+    return app

@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers that take ids and small values and call a service."""
