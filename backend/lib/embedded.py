@@ -7,6 +7,7 @@ are stopped explicitly by whoever started them.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import subprocess
@@ -58,6 +59,8 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
+            # pgserver also registers an atexit cleanup; it has nothing left to do now.
+            atexit.unregister(self._server._cleanup)  # type: ignore[attr-defined]
             self._server = None
 
 

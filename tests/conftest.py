@@ -1,0 +1,59 @@
+"""Session-wide services for the integration and e2e suites (unit tests start nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from backend.config import Settings, settings_from_env
+from tests.support import Services, start_services, with_redis_db
+
+INTEGRATION_REDIS_DB = 1
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    with start_services() as running:
+        yield running
+
+
+@pytest.fixture
+def database_url(services: Services) -> Iterator[str]:
+    """A fresh database, migrated to head, for this test alone."""
+    with services.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(services: Services) -> str:
+    """A Redis database emptied for this test."""
+    url = with_redis_db(services.redis_url, INTEGRATION_REDIS_DB)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return settings_from_env({}, env="test", database_url=database_url, redis_url=redis_url)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[object]:
+    from litestar.testing import AsyncTestClient
+
+    from backend.app import create_app
+
+    async with AsyncTestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder, so `pytest -m unit` (or integration, e2e) selects a tier."""
+    for item in items:
+        for tier in ("unit", "integration", "e2e"):
+            if f"/tests/{tier}/" in str(item.path):
+                item.add_marker(getattr(pytest.mark, tier))

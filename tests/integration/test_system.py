@@ -1,0 +1,155 @@
+"""/health, /ready, /metrics, OpenAPI, and the error contract (problem+json, 413, 500)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from litestar import post
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from backend.config import Settings, settings_from_env
+from backend.db.migrate import downgrade
+from backend.lib.embedded import EmbeddedRedis
+from tests.support import Services
+
+PROBLEM = "application/problem+json"
+
+
+async def test_health_says_the_process_is_up(client):
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_checks_postgres_redis_and_migrations(client):
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"postgres": "ok", "redis": "ok", "migrations": "ok"},
+    }
+
+
+async def _ready(settings: Settings):
+    async with AsyncTestClient(create_app(settings)) as test_client:
+        return await test_client.get("/ready")
+
+
+async def test_ready_is_503_naming_redis_when_redis_is_stopped(settings, tmp_path: Path):
+    stopped = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    url = stopped.start()
+    stopped.stop()
+    response = await _ready(msgspec.structs.replace(settings, redis_url=url))
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["detail"] == "Not ready: redis"
+    assert body["checks"]["postgres"] == "ok"
+    assert body["checks"]["redis"] != "ok"
+
+
+async def test_ready_is_503_naming_postgres_when_postgres_is_unreachable(settings, tmp_path):
+    gone = f"postgresql://postgres:@/postgres?host={tmp_path}"
+    response = await _ready(
+        msgspec.structs.replace(settings, database_url=gone, ready_timeout_seconds=1.0)
+    )
+    assert response.status_code == 503
+    body = response.json()
+    assert body["detail"].startswith("Not ready: postgres")
+    assert body["checks"]["redis"] == "ok"
+    assert body["checks"]["postgres"] != "ok"
+
+
+async def test_ready_is_503_naming_migrations_when_the_database_is_behind(settings, database_url):
+    downgrade(database_url, "base")
+    response = await _ready(settings)
+    assert response.status_code == 503
+    assert response.json()["detail"] == "Not ready: migrations"
+    assert "litebase migrate" in response.json()["checks"]["migrations"]
+
+
+async def test_metrics_are_exposed_for_prometheus(client):
+    await client.get("/health")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert "litebase_requests_total" in response.text
+
+
+async def test_openapi_is_3_1_with_docs(client):
+    document = (await client.get("/schema/openapi.json")).json()
+    assert document["openapi"].startswith("3.1")
+    assert {"/health", "/ready"} <= set(document["paths"])
+    assert (await client.get("/schema")).status_code == 200
+
+
+async def test_every_response_carries_a_request_id(client):
+    generated = await client.get("/health")
+    assert len(generated.headers["x-request-id"]) == 32
+    echoed = await client.get("/health", headers={"x-request-id": "trace-me-123"})
+    assert echoed.headers["x-request-id"] == "trace-me-123"
+
+
+async def test_unknown_route_is_problem_json(client):
+    response = await client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["title"] == "Not Found"
+
+
+class Echo(msgspec.Struct):
+    text: str
+    count: int
+
+
+@post("/test/echo", sync_to_thread=False)
+def echo(data: Echo) -> Echo:
+    return data
+
+
+@post("/test/boom", sync_to_thread=False)
+def boom() -> None:
+    raise RuntimeError("secret internal detail")
+
+
+@pytest.fixture
+async def app_client(settings):
+    small = msgspec.structs.replace(settings, max_body_bytes=64)
+    async with AsyncTestClient(create_app(small, route_handlers=[echo, boom])) as test_client:
+        yield test_client
+
+
+async def test_a_body_over_max_body_bytes_is_413(app_client):
+    fits = await app_client.post("/test/echo", json={"text": "hi", "count": 1})
+    assert fits.status_code == 201
+    response = await app_client.post("/test/echo", json={"text": "x" * 100, "count": 1})
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert "MAX_BODY_BYTES" in response.json()["detail"]
+
+
+async def test_a_bad_field_is_named_in_errors(app_client):
+    response = await app_client.post("/test/echo", json={"text": "hi", "count": "many"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["errors"][0]["field"] == "count"
+    assert body["title"] == "Bad Request"
+
+
+async def test_an_unexpected_error_is_500_without_a_stack_trace(app_client):
+    response = await app_client.post("/test/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith(PROBLEM)
+    text = response.text
+    assert "secret internal detail" not in text
+    assert "Traceback" not in text
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+def test_prod_app_refuses_a_placeholder_secret(services: Services):
+    from backend.config import SettingsError
+
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        settings_from_env({"LITEBASE_ENV": "prod", "SECRET_KEY": "change-me"})

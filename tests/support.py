@@ -1,0 +1,107 @@
+"""Test helpers: the embedded services once per session, and a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from backend.db.migrate import upgrade
+from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis
+from backend.lib.urls import libpq_database_url
+
+TEMPLATE_DATABASE = "litebase_test_template"
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}?db={db}"
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Services:
+    """Where the session's Postgres and Redis are; the admin URL points at the maintenance db."""
+
+    postgres_admin_url: str
+    redis_url: str
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(libpq_database_url(self.postgres_admin_url), autocommit=True)
+
+    def create_database(self, name: str, *, template: str | None = TEMPLATE_DATABASE) -> str:
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if template:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(name), sql.Identifier(template)
+                    )
+                )
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return with_database(self.postgres_admin_url, name)
+
+    def drop_database(self, name: str) -> None:
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    @contextmanager
+    def fresh_database(self, *, migrated: bool = True) -> Iterator[str]:
+        name = f"lbt_{uuid.uuid4().hex[:12]}"
+        url = self.create_database(name, template=TEMPLATE_DATABASE if migrated else "template0")
+        try:
+            yield url
+        finally:
+            self.drop_database(name)
+
+    def prepare_template(self) -> None:
+        url = self.create_database(TEMPLATE_DATABASE, template=None)
+        upgrade(url)
+
+
+@contextmanager
+def start_services() -> Iterator[Services]:
+    """Postgres and Redis for the test session: DATABASE_URL / REDIS_URL if set, else embedded."""
+    root = Path(tempfile.mkdtemp(prefix="lbt-", dir="/tmp"))
+    postgres: EmbeddedPostgres | None = None
+    redis_server: EmbeddedRedis | None = None
+    try:
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            postgres = EmbeddedPostgres(root / "pg")
+            database_url = postgres.start()
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis_server = EmbeddedRedis(root / "redis", persistent=False)
+            redis_url = redis_server.start()
+        services = Services(postgres_admin_url=database_url, redis_url=redis_url)
+        services.prepare_template()
+        yield services
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+        if postgres is not None:
+            postgres.stop()

@@ -1,0 +1,74 @@
+import pytest
+
+from backend.config import DEV_SECRET_KEY, SettingsError, settings_from_env
+
+STRONG_KEY = "k" * 48
+
+
+@pytest.mark.parametrize(
+    ("environ", "field", "expected"),
+    [
+        ({}, "env", "dev"),
+        ({"LITEBASE_ENV": "test"}, "env", "test"),
+        ({"MAX_BODY_BYTES": "2048"}, "max_body_bytes", 2048),
+        ({"CORS_ORIGINS": "https://a.example, https://b.example"}, "cors_origins",
+         ("https://a.example", "https://b.example")),
+        ({"READY_TIMEOUT_SECONDS": "0.5"}, "ready_timeout_seconds", 0.5),
+        ({"LITEBASE_DATA_DIR": "/srv/lb"}, "data_dir", "/srv/lb"),
+        ({"DATABASE_URL": ""}, "database_url", None),
+    ],
+)
+def test_settings_are_read_from_the_environment(environ, field, expected):
+    assert getattr(settings_from_env(environ), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES"),
+        ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),
+        ({"LITEBASE_ENV": "staging"}, "LITEBASE_ENV"),
+        ({"CELERY_MAX_DELIVERIES": "0"}, "CELERY_MAX_DELIVERIES"),
+    ],
+)
+def test_a_bad_setting_is_refused_with_its_variable_named(environ, message):
+    with pytest.raises(SettingsError, match=message):
+        settings_from_env(environ)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [None, "", "change-me", "changeme", DEV_SECRET_KEY, "short-but-not-a-placeholder"],
+)
+def test_prod_refuses_a_missing_placeholder_or_short_secret(secret):
+    environ = {"LITEBASE_ENV": "prod"}
+    if secret is not None:
+        environ["SECRET_KEY"] = secret
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        settings_from_env(environ)
+
+
+def test_prod_starts_with_a_strong_secret():
+    settings = settings_from_env({"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY})
+    assert settings.secret_key == STRONG_KEY
+
+
+def test_dev_and_test_run_with_the_dev_secret():
+    for env in ("dev", "test"):
+        assert settings_from_env({"LITEBASE_ENV": env}).secret_key == DEV_SECRET_KEY
+
+
+def test_overrides_win_over_the_environment():
+    settings = settings_from_env({"MAX_BODY_BYTES": "10"}, max_body_bytes=20)
+    assert settings.max_body_bytes == 20
+
+
+def test_every_setting_is_listed_in_env_example():
+    from pathlib import Path
+
+    from backend.config import _ENV_ALIASES, Settings
+
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    listed = {line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
+    for name in Settings.__struct_fields__:
+        assert _ENV_ALIASES.get(name, name.upper()) in listed, name
