@@ -11,7 +11,7 @@ import msgspec
 
 Environment = Literal["dev", "test", "prod"]
 
-DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-prod"
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-prod"  # noqa: S105
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", DEV_SECRET_KEY})
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -47,7 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(
                     "SECRET_KEY is missing or a placeholder; LITEBASE_ENV=prod refuses to start. "
-                    'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                    "Generate one with: "
+                    'python -c "import secrets; print(secrets.token_urlsafe(48))"'
                 )
             if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
                 raise SettingsError(
@@ -81,7 +82,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        # msgspec reports the field as "... - at `$.max_body_bytes`"; __post_init__ errors have none.
+        # msgspec ends with " - at `$.max_body_bytes`"; __post_init__ errors name no field.
         message, _, where = str(exc).partition(" - at `$.")
         if not where:
             raise SettingsError(message) from exc

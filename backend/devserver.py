@@ -79,7 +79,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+            preexec_fn=_die_with_parent,
         )
         assert self.process.stdout is not None
         self.reader = threading.Thread(
@@ -215,8 +215,10 @@ def run_dev(
         children = [
             Child(
                 "api",
-                [python, "-m", "uvicorn", "backend.app:create_app", "--factory"]
-                + ["--host", host, "--port", str(port), "--no-access-log"],
+                [
+                    *(python, "-m", "uvicorn", "backend.app:create_app", "--factory"),
+                    *("--host", host, "--port", str(port), "--no-access-log"),
+                ],
             )
         ]
         if with_worker:
@@ -224,8 +226,10 @@ def run_dev(
                 Child("worker", [python, "-m", "backend.cli", "worker"]),
                 Child(
                     "beat",
-                    [python, "-m", "backend.cli", "beat", "--schedule"]
-                    + [str(data_dir / "celerybeat-schedule")],
+                    [
+                        *(python, "-m", "backend.cli", "beat"),
+                        *("--schedule", str(data_dir / "celerybeat-schedule")),
+                    ],
                 ),
             ]
         for child in children:

@@ -53,7 +53,9 @@ class Services:
 
     def create_database(self, name: str, *, template: str | None = TEMPLATE_DATABASE) -> str:
         with self.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
             if template:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -66,7 +68,9 @@ class Services:
 
     def drop_database(self, name: str) -> None:
         with self.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
     @contextmanager
     def fresh_database(self, *, migrated: bool = True) -> Iterator[str]:

@@ -30,7 +30,7 @@ class LitebaseCelery(Celery):
         return self._redis
 
 
-class LitebaseTask(Task):  # type: ignore[misc]
+class LitebaseTask(Task[Any, Any]):
     """Base task: refuses to run a message delivered more often than CELERY_MAX_DELIVERIES.
 
     With ``acks_late`` and ``task_reject_on_worker_lost`` a task that kills its worker (out of

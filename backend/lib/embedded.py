@@ -45,11 +45,12 @@ class EmbeddedPostgres:
         return uri
 
     def start(self) -> str:
-        import pgserver  # imported late: it is only needed when no DATABASE_URL is set
+        # Imported late: only needed when no DATABASE_URL is set.
+        from pgserver.postgres_server import get_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
         except Exception as exc:
             log_file = self.data_dir / "log"
             tail = log_file.read_text()[-2000:] if log_file.exists() else ""

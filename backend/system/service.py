@@ -46,11 +46,12 @@ async def check_redis(client: Redis) -> None:
     await client.ping()
 
 
-async def _run(check: Callable[[], Awaitable[None]], timeout: float) -> str:
+async def _run(check: Callable[[], Awaitable[None]], seconds: float) -> str:
     try:
-        await asyncio.wait_for(check(), timeout)
+        async with asyncio.timeout(seconds):
+            await check()
     except TimeoutError:
-        return f"timed out after {timeout}s"
+        return f"timed out after {seconds}s"
     except CheckFailed as exc:
         return str(exc)
     except Exception as exc:
@@ -59,14 +60,14 @@ async def _run(check: Callable[[], Awaitable[None]], timeout: float) -> str:
 
 
 async def readiness(
-    engine: AsyncEngine, redis: Redis, heads: frozenset[str], timeout: float
+    engine: AsyncEngine, redis: Redis, heads: frozenset[str], seconds: float
 ) -> Readiness:
     postgres, redis_result = await asyncio.gather(
-        _run(lambda: check_postgres(engine), timeout),
-        _run(lambda: check_redis(redis), timeout),
+        _run(lambda: check_postgres(engine), seconds),
+        _run(lambda: check_redis(redis), seconds),
     )
     migrations = (
-        await _run(lambda: check_migrations(engine, heads), timeout)
+        await _run(lambda: check_migrations(engine, heads), seconds)
         if postgres == "ok"
         else "unknown: postgres is unreachable"
     )

@@ -8,9 +8,16 @@ from backend.lib.urls import libpq_database_url
 
 def _tables_and_functions(url: str) -> tuple[set[str], set[str], str | None]:
     with psycopg.connect(libpq_database_url(url)) as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        functions = {r[0] for r in conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'litebase%'")}
-        vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        functions = {
+            r[0] for r in conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'litebase%'")
+        }
+        vector = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
     return tables, functions, vector[0] if vector else None
 
 

@@ -10,7 +10,9 @@ from backend.lib.urls import libpq_database_url
 @pytest.fixture
 def conn(database_url):
     with psycopg.connect(libpq_database_url(database_url), autocommit=True) as connection:
-        connection.execute("CREATE TABLE gadgets (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text)")
+        connection.execute(
+            "CREATE TABLE gadgets (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text)"
+        )
         connection.execute(attach_outbox_sql("gadgets"))
         yield connection
 

@@ -11,8 +11,11 @@ STRONG_KEY = "k" * 48
         ({}, "env", "dev"),
         ({"LITEBASE_ENV": "test"}, "env", "test"),
         ({"MAX_BODY_BYTES": "2048"}, "max_body_bytes", 2048),
-        ({"CORS_ORIGINS": "https://a.example, https://b.example"}, "cors_origins",
-         ("https://a.example", "https://b.example")),
+        (
+            {"CORS_ORIGINS": "https://a.example, https://b.example"},
+            "cors_origins",
+            ("https://a.example", "https://b.example"),
+        ),
         ({"READY_TIMEOUT_SECONDS": "0.5"}, "ready_timeout_seconds", 0.5),
         ({"LITEBASE_DATA_DIR": "/srv/lb"}, "data_dir", "/srv/lb"),
         ({"DATABASE_URL": ""}, "database_url", None),
@@ -69,6 +72,8 @@ def test_every_setting_is_listed_in_env_example():
     from backend.config import _ENV_ALIASES, Settings
 
     example = (Path(__file__).parents[2] / ".env.example").read_text()
-    listed = {line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
+    listed = {
+        line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line
+    }
     for name in Settings.__struct_fields__:
         assert _ENV_ALIASES.get(name, name.upper()) in listed, name

@@ -31,6 +31,10 @@ def test_an_oversized_body_says_which_limit():
 
 def test_http_errors_keep_status_and_detail():
     problem = problem_from_http_exception(NotFoundException("No such record"))
-    assert (problem.status_code, problem.title, problem.detail) == (404, "Not Found", "No such record")
+    assert (problem.status_code, problem.title, problem.detail) == (
+        404,
+        "Not Found",
+        "No such record",
+    )
     teapot = problem_from_http_exception(HTTPException(status_code=418))
     assert (teapot.status_code, teapot.title) == (418, HTTPStatus(418).phrase)

@@ -14,14 +14,24 @@ SOCKET_URL = "postgresql://postgres:@/postgres?host=/tmp/lb/pg"
     ("convert", "url", "expected"),
     [
         (async_database_url, "postgres://u:p@h:5432/db", "postgresql+asyncpg://u:p@h:5432/db"),
-        (async_database_url, SOCKET_URL, "postgresql+asyncpg://postgres:@/postgres?host=/tmp/lb/pg"),
+        (
+            async_database_url,
+            SOCKET_URL,
+            "postgresql+asyncpg://postgres:@/postgres?host=/tmp/lb/pg",
+        ),
         (sync_database_url, "postgresql+asyncpg://u@h/db", "postgresql+psycopg://u@h/db"),
-        (libpq_database_url, "postgresql+psycopg://u@h/db?sslmode=require",
-         "postgresql://u@h/db?sslmode=require"),
+        (
+            libpq_database_url,
+            "postgresql+psycopg://u@h/db?sslmode=require",
+            "postgresql://u@h/db?sslmode=require",
+        ),
         (celery_redis_url, "redis://h:6379/0", "redis://h:6379/0"),
         (celery_redis_url, "unix:///tmp/r/redis.sock", "redis+socket:///tmp/r/redis.sock"),
-        (celery_redis_url, "unix:///tmp/r/redis.sock?db=3",
-         "redis+socket:///tmp/r/redis.sock?virtual_host=3"),
+        (
+            celery_redis_url,
+            "unix:///tmp/r/redis.sock?db=3",
+            "redis+socket:///tmp/r/redis.sock?virtual_host=3",
+        ),
     ],
 )
 def test_urls_are_spelled_for_each_driver(convert, url, expected):

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run over psycopg 3 (sync), the URL given by backend.db.migrate."""
+"""Alembic environment: migrations run over psycopg 3 (sync); backend.db.migrate sets the URL."""
 
 from __future__ import annotations
 

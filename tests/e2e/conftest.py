@@ -1,0 +1,122 @@
+"""The real stack for the e2e suite: the API under uvicorn and a Celery worker, as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import Services, free_port, with_redis_db
+
+E2E_REDIS_DB = 2
+E2E_DATABASE = "litebase_e2e"
+ROOT = Path(__file__).parents[2]
+
+
+@dataclass
+class Stack:
+    base_url: str
+    env: dict[str, str]
+    database_url: str
+    redis_url: str
+    log_dir: Path
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    database_url = services.create_database(E2E_DATABASE)
+    redis_url = with_redis_db(services.redis_url, E2E_REDIS_DB)
+    log_dir = tmp_path_factory.mktemp("e2e-logs")
+    port = free_port()
+    env = {
+        **os.environ,
+        "LITEBASE_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "MAX_BODY_BYTES": "4096",
+        "CELERY_MAX_DELIVERIES": "3",
+        "PYTHONUNBUFFERED": "1",
+    }
+    api = _spawn(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.e2e.app:create_app_with_test_routes",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        log_dir / "api.log",
+    )
+    worker = _spawn(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "worker",
+            "--concurrency",
+            "1",
+            "--include",
+            "tests.e2e.worker_tasks",
+        ],
+        env,
+        log_dir / "worker.log",
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_for(f"{base_url}/ready", api, log_dir / "api.log")
+        yield Stack(base_url, env, database_url, redis_url, log_dir)
+    finally:
+        _stop(api)
+        _stop(worker)
+        services.drop_database(E2E_DATABASE)
