@@ -65,3 +65,23 @@ def test_a_task_that_kills_its_worker_is_redelivered_a_bounded_number_of_times(s
     assert (
         app.send_task("system.ping", args=["still here"]).get(timeout=30)["payload"] == "still here"
     )
+
+
+def test_the_api_process_refuses_to_start_in_prod_with_a_placeholder_secret(stack):
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    env = {**stack.env, "LITEBASE_ENV": "prod", "SECRET_KEY": "change-me"}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY is missing or a placeholder" in result.stderr

@@ -10,10 +10,9 @@ from litestar import post
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
-from backend.config import Settings, settings_from_env
+from backend.config import Settings
 from backend.db.migrate import downgrade
 from backend.lib.embedded import EmbeddedRedis
-from tests.support import Services
 
 PROBLEM = "application/problem+json"
 
@@ -148,8 +147,16 @@ async def test_an_unexpected_error_is_500_without_a_stack_trace(app_client):
     assert response.json()["request_id"] == response.headers["x-request-id"]
 
 
-def test_prod_app_refuses_a_placeholder_secret(services: Services):
-    from backend.config import SettingsError
+def test_create_app_refuses_prod_with_a_placeholder_secret(monkeypatch, database_url, redis_url):
+    from backend.config import SettingsError, get_settings
 
-    with pytest.raises(SettingsError, match="SECRET_KEY"):
-        settings_from_env({"LITEBASE_ENV": "prod", "SECRET_KEY": "change-me"})
+    monkeypatch.setenv("LITEBASE_ENV", "prod")
+    monkeypatch.setenv("SECRET_KEY", "change-me")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="SECRET_KEY"):
+            create_app()
+    finally:
+        get_settings.cache_clear()
