@@ -37,12 +37,47 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     celery_visibility_timeout_seconds: int = 3600
     celery_max_deliveries: int = 3
     data_dir: str = ".litebase"
+    public_url: str = "http://127.0.0.1:8000"
+    # auth
+    access_token_ttl_seconds: int = 900
+    refresh_reuse_grace_seconds: int = 10
+    session_idle_timeout_days: int = 30
+    jwt_issuer: str = "litebase"
+    jwt_audience: str = "litebase"
+    auth_require_verified_email: bool = False
+    auth_failed_signin_limit: int = 10
+    auth_failed_signin_window_seconds: int = 900
+    rate_limit_signup_per_minute: int = 30
+    rate_limit_token_per_minute: int = 60
+    rate_limit_password_per_minute: int = 10
+    verify_token_ttl_seconds: int = 86_400
+    reset_token_ttl_seconds: int = 3_600
+    invitation_ttl_seconds: int = 7 * 86_400
+    # mail
+    mail_backend: Literal["console", "smtp"] = "console"
+    mail_from: str = "Litebase <no-reply@localhost>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
             raise SettingsError("MAX_BODY_BYTES must be a positive number of bytes")
         if self.celery_max_deliveries < 1:
             raise SettingsError("CELERY_MAX_DELIVERIES must be at least 1")
+        for name in (
+            "access_token_ttl_seconds",
+            "auth_failed_signin_limit",
+            "auth_failed_signin_window_seconds",
+            "rate_limit_signup_per_minute",
+            "rate_limit_token_per_minute",
+            "rate_limit_password_per_minute",
+            "session_idle_timeout_days",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
         if self.env == "prod":
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(

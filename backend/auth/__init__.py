@@ -1,0 +1,1 @@
+"""Auth: users, sessions with rotating refresh tokens, API keys and the email flows."""

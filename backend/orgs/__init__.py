@@ -1,0 +1,1 @@
+"""Organizations (tenants): members with roles, and invitations by mail."""
