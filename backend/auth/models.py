@@ -59,6 +59,9 @@ class ApiKey(UUIDv7AuditBase):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[UUID | None] = mapped_column(
+        ForeignKey("orgs.id", ondelete="SET NULL"), default=None
+    )
     is_service: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)

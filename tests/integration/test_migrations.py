@@ -44,3 +44,12 @@ def test_downgrade_to_base_and_up_again(services):
         tables, functions, _ = _tables_and_functions(url)
         assert "outbox" in tables
         assert "litebase_outbox_capture" in functions
+
+
+def test_the_models_and_the_migrations_agree(database_url):
+    """`alembic check`: autogenerate finds nothing the migrations have not already done."""
+    from alembic import command
+
+    from backend.db.migrate import alembic_config
+
+    command.check(alembic_config(database_url))

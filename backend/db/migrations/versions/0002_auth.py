@@ -36,30 +36,6 @@ def upgrade() -> None:
         "users_email_lower_key", "users", [sa.literal_column("lower(email)")], unique=True
     )
     op.create_table(
-        "auth_api_keys",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("user_id", sa.Uuid(), nullable=False),
-        sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("prefix", sa.String(length=16), nullable=False),
-        sa.Column("key_hash", sa.String(length=64), nullable=False),
-        sa.Column("is_service", sa.Boolean(), server_default="false", nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_auth_api_keys_user_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_api_keys")),
-        sa.UniqueConstraint("key_hash", name=op.f("uq_auth_api_keys_key_hash")),
-    )
-    op.create_index(op.f("ix_auth_api_keys_user_id"), "auth_api_keys", ["user_id"], unique=False)
-    op.create_table(
         "auth_email_tokens",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
@@ -95,6 +71,34 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_orgs")),
     )
+    op.create_table(
+        "auth_api_keys",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("org_id", sa.Uuid(), nullable=True),
+        sa.Column("is_service", sa.Boolean(), server_default="false", nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_auth_api_keys_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_auth_api_keys_org_id_orgs"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_api_keys")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_auth_api_keys_key_hash")),
+    )
+    op.create_index(op.f("ix_auth_api_keys_user_id"), "auth_api_keys", ["user_id"], unique=False)
     op.create_table(
         "auth_sessions",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -207,10 +211,10 @@ def downgrade() -> None:
     op.drop_table("org_invitations")
     op.drop_index(op.f("ix_auth_sessions_user_id"), table_name="auth_sessions")
     op.drop_table("auth_sessions")
+    op.drop_index(op.f("ix_auth_api_keys_user_id"), table_name="auth_api_keys")
+    op.drop_table("auth_api_keys")
     op.drop_table("orgs")
     op.drop_index(op.f("ix_auth_email_tokens_user_id"), table_name="auth_email_tokens")
     op.drop_table("auth_email_tokens")
-    op.drop_index(op.f("ix_auth_api_keys_user_id"), table_name="auth_api_keys")
-    op.drop_table("auth_api_keys")
     op.drop_index("users_email_lower_key", table_name="users")
     op.drop_table("users")

@@ -1,0 +1,117 @@
+"""Secrets Litebase hands out and checks: passwords, opaque tokens, and signed access tokens.
+
+Nothing here touches the database; the service decides what each secret means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import jwt
+import msgspec
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+# OWASP's argon2id floor: 19 MiB of memory, 2 passes.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1, type=Type.ID)
+# Verified against when the email is unknown, so both paths cost the same.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+JWT_ALGORITHM = "HS256"
+REFRESH_TOKEN_PREFIX = "lbr_"
+API_KEY_PREFIX = "lb_"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant-time check; with no hash (unknown user) it still pays for one verification."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def password_needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)
+
+
+def new_token(prefix: str = "") -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256 random bits: a plain SHA-256 is enough to store them (unlike passwords)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def same_secret(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
+    sub: UUID
+    sid: UUID
+    role: str
+    org: UUID | None
+    iat: int
+    exp: int
+    iss: str
+    aud: str
+
+
+class InvalidAccessToken(Exception):
+    """The bearer token is not an access token this server issued, or it has expired."""
+
+
+def issue_access_token(
+    *,
+    secret_key: str,
+    user_id: UUID,
+    session_id: UUID,
+    role: str,
+    org_id: UUID | None,
+    now: datetime,
+    ttl: timedelta,
+    issuer: str,
+    audience: str,
+) -> str:
+    claims = {
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "role": role,
+        "org": str(org_id) if org_id else None,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+        "iss": issuer,
+        "aud": audience,
+    }
+    return jwt.encode(claims, secret_key, algorithm=JWT_ALGORITHM)
+
+
+def read_access_token(
+    token: str, *, secret_key: str, now: datetime, issuer: str, audience: str
+) -> AccessClaims:
+    """Verify signature (HS256 only), issuer, audience and expiry against ``now``."""
+    try:
+        payload = jwt.decode(
+            token,
+            secret_key,
+            algorithms=[JWT_ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            # Expiry is checked below against the app's clock, so tests can move time.
+            options={"require": ["exp", "iat", "sub", "sid", "iss", "aud"], "verify_exp": False},
+        )
+        claims = msgspec.convert(payload, AccessClaims)
+    except (jwt.PyJWTError, msgspec.ValidationError) as exc:
+        raise InvalidAccessToken(str(exc)) from exc
+    if claims.exp <= now.timestamp():
+        raise InvalidAccessToken("the access token has expired")
+    return claims

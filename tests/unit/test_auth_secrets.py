@@ -1,0 +1,103 @@
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import jwt
+import pytest
+
+from backend.auth.secrets import (
+    InvalidAccessToken,
+    hash_password,
+    hash_token,
+    issue_access_token,
+    new_token,
+    read_access_token,
+    verify_password,
+)
+
+KEY = "k" * 48
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+COMMON = {"issuer": "litebase", "audience": "litebase"}
+
+
+def _issue(**overrides):
+    values = {
+        "secret_key": KEY,
+        "user_id": uuid4(),
+        "session_id": uuid4(),
+        "role": "user",
+        "org_id": None,
+        "now": NOW,
+        "ttl": timedelta(minutes=15),
+        **COMMON,
+    }
+    values.update(overrides)
+    return issue_access_token(**values)
+
+
+def _read(token, now=NOW, **overrides):
+    return read_access_token(token, secret_key=overrides.pop("secret_key", KEY), now=now, **{**COMMON, **overrides})
+
+
+def test_passwords_hash_with_argon2id_and_verify():
+    hashed = hash_password("correct horse battery")
+    assert hashed.startswith("$argon2id$")
+    assert "m=19456" in hashed and "t=2" in hashed
+    assert verify_password(hashed, "correct horse battery")
+    assert not verify_password(hashed, "wrong")
+    assert not verify_password(None, "anything")
+
+
+def test_tokens_are_random_and_stored_as_hashes():
+    a, b = new_token("lbr_"), new_token("lbr_")
+    assert a != b and a.startswith("lbr_") and len(a) > 40
+    assert hash_token(a) == hash_token(a) != hash_token(b)
+    assert len(hash_token(a)) == 64
+
+
+def test_a_fresh_access_token_reads_back_its_claims():
+    org = uuid4()
+    claims = _read(_issue(role="admin", org_id=org))
+    assert claims.role == "admin" and claims.org == org
+    assert claims.exp - claims.iat == 900
+
+
+def _forged(header_alg, key=KEY, **claims):
+    payload = {
+        "sub": str(uuid4()),
+        "sid": str(uuid4()),
+        "role": "admin",
+        "org": None,
+        "iat": int(NOW.timestamp()),
+        "exp": int((NOW + timedelta(minutes=5)).timestamp()),
+        "iss": "litebase",
+        "aud": "litebase",
+        **claims,
+    }
+    payload = {k: v for k, v in payload.items() if v != "DROP"}
+    return jwt.encode(payload, key, algorithm=header_alg)
+
+
+@pytest.mark.parametrize(
+    ("label", "token"),
+    [
+        ("alg none", _forged("none", key=None)),
+        ("another key", _forged("HS256", key="x" * 48)),
+        ("HS512 with our key", _forged("HS512")),
+        ("wrong audience", _forged("HS256", aud="someone-else")),
+        ("wrong issuer", _forged("HS256", iss="evil")),
+        ("no exp", _forged("HS256", exp="DROP")),
+        ("no sid", _forged("HS256", sid="DROP")),
+        ("expired", _forged("HS256", exp=int((NOW - timedelta(seconds=1)).timestamp()))),
+        ("garbage", "not.a.jwt"),
+    ],
+)
+def test_tokens_we_did_not_issue_or_that_expired_are_refused(label, token):
+    with pytest.raises(InvalidAccessToken):
+        _read(token)
+
+
+def test_an_access_token_expires_on_the_clock():
+    token = _issue()
+    assert _read(token, now=NOW + timedelta(minutes=14, seconds=59))
+    with pytest.raises(InvalidAccessToken, match="expired"):
+        _read(token, now=NOW + timedelta(minutes=15))
