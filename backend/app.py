@@ -19,7 +19,9 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
@@ -30,7 +32,13 @@ from backend.db.migrate import head_revisions
 from backend.lib.urls import async_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
 from backend.problems import problem_details_config
+from backend.auth.deps import AUTH_DEPENDENCIES
+from backend.auth.routes import auth_routers
+from backend.lib.clock import Clock, SystemClock
+from backend.mail.service import Mailer
+from backend.orgs.routes import InvitationController, OrgController
 from backend.system.routes import SystemController
+from workers.celery_app import create_celery_app
 
 
 class MetricsController(PrometheusController):
@@ -55,23 +63,27 @@ def create_app(
     settings: Settings | None = None,
     *,
     route_handlers: Sequence[ControllerRouterHandler] = (),
+    clock: Clock | None = None,
 ) -> Litestar:
-    """Build the API. ``route_handlers`` adds an app's own routes beside Litebase's."""
+    """Build the API. ``route_handlers`` adds an app's own routes beside Litebase's;
+    ``clock`` lets tests move time."""
     settings = settings or get_settings()
     if not settings.database_url:
         raise SettingsError("DATABASE_URL is not set (`litebase dev` sets it for you)")
     if not settings.redis_url:
         raise SettingsError("REDIS_URL is not set (`litebase dev` sets it for you)")
     configure_logging(settings)
-    redis_url = settings.redis_url
+    # Clients connect lazily: nothing here talks to Redis or the broker yet.
+    redis = Redis.from_url(settings.redis_url)
+    celery = create_celery_app(settings)
 
     @asynccontextmanager
-    async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.redis = Redis.from_url(redis_url)
+    async def close_clients(app: Litestar) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await app.state.redis.aclose()
+            await redis.aclose()
+            celery.close()
 
     prometheus = PrometheusConfig(
         app_name="litebase",
@@ -83,18 +95,36 @@ def create_app(
     def provide_settings() -> Settings:
         return settings
 
-    dependencies: dict[str, Any] = {"settings": Provide(provide_settings, sync_to_thread=False)}
+    dependencies: dict[str, Any] = {
+        "settings": Provide(provide_settings, sync_to_thread=False),
+        **AUTH_DEPENDENCIES,
+    }
 
     return Litestar(
-        route_handlers=[SystemController, MetricsController, *route_handlers],
+        route_handlers=[
+            SystemController,
+            MetricsController,
+            *auth_routers(settings),
+            OrgController,
+            InvitationController,
+            *route_handlers,
+        ],
         plugins=[
             SQLAlchemyPlugin(config=_database_config(settings, settings.database_url)),
             ProblemDetailsPlugin(problem_details_config()),
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
-        lifespan=[redis_lifespan],
+        lifespan=[close_clients],
         dependencies=dependencies,
-        state=State({"migration_heads": head_revisions()}),
+        stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
+        state=State(
+            {
+                "migration_heads": head_revisions(),
+                "redis": redis,
+                "clock": clock or SystemClock(),
+                "mailer": Mailer(celery),
+            }
+        ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
         if settings.cors_origins
         else None,
@@ -104,6 +134,15 @@ def create_app(
             description="Auth, collections, realtime, vectors, model gateway and jobs.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An access token from /auth/token, or an API key (lb_…)",
+                    )
+                }
+            ),
         ),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,

@@ -62,11 +62,20 @@ def problem_from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     phrase = HTTPStatus(status).phrase
     detail = exc.detail if exc.detail and exc.detail != phrase else ""
     if isinstance(exc, ValidationException):
-        return Problem(status, detail or "The request is not valid", errors=_field_errors(exc))
+        errors = _field_errors(exc)
+        # A body that parses but has a field at fault is 422; one that does not parse stays 400.
+        if errors and status == HTTPStatus.BAD_REQUEST:
+            status = HTTPStatus.UNPROCESSABLE_ENTITY
+        return Problem(status, detail or "The request is not valid", errors=errors)
+    headers = dict(exc.headers or {})
     if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
         detail = "The request body is larger than the server accepts (MAX_BODY_BYTES)"
+    if status == HTTPStatus.TOO_MANY_REQUESTS and "Retry-After" not in headers:
+        # Litestar's rate limiter says when the window resets; clients read Retry-After.
+        headers["Retry-After"] = headers.get("RateLimit-Reset", "60")
+        detail = detail or "Too many requests; slow down and retry after the given seconds"
     extra = exc.extra if isinstance(exc.extra, dict) else {}
-    return Problem(status, detail or phrase, headers=exc.headers, **extra)
+    return Problem(status, detail or phrase, headers=headers or None, **extra)
 
 
 def problem_from_unexpected(exc: Exception) -> ProblemDetailsException:

@@ -14,7 +14,7 @@ from backend.lib.urls import celery_redis_url
 
 log = get_task_logger(__name__)
 
-TASK_MODULES = ["workers.tasks.system"]
+TASK_MODULES = ["workers.tasks.system", "workers.tasks.mail"]
 
 
 class LitebaseCelery(Celery):

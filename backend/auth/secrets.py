@@ -22,7 +22,7 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1, type=Ty
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 JWT_ALGORITHM = "HS256"
-REFRESH_TOKEN_PREFIX = "lbr_"
+REFRESH_TOKEN_PREFIX = "lbr_"  # noqa: S105 - a prefix, not a secret
 API_KEY_PREFIX = "lb_"
 
 

@@ -131,10 +131,10 @@ async def test_a_body_over_max_body_bytes_is_413(app_client):
 
 async def test_a_bad_field_is_named_in_errors(app_client):
     response = await app_client.post("/test/echo", json={"text": "hi", "count": "many"})
-    assert response.status_code == 400
+    assert response.status_code == 422
     body = response.json()
     assert body["errors"][0]["field"] == "count"
-    assert body["title"] == "Bad Request"
+    assert body["title"] == "Unprocessable Entity"
 
 
 async def test_an_unexpected_error_is_500_without_a_stack_trace(app_client):

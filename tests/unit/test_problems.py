@@ -16,8 +16,8 @@ def test_validation_errors_name_the_field_at_fault():
         extra=[{"message": "Expected `int`, got `str`", "key": "age", "source": "body"}],
     )
     problem = problem_from_http_exception(exc)
-    assert problem.status_code == 400
-    assert problem.title == "Bad Request"
+    assert problem.status_code == 422
+    assert problem.title == "Unprocessable Entity"
     assert problem.extra["errors"] == [
         {"field": "age", "message": "Expected `int`, got `str`", "source": "body"}
     ]

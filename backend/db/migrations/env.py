@@ -11,7 +11,9 @@ from backend.db.base import metadata
 config = context.config
 
 
-def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     # Tables made by hand-written migrations (outbox) are not in the metadata: leave them be.
     return not (type_ == "table" and reflected and compare_to is None)
 

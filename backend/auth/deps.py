@@ -1,0 +1,64 @@
+"""Dependencies for handlers: the auth service, and who is calling (optional, required, admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.service import AuthService, ClientInfo, Principal, unauthorized
+from backend.config import Settings
+from backend.problems import Problem
+
+
+async def provide_auth_service(
+    db_session: AsyncSession, state: State, settings: Settings
+) -> AuthService:
+    return AuthService(db_session, state.redis, settings, state.clock, state.mailer)
+
+
+async def provide_principal(
+    request: Request[Any, Any, Any], auth_service: AuthService
+) -> Principal | None:
+    """The caller, or None when no Authorization header was sent. A bad one is 401."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("Send Authorization: Bearer <access token or API key>", "invalid_token")
+    return await auth_service.authenticate(token.strip())
+
+
+async def provide_current(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise unauthorized(
+            "Sign in first: send Authorization: Bearer <access token or API key>",
+            "unauthenticated",
+        )
+    return principal
+
+
+async def provide_admin(current: Principal) -> Principal:
+    if not current.is_admin:
+        raise Problem(403, "Only admins may do this", code="forbidden")
+    return current
+
+
+def provide_client_info(request: Request[Any, Any, Any]) -> ClientInfo:
+    return ClientInfo(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+AUTH_DEPENDENCIES: dict[str, Provide] = {
+    "auth_service": Provide(provide_auth_service),
+    "principal": Provide(provide_principal),
+    "current": Provide(provide_current),
+    "admin": Provide(provide_admin),
+    "client": Provide(provide_client_info, sync_to_thread=False),
+}

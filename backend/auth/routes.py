@@ -1,0 +1,206 @@
+"""HTTP routes for /auth and /admin: parse, call the auth service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Router, delete, get, patch, post
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from backend.auth.schemas import (
+    Accepted,
+    AdminUserUpdate,
+    ApiKeyView,
+    CreatedApiKey,
+    ForgotPassword,
+    NewApiKey,
+    ResetPassword,
+    SessionView,
+    SignUp,
+    TokenRequest,
+    TokenResponse,
+    UpdateMe,
+    UserView,
+    VerifyRequest,
+)
+from backend.auth.service import AuthService, ClientInfo, Principal, user_view
+from backend.config import Settings
+from backend.problems import Problem
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _missing(*fields: str) -> Problem:
+    return Problem(
+        422,
+        "Missing fields for this grant_type: " + ", ".join(fields),
+        errors=[{"field": f, "message": "required", "source": "body"} for f in fields],
+    )
+
+
+@post("/signup", summary="Create an account and sign in", status_code=201)
+async def sign_up(data: SignUp, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
+    return await auth_service.sign_up(data, client)
+
+
+@post("/token", summary="Sign in (password) or refresh (refresh_token)", status_code=HTTP_200_OK)
+async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
+    if data.grant_type == "password":
+        missing = [f for f in ("email", "password") if getattr(data, f) is None]
+        if missing:
+            raise _missing(*missing)
+        assert data.email is not None and data.password is not None
+        return await auth_service.sign_in(data.email, data.password, data.org_id, client)
+    if data.refresh_token is None:
+        raise _missing("refresh_token")
+    return await auth_service.refresh(data.refresh_token, data.org_id)
+
+
+@post("/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
+async def forgot_password(data: ForgotPassword, auth_service: AuthService) -> Accepted:
+    # Always 202, whether or not the email exists.
+    await auth_service.forgot_password(data.email)
+    return Accepted()
+
+
+@post("/reset", summary="Set a new password with a reset token", status_code=HTTP_200_OK)
+async def reset_password(data: ResetPassword, auth_service: AuthService) -> Accepted:
+    await auth_service.reset_password(data.token, data.new_password)
+    return Accepted(status="password_changed")
+
+
+class AuthController(Controller):
+    path = "/auth"
+    tags = ["auth"]
+
+    @post(
+        "/logout",
+        summary="Sign out: revoke this session",
+        status_code=HTTP_204_NO_CONTENT,
+        security=BEARER,
+    )
+    async def logout(self, current: Principal, auth_service: AuthService) -> None:
+        await auth_service.logout(current)
+
+    @get("/me", summary="The current user", security=BEARER)
+    async def me(self, current: Principal, auth_service: AuthService) -> UserView:
+        return user_view(await auth_service.get_user(current))
+
+    @patch("/me", summary="Change my name or password", security=BEARER)
+    async def update_me(
+        self, data: UpdateMe, current: Principal, auth_service: AuthService
+    ) -> UserView:
+        return user_view(await auth_service.update_me(current, data))
+
+    @get("/sessions", summary="My signed-in sessions", security=BEARER)
+    async def sessions(self, current: Principal, auth_service: AuthService) -> list[SessionView]:
+        return await auth_service.list_sessions(current)
+
+    @delete("/sessions/{session_id:uuid}", summary="Revoke one of my sessions", security=BEARER)
+    async def revoke_session(
+        self, session_id: UUID, current: Principal, auth_service: AuthService
+    ) -> None:
+        await auth_service.revoke_session(current, session_id)
+
+    @post(
+        "/verify",
+        summary="Without a token: mail me a verification token. With one: confirm it.",
+        status_code=HTTP_200_OK,
+    )
+    async def verify(
+        self, data: VerifyRequest, principal: Principal | None, auth_service: AuthService
+    ) -> UserView | Accepted:
+        if data.token is not None:
+            return user_view(await auth_service.confirm_verification(data.token))
+        if principal is None:
+            raise Problem(
+                401,
+                "Sign in to request a verification mail, or send the token you received",
+                code="unauthenticated",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        await auth_service.request_verification(principal)
+        return Accepted()
+
+    @get("/api-keys", summary="My API keys (never their secrets)", security=BEARER)
+    async def api_keys(self, current: Principal, auth_service: AuthService) -> list[ApiKeyView]:
+        return await auth_service.list_api_keys(current)
+
+    @post("/api-keys", summary="Create an API key; the secret is shown once", security=BEARER)
+    async def create_api_key(
+        self, data: NewApiKey, current: Principal, auth_service: AuthService
+    ) -> CreatedApiKey:
+        return await auth_service.create_api_key(current, data)
+
+    @delete("/api-keys/{key_id:uuid}", summary="Revoke an API key now", security=BEARER)
+    async def revoke_api_key(
+        self, key_id: UUID, current: Principal, auth_service: AuthService
+    ) -> None:
+        await auth_service.revoke_api_key(current, key_id)
+
+
+class UserPage(msgspec.Struct, frozen=True):
+    items: list[UserView]
+    total: int
+
+
+class AdminController(Controller):
+    path = "/admin"
+    tags = ["admin"]
+    security = BEARER
+
+    @get("/users", summary="All users (admins only)")
+    async def users(
+        self,
+        admin: Principal,
+        auth_service: AuthService,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> UserPage:
+        users, total = await auth_service.list_users(limit, offset)
+        return UserPage(items=[user_view(u) for u in users], total=total)
+
+    @patch("/users/{user_id:uuid}", summary="Change a user's role or disable them (admins only)")
+    async def update_user(
+        self, user_id: UUID, data: AdminUserUpdate, admin: Principal, auth_service: AuthService
+    ) -> UserView:
+        return user_view(await auth_service.admin_update_user(user_id, data))
+
+
+def _rate_limit(bucket: str, per_minute: int) -> RateLimitConfig:
+    def identify(request: Request[Any, Any, Any]) -> str:
+        return f"{bucket}:{get_remote_address(request)}"
+
+    return RateLimitConfig(rate_limit=("minute", per_minute), identifier_for_request=identify)
+
+
+def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
+    """The auth routes, each abuse-prone group behind its own per-IP limit."""
+    return [
+        Router(
+            "/auth",
+            route_handlers=[sign_up],
+            middleware=[_rate_limit("signup", settings.rate_limit_signup_per_minute).middleware],
+            tags=["auth"],
+        ),
+        Router(
+            "/auth",
+            route_handlers=[token],
+            middleware=[_rate_limit("token", settings.rate_limit_token_per_minute).middleware],
+            tags=["auth"],
+        ),
+        Router(
+            "/auth/password",
+            route_handlers=[forgot_password, reset_password],
+            middleware=[
+                _rate_limit("password", settings.rate_limit_password_per_minute).middleware
+            ],
+            tags=["auth"],
+        ),
+        AuthController,
+        AdminController,
+    ]

@@ -1,0 +1,124 @@
+"""API shapes for /auth: what clients send and what they get back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="An email address",
+        examples=["ada@example.com"],
+    ),
+]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class UserView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    email: str
+    name: str | None
+    role: str
+    email_verified: bool
+    created_at: datetime
+
+
+class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int
+    user: UserView
+
+
+class SignUp(msgspec.Struct, frozen=True, kw_only=True):
+    email: Email
+    password: Password
+    name: Name | None = None
+
+
+class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """OAuth2-shaped: grant_type password (email, password) or refresh_token (refresh_token).
+
+    ``org_id`` makes that org the session's active org (the token's ``org`` claim).
+    """
+
+    grant_type: Literal["password", "refresh_token"]
+    email: Email | None = None
+    password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    refresh_token: Token | None = None
+    org_id: UUID | None = None
+
+
+class UpdateMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Name | None = None
+    current_password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    new_password: Password | None = None
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    org_id: UUID | None
+    current: bool
+
+
+class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Without a token: send (again) a verification mail to me. With one: confirm it."""
+
+    token: Token | None = None
+
+
+class ForgotPassword(msgspec.Struct, frozen=True, kw_only=True):
+    email: Email
+
+
+class ResetPassword(msgspec.Struct, frozen=True, kw_only=True):
+    token: Token
+    new_password: Password
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    status: str = "accepted"
+
+
+class NewApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    expires_at: datetime | None = None
+    service: bool = False
+    org_id: UUID | None = None
+
+
+class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    name: str
+    prefix: str
+    service: bool
+    org_id: UUID | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class CreatedApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """The secret appears here once; only its hash is kept."""
+
+    key: str
+    api_key: ApiKeyView
+
+
+class AdminUserUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    role: Literal["user", "admin"] | None = None
+    disabled: bool | None = None

@@ -1,0 +1,652 @@
+"""Auth logic: sign-up and sign-in, rotating refresh tokens, sessions, API keys, email flows.
+
+Refresh tokens rotate on every use. A replay of an already-rotated token within the grace
+window (concurrent tabs, a retried request) gets the very same new pair, so nobody is logged
+out at random; a replay after it means the token leaked, and the whole session is revoked.
+Access tokens name their session (``sid``), checked against a Redis cache of session state, so
+logout and revocation take effect at once on every API process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import msgspec
+from advanced_alchemy.filters import LimitOffset, OrderBy
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from redis.asyncio import Redis
+from sqlalchemy import func, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, User
+from backend.auth.schemas import (
+    AdminUserUpdate,
+    ApiKeyView,
+    CreatedApiKey,
+    NewApiKey,
+    SessionView,
+    SignUp,
+    TokenResponse,
+    UpdateMe,
+    UserView,
+)
+from backend.auth.secrets import (
+    API_KEY_PREFIX,
+    REFRESH_TOKEN_PREFIX,
+    InvalidAccessToken,
+    hash_password,
+    hash_token,
+    issue_access_token,
+    new_token,
+    password_needs_rehash,
+    read_access_token,
+    verify_password,
+)
+from backend.config import Settings
+from backend.lib.clock import Clock
+from backend.mail.service import Mailer, MailMessage
+from backend.orgs.models import OrgMember
+from backend.problems import Problem
+
+log = logging.getLogger(__name__)
+
+SESSION_STATE_KEY = "litebase:auth:session:{}"
+GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
+SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
+ACTIVE, REVOKED = b"1", b"0"
+API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
+VERIFY_EMAIL, PASSWORD_RESET = "verify_email", "password_reset"
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is calling: a user through a session's access token, or through an API key."""
+
+    user_id: UUID
+    role: str
+    org_id: UUID | None
+    session_id: UUID | None = None
+    api_key_id: UUID | None = None
+    is_service: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def bypasses_rules(self) -> bool:
+        """Admins and service keys are not subject to collection rules."""
+        return self.is_admin or self.is_service
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def unauthorized(detail: str, code: str) -> Problem:
+    return Problem(401, detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def invalid_grant(detail: str) -> Problem:
+    return Problem(401, detail, code="invalid_grant")
+
+
+def user_view(user: User) -> UserView:
+    return UserView(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role,
+        email_verified=user.email_verified,
+        created_at=user.created_at,
+    )
+
+
+def api_key_view(key: ApiKey) -> ApiKeyView:
+    return ApiKeyView(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        service=key.is_service,
+        org_id=key.org_id,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        last_used_at=key.last_used_at,
+    )
+
+
+class UserService(SQLAlchemyAsyncRepositoryService[User]):
+    class Repo(SQLAlchemyAsyncRepository[User]):
+        model_type = User
+
+    repository_type = Repo
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.get_one_or_none(func.lower(User.email) == email.strip().lower())
+
+
+class AuthService:
+    def __init__(
+        self, db: AsyncSession, redis: Redis, settings: Settings, clock: Clock, mailer: Mailer
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.settings = settings
+        self.clock = clock
+        self.mailer = mailer
+        self.users = UserService(session=db)
+
+    # --- sign-up, sign-in, refresh -------------------------------------------------------
+
+    async def sign_up(self, data: SignUp, client: ClientInfo) -> TokenResponse:
+        password_hash = await asyncio.to_thread(hash_password, data.password)
+        user = User(email=data.email.strip(), name=data.name, password_hash=password_hash)
+        self.db.add(user)
+        try:
+            await self.db.flush()
+        except IntegrityError:
+            await self.db.rollback()
+            raise Problem(
+                409,
+                "An account with this email already exists",
+                code="email_taken",
+                errors=[{"field": "email", "message": "already registered", "source": "body"}],
+            ) from None
+        response = await self._open_session(user, None, client)
+        await self._send_email_token(user, VERIFY_EMAIL)
+        return response
+
+    async def sign_in(
+        self, email: str, password: str, org_id: UUID | None, client: ClientInfo
+    ) -> TokenResponse:
+        failures_key = SIGNIN_FAILURES_KEY.format(hash_token(email.strip().lower()))
+        failures = int(await self.redis.get(failures_key) or 0)
+        if failures >= self.settings.auth_failed_signin_limit:
+            retry_after = max(int(await self.redis.ttl(failures_key)), 1)
+            raise Problem(
+                429,
+                "Too many failed sign-ins for this account; try again later",
+                code="too_many_attempts",
+                headers={"Retry-After": str(retry_after)},
+            )
+        user = await self.users.get_by_email(email)
+        # Unknown email, wrong password and a disabled account all look the same, and cost
+        # the same: verify_password hashes against a dummy when there is no user.
+        matches = await asyncio.to_thread(
+            verify_password, user.password_hash if user else None, password
+        )
+        if user is None or not matches or user.disabled:
+            pipe = self.redis.pipeline()
+            pipe.set(failures_key, 0, ex=self.settings.auth_failed_signin_window_seconds, nx=True)
+            pipe.incr(failures_key)
+            await pipe.execute()
+            raise unauthorized("Email or password is incorrect", "invalid_credentials")
+        await self.redis.delete(failures_key)
+        if self.settings.auth_require_verified_email and not user.email_verified:
+            raise Problem(
+                403, "Verify your email address before signing in", code="email_not_verified"
+            )
+        if user.password_hash and password_needs_rehash(user.password_hash):
+            user.password_hash = await asyncio.to_thread(hash_password, password)
+        return await self._open_session(user, org_id, client)
+
+    async def refresh(self, refresh_token: str, org_id: UUID | None) -> TokenResponse:
+        token_hash = hash_token(refresh_token)
+        # The row lock makes concurrent refreshes with one token take turns: the first
+        # rotates, the others find it rotated and get the first one's answer from Redis.
+        found = (
+            await self.db.execute(
+                select(RefreshToken, AuthSession)
+                .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+                .where(RefreshToken.token_hash == token_hash)
+                .with_for_update(of=RefreshToken)
+            )
+        ).first()
+        if found is None:
+            raise invalid_grant("The refresh token is not valid")
+        token, session = found
+        now = self.clock.now()
+        if session.revoked_at is not None or session.expires_at <= now:
+            raise invalid_grant("The session has ended; sign in again")
+        if token.rotated_at is not None:
+            return await self._replayed(token, session, token_hash, now)
+        user = await self.db.get(User, session.user_id)
+        if user is None or user.disabled:
+            await self._revoke(session, now)
+            await self.db.commit()
+            raise invalid_grant("The session has ended; sign in again")
+        if org_id is not None and org_id != session.org_id:
+            await self._require_membership(user.id, org_id)
+            session.org_id = org_id
+        token.rotated_at = now
+        new_refresh = new_token(REFRESH_TOKEN_PREFIX)
+        self.db.add(
+            RefreshToken(session_id=session.id, token_hash=hash_token(new_refresh), created_at=now)
+        )
+        session.last_used_at = now
+        session.expires_at = now + timedelta(days=self.settings.session_idle_timeout_days)
+        response = self._token_response(user, session, new_refresh, now)
+        await self.redis.set(
+            GRACE_RESPONSE_KEY.format(token_hash),
+            msgspec.json.encode(response),
+            ex=self.settings.refresh_reuse_grace_seconds + 5,
+        )
+        await self.db.commit()
+        return response
+
+    async def _replayed(
+        self, token: RefreshToken, session: AuthSession, token_hash: str, now: datetime
+    ) -> TokenResponse:
+        assert token.rotated_at is not None
+        if now - token.rotated_at <= timedelta(seconds=self.settings.refresh_reuse_grace_seconds):
+            cached = await self.redis.get(GRACE_RESPONSE_KEY.format(token_hash))
+            await self.db.rollback()
+            if cached is not None:
+                return msgspec.json.decode(cached, type=TokenResponse)
+            raise invalid_grant("The refresh token was just rotated; use the new one")
+        log.warning("refresh token replayed after rotation; revoking session %s", session.id)
+        await self._revoke(session, now)
+        await self.db.commit()
+        raise invalid_grant("This refresh token was already used; the session has been signed out")
+
+    async def _open_session(
+        self, user: User, org_id: UUID | None, client: ClientInfo
+    ) -> TokenResponse:
+        if org_id is None:
+            org_id = await self._default_org(user.id)
+        else:
+            await self._require_membership(user.id, org_id)
+        now = self.clock.now()
+        session = AuthSession(
+            user_id=user.id,
+            org_id=org_id,
+            expires_at=now + timedelta(days=self.settings.session_idle_timeout_days),
+            last_used_at=now,
+            user_agent=(client.user_agent or "")[:300] or None,
+            ip=client.ip,
+        )
+        self.db.add(session)
+        await self.db.flush()
+        refresh = new_token(REFRESH_TOKEN_PREFIX)
+        self.db.add(
+            RefreshToken(session_id=session.id, token_hash=hash_token(refresh), created_at=now)
+        )
+        await self.db.commit()
+        await self._cache_session_state(session.id, ACTIVE)
+        return self._token_response(user, session, refresh, now)
+
+    def _token_response(
+        self, user: User, session: AuthSession, refresh: str, now: datetime
+    ) -> TokenResponse:
+        ttl = self.settings.access_token_ttl_seconds
+        access = issue_access_token(
+            secret_key=self.settings.secret_key,
+            user_id=user.id,
+            session_id=session.id,
+            role=user.role,
+            org_id=session.org_id,
+            now=now,
+            ttl=timedelta(seconds=ttl),
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+        )
+        return TokenResponse(
+            access_token=access, refresh_token=refresh, expires_in=ttl, user=user_view(user)
+        )
+
+    async def _default_org(self, user_id: UUID) -> UUID | None:
+        org_id: UUID | None = await self.db.scalar(
+            select(OrgMember.org_id)
+            .where(OrgMember.user_id == user_id)
+            .order_by(OrgMember.created_at)
+            .limit(1)
+        )
+        return org_id
+
+    async def _require_membership(self, user_id: UUID, org_id: UUID) -> None:
+        member = await self.db.scalar(
+            select(OrgMember.id).where(OrgMember.user_id == user_id, OrgMember.org_id == org_id)
+        )
+        if member is None:
+            raise Problem(
+                403,
+                "You are not a member of that org",
+                code="not_a_member",
+                errors=[{"field": "org_id", "message": "not a member", "source": "body"}],
+            )
+
+    # --- who is calling --------------------------------------------------------------------
+
+    async def authenticate(self, bearer: str) -> Principal:
+        if bearer.startswith(API_KEY_PREFIX):
+            return await self._authenticate_api_key(bearer)
+        try:
+            claims = read_access_token(
+                bearer,
+                secret_key=self.settings.secret_key,
+                now=self.clock.now(),
+                issuer=self.settings.jwt_issuer,
+                audience=self.settings.jwt_audience,
+            )
+        except InvalidAccessToken as exc:
+            raise unauthorized(f"The access token is not valid: {exc}", "invalid_token") from exc
+        if not await self._session_is_active(claims.sid):
+            raise unauthorized("The session has ended; sign in again", "session_ended")
+        return Principal(
+            user_id=claims.sub, role=claims.role, org_id=claims.org, session_id=claims.sid
+        )
+
+    async def _authenticate_api_key(self, secret: str) -> Principal:
+        found = (
+            await self.db.execute(
+                select(ApiKey, User)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.key_hash == hash_token(secret), ApiKey.revoked_at.is_(None))
+            )
+        ).first()
+        now = self.clock.now()
+        if found is None:
+            raise unauthorized("The API key is not valid", "invalid_token")
+        key, user = found
+        if user.disabled or (key.expires_at is not None and key.expires_at <= now):
+            raise unauthorized("The API key is not valid", "invalid_token")
+        if key.last_used_at is None or now - key.last_used_at > API_KEY_TOUCH_INTERVAL:
+            await self.db.execute(
+                update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
+            )
+            await self.db.commit()
+        return Principal(
+            user_id=user.id,
+            role=user.role,
+            org_id=key.org_id,
+            api_key_id=key.id,
+            is_service=key.is_service,
+        )
+
+    async def _session_is_active(self, session_id: UUID) -> bool:
+        state = await self.redis.get(SESSION_STATE_KEY.format(session_id))
+        if state is None:
+            session = await self.db.get(AuthSession, session_id)
+            active = (
+                session is not None
+                and session.revoked_at is None
+                and session.expires_at > self.clock.now()
+            )
+            state = ACTIVE if active else REVOKED
+            await self._cache_session_state(session_id, state)
+        return bool(state == ACTIVE)
+
+    async def _cache_session_state(self, session_id: UUID, state: bytes) -> None:
+        # Kept as long as an access token lives, so a revoked session stays refused.
+        await self.redis.set(
+            SESSION_STATE_KEY.format(session_id), state, ex=self.settings.access_token_ttl_seconds
+        )
+
+    async def _revoke(self, session: AuthSession, now: datetime) -> None:
+        if session.revoked_at is None:
+            session.revoked_at = now
+        await self._cache_session_state(session.id, REVOKED)
+
+    async def _revoke_sessions_of(self, user_id: UUID, *, keep: UUID | None = None) -> int:
+        sessions = (
+            await self.db.scalars(
+                select(AuthSession).where(
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.id != keep if keep else true(),
+                )
+            )
+        ).all()
+        now = self.clock.now()
+        for session in sessions:
+            await self._revoke(session, now)
+        return len(sessions)
+
+    # --- me and my sessions ----------------------------------------------------------------
+
+    async def get_user(self, principal: Principal) -> User:
+        user = await self.db.get(User, principal.user_id)
+        if user is None:
+            raise unauthorized("The account no longer exists", "invalid_token")
+        return user
+
+    async def update_me(self, principal: Principal, data: UpdateMe) -> User:
+        user = await self.get_user(principal)
+        if data.name is not None:
+            user.name = data.name
+        if data.new_password is not None:
+            current_ok = data.current_password is not None and await asyncio.to_thread(
+                verify_password, user.password_hash, data.current_password
+            )
+            if not current_ok:
+                raise Problem(
+                    422,
+                    "Changing the password needs the current password",
+                    errors=[
+                        {
+                            "field": "current_password",
+                            "message": "missing or incorrect",
+                            "source": "body",
+                        }
+                    ],
+                )
+            user.password_hash = await asyncio.to_thread(hash_password, data.new_password)
+            await self._revoke_sessions_of(user.id, keep=principal.session_id)
+        await self.db.commit()
+        return user
+
+    async def logout(self, principal: Principal) -> None:
+        if principal.session_id is None:
+            raise Problem(
+                400,
+                "API keys have no session; revoke the key with DELETE /auth/api-keys/{id}",
+                code="no_session",
+            )
+        session = await self.db.get(AuthSession, principal.session_id)
+        if session is not None:
+            await self._revoke(session, self.clock.now())
+            await self.db.commit()
+
+    async def list_sessions(self, principal: Principal) -> list[SessionView]:
+        sessions = (
+            await self.db.scalars(
+                select(AuthSession)
+                .where(
+                    AuthSession.user_id == principal.user_id,
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.expires_at > self.clock.now(),
+                )
+                .order_by(AuthSession.last_used_at.desc())
+            )
+        ).all()
+        return [
+            SessionView(
+                id=s.id,
+                created_at=s.created_at,
+                last_used_at=s.last_used_at,
+                expires_at=s.expires_at,
+                user_agent=s.user_agent,
+                ip=s.ip,
+                org_id=s.org_id,
+                current=s.id == principal.session_id,
+            )
+            for s in sessions
+        ]
+
+    async def revoke_session(self, principal: Principal, session_id: UUID) -> None:
+        session = await self.db.get(AuthSession, session_id)
+        if session is None or session.user_id != principal.user_id:
+            raise Problem(404, "No such session", code="not_found")
+        await self._revoke(session, self.clock.now())
+        await self.db.commit()
+
+    # --- email flows -----------------------------------------------------------------------
+
+    async def _send_email_token(self, user: User, purpose: str) -> None:
+        token = new_token()
+        ttl = (
+            self.settings.verify_token_ttl_seconds
+            if purpose == VERIFY_EMAIL
+            else self.settings.reset_token_ttl_seconds
+        )
+        self.db.add(
+            EmailToken(
+                user_id=user.id,
+                purpose=purpose,
+                token_hash=hash_token(token),
+                expires_at=self.clock.now() + timedelta(seconds=ttl),
+            )
+        )
+        await self.db.commit()
+        base = self.settings.public_url.rstrip("/")
+        if purpose == VERIFY_EMAIL:
+            subject = "Confirm your email address"
+            text = (
+                f"Confirm your email address with this token:\n\n{token}\n\n"
+                f'POST {base}/auth/verify with {{"token": "{token}"}}.\n'
+                f"It expires in {ttl // 3600} hours. If you did not sign up, ignore this mail."
+            )
+        else:
+            subject = "Reset your password"
+            text = (
+                f"Reset your password with this token:\n\n{token}\n\n"
+                f"POST {base}/auth/password/reset with "
+                f'{{"token": "{token}", "new_password": "…"}}.\n'
+                f"It expires in {max(ttl // 60, 1)} minutes and works once. "
+                "If you did not ask for it, ignore this mail: your password is unchanged."
+            )
+        await self.mailer.send(MailMessage(to=user.email, subject=subject, text=text))
+
+    async def _use_email_token(self, token: str, purpose: str) -> User:
+        now = self.clock.now()
+        found = await self.db.scalar(
+            select(EmailToken)
+            .where(EmailToken.token_hash == hash_token(token), EmailToken.purpose == purpose)
+            .with_for_update()
+        )
+        if found is None or found.used_at is not None or found.expires_at <= now:
+            raise Problem(
+                400,
+                "The token is not valid, already used, or expired",
+                code="invalid_token",
+                errors=[{"field": "token", "message": "invalid or expired", "source": "body"}],
+            )
+        found.used_at = now
+        user = await self.db.get(User, found.user_id)
+        assert user is not None  # the foreign key cascades deletes
+        return user
+
+    async def request_verification(self, principal: Principal) -> None:
+        user = await self.get_user(principal)
+        if not user.email_verified:
+            await self._send_email_token(user, VERIFY_EMAIL)
+
+    async def confirm_verification(self, token: str) -> User:
+        user = await self._use_email_token(token, VERIFY_EMAIL)
+        user.email_verified = True
+        await self.db.commit()
+        return user
+
+    async def forgot_password(self, email: str) -> None:
+        user = await self.users.get_by_email(email)
+        if user is not None and not user.disabled:
+            await self._send_email_token(user, PASSWORD_RESET)
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        user = await self._use_email_token(token, PASSWORD_RESET)
+        user.password_hash = await asyncio.to_thread(hash_password, new_password)
+        user.email_verified = True  # the reset mail reached them
+        await self._revoke_sessions_of(user.id)
+        await self.db.commit()
+
+    # --- API keys --------------------------------------------------------------------------
+
+    async def create_api_key(self, principal: Principal, data: NewApiKey) -> CreatedApiKey:
+        if data.service and not principal.is_admin:
+            raise Problem(403, "Only admins can create service keys", code="forbidden")
+        now = self.clock.now()
+        if data.expires_at is not None and data.expires_at <= now:
+            raise Problem(
+                422,
+                "expires_at must be in the future",
+                errors=[{"field": "expires_at", "message": "in the past", "source": "body"}],
+            )
+        org_id = data.org_id or principal.org_id
+        if data.org_id is not None:
+            await self._require_membership(principal.user_id, data.org_id)
+        secret = new_token(API_KEY_PREFIX)
+        key = ApiKey(
+            user_id=principal.user_id,
+            name=data.name,
+            prefix=secret[:10],
+            key_hash=hash_token(secret),
+            is_service=data.service,
+            org_id=org_id,
+            expires_at=data.expires_at,
+        )
+        self.db.add(key)
+        await self.db.flush()
+        await self.db.refresh(key)
+        view = api_key_view(key)
+        await self.db.commit()
+        return CreatedApiKey(key=secret, api_key=view)
+
+    async def list_api_keys(self, principal: Principal) -> list[ApiKeyView]:
+        keys = await self.db.scalars(
+            select(ApiKey)
+            .where(ApiKey.user_id == principal.user_id, ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.created_at)
+        )
+        return [api_key_view(key) for key in keys]
+
+    async def revoke_api_key(self, principal: Principal, key_id: UUID) -> None:
+        key = await self.db.get(ApiKey, key_id)
+        if key is None or key.user_id != principal.user_id or key.revoked_at is not None:
+            raise Problem(404, "No such API key", code="not_found")
+        key.revoked_at = self.clock.now()
+        await self.db.commit()
+
+    # --- admin -----------------------------------------------------------------------------
+
+    async def list_users(self, limit: int, offset: int) -> tuple[list[User], int]:
+        users, total = await self.users.list_and_count(
+            OrderBy("created_at", "asc"), LimitOffset(limit=limit, offset=offset)
+        )
+        return list(users), total
+
+    async def admin_update_user(self, user_id: UUID, data: AdminUserUpdate) -> User:
+        user = await self.db.get(User, user_id)
+        if user is None:
+            raise Problem(404, "No such user", code="not_found")
+        if data.role is not None and data.role != user.role:
+            user.role = data.role
+            # Access tokens carry the role: make the user sign in again to pick it up.
+            await self._revoke_sessions_of(user.id)
+        if data.disabled is not None:
+            user.disabled = data.disabled
+            if data.disabled:
+                await self._revoke_sessions_of(user.id)
+        await self.db.commit()
+        return user
+
+
+async def ensure_admin(db: AsyncSession, email: str, password: str) -> User:
+    """Create an admin with this email, or make the existing user an admin with this password."""
+    users = UserService(session=db)
+    user = await users.get_by_email(email)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    if user is None:
+        user = User(email=email.strip(), password_hash=password_hash, role="admin")
+        db.add(user)
+    else:
+        user.role, user.password_hash, user.disabled = "admin", password_hash, False
+    user.email_verified = True
+    await db.commit()
+    return user

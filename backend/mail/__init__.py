@@ -1,0 +1,1 @@
+"""Outgoing mail: queued by the API, delivered by a Celery worker through a backend."""

@@ -1,0 +1,91 @@
+"""HTTP routes for /orgs and /invitations."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.service import Principal
+from backend.config import Settings
+from backend.orgs.schemas import (
+    InvitationView,
+    MemberUpdate,
+    MemberView,
+    NewInvitation,
+    NewOrg,
+    OrgView,
+)
+from backend.orgs.service import OrgService
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+async def provide_org_service(
+    db_session: AsyncSession, state: State, settings: Settings
+) -> OrgService:
+    return OrgService(db_session, settings, state.clock, state.mailer)
+
+
+class OrgController(Controller):
+    path = "/orgs"
+    tags = ["orgs"]
+    security = BEARER
+    dependencies = {"org_service": Provide(provide_org_service)}
+
+    @post("/", summary="Create an org; you become its owner")
+    async def create(self, data: NewOrg, current: Principal, org_service: OrgService) -> OrgView:
+        return await org_service.create(current, data)
+
+    @get("/", summary="The orgs I belong to")
+    async def mine(self, current: Principal, org_service: OrgService) -> list[OrgView]:
+        return await org_service.list_mine(current)
+
+    @get("/{org_id:uuid}/members", summary="Members of an org I belong to")
+    async def members(
+        self, org_id: UUID, current: Principal, org_service: OrgService
+    ) -> list[MemberView]:
+        return await org_service.members(current, org_id)
+
+    @patch("/{org_id:uuid}/members/{user_id:uuid}", summary="Change a member's role")
+    async def change_role(
+        self,
+        org_id: UUID,
+        user_id: UUID,
+        data: MemberUpdate,
+        current: Principal,
+        org_service: OrgService,
+    ) -> MemberView:
+        return await org_service.change_role(current, org_id, user_id, data.role)
+
+    @delete("/{org_id:uuid}/members/{user_id:uuid}", summary="Remove a member (or leave)")
+    async def remove(
+        self, org_id: UUID, user_id: UUID, current: Principal, org_service: OrgService
+    ) -> None:
+        await org_service.remove_member(current, org_id, user_id)
+
+    @post("/{org_id:uuid}/invitations", summary="Invite someone by email")
+    async def invite(
+        self, org_id: UUID, data: NewInvitation, current: Principal, org_service: OrgService
+    ) -> InvitationView:
+        return await org_service.invite(current, org_id, data)
+
+    @get("/{org_id:uuid}/invitations", summary="Invitations of an org (owners and admins)")
+    async def invitations(
+        self, org_id: UUID, current: Principal, org_service: OrgService
+    ) -> list[InvitationView]:
+        return await org_service.invitations(current, org_id)
+
+
+class InvitationController(Controller):
+    path = "/invitations"
+    tags = ["orgs"]
+    security = BEARER
+    dependencies = {"org_service": Provide(provide_org_service)}
+
+    @post("/{token:str}/accept", summary="Accept an invitation sent to my email", status_code=200)
+    async def accept(self, token: str, current: Principal, org_service: OrgService) -> OrgView:
+        return await org_service.accept(current, token)

@@ -1,0 +1,50 @@
+"""API shapes for /orgs and /invitations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from backend.auth.schemas import Email
+
+OrgRole = Literal["owner", "admin", "member"]
+
+
+class NewOrg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class OrgView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    name: str
+    role: OrgRole
+    created_at: datetime
+
+
+class MemberView(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: UUID
+    email: str
+    name: str | None
+    role: OrgRole
+    joined_at: datetime
+
+
+class MemberUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    role: OrgRole
+
+
+class NewInvitation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    email: Email
+    role: OrgRole = "member"
+
+
+class InvitationView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    org_id: UUID
+    email: str
+    role: OrgRole
+    expires_at: datetime
+    accepted_at: datetime | None

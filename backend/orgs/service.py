@@ -1,0 +1,267 @@
+"""Org logic: create, list, members and their roles, invitations by mail.
+
+Roles: owners do everything, admins manage members and invitations but never owners, members
+read. An org always keeps at least one owner. An org you are not in is 404, never 403.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import cast
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.models import AuthSession, User
+from backend.auth.secrets import hash_token, new_token
+from backend.auth.service import Principal
+from backend.config import Settings
+from backend.lib.clock import Clock
+from backend.mail.service import Mailer, MailMessage
+from backend.orgs.models import Org, OrgInvitation, OrgMember
+from backend.orgs.schemas import (
+    InvitationView,
+    MemberView,
+    NewInvitation,
+    NewOrg,
+    OrgRole,
+    OrgView,
+)
+from backend.problems import Problem
+
+MANAGERS = ("owner", "admin")
+
+
+def as_role(value: str) -> OrgRole:
+    """Roles are stored as text; the database only ever holds the three of OrgRole."""
+    return cast(OrgRole, value)
+
+
+def _not_found() -> Problem:
+    return Problem(404, "No such org", code="not_found")
+
+
+def _invitation_view(invitation: OrgInvitation) -> InvitationView:
+    return InvitationView(
+        id=invitation.id,
+        org_id=invitation.org_id,
+        email=invitation.email,
+        role=as_role(invitation.role),
+        expires_at=invitation.expires_at,
+        accepted_at=invitation.accepted_at,
+    )
+
+
+class OrgService:
+    def __init__(self, db: AsyncSession, settings: Settings, clock: Clock, mailer: Mailer) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.mailer = mailer
+
+    async def create(self, principal: Principal, data: NewOrg) -> OrgView:
+        org = Org(name=data.name, created_by=principal.user_id)
+        self.db.add(org)
+        await self.db.flush()
+        self.db.add(OrgMember(org_id=org.id, user_id=principal.user_id, role="owner"))
+        await self._activate_if_none(principal, org.id)
+        await self.db.flush()
+        await self.db.refresh(org)
+        view = OrgView(id=org.id, name=org.name, role="owner", created_at=org.created_at)
+        await self.db.commit()
+        return view
+
+    async def _activate_if_none(self, principal: Principal, org_id: UUID) -> None:
+        """A session with no active org gets this one at its next refresh."""
+        if principal.session_id is None:
+            return
+        session = await self.db.get(AuthSession, principal.session_id)
+        if session is not None and session.org_id is None:
+            session.org_id = org_id
+
+    async def list_mine(self, principal: Principal) -> list[OrgView]:
+        rows = await self.db.execute(
+            select(Org, OrgMember.role)
+            .join(OrgMember, OrgMember.org_id == Org.id)
+            .where(OrgMember.user_id == principal.user_id)
+            .order_by(OrgMember.created_at)
+        )
+        return [
+            OrgView(id=org.id, name=org.name, role=as_role(role), created_at=org.created_at)
+            for org, role in rows.tuples()
+        ]
+
+    async def _membership(self, org_id: UUID, user_id: UUID) -> OrgMember | None:
+        member: OrgMember | None = await self.db.scalar(
+            select(OrgMember).where(OrgMember.org_id == org_id, OrgMember.user_id == user_id)
+        )
+        return member
+
+    async def _require_member(self, principal: Principal, org_id: UUID) -> OrgMember:
+        member = await self._membership(org_id, principal.user_id)
+        if member is None:
+            raise _not_found()
+        return member
+
+    async def _require_manager(self, principal: Principal, org_id: UUID) -> OrgMember:
+        member = await self._require_member(principal, org_id)
+        if member.role not in MANAGERS:
+            raise Problem(403, "Only the org's owners and admins may do this", code="forbidden")
+        return member
+
+    async def _lock_org(self, org_id: UUID) -> None:
+        # Serialises owner changes, so two concurrent demotions cannot leave no owner.
+        await self.db.execute(select(Org.id).where(Org.id == org_id).with_for_update())
+
+    async def _owner_count(self, org_id: UUID) -> int:
+        count = await self.db.scalar(
+            select(func.count())
+            .select_from(OrgMember)
+            .where(OrgMember.org_id == org_id, OrgMember.role == "owner")
+        )
+        return int(count or 0)
+
+    async def members(self, principal: Principal, org_id: UUID) -> list[MemberView]:
+        await self._require_member(principal, org_id)
+        rows = await self.db.execute(
+            select(OrgMember, User)
+            .join(User, User.id == OrgMember.user_id)
+            .where(OrgMember.org_id == org_id)
+            .order_by(OrgMember.created_at)
+        )
+        return [self._member_view(member, user) for member, user in rows.tuples()]
+
+    @staticmethod
+    def _member_view(member: OrgMember, user: User) -> MemberView:
+        return MemberView(
+            user_id=user.id,
+            email=user.email,
+            name=user.name,
+            role=as_role(member.role),
+            joined_at=member.created_at,
+        )
+
+    async def change_role(
+        self, principal: Principal, org_id: UUID, user_id: UUID, role: OrgRole
+    ) -> MemberView:
+        actor = await self._require_manager(principal, org_id)
+        await self._lock_org(org_id)
+        target = await self._membership(org_id, user_id)
+        if target is None:
+            raise Problem(404, "No such member", code="not_found")
+        if (target.role == "owner" or role == "owner") and actor.role != "owner":
+            raise Problem(403, "Only owners may grant or change the owner role", code="forbidden")
+        if target.role == "owner" and role != "owner" and await self._owner_count(org_id) <= 1:
+            raise Problem(409, "An org needs at least one owner", code="last_owner")
+        target.role = role
+        user = await self.db.get(User, user_id)
+        assert user is not None
+        view = self._member_view(target, user)
+        await self.db.commit()
+        return view
+
+    async def remove_member(self, principal: Principal, org_id: UUID, user_id: UUID) -> None:
+        leaving = user_id == principal.user_id
+        actor = await (
+            self._require_member(principal, org_id)
+            if leaving
+            else self._require_manager(principal, org_id)
+        )
+        await self._lock_org(org_id)
+        target = actor if leaving else await self._membership(org_id, user_id)
+        if target is None:
+            raise Problem(404, "No such member", code="not_found")
+        if target.role == "owner" and not leaving and actor.role != "owner":
+            raise Problem(403, "Only owners may remove an owner", code="forbidden")
+        if target.role == "owner" and await self._owner_count(org_id) <= 1:
+            raise Problem(409, "An org needs at least one owner", code="last_owner")
+        await self.db.delete(target)
+        # Sessions acting in this org lose it; their next token has no org.
+        sessions = await self.db.scalars(
+            select(AuthSession).where(AuthSession.user_id == user_id, AuthSession.org_id == org_id)
+        )
+        for session in sessions:
+            session.org_id = None
+        await self.db.commit()
+
+    async def invite(
+        self, principal: Principal, org_id: UUID, data: NewInvitation
+    ) -> InvitationView:
+        actor = await self._require_manager(principal, org_id)
+        if data.role == "owner" and actor.role != "owner":
+            raise Problem(403, "Only owners may invite owners", code="forbidden")
+        org = await self.db.get(Org, org_id)
+        assert org is not None
+        token = new_token()
+        invitation = OrgInvitation(
+            org_id=org_id,
+            email=data.email.strip(),
+            role=data.role,
+            token_hash=hash_token(token),
+            invited_by=principal.user_id,
+            expires_at=self.clock.now() + timedelta(seconds=self.settings.invitation_ttl_seconds),
+        )
+        self.db.add(invitation)
+        await self.db.flush()
+        await self.db.refresh(invitation)
+        view = _invitation_view(invitation)
+        await self.db.commit()
+        base = self.settings.public_url.rstrip("/")
+        await self.mailer.send(
+            MailMessage(
+                to=invitation.email,
+                subject=f"You are invited to {org.name}",
+                text=(
+                    f"You are invited to join {org.name} as {data.role}.\n\n"
+                    f"Invitation token:\n\n{token}\n\n"
+                    f"Sign in (or sign up with this email), then POST "
+                    f"{base}/invitations/{token}/accept.\n"
+                    f"It expires in {self.settings.invitation_ttl_seconds // 86400} days."
+                ),
+            )
+        )
+        return view
+
+    async def invitations(self, principal: Principal, org_id: UUID) -> list[InvitationView]:
+        await self._require_manager(principal, org_id)
+        found = await self.db.scalars(
+            select(OrgInvitation)
+            .where(OrgInvitation.org_id == org_id)
+            .order_by(OrgInvitation.created_at)
+        )
+        return [_invitation_view(i) for i in found]
+
+    async def accept(self, principal: Principal, token: str) -> OrgView:
+        now = self.clock.now()
+        invitation = await self.db.scalar(
+            select(OrgInvitation)
+            .where(OrgInvitation.token_hash == hash_token(token))
+            .with_for_update()
+        )
+        if invitation is None or invitation.accepted_at is not None or invitation.expires_at <= now:
+            raise Problem(
+                400, "The invitation is not valid, already used, or expired", code="invalid_token"
+            )
+        user = await self.db.get(User, principal.user_id)
+        assert user is not None
+        if user.email.lower() != invitation.email.lower():
+            raise Problem(
+                403,
+                "This invitation was sent to another email address; sign in with that one",
+                code="wrong_recipient",
+            )
+        member = await self._membership(invitation.org_id, user.id)
+        if member is None:
+            member = OrgMember(org_id=invitation.org_id, user_id=user.id, role=invitation.role)
+            self.db.add(member)
+        invitation.accepted_at, invitation.accepted_by = now, user.id
+        user.email_verified = True  # the invitation reached this mailbox
+        await self._activate_if_none(principal, invitation.org_id)
+        org = await self.db.get(Org, invitation.org_id)
+        assert org is not None
+        view = OrgView(
+            id=org.id, name=org.name, role=as_role(member.role), created_at=org.created_at
+        )
+        await self.db.commit()
+        return view
