@@ -7,6 +7,7 @@ in ``errors``, and anything unexpected is a 500 that points at the request id in
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -43,17 +44,28 @@ class Problem(ProblemDetailsException):
         )
 
 
+# msgspec names a missing or unknown field in the message, and the whole body as the key.
+_NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `([^`]+)`")
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
 def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict):
-            errors.append(
-                {
-                    "field": item.get("key") or "body",
-                    "message": item.get("message", "invalid value"),
-                    "source": item.get("source", "body"),
-                }
-            )
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid value"))
+        field = str(item.get("key") or "body")
+        path = _AT_PATH.search(message)
+        if path:
+            message = message[: path.start()]
+            field = ".".join(p for p in (field if field != "data" else "", path.group(1)) if p)
+        named = _NAMED_FIELD.search(message)
+        if named:
+            field = ".".join(p for p in (field if field != "data" else "", named.group(1)) if p)
+        errors.append(
+            {"field": field or "body", "message": message, "source": item.get("source", "body")}
+        )
     return errors
 
 

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from backend.config import Settings, settings_from_env
+from backend.lib.clock import FrozenClock
 from tests.support import Services, start_services, with_redis_db
 
 INTEGRATION_REDIS_DB = 1
@@ -42,12 +43,18 @@ def settings(database_url: str, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[object]:
+def clock() -> FrozenClock:
+    """The app's clock in integration tests: it moves only when a test advances it."""
+    return FrozenClock()
+
+
+@pytest.fixture
+async def client(settings: Settings, clock: FrozenClock) -> AsyncIterator[object]:
     from litestar.testing import AsyncTestClient
 
     from backend.app import create_app
 
-    async with AsyncTestClient(create_app(settings)) as test_client:
+    async with AsyncTestClient(create_app(settings, clock=clock)) as test_client:
         yield test_client
 
 

@@ -35,7 +35,9 @@ def _issue(**overrides):
 
 
 def _read(token, now=NOW, **overrides):
-    return read_access_token(token, secret_key=overrides.pop("secret_key", KEY), now=now, **{**COMMON, **overrides})
+    return read_access_token(
+        token, secret_key=overrides.pop("secret_key", KEY), now=now, **{**COMMON, **overrides}
+    )
 
 
 def test_passwords_hash_with_argon2id_and_verify():

@@ -38,3 +38,23 @@ def test_http_errors_keep_status_and_detail():
     )
     teapot = problem_from_http_exception(HTTPException(status_code=418))
     assert (teapot.status_code, teapot.title) == (418, HTTPStatus(418).phrase)
+
+
+def test_missing_and_unknown_fields_are_named():
+    exc = ValidationException(
+        extra=[
+            {
+                "message": "Object missing required field `password`",
+                "key": "data",
+                "source": "body",
+            },
+            {"message": "Object contains unknown field `colour`", "key": "data", "source": "body"},
+            {
+                "message": "Expected `int`, got `str` - at `$.items[0].count`",
+                "key": "data",
+                "source": "body",
+            },
+        ]
+    )
+    fields = [e["field"] for e in problem_from_http_exception(exc).extra["errors"]]
+    assert fields == ["password", "colour", "items[0].count"]

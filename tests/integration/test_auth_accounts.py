@@ -1,0 +1,218 @@
+"""Sign-up, sign-in, /auth/me, and the abuse limits on them."""
+
+from __future__ import annotations
+
+import jwt
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from tests.integration.conftest import PASSWORD, bearer, new_email
+
+PROBLEM = "application/problem+json"
+
+
+async def test_sign_up_returns_an_oauth2_token_response(client, settings):
+    email = new_email()
+    response = await client.post(
+        "/auth/signup", json={"email": email, "password": PASSWORD, "name": "Ada"}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 900
+    assert body["refresh_token"].startswith("lbr_")
+    assert body["user"]["email"] == email
+    assert body["user"]["name"] == "Ada"
+    assert body["user"]["role"] == "user"
+    assert body["user"]["email_verified"] is False
+    assert body["user"]["id"][14] == "7"  # a UUIDv7
+    claims = jwt.decode(
+        body["access_token"], settings.secret_key, algorithms=["HS256"], audience="litebase"
+    )
+    assert set(claims) >= {"sub", "sid", "role", "org", "iat", "exp", "iss", "aud"}
+    assert claims["sub"] == body["user"]["id"]
+    assert claims["exp"] - claims["iat"] == 900
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"email": "not-an-email", "password": PASSWORD}, "email"),
+        ({"email": "a@example.com", "password": "short"}, "password"),
+        ({"email": "a@example.com", "password": "x" * 257}, "password"),
+        ({"email": "a@example.com"}, "password"),
+        ({"password": PASSWORD}, "email"),
+    ],
+)
+async def test_bad_sign_up_names_the_field(client, payload, field):
+    response = await client.post("/auth/signup", json=payload)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert field in {error["field"] for error in response.json()["errors"]}
+
+
+async def test_emails_are_unique_whatever_their_case(client, sign_up):
+    email = new_email()
+    await sign_up(email)
+    response = await client.post(
+        "/auth/signup", json={"email": email.upper(), "password": PASSWORD}
+    )
+    assert response.status_code == 409
+    assert response.json()["errors"][0]["field"] == "email"
+
+
+async def test_password_sign_in_is_case_insensitive_on_email(client, sign_up):
+    email = new_email()
+    await sign_up(email)
+    response = await client.post(
+        "/auth/token", json={"grant_type": "password", "email": email.upper(), "password": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert response.json()["user"]["email"] == email
+
+
+async def test_unknown_email_and_wrong_password_look_the_same(client, sign_up):
+    email = new_email()
+    await sign_up(email)
+    wrong_password = await client.post(
+        "/auth/token", json={"grant_type": "password", "email": email, "password": "wrong-password"}
+    )
+    unknown_email = await client.post(
+        "/auth/token",
+        json={"grant_type": "password", "email": new_email(), "password": "wrong-password"},
+    )
+    assert wrong_password.status_code == unknown_email.status_code == 401
+    assert wrong_password.json() == unknown_email.json()
+    assert wrong_password.json()["code"] == "invalid_credentials"
+
+
+@pytest.mark.parametrize(
+    ("payload", "fields"),
+    [
+        ({"grant_type": "password"}, {"email", "password"}),
+        ({"grant_type": "password", "email": "a@example.com"}, {"password"}),
+        ({"grant_type": "refresh_token"}, {"refresh_token"}),
+        ({"grant_type": "client_credentials"}, {"grant_type"}),
+    ],
+)
+async def test_token_requests_missing_fields_are_422(client, payload, fields):
+    response = await client.post("/auth/token", json=payload)
+    assert response.status_code == 422
+    assert {error["field"] for error in response.json()["errors"]} == fields
+
+
+async def test_me_needs_a_valid_bearer_token(client, sign_up):
+    tokens = await sign_up()
+    me = await client.get("/auth/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200
+    assert me.json()["id"] == tokens["user"]["id"]
+    for headers in ({}, bearer("nonsense"), {"Authorization": "Basic abc"}):
+        response = await client.get("/auth/me", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_a_forged_token_is_refused(client, sign_up):
+    tokens = await sign_up()
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    for forged in (
+        jwt.encode({**claims, "role": "admin"}, None, algorithm="none"),
+        jwt.encode({**claims, "role": "admin"}, "another-key-" * 4, algorithm="HS256"),
+    ):
+        assert (await client.get("/auth/me", headers=bearer(forged))).status_code == 401
+
+
+async def test_name_can_be_changed(client, sign_up):
+    tokens = await sign_up()
+    response = await client.patch(
+        "/auth/me", json={"name": "Grace"}, headers=bearer(tokens["access_token"])
+    )
+    assert response.status_code == 200
+    assert response.json()["name"] == "Grace"
+
+
+async def _client_with(settings, clock, **overrides):
+    return AsyncTestClient(create_app(msgspec.structs.replace(settings, **overrides), clock=clock))
+
+
+async def test_failed_sign_ins_per_account_are_limited(settings, clock):
+    async with await _client_with(settings, clock, auth_failed_signin_limit=3) as limited:
+        email = new_email()
+        await limited.post("/auth/signup", json={"email": email, "password": PASSWORD})
+        attempt = {"grant_type": "password", "email": email, "password": "wrong-password"}
+        for _ in range(3):
+            assert (await limited.post("/auth/token", json=attempt)).status_code == 401
+        # Now even the right password waits: the account is under attack.
+        blocked = await limited.post("/auth/token", json={**attempt, "password": PASSWORD})
+        assert blocked.status_code == 429
+        assert 0 < int(blocked.headers["retry-after"]) <= settings.auth_failed_signin_window_seconds
+        # Another account is not affected.
+        other = new_email()
+        await limited.post("/auth/signup", json={"email": other, "password": PASSWORD})
+        fine = await limited.post(
+            "/auth/token", json={"grant_type": "password", "email": other, "password": PASSWORD}
+        )
+        assert fine.status_code == 200
+
+
+async def test_a_successful_sign_in_clears_the_failure_count(settings, clock):
+    async with await _client_with(settings, clock, auth_failed_signin_limit=2) as limited:
+        email = new_email()
+        await limited.post("/auth/signup", json={"email": email, "password": PASSWORD})
+        wrong = {"grant_type": "password", "email": email, "password": "wrong-password"}
+        right = {**wrong, "password": PASSWORD}
+        for _ in range(3):
+            assert (await limited.post("/auth/token", json=wrong)).status_code == 401
+            assert (await limited.post("/auth/token", json=right)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("setting", "path", "payload"),
+    [
+        (
+            "rate_limit_signup_per_minute",
+            "/auth/signup",
+            {"email": "x@example.com", "password": "short"},
+        ),
+        ("rate_limit_token_per_minute", "/auth/token", {"grant_type": "password"}),
+        ("rate_limit_password_per_minute", "/auth/password/forgot", {"email": "x@example.com"}),
+        (
+            "rate_limit_password_per_minute",
+            "/auth/password/reset",
+            {"token": "t", "new_password": PASSWORD},
+        ),
+    ],
+)
+async def test_abuse_prone_routes_are_limited_per_ip(settings, clock, setting, path, payload):
+    async with await _client_with(settings, clock, **{setting: 3}) as limited:
+        for _ in range(3):
+            assert (await limited.post(path, json=payload)).status_code != 429
+        response = await limited.post(path, json=payload)
+        assert response.status_code == 429
+        assert response.headers["content-type"].startswith(PROBLEM)
+        assert 0 < int(response.headers["retry-after"]) <= 60
+        # Other routes still answer.
+        assert (await limited.get("/health")).status_code == 200
+
+
+async def test_verified_email_can_be_required_to_sign_in(settings, clock, sql):
+    async with await _client_with(settings, clock, auth_require_verified_email=True) as strict:
+        email = new_email()
+        assert (
+            await strict.post("/auth/signup", json={"email": email, "password": PASSWORD})
+        ).status_code == 201
+        sign_in = {"grant_type": "password", "email": email, "password": PASSWORD}
+        refused = await strict.post("/auth/token", json=sign_in)
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "email_not_verified"
+        sql("UPDATE users SET email_verified = true WHERE email = %s", email)
+        assert (await strict.post("/auth/token", json=sign_in)).status_code == 200
+
+
+async def test_passwords_are_stored_as_argon2id(sign_up, sql):
+    tokens = await sign_up()
+    [(password_hash,)] = sql("SELECT password_hash FROM users WHERE id = %s", tokens["user"]["id"])
+    assert password_hash.startswith("$argon2id$v=19$m=19456,t=2")
