@@ -22,6 +22,7 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1, type=Ty
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 JWT_ALGORITHM = "HS256"
+_CLOCK_SKEW_SECONDS = 30
 REFRESH_TOKEN_PREFIX = "lbr_"  # noqa: S105 - a prefix, not a secret
 API_KEY_PREFIX = "lb_"
 
@@ -106,12 +107,18 @@ def read_access_token(
             algorithms=[JWT_ALGORITHM],
             audience=audience,
             issuer=issuer,
-            # Expiry is checked below against the app's clock, so tests can move time.
-            options={"require": ["exp", "iat", "sub", "sid", "iss", "aud"], "verify_exp": False},
+            # Time claims are checked below against the app's clock, so tests can move time.
+            options={
+                "require": ["exp", "iat", "sub", "sid", "iss", "aud"],
+                "verify_exp": False,
+                "verify_iat": False,
+            },
         )
         claims = msgspec.convert(payload, AccessClaims)
     except (jwt.PyJWTError, msgspec.ValidationError) as exc:
         raise InvalidAccessToken(str(exc)) from exc
     if claims.exp <= now.timestamp():
         raise InvalidAccessToken("the access token has expired")
+    if claims.iat > now.timestamp() + _CLOCK_SKEW_SECONDS:
+        raise InvalidAccessToken("the access token is issued in the future")
     return claims

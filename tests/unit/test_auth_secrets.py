@@ -103,3 +103,9 @@ def test_an_access_token_expires_on_the_clock():
     assert _read(token, now=NOW + timedelta(minutes=14, seconds=59))
     with pytest.raises(InvalidAccessToken, match="expired"):
         _read(token, now=NOW + timedelta(minutes=15))
+
+
+def test_a_token_issued_in_the_future_is_refused():
+    token = _issue(now=NOW + timedelta(minutes=5))
+    with pytest.raises(InvalidAccessToken, match="future"):
+        _read(token)
