@@ -1,0 +1,266 @@
+"""Orgs: owners, admins and members, the last-owner rule, active-org switching, admin routes."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+
+from tests.integration.conftest import PASSWORD, bearer, new_email
+
+
+def _org_claim(tokens) -> str | None:
+    return jwt.decode(tokens["access_token"], options={"verify_signature": False})["org"]
+
+
+async def _refresh(client, tokens, **extra):
+    return await client.post(
+        "/auth/token",
+        json={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], **extra},
+    )
+
+
+@pytest.fixture
+async def team(client, sign_up, add_member):
+    """An org with an owner, an admin and a member, plus an outsider."""
+    people = {
+        role: await sign_up(new_email(role)) for role in ("owner", "admin", "member", "outsider")
+    }
+    org = (
+        await client.post(
+            "/orgs", json={"name": "Acme"}, headers=bearer(people["owner"]["access_token"])
+        )
+    ).json()
+    add_member(org["id"], people["admin"]["user"]["id"], "admin")
+    add_member(org["id"], people["member"]["user"]["id"], "member")
+    return org, people
+
+
+async def test_the_creator_owns_the_org_and_sees_it(client, sign_up):
+    tokens = await sign_up()
+    created = await client.post(
+        "/orgs", json={"name": "Acme"}, headers=bearer(tokens["access_token"])
+    )
+    assert created.status_code == 201
+    assert created.json()["role"] == "owner"
+    mine = (await client.get("/orgs", headers=bearer(tokens["access_token"]))).json()
+    assert [(o["name"], o["role"]) for o in mine] == [("Acme", "owner")]
+    # The session had no org: its next token acts in this one.
+    assert _org_claim((await _refresh(client, tokens)).json()) == created.json()["id"]
+
+
+async def test_members_are_visible_to_members_only(client, team):
+    org, people = team
+    members = await client.get(
+        f"/orgs/{org['id']}/members", headers=bearer(people["member"]["access_token"])
+    )
+    assert members.status_code == 200
+    assert sorted(m["role"] for m in members.json()) == ["admin", "member", "owner"]
+    outsider = await client.get(
+        f"/orgs/{org['id']}/members", headers=bearer(people["outsider"]["access_token"])
+    )
+    assert outsider.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("actor", "invited_role", "status"),
+    [
+        ("owner", "owner", 201),
+        ("owner", "member", 201),
+        ("admin", "admin", 201),
+        ("admin", "owner", 403),
+        ("member", "member", 403),
+        ("outsider", "member", 404),
+    ],
+)
+async def test_who_may_invite_whom(client, team, actor, invited_role, status):
+    org, people = team
+    response = await client.post(
+        f"/orgs/{org['id']}/invitations",
+        json={"email": new_email("guest"), "role": invited_role},
+        headers=bearer(people[actor]["access_token"]),
+    )
+    assert response.status_code == status
+    if status == 201:
+        assert "token" not in response.json()
+        listed = await client.get(
+            f"/orgs/{org['id']}/invitations", headers=bearer(people[actor]["access_token"])
+        )
+        assert response.json()["id"] in [i["id"] for i in listed.json()]
+
+
+@pytest.mark.parametrize(
+    ("actor", "target", "new_role", "status"),
+    [
+        ("owner", "member", "admin", 200),
+        ("owner", "admin", "owner", 200),
+        ("admin", "member", "admin", 200),
+        ("admin", "member", "owner", 403),
+        ("admin", "owner", "member", 403),
+        ("member", "admin", "member", 403),
+        ("outsider", "member", "admin", 404),
+        ("owner", "owner", "member", 409),  # the last owner
+    ],
+)
+async def test_who_may_change_roles(client, team, actor, target, new_role, status):
+    org, people = team
+    response = await client.patch(
+        f"/orgs/{org['id']}/members/{people[target]['user']['id']}",
+        json={"role": new_role},
+        headers=bearer(people[actor]["access_token"]),
+    )
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json()["role"] == new_role
+
+
+@pytest.mark.parametrize(
+    ("actor", "target", "status"),
+    [
+        ("owner", "member", 204),
+        ("admin", "member", 204),
+        ("admin", "owner", 403),
+        ("member", "admin", 403),
+        ("member", "member", 204),  # leaving
+        ("owner", "owner", 409),  # the last owner cannot leave
+        ("outsider", "member", 404),
+    ],
+)
+async def test_who_may_remove_whom(client, team, actor, target, status):
+    org, people = team
+    response = await client.delete(
+        f"/orgs/{org['id']}/members/{people[target]['user']['id']}",
+        headers=bearer(people[actor]["access_token"]),
+    )
+    assert response.status_code == status, response.text
+
+
+async def test_a_second_owner_lets_the_first_step_down(client, team):
+    org, people = team
+    owner = bearer(people["owner"]["access_token"])
+    promote = await client.patch(
+        f"/orgs/{org['id']}/members/{people['admin']['user']['id']}",
+        json={"role": "owner"},
+        headers=owner,
+    )
+    assert promote.status_code == 200
+    step_down = await client.patch(
+        f"/orgs/{org['id']}/members/{people['owner']['user']['id']}",
+        json={"role": "member"},
+        headers=owner,
+    )
+    assert step_down.status_code == 200
+
+
+async def test_switching_the_active_org(client, sign_up, add_member):
+    tokens = await sign_up()
+    headers = bearer(tokens["access_token"])
+    first = (await client.post("/orgs", json={"name": "First"}, headers=headers)).json()
+    second = (await client.post("/orgs", json={"name": "Second"}, headers=headers)).json()
+    tokens = (await _refresh(client, tokens)).json()
+    assert _org_claim(tokens) == first["id"]
+    switched = await _refresh(client, tokens, org_id=second["id"])
+    assert switched.status_code == 200
+    tokens = switched.json()
+    assert _org_claim(tokens) == second["id"]
+    # The org sticks to the session across refreshes.
+    tokens = (await _refresh(client, tokens)).json()
+    assert _org_claim(tokens) == second["id"]
+
+
+async def test_switching_to_an_org_you_are_not_in_is_refused(client, sign_up):
+    owner, stranger = await sign_up(), await sign_up()
+    org = (
+        await client.post("/orgs", json={"name": "Private"}, headers=bearer(owner["access_token"]))
+    ).json()
+    refused = await _refresh(client, stranger, org_id=org["id"])
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["field"] == "org_id"
+    # The refused attempt did not burn the refresh token.
+    assert (await _refresh(client, stranger)).status_code == 200
+    password = await client.post(
+        "/auth/token",
+        json={
+            "grant_type": "password",
+            "email": stranger["user"]["email"],
+            "password": PASSWORD,
+            "org_id": org["id"],
+        },
+    )
+    assert password.status_code == 403
+
+
+async def test_sign_in_acts_in_your_first_org_by_default(client, team):
+    org, people = team
+    signed_in = await client.post(
+        "/auth/token",
+        json={
+            "grant_type": "password",
+            "email": people["member"]["user"]["email"],
+            "password": PASSWORD,
+        },
+    )
+    assert _org_claim(signed_in.json()) == org["id"]
+
+
+async def test_a_removed_member_no_longer_acts_in_the_org(client, team):
+    org, people = team
+    member = (
+        await client.post(
+            "/auth/token",
+            json={
+                "grant_type": "password",
+                "email": people["member"]["user"]["email"],
+                "password": PASSWORD,
+            },
+        )
+    ).json()
+    assert _org_claim(member) == org["id"]
+    await client.delete(
+        f"/orgs/{org['id']}/members/{people['member']['user']['id']}",
+        headers=bearer(people["owner"]["access_token"]),
+    )
+    assert _org_claim((await _refresh(client, member)).json()) is None
+
+
+async def test_admin_routes_are_for_admins(client, sign_up, make_admin):
+    user, admin = await sign_up(), await sign_up()
+    assert (
+        await client.get("/admin/users", headers=bearer(user["access_token"]))
+    ).status_code == 403
+    assert (await client.get("/admin/users")).status_code == 401
+    make_admin(admin["user"]["id"])
+    admin = (
+        await client.post(
+            "/auth/token",
+            json={"grant_type": "password", "email": admin["user"]["email"], "password": PASSWORD},
+        )
+    ).json()
+    page = await client.get("/admin/users?limit=1", headers=bearer(admin["access_token"]))
+    assert page.status_code == 200
+    assert page.json()["total"] == 2 and len(page.json()["items"]) == 1
+    too_many = await client.get("/admin/users?limit=501", headers=bearer(admin["access_token"]))
+    assert too_many.status_code == 422
+    assert too_many.json()["errors"][0]["field"] == "limit"
+
+
+async def test_an_admin_can_disable_a_user_and_their_sessions_end(client, sign_up, make_admin):
+    user, admin = await sign_up(), await sign_up()
+    make_admin(admin["user"]["id"])
+    admin = (
+        await client.post(
+            "/auth/token",
+            json={"grant_type": "password", "email": admin["user"]["email"], "password": PASSWORD},
+        )
+    ).json()
+    disabled = await client.patch(
+        f"/admin/users/{user['user']['id']}",
+        json={"disabled": True},
+        headers=bearer(admin["access_token"]),
+    )
+    assert disabled.status_code == 200
+    assert (await client.get("/auth/me", headers=bearer(user["access_token"]))).status_code == 401
+    sign_in = await client.post(
+        "/auth/token",
+        json={"grant_type": "password", "email": user["user"]["email"], "password": PASSWORD},
+    )
+    assert sign_in.status_code == 401
