@@ -18,25 +18,25 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 import backend
+from backend.auth.deps import AUTH_DEPENDENCIES
+from backend.auth.routes import auth_routers
 from backend.config import Settings, SettingsError, get_settings
 from backend.db.base import metadata
 from backend.db.migrate import head_revisions
+from backend.lib.clock import Clock, SystemClock
 from backend.lib.urls import async_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
-from backend.problems import problem_details_config
-from backend.auth.deps import AUTH_DEPENDENCIES
-from backend.auth.routes import auth_routers
-from backend.lib.clock import Clock, SystemClock
 from backend.mail.service import Mailer
 from backend.orgs.routes import InvitationController, OrgController
+from backend.problems import problem_details_config
 from backend.system.routes import SystemController
 from workers.celery_app import create_celery_app
 

@@ -1,4 +1,4 @@
-"""The `litebase` command: dev, migrate, worker, beat."""
+"""The `litebase` command: dev, migrate, worker, beat, create-admin."""
 
 from __future__ import annotations
 
@@ -86,6 +86,51 @@ def migrate(data_dir: Path | None, revision: str, downgrade_to: str | None) -> N
         else:
             upgrade(url, revision)
             click.echo(f"upgraded to {revision}")
+
+
+@main.command("create-admin")
+@click.option("--email", required=True, help="The admin's email; an existing user is promoted.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="8 to 256 characters.",
+)
+@data_dir_option
+def create_admin(email: str, password: str, data_dir: Path | None) -> None:
+    """Create an admin (or make an existing user one), with this password."""
+    import asyncio
+
+    import msgspec
+
+    from backend.auth.schemas import SignUp
+    from backend.db.migrate import upgrade
+
+    try:
+        msgspec.convert({"email": email, "password": password}, SignUp)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    settings = _settings()
+    with _database_url(settings, data_dir or Path(settings.data_dir)) as url:
+        upgrade(url)
+        user_id = asyncio.run(_ensure_admin(url, email, password))
+    click.echo(f"admin {email} ({user_id}) is ready")
+
+
+async def _ensure_admin(database_url: str, email: str, password: str) -> str:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from backend.auth.service import ensure_admin
+    from backend.lib.urls import async_database_url
+
+    engine = create_async_engine(async_database_url(database_url))
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as db:
+            user = await ensure_admin(db, email, password)
+            return str(user.id)
+    finally:
+        await engine.dispose()
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

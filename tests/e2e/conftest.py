@@ -81,6 +81,10 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "REDIS_URL": redis_url,
         "MAX_BODY_BYTES": "4096",
         "CELERY_MAX_DELIVERIES": "3",
+        # Every e2e test signs people up from 127.0.0.1; the limits have tests of their own.
+        "RATE_LIMIT_SIGNUP_PER_MINUTE": "10000",
+        "RATE_LIMIT_TOKEN_PER_MINUTE": "10000",
+        "RATE_LIMIT_PASSWORD_PER_MINUTE": "10000",
         "PYTHONUNBUFFERED": "1",
     }
     api = _spawn(

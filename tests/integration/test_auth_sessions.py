@@ -59,7 +59,7 @@ async def test_a_replay_after_the_grace_window_revokes_the_whole_session(client,
 
 async def test_refreshing_for_an_hour_never_logs_out(client, sign_up, clock):
     tokens = await sign_up()
-    for _ in range(5):  # 5 × 14 min = 70 minutes of use
+    for _ in range(5):  # 5 times 14 min: 70 minutes of use
         clock.advance(minutes=14)
         assert (await _me(client, tokens["access_token"])).status_code == 200
         answer = await _refresh(client, tokens["refresh_token"])

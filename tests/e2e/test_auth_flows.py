@@ -1,0 +1,200 @@
+"""Auth flows that go through mail: a real worker delivers to the console backend's store."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import msgspec
+import pytest
+import redis
+
+from backend.mail.service import SENT_MAIL_KEY
+from tests.e2e.conftest import ROOT
+
+PASSWORD = "correct horse battery staple"
+
+
+def _email(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@pytest.fixture
+def api(stack):
+    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def inbox(stack):
+    store = redis.Redis.from_url(stack.redis_url)
+
+    def _wait_for(to: str, subject_part: str, timeout: float = 30) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for raw in store.lrange(SENT_MAIL_KEY, 0, -1):
+                mail = msgspec.json.decode(raw)
+                if mail["to"] == to and subject_part in mail["subject"]:
+                    return mail
+            time.sleep(0.1)
+        raise AssertionError(f"no mail to {to} about {subject_part!r} within {timeout}s")
+
+    return _wait_for
+
+
+def _token_in(mail: dict[str, str]) -> str:
+    match = re.search(r"token:\n\n(\S+)\n", mail["text"])
+    assert match, mail["text"]
+    return match.group(1)
+
+
+def _bearer(tokens) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def _sign_up(api, email: str) -> dict:
+    response = api.post("/auth/signup", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_sign_up_mails_a_verification_token_that_works_once(api, inbox):
+    email = _email("verify")
+    tokens = _sign_up(api, email)
+    token = _token_in(inbox(email, "Confirm your email"))
+    confirmed = api.post("/auth/verify", json={"token": token})
+    assert confirmed.status_code == 200
+    assert confirmed.json()["email_verified"] is True
+    assert api.get("/auth/me", headers=_bearer(tokens)).json()["email_verified"] is True
+    again = api.post("/auth/verify", json={"token": token})
+    assert again.status_code == 400
+    assert again.json()["errors"][0]["field"] == "token"
+
+
+def test_a_verification_mail_can_be_requested_again(api, inbox):
+    email = _email("reverify")
+    tokens = _sign_up(api, email)
+    first = _token_in(inbox(email, "Confirm your email"))
+    assert api.post("/auth/verify", json={}, headers=_bearer(tokens)).status_code == 200
+    deadline = time.monotonic() + 30
+    while (second := _token_in(inbox(email, "Confirm your email"))) == first:
+        assert time.monotonic() < deadline, "no second verification mail"
+        time.sleep(0.1)
+    assert api.post("/auth/verify", json={"token": second}).status_code == 200
+    assert api.post("/auth/verify", json={}).status_code == 401
+
+
+def test_forgot_password_is_202_either_way_and_the_reset_works_once(api, inbox):
+    email = _email("reset")
+    old = _sign_up(api, email)
+    unknown = api.post("/auth/password/forgot", json={"email": _email("nobody")})
+    known = api.post("/auth/password/forgot", json={"email": email})
+    assert unknown.status_code == known.status_code == 202
+    assert unknown.json() == known.json()
+    token = _token_in(inbox(email, "Reset your password"))
+    reset = api.post(
+        "/auth/password/reset", json={"token": token, "new_password": "a new password!"}
+    )
+    assert reset.status_code == 200
+    # Every session ended with the old password.
+    assert api.get("/auth/me", headers=_bearer(old)).status_code == 401
+    sign_in = {"grant_type": "password", "email": email}
+    assert api.post("/auth/token", json={**sign_in, "password": PASSWORD}).status_code == 401
+    assert (
+        api.post("/auth/token", json={**sign_in, "password": "a new password!"}).status_code == 200
+    )
+    reused = api.post(
+        "/auth/password/reset", json={"token": token, "new_password": "yet another one"}
+    )
+    assert reused.status_code == 400
+
+
+def test_an_invitation_brings_a_new_user_into_the_org(api, inbox):
+    owner = _sign_up(api, _email("owner"))
+    org = api.post("/orgs", json={"name": "Acme"}, headers=_bearer(owner)).json()
+    guest_email = _email("guest")
+    invited = api.post(
+        f"/orgs/{org['id']}/invitations",
+        json={"email": guest_email, "role": "admin"},
+        headers=_bearer(owner),
+    )
+    assert invited.status_code == 201
+    token = _token_in(inbox(guest_email, "invited to Acme"))
+
+    stranger = _sign_up(api, _email("stranger"))
+    wrong = api.post(f"/invitations/{token}/accept", headers=_bearer(stranger))
+    assert wrong.status_code == 403
+
+    guest = _sign_up(api, guest_email)
+    accepted = api.post(f"/invitations/{token}/accept", headers=_bearer(guest))
+    assert accepted.status_code == 200
+    assert accepted.json() == {**accepted.json(), "id": org["id"], "role": "admin"}
+    assert api.post(f"/invitations/{token}/accept", headers=_bearer(guest)).status_code == 400
+
+    refreshed = api.post(
+        "/auth/token",
+        json={
+            "grant_type": "refresh_token",
+            "refresh_token": guest["refresh_token"],
+            "org_id": org["id"],
+        },
+    ).json()
+    members = api.get(f"/orgs/{org['id']}/members", headers=_bearer(refreshed))
+    assert sorted(m["role"] for m in members.json()) == ["admin", "owner"]
+    assert api.get("/auth/me", headers=_bearer(refreshed)).json()["email_verified"] is True
+
+
+def test_create_admin_makes_an_admin_who_can_use_admin_routes(api, stack):
+    email = _email("root")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "create-admin",
+            "--email",
+            email,
+            "--password",
+            PASSWORD,
+        ],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "is ready" in result.stdout
+    tokens = api.post(
+        "/auth/token", json={"grant_type": "password", "email": email, "password": PASSWORD}
+    )
+    assert tokens.json()["user"]["role"] == "admin"
+    assert api.get("/admin/users", headers=_bearer(tokens.json())).status_code == 200
+
+
+def test_create_admin_refuses_a_short_password(stack):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "create-admin",
+            "--email",
+            _email("x"),
+            "--password",
+            "short",
+        ],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "length >= 8" in result.stderr
