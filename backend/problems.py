@@ -60,6 +60,8 @@ def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
         if path:
             message = message[: path.start()]
             field = ".".join(p for p in (field if field != "data" else "", path.group(1)) if p)
+        if message.startswith("Expected `str` matching regex"):
+            message = "is not in the expected format"
         named = _NAMED_FIELD.search(message)
         if named:
             field = ".".join(p for p in (field if field != "data" else "", named.group(1)) if p)
