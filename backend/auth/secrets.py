@@ -6,7 +6,6 @@ Nothing here touches the database; the service decides what each secret means.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -48,12 +47,12 @@ def new_token(prefix: str = "") -> str:
 
 
 def hash_token(token: str) -> str:
-    """Tokens are 256 random bits: a plain SHA-256 is enough to store them (unlike passwords)."""
+    """Tokens are 256 random bits: a plain SHA-256 is enough to store them (unlike passwords).
+
+    Tokens are found by their hash through an index, never compared as plaintext, so a
+    lookup's timing says nothing about the secret.
+    """
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def same_secret(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
