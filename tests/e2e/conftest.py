@@ -30,6 +30,21 @@ class Stack:
     log_dir: Path
 
 
+def run_python(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m …`` from the repo root to completion, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 import uuid
 
@@ -14,7 +12,7 @@ import pytest
 import redis
 
 from backend.mail.service import SENT_MAIL_KEY
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import run_python
 
 PASSWORD = "correct horse battery staple"
 
@@ -150,23 +148,8 @@ def test_an_invitation_brings_a_new_user_into_the_org(api, inbox):
 
 def test_create_admin_makes_an_admin_who_can_use_admin_routes(api, stack):
     email = _email("root")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "create-admin",
-            "--email",
-            email,
-            "--password",
-            PASSWORD,
-        ],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_python(
+        "backend.cli", "create-admin", "--email", email, "--password", PASSWORD, env=stack.env
     )
     assert result.returncode == 0, result.stderr
     assert "is ready" in result.stdout
@@ -178,23 +161,8 @@ def test_create_admin_makes_an_admin_who_can_use_admin_routes(api, stack):
 
 
 def test_create_admin_refuses_a_short_password(stack):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "create-admin",
-            "--email",
-            _email("x"),
-            "--password",
-            "short",
-        ],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_python(
+        "backend.cli", "create-admin", "--email", _email("x"), "--password", "short", env=stack.env
     )
     assert result.returncode != 0
     assert "length >= 8" in result.stderr

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.e2e.conftest import ROOT, wait_for
+from tests.e2e.conftest import ROOT, run_python, wait_for
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -24,18 +24,13 @@ def _dev_env() -> dict[str, str]:
     return {**env, "LITEBASE_ENV": "dev", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
 
 
+def _dev_argv(data_dir: Path, port: int) -> list[str]:
+    return ["backend.cli", "dev", "--port", str(port), "--data-dir", str(data_dir)]
+
+
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "dev",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
+        [sys.executable, "-m", *_dev_argv(data_dir, port)],
         env=_dev_env(),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
@@ -44,27 +39,8 @@ def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _run_to_exit(
-    data_dir: Path, port: int, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "dev",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        env=_dev_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def _run_to_exit(data_dir: Path, port: int) -> subprocess.CompletedProcess[str]:
+    return run_python(*_dev_argv(data_dir, port), env=_dev_env())
 
 
 def _every_process_of(supervisor: subprocess.Popen[bytes], data_dir: Path) -> set[int]:

@@ -8,6 +8,7 @@ import httpx
 import redis
 
 from backend.config import settings_from_env
+from tests.e2e.conftest import run_python
 from workers.celery_app import create_celery_app
 
 
@@ -68,20 +69,7 @@ def test_a_task_that_kills_its_worker_is_redelivered_a_bounded_number_of_times(s
 
 
 def test_the_api_process_refuses_to_start_in_prod_with_a_placeholder_secret(stack):
-    import subprocess
-    import sys
-
-    from tests.e2e.conftest import ROOT
-
     env = {**stack.env, "LITEBASE_ENV": "prod", "SECRET_KEY": "change-me"}
-    result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("uvicorn", "backend.app:create_app", "--factory", "--port", "0", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY is missing or a placeholder" in result.stderr
