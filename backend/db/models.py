@@ -1,6 +1,10 @@
 """Every table module, imported once so the metadata (and Alembic autogenerate) sees them all."""
 
 from backend.auth import models as auth_models
+from backend.collections.spec import CollectionRegistry
 from backend.orgs import models as org_models
+
+# Collection modules define their tables on import.
+CollectionRegistry.discover()
 
 __all__ = ["auth_models", "org_models"]

@@ -1,0 +1,225 @@
+"""Collections: a SQLAlchemy model plus rules, declared in code, found by the registry.
+
+    notes = Collection(
+        model=Note,
+        rules=Rules(list="owner = @auth.id || public = true", create="@auth.id != null", ...),
+        embed=Embed(fields=["title", "body"]),
+    )
+
+A rule of ``None`` admits admins and service keys only; ``""`` admits everyone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import uuid_utils.compat as uuid_utils
+from advanced_alchemy.base import AdvancedDeclarativeBase, CommonTableAttributes
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    Uuid,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.types import TypeEngine
+
+from backend.collections.expressions import Kind
+
+READ_ONLY_FIELDS = frozenset({"id", "owner", "org", "created_at", "updated_at"})
+# What a rule or filter may read through a relation to users: never password hashes.
+USER_FIELDS: dict[str, Kind] = {"id": "uuid", "email": "text", "name": "text"}
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class CollectionModel(CommonTableAttributes, AdvancedDeclarativeBase, AsyncAttrs):
+    """Base for collection tables: a UUIDv7 id, owner, org and timestamps the server sets."""
+
+    __abstract__ = True
+
+    id: Mapped[UUID] = mapped_column(Uuid, primary_key=True, default=uuid_utils.uuid7)
+
+    @declared_attr
+    def owner(cls) -> Mapped[UUID | None]:
+        return mapped_column(
+            Uuid, ForeignKey("users.id", ondelete="SET NULL"), index=True, default=None
+        )
+
+    @declared_attr
+    def org(cls) -> Mapped[UUID | None]:
+        return mapped_column(
+            Uuid, ForeignKey("orgs.id", ondelete="CASCADE"), index=True, default=None
+        )
+
+    created_at: Mapped[datetime] = mapped_column(
+        DateTimeUTC(timezone=True), default=_now, index=True, sort_order=3002
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTimeUTC(timezone=True), default=_now, onupdate=_now, sort_order=3003
+    )
+
+
+@dataclass(frozen=True)
+class Rules:
+    list: str | None = None
+    view: str | None = None
+    create: str | None = None
+    update: str | None = None
+    delete: str | None = None
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Which fields feed the collection's embeddings (the vector issue uses this)."""
+
+    fields: tuple[str, ...] | list[str]
+    chunk_size: int = 800
+    chunk_overlap: int = 100
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: Kind
+    nullable: bool
+    has_default: bool
+    read_only: bool
+    max_length: int | None = None
+    choices: tuple[str, ...] | None = None
+    relation: str | None = None  # the table a foreign key points at
+
+    @property
+    def required_on_create(self) -> bool:
+        return not (self.read_only or self.nullable or self.has_default)
+
+
+def _kind(type_: TypeEngine[Any]) -> Kind:
+    if isinstance(type_, Boolean):
+        return "bool"
+    if isinstance(type_, Integer | BigInteger | SmallInteger):
+        return "integer"
+    if isinstance(type_, Float | Numeric):
+        return "number"
+    if isinstance(type_, Uuid):
+        return "uuid"
+    if isinstance(type_, DateTime | DateTimeUTC):
+        return "datetime"
+    if isinstance(type_, ARRAY):
+        return "text_list"
+    if isinstance(type_, JSON | JSONB):
+        return "json"
+    if isinstance(type_, String | Text | Enum):
+        return "text"
+    raise TypeError(f"collections do not support columns of type {type_!r} yet")
+
+
+def _field_spec(column: Column[Any]) -> FieldSpec:
+    foreign = next(iter(column.foreign_keys), None)
+    type_ = column.type
+    return FieldSpec(
+        name=column.key,
+        kind=_kind(type_),
+        nullable=bool(column.nullable),
+        has_default=column.default is not None or column.server_default is not None,
+        read_only=column.key in READ_ONLY_FIELDS,
+        max_length=getattr(type_, "length", None) if isinstance(type_, String) else None,
+        choices=tuple(type_.enums) if isinstance(type_, Enum) else None,
+        relation=foreign.target_fullname.split(".")[0] if foreign is not None else None,
+    )
+
+
+@dataclass
+class Collection:
+    model: type[CollectionModel]
+    rules: Rules = field(default_factory=Rules)
+    embed: Embed | None = None
+    realtime: bool = True
+    name: str = ""
+    fields: dict[str, FieldSpec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.model.__tablename__
+        columns = self.model.__table__.columns  # type: ignore[attr-defined]
+        self.fields = {c.key: _field_spec(c) for c in columns if c.key != "sa_orm_sentinel"}
+
+    @property
+    def table(self) -> Any:
+        return self.model.__table__  # type: ignore[attr-defined]
+
+    # FieldTypes / SqlFields, for the expression compilers
+
+    def kind_of(self, path: tuple[str, ...]) -> Kind | None:
+        spec = self.fields.get(path[0])
+        if spec is None:
+            return None
+        if len(path) == 1:
+            return spec.kind
+        if spec.relation == "users":
+            return USER_FIELDS.get(path[1])
+        return None
+
+    def column(self, path: tuple[str, ...]) -> ColumnElement[Any]:
+        local = self.table.c[path[0]]
+        if len(path) == 1:
+            return local  # type: ignore[no-any-return]
+        from backend.auth.models import User  # the one relation target collections may read
+
+        target = getattr(User, path[1])
+        return select(target).where(User.id == local).scalar_subquery()  # type: ignore[no-any-return]
+
+    def sql_type(self, path: tuple[str, ...]) -> TypeEngine[Any]:
+        if len(path) == 1:
+            return self.table.c[path[0]].type  # type: ignore[no-any-return]
+        return Uuid() if USER_FIELDS.get(path[1]) == "uuid" else Text()
+
+
+class CollectionRegistry:
+    """The collections an app serves, by name."""
+
+    def __init__(self, collections: Iterable[Collection]) -> None:
+        self._by_name: dict[str, Collection] = {}
+        for collection in collections:
+            if collection.name in self._by_name:
+                raise ValueError(f"two collections are named {collection.name!r}")
+            self._by_name[collection.name] = collection
+
+    def __iter__(self) -> Iterator[Collection]:
+        return iter(self._by_name.values())
+
+    def get(self, name: str) -> Collection | None:
+        return self._by_name.get(name)
+
+    @classmethod
+    def discover(cls, package: str = "backend.app_collections") -> CollectionRegistry:
+        """Every Collection defined at module level in ``package``'s modules, in name order."""
+        found: list[Collection] = []
+        root = importlib.import_module(package)
+        for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda m: m.name):
+            module = importlib.import_module(f"{package}.{info.name}")
+            found += [v for v in vars(module).values() if isinstance(v, Collection)]
+        return cls(found)
