@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from lark import Lark, Token, Transformer, UnexpectedInput, v_args
-from lark.exceptions import VisitError
+from lark.exceptions import UnexpectedEOF, UnexpectedToken, VisitError
 
 Kind = Literal["text", "integer", "number", "bool", "uuid", "datetime", "text_list", "json"]
 ORDERED_KINDS = frozenset({"text", "integer", "number", "datetime"})
@@ -227,7 +227,7 @@ def parse(text: str, *, max_length: int) -> Node | None:
     try:
         tree = _parser.parse(text)
     except UnexpectedInput as exc:
-        raise ExpressionError(_describe(exc, text), exc.pos_in_stream) from None
+        raise ExpressionError(*_describe(exc, text)) from None
     try:
         result: Node = _ToTree().transform(tree)
     except RecursionError:
@@ -241,11 +241,15 @@ def parse(text: str, *, max_length: int) -> Node | None:
     return result
 
 
-def _describe(exc: UnexpectedInput, text: str) -> str:
-    position = exc.pos_in_stream
-    if position is None or position >= len(text):
-        return "unexpected end of expression"
-    return f"unexpected {text[position : position + 10]!r}"
+def _describe(exc: UnexpectedInput, text: str) -> tuple[str, int]:
+    if (
+        isinstance(exc, UnexpectedToken)
+        and exc.token.type == "$END"
+        or isinstance(exc, UnexpectedEOF)
+    ):
+        return "unexpected end of expression", len(text)
+    position = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
+    return f"unexpected {text[position : position + 10]!r}", position
 
 
 # --- checking against a collection -----------------------------------------------------
