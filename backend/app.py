@@ -28,6 +28,8 @@ from redis.asyncio import Redis
 import backend
 from backend.auth.deps import AUTH_DEPENDENCIES
 from backend.auth.routes import auth_routers
+from backend.collections.routes import collection_routers
+from backend.collections.spec import CollectionRegistry
 from backend.config import Settings, SettingsError, get_settings
 from backend.db.base import metadata
 from backend.db.migrate import head_revisions
@@ -64,9 +66,10 @@ def create_app(
     *,
     route_handlers: Sequence[ControllerRouterHandler] = (),
     clock: Clock | None = None,
+    collections: CollectionRegistry | None = None,
 ) -> Litestar:
     """Build the API. ``route_handlers`` adds an app's own routes beside Litebase's;
-    ``clock`` lets tests move time."""
+    ``clock`` lets tests move time; ``collections`` defaults to backend/app_collections."""
     settings = settings or get_settings()
     if not settings.database_url:
         raise SettingsError("DATABASE_URL is not set (`litebase dev` sets it for you)")
@@ -107,6 +110,7 @@ def create_app(
             *auth_routers(settings),
             OrgController,
             InvitationController,
+            *collection_routers(collections or CollectionRegistry.discover(), settings),
             *route_handlers,
         ],
         plugins=[

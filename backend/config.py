@@ -53,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     verify_token_ttl_seconds: int = 86_400
     reset_token_ttl_seconds: int = 3_600
     invitation_ttl_seconds: int = 7 * 86_400
+    # collections
+    filter_max_length: int = 4096
+    page_default_limit: int = 50
+    page_max_limit: int = 500
+    batch_max_operations: int = 100
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"
@@ -63,6 +68,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_starttls: bool = True
 
     def __post_init__(self) -> None:
+        if self.page_default_limit > self.page_max_limit:
+            raise SettingsError("PAGE_DEFAULT_LIMIT cannot exceed PAGE_MAX_LIMIT")
         if self.max_body_bytes < 1:
             raise SettingsError("MAX_BODY_BYTES must be a positive number of bytes")
         if self.celery_max_deliveries < 1:
@@ -75,6 +82,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "rate_limit_token_per_minute",
             "rate_limit_password_per_minute",
             "session_idle_timeout_days",
+            "filter_max_length",
+            "page_default_limit",
+            "page_max_limit",
+            "batch_max_operations",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")

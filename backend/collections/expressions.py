@@ -242,10 +242,8 @@ def parse(text: str, *, max_length: int) -> Node | None:
 
 
 def _describe(exc: UnexpectedInput, text: str) -> tuple[str, int]:
-    if (
-        isinstance(exc, UnexpectedToken)
-        and exc.token.type == "$END"
-        or isinstance(exc, UnexpectedEOF)
+    if (isinstance(exc, UnexpectedToken) and exc.token.type == "$END") or isinstance(
+        exc, UnexpectedEOF
     ):
         return "unexpected end of expression", len(text)
     position = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)

@@ -163,13 +163,13 @@ class Collection:
     fields: dict[str, FieldSpec] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.name = self.name or self.model.__tablename__
-        columns = self.model.__table__.columns  # type: ignore[attr-defined]
+        self.name = self.name or str(self.model.__tablename__)
+        columns: list[Column[Any]] = list(self.table.columns)
         self.fields = {c.key: _field_spec(c) for c in columns if c.key != "sa_orm_sentinel"}
 
     @property
     def table(self) -> Any:
-        return self.model.__table__  # type: ignore[attr-defined]
+        return self.model.__table__
 
     # FieldTypes / SqlFields, for the expression compilers
 
@@ -184,17 +184,18 @@ class Collection:
         return None
 
     def column(self, path: tuple[str, ...]) -> ColumnElement[Any]:
-        local = self.table.c[path[0]]
+        local: ColumnElement[Any] = self.table.c[path[0]]
         if len(path) == 1:
-            return local  # type: ignore[no-any-return]
+            return local
         from backend.auth.models import User  # the one relation target collections may read
 
         target = getattr(User, path[1])
-        return select(target).where(User.id == local).scalar_subquery()  # type: ignore[no-any-return]
+        return select(target).where(User.id == local).scalar_subquery()
 
     def sql_type(self, path: tuple[str, ...]) -> TypeEngine[Any]:
         if len(path) == 1:
-            return self.table.c[path[0]].type  # type: ignore[no-any-return]
+            column_type: TypeEngine[Any] = self.table.c[path[0]].type
+            return column_type
         return Uuid() if USER_FIELDS.get(path[1]) == "uuid" else Text()
 
 

@@ -1,0 +1,454 @@
+"""Records: list, read, create, update, delete and batch, under each collection's rules.
+
+A row a caller may not view is 404 on view, update and delete (never 403, never a hint that
+it exists); a row they may view but not change is 403. Rules and client filters compile to one
+parameterized WHERE clause. Lists page with a keyset cursor, stable while rows are inserted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.service import Principal
+from backend.collections.compile import AuthContext, to_sql
+from backend.collections.expressions import ExpressionError, Node, check, coerce, parse
+from backend.collections.spec import Collection, CollectionModel
+from backend.config import Settings
+from backend.lib.clock import Clock
+from backend.problems import Problem
+
+ACTIONS = ("list", "view", "create", "update", "delete")
+SORTABLE_KINDS = frozenset({"text", "integer", "number", "bool", "uuid", "datetime"})
+
+
+class CompiledRules:
+    """A collection's rules, parsed and checked once (a bad rule stops the app at start)."""
+
+    def __init__(self, collection: Collection, max_length: int) -> None:
+        self.collection = collection
+        self.nodes: dict[str, Node | None] = {}
+        self.admin_only: set[str] = set()
+        for action in ACTIONS:
+            text = getattr(collection.rules, action)
+            if text is None:
+                self.admin_only.add(action)
+                self.nodes[action] = None
+                continue
+            try:
+                node = parse(text, max_length=max(max_length, len(text)))
+                if node is not None:
+                    check(node, collection)
+            except ExpressionError as exc:
+                raise ValueError(
+                    f"the {action} rule of {collection.name!r} is wrong: {exc}"
+                ) from exc
+            self.nodes[action] = node
+
+
+def _field_problem(status: int, detail: str, field: str, message: str, **extra: Any) -> Problem:
+    return Problem(
+        status, detail, errors=[{"field": field, "message": message, "source": "query"}], **extra
+    )
+
+
+def etag_of(row: CollectionModel) -> str:
+    return f'"{int(row.updated_at.timestamp() * 1_000_000)}"'
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filter: str | None = None
+    sort: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+    fields: str | None = None
+    count: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: Sequence[CollectionModel]
+    next_cursor: str | None
+    total: int | None
+    fields: tuple[str, ...] | None
+
+
+class RecordService:
+    def __init__(
+        self,
+        db: AsyncSession,
+        settings: Settings,
+        clock: Clock,
+        rules: dict[str, CompiledRules],
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.rules = rules
+
+    # --- rules -----------------------------------------------------------------------------
+
+    @staticmethod
+    def auth_context(principal: Principal | None) -> AuthContext:
+        if principal is None:
+            return AuthContext()
+        return AuthContext(id=principal.user_id, role=principal.role, org=principal.org_id)
+
+    def rule(
+        self, collection: Collection, action: str, principal: Principal | None
+    ) -> ColumnElement[bool]:
+        if principal is not None and principal.bypasses_rules:
+            return true()
+        compiled = self.rules[collection.name]
+        if action in compiled.admin_only:
+            return false()
+        return to_sql(
+            compiled.nodes[action], collection, self.auth_context(principal), self.clock.now()
+        )
+
+    def _filter(
+        self, collection: Collection, text: str | None, principal: Principal | None
+    ) -> ColumnElement[bool]:
+        if not text:
+            return true()
+        try:
+            node = parse(text, max_length=self.settings.filter_max_length)
+            if node is None:
+                return true()
+            check(node, collection)
+            return to_sql(node, collection, self.auth_context(principal), self.clock.now())
+        except ExpressionError as exc:
+            raise _field_problem(
+                422,
+                f"The filter is not valid: {exc}",
+                "filter",
+                exc.reason,
+                position=exc.position,
+            ) from None
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _sort_keys(self, collection: Collection, sort: str | None) -> list[tuple[str, bool]]:
+        keys: list[tuple[str, bool]] = []
+        for raw in (sort or "-created_at").split(","):
+            name = raw.strip()
+            descending = name.startswith("-")
+            name = name.lstrip("+-")
+            spec = collection.fields.get(name)
+            if spec is None:
+                raise _field_problem(422, f"Cannot sort by {name!r}", "sort", "unknown field")
+            if spec.kind not in SORTABLE_KINDS or spec.nullable:
+                raise _field_problem(
+                    422,
+                    f"Cannot sort by {name!r}: only non-null text, numbers, booleans, ids, times",
+                    "sort",
+                    "not sortable",
+                )
+            if name != "id":
+                keys.append((name, descending))
+        # The id breaks ties, so the order (and the cursor) is total.
+        keys.append(("id", keys[-1][1] if keys else True))
+        return keys
+
+    def _decode_cursor(
+        self, collection: Collection, cursor: str, keys: list[tuple[str, bool]]
+    ) -> list[Any]:
+        try:
+            raw = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode() + b"=="))
+            if not isinstance(raw, list) or len(raw) != len(keys):
+                raise ValueError("wrong shape")
+            return [
+                coerce(value, collection.fields[name].kind, 0)
+                for value, (name, _) in zip(raw, keys, strict=True)
+            ]
+        except (ValueError, binascii.Error, msgspec.DecodeError, ExpressionError):
+            raise _field_problem(
+                422,
+                "The cursor is not valid for this sort; start again without it",
+                "cursor",
+                "invalid",
+            ) from None
+
+    @staticmethod
+    def _encode_cursor(row: CollectionModel, keys: list[tuple[str, bool]]) -> str:
+        values = [getattr(row, name) for name, _ in keys]
+        return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
+
+    @staticmethod
+    def _after(
+        collection: Collection, keys: list[tuple[str, bool]], values: list[Any]
+    ) -> ColumnElement[bool]:
+        columns = [collection.table.c[name] for name, _ in keys]
+        clauses = []
+        for i, ((_, descending), column) in enumerate(zip(keys, columns, strict=True)):
+            equal_before = [columns[j] == values[j] for j in range(i)]
+            beyond = column < values[i] if descending else column > values[i]
+            clauses.append(and_(*equal_before, beyond))
+        return or_(*clauses)
+
+    def _projection(self, collection: Collection, fields: str | None) -> tuple[str, ...] | None:
+        if not fields:
+            return None
+        names = tuple(name.strip() for name in fields.split(",") if name.strip())
+        unknown = [name for name in names if name not in collection.fields]
+        if unknown:
+            raise _field_problem(422, f"Unknown fields: {', '.join(unknown)}", "fields", "unknown")
+        return names
+
+    async def list_page(
+        self, collection: Collection, principal: Principal | None, query: ListQuery
+    ) -> Page:
+        if "list" in self.rules[collection.name].admin_only and not (
+            principal is not None and principal.bypasses_rules
+        ):
+            raise Problem(403, f"Only admins may list {collection.name}", code="forbidden")
+        if not 1 <= query.limit <= self.settings.page_max_limit:
+            raise _field_problem(
+                422,
+                f"limit must be between 1 and {self.settings.page_max_limit}",
+                "limit",
+                "out of range",
+            )
+        table = collection.table
+        where = and_(
+            self.rule(collection, "list", principal),
+            self._filter(collection, query.filter, principal),
+        )
+        keys = self._sort_keys(collection, query.sort)
+        fields = self._projection(collection, query.fields)
+        statement = select(collection.model).where(where)
+        if query.cursor:
+            statement = statement.where(
+                self._after(collection, keys, self._decode_cursor(collection, query.cursor, keys))
+            )
+        order = [table.c[name].desc() if desc else table.c[name].asc() for name, desc in keys]
+        rows = list(
+            (await self.db.scalars(statement.order_by(*order).limit(query.limit + 1))).all()
+        )
+        next_cursor = None
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            next_cursor = self._encode_cursor(rows[-1], keys)
+        total = None
+        if query.count:
+            total = int(
+                await self.db.scalar(select(func.count()).select_from(table).where(where)) or 0
+            )
+        return Page(rows=rows, next_cursor=next_cursor, total=total, fields=fields)
+
+    async def _visible(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        record_id: UUID,
+        *,
+        for_update: bool = False,
+    ) -> CollectionModel:
+        statement = select(collection.model).where(
+            collection.table.c.id == record_id, self.rule(collection, "view", principal)
+        )
+        if for_update:
+            statement = statement.with_for_update()
+        row = await self.db.scalar(statement)
+        if row is None:
+            raise Problem(404, f"No such record in {collection.name}", code="not_found")
+        return row
+
+    async def _admits(
+        self, collection: Collection, action: str, principal: Principal | None, record_id: UUID
+    ) -> bool:
+        found = await self.db.scalar(
+            select(collection.table.c.id).where(
+                collection.table.c.id == record_id, self.rule(collection, action, principal)
+            )
+        )
+        return found is not None
+
+    async def get(
+        self, collection: Collection, principal: Principal | None, record_id: UUID
+    ) -> CollectionModel:
+        return await self._visible(collection, principal, record_id)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def _create(
+        self, collection: Collection, principal: Principal | None, data: dict[str, Any]
+    ) -> CollectionModel:
+        row = collection.model(
+            **data,
+            owner=principal.user_id if principal else None,
+            org=principal.org_id if principal else None,
+        )
+        self.db.add(row)
+        await self._flush(collection)
+        if not await self._admits(collection, "create", principal, row.id):
+            raise Problem(
+                403, f"You may not create this record in {collection.name}", code="forbidden"
+            )
+        return row
+
+    async def _update(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        record_id: UUID,
+        changes: dict[str, Any],
+        if_match: str | None,
+    ) -> CollectionModel:
+        row = await self._visible(collection, principal, record_id, for_update=True)
+        if not await self._admits(collection, "update", principal, record_id):
+            raise Problem(
+                403, f"You may not change this record in {collection.name}", code="forbidden"
+            )
+        self._check_precondition(row, if_match)
+        for name, value in changes.items():
+            setattr(row, name, value)
+        # Strictly later than before, so the ETag changes with every update.
+        row.updated_at = max(self.clock.now(), row.updated_at + timedelta(microseconds=1))
+        await self._flush(collection)
+        return row
+
+    async def _delete(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        record_id: UUID,
+        if_match: str | None,
+    ) -> CollectionModel:
+        row = await self._visible(collection, principal, record_id, for_update=True)
+        if not await self._admits(collection, "delete", principal, record_id):
+            raise Problem(
+                403, f"You may not delete this record in {collection.name}", code="forbidden"
+            )
+        self._check_precondition(row, if_match)
+        await self.db.delete(row)
+        await self._flush(collection)
+        return row
+
+    @staticmethod
+    def _check_precondition(row: CollectionModel, if_match: str | None) -> None:
+        if if_match is not None and if_match.strip() not in ("*", etag_of(row)):
+            raise Problem(
+                412,
+                "The record changed since you read it (If-Match does not match its ETag)",
+                code="precondition_failed",
+                headers={"ETag": etag_of(row)},
+            )
+
+    async def _flush(self, collection: Collection) -> None:
+        try:
+            await self.db.flush()
+        except IntegrityError as exc:
+            raise self._integrity_problem(collection, exc) from None
+        except DBAPIError as exc:
+            raise Problem(422, f"The database refused the values: {exc.orig}") from None
+
+    @staticmethod
+    def _integrity_problem(collection: Collection, exc: IntegrityError) -> Problem:
+        constraint = str(getattr(exc.orig, "constraint_name", None) or exc.orig)
+        field = next(
+            (name for name in collection.fields if f"_{name}_" in f"{constraint}_"), "body"
+        )
+        return Problem(
+            422,
+            f"The record breaks a constraint ({constraint})",
+            errors=[
+                {
+                    "field": field,
+                    "message": "refers to a record that does not exist, or conflicts",
+                    "source": "body",
+                }
+            ],
+        )
+
+    async def create(
+        self, collection: Collection, principal: Principal | None, data: dict[str, Any]
+    ) -> CollectionModel:
+        row = await self._create(collection, principal, data)
+        await self.db.commit()
+        return row
+
+    async def update(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        record_id: UUID,
+        changes: dict[str, Any],
+        if_match: str | None,
+    ) -> CollectionModel:
+        row = await self._update(collection, principal, record_id, changes, if_match)
+        await self.db.commit()
+        return row
+
+    async def delete(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        record_id: UUID,
+        if_match: str | None,
+    ) -> None:
+        await self._delete(collection, principal, record_id, if_match)
+        await self.db.commit()
+
+    async def batch(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        operations: Sequence[tuple[str, UUID | None, dict[str, Any], str | None]],
+    ) -> list[tuple[str, CollectionModel]]:
+        """All operations in one transaction: all of them happen, or none."""
+        done: list[tuple[str, CollectionModel]] = []
+        for index, (op, record_id, data, if_match) in enumerate(operations):
+            try:
+                if op == "create":
+                    done.append((op, await self._create(collection, principal, data)))
+                elif record_id is None:
+                    raise Problem(
+                        422,
+                        f"{op} needs an id",
+                        errors=[{"field": "id", "message": "required", "source": "body"}],
+                    )
+                elif op == "update":
+                    row = await self._update(collection, principal, record_id, data, if_match)
+                    done.append((op, row))
+                else:
+                    done.append(
+                        (op, await self._delete(collection, principal, record_id, if_match))
+                    )
+            except Problem as problem:
+                await self.db.rollback()
+                raise _in_operation(problem, index) from None
+        await self.db.commit()
+        return done
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+def _in_operation(problem: Problem, index: int) -> Problem:
+    """Point a failed operation's problem at ``operations[index]``; nothing was written."""
+    extra = dict(problem.extra) if isinstance(problem.extra, dict) else {}
+    errors = extra.pop("errors", None) or [
+        {"field": "", "message": problem.detail, "source": "body"}
+    ]
+    for error in errors:
+        inner = error.get("field") or ""
+        error["field"] = f"operations[{index}]" + (f".{inner}" if inner else "")
+    return Problem(
+        problem.status_code,
+        f"Operation {index} failed, so none were applied: {problem.detail}",
+        errors=errors,
+        headers=dict(problem.headers or {}),
+        **extra,
+    )
