@@ -218,7 +218,10 @@ async def test_lists_filter_sort_project_and_count(client, alice):
         ({"filter": "nope = 1"}, "filter"),
         ({"filter": "title = 1"}, "filter"),
         ({"filter": "(" * 1000 + "public = true" + ")" * 1000}, "filter"),
-        ({"filter": "title ~ '" + "x" * 60_000 + "'"}, "filter"),  # 60 KB, the most a URL carries here
+        (
+            {"filter": "title ~ '" + "x" * 60_000 + "'"},
+            "filter",
+        ),  # 60 KB, the most a URL carries here
         ({"sort": "nope"}, "sort"),
         ({"sort": "tags"}, "sort"),
         ({"limit": "0"}, "limit"),
