@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,7 +35,9 @@ from backend.config import Settings, SettingsError, get_settings
 from backend.db.base import metadata
 from backend.db.migrate import head_revisions
 from backend.lib.clock import Clock, SystemClock
-from backend.lib.urls import async_database_url
+from backend.events.consumers import build_consumers
+from backend.events.relay import OutboxRelay
+from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
 from backend.mail.service import Mailer
 from backend.orgs.routes import InvitationController, OrgController
@@ -88,6 +91,31 @@ def create_app(
             await redis.aclose()
             celery.close()
 
+    @asynccontextmanager
+    async def run_relay(app: Litestar) -> AsyncIterator[None]:
+        if not settings.relay_enabled:
+            yield
+            return
+        assert settings.database_url is not None
+        relay = OutboxRelay(
+            libpq_database_url(settings.database_url),
+            build_consumers(app, settings.relay_consumers),
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_seconds,
+            standby_interval=settings.relay_standby_seconds,
+        )
+        app.state.relay = relay
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop), name="outbox-relay")
+        try:
+            yield
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, 10)
+            except TimeoutError:
+                task.cancel()
+
     prometheus = PrometheusConfig(
         app_name="litebase",
         prefix="litebase",
@@ -118,7 +146,7 @@ def create_app(
             ProblemDetailsPlugin(problem_details_config()),
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
-        lifespan=[close_clients],
+        lifespan=[close_clients, run_relay],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(

@@ -58,6 +58,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     page_default_limit: int = 50
     page_max_limit: int = 500
     batch_max_operations: int = 100
+    # outbox relay
+    relay_enabled: bool = True
+    relay_consumers: tuple[str, ...] = ()
+    relay_batch_size: int = 500
+    relay_poll_seconds: float = 1.0
+    relay_standby_seconds: float = 2.0
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"
@@ -86,6 +92,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "page_default_limit",
             "page_max_limit",
             "batch_max_operations",
+            "relay_batch_size",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")
@@ -108,7 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 # Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.
 _ENV_ALIASES = {"env": "LITEBASE_ENV", "data_dir": "LITEBASE_DATA_DIR"}
-_LIST_FIELDS = frozenset({"cors_origins"})
+_LIST_FIELDS = frozenset({"cors_origins", "relay_consumers"})
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

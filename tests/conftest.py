@@ -39,7 +39,10 @@ def redis_url(services: Services) -> str:
 
 @pytest.fixture
 def settings(database_url: str, redis_url: str) -> Settings:
-    return settings_from_env({}, env="test", database_url=database_url, redis_url=redis_url)
+    # The relay has tests of its own; an app per test need not start one.
+    return settings_from_env(
+        {}, env="test", database_url=database_url, redis_url=redis_url, relay_enabled=False
+    )
 
 
 @pytest.fixture
