@@ -133,6 +133,37 @@ async def _ensure_admin(database_url: str, email: str, password: str) -> str:
         await engine.dispose()
 
 
+@main.group()
+def new() -> None:
+    """Write new code from a template."""
+
+
+@new.command("collection")
+@click.argument("name")
+@click.option("--field", "fields", multiple=True, metavar="NAME:TYPE[?]", help="Repeat per field.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path(),
+    help="The project root (default: here).",
+)
+def new_collection(name: str, fields: tuple[str, ...], root: Path) -> None:
+    """A collection module, its migration and a test. Types: str text int float bool uuid
+    datetime tags json; NAME:TYPE? makes a field optional."""
+    from alembic.script import ScriptDirectory
+
+    from backend.collections.scaffold import ScaffoldError, write_collection
+
+    head = ScriptDirectory(str(root / "backend" / "db" / "migrations")).get_current_head()
+    try:
+        written = write_collection(root, name, list(fields), head)
+    except ScaffoldError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in (written.module, written.migration, written.test):
+        click.echo(f"wrote {path}")
+    click.echo("next: litebase migrate, then it is served at /collections/" + name + "/records")
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--pool", default="prefork", show_default=True)
