@@ -34,9 +34,9 @@ from backend.collections.spec import CollectionRegistry
 from backend.config import Settings, SettingsError, get_settings
 from backend.db.base import metadata
 from backend.db.migrate import head_revisions
-from backend.lib.clock import Clock, SystemClock
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
+from backend.lib.clock import Clock, SystemClock
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
 from backend.mail.service import Mailer

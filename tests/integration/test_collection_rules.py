@@ -192,7 +192,7 @@ async def test_admins_and_service_keys_bypass_rules(client, world, sign_up, make
 
 
 async def test_an_api_key_acts_in_its_org(client, world):
-    (alice, _bob, _anon), records = world
+    (alice, _bob, _anon), _records = world
     key = (await client.post("/auth/api-keys", json={"name": "k"}, headers=alice.headers)).json()[
         "key"
     ]

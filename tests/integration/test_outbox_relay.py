@@ -57,6 +57,12 @@ async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
         await asyncio.wait_for(task, 10)
 
 
+NEW_NOTE = (
+    "INSERT INTO notes (id, title, created_at, updated_at)"
+    " VALUES (gen_random_uuid(), %s, now(), now())"
+)
+
+
 def _relay(url: str, consumer, **options) -> OutboxRelay:
     options = {"poll_interval": 0.05, "standby_interval": 0.1, **options}
     return OutboxRelay(url, [consumer], **options)
@@ -92,12 +98,8 @@ async def test_overlapping_transactions_committing_out_of_order(url):
     async with running(_relay(url, recorder)):
         with _connect(url) as first, _connect(url) as second:
             first.execute("BEGIN")
-            first.execute(
-                "INSERT INTO notes (id, title, created_at, updated_at) VALUES (gen_random_uuid(), 'first', now(), now())"
-            )
-            second.execute(
-                "INSERT INTO notes (id, title, created_at, updated_at) VALUES (gen_random_uuid(), 'second', now(), now())"
-            )
+            first.execute(NEW_NOTE, ("first",))
+            second.execute(NEW_NOTE, ("second",))
             await asyncio.sleep(0.5)
             # The second commit is held back while the first (lower id) is in flight.
             assert recorder.ids == []
@@ -109,7 +111,7 @@ async def test_overlapping_transactions_committing_out_of_order(url):
 async def test_a_transaction_with_an_early_xid_and_a_late_id_is_not_skipped(url):
     """xid order and id order can disagree; the horizon catches the late one."""
     recorder = Recorder()
-    insert = "INSERT INTO notes (id, title, created_at, updated_at) VALUES (gen_random_uuid(), %s, now(), now())"
+    insert = NEW_NOTE
     async with running(_relay(url, recorder)):
         with _connect(url) as oldest, _connect(url) as early, _connect(url) as late:
             for conn in (oldest, early, late):
@@ -134,9 +136,7 @@ async def test_a_rolled_back_transaction_leaves_no_event_and_no_stall(url):
     async with running(_relay(url, recorder)):
         with _connect(url) as conn:
             conn.execute("BEGIN")
-            conn.execute(
-                "INSERT INTO notes (id, title, created_at, updated_at) VALUES (gen_random_uuid(), 'ghost', now(), now())"
-            )
+            conn.execute(NEW_NOTE, ("ghost",))
             conn.execute("ROLLBACK")
         _insert_notes(url, 1)
         await recorder.wait_for(1)
@@ -194,6 +194,7 @@ def _write_slowly(url: str, count: int) -> None:
         for start in range(0, count, 20):
             conn.execute(
                 "INSERT INTO notes (id, title, created_at, updated_at)"
-                " SELECT gen_random_uuid(), 'n' || g, now(), now() FROM generate_series(%s::int, %s::int) g",
+                " SELECT gen_random_uuid(), 'n' || g, now(), now()"
+                " FROM generate_series(%s::int, %s::int) g",
                 (start, start + 19),
             )
