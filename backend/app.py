@@ -57,7 +57,7 @@ def _database_config(settings: Settings, database_url: str) -> SQLAlchemyAsyncCo
         engine_config=EngineConfig(
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
-            pool_pre_ping=True,
+            pool_recycle=1800,
         ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
         before_send_handler="autocommit",

@@ -1,0 +1,230 @@
+"""CRUD throughput: Litebase's GET by id and a filtered list, beside a bare Litestar + asyncpg
+handler reading the same row (no auth, no rules), at concurrency 32 over loopback.
+
+Prints a markdown table and the ratio against the bare handler (goal: >= 0.6 for GET by id).
+Uses wrk when it is installed, else a small keep-alive HTTP client in a separate process.
+Set DATABASE_URL / REDIS_URL to use real servers; otherwise embedded ones are started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.db.migrate import upgrade  # noqa: E402
+from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from backend.lib.urls import libpq_database_url  # noqa: E402
+
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+
+BARE_APP = """
+import os, asyncpg
+from litestar import Litestar, get
+
+pool = None
+
+async def start() -> None:
+    global pool
+    pool = await asyncpg.create_pool(os.environ["BARE_DSN"], min_size=4, max_size=10)
+
+@get("/notes/{note_id:uuid}")
+async def read(note_id: "uuid.UUID") -> dict:
+    row = await pool.fetchrow("SELECT id, title, body, public FROM notes WHERE id = $1", note_id)
+    return {"id": str(row["id"]), "title": row["title"], "body": row["body"], "public": row["public"]}
+
+import uuid
+app = Litestar([read], on_startup=[start], logging_config=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"server {argv} did not start")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(15)
+
+
+CLIENT = r"""
+import asyncio, sys, time, json
+host, port, path, headers, concurrency, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+latencies, errors = [], 0
+async def worker(deadline):
+    global errors
+    reader, writer = await asyncio.open_connection(host, port)
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            errors += 1
+        latencies.append(time.perf_counter() - started)
+    writer.close()
+async def main():
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(*(worker(deadline) for _ in range(concurrency)))
+asyncio.run(main())
+latencies.sort()
+print(json.dumps({"requests": len(latencies), "errors": errors, "seconds": seconds,
+  "p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)]}))
+"""
+
+
+def load(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
+    if shutil.which("wrk"):
+        header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{int(SECONDS)}s", "--latency", *header_args,
+             f"http://127.0.0.1:{port}{path}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+        def ms(label: str) -> float:
+            value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+            return float(value) / {"us": 1000, "ms": 1, "s": 0.001}[unit]
+
+        return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "errors": 0}
+    out = subprocess.run(
+        [sys.executable, "-c", CLIENT, "127.0.0.1", str(port), path, json.dumps(headers),
+         str(CONCURRENCY), str(SECONDS)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result = json.loads(out)
+    return {
+        "rps": result["requests"] / result["seconds"],
+        "p50": result["p50"] * 1000,
+        "p99": result["p99"] * 1000,
+        "errors": result["errors"],
+    }
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="lbbench-", dir="/tmp") as tmp:
+        postgres = redis_server = None
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            postgres = EmbeddedPostgres(Path(tmp) / "pg")
+            database_url = postgres.start()
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis_server = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
+            redis_url = redis_server.start()
+        try:
+            run(database_url, redis_url)
+        finally:
+            if redis_server:
+                redis_server.stop()
+            if postgres:
+                postgres.stop()
+
+
+def run(database_url: str, redis_url: str) -> None:
+    upgrade(database_url)
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "LITEBASE_ENV": "test",
+        "LOG_LEVEL": "WARNING", "RELAY_ENABLED": "false", "RATE_LIMIT_SIGNUP_PER_MINUTE": "1000",
+        "BARE_DSN": libpq_database_url(database_url),
+    }  # fmt: skip
+    port = free_port()
+    api = serve(
+        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", str(port),
+         "--no-access-log", "--log-level", "warning"],
+        env, port,
+    )  # fmt: skip
+    results: dict[str, dict[str, float]] = {}
+    try:
+        base = f"http://127.0.0.1:{port}"
+        email = f"bench-{time.time_ns()}@example.com"
+        tokens = httpx.post(
+            f"{base}/auth/signup", json={"email": email, "password": "bench password"}
+        ).json()
+        auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+        notes = [
+            httpx.post(f"{base}/collections/notes/records", json={"title": f"note {i}", "public": i % 2 == 0}, headers=auth).json()
+            for i in range(200)
+        ]  # fmt: skip
+        note_id = notes[0]["id"]
+        results["Litebase GET /collections/notes/records/{id} (JWT + session + rule)"] = load(
+            port, f"/collections/notes/records/{note_id}", auth
+        )
+        results["Litebase filtered list (public = true, limit 20)"] = load(
+            port, "/collections/notes/records?filter=public%20%3D%20true&limit=20", auth
+        )
+    finally:
+        stop(api)
+
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".py", dir=ROOT / "bench", prefix="_bare_", delete=False
+    ) as f:
+        f.write(BARE_APP)
+        module = Path(f.name).stem
+    bare_port = free_port()
+    bare = serve(
+        [sys.executable, "-m", "uvicorn", f"bench.{module}:app", "--port", str(bare_port),
+         "--no-access-log", "--log-level", "warning"],
+        env, bare_port,
+    )  # fmt: skip
+    try:
+        results["bare Litestar + asyncpg GET by id (baseline)"] = load(
+            bare_port, f"/notes/{note_id}", {}
+        )
+    finally:
+        stop(bare)
+        (ROOT / "bench" / f"{module}.py").unlink()
+
+    baseline = results["bare Litestar + asyncpg GET by id (baseline)"]["rps"]
+    print(f"CRUD on loopback, concurrency {CONCURRENCY}, {SECONDS:.0f} s each, load by "
+          f"{'wrk' if shutil.which('wrk') else 'a Python keep-alive client'}\n")  # fmt: skip
+    print("| endpoint | req/s | p50 ms | p99 ms | errors | ratio to bare |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} | {r['rps'] / baseline:.2f} |"
+        )
+    print(
+        f"\nratio (Litebase GET by id / bare): {next(iter(results.values()))['rps'] / baseline:.2f} (goal >= 0.6)"
+    )
+
+
+if __name__ == "__main__":
+    main()
