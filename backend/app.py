@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +29,7 @@ from redis.asyncio import Redis
 
 import backend
 from backend.auth.deps import AUTH_DEPENDENCIES
+from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
 from backend.collections.routes import collection_routers
 from backend.collections.spec import CollectionRegistry
@@ -91,6 +93,20 @@ def create_app(
             await redis.aclose()
             celery.close()
 
+    session_states = SessionStates(settings.session_cache_seconds)
+
+    @asynccontextmanager
+    async def follow_revocations(app: Litestar) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(session_states.follow(redis, stop), name="revocations")
+        try:
+            yield
+        finally:
+            stop.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     @asynccontextmanager
     async def run_relay(app: Litestar) -> AsyncIterator[None]:
         if not settings.relay_enabled:
@@ -146,7 +162,7 @@ def create_app(
             ProblemDetailsPlugin(problem_details_config()),
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
-        lifespan=[close_clients, run_relay],
+        lifespan=[close_clients, follow_revocations, run_relay],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(
@@ -155,6 +171,7 @@ def create_app(
                 "redis": redis,
                 "clock": clock or SystemClock(),
                 "mailer": Mailer(celery),
+                "session_states": session_states,
             }
         ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_ttl_seconds: int = 900
     refresh_reuse_grace_seconds: int = 10
     session_idle_timeout_days: int = 30
+    session_cache_seconds: float = 5.0
     jwt_issuer: str = "litebase"
     jwt_audience: str = "litebase"
     auth_require_verified_email: bool = False

@@ -17,7 +17,9 @@ from backend.problems import Problem
 async def provide_auth_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> AuthService:
-    return AuthService(db_session, state.redis, settings, state.clock, state.mailer)
+    return AuthService(
+        db_session, state.redis, settings, state.clock, state.mailer, state.session_states
+    )
 
 
 async def provide_principal(

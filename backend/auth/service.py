@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, User
+from backend.auth.revocations import SessionStates, publish_revocation
 from backend.auth.schemas import (
     AdminUserUpdate,
     ApiKeyView,
@@ -134,10 +135,17 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
 
 class AuthService:
     def __init__(
-        self, db: AsyncSession, redis: Redis, settings: Settings, clock: Clock, mailer: Mailer
+        self,
+        db: AsyncSession,
+        redis: Redis,
+        settings: Settings,
+        clock: Clock,
+        mailer: Mailer,
+        states: SessionStates,
     ) -> None:
         self.db = db
         self.redis = redis
+        self.states = states
         self.settings = settings
         self.clock = clock
         self.mailer = mailer
@@ -371,6 +379,9 @@ class AuthService:
         )
 
     async def _session_is_active(self, session_id: UUID) -> bool:
+        known = self.states.get(session_id)
+        if known is not None:
+            return known
         state = await self.redis.get(SESSION_STATE_KEY.format(session_id))
         if state is None:
             session = await self.db.get(AuthSession, session_id)
@@ -381,6 +392,7 @@ class AuthService:
             )
             state = ACTIVE if active else REVOKED
             await self._cache_session_state(session_id, state)
+        self.states.put(session_id, state == ACTIVE)
         return bool(state == ACTIVE)
 
     async def _cache_session_state(self, session_id: UUID, state: bytes) -> None:
@@ -392,7 +404,9 @@ class AuthService:
     async def _revoke(self, session: AuthSession, now: datetime) -> None:
         if session.revoked_at is None:
             session.revoked_at = now
+        self.states.revoked(session.id)
         await self._cache_session_state(session.id, REVOKED)
+        await publish_revocation(self.redis, session.id)
 
     async def _revoke_sessions_of(self, user_id: UUID, *, keep: UUID | None = None) -> int:
         sessions = (

@@ -163,3 +163,19 @@ async def test_refresh_tokens_are_stored_hashed(client, sign_up, sql):
     stored = [row[0] for row in sql("SELECT token_hash FROM auth_refresh_tokens")]
     assert tokens["refresh_token"] not in stored
     assert all(len(h) == 64 for h in stored)
+
+
+async def test_logout_reaches_every_api_process_at_once(client, sign_up, settings, clock):
+    """Each process caches session state; a revocation on one is heard by the others."""
+    from litestar.testing import AsyncTestClient
+
+    from backend.app import create_app
+
+    tokens = await sign_up()
+    async with AsyncTestClient(create_app(settings, clock=clock)) as other_process:
+        assert (await _me(other_process, tokens["access_token"])).status_code == 200  # cached
+        await asyncio.sleep(0.2)  # its revocation feed is subscribed
+        await client.post("/auth/logout", headers=bearer(tokens["access_token"]))
+        async with asyncio.timeout(2):
+            while (await _me(other_process, tokens["access_token"])).status_code != 401:
+                await asyncio.sleep(0.02)

@@ -1,0 +1,85 @@
+"""Session state cached in each API process, kept true across processes by Redis pub/sub.
+
+Checking a session on every request costs a Redis round trip; this cache answers from memory
+for a few seconds. A revocation is published on a Redis channel, and every process drops the
+session at once when it hears it (and forgets everything if it loses the subscription, since
+it may have missed some). Realtime listens here too, to close a revoked session's sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+REVOCATIONS_CHANNEL = "litebase:auth:revocations"
+
+
+class SessionStates:
+    def __init__(self, ttl_seconds: float, max_entries: int = 100_000) -> None:
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: OrderedDict[UUID, tuple[bool, float]] = OrderedDict()
+        self._on_revoke: list[Callable[[UUID], None]] = []
+
+    def get(self, session_id: UUID) -> bool | None:
+        """True (active), False (ended), or None (not known here: ask Redis)."""
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        active, expires = entry
+        if expires < time.monotonic():
+            self._entries.pop(session_id, None)
+            return None
+        return active
+
+    def put(self, session_id: UUID, active: bool) -> None:
+        self._entries[session_id] = (active, time.monotonic() + self.ttl)
+        self._entries.move_to_end(session_id)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def revoked(self, session_id: UUID) -> None:
+        self.put(session_id, False)
+        for callback in self._on_revoke:
+            callback(session_id)
+
+    def on_revoke(self, callback: Callable[[UUID], None]) -> None:
+        self._on_revoke.append(callback)
+
+    def forget_all(self) -> None:
+        self._entries.clear()
+
+    async def follow(self, redis: Redis, stop: asyncio.Event) -> None:
+        """Apply revocations published by any process, until ``stop`` is set."""
+        while not stop.is_set():
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(REVOCATIONS_CHANNEL)
+                while not stop.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        with contextlib.suppress(ValueError):
+                            self.revoked(UUID(message["data"].decode()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # lost Redis: anything cached may be stale now
+                log.warning("lost the session revocation feed (%s); retrying", exc)
+                self.forget_all()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def publish_revocation(redis: Redis, session_id: UUID) -> None:
+    await redis.publish(REVOCATIONS_CHANNEL, str(session_id))
