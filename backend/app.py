@@ -31,6 +31,7 @@ import backend
 from backend.auth.deps import AUTH_DEPENDENCIES
 from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
+from backend.collections.reads import Reader, create_read_pool
 from backend.collections.routes import collection_routers
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings, SettingsError, get_settings
@@ -108,6 +109,18 @@ def create_app(
                 await task
 
     @asynccontextmanager
+    async def open_read_pool(app: Litestar) -> AsyncIterator[None]:
+        assert settings.database_url is not None
+        pool = await create_read_pool(
+            libpq_database_url(settings.database_url), settings.db_pool_size
+        )
+        app.state.reader = Reader(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    @asynccontextmanager
     async def run_relay(app: Litestar) -> AsyncIterator[None]:
         if not settings.relay_enabled:
             yield
@@ -162,7 +175,7 @@ def create_app(
             ProblemDetailsPlugin(problem_details_config()),
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
-        lifespan=[close_clients, follow_revocations, run_relay],
+        lifespan=[close_clients, open_read_pool, follow_revocations, run_relay],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 
 import jwt
@@ -99,6 +100,20 @@ def read_access_token(
     token: str, *, secret_key: str, now: datetime, issuer: str, audience: str
 ) -> AccessClaims:
     """Verify signature (HS256 only), issuer, audience and expiry against ``now``."""
+    claims = _verified_claims(token, secret_key, issuer, audience)
+    if claims.exp <= now.timestamp():
+        raise InvalidAccessToken("the access token has expired")
+    if claims.iat > now.timestamp() + _CLOCK_SKEW_SECONDS:
+        raise InvalidAccessToken("the access token is issued in the future")
+    return claims
+
+
+@lru_cache(maxsize=10_000)
+def _verified_claims(token: str, secret_key: str, issuer: str, audience: str) -> AccessClaims:
+    """Signature, issuer and audience never change for a given token: check them once.
+
+    (Failures are not cached: lru_cache does not keep exceptions.)
+    """
     try:
         payload = jwt.decode(
             token,
@@ -113,11 +128,6 @@ def read_access_token(
                 "verify_iat": False,
             },
         )
-        claims = msgspec.convert(payload, AccessClaims)
+        return msgspec.convert(payload, AccessClaims)
     except (jwt.PyJWTError, msgspec.ValidationError) as exc:
         raise InvalidAccessToken(str(exc)) from exc
-    if claims.exp <= now.timestamp():
-        raise InvalidAccessToken("the access token has expired")
-    if claims.iat > now.timestamp() + _CLOCK_SKEW_SECONDS:
-        raise InvalidAccessToken("the access token is issued in the future")
-    return claims

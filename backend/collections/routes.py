@@ -25,24 +25,20 @@ from backend.collections.schemas import (
     provided,
     record_types,
 )
-from backend.collections.service import CompiledRules, ListQuery, RecordService, etag_of
-from backend.collections.spec import Collection, CollectionModel, CollectionRegistry
+from backend.collections.service import CompiledRules, ListQuery, RecordService, Row, etag_of
+from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.problems import Problem
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
 
 
-def _values(collection: Collection, row: CollectionModel) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in collection.fields}
-
-
 def _router_for(collection: Collection, types: RecordTypes, settings: Settings) -> Router:
     Read, Create, Update, Page = types.read, types.create, types.update, types.page
     name = collection.name
 
-    def read(row: CollectionModel) -> Any:
-        return Read(**_values(collection, row))
+    def read(row: Row) -> Any:
+        return Read(**row)
 
     @get("/", operation_id=f"list_{name}", summary=f"List {name}")
     async def list_records(
@@ -70,7 +66,7 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
                 next_cursor=page.next_cursor,
                 total=page.total,
             )
-        items = [{field: getattr(row, field) for field in page.fields} for row in page.rows]
+        items = [{field: row[field] for field in page.fields} for row in page.rows]
         return Response({"items": items, "next_cursor": page.next_cursor, "total": page.total})
 
     @post("/", operation_id=f"create_{name}", summary=f"Create a record in {name}")
@@ -164,7 +160,7 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
             results=[
                 BatchResult(
                     op=op,
-                    id=row.id,
+                    id=row["id"],
                     record=None if op == "delete" else msgspec.to_builtins(read(row)),
                 )
                 for op, row in done
@@ -187,7 +183,7 @@ def collection_routers(registry: CollectionRegistry, settings: Settings) -> list
     described = [describe(c) for c in registry]
 
     def provide_records(db_session: AsyncSession, state: State) -> RecordService:
-        return RecordService(db_session, settings, state.clock, rules)
+        return RecordService(db_session, state.reader, settings, state.clock, rules)
 
     @get(
         "/",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.auth.service import Principal
 from backend.collections.compile import AuthContext, to_sql
 from backend.collections.expressions import ExpressionError, Node, check, coerce, parse
+from backend.collections.reads import Reader
 from backend.collections.spec import Collection, CollectionModel
 from backend.config import Settings
 from backend.lib.clock import Clock
@@ -62,8 +63,11 @@ def _field_problem(status: int, detail: str, field: str, message: str, **extra: 
     )
 
 
-def etag_of(row: CollectionModel) -> str:
-    return f'"{int(row.updated_at.timestamp() * 1_000_000)}"'
+Row = Mapping[str, Any]
+
+
+def etag_of(row: Row) -> str:
+    return f'"{int(row["updated_at"].timestamp() * 1_000_000)}"'
 
 
 @dataclass(frozen=True)
@@ -78,21 +82,27 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    rows: Sequence[CollectionModel]
+    rows: Sequence[Row]
     next_cursor: str | None
     total: int | None
     fields: tuple[str, ...] | None
+
+
+def values_of(collection: Collection, row: CollectionModel) -> Row:
+    return {name: getattr(row, name) for name in collection.fields}
 
 
 class RecordService:
     def __init__(
         self,
         db: AsyncSession,
+        reader: Reader,
         settings: Settings,
         clock: Clock,
         rules: dict[str, CompiledRules],
     ) -> None:
         self.db = db
+        self.reader = reader
         self.settings = settings
         self.clock = clock
         self.rules = rules
@@ -181,8 +191,8 @@ class RecordService:
             ) from None
 
     @staticmethod
-    def _encode_cursor(row: CollectionModel, keys: list[tuple[str, bool]]) -> str:
-        values = [getattr(row, name) for name, _ in keys]
+    def _encode_cursor(row: Row, keys: list[tuple[str, bool]]) -> str:
+        values = [row[name] for name, _ in keys]
         return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
 
     @staticmethod
@@ -227,15 +237,13 @@ class RecordService:
         )
         keys = self._sort_keys(collection, query.sort)
         fields = self._projection(collection, query.fields)
-        statement = select(collection.model).where(where)
+        statement = select(table).where(where)
         if query.cursor:
             statement = statement.where(
                 self._after(collection, keys, self._decode_cursor(collection, query.cursor, keys))
             )
         order = [table.c[name].desc() if desc else table.c[name].asc() for name, desc in keys]
-        rows = list(
-            (await self.db.scalars(statement.order_by(*order).limit(query.limit + 1))).all()
-        )
+        rows = await self.reader.rows(statement.order_by(*order).limit(query.limit + 1))
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[: query.limit]
@@ -243,7 +251,7 @@ class RecordService:
         total = None
         if query.count:
             total = int(
-                await self.db.scalar(select(func.count()).select_from(table).where(where)) or 0
+                await self.reader.scalar(select(func.count()).select_from(table).where(where)) or 0
             )
         return Page(rows=rows, next_cursor=next_cursor, total=total, fields=fields)
 
@@ -277,8 +285,14 @@ class RecordService:
 
     async def get(
         self, collection: Collection, principal: Principal | None, record_id: UUID
-    ) -> CollectionModel:
-        return await self._visible(collection, principal, record_id)
+    ) -> Row:
+        table = collection.table
+        rows = await self.reader.rows(
+            select(table).where(table.c.id == record_id, self.rule(collection, "view", principal))
+        )
+        if not rows:
+            raise Problem(404, f"No such record in {collection.name}", code="not_found")
+        return rows[0]
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -292,6 +306,7 @@ class RecordService:
         )
         self.db.add(row)
         await self._flush(collection)
+        await self.db.refresh(row)  # columns the database filled in (server defaults)
         if not await self._admits(collection, "create", principal, row.id):
             raise Problem(
                 403, f"You may not create this record in {collection.name}", code="forbidden"
@@ -311,7 +326,7 @@ class RecordService:
             raise Problem(
                 403, f"You may not change this record in {collection.name}", code="forbidden"
             )
-        self._check_precondition(row, if_match)
+        self._check_precondition(collection, row, if_match)
         for name, value in changes.items():
             setattr(row, name, value)
         # Strictly later than before, so the ETag changes with every update.
@@ -331,19 +346,22 @@ class RecordService:
             raise Problem(
                 403, f"You may not delete this record in {collection.name}", code="forbidden"
             )
-        self._check_precondition(row, if_match)
+        self._check_precondition(collection, row, if_match)
         await self.db.delete(row)
         await self._flush(collection)
         return row
 
     @staticmethod
-    def _check_precondition(row: CollectionModel, if_match: str | None) -> None:
-        if if_match is not None and if_match.strip() not in ("*", etag_of(row)):
+    def _check_precondition(
+        collection: Collection, row: CollectionModel, if_match: str | None
+    ) -> None:
+        etag = etag_of(values_of(collection, row))
+        if if_match is not None and if_match.strip() not in ("*", etag):
             raise Problem(
                 412,
                 "The record changed since you read it (If-Match does not match its ETag)",
                 code="precondition_failed",
-                headers={"ETag": etag_of(row)},
+                headers={"ETag": etag},
             )
 
     async def _flush(self, collection: Collection) -> None:
@@ -374,10 +392,11 @@ class RecordService:
 
     async def create(
         self, collection: Collection, principal: Principal | None, data: dict[str, Any]
-    ) -> CollectionModel:
+    ) -> Row:
         row = await self._create(collection, principal, data)
+        values = values_of(collection, row)
         await self.db.commit()
-        return row
+        return values
 
     async def update(
         self,
@@ -386,10 +405,11 @@ class RecordService:
         record_id: UUID,
         changes: dict[str, Any],
         if_match: str | None,
-    ) -> CollectionModel:
+    ) -> Row:
         row = await self._update(collection, principal, record_id, changes, if_match)
+        values = values_of(collection, row)
         await self.db.commit()
-        return row
+        return values
 
     async def delete(
         self,
@@ -406,13 +426,14 @@ class RecordService:
         collection: Collection,
         principal: Principal | None,
         operations: Sequence[tuple[str, UUID | None, dict[str, Any], str | None]],
-    ) -> list[tuple[str, CollectionModel]]:
+    ) -> list[tuple[str, Row]]:
         """All operations in one transaction: all of them happen, or none."""
-        done: list[tuple[str, CollectionModel]] = []
+        done: list[tuple[str, Row]] = []
         for index, (op, record_id, data, if_match) in enumerate(operations):
             try:
                 if op == "create":
-                    done.append((op, await self._create(collection, principal, data)))
+                    row = await self._create(collection, principal, data)
+                    done.append((op, values_of(collection, row)))
                 elif record_id is None:
                     raise Problem(
                         422,
@@ -421,11 +442,10 @@ class RecordService:
                     )
                 elif op == "update":
                     row = await self._update(collection, principal, record_id, data, if_match)
-                    done.append((op, row))
+                    done.append((op, values_of(collection, row)))
                 else:
-                    done.append(
-                        (op, await self._delete(collection, principal, record_id, if_match))
-                    )
+                    row = await self._delete(collection, principal, record_id, if_match)
+                    done.append((op, values_of(collection, row)))
             except Problem as problem:
                 await self.db.rollback()
                 raise _in_operation(problem, index) from None

@@ -1,0 +1,69 @@
+"""Reads on the hot path: SQLAlchemy builds the statement, asyncpg runs it.
+
+A read through an ORM session pays for a transaction (BEGIN and COMMIT round trips), the
+session and the identity map. For GET and list, none of that buys anything: this runs the
+same statement, compiled once per shape (SQLAlchemy's cache key), on a plain asyncpg pool in
+autocommit, and hands back rows as dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Select
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as AsyncpgDialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_DIALECT = AsyncpgDialect()  # type: ignore[no-untyped-call]
+_MAX_SHAPES = 2000
+
+
+async def _decode_json(connection: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_read_pool(dsn: str, max_size: int) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        # min_size=0: no connection until the first read, so the app starts (and /ready can
+        # say 503) while Postgres is down.
+        dsn, min_size=0, max_size=max_size, init=_decode_json
+    )
+    return pool
+
+
+class Reader:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._compiled: OrderedDict[Any, SQLCompiler] = OrderedDict()
+
+    def _compile(self, statement: Select[Any]) -> tuple[str, list[Any]]:
+        cache_key = statement._generate_cache_key()
+        assert cache_key is not None
+        compiled = self._compiled.get(cache_key.key)
+        if compiled is None:
+            compiled = statement.compile(dialect=_DIALECT, cache_key=cache_key)
+            assert isinstance(compiled, SQLCompiler)
+            self._compiled[cache_key.key] = compiled
+            if len(self._compiled) > _MAX_SHAPES:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(cache_key.key)
+        params = compiled.construct_params(extracted_parameters=cache_key.bindparams)
+        return compiled.string, [params[name] for name in compiled.positiontup or ()]
+
+    async def rows(self, statement: Select[Any]) -> list[dict[str, Any]]:
+        sql, args = self._compile(statement)
+        async with self.pool.acquire() as connection:
+            records = await connection.fetch(sql, *args)
+        return [dict(record) for record in records]
+
+    async def scalar(self, statement: Select[Any]) -> Any:
+        sql, args = self._compile(statement)
+        async with self.pool.acquire() as connection:
+            return await connection.fetchval(sql, *args)
