@@ -32,7 +32,10 @@ async def create_read_pool(dsn: str, max_size: int) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         # min_size=0: no connection until the first read, so the app starts (and /ready can
         # say 503) while Postgres is down.
-        dsn, min_size=0, max_size=max_size, init=_decode_json
+        dsn,
+        min_size=0,
+        max_size=max_size,
+        init=_decode_json,
     )
     return pool
 
