@@ -321,12 +321,7 @@ class RecordService:
         changes: dict[str, Any],
         if_match: str | None,
     ) -> CollectionModel:
-        row = await self._visible(collection, principal, record_id, for_update=True)
-        if not await self._admits(collection, "update", principal, record_id):
-            raise Problem(
-                403, f"You may not change this record in {collection.name}", code="forbidden"
-            )
-        self._check_precondition(collection, row, if_match)
+        row = await self._lock_to_change(collection, principal, record_id, "update", if_match)
         for name, value in changes.items():
             setattr(row, name, value)
         # Strictly later than before, so the ETag changes with every update.
@@ -341,14 +336,26 @@ class RecordService:
         record_id: UUID,
         if_match: str | None,
     ) -> CollectionModel:
-        row = await self._visible(collection, principal, record_id, for_update=True)
-        if not await self._admits(collection, "delete", principal, record_id):
-            raise Problem(
-                403, f"You may not delete this record in {collection.name}", code="forbidden"
-            )
-        self._check_precondition(collection, row, if_match)
+        row = await self._lock_to_change(collection, principal, record_id, "delete", if_match)
         await self.db.delete(row)
         await self._flush(collection)
+        return row
+
+    async def _lock_to_change(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        record_id: UUID,
+        action: str,
+        if_match: str | None,
+    ) -> CollectionModel:
+        """The row, locked: 404 if hidden, 403 if the rule for ``action`` refuses, 412 if stale."""
+        row = await self._visible(collection, principal, record_id, for_update=True)
+        if not await self._admits(collection, action, principal, record_id):
+            raise Problem(
+                403, f"You may not {action} this record in {collection.name}", code="forbidden"
+            )
+        self._check_precondition(collection, row, if_match)
         return row
 
     @staticmethod
