@@ -15,6 +15,8 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyPlugin,
 )
 from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -26,13 +28,16 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import backend
 from backend.auth.deps import AUTH_DEPENDENCIES
 from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
+from backend.auth.service import AuthService, Principal
 from backend.collections.reads import Reader, create_read_pool
 from backend.collections.routes import collection_routers
+from backend.collections.service import compile_rules
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings, SettingsError, get_settings
 from backend.db.base import metadata
@@ -45,6 +50,9 @@ from backend.logs import RequestIdMiddleware, configure_logging
 from backend.mail.service import Mailer
 from backend.orgs.routes import InvitationController, OrgController
 from backend.problems import problem_details_config
+from backend.realtime.consumer import make_realtime_consumer
+from backend.realtime.routes import realtime
+from backend.realtime.service import BoundedSubscriber, RealtimeHub
 from backend.system.routes import SystemController
 from workers.celery_app import create_celery_app
 
@@ -95,6 +103,37 @@ def create_app(
             celery.close()
 
     session_states = SessionStates(settings.session_cache_seconds)
+    registry = collections or CollectionRegistry.discover()
+    rules = compile_rules(registry, settings.filter_max_length)
+    channels = ChannelsPlugin(
+        backend=RedisChannelsPubSubBackend(redis=redis),
+        arbitrary_channels_allowed=True,
+        subscriber_max_backlog=settings.realtime_send_queue,
+        subscriber_backlog_strategy="backoff",
+        subscriber_class=BoundedSubscriber,
+    )
+
+    @asynccontextmanager
+    async def start_realtime(app: Litestar) -> AsyncIterator[None]:
+        async def authenticate(token: str) -> Principal:
+            async with AsyncSession(app.state.db_engine, expire_on_commit=False) as db:
+                service = AuthService(
+                    db, redis, settings, app.state.clock, app.state.mailer, session_states
+                )
+                return await service.authenticate(token)
+
+        hub = RealtimeHub(
+            settings=settings,
+            channels=channels,
+            registry=registry,
+            rules=rules,
+            reader=app.state.reader,
+            clock=app.state.clock,
+            authenticate=authenticate,
+        )
+        session_states.on_revoke(hub.session_revoked)
+        app.state.realtime = hub
+        yield
 
     @asynccontextmanager
     async def follow_revocations(app: Litestar) -> AsyncIterator[None]:
@@ -128,7 +167,10 @@ def create_app(
         assert settings.database_url is not None
         relay = OutboxRelay(
             libpq_database_url(settings.database_url),
-            build_consumers(app, settings.relay_consumers),
+            [
+                *([make_realtime_consumer(app)] if settings.realtime_enabled else []),
+                *build_consumers(app, settings.relay_consumers),
+            ],
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_seconds,
             standby_interval=settings.relay_standby_seconds,
@@ -167,15 +209,17 @@ def create_app(
             *auth_routers(settings),
             OrgController,
             InvitationController,
-            *collection_routers(collections or CollectionRegistry.discover(), settings),
+            *collection_routers(registry, rules, settings),
+            *([realtime] if settings.realtime_enabled else []),
             *route_handlers,
         ],
         plugins=[
             SQLAlchemyPlugin(config=_database_config(settings, settings.database_url)),
             ProblemDetailsPlugin(problem_details_config()),
+            channels,
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
-        lifespan=[close_clients, open_read_pool, follow_revocations, run_relay],
+        lifespan=[close_clients, open_read_pool, start_realtime, follow_revocations, run_relay],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(
@@ -185,6 +229,7 @@ def create_app(
                 "clock": clock or SystemClock(),
                 "mailer": Mailer(celery),
                 "session_states": session_states,
+                "collections": registry,
             }
         ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

@@ -65,6 +65,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
     relay_standby_seconds: float = 2.0
+    # realtime
+    realtime_enabled: bool = True
+    realtime_auth_timeout_seconds: float = 5.0
+    realtime_reauth_grace_seconds: float = 30.0
+    realtime_max_frame_bytes: int = 65_536
+    realtime_frames_per_second: int = 20
+    realtime_max_subscriptions: int = 100
+    realtime_send_queue: int = 1000
+    outbox_retention_hours: int = 24
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"
@@ -94,6 +103,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "page_max_limit",
             "batch_max_operations",
             "relay_batch_size",
+            "realtime_max_frame_bytes",
+            "realtime_frames_per_second",
+            "realtime_max_subscriptions",
+            "realtime_send_queue",
+            "outbox_retention_hours",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")

@@ -74,6 +74,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     session_id: UUID | None = None
     api_key_id: UUID | None = None
     is_service: bool = False
+    expires_at: int | None = None  # when the credential stops working (Unix seconds)
 
     @property
     def is_admin(self) -> bool:
@@ -348,7 +349,11 @@ class AuthService:
         if not await self._session_is_active(claims.sid):
             raise unauthorized("The session has ended; sign in again", "session_ended")
         return Principal(
-            user_id=claims.sub, role=claims.role, org_id=claims.org, session_id=claims.sid
+            user_id=claims.sub,
+            role=claims.role,
+            org_id=claims.org,
+            session_id=claims.sid,
+            expires_at=claims.exp,
         )
 
     async def _authenticate_api_key(self, secret: str) -> Principal:
@@ -376,6 +381,7 @@ class AuthService:
             org_id=key.org_id,
             api_key_id=key.id,
             is_service=key.is_service,
+            expires_at=int(key.expires_at.timestamp()) if key.expires_at else None,
         )
 
     async def _session_is_active(self, session_id: UUID) -> bool:

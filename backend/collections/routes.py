@@ -178,8 +178,9 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
     )
 
 
-def collection_routers(registry: CollectionRegistry, settings: Settings) -> list[Router]:
-    rules = {c.name: CompiledRules(c, settings.filter_max_length) for c in registry}
+def collection_routers(
+    registry: CollectionRegistry, rules: dict[str, CompiledRules], settings: Settings
+) -> list[Router]:
     described = [describe(c) for c in registry]
 
     def provide_records(db_session: AsyncSession, state: State) -> RecordService:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,6 +55,10 @@ class CompiledRules:
                     f"the {action} rule of {collection.name!r} is wrong: {exc}"
                 ) from exc
             self.nodes[action] = node
+
+
+def compile_rules(collections: Iterable[Collection], max_length: int) -> dict[str, CompiledRules]:
+    return {c.name: CompiledRules(c, max_length) for c in collections}
 
 
 def _field_problem(status: int, detail: str, field: str, message: str, **extra: Any) -> Problem:

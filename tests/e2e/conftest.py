@@ -100,6 +100,10 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "RATE_LIMIT_SIGNUP_PER_MINUTE": "10000",
         "RATE_LIMIT_TOKEN_PER_MINUTE": "10000",
         "RATE_LIMIT_PASSWORD_PER_MINUTE": "10000",
+        "REALTIME_AUTH_TIMEOUT_SECONDS": "1",
+        "REALTIME_MAX_SUBSCRIPTIONS": "5",
+        "RELAY_POLL_SECONDS": "0.2",
+        "CORS_ORIGINS": "https://app.example.com",
         "PYTHONUNBUFFERED": "1",
     }
     api = _spawn(

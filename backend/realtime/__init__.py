@@ -1,0 +1,1 @@
+"""Realtime: WebSocket channels of rule-filtered collection changes, with resume."""

@@ -1,0 +1,507 @@
+"""Realtime connections: authenticate, subscribe to collection changes under the view rule,
+resume from the outbox with no gap and no duplicate, and never let a socket grow without bound.
+
+Changes reach every API process through litestar.channels (Redis backend): the relay leader
+publishes each committed change on ``collection:<name>``; each process filters it per
+subscriber with the collection's view rule (the old record for deletes) and the client's filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import WebSocket
+from litestar.channels import ChannelsPlugin, Subscriber
+from litestar.exceptions import WebSocketDisconnect
+from sqlalchemy import select
+
+from backend.auth.service import Principal
+from backend.collections.compile import AuthContext, Predicate, to_predicate
+from backend.collections.expressions import ExpressionError, check, coerce, parse
+from backend.collections.reads import Reader
+from backend.collections.service import CompiledRules
+from backend.collections.spec import Collection, CollectionRegistry
+from backend.config import Settings
+from backend.lib.clock import Clock
+from backend.realtime.protocol import (
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHORIZED,
+    AuthFrame,
+    BroadcastFrame,
+    ChangeEvent,
+    PingFrame,
+    PresenceFrame,
+    SubscribeFrame,
+    UnsubscribeFrame,
+    decode_change,
+    decode_client_frame,
+    encode,
+    error_frame,
+)
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 1000
+TRIMMED_STATE = "trimmed"  # outbox_relay_state row: ids up to last_id were trimmed away
+
+
+class BoundedSubscriber(Subscriber):
+    """A channels subscriber that says when its queue overflowed, instead of dropping quietly."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.overflowed = asyncio.Event()
+
+    def put_nowait(self, item: bytes | None) -> bool:
+        if super().put_nowait(item):
+            return True
+        self.overflowed.set()
+        return False
+
+
+def typed_record(collection: Collection, record: dict[str, Any] | None) -> dict[str, Any]:
+    """An outbox record (JSON) with the Python types the predicates compare."""
+    if record is None:
+        return {}
+    typed = dict(record)
+    for name, spec in collection.fields.items():
+        value = typed.get(name)
+        if isinstance(value, str) and spec.kind in ("uuid", "datetime"):
+            with contextlib.suppress(ExpressionError):
+                typed[name] = coerce(value, spec.kind, 0)
+    return typed
+
+
+@dataclass
+class Subscription:
+    id: str
+    channel: str
+    collection: Collection
+    filter_text: str | None
+    predicate: Predicate
+    subscriber: BoundedSubscriber
+    delivered: set[int] = field(
+        default_factory=set
+    )  # replayed ids, so live ones are not sent twice
+    since: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+class RealtimeHub:
+    """What every connection of this process shares, and the sockets by session."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        channels: ChannelsPlugin,
+        registry: CollectionRegistry,
+        rules: dict[str, CompiledRules],
+        reader: Reader,
+        clock: Clock,
+        authenticate: Callable[[str], Any],
+    ) -> None:
+        self.settings = settings
+        self.channels = channels
+        self.registry = registry
+        self.rules = rules
+        self.reader = reader
+        self.clock = clock
+        self.authenticate = authenticate
+        self.by_session: dict[UUID, set[RealtimeConnection]] = {}
+
+    def session_revoked(self, session_id: UUID) -> None:
+        for connection in list(self.by_session.get(session_id, ())):
+            connection.end(CLOSE_UNAUTHORIZED, "the session was signed out")
+
+    def allows_origin(self, origin: str | None) -> bool:
+        if origin is None:  # not a browser: nothing to hijack
+            return True
+        public = self.settings.public_url.rstrip("/")
+        allowed = {o.rstrip("/") for o in self.settings.cors_origins} | {public}
+        return origin.rstrip("/") in allowed or "*" in allowed
+
+
+class RealtimeConnection:
+    def __init__(self, socket: WebSocket[Any, Any, Any], hub: RealtimeHub) -> None:
+        self.socket = socket
+        self.hub = hub
+        self.settings = hub.settings
+        self.principal: Principal | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.authorized = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._closing: tuple[int, str] | None = None
+        self._closed = asyncio.Event()
+        self._tokens = float(self.settings.realtime_frames_per_second * 2)
+        self._refilled = time.monotonic()
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        await self.socket.accept()
+        try:
+            first = await asyncio.wait_for(
+                self._receive(), self.settings.realtime_auth_timeout_seconds
+            )
+        except TimeoutError:
+            await self._close(CLOSE_UNAUTHORIZED, "send an auth frame first")
+            return
+        except WebSocketDisconnect:
+            return
+        if not isinstance(first, AuthFrame) or not await self._authenticate(first.token):
+            await self._close(CLOSE_UNAUTHORIZED, "the first frame must be a valid auth frame")
+            return
+        assert self.principal is not None
+        await self.send(
+            {
+                "type": "ready",
+                "user": {
+                    "id": self.principal.user_id,
+                    "role": self.principal.role,
+                    "org": self.principal.org_id,
+                },
+            }
+        )
+        receiver = asyncio.create_task(self._receive_loop())
+        closed = asyncio.create_task(self._closed.wait())
+        try:
+            await asyncio.wait({receiver, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            receiver.cancel()
+            closed.cancel()
+            await self._cleanup()
+            if self._closing is not None:
+                await self._close(*self._closing)
+
+    def end(self, code: int, reason: str) -> None:
+        """Close this connection from elsewhere (a revocation, a slow subscription)."""
+        if self._closing is None:
+            self._closing = (code, reason)
+        self._closed.set()
+
+    async def _cleanup(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+        for subscription in list(self.subscriptions.values()):
+            await self._drop(subscription)
+        if self.principal is not None and self.principal.session_id is not None:
+            self.hub.by_session.get(self.principal.session_id, set()).discard(self)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=code, reason=reason)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.socket.send_text(encode(frame).decode())
+
+    # --- frames from the client ------------------------------------------------------------
+
+    async def _receive(self) -> Any:
+        text = await self.socket.receive_text()
+        if len(text.encode()) > self.settings.realtime_max_frame_bytes:
+            self.end(
+                CLOSE_TOO_BIG,
+                f"frames are limited to {self.settings.realtime_max_frame_bytes} bytes",
+            )
+            raise WebSocketDisconnect(detail="frame too big")
+        try:
+            return decode_client_frame(text)
+        except msgspec.ValidationError as exc:
+            return exc
+        except msgspec.DecodeError:
+            return msgspec.ValidationError("not JSON")
+
+    def _within_rate(self) -> bool:
+        now = time.monotonic()
+        rate = self.settings.realtime_frames_per_second
+        self._tokens = min(rate * 2.0, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def _receive_loop(self) -> None:
+        try:
+            while True:
+                frame = await self._receive()
+                if not self._within_rate():
+                    self.end(CLOSE_POLICY, "too many frames; slow down")
+                    return
+                await self._handle(frame)
+        except WebSocketDisconnect:
+            self._closed.set()
+
+    async def _handle(self, frame: Any) -> None:
+        match frame:
+            case msgspec.ValidationError():
+                await self.send(error_frame("bad_frame", str(frame)))
+            case PingFrame():
+                await self.send({"type": "pong"})
+            case AuthFrame(token=token):
+                if not await self._authenticate(token):
+                    self.end(CLOSE_UNAUTHORIZED, "the new token is not valid")
+            case SubscribeFrame():
+                await self._subscribe(frame)
+            case UnsubscribeFrame(id=sub_id):
+                subscription = self.subscriptions.get(sub_id)
+                if subscription is None:
+                    await self.send(
+                        error_frame("unknown_subscription", "no such subscription", sub_id)
+                    )
+                else:
+                    await self._drop(subscription)
+                    await self.send({"type": "unsubscribed", "id": sub_id})
+            case BroadcastFrame() | PresenceFrame():
+                await self.send(
+                    error_frame("not_supported", "rooms (broadcast, presence) are not served yet")
+                )
+
+    # --- auth ------------------------------------------------------------------------------
+
+    async def _authenticate(self, token: str) -> bool:
+        try:
+            principal: Principal = await self.hub.authenticate(token)
+        except Exception:
+            return False
+        if self.principal is not None and principal.user_id != self.principal.user_id:
+            return False
+        previous = self.principal
+        self.principal = principal
+        if previous is not None and previous.session_id is not None:
+            self.hub.by_session.get(previous.session_id, set()).discard(self)
+        if principal.session_id is not None:
+            self.hub.by_session.setdefault(principal.session_id, set()).add(self)
+        for subscription in self.subscriptions.values():  # the role or org may have changed
+            subscription.predicate = self._predicate(
+                subscription.collection, subscription.filter_text
+            )
+        self.authorized.set()
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+        if principal.expires_at is not None:
+            self._expiry_task = asyncio.create_task(self._expire(principal.expires_at))
+        return True
+
+    async def _expire(self, expires_at: int) -> None:
+        await asyncio.sleep(max(0.0, expires_at - self.hub.clock.now().timestamp()))
+        self.authorized.clear()  # events wait (queued, bounded) until a new auth frame
+        await self.send(
+            error_frame("token_expired", "send a new auth frame to keep receiving events")
+        )
+        try:
+            await asyncio.wait_for(
+                self.authorized.wait(), self.settings.realtime_reauth_grace_seconds
+            )
+        except TimeoutError:
+            self.end(CLOSE_UNAUTHORIZED, "the token expired")
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def _auth_context(self) -> AuthContext:
+        assert self.principal is not None
+        return AuthContext(
+            id=self.principal.user_id, role=self.principal.role, org=self.principal.org_id
+        )
+
+    def _predicate(self, collection: Collection, filter_text: str | None) -> Predicate:
+        assert self.principal is not None
+        now = self.hub.clock.now()
+        compiled = self.hub.rules[collection.name]
+        if self.principal.bypasses_rules:
+            rule: Predicate = lambda record: True  # noqa: E731
+        elif "view" in compiled.admin_only:
+            rule = lambda record: False  # noqa: E731
+        else:
+            rule = to_predicate(compiled.nodes["view"], collection, self._auth_context(), now)
+        wanted: Predicate = lambda record: True  # noqa: E731
+        if filter_text:
+            node = parse(filter_text, max_length=self.settings.filter_max_length)
+            if node is not None:
+                check(node, collection)
+                wanted = to_predicate(node, collection, self._auth_context(), now)
+        return lambda record: rule(record) and wanted(record)
+
+    async def _subscribe(self, frame: SubscribeFrame) -> None:
+        if frame.id in self.subscriptions:
+            await self.send(error_frame("duplicate_id", "that subscription id is in use", frame.id))
+            return
+        if len(self.subscriptions) >= self.settings.realtime_max_subscriptions:
+            await self.send(
+                error_frame(
+                    "too_many_subscriptions",
+                    f"at most {self.settings.realtime_max_subscriptions} per connection",
+                    frame.id,
+                )
+            )
+            return
+        kind, _, name = frame.channel.partition(":")
+        collection = self.hub.registry.get(name) if kind == "collection" else None
+        if collection is None or not collection.realtime:
+            await self.send(
+                error_frame(
+                    "unknown_channel",
+                    "subscribe to collection:<name> (rooms, jobs and users come later)",
+                    frame.id,
+                )
+            )
+            return
+        try:
+            predicate = self._predicate(collection, frame.filter)
+        except ExpressionError as exc:
+            await self.send(error_frame("bad_filter", str(exc), frame.id))
+            return
+        subscriber = await self.hub.channels.subscribe(frame.channel)
+        assert isinstance(subscriber, BoundedSubscriber)
+        subscription = Subscription(
+            id=frame.id,
+            channel=frame.channel,
+            collection=collection,
+            filter_text=frame.filter,
+            predicate=predicate,
+            subscriber=subscriber,
+            since=frame.since or 0,
+        )
+        self.subscriptions[frame.id] = subscription
+        await self.send({"type": "subscribed", "id": frame.id})
+        if frame.since is not None and not await self._replay(subscription):
+            return
+        subscription.task = asyncio.create_task(self._pump(subscription))
+
+    async def _replay(self, subscription: Subscription) -> bool:
+        """Send what was missed since ``since``, from the outbox; live events wait queued."""
+        trimmed = await self.hub.reader.scalar(
+            select(_STATE.c.last_id).where(_STATE.c.name == TRIMMED_STATE)
+        )
+        if trimmed is not None and subscription.since < trimmed:
+            await self.send(
+                error_frame(
+                    "history_gone",
+                    "events that old are no longer kept; fetch the records again, then "
+                    "subscribe without since",
+                    subscription.id,
+                )
+            )
+            await self._drop(subscription)
+            return False
+        after = subscription.since
+        while True:
+            rows = await self.hub.reader.rows(
+                select(_OUTBOX)
+                .where(_OUTBOX.c.collection == subscription.collection.name, _OUTBOX.c.id > after)
+                .order_by(_OUTBOX.c.id)
+                .limit(REPLAY_PAGE)
+            )
+            for row in rows:
+                event = ChangeEvent(
+                    channel=subscription.channel,
+                    id=row["id"],
+                    op=row["op"],
+                    record_id=row["record_id"],
+                    record=row["record"],
+                    old=row["old"],
+                )
+                subscription.delivered.add(event.id)
+                await self._deliver(subscription, event)
+            if len(rows) < REPLAY_PAGE:
+                return True
+            after = rows[-1]["id"]
+
+    async def _pump(self, subscription: Subscription) -> None:
+        overflow = asyncio.create_task(subscription.subscriber.overflowed.wait())
+        try:
+            async for raw in subscription.subscriber.iter_events():
+                if overflow.done():
+                    break
+                event = decode_change(raw)
+                if event.id <= subscription.since or event.id in subscription.delivered:
+                    continue
+                if not self.authorized.is_set():
+                    await self.authorized.wait()
+                await self._deliver(subscription, event)
+            if overflow.done():
+                self.end(
+                    CLOSE_TOO_SLOW,
+                    f"too slow: more than {self.settings.realtime_send_queue} events waiting",
+                )
+        except (WebSocketDisconnect, RuntimeError):
+            self._closed.set()
+        finally:
+            overflow.cancel()
+
+    async def _deliver(self, subscription: Subscription, event: ChangeEvent) -> None:
+        shown = event.old if event.op == "delete" else event.record
+        if not subscription.predicate(typed_record(subscription.collection, shown)):
+            return
+        await self.send(
+            {
+                "type": "event",
+                "sub": subscription.id,
+                "channel": subscription.channel,
+                "event_id": event.id,
+                "op": event.op,
+                "record": shown,
+            }
+        )
+
+    async def _drop(self, subscription: Subscription) -> None:
+        self.subscriptions.pop(subscription.id, None)
+        if subscription.task is not None:
+            subscription.task.cancel()
+        with contextlib.suppress(Exception):
+            await self.hub.channels.unsubscribe(subscription.subscriber)
+
+
+def _outbox_tables() -> tuple[Any, Any]:
+    from sqlalchemy import BigInteger, Column, MetaData, Table, Text
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    metadata = MetaData()
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True),
+        Column("collection", Text),
+        Column("op", Text),
+        Column("record_id", Text),
+        Column("record", JSONB),
+        Column("old", JSONB),
+    )
+    state = Table(
+        "outbox_relay_state",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("last_id", BigInteger),
+    )
+    return outbox, state
+
+
+# Hand-written tables (not models: Alembic's autogenerate must not see them twice).
+_OUTBOX, _STATE = _outbox_tables()
+
+
+def change_to_publish(event: Any) -> tuple[bytes, str]:
+    """An outbox event as the bytes and the channel the relay publishes."""
+    channel = f"collection:{event.collection}"
+    change = ChangeEvent(
+        channel=channel,
+        id=event.id,
+        op=event.op,
+        record_id=event.record_id,
+        record=event.record,
+        old=event.old,
+    )
+    return encode(change), channel
