@@ -14,7 +14,7 @@ from backend.lib.urls import celery_redis_url
 
 log = get_task_logger(__name__)
 
-TASK_MODULES = ["workers.tasks.system", "workers.tasks.mail"]
+TASK_MODULES = ["workers.tasks.system", "workers.tasks.mail", "workers.tasks.outbox"]
 
 
 class LitebaseCelery(Celery):
@@ -92,6 +92,8 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
         timezone="UTC",
         enable_utc=True,
         imports=TASK_MODULES,
-        beat_schedule={},
+        beat_schedule={
+            "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
+        },
     )
     return app

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -101,7 +102,11 @@ class OutboxRelay:
             await _sleep_unless(stop, self.standby_interval)
 
     async def _lead_or_wait(self, stop: asyncio.Event) -> None:
-        connection = await asyncpg.connect(self.database_url)
+        # Named, so pg_stat_activity shows which process leads.
+        connection = await asyncpg.connect(
+            self.database_url,
+            server_settings={"application_name": f"litebase relay pid={os.getpid()}"},
+        )
         try:
             while not stop.is_set():
                 if await connection.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,29 @@ from backend.realtime.protocol import (
 log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 1000
+DEDUPE_WINDOW = 10_000
+
+
+class RecentIds:
+    """The last ``size`` ids seen, for spotting re-deliveries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._order: deque[int] = deque()
+        self._set: set[int] = set()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._set
+
+    def add(self, item: int) -> None:
+        if item in self._set:
+            return
+        self._order.append(item)
+        self._set.add(item)
+        if len(self._order) > self.size:
+            self._set.discard(self._order.popleft())
+
+
 TRIMMED_STATE = "trimmed"  # outbox_relay_state row: ids up to last_id were trimmed away
 
 
@@ -431,6 +455,7 @@ class RealtimeConnection:
                     continue
                 if not self.authorized.is_set():
                     await self.authorized.wait()
+                subscription.delivered.add(event.id)
                 await self._deliver(subscription, event)
             if overflow.done():
                 self.end(

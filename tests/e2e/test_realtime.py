@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import httpx
+import psycopg
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from backend.lib.urls import libpq_database_url
+from tests.e2e.conftest import ROOT, wait_for
+from tests.support import free_port, with_redis_db
 
 PASSWORD = "correct horse battery staple"
 
@@ -226,3 +236,211 @@ async def test_limits_close_or_refuse_with_a_reason(stack, api):
         while True:
             await _frame(flooder)
     assert closed.value.rcvd.code == 1008
+
+
+# --- several API processes -----------------------------------------------------------------
+
+
+def _start_api(env: dict[str, str], log_dir) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log = log_dir / f"api-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for(f"{base}/ready", process, log)
+    return process, base
+
+
+def _stop_api(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+
+
+@pytest.fixture
+def short_tokens_api(stack, tmp_path):
+    """A second API process on the same database and Redis, issuing 3-second access tokens."""
+    process, base = _start_api({**stack.env, "ACCESS_TOKEN_TTL_SECONDS": "3"}, tmp_path)
+    yield base
+    _stop_api(process)
+
+
+async def test_a_change_written_through_one_process_reaches_a_socket_on_another(
+    stack, api, short_tokens_api
+):
+    alice = await _user(api)
+    other = type(stack)(
+        short_tokens_api, stack.env, stack.database_url, stack.redis_url, stack.log_dir
+    )
+    socket = await _connect(other, alice)
+    await _subscribe(socket, "s")
+    note = (
+        await api.post(
+            "/collections/notes/records", json={"title": "via A"}, headers=_bearer(alice)
+        )
+    ).json()
+    [event] = await _events(socket, 1)
+    assert event["record"]["id"] == note["id"]
+    await socket.close()
+
+
+async def test_an_expired_token_pauses_events_until_a_new_auth_frame(stack, api, short_tokens_api):
+    async with httpx.AsyncClient(base_url=short_tokens_api, timeout=10) as short:
+        alice = await _user(short)
+        other = type(stack)(
+            short_tokens_api, stack.env, stack.database_url, stack.redis_url, stack.log_dir
+        )
+        socket = await _connect(other, alice)
+        await _subscribe(socket, "s")
+        expired = await _frame(socket, 8)
+        assert (expired["type"], expired["code"]) == ("error", "token_expired")
+        await api.post(
+            "/collections/notes/records",
+            json={"title": "while expired"},
+            headers={"Authorization": f"Bearer {(await _user(api))['access_token']}"},
+        )  # someone else's, private
+        mine = await short.post(
+            "/auth/token",
+            json={"grant_type": "refresh_token", "refresh_token": alice["refresh_token"]},
+        )
+        fresh = mine.json()
+        note = (
+            await api.post(
+                "/collections/notes/records", json={"title": "mine"}, headers=_bearer(fresh)
+            )
+        ).json()
+        await _nothing_more(socket, 0.5)  # held back until the new auth frame
+        await socket.send(json.dumps({"type": "auth", "token": fresh["access_token"]}))
+        [event] = await _events(socket, 1)
+        assert event["record"]["id"] == note["id"]
+        await socket.close()
+
+
+async def test_killing_the_relay_leader_mid_stream_loses_and_repeats_nothing(
+    stack, services, tmp_path
+):
+    """1,000 changes; the leading API process is killed while they are written; a socket on
+    the other process receives every one, in order, exactly once."""
+    database_url = services.create_database(f"lbt_failover_{uuid.uuid4().hex[:8]}")
+    env = {
+        **stack.env,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": with_redis_db(services.redis_url, 3),
+        "RELAY_STANDBY_SECONDS": "0.3",
+        "RELAY_POLL_SECONDS": "0.1",
+        "REALTIME_SEND_QUEUE": "5000",
+    }
+    first, first_url = _start_api(env, tmp_path)
+    second, second_url = _start_api(env, tmp_path)
+    try:
+        leader = await _relay_leader(database_url, {first: first_url, second: second_url})
+        survivor_url = second_url if leader is first else first_url
+        async with httpx.AsyncClient(base_url=survivor_url, timeout=10) as api:
+            alice = await _user(api)
+        survivor = type(stack)(survivor_url, env, database_url, env["REDIS_URL"], stack.log_dir)
+        socket = await _connect(survivor, alice)
+        await _subscribe(socket, "s")
+        writer = asyncio.create_task(
+            asyncio.to_thread(_write_notes, database_url, alice["user"]["id"], 1000)
+        )
+        received: list[int] = []
+        while len(received) < 150:
+            received += [e["event_id"] for e in await _events(socket, 1)]
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait(10)
+        await writer
+        while len(received) < 1000:
+            received += [e["event_id"] for e in await _events(socket, 1, timeout=20)]
+        await _nothing_more(socket, 1.5)
+        assert len(received) == 1000
+        assert received == sorted(received) and len(set(received)) == 1000
+        await socket.close()
+    finally:
+        _stop_api(first)
+        _stop_api(second)
+        services.drop_database(database_url.rsplit("/", 1)[1].split("?")[0])
+
+
+async def _relay_leader(database_url: str, processes: dict) -> subprocess.Popen:
+    """The API process whose relay connection holds the advisory lock (named by its pid)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with psycopg.connect(libpq_database_url(database_url)) as conn:
+            row = conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND a.application_name LIKE 'litebase relay pid=%%'"
+            ).fetchone()
+        if row is not None:
+            pid = int(row[0].rsplit("=", 1)[1])
+            for process in processes:
+                if process.pid == pid:
+                    return process
+        await asyncio.sleep(0.2)
+    with psycopg.connect(libpq_database_url(database_url)) as conn:
+        seen = conn.execute(
+            "SELECT a.application_name, l.locktype, l.granted FROM pg_stat_activity a"
+            " LEFT JOIN pg_locks l ON a.pid = l.pid AND l.locktype = 'advisory'"
+        ).fetchall()
+    raise AssertionError(f"no relay leader found among {seen}")
+
+
+def _write_notes(database_url: str, owner: str, count: int) -> None:
+    with psycopg.connect(libpq_database_url(database_url), autocommit=True) as conn:
+        for start in range(0, count, 10):
+            conn.execute(
+                "INSERT INTO notes (id, title, owner, created_at, updated_at)"
+                " SELECT gen_random_uuid(), 'n' || g, %s, now(), now()"
+                " FROM generate_series(%s::int, %s::int) g",
+                (owner, start, start + 9),
+            )
+            time.sleep(0.01)
+
+
+async def test_history_past_retention_is_trimmed_and_said_to_be_gone(stack, api):
+    from backend.config import settings_from_env
+    from workers.celery_app import create_celery_app
+
+    alice = await _user(api)
+    note = (
+        await api.post("/collections/notes/records", json={"title": "old"}, headers=_bearer(alice))
+    ).json()
+    url = libpq_database_url(stack.database_url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        [(event_id,)] = conn.execute(
+            "SELECT id FROM outbox WHERE record_id = %s", (note["id"],)
+        ).fetchall()
+        conn.execute(
+            "UPDATE outbox SET created_at = now() - interval '25 hours' WHERE id = %s", (event_id,)
+        )
+        deadline = time.monotonic() + 10
+        while (
+            conn.execute(
+                "SELECT coalesce(max(last_id), 0) FROM outbox_relay_state WHERE name = 'default'"
+            ).fetchone()[0]
+            < event_id
+        ):
+            assert time.monotonic() < deadline, "the relay did not pass the event"
+            await asyncio.sleep(0.1)
+    celery = create_celery_app(
+        settings_from_env(
+            {}, env="test", database_url=stack.database_url, redis_url=stack.redis_url
+        )
+    )
+    trimmed = await asyncio.to_thread(celery.send_task("outbox.trim").get, timeout=30)
+    assert trimmed >= 1
+    with psycopg.connect(url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM outbox WHERE id = %s", (event_id,)
+        ).fetchone() == (0,)
+
+    socket = await _connect(stack, alice)
+    await _subscribe(socket, "old", since=event_id - 1)
+    gone = await _frame(socket)
+    assert (gone["type"], gone["code"], gone["ref"]) == ("error", "history_gone", "old")
+    await socket.close()

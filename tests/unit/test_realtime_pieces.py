@@ -1,0 +1,34 @@
+import asyncio
+
+from backend.realtime.protocol import AuthFrame, SubscribeFrame, decode_client_frame
+from backend.realtime.service import BoundedSubscriber, RecentIds
+
+
+def test_recent_ids_remember_a_bounded_window():
+    seen = RecentIds(3)
+    for i in range(5):
+        seen.add(i)
+    assert 1 not in seen and {2, 3, 4} == {i for i in range(5) if i in seen}
+
+
+def test_client_frames_decode_by_type():
+    assert decode_client_frame('{"type": "auth", "token": "t"}') == AuthFrame(token="t")
+    frame = decode_client_frame(
+        '{"type": "subscribe", "id": "s1", "channel": "collection:notes", "since": 5}'
+    )
+    assert frame == SubscribeFrame(id="s1", channel="collection:notes", since=5)
+
+
+class _Plugin:
+    _backend = None
+
+
+def test_a_full_subscriber_says_it_overflowed_instead_of_dropping_quietly():
+    async def scenario():
+        subscriber = BoundedSubscriber(plugin=_Plugin(), max_backlog=2)
+        assert subscriber.put_nowait(b"1") and subscriber.put_nowait(b"2")
+        assert not subscriber.overflowed.is_set()
+        assert subscriber.put_nowait(b"3") is False
+        assert subscriber.overflowed.is_set()
+
+    asyncio.run(scenario())
