@@ -51,6 +51,7 @@ from backend.mail.service import Mailer
 from backend.orgs.routes import InvitationController, OrgController
 from backend.problems import problem_details_config
 from backend.realtime.consumer import make_realtime_consumer
+from backend.realtime.rooms import Presence
 from backend.realtime.routes import realtime
 from backend.realtime.service import BoundedSubscriber, RealtimeHub
 from backend.system.routes import SystemController
@@ -130,10 +131,19 @@ def create_app(
             reader=app.state.reader,
             clock=app.state.clock,
             authenticate=authenticate,
+            presence=Presence(redis, channels, settings.realtime_presence_ttl_seconds),
         )
         session_states.on_revoke(hub.session_revoked)
         app.state.realtime = hub
-        yield
+        stop = asyncio.Event()
+        heartbeat = asyncio.create_task(hub.keep_presence(stop), name="presence")
+        try:
+            yield
+        finally:
+            stop.set()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
 
     @asynccontextmanager
     async def follow_revocations(app: Litestar) -> AsyncIterator[None]:

@@ -73,6 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     realtime_frames_per_second: int = 20
     realtime_max_subscriptions: int = 100
     realtime_send_queue: int = 1000
+    realtime_presence_ttl_seconds: float = 30.0
     outbox_retention_hours: int = 24
     # mail
     mail_backend: Literal["console", "smtp"] = "console"

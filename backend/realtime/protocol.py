@@ -18,6 +18,8 @@ class SubscribeFrame(msgspec.Struct, tag="subscribe", tag_field="type", forbid_u
     channel: ChannelName
     filter: str | None = None
     since: int | None = None
+    # Rooms: receive your own broadcasts too (sent as "self").
+    echo: bool = msgspec.field(default=False, name="self")
 
 
 class UnsubscribeFrame(

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 from litestar import WebSocket
@@ -49,6 +49,7 @@ from backend.realtime.protocol import (
     encode,
     error_frame,
 )
+from backend.realtime.rooms import Presence, room_channel, user_channel
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,19 @@ class Subscription:
     task: asyncio.Task[None] | None = None
 
 
+@dataclass
+class RoomSubscription:
+    """A room (``room:<name>``, broadcast and presence) or ``user:<id>`` push channel."""
+
+    id: str
+    channel: str  # as the client named it
+    internal: str  # as published (rooms are scoped by org)
+    subscriber: BoundedSubscriber
+    echo: bool
+    joined: bool = False
+    task: asyncio.Task[None] | None = None
+
+
 class RealtimeHub:
     """What every connection of this process shares, and the sockets by session."""
 
@@ -134,7 +148,9 @@ class RealtimeHub:
         reader: Reader,
         clock: Clock,
         authenticate: Callable[[str], Any],
+        presence: Presence,
     ) -> None:
+        self.presence = presence
         self.settings = settings
         self.channels = channels
         self.registry = registry
@@ -143,6 +159,26 @@ class RealtimeHub:
         self.clock = clock
         self.authenticate = authenticate
         self.by_session: dict[UUID, set[RealtimeConnection]] = {}
+        self.connections: set[RealtimeConnection] = set()
+
+    async def keep_presence(self, stop: asyncio.Event) -> None:
+        """Refresh this process's presence entries; expire those of dead processes."""
+        interval = self.settings.realtime_presence_ttl_seconds / 3
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            rooms: dict[str, list[str]] = {}
+            for connection in list(self.connections):
+                for room in connection.rooms.values():
+                    keys = rooms.setdefault(room.internal, [])
+                    if room.joined:
+                        keys.append(connection.key)
+            for channel, keys in rooms.items():
+                try:
+                    await self.presence.refresh(channel, keys)
+                    await self.presence.prune(channel)
+                except Exception:
+                    log.exception("presence heartbeat failed for %s", channel)
 
     def session_revoked(self, session_id: UUID) -> None:
         for connection in list(self.by_session.get(session_id, ())):
@@ -163,6 +199,8 @@ class RealtimeConnection:
         self.settings = hub.settings
         self.principal: Principal | None = None
         self.subscriptions: dict[str, Subscription] = {}
+        self.rooms: dict[str, RoomSubscription] = {}
+        self.key = uuid4().hex  # this socket, in presence and as a broadcast's origin
         self.authorized = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._closing: tuple[int, str] | None = None
@@ -198,6 +236,7 @@ class RealtimeConnection:
                 },
             }
         )
+        self.hub.connections.add(self)
         receiver = asyncio.create_task(self._receive_loop())
         closed = asyncio.create_task(self._closed.wait())
         try:
@@ -218,8 +257,11 @@ class RealtimeConnection:
     async def _cleanup(self) -> None:
         if self._expiry_task is not None:
             self._expiry_task.cancel()
+        self.hub.connections.discard(self)
         for subscription in list(self.subscriptions.values()):
             await self._drop(subscription)
+        for room in list(self.rooms.values()):
+            await self._leave_room(room)
         if self.principal is not None and self.principal.session_id is not None:
             self.hub.by_session.get(self.principal.session_id, set()).discard(self)
 
@@ -280,6 +322,9 @@ class RealtimeConnection:
                     self.end(CLOSE_UNAUTHORIZED, "the new token is not valid")
             case SubscribeFrame():
                 await self._subscribe(frame)
+            case UnsubscribeFrame(id=sub_id) if sub_id in self.rooms:
+                await self._leave_room(self.rooms[sub_id])
+                await self.send({"type": "unsubscribed", "id": sub_id})
             case UnsubscribeFrame(id=sub_id):
                 subscription = self.subscriptions.get(sub_id)
                 if subscription is None:
@@ -290,9 +335,7 @@ class RealtimeConnection:
                     await self._drop(subscription)
                     await self.send({"type": "unsubscribed", "id": sub_id})
             case BroadcastFrame() | PresenceFrame():
-                await self.send(
-                    error_frame("not_supported", "rooms (broadcast, presence) are not served yet")
-                )
+                await self._room_frame(frame)
 
     # --- auth ------------------------------------------------------------------------------
 
@@ -360,10 +403,10 @@ class RealtimeConnection:
         return lambda record: rule(record) and wanted(record)
 
     async def _subscribe(self, frame: SubscribeFrame) -> None:
-        if frame.id in self.subscriptions:
+        if frame.id in self.subscriptions or frame.id in self.rooms:
             await self.send(error_frame("duplicate_id", "that subscription id is in use", frame.id))
             return
-        if len(self.subscriptions) >= self.settings.realtime_max_subscriptions:
+        if len(self.subscriptions) + len(self.rooms) >= self.settings.realtime_max_subscriptions:
             await self.send(
                 error_frame(
                     "too_many_subscriptions",
@@ -373,12 +416,15 @@ class RealtimeConnection:
             )
             return
         kind, _, name = frame.channel.partition(":")
+        if kind in ("room", "user"):
+            await self._join_room(frame, kind, name)
+            return
         collection = self.hub.registry.get(name) if kind == "collection" else None
         if collection is None or not collection.realtime:
             await self.send(
                 error_frame(
                     "unknown_channel",
-                    "subscribe to collection:<name> (rooms, jobs and users come later)",
+                    "channels are collection:<name>, room:<name> and user:<your id>",
                     frame.id,
                 )
             )
@@ -481,6 +527,107 @@ class RealtimeConnection:
                 "record": shown,
             }
         )
+
+    # --- rooms and user channels -----------------------------------------------------------
+
+    async def _join_room(self, frame: SubscribeFrame, kind: str, name: str) -> None:
+        assert self.principal is not None
+        if kind == "user":
+            if name != str(self.principal.user_id):
+                await self.send(
+                    error_frame("forbidden", "user:<id> is for that user only", frame.id)
+                )
+                return
+            internal = user_channel(name)
+        elif self.principal.org_id is None or not name:
+            await self.send(
+                error_frame("forbidden", "rooms are shared within your active org", frame.id)
+            )
+            return
+        else:
+            internal = room_channel(self.principal.org_id, name)
+        subscriber = await self.hub.channels.subscribe(internal)
+        assert isinstance(subscriber, BoundedSubscriber)
+        room = RoomSubscription(frame.id, frame.channel, internal, subscriber, frame.echo)
+        self.rooms[frame.id] = room
+        await self.send({"type": "subscribed", "id": frame.id})
+        if kind == "room":
+            joins = await self.hub.presence.state(internal)
+            await self.send(
+                {"type": "presence", "channel": frame.channel, "joins": joins, "leaves": {}}
+            )
+        room.task = asyncio.create_task(self._pump_room(room))
+
+    def _room_named(self, channel: str) -> RoomSubscription | None:
+        return next((r for r in self.rooms.values() if r.channel == channel), None)
+
+    async def _room_frame(self, frame: BroadcastFrame | PresenceFrame) -> None:
+        assert self.principal is not None
+        room = self._room_named(frame.channel)
+        if room is None or not frame.channel.startswith("room:"):
+            await self.send(error_frame("not_subscribed", "subscribe to the room first"))
+            return
+        if isinstance(frame, PresenceFrame):
+            await self.hub.presence.join(
+                room.internal, self.key, self.principal.user_id, frame.state
+            )
+            room.joined = True
+            return
+        message = {
+            "kind": "broadcast",
+            "event": frame.event,
+            "payload": frame.payload,
+            "from": str(self.principal.user_id),
+            "origin": self.key,
+        }
+        await self.hub.channels.wait_published(encode(message), [room.internal])
+
+    async def _pump_room(self, room: RoomSubscription) -> None:
+        overflow = asyncio.create_task(room.subscriber.overflowed.wait())
+        try:
+            async for raw in room.subscriber.iter_events():
+                if overflow.done():
+                    break
+                message = msgspec.json.decode(raw)
+                if not self.authorized.is_set():
+                    await self.authorized.wait()
+                if message["kind"] == "presence":
+                    frame = {
+                        "type": "presence",
+                        "channel": room.channel,
+                        "joins": message["joins"],
+                        "leaves": message["leaves"],
+                    }
+                elif message["origin"] == self.key and not room.echo:
+                    continue
+                else:
+                    frame = {
+                        "type": "broadcast",
+                        "channel": room.channel,
+                        "event": message["event"],
+                        "payload": message["payload"],
+                        "from": message["from"],
+                    }
+                await self.send(frame)
+            if overflow.done():
+                self.end(
+                    CLOSE_TOO_SLOW,
+                    f"too slow: more than {self.settings.realtime_send_queue} messages waiting",
+                )
+        except (WebSocketDisconnect, RuntimeError):
+            self._closed.set()
+        finally:
+            overflow.cancel()
+
+    async def _leave_room(self, room: RoomSubscription) -> None:
+        self.rooms.pop(room.id, None)
+        if room.task is not None:
+            room.task.cancel()
+        if room.joined:
+            with contextlib.suppress(Exception):
+                await self.hub.presence.leave(room.internal, self.key)
+        with contextlib.suppress(Exception):
+            await self.hub.channels.unsubscribe(room.subscriber)
 
     async def _drop(self, subscription: Subscription) -> None:
         self.subscriptions.pop(subscription.id, None)

@@ -214,7 +214,7 @@ async def test_logout_closes_that_sessions_sockets(stack, api):
 async def test_limits_close_or_refuse_with_a_reason(stack, api):
     alice = await _user(api)
     socket = await _connect(stack, alice)
-    await socket.send(json.dumps({"type": "subscribe", "id": "x", "channel": "room:lobby"}))
+    await socket.send(json.dumps({"type": "subscribe", "id": "x", "channel": "job:1"}))
     assert (await _frame(socket))["code"] == "unknown_channel"
     for i in range(5):
         await _subscribe(socket, f"s{i}")
@@ -443,4 +443,103 @@ async def test_history_past_retention_is_trimmed_and_said_to_be_gone(stack, api)
     await _subscribe(socket, "old", since=event_id - 1)
     gone = await _frame(socket)
     assert (gone["type"], gone["code"], gone["ref"]) == ("error", "history_gone", "old")
+    await socket.close()
+
+
+# --- rooms --------------------------------------------------------------------------------
+
+
+async def _member_of(api, stack, org_id: str | None = None) -> tuple[dict, str]:
+    """A user acting in ``org_id`` (a new org when None); returns (tokens, org id)."""
+    tokens = await _user(api)
+    if org_id is None:
+        org_id = (
+            await api.post("/orgs", json={"name": "Room org"}, headers=_bearer(tokens))
+        ).json()["id"]
+    else:
+        with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO org_members (id, org_id, user_id, role, created_at, updated_at)"
+                " VALUES (gen_random_uuid(), %s, %s, 'member', now(), now())",
+                (org_id, tokens["user"]["id"]),
+            )
+    refreshed = await api.post(
+        "/auth/token",
+        json={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "org_id": org_id,
+        },
+    )
+    return refreshed.json(), org_id
+
+
+async def _join(stack, tokens, sub_id="r", channel="room:lobby", **extra):
+    socket = await _connect(stack, tokens)
+    await _subscribe(socket, sub_id, channel=channel, **extra)
+    state = await _frame(socket)
+    assert state["type"] == "presence" and state["leaves"] == {}
+    return socket, state["joins"]
+
+
+async def test_broadcasts_reach_the_org_and_no_one_else(stack, api):
+    alice, org = await _member_of(api, stack)
+    bob, _ = await _member_of(api, stack, org)
+    stranger, _ = await _member_of(api, stack)
+    a, _ = await _join(stack, alice, **{"self": True})
+    b, _ = await _join(stack, bob)
+    c, _ = await _join(stack, stranger)
+
+    def cursor(x: int) -> str:
+        return json.dumps(
+            {"type": "broadcast", "channel": "room:lobby", "event": "cursor", "payload": {"x": x}}
+        )
+
+    await a.send(cursor(1))
+    assert await _frame(b) == {
+        "type": "broadcast",
+        "channel": "room:lobby",
+        "event": "cursor",
+        "payload": {"x": 1},
+        "from": alice["user"]["id"],
+    }
+    assert (await _frame(a))["payload"] == {"x": 1}  # "self": true hears itself
+    await b.send(cursor(2))
+    assert (await _frame(a))["payload"] == {"x": 2}
+    await _nothing_more(b, 0.5)  # without "self", a sender does not hear itself
+    await _nothing_more(c, 0.5)  # another org's room of the same name is another room
+    await b.send(json.dumps({"type": "broadcast", "channel": "room:other", "event": "x"}))
+    assert (await _frame(b))["code"] == "not_subscribed"
+    for socket in (a, b, c):
+        await socket.close()
+
+
+async def test_presence_gives_the_full_state_then_joins_and_leaves(stack, api):
+    alice, org = await _member_of(api, stack)
+    bob, _ = await _member_of(api, stack, org)
+    a, initial = await _join(stack, alice, channel="room:desk")
+    assert initial == {}
+    await a.send(
+        json.dumps({"type": "presence", "channel": "room:desk", "state": {"status": "typing"}})
+    )
+    joined = await _frame(a)
+    [(key, entry)] = joined["joins"].items()
+    assert entry == {"user": alice["user"]["id"], "state": {"status": "typing"}}
+    b, state = await _join(stack, bob, channel="room:desk")
+    assert state == {key: entry}
+    await a.close()  # abruptly or not, the entry goes
+    left = await _frame(b)
+    assert left == {"type": "presence", "channel": "room:desk", "joins": {}, "leaves": {key: entry}}
+    await b.close()
+
+
+async def test_user_channels_are_for_that_user_only(stack, api):
+    alice, bob = await _user(api), await _user(api)
+    socket = await _connect(stack, alice)
+    await _subscribe(socket, "me", channel=f"user:{alice['user']['id']}")
+    await socket.send(
+        json.dumps({"type": "subscribe", "id": "them", "channel": f"user:{bob['user']['id']}"})
+    )
+    refused = await _frame(socket)
+    assert (refused["code"], refused["ref"]) == ("forbidden", "them")
     await socket.close()
