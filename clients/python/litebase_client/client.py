@@ -1,0 +1,178 @@
+"""HTTP: sign-in, tokens that refresh themselves, and collections."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from litebase_client.realtime import Realtime
+
+REFRESH_MARGIN_SECONDS = 30
+
+
+class ApiError(Exception):
+    """A problem+json answer: ``status``, ``detail`` and the whole ``problem``."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status}: {problem.get('detail') or problem.get('title')}")
+        self.status = status
+        self.problem = problem
+
+
+class Litebase:
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 10) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        self.api_key = api_key
+        self.access_token: str | None = None
+        self.refresh_token: str | None = None
+        self.user: dict[str, Any] | None = None
+        self._expires_at = 0.0
+        self._refreshing = asyncio.Lock()
+
+    async def __aenter__(self) -> Litebase:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    # --- auth ------------------------------------------------------------------------------
+
+    def _keep(self, tokens: dict[str, Any]) -> dict[str, Any]:
+        self.access_token = tokens["access_token"]
+        self.refresh_token = tokens["refresh_token"]
+        self.user = tokens["user"]
+        self._expires_at = time.monotonic() + tokens["expires_in"]
+        return tokens
+
+    async def sign_up(self, email: str, password: str, name: str | None = None) -> dict[str, Any]:
+        body = {"email": email, "password": password, **({"name": name} if name else {})}
+        return self._keep(await self._call("POST", "/auth/signup", json=body, auth=False))
+
+    async def sign_in(self, email: str, password: str, org_id: str | None = None) -> dict[str, Any]:
+        body = {"grant_type": "password", "email": email, "password": password}
+        if org_id:
+            body["org_id"] = org_id
+        return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
+
+    async def refresh(self, org_id: str | None = None) -> dict[str, Any]:
+        """Trade the refresh token for a new pair (concurrent callers share one refresh)."""
+        async with self._refreshing:
+            body: dict[str, Any] = {
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+            }
+            if org_id:
+                body["org_id"] = org_id
+            return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
+
+    async def sign_out(self) -> None:
+        await self._call("POST", "/auth/logout")
+        self.access_token = self.refresh_token = None
+
+    async def token(self) -> str:
+        """A bearer credential that is good for a while yet: refreshed when close to expiry."""
+        if self.api_key:
+            return self.api_key
+        if self.access_token is None:
+            raise ApiError(401, {"detail": "not signed in"})
+        if self.refresh_token and time.monotonic() > self._expires_at - REFRESH_MARGIN_SECONDS:
+            await self.refresh()
+        assert self.access_token is not None
+        return self.access_token
+
+    # --- calls -----------------------------------------------------------------------------
+
+    async def _call(
+        self, method: str, path: str, *, auth: bool = True, headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        headers = dict(headers or {})
+        if auth and (self.api_key or self.access_token):
+            headers["Authorization"] = f"Bearer {await self.token()}"
+        response = await self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code == 401 and auth and self.refresh_token and not self.api_key:
+            await self.refresh()  # the token died early (clock skew, revocation): try once more
+            headers["Authorization"] = f"Bearer {self.access_token}"
+            response = await self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text}
+            raise ApiError(response.status_code, problem)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def collection(self, name: str) -> Collection:
+        return Collection(self, name)
+
+    def realtime(self, **options: Any) -> Realtime:
+        from litebase_client.realtime import Realtime
+
+        return Realtime(self, **options)
+
+
+class Collection:
+    def __init__(self, client: Litebase, name: str) -> None:
+        self.client = client
+        self.path = f"/collections/{name}/records"
+
+    async def list(
+        self, *, filter: str | None = None, sort: str | None = None, limit: int | None = None,
+        cursor: str | None = None, fields: str | None = None, count: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        params = {
+            "filter": filter,
+            "sort": sort,
+            "limit": limit,
+            "cursor": cursor,
+            "fields": fields,
+        }
+        query = {k: v for k, v in params.items() if v is not None}
+        if count:
+            query["count"] = "true"
+        page: dict[str, Any] = await self.client._call("GET", self.path, params=query)
+        return page
+
+    async def all(self, **options: Any) -> list[dict[str, Any]]:
+        """Every matching record, following the cursor page by page."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self.list(cursor=cursor, **options)
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+
+    async def get(self, record_id: str) -> dict[str, Any]:
+        record: dict[str, Any] = await self.client._call("GET", f"{self.path}/{record_id}")
+        return record
+
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        record: dict[str, Any] = await self.client._call("POST", self.path, json=data)
+        return record
+
+    async def update(
+        self, record_id: str, data: dict[str, Any], *, if_match: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"If-Match": if_match} if if_match else None
+        record: dict[str, Any] = await self.client._call(
+            "PATCH", f"{self.path}/{record_id}", json=data, headers=headers
+        )
+        return record
+
+    async def delete(self, record_id: str) -> None:
+        await self.client._call("DELETE", f"{self.path}/{record_id}")
+
+    async def batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.client._call(
+            "POST", self.path + ":batch", json={"operations": operations}
+        )
+        return result
