@@ -44,6 +44,7 @@ from backend.db.base import metadata
 from backend.db.migrate import head_revisions
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
+from backend.jobs.routes import JobController
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
@@ -219,6 +220,7 @@ def create_app(
             *auth_routers(settings),
             OrgController,
             InvitationController,
+            JobController,
             *collection_routers(registry, rules, settings),
             *([realtime] if settings.realtime_enabled else []),
             *route_handlers,
@@ -239,6 +241,7 @@ def create_app(
                 "clock": clock or SystemClock(),
                 "mailer": Mailer(celery),
                 "session_states": session_states,
+                "celery": celery,
                 "collections": registry,
             }
         ),

@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     realtime_send_queue: int = 1000
     realtime_presence_ttl_seconds: float = 30.0
     outbox_retention_hours: int = 24
+    # jobs
+    jobs_max_active_per_user: int = 10
+    jobs_requeue_after_seconds: int = 60
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"

@@ -1,0 +1,1 @@
+"""Background jobs: the job row in Postgres is the truth; Celery only carries the work."""

@@ -1,0 +1,58 @@
+"""HTTP routes for /jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.service import Principal
+from backend.config import Settings
+from backend.jobs.schemas import JobView, NewJob
+from backend.jobs.service import JobService, job_view
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+async def provide_job_service(
+    db_session: AsyncSession, state: State, settings: Settings
+) -> JobService:
+    return JobService(db_session, state.celery, settings, state.clock)
+
+
+class JobController(Controller):
+    path = "/jobs"
+    tags = ["jobs"]
+    security = BEARER
+    dependencies = {"job_service": Provide(provide_job_service)}
+
+    @post(
+        "/", summary="Start a job; watch it on GET /jobs/{id} or realtime job:<id>", status_code=202
+    )
+    async def submit(self, data: NewJob, current: Principal, job_service: JobService) -> JobView:
+        return job_view(await job_service.submit(current, data))
+
+    @get("/", summary="My jobs, newest first")
+    async def mine(
+        self,
+        current: Principal,
+        job_service: JobService,
+        status: Status | None = None,
+        type_: Annotated[str | None, Parameter(query="type", required=False)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> list[JobView]:
+        return [job_view(j) for j in await job_service.list_mine(current, status, type_, limit)]
+
+    @get("/{job_id:uuid}", summary="A job's status, progress and result")
+    async def get_job(self, job_id: UUID, current: Principal, job_service: JobService) -> JobView:
+        return job_view(await job_service.get(current, job_id))
+
+    @post("/{job_id:uuid}/cancel", summary="Cancel a job", status_code=202)
+    async def cancel(self, job_id: UUID, current: Principal, job_service: JobService) -> JobView:
+        return job_view(await job_service.cancel(current, job_id))

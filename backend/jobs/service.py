@@ -1,0 +1,130 @@
+"""Submitting, reading and cancelling jobs (the API side; workers/jobs.py runs them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+import msgspec
+from celery import Celery
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.service import Principal
+from backend.config import Settings
+from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
+from backend.jobs.schemas import JobView, NewJob
+from backend.jobs.types import JOB_TYPES, parse_input
+from backend.lib.clock import Clock
+from backend.problems import Problem
+
+log = logging.getLogger(__name__)
+
+RUN_JOB_TASK = "jobs.run"
+
+
+def job_view(job: Job) -> JobView:
+    return JobView(
+        id=job.id,
+        type=job.type,
+        status=job.status,
+        progress=job.progress,
+        result=job.result,
+        error=job.error,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+async def enqueue(celery: Celery, job_id: UUID) -> bool:
+    """Hand the job to the workers; False if the broker refused (the sweeper retries)."""
+    try:
+        await asyncio.to_thread(celery.send_task, RUN_JOB_TASK, args=[str(job_id)])
+    except Exception:
+        log.exception("could not queue job %s; the sweeper will", job_id)
+        return False
+    return True
+
+
+class JobService:
+    def __init__(self, db: AsyncSession, celery: Celery, settings: Settings, clock: Clock) -> None:
+        self.db = db
+        self.celery = celery
+        self.settings = settings
+        self.clock = clock
+
+    async def submit(self, principal: Principal, data: NewJob) -> Job:
+        job_type = JOB_TYPES.get(data.type)
+        if job_type is None:
+            raise Problem(
+                422,
+                f"Unknown job type {data.type!r}; known: {', '.join(sorted(JOB_TYPES))}",
+                errors=[{"field": "type", "message": "unknown job type", "source": "body"}],
+            )
+        try:
+            parse_input(job_type, data.input)
+        except msgspec.ValidationError as exc:
+            message, _, where = str(exc).partition(" - at `$.")
+            field = "input" + (f".{where.rstrip('`')}" if where else "")
+            raise Problem(
+                422,
+                f"The input does not fit {data.type}: {message}",
+                errors=[{"field": field, "message": message, "source": "body"}],
+            ) from None
+        active = await self.db.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.owner == principal.user_id, Job.status.in_(ACTIVE_STATUSES))
+        )
+        if int(active or 0) >= self.settings.jobs_max_active_per_user:
+            raise Problem(
+                429,
+                f"You have {active} jobs queued or running; wait for some to finish",
+                code="too_many_jobs",
+                headers={"Retry-After": "10"},
+            )
+        job = Job(owner=principal.user_id, org=principal.org_id, type=data.type)
+        self.db.add(job)
+        await self.db.flush()
+        self.db.add(JobInput(job_id=job.id, input=data.input))
+        await self.db.commit()
+        await enqueue(self.celery, job.id)
+        return job
+
+    async def _mine(self, principal: Principal, job_id: UUID, *, lock: bool = False) -> Job:
+        statement = select(Job).where(Job.id == job_id)
+        if lock:
+            statement = statement.with_for_update()
+        job = await self.db.scalar(statement)
+        if job is None or (job.owner != principal.user_id and not principal.is_admin):
+            raise Problem(404, "No such job", code="not_found")
+        return job
+
+    async def get(self, principal: Principal, job_id: UUID) -> Job:
+        return await self._mine(principal, job_id)
+
+    async def list_mine(
+        self, principal: Principal, status: str | None, job_type: str | None, limit: int
+    ) -> list[Job]:
+        statement = select(Job).where(Job.owner == principal.user_id)
+        if status:
+            statement = statement.where(Job.status == status)
+        if job_type:
+            statement = statement.where(Job.type == job_type)
+        rows = await self.db.scalars(statement.order_by(Job.created_at.desc()).limit(limit))
+        return list(rows)
+
+    async def cancel(self, principal: Principal, job_id: UUID) -> Job:
+        """A queued job never starts; a running one stops at its next progress report."""
+        job = await self._mine(principal, job_id, lock=True)
+        if job.status == "queued":
+            job.status, job.finished_at = "cancelled", self.clock.now()
+        elif job.status == "running":
+            job.cancel_requested = True
+        else:
+            raise Problem(409, f"The job already {job.status}", code="job_finished")
+        await self.db.commit()
+        return job

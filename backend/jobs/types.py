@@ -1,0 +1,46 @@
+"""The job types: what each accepts, how long it may run, how often it is retried.
+
+The work itself is in workers/jobs.py, registered under the same names. Add a type by
+declaring it here (the API validates input against ``input``) and writing its function there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+
+class ImportRecords(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    collection: str
+    format: Literal["csv", "jsonl"]
+    data: Annotated[str, msgspec.Meta(max_length=5_000_000)]
+
+
+class Sleep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Wait, reporting progress: for trying jobs, cancellation and the live channel."""
+
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)]
+    steps: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    input: type[msgspec.Struct]
+    timeout_seconds: int = 600
+    max_retries: int = 3
+
+
+JOB_TYPES: dict[str, JobType] = {
+    t.name: t
+    for t in (
+        JobType("import_records", ImportRecords, timeout_seconds=1800, max_retries=3),
+        JobType("sleep", Sleep, timeout_seconds=3600, max_retries=0),
+    )
+}
+
+
+def parse_input(job_type: JobType, raw: Any) -> msgspec.Struct:
+    return msgspec.convert(raw, job_type.input)
