@@ -14,7 +14,12 @@ from backend.lib.urls import celery_redis_url
 
 log = get_task_logger(__name__)
 
-TASK_MODULES = ["workers.tasks.system", "workers.tasks.mail", "workers.tasks.outbox"]
+TASK_MODULES = [
+    "workers.tasks.system",
+    "workers.tasks.mail",
+    "workers.tasks.outbox",
+    "workers.tasks.jobs",
+]
 
 
 class LitebaseCelery(Celery):
@@ -94,6 +99,7 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
         imports=TASK_MODULES,
         beat_schedule={
             "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
+            "requeue-jobs": {"task": "jobs.requeue", "schedule": 60.0},
         },
     )
     return app

@@ -416,7 +416,7 @@ class RealtimeConnection:
             )
             return
         kind, _, name = frame.channel.partition(":")
-        if kind in ("room", "user"):
+        if kind in ("room", "user", "job"):
             await self._join_room(frame, kind, name)
             return
         collection = self.hub.registry.get(name) if kind == "collection" else None
@@ -558,6 +558,15 @@ class RealtimeConnection:
             )
         room.task = asyncio.create_task(self._pump_room(room))
 
+    async def _owns_job(self, job_id: str) -> bool:
+        assert self.principal is not None
+        try:
+            wanted = UUID(job_id)
+        except ValueError:
+            return False
+        owner = await self.hub.reader.scalar(select(_JOBS.c.owner).where(_JOBS.c.id == wanted))
+        return owner is not None and (owner == self.principal.user_id or self.principal.is_admin)
+
     def _room_named(self, channel: str) -> RoomSubscription | None:
         return next((r for r in self.rooms.values() if r.channel == channel), None)
 
@@ -591,7 +600,9 @@ class RealtimeConnection:
                 message = msgspec.json.decode(raw)
                 if not self.authorized.is_set():
                     await self.authorized.wait()
-                if message["kind"] == "presence":
+                if message["kind"] == "job":
+                    frame = {k: v for k, v in message.items() if k != "kind"} | {"type": "job"}
+                elif message["kind"] == "presence":
                     frame = {
                         "type": "presence",
                         "channel": room.channel,
@@ -637,8 +648,8 @@ class RealtimeConnection:
             await self.hub.channels.unsubscribe(subscription.subscriber)
 
 
-def _outbox_tables() -> tuple[Any, Any]:
-    from sqlalchemy import BigInteger, Column, MetaData, Table, Text
+def _outbox_tables() -> tuple[Any, Any, Any]:
+    from sqlalchemy import BigInteger, Column, MetaData, Table, Text, Uuid
     from sqlalchemy.dialects.postgresql import JSONB
 
     metadata = MetaData()
@@ -658,11 +669,12 @@ def _outbox_tables() -> tuple[Any, Any]:
         Column("name", Text, primary_key=True),
         Column("last_id", BigInteger),
     )
-    return outbox, state
+    jobs = Table("jobs", metadata, Column("id", Uuid, primary_key=True), Column("owner", Uuid))
+    return outbox, state, jobs
 
 
 # Hand-written tables (not models: Alembic's autogenerate must not see them twice).
-_OUTBOX, _STATE = _outbox_tables()
+_OUTBOX, _STATE, _JOBS = _outbox_tables()
 
 
 def change_to_publish(event: Any) -> tuple[bytes, str]:
@@ -677,3 +689,16 @@ def change_to_publish(event: Any) -> tuple[bytes, str]:
         old=event.old,
     )
     return encode(change), channel
+
+
+def job_update(job: dict[str, Any]) -> tuple[bytes, str]:
+    """A jobs row (from the outbox) as the message on ``job:<id>``."""
+    message = {
+        "kind": "job",
+        "job_id": job["id"],
+        "status": job["status"],
+        "progress": job["progress"],
+        "result": job.get("result") if job["status"] == "succeeded" else None,
+        "error": job.get("error") if job["status"] == "failed" else None,
+    }
+    return encode(message), f"job:{job['id']}"

@@ -1,0 +1,222 @@
+"""jobs.run: claim a job row, run its type's function, record the outcome.
+
+The job row is the truth. A worker killed mid-job leaves the row `running` and the message
+unacknowledged (acks_late), so the job runs again elsewhere; job functions make their effects
+idempotent (import_records derives each record's id from the job and row number), so a re-run
+lands each effect once. A job that keeps failing stops after its type's retries, marked failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import psycopg
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from psycopg.types.json import Jsonb
+
+from backend.jobs.service import RUN_JOB_TASK
+from backend.jobs.types import JOB_TYPES, ImportRecords, Sleep, parse_input
+from backend.lib.urls import libpq_database_url
+from workers.celery_app import LitebaseCelery
+
+REQUEUE_JOBS_TASK = "jobs.requeue"
+MAX_REPORTED_ERRORS = 100
+
+
+class Cancelled(Exception):
+    """The owner asked the job to stop."""
+
+
+class JobContext:
+    """What a job function gets: its input, its owner, and a way to report progress."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        database_url: str,
+        job_id: str,
+        owner: str,
+        org: str | None,
+    ) -> None:
+        self.conn = conn
+        self.database_url = database_url
+        self.job_id = job_id
+        self.owner = owner
+        self.org = org
+
+    def progress(self, fraction: float) -> None:
+        """Record progress (0..1); raises Cancelled if the owner cancelled meanwhile."""
+        row = self.conn.execute(
+            "UPDATE jobs SET progress = %s, updated_at = now() WHERE id = %s AND status = 'running'"
+            " RETURNING cancel_requested",
+            (max(0.0, min(1.0, fraction)), self.job_id),
+        ).fetchone()
+        if row is None or row[0]:
+            raise Cancelled
+
+
+def _sleep(ctx: JobContext, job_input: Sleep) -> dict[str, Any]:
+    import time
+
+    for step in range(job_input.steps):
+        time.sleep(job_input.seconds / job_input.steps)
+        ctx.progress((step + 1) / job_input.steps)
+    return {"slept": job_input.seconds}
+
+
+def _rows(job_input: ImportRecords) -> list[dict[str, Any]]:
+    if job_input.format == "csv":
+        return list(csv.DictReader(io.StringIO(job_input.data)))
+    return [json.loads(line) for line in job_input.data.splitlines() if line.strip()]
+
+
+def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]:
+    """Insert rows under the owner's create rule; report each refused row, insert each once."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.dialects.postgresql import insert
+    from sqlalchemy.pool import NullPool
+
+    from backend.collections.compile import AuthContext, to_sql
+    from backend.collections.schemas import provided, record_types
+    from backend.collections.service import compile_rules
+    from backend.collections.spec import CollectionRegistry
+    from backend.lib.urls import sync_database_url
+
+    registry = CollectionRegistry.discover()
+    collection = registry.get(job_input.collection)
+    if collection is None:
+        raise ValueError(f"no collection named {job_input.collection!r}")
+    rules = compile_rules([collection], 4096)[collection.name]
+    create_type = record_types(collection).create
+    role = ctx.conn.execute("SELECT role FROM users WHERE id = %s", (ctx.owner,)).fetchone()
+    auth = AuthContext(
+        id=uuid.UUID(ctx.owner),
+        role=role[0] if role else None,
+        org=uuid.UUID(ctx.org) if ctx.org else None,
+    )
+    rows = _rows(job_input)
+    errors: list[dict[str, Any]] = []
+    inserted = 0
+    table = collection.table
+    is_admin = role is not None and role[0] == "admin"
+    may_create = is_admin or "create" not in rules.admin_only
+    engine = create_engine(sync_database_url(ctx.database_url), poolclass=NullPool)
+    with engine.connect() as sql:
+        for index, raw in enumerate(rows):
+            try:
+                values = provided(msgspec.convert(raw, create_type, strict=False))
+            except msgspec.ValidationError as exc:
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    errors.append({"row": index, "message": str(exc)})
+                continue
+            # The same job and row always give the same id: a re-run inserts nothing twice.
+            record_id = uuid.uuid5(uuid.UUID(ctx.job_id), str(index))
+            values.update(id=record_id, owner=auth.id, org=auth.org)
+            with sql.begin() as transaction:
+                done = sql.execute(insert(table).values(**values).on_conflict_do_nothing())
+                rule = to_sql(rules.nodes["create"], collection, auth, _now())
+                admitted = may_create and (
+                    is_admin
+                    or sql.execute(select(table.c.id).where(table.c.id == record_id, rule)).first()
+                    is not None
+                )
+                if not admitted:
+                    transaction.rollback()
+                    if len(errors) < MAX_REPORTED_ERRORS:
+                        errors.append({"row": index, "message": "refused by the create rule"})
+                    continue
+                inserted += done.rowcount or 0
+            if index % 100 == 99:
+                ctx.progress((index + 1) / len(rows))
+    engine.dispose()
+    return {"rows": len(rows), "inserted": inserted, "errors": errors}
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+JOB_FUNCTIONS: dict[str, Callable[[JobContext, Any], Any]] = {
+    "sleep": _sleep,
+    "import_records": _import_records,
+}
+
+
+def _finish(conn: psycopg.Connection, job_id: str, status: str, **fields: Any) -> None:
+    assignments = ", ".join(f"{name} = %s" for name in fields)
+    conn.execute(
+        # Column names are this module's own, never input.
+        f"UPDATE jobs SET status = %s, finished_at = now(), updated_at = now()"  # noqa: S608
+        f"{', ' + assignments if assignments else ''} WHERE id = %s",
+        (status, *fields.values(), job_id),
+    )
+
+
+@shared_task(name=RUN_JOB_TASK, bind=True, max_retries=None)
+def run_job(self: Any, job_id: str) -> str:
+    app = self.app
+    assert isinstance(app, LitebaseCelery) and app.settings.database_url
+    with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
+        claimed = conn.execute(
+            "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
+            " attempts = attempts + 1, updated_at = now()"
+            " WHERE id = %s AND status IN ('queued', 'running') AND NOT cancel_requested"
+            " RETURNING type, owner::text, org::text, attempts",
+            (job_id,),
+        ).fetchone()
+        if claimed is None:
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()"
+                " WHERE id = %s AND status IN ('queued', 'running') AND cancel_requested",
+                (job_id,),
+            )
+            return "not run"
+        type_name, owner, org, attempts = claimed
+        job_type = JOB_TYPES[type_name]
+        raw = conn.execute("SELECT input FROM job_inputs WHERE job_id = %s", (job_id,)).fetchone()
+        context = JobContext(conn, app.settings.database_url, job_id, owner, org)
+        try:
+            result = JOB_FUNCTIONS[type_name](context, parse_input(job_type, raw[0] if raw else {}))
+        except Cancelled:
+            _finish(conn, job_id, "cancelled")
+            return "cancelled"
+        except SoftTimeLimitExceeded:
+            _finish(conn, job_id, "failed", error=f"timed out after {job_type.timeout_seconds}s")
+            return "failed"
+        except Exception as exc:
+            if attempts <= job_type.max_retries:
+                conn.execute(
+                    "UPDATE jobs SET status = 'queued', error = %s, updated_at = now()"
+                    " WHERE id = %s",
+                    (f"attempt {attempts}: {exc}", job_id),
+                )
+                raise self.retry(exc=exc, countdown=min(60, 2**attempts)) from exc
+            _finish(conn, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            return "failed"
+        _finish(conn, job_id, "succeeded", result=Jsonb(result), progress=1.0, error=None)
+        return "succeeded"
+
+
+@shared_task(name=REQUEUE_JOBS_TASK, bind=True)
+def requeue_jobs(self: Any) -> int:
+    """Hand queued jobs nobody picked up (the broker was down at submit) to the workers again."""
+    app = self.app
+    assert isinstance(app, LitebaseCelery) and app.settings.database_url
+    with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
+        stale = conn.execute(
+            "SELECT id::text FROM jobs WHERE status = 'queued' AND attempts = 0"
+            " AND created_at < now() - make_interval(secs => %s)",
+            (app.settings.jobs_requeue_after_seconds,),
+        ).fetchall()
+    for (job_id,) in stale:
+        app.send_task(RUN_JOB_TASK, args=[job_id])
+    return len(stale)
