@@ -49,22 +49,30 @@ _NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `([^`]+)
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 
 
+def locate(message: str, base: str = "") -> tuple[str, str]:
+    """Split a msgspec validation message into (field path under ``base``, message)."""
+    field = base
+    path = _AT_PATH.search(message)
+    if path:
+        message = message[: path.start()]
+        field = ".".join(p for p in (field, path.group(1)) if p)
+    if message.startswith("Expected `str` matching regex"):
+        message = "is not in the expected format"
+    named = _NAMED_FIELD.search(message)
+    if named:
+        field = ".".join(p for p in (field, named.group(1)) if p)
+    return field, message
+
+
 def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
-        message = str(item.get("message", "invalid value"))
-        field = str(item.get("key") or "body")
-        path = _AT_PATH.search(message)
-        if path:
-            message = message[: path.start()]
-            field = ".".join(p for p in (field if field != "data" else "", path.group(1)) if p)
-        if message.startswith("Expected `str` matching regex"):
-            message = "is not in the expected format"
-        named = _NAMED_FIELD.search(message)
-        if named:
-            field = ".".join(p for p in (field if field != "data" else "", named.group(1)) if p)
+        key = str(item.get("key") or "body")
+        field, message = locate(
+            str(item.get("message", "invalid value")), "" if key == "data" else key
+        )
         errors.append(
             {"field": field or "body", "message": message, "source": item.get("source", "body")}
         )

@@ -28,7 +28,7 @@ from backend.collections.schemas import (
 from backend.collections.service import CompiledRules, ListQuery, RecordService, Row, etag_of
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
-from backend.problems import Problem
+from backend.problems import Problem, locate
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
 
@@ -134,18 +134,11 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
             try:
                 body = msgspec.convert(operation.data or {}, body_type)
             except msgspec.ValidationError as exc:
-                message, _, where = str(exc).partition(" - at `$.")
-                field = where.rstrip("`")
+                field, message = locate(str(exc), f"operations[{index}].data")
                 raise Problem(
                     422,
                     f"Operation {index} failed, so none were applied: {message}",
-                    errors=[
-                        {
-                            "field": f"operations[{index}].data" + (f".{field}" if field else ""),
-                            "message": message,
-                            "source": "body",
-                        }
-                    ],
+                    errors=[{"field": field, "message": message, "source": "body"}],
                 ) from None
             operations.append(
                 (

@@ -17,7 +17,7 @@ from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
 from backend.jobs.schemas import JobView, NewJob
 from backend.jobs.types import JOB_TYPES, parse_input
 from backend.lib.clock import Clock
-from backend.problems import Problem
+from backend.problems import Problem, locate
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ class JobService:
         try:
             parse_input(job_type, data.input)
         except msgspec.ValidationError as exc:
-            message, _, where = str(exc).partition(" - at `$.")
-            field = "input" + (f".{where.rstrip('`')}" if where else "")
+            field, message = locate(str(exc), "input")
             raise Problem(
                 422,
                 f"The input does not fit {data.type}: {message}",

@@ -539,6 +539,13 @@ class RealtimeConnection:
                 )
                 return
             internal = user_channel(name)
+        elif kind == "job":
+            if not await self._owns_job(name):
+                await self.send(
+                    error_frame("forbidden", "job:<id> is for its owner only", frame.id)
+                )
+                return
+            internal = frame.channel
         elif self.principal.org_id is None or not name:
             await self.send(
                 error_frame("forbidden", "rooms are shared within your active org", frame.id)
@@ -551,6 +558,10 @@ class RealtimeConnection:
         room = RoomSubscription(frame.id, frame.channel, internal, subscriber, frame.echo)
         self.rooms[frame.id] = room
         await self.send({"type": "subscribed", "id": frame.id})
+        if kind == "job":  # where it stands now; updates follow
+            rows = await self.hub.reader.rows(select(_JOBS).where(_JOBS.c.id == UUID(name)))
+            current = msgspec.json.decode(job_update(rows[0])[0])
+            await self.send({k: v for k, v in current.items() if k != "kind"} | {"type": "job"})
         if kind == "room":
             joins = await self.hub.presence.state(internal)
             await self.send(
@@ -649,7 +660,7 @@ class RealtimeConnection:
 
 
 def _outbox_tables() -> tuple[Any, Any, Any]:
-    from sqlalchemy import BigInteger, Column, MetaData, Table, Text, Uuid
+    from sqlalchemy import BigInteger, Column, Float, MetaData, Table, Text, Uuid
     from sqlalchemy.dialects.postgresql import JSONB
 
     metadata = MetaData()
@@ -669,7 +680,16 @@ def _outbox_tables() -> tuple[Any, Any, Any]:
         Column("name", Text, primary_key=True),
         Column("last_id", BigInteger),
     )
-    jobs = Table("jobs", metadata, Column("id", Uuid, primary_key=True), Column("owner", Uuid))
+    jobs = Table(
+        "jobs",
+        metadata,
+        Column("id", Uuid, primary_key=True),
+        Column("owner", Uuid),
+        Column("status", Text),
+        Column("progress", Float),
+        Column("result", JSONB),
+        Column("error", Text),
+    )
     return outbox, state, jobs
 
 
@@ -695,7 +715,7 @@ def job_update(job: dict[str, Any]) -> tuple[bytes, str]:
     """A jobs row (from the outbox) as the message on ``job:<id>``."""
     message = {
         "kind": "job",
-        "job_id": job["id"],
+        "job_id": str(job["id"]),
         "status": job["status"],
         "progress": job["progress"],
         "result": job.get("result") if job["status"] == "succeeded" else None,

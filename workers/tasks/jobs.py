@@ -120,7 +120,8 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
             record_id = uuid.uuid5(uuid.UUID(ctx.job_id), str(index))
             values.update(id=record_id, owner=auth.id, org=auth.org)
             with sql.begin() as transaction:
-                done = sql.execute(insert(table).values(**values).on_conflict_do_nothing())
+                # On a re-run the row may be there already: it counts once, as this job's.
+                sql.execute(insert(table).values(**values).on_conflict_do_nothing())
                 rule = to_sql(rules.nodes["create"], collection, auth, _now())
                 admitted = may_create and (
                     is_admin
@@ -132,7 +133,7 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
                     if len(errors) < MAX_REPORTED_ERRORS:
                         errors.append({"row": index, "message": "refused by the create rule"})
                     continue
-                inserted += done.rowcount or 0
+                inserted += 1
             if index % 100 == 99:
                 ctx.progress((index + 1) / len(rows))
     engine.dispose()

@@ -1,0 +1,209 @@
+"""Jobs through a real worker: submit, watch (HTTP and job:<id>), cancel, import, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import psycopg
+import pytest
+import websockets
+
+from backend.lib.urls import libpq_database_url
+from tests.e2e.conftest import ROOT
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+async def api(stack):
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
+        tokens = (
+            await client.post(
+                "/auth/signup",
+                json={"email": f"jobs-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD},
+            )
+        ).json()
+        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        client.tokens = tokens  # type: ignore[attr-defined]
+        yield client
+
+
+async def _until(api, job_id: str, statuses: set[str], within: float = 30) -> dict:
+    deadline = time.monotonic() + within
+    while True:
+        job = (await api.get(f"/jobs/{job_id}")).json()
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, job
+        await asyncio.sleep(0.1)
+
+
+async def test_a_job_runs_and_its_progress_is_pushed_live(stack, api):
+    submitted = await api.post("/jobs", json={"type": "sleep", "input": {"seconds": 1, "steps": 4}})
+    assert submitted.status_code == 202
+    job = submitted.json()
+    assert job["status"] in ("queued", "running")
+    url = stack.base_url.replace("http", "ws") + "/realtime"
+    async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"type": "auth", "token": api.tokens["access_token"]}))
+        await socket.recv()
+        await socket.send(
+            json.dumps({"type": "subscribe", "id": "j", "channel": f"job:{job['id']}"})
+        )
+        frames = []
+        while not frames or frames[-1]["status"] != "succeeded":
+            frame = json.loads(await asyncio.wait_for(socket.recv(), 20))
+            if frame["type"] == "job":
+                frames.append(frame)
+    assert frames[-1] == {
+        "type": "job", "job_id": job["id"], "status": "succeeded", "progress": 1.0,
+        "result": {"slept": 1.0}, "error": None,
+    }  # fmt: skip
+    assert any(0 < f["progress"] < 1 for f in frames)
+    done = (await api.get(f"/jobs/{job['id']}")).json()
+    assert done["status"] == "succeeded" and done["attempts"] == 1 and done["finished_at"]
+    assert [j["id"] for j in (await api.get("/jobs", params={"status": "succeeded"})).json()] == [
+        job["id"]
+    ]
+
+
+async def test_someone_elses_job_is_hidden(stack, api):
+    job = (await api.post("/jobs", json={"type": "sleep", "input": {"seconds": 0}})).json()
+    async with httpx.AsyncClient(base_url=stack.base_url) as other:
+        tokens = (
+            await other.post(
+                "/auth/signup",
+                json={"email": f"o-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD},
+            )
+        ).json()
+        hidden = await other.get(
+            f"/jobs/{job['id']}", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+    assert hidden.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "nope", "input": {}}, "type"),
+        ({"type": "sleep", "input": {}}, "input.seconds"),
+        ({"type": "sleep", "input": {"seconds": -1}}, "input.seconds"),
+        (
+            {
+                "type": "import_records",
+                "input": {"collection": "notes", "format": "xml", "data": ""},
+            },
+            "input.format",
+        ),
+    ],
+)
+async def test_unknown_types_and_bad_input_are_422(api, body, field):
+    response = await api.post("/jobs", json=body)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_cancel_a_running_job_and_a_finished_one(api):
+    job = (
+        await api.post("/jobs", json={"type": "sleep", "input": {"seconds": 30, "steps": 300}})
+    ).json()
+    await _until(api, job["id"], {"running"})
+    assert (await api.post(f"/jobs/{job['id']}/cancel")).status_code == 202
+    cancelled = await _until(api, job["id"], {"cancelled"}, within=10)
+    assert cancelled["progress"] < 1
+    assert (await api.post(f"/jobs/{job['id']}/cancel")).status_code == 409
+
+
+async def test_import_records_reports_bad_rows_and_inserts_the_rest(api):
+    data = "title,public\nfirst,true\nsecond,false\n" + "x" * 300 + ",true\n"
+    job = (
+        await api.post(
+            "/jobs",
+            json={
+                "type": "import_records",
+                "input": {"collection": "notes", "format": "csv", "data": data},
+            },
+        )
+    ).json()
+    done = await _until(api, job["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    assert done["result"]["rows"] == 3 and done["result"]["inserted"] == 2
+    assert [e["row"] for e in done["result"]["errors"]] == [2]
+    titles = {n["title"] for n in (await api.get("/collections/notes/records")).json()["items"]}
+    assert titles == {"first", "second"}
+
+
+async def test_the_per_user_limit_on_active_jobs(api, stack):
+    limit = 10
+    started = [
+        await api.post("/jobs", json={"type": "sleep", "input": {"seconds": 30, "steps": 300}})
+        for _ in range(limit)
+    ]
+    assert all(r.status_code == 202 for r in started)
+    refused = await api.post("/jobs", json={"type": "sleep", "input": {"seconds": 0}})
+    assert refused.status_code == 429
+    for response in started:
+        await api.post(f"/jobs/{response.json()['id']}/cancel")
+    for response in started:
+        await _until(api, response.json()["id"], {"cancelled"}, within=40)
+
+
+async def test_killing_workers_mid_job_loses_and_duplicates_nothing(stack, api, tmp_path):
+    """Imports run while workers are SIGKILLed again and again: every job succeeds, and every
+    row lands exactly once."""
+    # 8 jobs: within the per-user limit of active jobs; 200 short rows: within MAX_BODY_BYTES.
+    jobs, rows_per_job = 8, 180
+    lines = "\n".join(
+        json.dumps({"title": str(i)}, separators=(",", ":")) for i in range(rows_per_job)
+    )
+    # A killed worker's unacknowledged job is handed out again after the visibility timeout.
+    env = {**stack.env, "CELERY_VISIBILITY_TIMEOUT_SECONDS": "3"}
+    log = (tmp_path / "killed-workers.log").open("ab")
+
+    def worker() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "worker", "--concurrency", "2"],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    victims = [worker()]
+    ids = [
+        (
+            await api.post(
+                "/jobs",
+                json={
+                    "type": "import_records",
+                    "input": {"collection": "notes", "format": "jsonl", "data": lines},
+                },
+            )
+        ).json()["id"]
+        for _ in range(jobs)
+    ]
+    for _ in range(4):
+        await asyncio.sleep(1.5)
+        os.killpg(victims[-1].pid, signal.SIGKILL)
+        victims[-1].wait()
+        victims.append(worker())
+    try:
+        finished = [
+            await _until(api, job_id, {"succeeded", "failed"}, within=120) for job_id in ids
+        ]
+    finally:
+        os.killpg(victims[-1].pid, signal.SIGKILL)
+        victims[-1].wait(20)
+    assert [j["status"] for j in finished] == ["succeeded"] * jobs
+    assert any(j["attempts"] > 1 for j in finished), "no job was interrupted; kill sooner"
+    with psycopg.connect(libpq_database_url(stack.database_url)) as conn:
+        owner = api.tokens["user"]["id"]
+        count, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT title) FROM notes WHERE owner = %s", (owner,)
+        ).fetchone()
+    assert (count, distinct) == (jobs * rows_per_job, rows_per_job)
