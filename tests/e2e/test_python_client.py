@@ -25,7 +25,7 @@ async def test_collections_round_trip(lb):
     await notes.update(created["id"], {"public": True})
     for i in range(3):
         await notes.create({"title": f"more {i}"})
-    everything = await notes.all(limit=2, sort="-created_at")
+    everything = await notes.all(limit=2, sort="-created_at", filter="owner = @auth.id")
     assert len(everything) == 4
     with pytest.raises(ApiError) as refused:
         await notes.create({"title": 5})
@@ -38,7 +38,7 @@ async def test_tokens_refresh_themselves(lb):
     old = lb.refresh_token
     await lb.refresh()
     assert lb.refresh_token != old  # rotated
-    assert (await lb.collection("notes").list())["items"] == []
+    assert (await lb.collection("notes").list(filter="owner = @auth.id"))["items"] == []
 
 
 async def test_realtime_reconnects_and_misses_nothing(lb):

@@ -214,7 +214,7 @@ async def test_logout_closes_that_sessions_sockets(stack, api):
 async def test_limits_close_or_refuse_with_a_reason(stack, api):
     alice = await _user(api)
     socket = await _connect(stack, alice)
-    await socket.send(json.dumps({"type": "subscribe", "id": "x", "channel": "job:1"}))
+    await socket.send(json.dumps({"type": "subscribe", "id": "x", "channel": "nope:1"}))
     assert (await _frame(socket))["code"] == "unknown_channel"
     for i in range(5):
         await _subscribe(socket, f"s{i}")
