@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import (
@@ -45,6 +44,7 @@ from backend.db.migrate import head_revisions
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
 from backend.jobs.routes import JobController
+from backend.lib.background import running
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
@@ -136,27 +136,13 @@ def create_app(
         )
         session_states.on_revoke(hub.session_revoked)
         app.state.realtime = hub
-        stop = asyncio.Event()
-        heartbeat = asyncio.create_task(hub.keep_presence(stop), name="presence")
-        try:
+        async with running(hub.keep_presence, "presence"):
             yield
-        finally:
-            stop.set()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
 
     @asynccontextmanager
     async def follow_revocations(app: Litestar) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(session_states.follow(redis, stop), name="revocations")
-        try:
+        async with running(partial(session_states.follow, redis), "revocations"):
             yield
-        finally:
-            stop.set()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     @asynccontextmanager
     async def open_read_pool(app: Litestar) -> AsyncIterator[None]:
@@ -187,16 +173,9 @@ def create_app(
             standby_interval=settings.relay_standby_seconds,
         )
         app.state.relay = relay
-        stop = asyncio.Event()
-        task = asyncio.create_task(relay.run(stop), name="outbox-relay")
-        try:
+        # A grace period: the relay finishes handing on its current batch.
+        async with running(relay.run, "outbox-relay", grace=10):
             yield
-        finally:
-            stop.set()
-            try:
-                await asyncio.wait_for(task, 10)
-            except TimeoutError:
-                task.cancel()
 
     prometheus = PrometheusConfig(
         app_name="litebase",
