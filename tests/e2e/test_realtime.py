@@ -543,3 +543,28 @@ async def test_user_channels_are_for_that_user_only(stack, api):
     refused = await _frame(socket)
     assert (refused["code"], refused["ref"]) == ("forbidden", "them")
     await socket.close()
+
+
+async def test_presence_of_a_dead_process_expires(stack, api, tmp_path):
+    """A socket's API process is SIGKILLed: its presence entry expires and the room hears it."""
+    alice, org = await _member_of(api, stack)
+    bob, _ = await _member_of(api, stack, org)
+    doomed, doomed_url = _start_api({**stack.env, "REALTIME_PRESENCE_TTL_SECONDS": "2"}, tmp_path)
+    try:
+        on_doomed = type(stack)(
+            doomed_url, stack.env, stack.database_url, stack.redis_url, stack.log_dir
+        )
+        a, _ = await _join(on_doomed, alice, channel="room:wake")
+        b, _ = await _join(stack, bob, channel="room:wake")
+        await a.send(
+            json.dumps({"type": "presence", "channel": "room:wake", "state": {"here": True}})
+        )
+        joined = await _frame(b)
+        [key] = joined["joins"]
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(10)
+        left = await _frame(b, 20)  # the survivors' heartbeat notices the stale entry
+        assert left["leaves"] == {key: {"user": alice["user"]["id"], "state": {"here": True}}}
+        await b.close()
+    finally:
+        _stop_api(doomed)
