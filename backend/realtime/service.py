@@ -86,11 +86,16 @@ class BoundedSubscriber(Subscriber):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.overflowed = asyncio.Event()
+        self.on_overflow: Callable[[], None] | None = None
 
     def put_nowait(self, item: bytes | None) -> bool:
         if super().put_nowait(item):
             return True
-        self.overflowed.set()
+        if not self.overflowed.is_set():
+            self.overflowed.set()
+            if self.on_overflow is not None:
+                # At once, not when the sender next looks: it may be stuck writing to this client.
+                self.on_overflow()
         return False
 
 
@@ -266,8 +271,9 @@ class RealtimeConnection:
             self.hub.by_session.get(self.principal.session_id, set()).discard(self)
 
     async def _close(self, code: int, reason: str) -> None:
+        # Bounded: a client that stopped reading may never take the close frame.
         with contextlib.suppress(Exception):
-            await self.socket.close(code=code, reason=reason)
+            await asyncio.wait_for(self.socket.close(code=code, reason=reason), 5)
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -436,6 +442,7 @@ class RealtimeConnection:
             return
         subscriber = await self.hub.channels.subscribe(frame.channel)
         assert isinstance(subscriber, BoundedSubscriber)
+        subscriber.on_overflow = self._too_slow
         subscription = Subscription(
             id=frame.id,
             channel=frame.channel,
@@ -490,12 +497,13 @@ class RealtimeConnection:
                 return True
             after = rows[-1]["id"]
 
+    def _too_slow(self) -> None:
+        limit = self.settings.realtime_send_queue
+        self.end(CLOSE_TOO_SLOW, f"too slow: more than {limit} events waiting")
+
     async def _pump(self, subscription: Subscription) -> None:
-        overflow = asyncio.create_task(subscription.subscriber.overflowed.wait())
         try:
             async for raw in subscription.subscriber.iter_events():
-                if overflow.done():
-                    break
                 event = decode_change(raw)
                 if event.id <= subscription.since or event.id in subscription.delivered:
                     continue
@@ -503,15 +511,8 @@ class RealtimeConnection:
                     await self.authorized.wait()
                 subscription.delivered.add(event.id)
                 await self._deliver(subscription, event)
-            if overflow.done():
-                self.end(
-                    CLOSE_TOO_SLOW,
-                    f"too slow: more than {self.settings.realtime_send_queue} events waiting",
-                )
         except (WebSocketDisconnect, RuntimeError):
             self._closed.set()
-        finally:
-            overflow.cancel()
 
     async def _deliver(self, subscription: Subscription, event: ChangeEvent) -> None:
         shown = event.old if event.op == "delete" else event.record
@@ -555,6 +556,7 @@ class RealtimeConnection:
             internal = room_channel(self.principal.org_id, name)
         subscriber = await self.hub.channels.subscribe(internal)
         assert isinstance(subscriber, BoundedSubscriber)
+        subscriber.on_overflow = self._too_slow
         room = RoomSubscription(frame.id, frame.channel, internal, subscriber, frame.echo)
         self.rooms[frame.id] = room
         await self.send({"type": "subscribed", "id": frame.id})
@@ -603,11 +605,8 @@ class RealtimeConnection:
         await self.hub.channels.wait_published(encode(message), [room.internal])
 
     async def _pump_room(self, room: RoomSubscription) -> None:
-        overflow = asyncio.create_task(room.subscriber.overflowed.wait())
         try:
             async for raw in room.subscriber.iter_events():
-                if overflow.done():
-                    break
                 message = msgspec.json.decode(raw)
                 if not self.authorized.is_set():
                     await self.authorized.wait()
@@ -631,15 +630,8 @@ class RealtimeConnection:
                         "from": message["from"],
                     }
                 await self.send(frame)
-            if overflow.done():
-                self.end(
-                    CLOSE_TOO_SLOW,
-                    f"too slow: more than {self.settings.realtime_send_queue} messages waiting",
-                )
         except (WebSocketDisconnect, RuntimeError):
             self._closed.set()
-        finally:
-            overflow.cancel()
 
     async def _leave_room(self, room: RoomSubscription) -> None:
         self.rooms.pop(room.id, None)

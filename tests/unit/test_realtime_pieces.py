@@ -26,9 +26,13 @@ class _Plugin:
 def test_a_full_subscriber_says_it_overflowed_instead_of_dropping_quietly():
     async def scenario():
         subscriber = BoundedSubscriber(plugin=_Plugin(), max_backlog=2)
+        told: list[str] = []
+        subscriber.on_overflow = lambda: told.append("too slow")
         assert subscriber.put_nowait(b"1") and subscriber.put_nowait(b"2")
         assert not subscriber.overflowed.is_set()
         assert subscriber.put_nowait(b"3") is False
+        assert subscriber.put_nowait(b"4") is False
         assert subscriber.overflowed.is_set()
+        assert told == ["too slow"]  # once, at the moment it overflows
 
     asyncio.run(scenario())
