@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -14,6 +14,10 @@ Environment = Literal["dev", "test", "prod"]
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-prod"  # noqa: S105
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", DEV_SECRET_KEY})
 MIN_SECRET_KEY_LENGTH = 32
+
+
+# Limits, sizes and counts: zero or less is never meant (msgspec refuses it, naming the field).
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class SettingsError(ValueError):
@@ -28,55 +32,55 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     celery_result_backend: str | None = None
     secret_key: str = DEV_SECRET_KEY
     cors_origins: tuple[str, ...] = ()
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: PositiveInt = 1_048_576
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     ready_timeout_seconds: float = 2.0
-    db_pool_size: int = 10
+    db_pool_size: PositiveInt = 10
     db_max_overflow: int = 10
-    celery_visibility_timeout_seconds: int = 3600
-    celery_max_deliveries: int = 3
+    celery_visibility_timeout_seconds: PositiveInt = 3600
+    celery_max_deliveries: PositiveInt = 3
     data_dir: str = ".litebase"
     public_url: str = "http://127.0.0.1:8000"
     # auth
-    access_token_ttl_seconds: int = 900
+    access_token_ttl_seconds: PositiveInt = 900
     refresh_reuse_grace_seconds: int = 10
-    session_idle_timeout_days: int = 30
+    session_idle_timeout_days: PositiveInt = 30
     session_cache_seconds: float = 5.0
     jwt_issuer: str = "litebase"
     jwt_audience: str = "litebase"
     auth_require_verified_email: bool = False
-    auth_failed_signin_limit: int = 10
-    auth_failed_signin_window_seconds: int = 900
-    rate_limit_signup_per_minute: int = 30
-    rate_limit_token_per_minute: int = 60
-    rate_limit_password_per_minute: int = 10
+    auth_failed_signin_limit: PositiveInt = 10
+    auth_failed_signin_window_seconds: PositiveInt = 900
+    rate_limit_signup_per_minute: PositiveInt = 30
+    rate_limit_token_per_minute: PositiveInt = 60
+    rate_limit_password_per_minute: PositiveInt = 10
     verify_token_ttl_seconds: int = 86_400
     reset_token_ttl_seconds: int = 3_600
     invitation_ttl_seconds: int = 7 * 86_400
     # collections
-    filter_max_length: int = 4096
-    page_default_limit: int = 50
-    page_max_limit: int = 500
-    batch_max_operations: int = 100
+    filter_max_length: PositiveInt = 4096
+    page_default_limit: PositiveInt = 50
+    page_max_limit: PositiveInt = 500
+    batch_max_operations: PositiveInt = 100
     # outbox relay
     relay_enabled: bool = True
     relay_consumers: tuple[str, ...] = ()
-    relay_batch_size: int = 500
+    relay_batch_size: PositiveInt = 500
     relay_poll_seconds: float = 1.0
     relay_standby_seconds: float = 2.0
     # realtime
     realtime_enabled: bool = True
     realtime_auth_timeout_seconds: float = 5.0
     realtime_reauth_grace_seconds: float = 30.0
-    realtime_max_frame_bytes: int = 65_536
-    realtime_frames_per_second: int = 20
-    realtime_max_subscriptions: int = 100
-    realtime_send_queue: int = 1000
+    realtime_max_frame_bytes: PositiveInt = 65_536
+    realtime_frames_per_second: PositiveInt = 20
+    realtime_max_subscriptions: PositiveInt = 100
+    realtime_send_queue: PositiveInt = 1000
     realtime_presence_ttl_seconds: float = 30.0
-    outbox_retention_hours: int = 24
+    outbox_retention_hours: PositiveInt = 24
     # jobs
-    jobs_max_active_per_user: int = 10
+    jobs_max_active_per_user: PositiveInt = 10
     jobs_requeue_after_seconds: int = 60
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
@@ -90,31 +94,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.page_default_limit > self.page_max_limit:
             raise SettingsError("PAGE_DEFAULT_LIMIT cannot exceed PAGE_MAX_LIMIT")
-        if self.max_body_bytes < 1:
-            raise SettingsError("MAX_BODY_BYTES must be a positive number of bytes")
-        if self.celery_max_deliveries < 1:
-            raise SettingsError("CELERY_MAX_DELIVERIES must be at least 1")
-        for name in (
-            "access_token_ttl_seconds",
-            "auth_failed_signin_limit",
-            "auth_failed_signin_window_seconds",
-            "rate_limit_signup_per_minute",
-            "rate_limit_token_per_minute",
-            "rate_limit_password_per_minute",
-            "session_idle_timeout_days",
-            "filter_max_length",
-            "page_default_limit",
-            "page_max_limit",
-            "batch_max_operations",
-            "relay_batch_size",
-            "realtime_max_frame_bytes",
-            "realtime_frames_per_second",
-            "realtime_max_subscriptions",
-            "realtime_send_queue",
-            "outbox_retention_hours",
-        ):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name.upper()} must be at least 1")
         if self.env == "prod":
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(

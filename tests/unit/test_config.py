@@ -77,3 +77,17 @@ def test_every_setting_is_listed_in_env_example():
     }
     for name in Settings.__struct_fields__:
         assert _ENV_ALIASES.get(name, name.upper()) in listed, name
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["PAGE_MAX_LIMIT", "REALTIME_SEND_QUEUE", "JOBS_MAX_ACTIVE_PER_USER", "RELAY_BATCH_SIZE"],
+)
+def test_limits_must_be_positive(variable):
+    with pytest.raises(SettingsError, match=variable):
+        settings_from_env({variable: "0"})
+
+
+def test_the_default_page_cannot_exceed_the_largest():
+    with pytest.raises(SettingsError, match="PAGE_DEFAULT_LIMIT"):
+        settings_from_env({"PAGE_DEFAULT_LIMIT": "600"})
