@@ -218,6 +218,8 @@ def run_dev(
                 [
                     *(python, "-m", "uvicorn", "backend.app:create_app", "--factory"),
                     *("--host", host, "--port", str(port), "--no-access-log"),
+                    # A socket that stopped reading must not hold shutdown up.
+                    *("--timeout-graceful-shutdown", "5"),
                 ],
             )
         ]
