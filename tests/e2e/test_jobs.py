@@ -187,11 +187,26 @@ async def test_killing_workers_mid_job_loses_and_duplicates_nothing(stack, api, 
         ).json()["id"]
         for _ in range(jobs)
     ]
-    for _ in range(4):
-        await asyncio.sleep(1.5)
-        os.killpg(victims[-1].pid, signal.SIGKILL)
-        victims[-1].wait()
-        victims.append(worker())
+    # Kill while at least two jobs run: the stack's own worker runs one at most, so a victim
+    # holds the other.
+    url = libpq_database_url(stack.database_url)
+    kills = 0
+    deadline = time.monotonic() + 60
+    while kills < 4 and time.monotonic() < deadline:
+        with psycopg.connect(url) as conn:
+            running = conn.execute(
+                "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'",
+                (ids,),
+            ).fetchone()[0]
+        if running >= 2:
+            os.killpg(victims[-1].pid, signal.SIGKILL)
+            victims[-1].wait()
+            victims.append(worker())
+            kills += 1
+            await asyncio.sleep(1.0)
+        else:
+            await asyncio.sleep(0.02)
+    assert kills, "no two jobs ever ran at once"
     try:
         finished = [
             await _until(api, job_id, {"succeeded", "failed"}, within=120) for job_id in ids
