@@ -174,46 +174,61 @@ async def test_killing_workers_mid_job_loses_and_duplicates_nothing(stack, api, 
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
-    victims = [worker()]
-    ids = [
-        (
-            await api.post(
-                "/jobs",
-                json={
-                    "type": "import_records",
-                    "input": {"collection": "notes", "format": "jsonl", "data": lines},
-                },
-            )
-        ).json()["id"]
-        for _ in range(jobs)
-    ]
-    # Kill while at least two jobs run: the stack's own worker runs one at most, so a victim
-    # holds the other.
-    url = libpq_database_url(stack.database_url)
-    kills = 0
-    deadline = time.monotonic() + 60
-    while kills < 4 and time.monotonic() < deadline:
-        with psycopg.connect(url) as conn:
-            running = conn.execute(
-                "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'",
-                (ids,),
-            ).fetchone()[0]
-        if running >= 2:
+    victims: list[subprocess.Popen] = []
+
+    def replace_victim() -> None:
+        if victims:
             os.killpg(victims[-1].pid, signal.SIGKILL)
             victims[-1].wait()
-            victims.append(worker())
-            kills += 1
-            await asyncio.sleep(1.0)
-        else:
-            await asyncio.sleep(0.02)
-    assert kills, "no two jobs ever ran at once"
+        victims.append(worker())
+        # Ready before it matters: the stack's worker alone would run the jobs one by one.
+        deadline = time.monotonic() + 30
+        while log_text().count("ready.") < len(victims):
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.1)
+
+    def log_text() -> str:
+        return (tmp_path / "killed-workers.log").read_text(errors="replace")
+
     try:
+        replace_victim()
+        ids = [
+            (
+                await api.post(
+                    "/jobs",
+                    json={
+                        "type": "import_records",
+                        "input": {"collection": "notes", "format": "jsonl", "data": lines},
+                    },
+                )
+            ).json()["id"]
+            for _ in range(jobs)
+        ]
+        # Kill while at least two jobs run: the stack's own worker runs one at most, so the
+        # victim holds the other.
+        url = libpq_database_url(stack.database_url)
+        kills = 0
+        deadline = time.monotonic() + 60
+        while kills < 3 and time.monotonic() < deadline:
+            with psycopg.connect(url) as conn:
+                running = conn.execute(
+                    "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'",
+                    (ids,),
+                ).fetchone()[0]
+            if running >= 2:
+                await asyncio.to_thread(replace_victim)
+                kills += 1
+            else:
+                await asyncio.sleep(0.02)
+        assert kills, "no two jobs ever ran at once"
         finished = [
             await _until(api, job_id, {"succeeded", "failed"}, within=120) for job_id in ids
         ]
     finally:
-        os.killpg(victims[-1].pid, signal.SIGKILL)
-        victims[-1].wait(20)
+        for victim in victims:
+            if victim.poll() is None:
+                os.killpg(victim.pid, signal.SIGKILL)
+                victim.wait(20)
     assert [j["status"] for j in finished] == ["succeeded"] * jobs
     assert any(j["attempts"] > 1 for j in finished), "no job was interrupted; kill sooner"
     with psycopg.connect(libpq_database_url(stack.database_url)) as conn:
