@@ -30,10 +30,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import backend
-from backend.auth.deps import AUTH_DEPENDENCIES
+from backend.auth.deps import AUTH_DEPENDENCIES, auth_service_for
 from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
-from backend.auth.service import AuthService, Principal
+from backend.auth.service import Principal
 from backend.collections.reads import Reader, create_read_pool
 from backend.collections.routes import collection_routers
 from backend.collections.service import compile_rules
@@ -119,10 +119,7 @@ def create_app(
     async def start_realtime(app: Litestar) -> AsyncIterator[None]:
         async def authenticate(token: str) -> Principal:
             async with AsyncSession(app.state.db_engine, expire_on_commit=False) as db:
-                service = AuthService(
-                    db, redis, settings, app.state.clock, app.state.mailer, session_states
-                )
-                return await service.authenticate(token)
+                return await auth_service_for(db, app.state, settings).authenticate(token)
 
         hub = RealtimeHub(
             settings=settings,

@@ -13,13 +13,19 @@ from backend.auth.service import AuthService, ClientInfo, Principal, unauthorize
 from backend.config import Settings
 from backend.problems import Problem
 
+# OpenAPI security requirement for routes that need a bearer token.
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
 
 async def provide_auth_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> AuthService:
-    return AuthService(
-        db_session, state.redis, settings, state.clock, state.mailer, state.session_states
-    )
+    return auth_service_for(db_session, state, settings)
+
+
+def auth_service_for(db: AsyncSession, state: State, settings: Settings) -> AuthService:
+    """The auth service over ``db``, with the app's shared clients (also used outside DI)."""
+    return AuthService(db, state.redis, settings, state.clock, state.mailer, state.session_states)
 
 
 async def provide_principal(

@@ -11,6 +11,7 @@ from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from backend.auth.deps import BEARER
 from backend.auth.schemas import (
     Accepted,
     AdminUserUpdate,
@@ -30,8 +31,6 @@ from backend.auth.schemas import (
 from backend.auth.service import AuthService, ClientInfo, Principal, user_view
 from backend.config import Settings
 from backend.problems import Problem
-
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _missing(*fields: str) -> Problem:

@@ -11,12 +11,12 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.auth.deps import BEARER
 from backend.auth.service import Principal
 from backend.config import Settings
 from backend.jobs.schemas import JobView, NewJob
 from backend.jobs.service import JobService, job_view
 
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.auth.deps import BEARER
 from backend.auth.service import Principal
 from backend.config import Settings
 from backend.orgs.schemas import (
@@ -20,8 +21,6 @@ from backend.orgs.schemas import (
     OrgView,
 )
 from backend.orgs.service import OrgService
-
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 async def provide_org_service(
