@@ -56,6 +56,10 @@ from backend.realtime.rooms import Presence
 from backend.realtime.routes import realtime
 from backend.realtime.service import BoundedSubscriber, RealtimeHub
 from backend.system.routes import SystemController
+from backend.vectors.consumer import make_embedding_consumer
+from backend.vectors.metrics import refresh_gauges
+from backend.vectors.routes import vector_routers
+from backend.vectors.service import ActiveVersions, QueryEmbeddings
 from workers.celery_app import create_celery_app
 
 
@@ -107,6 +111,7 @@ def create_app(
     session_states = SessionStates(settings.session_cache_seconds)
     registry = collections or CollectionRegistry.discover()
     rules = compile_rules(registry, settings.filter_max_length)
+    embedded = any(c.embed is not None for c in registry)
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=redis),
         arbitrary_channels_allowed=True,
@@ -148,6 +153,7 @@ def create_app(
             libpq_database_url(settings.database_url), settings.db_pool_size
         )
         app.state.reader = Reader(pool)
+        app.state.embedding_versions = ActiveVersions(app.state.reader)
         try:
             yield
         finally:
@@ -163,6 +169,7 @@ def create_app(
             libpq_database_url(settings.database_url),
             [
                 *([make_realtime_consumer(app)] if settings.realtime_enabled else []),
+                *([make_embedding_consumer(app)] if embedded else []),
                 *build_consumers(app, settings.relay_consumers),
             ],
             batch_size=settings.relay_batch_size,
@@ -172,6 +179,17 @@ def create_app(
         app.state.relay = relay
         # A grace period: the relay finishes handing on its current batch.
         async with running(relay.run, "outbox-relay", grace=10):
+            yield
+
+    @asynccontextmanager
+    async def embedding_gauges(app: Litestar) -> AsyncIterator[None]:
+        if not embedded:
+            yield
+            return
+        refresh = partial(
+            refresh_gauges, registry, app.state.reader, app.state.embedding_versions, settings
+        )
+        async with running(refresh, "embedding-gauges"):
             yield
 
     prometheus = PrometheusConfig(
@@ -198,6 +216,7 @@ def create_app(
             InvitationController,
             JobController,
             *collection_routers(registry, rules, settings),
+            *vector_routers(registry, rules, settings),
             *([realtime] if settings.realtime_enabled else []),
             *route_handlers,
         ],
@@ -207,7 +226,14 @@ def create_app(
             channels,
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
-        lifespan=[close_clients, open_read_pool, start_realtime, follow_revocations, run_relay],
+        lifespan=[
+            close_clients,
+            open_read_pool,
+            start_realtime,
+            follow_revocations,
+            run_relay,
+            embedding_gauges,
+        ],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(
@@ -219,6 +245,8 @@ def create_app(
                 "session_states": session_states,
                 "celery": celery,
                 "collections": registry,
+                "settings": settings,
+                "query_embeddings": QueryEmbeddings(settings),
             }
         ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

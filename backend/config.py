@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -82,6 +83,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # jobs
     jobs_max_active_per_user: PositiveInt = 10
     jobs_requeue_after_seconds: int = 60
+    # embeddings and vector search
+    embedding_provider: Literal["hash", "openai", "local"] = "hash"
+    embedding_model: str = ""
+    embedding_dimensions: int = 0
+    embedding_base_url: str = ""
+    embedding_api_key: str = ""
+    embedding_timeout_seconds: float = 30.0
+    embedding_batch_records: PositiveInt = 64
+    embedding_max_retries: int = 5
+    embedding_retry_backoff_seconds: float = 2.0
+    embedding_retry_backoff_max_seconds: float = 300.0
+    vector_search_max_k: PositiveInt = 100
+    vector_ef_search: PositiveInt = 40
+    vector_exact_scan_max_rows: int = 10_000
+    vector_candidates_per_result: PositiveInt = 4
+    vector_query_cache_size: int = 1024
+    vector_status_refresh_seconds: float = 15.0
+    vector_index_build_memory: str = "1GB"
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"
@@ -94,6 +113,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.page_default_limit > self.page_max_limit:
             raise SettingsError("PAGE_DEFAULT_LIMIT cannot exceed PAGE_MAX_LIMIT")
+        if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", self.vector_index_build_memory):
+            raise SettingsError("VECTOR_INDEX_BUILD_MEMORY must look like 512MB or 1GB")
         if self.env == "prod":
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(

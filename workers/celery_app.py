@@ -19,6 +19,7 @@ TASK_MODULES = [
     "workers.tasks.mail",
     "workers.tasks.outbox",
     "workers.tasks.jobs",
+    "workers.tasks.vectors",
 ]
 
 

@@ -70,3 +70,24 @@ class Reader:
         sql, args = self._compile(statement)
         async with self.pool.acquire() as connection:
             return await connection.fetchval(sql, *args)
+
+    async def rows_with(
+        self, statement: Select[Any], settings: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """Rows, read in a transaction whose planner/executor settings are ``settings``
+        (e.g. ``hnsw.ef_search``; read at execution time, so a cached plan honours them)."""
+        sql, args = self._compile(statement)
+        async with self.pool.acquire() as connection, connection.transaction(readonly=True):
+            for name, value in settings.items():
+                await connection.execute("SELECT set_config($1, $2, true)", name, value)
+            records = await connection.fetch(sql, *args)
+        return [dict(record) for record in records]
+
+    async def estimated_rows(self, statement: Select[Any]) -> float:
+        """The planner's row estimate for ``statement`` (cheap: nothing is run)."""
+        sql, args = self._compile(statement)
+        async with self.pool.acquire() as connection:
+            plan = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return float(plan[0]["Plan"]["Plan Rows"])

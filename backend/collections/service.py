@@ -131,7 +131,7 @@ class RecordService:
             compiled.nodes[action], collection, self.auth_context(principal), self.clock.now()
         )
 
-    def _filter(
+    def filter_clause(
         self, collection: Collection, text: str | None, principal: Principal | None
     ) -> ColumnElement[bool]:
         if not text:
@@ -237,7 +237,7 @@ class RecordService:
         table = collection.table
         where = and_(
             self.rule(collection, "list", principal),
-            self._filter(collection, query.filter, principal),
+            self.filter_clause(collection, query.filter, principal),
         )
         keys = self._sort_keys(collection, query.sort)
         fields = self._projection(collection, query.fields)

@@ -95,7 +95,8 @@ class Rules:
 
 @dataclass(frozen=True)
 class Embed:
-    """Which fields feed the collection's embeddings (the vector issue uses this)."""
+    """Which text fields feed the collection's embeddings, and how they are cut into chunks
+    (characters per chunk, characters shared by neighbours). See docs/vectors.md."""
 
     fields: tuple[str, ...] | list[str]
     chunk_size: int = 800
@@ -166,6 +167,19 @@ class Collection:
         self.name = self.name or str(self.model.__tablename__)
         columns: list[Column[Any]] = list(self.table.columns)
         self.fields = {c.key: _field_spec(c) for c in columns if c.key != "sa_orm_sentinel"}
+        if self.embed is not None:
+            wrong = [
+                f
+                for f in self.embed.fields
+                if self.fields.get(f, None) is None or self.fields[f].kind != "text"
+            ]
+            if wrong or not self.embed.fields:
+                raise ValueError(
+                    f"{self.name}: Embed(fields=...) must name text fields of the collection"
+                    f" (not {', '.join(wrong) or 'none'})"
+                )
+            if not 0 <= self.embed.chunk_overlap < self.embed.chunk_size:
+                raise ValueError(f"{self.name}: Embed needs 0 <= chunk_overlap < chunk_size")
 
     @property
     def table(self) -> Any:

@@ -1,0 +1,4 @@
+"""Vector search over collections: embedding providers, chunking, sync and search."""
+
+EMBED_TASK = "vectors.embed"
+REINDEX_TASK = "vectors.reindex"

@@ -1,0 +1,139 @@
+"""HTTP routes: POST /collections/{c}/search and GET /collections/{c}/embedding-status.
+
+(No ``from __future__ import annotations``: the response types are made per collection at
+start-up, and Litestar reads the annotations as objects.)
+"""
+
+from typing import Literal
+
+import msgspec
+from litestar import Response, Router, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.deps import BEARER
+from backend.auth.service import Principal
+from backend.collections.schemas import record_types
+from backend.collections.service import CompiledRules, RecordService
+from backend.collections.spec import Collection, CollectionRegistry
+from backend.config import Settings
+from backend.problems import Problem
+from backend.vectors.service import SearchService
+
+
+class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    query: str
+    mode: Literal["vector", "text", "hybrid"] = "hybrid"
+    k: int = 10
+    filter: str | None = None
+    min_score: float | None = None
+
+
+class ChunkRef(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    content: str
+
+
+class VersionStatus(msgspec.Struct, frozen=True, kw_only=True):
+    version: str
+    model: str
+    pending: int
+    failed: int
+    done: int
+
+
+class EmbeddingStatus(msgspec.Struct, frozen=True, kw_only=True):
+    version: str
+    model: str
+    pending: int
+    failed: int
+    done: int
+    building: VersionStatus | None = None
+
+
+def _router_for(collection: Collection) -> Router:
+    Read = record_types(collection).read
+    title = Read.__name__.removesuffix("Record")
+    Item = msgspec.defstruct(
+        f"{title}SearchItem",
+        [("record", Read), ("score", float), ("chunk", ChunkRef)],
+        kw_only=True,
+    )
+    Results = msgspec.defstruct(f"{title}SearchResults", [("items", list[Item])], kw_only=True)  # type: ignore[valid-type]
+    name = collection.name
+
+    @post(
+        "/search",
+        operation_id=f"search_{name}",
+        summary=f"Find {name} by meaning (vector), by words (text) or both (hybrid)",
+        status_code=200,
+        security=BEARER,
+    )
+    async def search(
+        data: SearchRequest, search_service: SearchService, principal: Principal | None
+    ) -> Response[Results]:  # type: ignore[valid-type]
+        hits = await search_service.search(
+            collection,
+            principal,
+            query=data.query,
+            mode=data.mode,
+            k=data.k,
+            filter_=data.filter,
+            min_score=data.min_score,
+        )
+        results = Results(
+            items=[
+                Item(
+                    record=Read(**hit.row),
+                    score=hit.score,
+                    chunk=ChunkRef(index=hit.chunk, content=hit.content),
+                )
+                for hit in hits
+            ]
+        )
+        plan = search_service.last_plan
+        # How the vector part ran (hnsw, exact, or hnsw then exact), for tuning and debugging.
+        headers = {"Litebase-Search-Plan": plan.describe()} if plan is not None else {}
+        return Response(results, headers=headers)
+
+    @get(
+        "/embedding-status",
+        operation_id=f"embedding_status_{name}",
+        summary=f"How many {name} records are embedded, pending or failed (admins)",
+        security=BEARER,
+    )
+    async def embedding_status(
+        search_service: SearchService, current: Principal
+    ) -> EmbeddingStatus:
+        if not current.bypasses_rules:
+            raise Problem(403, "Only admins may read the embedding status", code="forbidden")
+        return msgspec.convert(await search_service.status(collection), EmbeddingStatus)
+
+    return Router(
+        f"/collections/{name}",
+        route_handlers=[search, embedding_status],
+        tags=[f"collection: {name}"],
+    )
+
+
+def vector_routers(
+    registry: CollectionRegistry, rules: dict[str, CompiledRules], settings: Settings
+) -> list[Router]:
+    embedded = [c for c in registry if c.embed is not None]
+    if not embedded:
+        return []
+
+    def provide_search(db_session: AsyncSession, state: State) -> SearchService:
+        records = RecordService(db_session, state.reader, settings, state.clock, rules)
+        return SearchService(
+            records, state.reader, settings, state.embedding_versions, state.query_embeddings
+        )
+
+    return [
+        Router(
+            "/",
+            route_handlers=[_router_for(c) for c in embedded],
+            dependencies={"search_service": Provide(provide_search, sync_to_thread=False)},
+        )
+    ]

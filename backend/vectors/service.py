@@ -1,0 +1,416 @@
+"""Search over an embedded collection's chunks, under the collection's list rule.
+
+Three modes: ``vector`` (cosine over the active version's HNSW index), ``text`` (Postgres full
+text over the same chunks, ranked by ``ts_rank_cd``) and ``hybrid`` (reciprocal rank fusion,
+k = 60, of the two). Results hold one item per record: its best chunk.
+
+Filtered vector search chooses its plan. pgvector 0.6 filters *after* the HNSW scan, so a
+filter that keeps 1% of rows leaves ~0.4 of 10 wanted rows at ef_search 40. From the planner's
+estimate of how many records the rule and filter admit, search either scans exactly over those
+records (few of them) or raises ``hnsw.ef_search`` so that enough candidates survive the filter
+(many of them), and falls back to the exact scan if the index still returned too few. The plan
+is visible in the SQL text (an exact scan orders by ``distance + 0``, which no index serves),
+because asyncpg caches plans and Postgres would not re-plan for a changed planner setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
+
+from backend.auth.service import Principal
+from backend.collections.reads import Reader
+from backend.collections.service import RecordService, Row
+from backend.collections.spec import Collection
+from backend.config import Settings
+from backend.problems import Problem
+from backend.vectors.chunking import EmbedVersion
+from backend.vectors.embedders import ModelChoice, ProviderError, embedder_for, vector_literal
+from backend.vectors.schema import TEXT_SEARCH_CONFIG, checked_version, chunks_table
+from backend.vectors.sync import desired_version, status_sql
+
+Mode = Literal["vector", "text", "hybrid"]
+RRF_K = 60
+HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+_VERSIONS_TTL = 2.0
+_TOTALS_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: Row
+    score: float
+    chunk: int
+    content: str
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How a vector search ran, for tests and the bench: 'hnsw' or 'exact', and ef_search."""
+
+    method: str
+    ef_search: int | None = None
+    estimated_rows: float | None = None
+
+    def describe(self) -> str:
+        parts = [self.method]
+        if self.ef_search is not None:
+            parts.append(f"ef_search={self.ef_search}")
+        if self.estimated_rows is not None:
+            parts.append(f"estimated_rows={int(self.estimated_rows)}")
+        return "; ".join(parts)
+
+
+def _version_of(row: Any) -> EmbedVersion | None:
+    if row is None:
+        return None
+    provider, model, dimensions, fields, size, overlap = row
+    return EmbedVersion(provider, model, dimensions, tuple(fields), size, overlap)
+
+
+class ActiveVersions:
+    """Which version each collection serves, read from the database and kept a moment."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self._cached: dict[str, tuple[float, EmbedVersion | None]] = {}
+
+    async def get(self, collection: str) -> EmbedVersion | None:
+        hit = self._cached.get(collection)
+        if hit is not None and time.monotonic() - hit[0] < _VERSIONS_TTL:
+            return hit[1]
+        async with self.reader.pool.acquire() as connection:
+            row = await connection.fetchrow(
+                "SELECT provider, model, dimensions, fields, chunk_size, chunk_overlap"
+                " FROM embedding_versions WHERE collection = $1 AND state = 'active'",
+                collection,
+            )
+        spec = _version_of(row)
+        if spec is not None:  # a first version is seen as soon as it exists
+            self._cached[collection] = (time.monotonic(), spec)
+        return spec
+
+    async def building(self, collection: str) -> EmbedVersion | None:
+        async with self.reader.pool.acquire() as connection:
+            row = await connection.fetchrow(
+                "SELECT provider, model, dimensions, fields, chunk_size, chunk_overlap"
+                " FROM embedding_versions WHERE collection = $1 AND state = 'building'",
+                collection,
+            )
+        return _version_of(row)
+
+
+class QueryEmbeddings:
+    """Query text → vector, per version, with a per-process LRU cache."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    async def vector(self, spec: EmbedVersion, text: str) -> str:
+        key = (spec.version, text)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        embedder = embedder_for(
+            ModelChoice(spec.provider, spec.model, spec.dimensions), self.settings
+        )
+        try:
+            (vector,) = await asyncio.to_thread(embedder.embed, [text])
+        except ProviderError as exc:
+            raise Problem(
+                502,
+                "The embedding provider could not embed the query; try again",
+                code="embedding_failed",
+            ) from exc
+        literal = vector_literal(vector)
+        if self.settings.vector_query_cache_size > 0:
+            self._cache[key] = literal
+            if len(self._cache) > self.settings.vector_query_cache_size:
+                self._cache.popitem(last=False)
+        return literal
+
+
+def _problem(detail: str, field: str, message: str) -> Problem:
+    return Problem(422, detail, errors=[{"field": field, "message": message, "source": "body"}])
+
+
+class SearchService:
+    def __init__(
+        self,
+        records: RecordService,
+        reader: Reader,
+        settings: Settings,
+        versions: ActiveVersions,
+        embeddings: QueryEmbeddings,
+    ) -> None:
+        self.records = records
+        self.reader = reader
+        self.settings = settings
+        self.versions = versions
+        self.embeddings = embeddings
+        self.last_plan: SearchPlan | None = None
+
+    # --- the endpoint ----------------------------------------------------------------------
+
+    async def search(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        *,
+        query: str,
+        mode: Mode = "hybrid",
+        k: int = 10,
+        filter_: str | None = None,
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        if not query.strip():
+            raise _problem("The query is empty", "query", "empty")
+        if not 1 <= k <= self.settings.vector_search_max_k:
+            raise _problem(
+                f"k must be between 1 and {self.settings.vector_search_max_k}", "k", "out of range"
+            )
+        if "list" in self.records.rules[collection.name].admin_only and not (
+            principal is not None and principal.bypasses_rules
+        ):
+            raise Problem(403, f"Only admins may search {collection.name}", code="forbidden")
+        where = and_(
+            self.records.rule(collection, "list", principal),
+            self.records.filter_clause(collection, filter_, principal),
+        )
+        spec = await self.versions.get(collection.name)
+        if spec is None:
+            return []  # nothing embedded yet
+        filtered = bool(filter_) or not _always_true(where)
+        if mode == "vector":
+            hits = await self._vector(collection, spec, where, filtered, query, k)
+        elif mode == "text":
+            hits = await self._text(collection, spec, where, query, k)
+        else:
+            hits = _fuse(
+                await self._vector(collection, spec, where, filtered, query, k),
+                await self._text(collection, spec, where, query, k),
+                k,
+            )
+        if min_score is not None:
+            hits = [hit for hit in hits if hit.score >= min_score]
+        return hits
+
+    async def status(self, collection: Collection) -> dict[str, Any]:
+        return await embedding_status(self.reader, self.versions, self.settings, collection)
+
+    # --- vector ----------------------------------------------------------------------------
+
+    def _base(self, collection: Collection, spec: EmbedVersion) -> tuple[Any, Any]:
+        table = collection.table
+        chunks = chunks_table(table.name)
+        joined = chunks.join(table, table.c.id == chunks.c.record_id)
+        version = chunks.c.version == literal_column(f"'{checked_version(spec.version)}'")
+        return joined, version
+
+    def _vector_statement(
+        self,
+        collection: Collection,
+        spec: EmbedVersion,
+        where: ColumnElement[bool],
+        query_vector: str,
+        limit: int,
+        *,
+        exact: bool,
+    ) -> Select[Any]:
+        table = collection.table
+        chunks = chunks_table(table.name)
+        joined, version = self._base(collection, spec)
+        dims = Vector(spec.dimensions)
+        distance = cast(chunks.c.embedding, dims).op("<=>", return_type=Float)(
+            cast(bindparam("query_vector", query_vector), dims)
+        )
+        order = distance + 0 if exact else distance
+        return (
+            select(
+                table,
+                chunks.c.chunk.label("_lb_chunk"),
+                chunks.c.content.label("_lb_content"),
+                distance.label("_lb_distance"),
+            )
+            .select_from(joined)
+            .where(version, where)
+            .order_by(order)
+            .limit(limit)
+        )
+
+    async def _vector(
+        self,
+        collection: Collection,
+        spec: EmbedVersion,
+        where: ColumnElement[bool],
+        filtered: bool,
+        query: str,
+        k: int,
+    ) -> list[Hit]:
+        query_vector = await self.embeddings.vector(spec, query)
+        candidates = k * self.settings.vector_candidates_per_result
+        ef = max(self.settings.vector_ef_search, candidates)
+        exact = ef > HNSW_MAX_EF_SEARCH
+        estimate = None
+        if filtered and not exact:
+            estimate = await self.reader.estimated_rows(select(collection.table.c.id).where(where))
+            total = await self._total(collection)
+            if estimate <= self.settings.vector_exact_scan_max_rows:
+                exact = True
+            else:
+                ef = max(ef, math.ceil(candidates * max(total, 1.0) / max(estimate, 1.0) * 1.5))
+                exact = ef > HNSW_MAX_EF_SEARCH
+        hits: list[Hit] = []
+        if not exact:
+            self.last_plan = SearchPlan("hnsw", ef, estimate)
+            rows = await self.reader.rows_with(
+                self._vector_statement(
+                    collection, spec, where, query_vector, candidates, exact=False
+                ),
+                {"hnsw.ef_search": str(min(ef, HNSW_MAX_EF_SEARCH))},
+            )
+            hits = _best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
+        if len(hits) < k:  # the index returned too few (or was not used): scan exactly
+            if not exact:
+                self.last_plan = SearchPlan("hnsw+exact", ef, estimate)
+            else:
+                self.last_plan = SearchPlan("exact", None, estimate)
+            rows = await self.reader.rows(
+                self._vector_statement(
+                    collection, spec, where, query_vector, candidates, exact=True
+                )
+            )
+            hits = _best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
+        return hits
+
+    async def _total(self, collection: Collection) -> float:
+        cached = _TOTALS.get(collection.name)
+        if cached is not None and time.monotonic() - cached[0] < _TOTALS_TTL:
+            return cached[1]
+        total = await self.reader.estimated_rows(select(collection.table.c.id))
+        _TOTALS[collection.name] = (time.monotonic(), total)
+        return total
+
+    # --- text ------------------------------------------------------------------------------
+
+    async def _text(
+        self,
+        collection: Collection,
+        spec: EmbedVersion,
+        where: ColumnElement[bool],
+        query: str,
+        k: int,
+    ) -> list[Hit]:
+        table = collection.table
+        chunks = chunks_table(table.name)
+        joined, version = self._base(collection, spec)
+        ts_query = func.websearch_to_tsquery(
+            literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig"), bindparam("text_query", query)
+        )
+        rank = func.ts_rank_cd(chunks.c.tsv, ts_query, type_=Float)
+        statement = (
+            select(
+                table,
+                chunks.c.chunk.label("_lb_chunk"),
+                chunks.c.content.label("_lb_content"),
+                rank.label("_lb_rank"),
+            )
+            .select_from(joined)
+            .where(version, where, chunks.c.tsv.op("@@")(ts_query))
+            .order_by(rank.desc(), chunks.c.record_id)
+            .limit(k * self.settings.vector_candidates_per_result)
+        )
+        rows = await self.reader.rows(statement)
+        return _best_per_record(rows, k, lambda row: float(row["_lb_rank"]))
+
+
+_TOTALS: dict[str, tuple[float, float]] = {}
+
+
+async def embedding_status(
+    reader: Reader, versions: ActiveVersions, settings: Settings, collection: Collection
+) -> dict[str, Any]:
+    """Counts for the active version (or the one the settings name, before any exists) and,
+    while a new one is building, for that one too."""
+    active = await versions.get(collection.name)
+    spec = active or desired_version(collection, settings)
+    building = await versions.building(collection.name)
+    report: dict[str, Any] = {
+        "version": spec.version,
+        "model": spec.model_label,
+        **await _counts(reader, collection, spec),
+    }
+    report["building"] = (
+        None
+        if building is None
+        else {
+            "version": building.version,
+            "model": building.model_label,
+            **await _counts(reader, collection, building),
+        }
+    )
+    return report
+
+
+async def _counts(reader: Reader, collection: Collection, spec: EmbedVersion) -> dict[str, int]:
+    async with reader.pool.acquire() as connection:
+        row = await connection.fetchrow(status_sql(collection, spec))
+    assert row is not None
+    return {"pending": row[0], "failed": row[1], "done": row[2]}
+
+
+def _always_true(clause: ColumnElement[bool]) -> bool:
+    """True when the clause admits every row (no rule, or an admin): no filter to plan for."""
+    from sqlalchemy.sql.elements import True_
+
+    if isinstance(clause, True_):
+        return True
+    clauses = getattr(clause, "clauses", None)
+    return clauses is not None and all(_always_true(c) for c in clauses)
+
+
+def _best_per_record(rows: Sequence[Row], k: int, score: Any) -> list[Hit]:
+    hits: list[Hit] = []
+    seen: set[Any] = set()
+    for row in rows:
+        if row["id"] in seen:
+            continue
+        seen.add(row["id"])
+        record = {name: value for name, value in row.items() if not name.startswith("_lb_")}
+        hits.append(Hit(record, score(row), row["_lb_chunk"], row["_lb_content"]))
+        if len(hits) == k:
+            break
+    return hits
+
+
+def _fuse(vector: list[Hit], text: list[Hit], k: int) -> list[Hit]:
+    """Reciprocal rank fusion: each list adds 1 / (60 + rank) to a record's score."""
+    scores: dict[Any, float] = {}
+    best: dict[Any, Hit] = {}
+    for hits in (vector, text):
+        for rank, hit in enumerate(hits, start=1):
+            key = hit.row["id"]
+            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
+            best.setdefault(key, hit)
+    ordered = sorted(scores, key=lambda key: scores[key], reverse=True)[:k]
+    return [Hit(best[key].row, scores[key], best[key].chunk, best[key].content) for key in ordered]

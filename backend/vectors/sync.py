@@ -1,0 +1,367 @@
+"""Keeping chunks in step with records (run by Celery workers, on plain psycopg).
+
+Each embedded collection has one *active* version (what search reads) and, while its settings
+change, one *building* version beside it. A change to a record reaches ``embed_records`` for
+every live version: the record is read as it is now (not as the event said), cut into chunks,
+and only chunks whose text is new for that model are sent to the provider; the rest reuse
+stored vectors. The write happens under a per-record lock and only if the record still reads
+the same, so an older task finishing late never overwrites a newer one; a redelivered task
+rewrites the same rows (keys are record, version, chunk number), never duplicates them.
+
+When no record of a building version is left pending, the version gets its HNSW index and
+becomes active in one transaction; the old version's chunks and index go.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from backend.collections.spec import Collection
+from backend.config import Settings
+from backend.vectors.chunking import (
+    EmbedVersion,
+    chunk,
+    source_hash_sql,
+    source_text,
+    text_hash,
+)
+from backend.vectors.embedders import ModelChoice, embedder_for, vector_literal
+from backend.vectors.schema import (
+    checked_version,
+    chunks_table_name,
+    create_hnsw_index_sql,
+    drop_hnsw_index_sql,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveVersion:
+    spec: EmbedVersion
+    state: str  # active | building
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+
+@dataclass(frozen=True)
+class Status:
+    pending: int
+    failed: int
+    done: int
+
+
+def desired_version(collection: Collection, settings: Settings) -> EmbedVersion:
+    assert collection.embed is not None
+    return EmbedVersion.of(
+        ModelChoice.from_settings(settings),
+        collection.embed.fields,
+        collection.embed.chunk_size,
+        collection.embed.chunk_overlap,
+    )
+
+
+_VERSION_COLUMNS = "provider, model, dimensions, fields, chunk_size, chunk_overlap"
+
+
+def _spec(row: Sequence[Any]) -> EmbedVersion:
+    provider, model, dimensions, fields, size, overlap = row
+    return EmbedVersion(provider, model, dimensions, tuple(fields), size, overlap)
+
+
+def live_versions(conn: psycopg.Connection, collection: str) -> list[LiveVersion]:
+    rows = conn.execute(
+        f"SELECT state, {_VERSION_COLUMNS} FROM embedding_versions"  # noqa: S608
+        " WHERE collection = %s ORDER BY state",
+        (collection,),
+    ).fetchall()
+    return [LiveVersion(_spec(row[1:]), row[0]) for row in rows]
+
+
+def _insert_version(
+    conn: psycopg.Connection, collection: str, spec: EmbedVersion, state: str
+) -> None:
+    conn.execute(
+        f"INSERT INTO embedding_versions (collection, version, state, {_VERSION_COLUMNS},"  # noqa: S608
+        " activated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        " CASE WHEN %s = 'active' THEN now() END)",
+        (
+            collection,
+            spec.version,
+            state,
+            spec.provider,
+            spec.model,
+            spec.dimensions,
+            list(spec.fields),
+            spec.chunk_size,
+            spec.chunk_overlap,
+            state,
+        ),
+    )
+
+
+def _drop_version(conn: psycopg.Connection, collection: Collection, version: str) -> None:
+    """Forget a version: its row, its chunks, its index, its per-record state."""
+    version = checked_version(version)
+    conn.execute(
+        "DELETE FROM embedding_versions WHERE collection = %s AND version = %s",
+        (collection.name, version),
+    )
+    conn.execute(
+        f"DELETE FROM {chunks_table_name(collection.table.name)} WHERE version = %s",  # noqa: S608
+        (version,),
+    )
+    conn.execute(drop_hnsw_index_sql(collection.table.name, version))
+    conn.execute(
+        "DELETE FROM embedding_records WHERE collection = %s AND version = %s",
+        (collection.name, version),
+    )
+
+
+def ensure_versions(
+    conn: psycopg.Connection, collection: Collection, settings: Settings
+) -> tuple[list[LiveVersion], bool]:
+    """Make the settings' version live; returns the live versions and whether a rebuild began.
+
+    The first version of a collection is active at once (its index is built empty and grows).
+    A different version later is *building* beside the active one until it is complete.
+    """
+    desired = desired_version(collection, settings)
+    started = False
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('litebase embed ' || %s, 0))",
+            (collection.name,),
+        )
+        live = live_versions(conn, collection.name)
+        active = next((v for v in live if v.state == "active"), None)
+        building = next((v for v in live if v.state == "building"), None)
+        if active is None:
+            _insert_version(conn, collection.name, desired, "active")
+            conn.execute(
+                create_hnsw_index_sql(collection.table.name, desired.version, desired.dimensions)
+            )
+        elif active.version == desired.version:
+            if building is not None:  # the settings went back before the rebuild finished
+                _drop_version(conn, collection, building.version)
+        elif building is None or building.version != desired.version:
+            if building is not None:
+                _drop_version(conn, collection, building.version)
+            _insert_version(conn, collection.name, desired, "building")
+            started = True
+    return live_versions(conn, collection.name), started
+
+
+def _plan(text: str, spec: EmbedVersion) -> list[tuple[str, str]]:
+    return [(piece, text_hash(piece)) for piece in chunk(text, spec.chunk_size, spec.chunk_overlap)]
+
+
+def embed_records(
+    conn: psycopg.Connection,
+    collection: Collection,
+    live: LiveVersion,
+    record_ids: Sequence[str],
+    settings: Settings,
+) -> int:
+    """Bring these records' chunks up to date for one version; returns chunks embedded anew.
+
+    Raises ProviderError when the provider fails; nothing is written for the batch then.
+    """
+    spec = live.spec
+    table = collection.table.name
+    chunks = chunks_table_name(table)
+    fields = ", ".join(f"r.{name}" for name in spec.fields)
+    rows = conn.execute(
+        f"SELECT r.id::text, {fields} FROM {table} r WHERE r.id = ANY(%s::uuid[])",  # noqa: S608
+        (list(record_ids),),
+    ).fetchall()
+    texts = {
+        row[0]: source_text(dict(zip(spec.fields, row[1:], strict=True)), spec.fields)
+        for row in rows
+    }
+    gone = sorted(set(record_ids) - texts.keys())
+    if gone:  # deleted: chunks went with the row (ON DELETE CASCADE); so does its state
+        conn.execute(
+            "DELETE FROM embedding_records WHERE collection = %s AND record_id = ANY(%s::uuid[])",
+            (collection.name, gone),
+        )
+    plans = {record_id: _plan(text, spec) for record_id, text in texts.items()}
+    hashes = sorted({h for plan in plans.values() for _, h in plan})
+    stored: dict[str, str] = dict(
+        conn.execute(
+            f"SELECT DISTINCT ON (content_hash) content_hash, embedding::text FROM {chunks}"  # noqa: S608
+            " WHERE model = %s AND content_hash = ANY(%s)",
+            (spec.model_label, hashes),
+        ).fetchall()
+    )
+    fresh = {h: piece for plan in plans.values() for piece, h in plan if h not in stored}
+    if fresh:
+        embedder = embedder_for(spec.choice, settings)
+        vectors = embedder.embed(list(fresh.values()))
+        stored.update(zip(fresh, (vector_literal(v) for v in vectors), strict=True))
+    version = spec.version
+    source_sql = source_hash_sql(spec.fields)
+    ordered = sorted(plans)
+    with conn.transaction():
+        # Per-record locks (in id order, so two tasks never deadlock), then the write only for
+        # records that still read as they did: a newer change has a task of its own.
+        conn.execute(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(%s || id, 0)))"
+            " FROM unnest(%s::text[]) AS id",
+            (f"litebase embed {collection.name} ", ordered),
+        )
+        current = dict(
+            conn.execute(
+                f"SELECT r.id::text, {source_sql} FROM {table} r"  # noqa: S608
+                " WHERE r.id = ANY(%s::uuid[])",
+                (ordered,),
+            ).fetchall()
+        )
+        same = [rid for rid in ordered if current.get(rid) == text_hash(texts[rid])]
+        conn.execute(
+            f"DELETE FROM {chunks} c USING unnest(%s::uuid[], %s::int[]) AS k(id, n)"  # noqa: S608
+            " WHERE c.record_id = k.id AND c.version = %s AND c.chunk >= k.n",
+            (same, [len(plans[rid]) for rid in same], version),
+        )
+        rows = [
+            (rid, number, piece, h, stored[h])
+            for rid in same
+            for number, (piece, h) in enumerate(plans[rid])
+        ]
+        if rows:
+            columns = list(zip(*rows, strict=True))
+            conn.execute(
+                f"INSERT INTO {chunks} AS c (record_id, version, chunk, content, content_hash,"  # noqa: S608
+                " model, embedding)"
+                " SELECT k.id, %s, k.n, k.content, k.hash, %s, k.embedding::vector"
+                " FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[])"
+                " AS k(id, n, content, hash, embedding)"
+                " ON CONFLICT (record_id, version, chunk) DO UPDATE SET"
+                " content = excluded.content, content_hash = excluded.content_hash,"
+                " model = excluded.model, embedding = excluded.embedding"
+                " WHERE c.content_hash IS DISTINCT FROM excluded.content_hash"
+                " OR c.model IS DISTINCT FROM excluded.model",
+                (version, spec.model_label, *(list(column) for column in columns)),
+            )
+        conn.execute(
+            "INSERT INTO embedding_records AS e (collection, version, record_id, status,"
+            " source_hash, chunks)"
+            " SELECT %s, %s, k.id, 'done', k.hash, k.n"
+            " FROM unnest(%s::uuid[], %s::text[], %s::int[]) AS k(id, hash, n)"
+            " ON CONFLICT (collection, version, record_id) DO UPDATE SET status = 'done',"
+            " source_hash = excluded.source_hash, chunks = excluded.chunks, error = NULL,"
+            " updated_at = now()",
+            (
+                collection.name,
+                version,
+                same,
+                [current[rid] for rid in same],
+                [len(plans[rid]) for rid in same],
+            ),
+        )
+    return len(fresh)
+
+
+def record_failures(
+    conn: psycopg.Connection,
+    collection: Collection,
+    live: LiveVersion,
+    record_ids: Sequence[str],
+    error: str,
+    attempts: int,
+) -> None:
+    """Mark records failed for a version (until they change) and log why, once per attempt."""
+    source_sql = source_hash_sql(live.spec.fields)
+    with conn.transaction():
+        present = conn.execute(
+            f"SELECT r.id::text, {source_sql} FROM {collection.table.name} r"  # noqa: S608
+            " WHERE r.id = ANY(%s::uuid[])",
+            (list(record_ids),),
+        ).fetchall()
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO embedding_records AS e (collection, version, record_id, status,"
+                " source_hash, error) VALUES (%s, %s, %s, 'failed', %s, %s)"
+                " ON CONFLICT (collection, version, record_id) DO UPDATE SET status = 'failed',"
+                " source_hash = excluded.source_hash, error = excluded.error, updated_at = now()",
+                [(collection.name, live.version, rid, h, error) for rid, h in present],
+            )
+            cursor.executemany(
+                "INSERT INTO embedding_failures (collection, version, record_id, error, attempts)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(collection.name, live.version, rid, error, attempts) for rid, _ in present],
+            )
+
+
+def status_sql(collection: Collection, spec: EmbedVersion) -> str:
+    """One statement, no parameters (the names and version are checked): pending, failed, done."""
+    current = source_hash_sql(spec.fields)
+    # No input reaches this text: checked identifiers and a checked version.
+    return (
+        "SELECT"  # noqa: S608
+        f" count(*) FILTER (WHERE e.record_id IS NULL OR e.source_hash <> {current}),"
+        f" count(*) FILTER (WHERE e.status = 'failed' AND e.source_hash = {current}),"
+        f" count(*) FILTER (WHERE e.status = 'done' AND e.source_hash = {current})"
+        f" FROM {collection.table.name} r LEFT JOIN embedding_records e"
+        f" ON e.collection = '{collection.name}' AND e.version = '{checked_version(spec.version)}'"
+        " AND e.record_id = r.id"
+    )
+
+
+def status(conn: psycopg.Connection, collection: Collection, spec: EmbedVersion) -> Status:
+    row = conn.execute(status_sql(collection, spec)).fetchone()
+    assert row is not None
+    return Status(pending=row[0], failed=row[1], done=row[2])
+
+
+def maybe_activate(conn: psycopg.Connection, collection: Collection, settings: Settings) -> bool:
+    """Swap in the building version if nothing of it is pending; True when it swapped."""
+    live = live_versions(conn, collection.name)
+    building = next((v for v in live if v.state == "building"), None)
+    if building is None:
+        return False
+    # Cheap test first: every record has a state row for the version (done or failed).
+    counts = conn.execute(
+        f"SELECT (SELECT count(*) FROM {collection.table.name}),"  # noqa: S608
+        " (SELECT count(*) FROM embedding_records WHERE collection = %s AND version = %s)",
+        (collection.name, building.version),
+    ).fetchone()
+    assert counts is not None
+    if counts[1] < counts[0]:
+        return False
+    now = status(conn, collection, building.spec)
+    if now.pending or (now.done == 0 and counts[0] > 0):
+        return False  # still going, or everything failed: keep serving the old vectors
+    spec = building.spec
+    with conn.transaction():
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{settings.vector_index_build_memory}'")
+        conn.execute(create_hnsw_index_sql(collection.table.name, spec.version, spec.dimensions))
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('litebase embed ' || %s, 0))",
+            (collection.name,),
+        )
+        still = conn.execute(
+            "SELECT 1 FROM embedding_versions WHERE collection = %s AND version = %s"
+            " AND state = 'building'",
+            (collection.name, spec.version),
+        ).fetchone()
+        if still is None:
+            return False
+        for old in live:
+            if old.state == "active":
+                _drop_version(conn, collection, old.version)
+        conn.execute(
+            "UPDATE embedding_versions SET state = 'active', activated_at = now()"
+            " WHERE collection = %s AND version = %s",
+            (collection.name, spec.version),
+        )
+    log.info("embedding version %s of %s is now active", spec.version, collection.name)
+    return True

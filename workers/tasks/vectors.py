@@ -1,0 +1,148 @@
+"""vectors.embed and vectors.reindex: keep each embedded collection's chunks in sync.
+
+The relay sends ``vectors.embed`` with the ids of records that changed (in batches of
+EMBEDDING_BATCH_RECORDS). Provider errors that may pass (429, 5xx, timeouts) retry the task
+with exponential backoff and full jitter, EMBEDDING_MAX_RETRIES times; then each record of the
+batch is marked failed and logged in ``embedding_failures`` until it changes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from functools import cache
+from typing import Any
+
+import psycopg
+from celery import shared_task
+from celery.signals import worker_ready
+
+from backend.collections.spec import Collection, CollectionRegistry
+from backend.lib.urls import libpq_database_url
+from backend.vectors import EMBED_TASK, REINDEX_TASK
+from backend.vectors.embedders import ProviderError
+from backend.vectors.sync import embed_records, ensure_versions, maybe_activate, record_failures
+from workers.celery_app import LitebaseCelery
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _registry() -> CollectionRegistry:
+    return CollectionRegistry.discover()
+
+
+def _embedded(name: str) -> Collection | None:
+    collection = _registry().get(name)
+    return collection if collection is not None and collection.embed is not None else None
+
+
+def _app(task: Any) -> LitebaseCelery:
+    app = task.app
+    assert isinstance(app, LitebaseCelery) and app.settings.database_url
+    return app
+
+
+def send_reindex(app: LitebaseCelery, collection: str) -> None:
+    app.send_task(REINDEX_TASK, args=[collection])
+
+
+def backoff(retries: int, base: float, maximum: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(maximum, base * 2^retries)]."""
+    return random.uniform(0, min(maximum, base * 2**retries))  # noqa: S311 - not for secrets
+
+
+@shared_task(name=EMBED_TASK, bind=True, max_retries=None)
+def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, int]:
+    app = _app(self)
+    settings = app.settings
+    collection = _embedded(collection_name)
+    if collection is None:
+        log.warning("vectors.embed for %r, which does not embed; ignored", collection_name)
+        return {}
+    embedded: dict[str, int] = {}
+    assert settings.database_url is not None
+    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+        live, started = ensure_versions(conn, collection, settings)
+        if started:
+            send_reindex(app, collection.name)
+        for version in live:
+            try:
+                embedded[version.version] = embed_records(
+                    conn, collection, version, record_ids, settings
+                )
+            except ProviderError as exc:
+                retries = self.request.retries or 0
+                if exc.retryable and retries < settings.embedding_max_retries:
+                    countdown = backoff(
+                        retries,
+                        settings.embedding_retry_backoff_seconds,
+                        settings.embedding_retry_backoff_max_seconds,
+                    )
+                    log.warning(
+                        "embedding %d records of %s failed (%s); retry %d in %ss",
+                        len(record_ids),
+                        collection.name,
+                        exc,
+                        retries + 1,
+                        countdown,
+                    )
+                    raise self.retry(countdown=countdown, exc=exc) from exc
+                log.error("embedding %s failed for good: %s", collection.name, exc)
+                record_failures(conn, collection, version, record_ids, str(exc), retries + 1)
+        maybe_activate(conn, collection, settings)
+    return embedded
+
+
+@shared_task(name=REINDEX_TASK, bind=True)
+def reindex(self: Any, collection_name: str) -> int:
+    """Send every record of the collection through vectors.embed; returns how many."""
+    app = _app(self)
+    settings = app.settings
+    collection = _embedded(collection_name)
+    if collection is None:
+        return 0
+    assert settings.database_url is not None
+    batch = settings.embedding_batch_records
+    sent = 0
+    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+        ensure_versions(conn, collection, settings)
+        last = None
+        while True:
+            rows = conn.execute(
+                f"SELECT id::text FROM {collection.table.name}"  # noqa: S608
+                " WHERE %s::uuid IS NULL OR id > %s::uuid ORDER BY id LIMIT %s",
+                (last, last, batch),
+            ).fetchall()
+            if not rows:
+                break
+            ids = [row[0] for row in rows]
+            app.send_task(EMBED_TASK, args=[collection.name, ids])
+            sent += len(ids)
+            last = ids[-1]
+        if sent == 0:
+            maybe_activate(conn, collection, settings)
+    return sent
+
+
+@worker_ready.connect
+def start_versions(sender: Any = None, **_: Any) -> None:
+    """At worker start: make the settings' embedding version live for each embedded collection,
+    and start re-embedding in the background if the settings changed (search keeps serving the
+    old vectors until the new ones are complete)."""
+    app = getattr(sender, "app", None)
+    if not isinstance(app, LitebaseCelery) or not app.settings.database_url:
+        return
+    try:
+        with psycopg.connect(
+            libpq_database_url(app.settings.database_url), autocommit=True
+        ) as conn:
+            for collection in _registry():
+                if collection.embed is None:
+                    continue
+                started = ensure_versions(conn, collection, app.settings)[1]
+                if started:
+                    log.info("embedding settings of %s changed: re-embedding", collection.name)
+                    send_reindex(app, collection.name)
+    except psycopg.Error as exc:  # the tasks ensure versions too; a worker still starts
+        log.warning("could not check embedding versions at start: %s", exc)
