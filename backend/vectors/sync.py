@@ -217,7 +217,7 @@ def embed_records(
             " FROM unnest(%s::text[]) AS id",
             (f"litebase embed {collection.name} ", ordered),
         )
-        current = dict(
+        current: dict[str, str] = dict(
             conn.execute(
                 f"SELECT r.id::text, {source_sql} FROM {table} r"  # noqa: S608
                 " WHERE r.id = ANY(%s::uuid[])",
