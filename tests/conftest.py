@@ -9,6 +9,7 @@ import redis
 
 from backend.config import Settings, settings_from_env
 from backend.lib.clock import FrozenClock
+from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.support import Services, start_services, with_redis_db
 
 INTEGRATION_REDIS_DB = 1
@@ -17,6 +18,13 @@ INTEGRATION_REDIS_DB = 1
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     with start_services() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible provider on loopback (tests/fake_openai.py)."""
+    with fake_openai() as running:
         yield running
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db
 
 E2E_REDIS_DB = 2
@@ -84,7 +85,9 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: flo
 
 
 @pytest.fixture(scope="session")
-def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    services: Services, upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     database_url = services.create_database(E2E_DATABASE)
     redis_url = with_redis_db(services.redis_url, E2E_REDIS_DB)
     log_dir = tmp_path_factory.mktemp("e2e-logs")
@@ -105,6 +108,15 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "RELAY_POLL_SECONDS": "0.2",
         "CORS_ORIGINS": "https://app.example.com",
         "PYTHONUNBUFFERED": "1",
+        # Embeddings through the openai provider, against the fake upstream on loopback.
+        "EMBEDDING_PROVIDER": "openai",
+        "EMBEDDING_BASE_URL": upstream.base_url,
+        "EMBEDDING_API_KEY": "sk-test",
+        "EMBEDDING_MODEL": "fake-embed",
+        "EMBEDDING_DIMENSIONS": "64",
+        "EMBEDDING_BATCH_RECORDS": "16",
+        "EMBEDDING_MAX_RETRIES": "2",
+        "EMBEDDING_RETRY_BACKOFF_SECONDS": "0.2",
     }
     api = _spawn(
         [
