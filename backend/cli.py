@@ -1,4 +1,4 @@
-"""The `litebase` command: dev, migrate, worker, beat, create-admin."""
+"""The `litebase` command: dev, migrate, worker, beat, create-admin, reindex, new."""
 
 from __future__ import annotations
 
@@ -131,6 +131,52 @@ async def _ensure_admin(database_url: str, email: str, password: str) -> str:
             return str(user.id)
     finally:
         await engine.dispose()
+
+
+@main.command("reindex")
+@click.argument("collection")
+@click.option("--force", is_flag=True, help="Embed every chunk again, reusing no stored vector.")
+@click.option(
+    "--queue",
+    is_flag=True,
+    help="Hand the work to the Celery workers (vectors.reindex) instead of doing it here.",
+)
+@data_dir_option
+def reindex(collection: str, force: bool, queue: bool, data_dir: Path | None) -> None:
+    """Embed COLLECTION's records again (new settings, failed records, or --force)."""
+    import psycopg
+
+    from backend.collections.spec import CollectionRegistry
+    from backend.lib.urls import libpq_database_url
+    from backend.vectors import REINDEX_TASK
+    from backend.vectors.sync import reindex as reindex_here
+
+    settings = _settings()
+    found = CollectionRegistry.discover().get(collection)
+    if found is None or found.embed is None:
+        raise click.BadParameter(
+            f"{collection!r} is not a collection that embeds", param_hint="COLLECTION"
+        )
+    if queue:
+        from workers.celery_app import create_celery_app
+
+        create_celery_app(settings).send_task(REINDEX_TASK, args=[collection])
+        click.echo(f"vectors.reindex for {collection} is queued; watch embedding-status")
+        return
+    with (
+        _database_url(settings, data_dir or Path(settings.data_dir)) as url,
+        psycopg.connect(libpq_database_url(url), autocommit=True) as conn,
+    ):
+        done = reindex_here(
+            conn,
+            found,
+            settings,
+            force=force,
+            progress=lambda n: click.echo(f"{n} records", err=True),
+        )
+    click.echo(f"{collection}: {done.done} done, {done.failed} failed, {done.pending} pending")
+    if done.failed:
+        sys.exit(1)
 
 
 @main.group()

@@ -15,7 +15,7 @@ becomes active in one transaction; the old version's chunks and index go.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from backend.vectors.chunking import (
     source_text,
     text_hash,
 )
-from backend.vectors.embedders import ModelChoice, embedder_for, vector_literal
+from backend.vectors.embedders import ModelChoice, ProviderError, embedder_for, vector_literal
 from backend.vectors.schema import (
     checked_version,
     chunks_table_name,
@@ -169,10 +169,14 @@ def embed_records(
     live: LiveVersion,
     record_ids: Sequence[str],
     settings: Settings,
+    *,
+    force: bool = False,
 ) -> int:
     """Bring these records' chunks up to date for one version; returns chunks embedded anew.
 
-    Raises ProviderError when the provider fails; nothing is written for the batch then.
+    ``force`` embeds every chunk again instead of reusing stored vectors of the same text and
+    model (for a provider that changed its vectors under the same model name). Raises
+    ProviderError when the provider fails; nothing is written for the batch then.
     """
     spec = live.spec
     table = collection.table.name
@@ -194,12 +198,16 @@ def embed_records(
         )
     plans = {record_id: _plan(text, spec) for record_id, text in texts.items()}
     hashes = sorted({h for plan in plans.values() for _, h in plan})
-    stored: dict[str, str] = dict(
-        conn.execute(
-            f"SELECT DISTINCT ON (content_hash) content_hash, embedding::text FROM {chunks}"  # noqa: S608
-            " WHERE model = %s AND content_hash = ANY(%s)",
-            (spec.model_label, hashes),
-        ).fetchall()
+    stored: dict[str, str] = (
+        {}
+        if force
+        else dict(
+            conn.execute(
+                f"SELECT DISTINCT ON (content_hash) content_hash, embedding::text FROM {chunks}"  # noqa: S608
+                " WHERE model = %s AND content_hash = ANY(%s)",
+                (spec.model_label, hashes),
+            ).fetchall()
+        )
     )
     fresh = {h: piece for plan in plans.values() for piece, h in plan if h not in stored}
     if fresh:
@@ -246,9 +254,9 @@ def embed_records(
                 " ON CONFLICT (record_id, version, chunk) DO UPDATE SET"
                 " content = excluded.content, content_hash = excluded.content_hash,"
                 " model = excluded.model, embedding = excluded.embedding"
-                " WHERE c.content_hash IS DISTINCT FROM excluded.content_hash"
+                " WHERE %s OR c.content_hash IS DISTINCT FROM excluded.content_hash"
                 " OR c.model IS DISTINCT FROM excluded.model",
-                (version, spec.model_label, *(list(column) for column in columns)),
+                (version, spec.model_label, *(list(column) for column in columns), force),
             )
         conn.execute(
             "INSERT INTO embedding_records AS e (collection, version, record_id, status,"
@@ -365,3 +373,44 @@ def maybe_activate(conn: psycopg.Connection, collection: Collection, settings: S
         )
     log.info("embedding version %s of %s is now active", spec.version, collection.name)
     return True
+
+
+def record_ids(conn: psycopg.Connection, collection: Collection, batch: int) -> Iterator[list[str]]:
+    """Every record id of the collection, in batches, in id order (keyset, not OFFSET)."""
+    last = None
+    while True:
+        rows = conn.execute(
+            f"SELECT id::text FROM {collection.table.name}"  # noqa: S608
+            " WHERE %s::uuid IS NULL OR id > %s::uuid ORDER BY id LIMIT %s",
+            (last, last, batch),
+        ).fetchall()
+        if not rows:
+            return
+        yield [row[0] for row in rows]
+        last = rows[-1][0]
+
+
+def reindex(
+    conn: psycopg.Connection,
+    collection: Collection,
+    settings: Settings,
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Status:
+    """Embed every record of the collection here and now (``litebase reindex``), for every
+    live version; a failing batch is recorded as failed and the rest go on."""
+    live, _ = ensure_versions(conn, collection, settings)
+    done = 0
+    for ids in record_ids(conn, collection, settings.embedding_batch_records):
+        for version in live:
+            try:
+                embed_records(conn, collection, version, ids, settings, force=force)
+            except ProviderError as exc:
+                record_failures(conn, collection, version, ids, str(exc), 1)
+        done += len(ids)
+        if progress is not None:
+            progress(done)
+    maybe_activate(conn, collection, settings)
+    active = next(v for v in live_versions(conn, collection.name) if v.state == "active")
+    return status(conn, collection, active.spec)

@@ -7,7 +7,10 @@ runs the same through the relay and a real Celery worker.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import uuid
 
 import psycopg
@@ -313,3 +316,35 @@ def _bulk_insert(settings: Settings, rows: list[tuple[str, str, str, str]]) -> N
                 rows,
             )
         conn.commit()
+
+
+def _litebase(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LITEBASE_ENV": "test",
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_litebase_reindex_embeds_every_record_here(client, alice, settings, sql):
+    for i in range(3):
+        await _note(client, alice, title=f"n{i}", body=f"cormorant {i}")
+    done = await asyncio.to_thread(_litebase, settings, "reindex", "notes")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "notes: 3 done, 0 failed, 0 pending"
+    assert len(await _search(client, alice, query="cormorant", mode="text")) == 3
+    before = sql("SELECT max(updated_at) FROM embedding_records")
+    forced = await asyncio.to_thread(_litebase, settings, "reindex", "notes", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert sql("SELECT max(updated_at) FROM embedding_records") > before
+    wrong = await asyncio.to_thread(_litebase, settings, "reindex", "projects")
+    assert wrong.returncode == 2 and "is not a collection that embeds" in wrong.stderr

@@ -21,7 +21,15 @@ from backend.collections.spec import Collection, CollectionRegistry
 from backend.lib.urls import libpq_database_url
 from backend.vectors import EMBED_TASK, REINDEX_TASK
 from backend.vectors.embedders import ProviderError
-from backend.vectors.sync import embed_records, ensure_versions, maybe_activate, record_failures
+from backend.vectors.sync import (
+    embed_records,
+    ensure_versions,
+    maybe_activate,
+    record_failures,
+)
+from backend.vectors.sync import (
+    record_ids as batches_of_ids,
+)
 from workers.celery_app import LitebaseCelery
 
 log = logging.getLogger(__name__)
@@ -103,23 +111,12 @@ def reindex(self: Any, collection_name: str) -> int:
     if collection is None:
         return 0
     assert settings.database_url is not None
-    batch = settings.embedding_batch_records
     sent = 0
     with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
         ensure_versions(conn, collection, settings)
-        last = None
-        while True:
-            rows = conn.execute(
-                f"SELECT id::text FROM {collection.table.name}"  # noqa: S608
-                " WHERE %s::uuid IS NULL OR id > %s::uuid ORDER BY id LIMIT %s",
-                (last, last, batch),
-            ).fetchall()
-            if not rows:
-                break
-            ids = [row[0] for row in rows]
+        for ids in batches_of_ids(conn, collection, settings.embedding_batch_records):
             app.send_task(EMBED_TASK, args=[collection.name, ids])
             sent += len(ids)
-            last = ids[-1]
         if sent == 0:
             maybe_activate(conn, collection, settings)
     return sent
