@@ -21,6 +21,7 @@ from backend.app import create_app
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.lib.urls import libpq_database_url
+from backend.vectors.chunking import source_hash_sql, source_text, text_hash
 from backend.vectors.embedders import HashEmbedder, vector_literal
 from backend.vectors.sync import embed_records, ensure_versions, maybe_activate, record_failures
 from tests.integration.conftest import PASSWORD, bearer
@@ -348,3 +349,11 @@ async def test_litebase_reindex_embeds_every_record_here(client, alice, settings
     assert sql("SELECT max(updated_at) FROM embedding_records") > before
     wrong = await asyncio.to_thread(_litebase, settings, "reindex", "projects")
     assert wrong.returncode == 2 and "is not a collection that embeds" in wrong.stderr
+
+
+async def test_the_source_hash_in_sql_is_the_one_python_computes(client, alice, sql):
+    note = await _note(client, alice, title="Crème brûlée ☕", body="line one\n\nline two\ttab")
+    (row,) = sql(
+        f"SELECT {source_hash_sql(['title', 'body'])} FROM notes r WHERE r.id = %s", note["id"]
+    )
+    assert row[0] == text_hash(source_text(note, ["title", "body"]))
