@@ -50,6 +50,7 @@ from backend.vectors.sync import desired_version, status_sql
 Mode = Literal["vector", "text", "hybrid"]
 RRF_K = 60
 HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+HNSW_DEFAULT_EF_SEARCH = 40  # pgvector's default (hnsw.ef_search is never set for the session)
 _VERSIONS_TTL = 2.0
 _TOTALS_TTL = 30.0
 
@@ -200,7 +201,11 @@ class SearchService:
         spec = await self.versions.get(collection.name)
         if spec is None:
             return []  # nothing embedded yet
-        filtered = bool(filter_) or not _always_true(where)
+        compiled = self.records.rules[collection.name]
+        admits_all = (principal is not None and principal.bypasses_rules) or (
+            compiled.nodes["list"] is None and "list" not in compiled.admin_only
+        )
+        filtered = bool(filter_) or not admits_all
         if mode == "vector":
             hits = await self._vector(collection, spec, where, filtered, query, k)
         elif mode == "text":
@@ -283,12 +288,13 @@ class SearchService:
         hits: list[Hit] = []
         if not exact:
             self.last_plan = SearchPlan("hnsw", ef, estimate)
-            rows = await self.reader.rows_with(
-                self._vector_statement(
-                    collection, spec, where, query_vector, candidates, exact=False
-                ),
-                {"hnsw.ef_search": str(min(ef, HNSW_MAX_EF_SEARCH))},
+            statement = self._vector_statement(
+                collection, spec, where, query_vector, candidates, exact=False
             )
+            if ef == HNSW_DEFAULT_EF_SEARCH:  # the session's own value: no transaction to set it
+                rows = await self.reader.rows(statement)
+            else:
+                rows = await self.reader.rows_with(statement, {"hnsw.ef_search": str(ef)})
             hits = _best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
         if len(hits) < k:  # the index returned too few (or was not used): scan exactly
             if not exact:
@@ -377,16 +383,6 @@ async def _counts(reader: Reader, collection: Collection, spec: EmbedVersion) ->
         row = await connection.fetchrow(status_sql(collection, spec))
     assert row is not None
     return {"pending": row[0], "failed": row[1], "done": row[2]}
-
-
-def _always_true(clause: ColumnElement[bool]) -> bool:
-    """True when the clause admits every row (no rule, or an admin): no filter to plan for."""
-    from sqlalchemy.sql.elements import True_
-
-    if isinstance(clause, True_):
-        return True
-    clauses = getattr(clause, "clauses", None)
-    return clauses is not None and all(_always_true(c) for c in clauses)
 
 
 def _best_per_record(rows: Sequence[Row], k: int, score: Any) -> list[Hit]:

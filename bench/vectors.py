@@ -1,0 +1,317 @@
+"""Vector search: HNSW speed and recall, API overhead, filtered recall, and the sync pipeline.
+
+1. Pipeline: N notes inserted in one transaction → relay → Celery worker (hash embedder) →
+   searchable; records/s ÷ the hash embedder's own records/s in-process (goal >= 0.8).
+2. 100k x 384 clustered vectors (BENCH_VECTOR_ROWS) written straight into notes_chunks, HNSW
+   built with VECTOR_INDEX_BUILD_MEMORY; QPS and recall@10 at ef_search 40/100/200 vs exact.
+3. API search p50 (POST /collections/notes/search, vector mode, an admin) ÷ the same SQL run
+   directly with asyncpg (goal <= 1.3).
+4. Filtered recall@10 through the API at 1% and 10% selectivity vs exact (goal >= 0.95).
+
+Set DATABASE_URL / REDIS_URL to use real servers; otherwise embedded ones are started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psycopg
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.collections.reads import Reader  # noqa: E402
+from backend.collections.spec import CollectionRegistry  # noqa: E402
+from backend.config import settings_from_env  # noqa: E402
+from backend.db.migrate import upgrade  # noqa: E402
+from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from backend.lib.urls import libpq_database_url  # noqa: E402
+from backend.vectors.chunking import chunk, source_text  # noqa: E402
+from backend.vectors.embedders import HashEmbedder, vector_literal  # noqa: E402
+from backend.vectors.schema import create_hnsw_index_sql, drop_hnsw_index_sql  # noqa: E402
+from backend.vectors.sync import ensure_versions, status  # noqa: E402
+from bench.crud import free_port, serve, stop  # noqa: E402
+
+ROWS = int(os.environ.get("BENCH_VECTOR_ROWS", "100000"))
+PIPELINE_ROWS = int(os.environ.get("BENCH_PIPELINE_ROWS", "2000"))
+QUERIES = int(os.environ.get("BENCH_VECTOR_QUERIES", "100"))
+DIMS = 384
+K = 10
+
+results: list[tuple[str, str, str]] = []
+
+
+def report(name: str, value: str, goal: str = "") -> None:
+    results.append((name, value, goal))
+    print(f"  {name}: {value} {goal}", file=sys.stderr)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="lbbench-", dir="/tmp") as tmp:
+        postgres = redis_server = None
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            postgres = EmbeddedPostgres(Path(tmp) / "pg")
+            database_url = postgres.start()
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis_server = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
+            redis_url = redis_server.start()
+        try:
+            run(database_url, redis_url)
+        finally:
+            if redis_server:
+                redis_server.stop()
+            if postgres:
+                postgres.stop()
+    print(f"Vector search, {ROWS} x {DIMS} clustered vectors, k = {K}, {QUERIES} queries\n")
+    print("| measure | value | goal |")
+    print("| --- | ---: | --- |")
+    for name, value, goal in results:
+        print(f"| {name} | {value} | {goal} |")
+
+
+def run(database_url: str, redis_url: str) -> None:
+    upgrade(database_url)
+    dsn = libpq_database_url(database_url)
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "LITEBASE_ENV": "test",
+        "LOG_LEVEL": "WARNING", "RATE_LIMIT_SIGNUP_PER_MINUTE": "1000",
+        "RATE_LIMIT_TOKEN_PER_MINUTE": "1000", "RELAY_POLL_SECONDS": "0.1",
+    }  # fmt: skip
+    settings = settings_from_env({}, env="test", database_url=database_url, redis_url=redis_url)
+    notes = CollectionRegistry.discover().get("notes")
+    assert notes is not None
+    port = free_port()
+    api = serve(
+        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", str(port),
+         "--no-access-log", "--log-level", "warning"],
+        env, port,
+    )  # fmt: skip
+    worker = serve_worker(env)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            live, _ = ensure_versions(conn, notes, settings)
+            spec = live[0].spec
+            pipeline(conn, notes, spec)
+            populate(conn, spec.version)
+        asyncio.run(search_measures(dsn, spec.version))
+        asyncio.run(api_measures(port, dsn, spec, settings))
+    finally:
+        stop(api)
+        stop(worker)
+
+
+def serve_worker(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "worker", "--concurrency", "2"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def pipeline(conn: psycopg.Connection, notes, spec) -> None:  # type: ignore[no-untyped-def]
+    words = [f"term{i}" for i in range(2000)]
+    import random
+
+    rng = random.Random(1)
+    rows = [(f"pipeline {i}", " ".join(rng.choices(words, k=60))) for i in range(PIPELINE_ROWS)]
+    texts = [
+        piece
+        for title, body in rows
+        for piece in chunk(source_text({"title": title, "body": body}, spec.fields), 800, 100)
+    ]
+    started = time.perf_counter()
+    HashEmbedder().embed(texts)
+    embedder_rate = PIPELINE_ROWS / (time.perf_counter() - started)
+    time.sleep(3)  # the worker is up and has made the version live
+    started = time.perf_counter()
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO notes (id, title, body, public, tags, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), %s, %s, true, '{}', now(), now())",
+            rows,
+        )
+    while status(conn, notes, spec).pending:
+        time.sleep(0.1)
+    rate = PIPELINE_ROWS / (time.perf_counter() - started)
+    report("hash embedder in-process", f"{embedder_rate:,.0f} records/s")
+    report(f"pipeline insert → searchable ({PIPELINE_ROWS} notes)", f"{rate:,.0f} records/s")
+    report("pipeline ÷ embedder", f"{rate / embedder_rate:.2f}", "goal >= 0.8")
+    conn.execute("TRUNCATE notes CASCADE")
+    conn.execute("DELETE FROM embedding_records")
+
+
+def populate(conn: psycopg.Connection, version: str) -> None:
+    """ROWS notes, each with one chunk whose vector sits near one of 100 centroids."""
+    started = time.perf_counter()
+    conn.execute("ALTER TABLE notes DISABLE TRIGGER notes_outbox")
+    conn.execute(drop_hnsw_index_sql("notes", version))
+    conn.execute("DROP TABLE IF EXISTS bench_centroids")
+    conn.execute(
+        "CREATE TABLE bench_centroids AS SELECT g AS id,"
+        " (SELECT array_agg(random() - 0.5) FROM generate_series(1, %s) WHERE g > 0) AS c"
+        " FROM generate_series(1, 100) g",
+        (DIMS,),
+    )
+    conn.execute(
+        "INSERT INTO notes (id, title, body, public, tags, created_at, updated_at)"
+        " SELECT gen_random_uuid(),"
+        " CASE WHEN g %% 100 = 0 THEN 'rare ' WHEN g %% 10 = 1 THEN 'some ' ELSE 'plain ' END || g,"
+        " 'synthetic', true, '{}', now(), now() FROM generate_series(1, %s) g",
+        (ROWS,),
+    )
+    conn.execute(
+        "INSERT INTO notes_chunks (record_id, version, chunk, content, content_hash, model,"
+        " embedding)"
+        " SELECT n.id, %s, 0, n.title, md5(n.title), 'bench',"
+        " (SELECT array_agg(x + (random() - 0.5) * 0.4) FROM unnest(c.c) x)::vector"
+        " FROM notes n JOIN bench_centroids c ON c.id = 1 + (hashtext(n.id::text) & 2147483647) %% 100",
+        (version,),
+    )
+    conn.execute("ALTER TABLE notes ENABLE TRIGGER notes_outbox")
+    report("populate (notes + chunks)", f"{time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute(create_hnsw_index_sql("notes", version, DIMS))
+    conn.execute("ANALYZE notes")
+    conn.execute("ANALYZE notes_chunks")
+    report(f"HNSW build, {ROWS} vectors", f"{time.perf_counter() - started:.1f} s")
+
+
+async def search_measures(dsn: str, version: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        queries = await _queries(connection)
+        sql = (
+            "SELECT record_id FROM notes_chunks WHERE version = '{v}'"
+            " ORDER BY (embedding::vector({d}) <=> $1::vector){extra} LIMIT {k}"
+        )
+        exact_sql = sql.format(v=version, d=DIMS, extra=" + 0", k=K)
+        hnsw_sql = sql.format(v=version, d=DIMS, extra="", k=K)
+        started = time.perf_counter()
+        truth = [set(r[0] for r in await connection.fetch(exact_sql, q)) for q in queries]
+        exact_qps = len(queries) / (time.perf_counter() - started)
+        report("exact scan", f"{exact_qps:,.0f} QPS, recall 1.000")
+        for ef in (40, 100, 200):
+            await connection.execute(f"SET hnsw.ef_search = {ef}")
+            started = time.perf_counter()
+            found = [set(r[0] for r in await connection.fetch(hnsw_sql, q)) for q in queries]
+            qps = len(queries) / (time.perf_counter() - started)
+            recall = statistics.mean(len(f & t) / K for f, t in zip(found, truth, strict=True))
+            report(f"HNSW ef_search {ef}", f"{qps:,.0f} QPS, recall@10 {recall:.3f}")
+    finally:
+        await connection.close()
+
+
+async def _queries(connection: asyncpg.Connection) -> list[str]:
+    rows = await connection.fetch(
+        "SELECT (SELECT array_agg(x + (random() - 0.5) * 0.3) FROM unnest(c.c) x)::vector::text"
+        " FROM generate_series(1, $1) g JOIN bench_centroids c ON c.id = 1 + g % 100",
+        QUERIES,
+    )
+    return [row[0] for row in rows]
+
+
+async def api_measures(port: int, dsn: str, spec, settings) -> None:  # type: ignore[no-untyped-def]
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        email = f"bench-{time.time_ns()}@example.com"
+        signup = await client.post("/auth/signup", json={"email": email, "password": "bench pass"})
+        assert signup.status_code == 201, signup.text
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE users SET role = 'admin' WHERE email = %s", (email,))
+        token = await client.post(
+            "/auth/token", json={"grant_type": "password", "email": email, "password": "bench pass"}
+        )
+        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        query = "synthetic meadow lantern"
+
+        async def api_search(**extra: object) -> httpx.Response:
+            response = await client.post(
+                "/collections/notes/search",
+                json={"query": query, "mode": "vector", "k": K, **extra},
+            )
+            assert response.status_code == 200, response.text
+            return response
+
+        for _ in range(20):
+            await api_search()
+        api_times = []
+        for _ in range(200):
+            started = time.perf_counter()
+            await api_search()
+            api_times.append(time.perf_counter() - started)
+
+        # The same statement the service runs, straight through asyncpg.
+        from backend.vectors.service import SearchService
+
+        notes = CollectionRegistry.discover().get("notes")
+        vector = vector_literal(HashEmbedder().embed([query])[0])
+        service = SearchService.__new__(SearchService)
+        statement = service._vector_statement(notes, spec, _true(), vector, K * 4, exact=False)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        reader = Reader(pool)
+        sql, args = reader._compile(statement)
+        sql_times = []
+        async with pool.acquire() as connection:
+            for _ in range(20):
+                await connection.fetch(sql, *args)
+            for _ in range(200):
+                started = time.perf_counter()
+                await connection.fetch(sql, *args)
+                sql_times.append(time.perf_counter() - started)
+        await pool.close()
+        api_p50 = statistics.median(api_times) * 1000
+        sql_p50 = statistics.median(sql_times) * 1000
+        other = (await client.get("/collections/notes/records?limit=1")).json()["items"][0]["id"]
+        read_times = []
+        for _ in range(200):
+            started = time.perf_counter()
+            await client.get(f"/collections/notes/records/{other}")
+            read_times.append(time.perf_counter() - started)
+        report(
+            "for scale: API GET one record p50", f"{statistics.median(read_times) * 1000:.2f} ms"
+        )
+        plan = (await api_search()).headers["litebase-search-plan"]
+        report(f"API search p50 (vector, k=10; {plan})", f"{api_p50:.2f} ms")
+        report("same SQL via asyncpg p50", f"{sql_p50:.2f} ms")
+        report("API ÷ SQL", f"{api_p50 / sql_p50:.2f}", "goal <= 1.3")
+
+        with psycopg.connect(dsn) as conn:
+            for label, word in (("1%", "rare"), ("10%", "some")):
+                exact = conn.execute(
+                    "SELECT min(c.embedding::vector(384) <=> %s::vector) d"
+                    " FROM notes_chunks c JOIN notes n ON n.id = c.record_id"
+                    " WHERE n.title LIKE %s GROUP BY c.record_id ORDER BY d LIMIT %s",
+                    (vector, f"{word} %", K),
+                ).fetchall()
+                tenth = exact[-1][0]
+                response = await api_search(filter=f"title ~ '{word} '")
+                items = response.json()["items"]
+                hits = [i for i in items if 1 - i["score"] <= tenth + 1e-6]
+                report(
+                    f"filtered recall@10 at {label} ({response.headers['litebase-search-plan']})",
+                    f"{len(hits) / K:.2f} ({len(items)} items)",
+                    "goal >= 0.95",
+                )
+
+
+def _true():  # type: ignore[no-untyped-def]
+    from sqlalchemy import true
+
+    return true()
+
+
+if __name__ == "__main__":
+    main()
