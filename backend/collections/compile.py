@@ -154,19 +154,31 @@ def _compare_sql(
 
     lhs, rhs = expression(left, right), expression(right, left)
     op = node.op
+    # A field against a known value compiles to plain, NULL-safe comparisons the planner can
+    # estimate and index (`owner IS NOT NULL AND owner = $1`), never to coalesce(...) or
+    # IS [NOT] DISTINCT FROM, which hide the column from statistics and btree indexes.
+    if (left.path is None) != (right.path is None):
+        column = lhs if left.path is not None else rhs
+        value = right.value if right.path is None else left.value
+        if op == "=":
+            return column.is_(None) if value is None else and_(column.is_not(None), lhs == rhs)
+        if op == "!=":
+            return column.is_not(None) if value is None else or_(column.is_(None), lhs != rhs)
+        if op in _ORDER:
+            return false() if value is None else and_(column.is_not(None), _ORDER[op](lhs, rhs))
+        if op in ("~", "!~") and right.path is None:
+            if value is None:
+                contains: ColumnElement[bool] = false()
+            else:
+                pattern = f"%{_escape_like(str(value))}%"
+                contains = and_(lhs.is_not(None), lhs.ilike(literal(pattern), escape="\\"))
+            return contains if op == "~" else not_(contains)
     if op == "=":
         return lhs.is_not_distinct_from(rhs)
     if op == "!=":
         return lhs.is_distinct_from(rhs)
     if op in ("~", "!~"):
-        if right.path is None:
-            if right.value is None:
-                contains: ColumnElement[bool] = false()
-            else:
-                pattern = f"%{_escape_like(str(right.value))}%"
-                contains = func.coalesce(lhs.ilike(literal(pattern), escape="\\"), false())
-        else:
-            contains = func.coalesce(func.strpos(func.lower(lhs), func.lower(rhs)) > 0, false())
+        contains = func.coalesce(func.strpos(func.lower(lhs), func.lower(rhs)) > 0, false())
         return contains if op == "~" else not_(contains)
     if op == "?=":
         return func.coalesce(rhs == any_(lhs), false())

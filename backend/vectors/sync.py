@@ -126,12 +126,20 @@ def _drop_version(conn: psycopg.Connection, collection: Collection, version: str
 
 
 def ensure_versions(
-    conn: psycopg.Connection, collection: Collection, settings: Settings
+    conn: psycopg.Connection,
+    collection: Collection,
+    settings: Settings,
+    *,
+    adopt: bool = True,
 ) -> tuple[list[LiveVersion], bool]:
     """Make the settings' version live; returns the live versions and whether a rebuild began.
 
     The first version of a collection is active at once (its index is built empty and grows).
-    A different version later is *building* beside the active one until it is complete.
+    With ``adopt`` (a worker starting, ``litebase reindex``), settings that name another
+    version start building it beside the active one, and settings that name the active one
+    again drop an unfinished build. Without it (every embedding task) only a first version is
+    made: during a rolling deploy, workers still on the old settings keep embedding every live
+    version and never undo the new one.
     """
     desired = desired_version(collection, settings)
     started = False
@@ -143,6 +151,8 @@ def ensure_versions(
         live = live_versions(conn, collection.name)
         active = next((v for v in live if v.state == "active"), None)
         building = next((v for v in live if v.state == "building"), None)
+        if active is not None and not adopt:
+            return live, False
         if active is None:
             _insert_version(conn, collection.name, desired, "active")
             conn.execute(

@@ -34,6 +34,22 @@ async def test_collections_round_trip(lb):
     await notes.delete(created["id"])
 
 
+async def test_search_finds_records_once_embedded(lb):
+    notes = lb.collection("notes")
+    marker = uuid.uuid4().hex[:8]
+    created = await notes.create({"title": "client search", "body": f"persimmon {marker}"})
+    for _ in range(150):
+        items = await notes.search(marker, mode="text", k=3)
+        if items:
+            break
+        await asyncio.sleep(0.2)
+    assert [item["record"]["id"] for item in items] == [created["id"]]
+    assert marker in items[0]["chunk"]["content"]
+    with pytest.raises(ApiError) as refused:
+        await notes.search(marker, k=0)
+    assert refused.value.problem["errors"][0]["field"] == "k"
+
+
 async def test_tokens_refresh_themselves(lb):
     old = lb.refresh_token
     await lb.refresh()

@@ -4,6 +4,7 @@ which embeds them with the openai provider against a fake upstream on loopback."
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 
 from backend.lib.urls import libpq_database_url
+from tests.e2e.conftest import _spawn, _stop
 
 PASSWORD = "correct horse battery staple"
 NOTES = "/collections/notes/records"
@@ -138,3 +140,54 @@ async def test_provider_errors_retry_then_land_in_the_failures_table(stack, alic
         return await _search(alice, query="medlar", mode="text")
 
     assert (await _until(fixed))[0]["record"]["id"] == doomed["id"]
+
+
+async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, alice):
+    """A worker starts with other settings (a different vector size): the new version builds
+    beside the active one, search serves the old vectors meanwhile, then the new ones."""
+    marker = uuid.uuid4().hex[:8]
+    notes = [
+        (await alice.post(NOTES, json={"title": f"r{i}", "body": f"kumquat{i} {marker}"})).json()
+        for i in range(20)
+    ]
+
+    async def all_found():
+        return len(await _search(alice, query=marker, mode="text", k=20)) == 20
+
+    await _until(all_found)
+    (before,) = _sql(
+        stack,
+        "SELECT version FROM embedding_versions WHERE collection = 'notes' AND state = 'active'",
+    )
+    log = stack.log_dir / "worker-resized.log"
+    worker = _spawn(
+        [sys.executable, "-m", "backend.cli", "worker", "--concurrency", "1",
+         "--include", "tests.e2e.worker_tasks"],
+        {**stack.env, "EMBEDDING_DIMENSIONS": "32"},
+        log,
+    )  # fmt: skip
+    try:
+        served_meanwhile = 0
+
+        async def swapped():
+            nonlocal served_meanwhile
+            items = await _search(alice, query=f"kumquat7 {marker}", mode="vector", k=3)
+            served_meanwhile += items[0]["record"]["id"] == notes[7]["id"]
+            rows = _sql(
+                stack,
+                "SELECT version, dimensions FROM embedding_versions WHERE collection = 'notes'"
+                " AND state = 'active'",
+            )
+            return rows[0][0] != before[0] and rows[0][1] == 32
+
+        await _until(swapped, within=90, every=0.1)
+        assert served_meanwhile >= 1  # every search while building found the right note
+        assert _sql(stack, "SELECT DISTINCT vector_dims(embedding) FROM notes_chunks") == [(32,)]
+        assert _sql(stack, "SELECT state FROM embedding_versions WHERE collection = 'notes'") == [
+            ("active",)
+        ]
+        await asyncio.sleep(2.1)  # the API's view of the active version is cached two seconds
+        items = await _search(alice, query=f"kumquat7 {marker}", mode="vector", k=3)
+        assert items[0]["record"]["id"] == notes[7]["id"]
+    finally:
+        _stop(worker)

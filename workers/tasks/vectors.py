@@ -71,9 +71,7 @@ def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, i
     embedded: dict[str, int] = {}
     assert settings.database_url is not None
     with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
-        live, started = ensure_versions(conn, collection, settings)
-        if started:
-            send_reindex(app, collection.name)
+        live, _ = ensure_versions(conn, collection, settings, adopt=False)
         for version in live:
             try:
                 embedded[version.version] = embed_records(
@@ -113,7 +111,7 @@ def reindex(self: Any, collection_name: str) -> int:
     assert settings.database_url is not None
     sent = 0
     with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
-        ensure_versions(conn, collection, settings)
+        ensure_versions(conn, collection, settings, adopt=False)
         for ids in batches_of_ids(conn, collection, settings.embedding_batch_records):
             app.send_task(EMBED_TASK, args=[collection.name, ids])
             sent += len(ids)

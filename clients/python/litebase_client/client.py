@@ -121,7 +121,8 @@ class Litebase:
 class Collection:
     def __init__(self, client: Litebase, name: str) -> None:
         self.client = client
-        self.path = f"/collections/{name}/records"
+        self.base = f"/collections/{name}"
+        self.path = f"{self.base}/records"
 
     async def list(
         self, *, filter: str | None = None, sort: str | None = None, limit: int | None = None,
@@ -176,3 +177,22 @@ class Collection:
             "POST", self.path + ":batch", json={"operations": operations}
         )
         return result
+
+    async def search(
+        self,
+        query: str,
+        *,
+        mode: str = "hybrid",
+        k: int = 10,
+        filter: str | None = None,
+        min_score: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records by meaning, words or both: ``[{record, score, chunk}]``, best first."""
+        body: dict[str, Any] = {"query": query, "mode": mode, "k": k}
+        if filter is not None:
+            body["filter"] = filter
+        if min_score is not None:
+            body["min_score"] = min_score
+        result: dict[str, Any] = await self.client._call("POST", f"{self.base}/search", json=body)
+        items: list[dict[str, Any]] = result["items"]
+        return items
