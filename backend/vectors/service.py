@@ -94,9 +94,9 @@ class ActiveVersions:
         self.reader = reader
         self._cached: dict[str, tuple[float, EmbedVersion | None]] = {}
 
-    async def get(self, collection: str) -> EmbedVersion | None:
+    async def get(self, collection: str, *, fresh: bool = False) -> EmbedVersion | None:
         hit = self._cached.get(collection)
-        if hit is not None and time.monotonic() - hit[0] < _VERSIONS_TTL:
+        if not fresh and hit is not None and time.monotonic() - hit[0] < _VERSIONS_TTL:
             return hit[1]
         async with self.reader.pool.acquire() as connection:
             row = await connection.fetchrow(
@@ -206,19 +206,36 @@ class SearchService:
             compiled.nodes["list"] is None and "list" not in compiled.admin_only
         )
         filtered = bool(filter_) or not admits_all
-        if mode == "vector":
-            hits = await self._vector(collection, spec, where, filtered, query, k)
-        elif mode == "text":
-            hits = await self._text(collection, spec, where, query, k)
-        else:
-            hits = _fuse(
-                await self._vector(collection, spec, where, filtered, query, k),
-                await self._text(collection, spec, where, query, k),
-                k,
-            )
+        hits = await self._run(collection, spec, where, filtered, mode, query, k)
+        if len(hits) < k:
+            # The version may have been swapped since it was cached (its chunks are gone):
+            # look again, and search the new one if so.
+            current = await self.versions.get(collection.name, fresh=True)
+            if current is not None and current.version != spec.version:
+                hits = await self._run(collection, current, where, filtered, mode, query, k)
         if min_score is not None:
             hits = [hit for hit in hits if hit.score >= min_score]
         return hits
+
+    async def _run(
+        self,
+        collection: Collection,
+        spec: EmbedVersion,
+        where: ColumnElement[bool],
+        filtered: bool,
+        mode: Mode,
+        query: str,
+        k: int,
+    ) -> list[Hit]:
+        if mode == "vector":
+            return await self._vector(collection, spec, where, filtered, query, k)
+        if mode == "text":
+            return await self._text(collection, spec, where, query, k)
+        return _fuse(
+            await self._vector(collection, spec, where, filtered, query, k),
+            await self._text(collection, spec, where, query, k),
+            k,
+        )
 
     async def status(self, collection: Collection) -> dict[str, Any]:
         return await embedding_status(self.reader, self.versions, self.settings, collection)
