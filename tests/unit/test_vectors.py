@@ -6,10 +6,9 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.collections.spec import Collection, CollectionModel, CollectionRegistry, Embed
+from backend.app_collections.notes import Note
+from backend.collections.spec import Collection, CollectionRegistry, Embed
 from backend.config import SettingsError, settings_from_env
 from backend.events.relay import OutboxEvent
 from backend.vectors.chunking import EmbedVersion, chunk, source_text, text_hash
@@ -136,16 +135,11 @@ def test_embedding_settings_are_checked():
         settings_from_env({"EMBEDDING_BATCH_RECORDS": "0"})
 
 
-class _Gadget(CollectionModel):
-    __tablename__ = "unit_gadgets"
-    name: Mapped[str] = mapped_column(String(50))
-
-
 def test_embed_must_name_text_fields_and_a_sane_overlap():
     with pytest.raises(ValueError, match="text fields"):
-        Collection(model=_Gadget, embed=Embed(fields=["created_at"]))
+        Collection(model=Note, embed=Embed(fields=["tags"]))  # a list of text, not text
     with pytest.raises(ValueError, match="text fields"):
-        Collection(model=_Gadget, embed=Embed(fields=["colour"]))
+        Collection(model=Note, embed=Embed(fields=["colour"]))
     with pytest.raises(ValueError, match="chunk_overlap"):
-        Collection(model=_Gadget, embed=Embed(fields=["name"], chunk_size=100, chunk_overlap=100))
-    assert Collection(model=_Gadget, embed=Embed(fields=["name"])).embed is not None
+        Collection(model=Note, embed=Embed(fields=["body"], chunk_size=100, chunk_overlap=100))
+    assert Collection(model=Note, embed=Embed(fields=["body"])).embed is not None
