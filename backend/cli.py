@@ -1,4 +1,4 @@
-"""The `litebase` command: dev, migrate, worker, beat, create-admin, reindex, new."""
+"""The `litebase` command: dev, api, migrate, worker, beat, create-admin, reindex, new."""
 
 from __future__ import annotations
 
@@ -208,6 +208,29 @@ def new_collection(name: str, fields: tuple[str, ...], root: Path) -> None:
     for path in (written.module, written.migration, written.test):
         click.echo(f"wrote {path}")
     click.echo("next: litebase migrate, then it is served at /collections/" + name + "/records")
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1))
+def api(host: str, port: int, workers: int) -> None:
+    """Serve the API with uvicorn (production: no reload, proxy headers trusted)."""
+    import uvicorn
+
+    settings = _settings()  # refuse bad settings before binding the port
+    uvicorn.run(
+        "backend.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        forwarded_allow_ips="*",  # behind the load balancer, which sets X-Forwarded-*
+        timeout_graceful_shutdown=10,
+        access_log=False,  # the app logs each request with its id
+        log_level=settings.log_level.lower(),
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.lib.urls import with_password
+
 Environment = Literal["dev", "test", "prod"]
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-prod"  # noqa: S105
@@ -28,7 +30,9 @@ class SettingsError(ValueError):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Environment = "dev"
     database_url: str | None = None
+    database_password: str = ""
     redis_url: str | None = None
+    redis_password: str = ""
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
     secret_key: str = DEV_SECRET_KEY
@@ -151,6 +155,16 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
         else:
             raw[name] = value
     raw.update(overrides)
+    # A password given on its own (a secret) goes into its URL.
+    for url_key, password_key in (
+        ("database_url", "database_password"),
+        ("redis_url", "redis_password"),
+    ):
+        if raw.get(url_key) and raw.get(password_key):
+            try:
+                raw[url_key] = with_password(raw[url_key], raw[password_key])
+            except ValueError as exc:
+                raise SettingsError(f"invalid setting {url_key.upper()}: {exc}") from exc
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 _PG_SCHEMES = ("postgres", "postgresql")
 
@@ -53,3 +53,15 @@ def celery_redis_url(url: str) -> str:
         if item
     )
     return f"redis+socket://{parts.path}" + (f"?{query}" if query else "")
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with its password set to ``password`` (for secrets injected on their own, as
+    ECS does from Secrets Manager, beside a URL that names host, user and database)."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError("the URL names no host to add a password to")
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -357,3 +357,18 @@ async def test_the_source_hash_in_sql_is_the_one_python_computes(client, alice, 
         f"SELECT {source_hash_sql(['title', 'body'])} FROM notes r WHERE r.id = %s", note["id"]
     )
     assert row[0] == text_hash(source_text(note, ["title", "body"]))
+
+
+async def test_embedding_counts_are_prometheus_gauges(alice, settings, clock):
+    tuned = Settings(**{**_fields(settings), "vector_status_refresh_seconds": 0.1})
+    async with AsyncTestClient(create_app(tuned, clock=clock)) as tuned_client:
+        for i in range(2):
+            await _note(tuned_client, alice, title=f"g{i}", body="gauge")
+        await embed_all(settings)
+        for _ in range(50):
+            metrics = (await tuned_client.get("/metrics")).text
+            if 'litebase_embeddings_records{collection="notes",state="done"} 2.0' in metrics:
+                break
+            await asyncio.sleep(0.1)
+        assert 'litebase_embeddings_records{collection="notes",state="done"} 2.0' in metrics
+        assert 'litebase_embeddings_records{collection="notes",state="pending"} 0.0' in metrics

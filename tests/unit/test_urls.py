@@ -41,3 +41,26 @@ def test_urls_are_spelled_for_each_driver(convert, url, expected):
 def test_a_non_postgres_url_is_refused():
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         async_database_url("mysql://u@h/db")
+
+
+def test_a_password_given_on_its_own_goes_into_its_url():
+    from backend.config import SettingsError, settings_from_env
+
+    settings = settings_from_env(
+        {
+            "DATABASE_URL": "postgresql://litebase@db.internal:5432/litebase?sslmode=require",
+            "DATABASE_PASSWORD": "p@ss/w:rd",
+            "REDIS_URL": "rediss://cache.internal:6379/0",
+            "REDIS_PASSWORD": "token",
+        }
+    )
+    assert settings.database_url == (
+        "postgresql://litebase:p%40ss%2Fw%3Ard@db.internal:5432/litebase?sslmode=require"
+    )
+    assert settings.redis_url == "rediss://:token@cache.internal:6379/0"
+    replaced = settings_from_env(
+        {"DATABASE_URL": "postgresql://u:old@h/db", "DATABASE_PASSWORD": "new"}
+    )
+    assert replaced.database_url == "postgresql://u:new@h/db"
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        settings_from_env({"DATABASE_URL": "postgresql:///db", "DATABASE_PASSWORD": "x"})
