@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# checkov lives in a venv of its own: its pins must not decide the app's dependencies.
+INFRA_VENV ?= .venv-infra
+CHECKOV := $(INFRA_VENV)/bin/checkov
+CHECKOV_VERSION ?= 3.3.30
 
 .PHONY: install dev test lint format bench clean
 
@@ -15,13 +19,18 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 install: $(STAMP)
 
+$(CHECKOV):
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
+
 dev: $(STAMP)
 	$(VENV)/bin/litebase dev
 
-lint: $(STAMP)
+lint: $(STAMP) $(CHECKOV)
 	$(VENV)/bin/ruff check backend workers tests bench clients/python/litebase_client
 	$(VENV)/bin/ruff format --check backend workers tests bench clients/python/litebase_client
 	$(VENV)/bin/mypy
+	$(CHECKOV) -d infra/terraform --framework terraform --quiet --compact --skip-download
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix backend workers tests bench clients/python/litebase_client
@@ -34,4 +43,4 @@ bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_max_overflow: int = 10
     celery_visibility_timeout_seconds: PositiveInt = 3600
     celery_max_deliveries: PositiveInt = 3
+    queue_metrics_namespace: str = ""
     data_dir: str = ".litebase"
     public_url: str = "http://127.0.0.1:8000"
     # auth

@@ -160,3 +160,24 @@ def test_create_app_refuses_prod_with_a_placeholder_secret(monkeypatch, database
             create_app()
     finally:
         get_settings.cache_clear()
+
+
+def test_beat_reports_the_celery_queue_depth_as_a_metric_line(settings, capsys):
+    import json
+
+    from backend.config import Settings
+    from workers.celery_app import create_celery_app
+
+    fields = {name: getattr(settings, name) for name in settings.__struct_fields__}
+    app = create_celery_app(Settings(**{**fields, "queue_metrics_namespace": "Litebase/test"}))
+    assert "queue-metrics" in app.conf.beat_schedule
+    app.redis().delete("celery")
+    app.redis().rpush("celery", "a", "b", "c")
+    try:
+        depth = app.tasks["system.queue_metrics"].apply().get()
+    finally:
+        app.redis().delete("celery")
+    assert depth == 3
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["CeleryQueueDepth"] == 3 and line["_aws"]["CloudWatchMetrics"]
+    assert "queue-metrics" not in create_celery_app(settings).conf.beat_schedule
