@@ -154,16 +154,24 @@ def pipeline(conn: psycopg.Connection, notes, spec) -> None:  # type: ignore[no-
 
 
 def populate(conn: psycopg.Connection, version: str) -> None:
-    """ROWS notes, each with one chunk whose vector sits near one of 100 centroids."""
+    """ROWS notes, each with one chunk whose vector sits near one of 1,000 subtopic centres."""
     started = time.perf_counter()
     conn.execute("ALTER TABLE notes DISABLE TRIGGER notes_outbox")
     conn.execute(drop_hnsw_index_sql("notes", version))
+    # Two levels of clusters (100 topics, 10 subtopics each, points near a subtopic): structure
+    # like real embeddings have, unlike isotropic noise around a few centres.
     conn.execute("DROP TABLE IF EXISTS bench_centroids")
+    conn.execute("DROP TABLE IF EXISTS bench_topics")
     conn.execute(
-        "CREATE TABLE bench_centroids AS SELECT g AS id,"
+        "CREATE TABLE bench_topics AS SELECT g AS id,"
         " (SELECT array_agg(random() - 0.5) FROM generate_series(1, %s) WHERE g > 0) AS c"
         " FROM generate_series(1, 100) g",
         (DIMS,),
+    )
+    conn.execute(
+        "CREATE TABLE bench_centroids AS SELECT s AS id,"
+        " (SELECT array_agg(x + (random() - 0.5) * 0.3) FROM unnest(t.c) x) AS c"
+        " FROM generate_series(1, 1000) s JOIN bench_topics t ON t.id = 1 + s % 100"
     )
     conn.execute(
         "INSERT INTO notes (id, title, body, public, tags, created_at, updated_at)"
@@ -176,8 +184,9 @@ def populate(conn: psycopg.Connection, version: str) -> None:
         "INSERT INTO notes_chunks (record_id, version, chunk, content, content_hash, model,"
         " embedding)"
         " SELECT n.id, %s, 0, n.title, md5(n.title), 'bench',"
-        " (SELECT array_agg(x + (random() - 0.5) * 0.4) FROM unnest(c.c) x)::vector"
-        " FROM notes n JOIN bench_centroids c ON c.id = 1 + (hashtext(n.id::text) & 2147483647) %% 100",
+        " (SELECT array_agg(x + (random() - 0.5) * 0.1) FROM unnest(c.c) x)::vector"
+        " FROM notes n"
+        " JOIN bench_centroids c ON c.id = 1 + (hashtext(n.id::text) & 2147483647) %% 1000",
         (version,),
     )
     conn.execute("ALTER TABLE notes ENABLE TRIGGER notes_outbox")
@@ -217,8 +226,8 @@ async def search_measures(dsn: str, version: str) -> None:
 
 async def _queries(connection: asyncpg.Connection) -> list[str]:
     rows = await connection.fetch(
-        "SELECT (SELECT array_agg(x + (random() - 0.5) * 0.3) FROM unnest(c.c) x)::vector::text"
-        " FROM generate_series(1, $1) g JOIN bench_centroids c ON c.id = 1 + g % 100",
+        "SELECT (SELECT array_agg(x + (random() - 0.5) * 0.1) FROM unnest(c.c) x)::vector::text"
+        " FROM generate_series(1, $1) g JOIN bench_centroids c ON c.id = 1 + (g * 7919) % 1000",
         QUERIES,
     )
     return [row[0] for row in rows]
