@@ -1,0 +1,37 @@
+"""Rule clauses are built once per caller, except for rules that name @now."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from backend.app_collections.notes import Note
+from backend.collections.compile import AuthContext
+from backend.collections.service import CompiledRules
+from backend.collections.spec import Collection, Rules
+
+
+def test_a_callers_clause_is_reused_and_time_dependent_rules_are_not_cached():
+    rules = CompiledRules(
+        Collection(
+            model=Note,
+            rules=Rules(list="owner = @auth.id || public = true", view="created_at < @now"),
+        ),
+        4096,
+    )
+    alice, bob = AuthContext(id=uuid.uuid4()), AuthContext(id=uuid.uuid4())
+    now = datetime.now(UTC)
+    first = rules.clause("list", alice, now)
+    assert rules.clause("list", alice, now + timedelta(hours=1)) is first
+    assert rules.clause("list", bob, now) is not first
+    assert str(rules.clause("list", bob, now).compile()) == str(first.compile())
+    assert "view" not in rules.timeless and "list" in rules.timeless
+    assert rules.clause("view", alice, now) is not rules.clause("view", alice, now)
+
+
+def test_the_cache_is_bounded():
+    rules = CompiledRules(Collection(model=Note, rules=Rules(list="owner = @auth.id")), 4096)
+    now = datetime.now(UTC)
+    for _ in range(CompiledRules.CACHE_SIZE + 10):
+        rules.clause("list", AuthContext(id=uuid.uuid4()), now)
+    assert len(rules._clauses) <= CompiledRules.CACHE_SIZE
