@@ -45,7 +45,12 @@ from backend.problems import Problem
 from backend.vectors.chunking import EmbedVersion
 from backend.vectors.embedders import ModelChoice, ProviderError, embedder_for, vector_literal
 from backend.vectors.schema import TEXT_SEARCH_CONFIG, checked_version, chunks_table
-from backend.vectors.sync import desired_version, status_sql
+from backend.vectors.sync import (
+    VERSION_COLUMNS,
+    desired_version,
+    status_sql,
+    version_from_row,
+)
 
 Mode = Literal["vector", "text", "hybrid"]
 RRF_K = 60
@@ -80,13 +85,6 @@ class SearchPlan:
         return "; ".join(parts)
 
 
-def _version_of(row: Any) -> EmbedVersion | None:
-    if row is None:
-        return None
-    provider, model, dimensions, fields, size, overlap = row
-    return EmbedVersion(provider, model, dimensions, tuple(fields), size, overlap)
-
-
 class ActiveVersions:
     """Which version each collection serves, read from the database and kept a moment."""
 
@@ -94,29 +92,30 @@ class ActiveVersions:
         self.reader = reader
         self._cached: dict[str, tuple[float, EmbedVersion | None]] = {}
 
-    async def get(self, collection: str, *, fresh: bool = False) -> EmbedVersion | None:
+    def is_cached(self, collection: str) -> bool:
         hit = self._cached.get(collection)
-        if not fresh and hit is not None and time.monotonic() - hit[0] < _VERSIONS_TTL:
-            return hit[1]
-        async with self.reader.pool.acquire() as connection:
-            row = await connection.fetchrow(
-                "SELECT provider, model, dimensions, fields, chunk_size, chunk_overlap"
-                " FROM embedding_versions WHERE collection = $1 AND state = 'active'",
-                collection,
-            )
-        spec = _version_of(row)
+        return hit is not None and time.monotonic() - hit[0] < _VERSIONS_TTL
+
+    async def get(self, collection: str, *, fresh: bool = False) -> EmbedVersion | None:
+        if not fresh and self.is_cached(collection):
+            return self._cached[collection][1]
+        spec = await self._read(collection, "active")
         if spec is not None:  # a first version is seen as soon as it exists
             self._cached[collection] = (time.monotonic(), spec)
         return spec
 
     async def building(self, collection: str) -> EmbedVersion | None:
+        return await self._read(collection, "building")
+
+    async def _read(self, collection: str, state: str) -> EmbedVersion | None:
         async with self.reader.pool.acquire() as connection:
             row = await connection.fetchrow(
-                "SELECT provider, model, dimensions, fields, chunk_size, chunk_overlap"
-                " FROM embedding_versions WHERE collection = $1 AND state = 'building'",
+                f"SELECT {VERSION_COLUMNS} FROM embedding_versions"  # noqa: S608 - constant
+                " WHERE collection = $1 AND state = $2",
                 collection,
+                state,
             )
-        return _version_of(row)
+        return None if row is None else version_from_row(tuple(row))
 
 
 class QueryEmbeddings:
@@ -198,6 +197,7 @@ class SearchService:
             self.records.rule(collection, "list", principal),
             self.records.filter_clause(collection, filter_, principal),
         )
+        from_cache = self.versions.is_cached(collection.name)
         spec = await self.versions.get(collection.name)
         if spec is None:
             return []  # nothing embedded yet
@@ -207,7 +207,7 @@ class SearchService:
         )
         filtered = bool(filter_) or not admits_all
         hits = await self._run(collection, spec, where, filtered, mode, query, k)
-        if len(hits) < k:
+        if len(hits) < k and from_cache:
             # The version may have been swapped since it was cached (its chunks are gone):
             # look again, and search the new one if so.
             current = await self.versions.get(collection.name, fresh=True)

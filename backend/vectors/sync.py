@@ -68,28 +68,29 @@ def desired_version(collection: Collection, settings: Settings) -> EmbedVersion:
     )
 
 
-_VERSION_COLUMNS = "provider, model, dimensions, fields, chunk_size, chunk_overlap"
+VERSION_COLUMNS = "provider, model, dimensions, fields, chunk_size, chunk_overlap"
 
 
-def _spec(row: Sequence[Any]) -> EmbedVersion:
+def version_from_row(row: Sequence[Any]) -> EmbedVersion:
+    """An EmbedVersion from a row of VERSION_COLUMNS, in that order."""
     provider, model, dimensions, fields, size, overlap = row
     return EmbedVersion(provider, model, dimensions, tuple(fields), size, overlap)
 
 
 def live_versions(conn: psycopg.Connection, collection: str) -> list[LiveVersion]:
     rows = conn.execute(
-        f"SELECT state, {_VERSION_COLUMNS} FROM embedding_versions"  # noqa: S608
+        f"SELECT state, {VERSION_COLUMNS} FROM embedding_versions"  # noqa: S608
         " WHERE collection = %s ORDER BY state",
         (collection,),
     ).fetchall()
-    return [LiveVersion(_spec(row[1:]), row[0]) for row in rows]
+    return [LiveVersion(version_from_row(row[1:]), row[0]) for row in rows]
 
 
 def _insert_version(
     conn: psycopg.Connection, collection: str, spec: EmbedVersion, state: str
 ) -> None:
     conn.execute(
-        f"INSERT INTO embedding_versions (collection, version, state, {_VERSION_COLUMNS},"  # noqa: S608
+        f"INSERT INTO embedding_versions (collection, version, state, {VERSION_COLUMNS},"  # noqa: S608
         " activated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
         " CASE WHEN %s = 'active' THEN now() END)",
         (
