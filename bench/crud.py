@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -138,7 +140,9 @@ def load(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
     }
 
 
-def main() -> None:
+@contextmanager
+def embedded_services() -> Iterator[tuple[str, str]]:
+    """(DATABASE_URL, REDIS_URL): the environment's, or embedded servers for the bench's life."""
     with tempfile.TemporaryDirectory(prefix="lbbench-", dir="/tmp") as tmp:
         postgres = redis_server = None
         database_url = os.environ.get("DATABASE_URL")
@@ -150,12 +154,17 @@ def main() -> None:
             redis_server = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
             redis_url = redis_server.start()
         try:
-            run(database_url, redis_url)
+            yield database_url, redis_url
         finally:
             if redis_server:
                 redis_server.stop()
             if postgres:
                 postgres.stop()
+
+
+def main() -> None:
+    with embedded_services() as (database_url, redis_url):
+        run(database_url, redis_url)
 
 
 def run(database_url: str, redis_url: str) -> None:

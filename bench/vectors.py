@@ -17,7 +17,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,13 +31,12 @@ from backend.collections.reads import Reader  # noqa: E402
 from backend.collections.spec import CollectionRegistry  # noqa: E402
 from backend.config import settings_from_env  # noqa: E402
 from backend.db.migrate import upgrade  # noqa: E402
-from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 from backend.lib.urls import libpq_database_url  # noqa: E402
 from backend.vectors.chunking import chunk, source_text  # noqa: E402
 from backend.vectors.embedders import HashEmbedder, vector_literal  # noqa: E402
 from backend.vectors.schema import create_hnsw_index_sql, drop_hnsw_index_sql  # noqa: E402
 from backend.vectors.sync import ensure_versions, status  # noqa: E402
-from bench.crud import free_port, serve, stop  # noqa: E402
+from bench.crud import embedded_services, free_port, serve, stop  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_VECTOR_ROWS", "100000"))
 PIPELINE_ROWS = int(os.environ.get("BENCH_PIPELINE_ROWS", "2000"))
@@ -55,23 +53,8 @@ def report(name: str, value: str, goal: str = "") -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="lbbench-", dir="/tmp") as tmp:
-        postgres = redis_server = None
-        database_url = os.environ.get("DATABASE_URL")
-        if not database_url:
-            postgres = EmbeddedPostgres(Path(tmp) / "pg")
-            database_url = postgres.start()
-        redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            redis_server = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
-            redis_url = redis_server.start()
-        try:
-            run(database_url, redis_url)
-        finally:
-            if redis_server:
-                redis_server.stop()
-            if postgres:
-                postgres.stop()
+    with embedded_services() as (database_url, redis_url):
+        run(database_url, redis_url)
     print(f"Vector search, {ROWS} x {DIMS} clustered vectors, k = {K}, {QUERIES} queries\n")
     print("| measure | value | goal |")
     print("| --- | ---: | --- |")
