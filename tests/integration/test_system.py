@@ -165,12 +165,15 @@ def test_create_app_refuses_prod_with_a_placeholder_secret(monkeypatch, database
 def test_beat_reports_the_celery_queue_depth_as_a_metric_line(settings, capsys):
     import json
 
-    from backend.config import Settings
+    import msgspec
+
     from workers.celery_app import create_celery_app
 
-    fields = {name: getattr(settings, name) for name in settings.__struct_fields__}
-    app = create_celery_app(Settings(**{**fields, "queue_metrics_namespace": "Litebase/test"}))
+    app = create_celery_app(
+        msgspec.structs.replace(settings, queue_metrics_namespace="Litebase/test")
+    )
     assert "queue-metrics" in app.conf.beat_schedule
+    app.loader.import_default_modules()  # as a worker does: the task modules register
     app.redis().delete("celery")
     app.redis().rpush("celery", "a", "b", "c")
     try:

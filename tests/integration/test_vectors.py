@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 
+import msgspec
 import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
@@ -230,7 +231,7 @@ async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
     for i in range(5):
         await _note(client, alice, title=f"n{i}", body=f"granite basalt quartz {i}")
     await embed_all(settings)
-    bigger = Settings(**{**_fields(settings), "embedding_dimensions": 256})
+    bigger = msgspec.structs.replace(settings, embedding_dimensions=256)
     collection = _notes()
 
     def start_building() -> list[str]:
@@ -252,10 +253,6 @@ async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
     assert len(items) == 5
     dims = await asyncio.to_thread(_dims, settings)
     assert dims == {256}
-
-
-def _fields(settings: Settings) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}
 
 
 def _dims(settings: Settings) -> set[int]:
@@ -283,7 +280,7 @@ async def test_selective_filter_still_returns_k_with_high_recall(
     await embed_all(settings)
     sql("ANALYZE notes")
     query = " ".join(words[:12])
-    tuned = Settings(**{**_fields(settings), "vector_exact_scan_max_rows": exact_max_rows})
+    tuned = msgspec.structs.replace(settings, vector_exact_scan_max_rows=exact_max_rows)
     async with AsyncTestClient(create_app(tuned, clock=clock)) as tuned_client:
         response = await tuned_client.post(
             SEARCH,
@@ -360,7 +357,7 @@ async def test_the_source_hash_in_sql_is_the_one_python_computes(client, alice, 
 
 
 async def test_embedding_counts_are_prometheus_gauges(alice, settings, clock):
-    tuned = Settings(**{**_fields(settings), "vector_status_refresh_seconds": 0.1})
+    tuned = msgspec.structs.replace(settings, vector_status_refresh_seconds=0.1)
     async with AsyncTestClient(create_app(tuned, clock=clock)) as tuned_client:
         for i in range(2):
             await _note(tuned_client, alice, title=f"g{i}", body="gauge")
