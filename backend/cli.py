@@ -218,6 +218,8 @@ def api(host: str, port: int, workers: int) -> None:
     """Serve the API with uvicorn (production: no reload, proxy headers trusted)."""
     import uvicorn
 
+    from backend.realtime.transport import uvicorn_options
+
     settings = _settings()  # refuse bad settings before binding the port
     uvicorn.run(
         "backend.app:create_app",
@@ -230,6 +232,7 @@ def api(host: str, port: int, workers: int) -> None:
         timeout_graceful_shutdown=10,
         access_log=False,  # the app logs each request with its id
         log_level=settings.log_level.lower(),
+        **uvicorn_options(settings),  # a socket that stopped reading is dropped
     )
 
 

@@ -21,6 +21,7 @@ MIN_SECRET_KEY_LENGTH = 32
 
 # Limits, sizes and counts: zero or less is never meant (msgspec refuses it, naming the field).
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class SettingsError(ValueError):
@@ -83,6 +84,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     realtime_frames_per_second: PositiveInt = 20
     realtime_max_subscriptions: PositiveInt = 100
     realtime_send_queue: PositiveInt = 1000
+    realtime_send_timeout_seconds: PositiveFloat = 10.0
     realtime_presence_ttl_seconds: float = 30.0
     outbox_retention_hours: PositiveInt = 24
     # jobs

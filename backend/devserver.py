@@ -27,6 +27,7 @@ import httpx
 from backend.config import Settings
 from backend.db.migrate import upgrade
 from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis
+from backend.realtime.transport import uvicorn_flags
 
 CHILD_GRACE_SECONDS = 6.0
 READY_TIMEOUT_SECONDS = 60.0
@@ -220,6 +221,7 @@ def run_dev(
                     *("--host", host, "--port", str(port), "--no-access-log"),
                     # A socket that stopped reading must not hold shutdown up.
                     *("--timeout-graceful-shutdown", "5"),
+                    *uvicorn_flags(settings),
                 ],
             )
         ]

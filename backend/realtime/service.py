@@ -231,16 +231,21 @@ class RealtimeConnection:
             await self._close(CLOSE_UNAUTHORIZED, "the first frame must be a valid auth frame")
             return
         assert self.principal is not None
-        await self.send(
-            {
-                "type": "ready",
-                "user": {
-                    "id": self.principal.user_id,
-                    "role": self.principal.role,
-                    "org": self.principal.org_id,
-                },
-            }
-        )
+        ready = {
+            "type": "ready",
+            "user": {
+                "id": self.principal.user_id,
+                "role": self.principal.role,
+                "org": self.principal.org_id,
+            },
+        }
+        try:
+            await self.send(ready)
+        except WebSocketDisconnect:
+            await self._cleanup()
+            if self._closing is not None:
+                await self._close(*self._closing)
+            return
         self.hub.connections.add(self)
         receiver = asyncio.create_task(self._receive_loop())
         closed = asyncio.create_task(self._closed.wait())
@@ -271,13 +276,26 @@ class RealtimeConnection:
             self.hub.by_session.get(self.principal.session_id, set()).discard(self)
 
     async def _close(self, code: int, reason: str) -> None:
-        # Bounded: a client that stopped reading may never take the close frame.
+        # Bounded: under plain uvicorn a close waits until the client takes what was sent.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.socket.close(code=code, reason=reason), 5)
+            await asyncio.wait_for(
+                self.socket.close(code=code, reason=reason),
+                self.settings.realtime_send_timeout_seconds,
+            )
 
     async def send(self, frame: dict[str, Any]) -> None:
+        """Send one frame; a client that takes nothing for the send timeout is closed 4008.
+
+        The queue limit alone does not catch a client that stopped reading: with few events
+        the queue never fills, it just waits behind a send stuck on the full TCP buffer.
+        """
+        timeout = self.settings.realtime_send_timeout_seconds
         async with self._send_lock:
-            await self.socket.send_text(encode(frame).decode())
+            try:
+                await asyncio.wait_for(self.socket.send_text(encode(frame).decode()), timeout)
+            except TimeoutError:
+                self.end(CLOSE_TOO_SLOW, f"too slow: nothing taken for {timeout:g} s")
+                raise WebSocketDisconnect(detail="too slow") from None
 
     # --- frames from the client ------------------------------------------------------------
 
@@ -372,9 +390,12 @@ class RealtimeConnection:
     async def _expire(self, expires_at: int) -> None:
         await asyncio.sleep(max(0.0, expires_at - self.hub.clock.now().timestamp()))
         self.authorized.clear()  # events wait (queued, bounded) until a new auth frame
-        await self.send(
-            error_frame("token_expired", "send a new auth frame to keep receiving events")
-        )
+        try:
+            await self.send(
+                error_frame("token_expired", "send a new auth frame to keep receiving events")
+            )
+        except WebSocketDisconnect:
+            return  # too slow: already ending
         try:
             await asyncio.wait_for(
                 self.authorized.wait(), self.settings.realtime_reauth_grace_seconds

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.config import settings_from_env
+from backend.realtime.transport import uvicorn_flags
 from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db
 
@@ -129,6 +131,7 @@ def stack(
             "127.0.0.1",
             "--port",
             str(port),
+            *uvicorn_flags(settings_from_env(env)),
         ],
         env,
         log_dir / "api.log",

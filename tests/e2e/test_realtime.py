@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket as net
 import subprocess
 import sys
 import time
@@ -15,9 +16,15 @@ import httpx
 import psycopg
 import pytest
 import websockets
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
+from backend.config import settings_from_env
 from backend.lib.urls import libpq_database_url
+from backend.realtime.transport import uvicorn_flags
 from tests.e2e.conftest import ROOT, wait_for
 from tests.support import free_port, with_redis_db
 
@@ -246,7 +253,7 @@ def _start_api(env: dict[str, str], log_dir) -> tuple[subprocess.Popen, str]:
     log = log_dir / f"api-{port}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port)],
+         "--host", "127.0.0.1", "--port", str(port), *uvicorn_flags(settings_from_env(env))],
         env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
@@ -568,3 +575,153 @@ async def test_presence_of_a_dead_process_expires(stack, api, tmp_path):
         await b.close()
     finally:
         _stop_api(doomed)
+
+
+# --- clients that stop reading or stop answering pings ------------------------------------
+
+
+class RawClient:
+    """A WebSocket client on a plain socket that reads only when told to and never answers a
+    ping (websockets' own client always does, as it must)."""
+
+    def __init__(self, url: str, receive_buffer: int | None = None) -> None:
+        self.uri = parse_uri(url)
+        self.sock = net.socket()
+        if receive_buffer is not None:  # before connect, so the window is small from the start
+            self.sock.setsockopt(net.SOL_SOCKET, net.SO_RCVBUF, receive_buffer)
+        self.sock.connect((self.uri.host, self.uri.port))
+        self.protocol = ClientProtocol(self.uri)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        self.frames: list[Frame] = []
+        self.ended = False  # the server closed or reset the connection
+        while self.protocol.state is not State.OPEN:
+            self._read(5)
+
+    def _flush(self) -> None:
+        self.sock.sendall(b"".join(self.protocol.data_to_send()))
+
+    def _read(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(262_144)
+        except ConnectionResetError:
+            data = b""
+        if data:
+            self.protocol.receive_data(data)
+        else:
+            self.ended = True
+            self.protocol.receive_eof()
+        self.frames += [e for e in self.protocol.events_received() if isinstance(e, Frame)]
+        self.protocol.data_to_send()  # dropped: the pongs (and close replies) never go out
+
+    def send_json(self, message: dict) -> None:
+        self.protocol.send_text(json.dumps(message).encode())
+        self._flush()
+
+    def next_json(self, timeout: float = 10) -> dict:
+        while not any(f.opcode is Opcode.TEXT for f in self.frames):
+            self._read(timeout)
+        frame = next(f for f in self.frames if f.opcode is Opcode.TEXT)
+        self.frames.remove(frame)
+        return json.loads(frame.data)
+
+    def read_to_the_end(self, timeout: float) -> tuple[int, Close | None]:
+        """Read until the server ends the connection: (event frames read, its close frame)."""
+        deadline = time.monotonic() + timeout
+        while not self.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"still open after {timeout} s")
+            try:
+                self._read(left)
+            except TimeoutError:
+                continue
+        events = sum(1 for f in self.frames if f.opcode is Opcode.TEXT)
+        close = next((f for f in self.frames if f.opcode is Opcode.CLOSE), None)
+        return events, Close.parse(close.data) if close is not None else None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _raw_connect(url: str, tokens: dict, receive_buffer: int | None = None) -> RawClient:
+    client = RawClient(url, receive_buffer)
+    client.send_json({"type": "auth", "token": tokens["access_token"]})
+    assert client.next_json()["type"] == "ready"
+    return client
+
+
+def _write_messages(database_url: str, org: str, owner: str, count: int, size: int) -> None:
+    with psycopg.connect(libpq_database_url(database_url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO messages (id, room, body, owner, org, created_at, updated_at)"
+            " SELECT gen_random_uuid(), 'slow', repeat('x', %s), %s, %s, now(), now()"
+            " FROM generate_series(1, %s)",
+            (size, owner, org, count),
+        )
+
+
+SEND_TIMEOUT = 3.0
+
+
+@pytest.fixture
+def strict_api(stack, tmp_path):
+    """An API process that gives up on a client taking nothing after SEND_TIMEOUT seconds."""
+    env = {**stack.env, "REALTIME_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT)}
+    process, base = _start_api(env, tmp_path)
+    yield process, base
+    _stop_api(process)
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everything(
+    stack, api, strict_api
+):
+    """~5 MB of changes while two clients with tiny receive buffers read nothing: the server
+    gives up on each after the send timeout (the one that reads again before the connection is
+    aborted gets the 4008 close frame; for the other the connection just ends), a healthy
+    subscriber on the same process gets every change, and the process stays well."""
+    process, base = strict_api
+    on_strict = type(stack)(base, stack.env, stack.database_url, stack.redis_url, stack.log_dir)
+    alice, org = await _member_of(api, stack)
+    url = _ws_url(on_strict)
+    soon, never = (_raw_connect(url, alice, receive_buffer=4096) for _ in range(2))
+    for client in (soon, never):
+        client.send_json({"type": "subscribe", "id": "m", "channel": "collection:messages"})
+        assert client.next_json() == {"type": "subscribed", "id": "m"}
+    healthy = await _connect(on_strict, alice)
+    await _subscribe(healthy, "m", channel="collection:messages")
+
+    count = 300
+    started = time.monotonic()
+    writing = asyncio.create_task(
+        asyncio.to_thread(
+            _write_messages, stack.database_url, org, alice["user"]["id"], count, 16_000
+        )
+    )
+    assert len(await _events(healthy, count, timeout=20)) == count
+    await writing
+
+    # Its sends got stuck as the burst came in (~started); it is closed one send timeout
+    # later and aborted one more after that: read again in between.
+    await asyncio.sleep(started + 1.5 * SEND_TIMEOUT - time.monotonic())
+    events, close = await asyncio.to_thread(soon.read_to_the_end, 10)
+    assert events < count
+    assert close is not None and close.code == 4008 and "too slow" in close.reason
+    # The other reads only after that: the server had let it go (no close frame got through).
+    await asyncio.sleep(started + 2 * SEND_TIMEOUT + 2 - time.monotonic())
+    events, close = await asyncio.to_thread(never.read_to_the_end, 10)
+    assert events < count
+    assert close is None or close.code == 4008
+
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/health")).status_code == 200
+    await healthy.send(json.dumps({"type": "ping"}))
+    assert await _frame(healthy) == {"type": "pong"}
+    await healthy.close()
+    for client in (soon, never):
+        client.close()
+    stopping = time.monotonic()
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(10)
+    assert time.monotonic() - stopping < 10

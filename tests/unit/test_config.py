@@ -1,6 +1,8 @@
 import pytest
+from uvicorn.importer import import_from_string
 
 from backend.config import DEV_SECRET_KEY, SettingsError, settings_from_env
+from backend.realtime.transport import BoundedWebSocketProtocol, uvicorn_flags, uvicorn_options
 
 STRONG_KEY = "k" * 48
 
@@ -32,6 +34,7 @@ def test_settings_are_read_from_the_environment(environ, field, expected):
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),
         ({"LITEBASE_ENV": "staging"}, "LITEBASE_ENV"),
         ({"CELERY_MAX_DELIVERIES": "0"}, "CELERY_MAX_DELIVERIES"),
+        ({"REALTIME_SEND_TIMEOUT_SECONDS": "-1"}, "REALTIME_SEND_TIMEOUT_SECONDS"),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_variable_named(environ, message):
@@ -91,3 +94,10 @@ def test_limits_must_be_positive(variable):
 def test_the_default_page_cannot_exceed_the_largest():
     with pytest.raises(SettingsError, match="PAGE_DEFAULT_LIMIT"):
         settings_from_env({"PAGE_DEFAULT_LIMIT": "600"})
+
+
+def test_uvicorn_gets_the_bounded_protocol():
+    [flag, path] = uvicorn_flags(settings_from_env({}))
+    assert flag == "--ws"
+    assert import_from_string(path) is BoundedWebSocketProtocol
+    assert uvicorn_options(settings_from_env({}))["ws"] == path
