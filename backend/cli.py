@@ -232,7 +232,7 @@ def api(host: str, port: int, workers: int) -> None:
         timeout_graceful_shutdown=10,
         access_log=False,  # the app logs each request with its id
         log_level=settings.log_level.lower(),
-        **uvicorn_options(settings),  # a socket that stopped reading is dropped
+        **uvicorn_options(settings),  # server pings; a socket that stopped reading is dropped
     )
 
 

@@ -85,6 +85,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     realtime_max_subscriptions: PositiveInt = 100
     realtime_send_queue: PositiveInt = 1000
     realtime_send_timeout_seconds: PositiveFloat = 10.0
+    realtime_ping_interval_seconds: PositiveFloat = 20.0
+    realtime_ping_timeout_seconds: PositiveFloat = 20.0
     realtime_presence_ttl_seconds: float = 30.0
     outbox_retention_hours: PositiveInt = 24
     # jobs

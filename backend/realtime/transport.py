@@ -8,8 +8,8 @@ close never waits for the drain (its frame is queued behind what the peer has no
 connection that is not gone ``REALTIME_SEND_TIMEOUT_SECONDS`` after it was closed (by the app,
 a ping timeout or a shutdown) is aborted: the buffer is dropped and the peer gets a reset.
 
-``litebase api``, ``litebase dev`` and the e2e stack run uvicorn with this class
-(:func:`uvicorn_options`, :func:`uvicorn_flags`).
+``litebase api``, ``litebase dev`` and the e2e stack run uvicorn with this class and the ping
+settings (:func:`uvicorn_options`, :func:`uvicorn_flags`).
 """
 
 from __future__ import annotations
@@ -88,9 +88,15 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The WebSocket options for ``uvicorn.run`` / ``uvicorn.Config``."""
     return {
         "ws": PROTOCOL_PATH,
+        "ws_ping_interval": settings.realtime_ping_interval_seconds,
+        "ws_ping_timeout": settings.realtime_ping_timeout_seconds,
     }
 
 
 def uvicorn_flags(settings: Settings) -> list[str]:
     """The same options as command-line flags of ``python -m uvicorn``."""
-    return ["--ws", PROTOCOL_PATH]
+    return [
+        *("--ws", PROTOCOL_PATH),
+        *("--ws-ping-interval", str(settings.realtime_ping_interval_seconds)),
+        *("--ws-ping-timeout", str(settings.realtime_ping_timeout_seconds)),
+    ]

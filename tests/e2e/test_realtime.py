@@ -725,3 +725,38 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everyth
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(10)
     assert time.monotonic() - stopping < 10
+
+
+PING_INTERVAL, PING_TIMEOUT = 1.0, 1.0
+
+
+@pytest.fixture
+def pinging_api(stack, tmp_path):
+    """An API process that pings every second and waits a second for the answer."""
+    env = {
+        **stack.env,
+        "REALTIME_PING_INTERVAL_SECONDS": str(PING_INTERVAL),
+        "REALTIME_PING_TIMEOUT_SECONDS": str(PING_TIMEOUT),
+    }
+    process, base = _start_api(env, tmp_path)
+    yield base
+    _stop_api(process)
+
+
+async def test_a_client_that_stops_answering_pings_is_closed(stack, api, pinging_api):
+    on_pinging = type(stack)(
+        pinging_api, stack.env, stack.database_url, stack.redis_url, stack.log_dir
+    )
+    alice = await _user(api)
+    answering = await _connect(on_pinging, alice)  # websockets answers pings by itself
+    started = time.monotonic()
+    silent = await asyncio.to_thread(_raw_connect, _ws_url(on_pinging), alice)
+    _, close = await asyncio.to_thread(silent.read_to_the_end, PING_INTERVAL + PING_TIMEOUT + 3)
+    assert close is not None and close.code == 1011
+    assert time.monotonic() - started < PING_INTERVAL + PING_TIMEOUT + 2
+    silent.close()
+
+    await asyncio.sleep(PING_INTERVAL + PING_TIMEOUT)  # a few pings later, still connected
+    await answering.send(json.dumps({"type": "ping"}))
+    assert await _frame(answering) == {"type": "pong"}
+    await answering.close()

@@ -34,6 +34,7 @@ def test_settings_are_read_from_the_environment(environ, field, expected):
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),
         ({"LITEBASE_ENV": "staging"}, "LITEBASE_ENV"),
         ({"CELERY_MAX_DELIVERIES": "0"}, "CELERY_MAX_DELIVERIES"),
+        ({"REALTIME_PING_TIMEOUT_SECONDS": "0"}, "REALTIME_PING_TIMEOUT_SECONDS"),
         ({"REALTIME_SEND_TIMEOUT_SECONDS": "-1"}, "REALTIME_SEND_TIMEOUT_SECONDS"),
     ],
 )
@@ -96,8 +97,13 @@ def test_the_default_page_cannot_exceed_the_largest():
         settings_from_env({"PAGE_DEFAULT_LIMIT": "600"})
 
 
-def test_uvicorn_gets_the_bounded_protocol():
-    [flag, path] = uvicorn_flags(settings_from_env({}))
-    assert flag == "--ws"
-    assert import_from_string(path) is BoundedWebSocketProtocol
-    assert uvicorn_options(settings_from_env({}))["ws"] == path
+def test_uvicorn_gets_the_realtime_ping_settings_and_the_bounded_protocol():
+    settings = settings_from_env(
+        {"REALTIME_PING_INTERVAL_SECONDS": "7", "REALTIME_PING_TIMEOUT_SECONDS": "3"}
+    )
+    options = uvicorn_options(settings)
+    assert (options["ws_ping_interval"], options["ws_ping_timeout"]) == (7.0, 3.0)
+    assert import_from_string(options["ws"]) is BoundedWebSocketProtocol
+    flags = uvicorn_flags(settings)
+    assert flags[flags.index("--ws-ping-interval") + 1] == "7.0"
+    assert flags[flags.index("--ws-ping-timeout") + 1] == "3.0"
