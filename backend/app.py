@@ -27,7 +27,6 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
 
 import backend
 from backend.auth.deps import AUTH_DEPENDENCIES, auth_service_for
@@ -108,6 +107,8 @@ def create_app(
             await redis.aclose()
             celery.close()
 
+    # Its sessions outside a handler's db_session (the engine's state key is made unique per app).
+    database = _database_config(settings, settings.database_url)
     session_states = SessionStates(settings.session_cache_seconds)
     registry = collections or CollectionRegistry.discover()
     rules = compile_rules(registry, settings.filter_max_length)
@@ -123,7 +124,7 @@ def create_app(
     @asynccontextmanager
     async def start_realtime(app: Litestar) -> AsyncIterator[None]:
         async def authenticate(token: str) -> Principal:
-            async with AsyncSession(app.state.db_engine, expire_on_commit=False) as db:
+            async with database.get_session() as db:
                 return await auth_service_for(db, app.state, settings).authenticate(token)
 
         hub = RealtimeHub(
@@ -221,7 +222,7 @@ def create_app(
             *route_handlers,
         ],
         plugins=[
-            SQLAlchemyPlugin(config=_database_config(settings, settings.database_url)),
+            SQLAlchemyPlugin(config=database),
             ProblemDetailsPlugin(problem_details_config()),
             channels,
         ],
@@ -246,6 +247,7 @@ def create_app(
                 "celery": celery,
                 "collections": registry,
                 "settings": settings,
+                "database": database,
                 "query_embeddings": QueryEmbeddings(settings),
             }
         ),

@@ -9,7 +9,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.auth.service import AuthService, ClientInfo, Principal, unauthorized
+from backend.auth.service import (
+    AuthService,
+    ClientInfo,
+    Principal,
+    known_principal,
+    unauthorized,
+)
 from backend.config import Settings
 from backend.problems import Problem
 
@@ -28,17 +34,30 @@ def auth_service_for(db: AsyncSession, state: State, settings: Settings) -> Auth
     return AuthService(db, state.redis, settings, state.clock, state.mailer, state.session_states)
 
 
-async def provide_principal(
-    request: Request[Any, Any, Any], auth_service: AuthService
-) -> Principal | None:
-    """The caller, or None when no Authorization header was sent. A bad one is 401."""
+async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
+    """The caller, or None when no Authorization header was sent. A bad one is 401.
+
+    Most requests are answered from memory (the verified token, the session known active);
+    only the rest open an ORM session of their own, so a handler that needs none gets none.
+    """
     header = request.headers.get("authorization")
     if not header:
         return None
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise unauthorized("Send Authorization: Bearer <access token or API key>", "invalid_token")
-    return await auth_service.authenticate(token.strip())
+    state = request.app.state
+    settings: Settings = state.settings
+    known = known_principal(token, settings, state.clock, state.session_states)
+    if known is not None:
+        return known
+    async with state.database.get_session() as db:
+        return await auth_service_for(db, state, settings).authenticate(token)
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    return await principal_of(request)
 
 
 async def provide_current(principal: Principal | None) -> Principal:

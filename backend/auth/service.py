@@ -40,6 +40,7 @@ from backend.auth.schemas import (
 from backend.auth.secrets import (
     API_KEY_PREFIX,
     REFRESH_TOKEN_PREFIX,
+    AccessClaims,
     InvalidAccessToken,
     hash_password,
     hash_token,
@@ -90,6 +91,43 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 class ClientInfo:
     ip: str | None = None
     user_agent: str | None = None
+
+
+def known_principal(
+    bearer: str, settings: Settings, clock: Clock, states: SessionStates
+) -> Principal | None:
+    """The caller of an access token whose session this process knows to be active, from
+    memory alone; None when that takes Redis or the database (an API key, a session not known
+    here) or the token is refused (``AuthService.authenticate`` says why)."""
+    if bearer.startswith(API_KEY_PREFIX):
+        return None
+    try:
+        claims = _access_claims(bearer, settings, clock)
+    except InvalidAccessToken:
+        return None
+    if states.get(claims.sid) is not True:
+        return None
+    return _principal_of(claims)
+
+
+def _access_claims(bearer: str, settings: Settings, clock: Clock) -> AccessClaims:
+    return read_access_token(
+        bearer,
+        secret_key=settings.secret_key,
+        now=clock.now(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+def _principal_of(claims: AccessClaims) -> Principal:
+    return Principal(
+        user_id=claims.sub,
+        role=claims.role,
+        org_id=claims.org,
+        session_id=claims.sid,
+        expires_at=claims.exp,
+    )
 
 
 def unauthorized(detail: str, code: str) -> Problem:
@@ -337,24 +375,12 @@ class AuthService:
         if bearer.startswith(API_KEY_PREFIX):
             return await self._authenticate_api_key(bearer)
         try:
-            claims = read_access_token(
-                bearer,
-                secret_key=self.settings.secret_key,
-                now=self.clock.now(),
-                issuer=self.settings.jwt_issuer,
-                audience=self.settings.jwt_audience,
-            )
+            claims = _access_claims(bearer, self.settings, self.clock)
         except InvalidAccessToken as exc:
             raise unauthorized(f"The access token is not valid: {exc}", "invalid_token") from exc
         if not await self._session_is_active(claims.sid):
             raise unauthorized("The session has ended; sign in again", "session_ended")
-        return Principal(
-            user_id=claims.sub,
-            role=claims.role,
-            org_id=claims.org,
-            session_id=claims.sid,
-            expires_at=claims.exp,
-        )
+        return _principal_of(claims)
 
     async def _authenticate_api_key(self, secret: str) -> Principal:
         found = (

@@ -15,6 +15,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.service import Principal
+from backend.collections.deps import Reading, reading_provider
 from backend.collections.schemas import (
     BatchRequest,
     BatchResponse,
@@ -42,8 +43,7 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
 
     @get("/", operation_id=f"list_{name}", summary=f"List {name}")
     async def list_records(
-        records: RecordService,
-        principal: Principal | None,
+        reading: Reading,
         filter_: Annotated[str | None, Parameter(query="filter", required=False)] = None,
         sort: Annotated[str | None, Parameter(required=False)] = None,
         limit: Annotated[
@@ -53,9 +53,9 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
         fields: Annotated[str | None, Parameter(required=False)] = None,
         count: bool = False,
     ) -> Page:  # type: ignore[valid-type]
-        page = await records.list_page(
+        page = await reading.records.list_page(
             collection,
-            principal,
+            reading.principal,
             ListQuery(
                 filter=filter_, sort=sort, limit=limit, cursor=cursor, fields=fields, count=count
             ),
@@ -79,10 +79,8 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
         return Response(read(row), status_code=201, headers={"ETag": etag_of(row)})
 
     @get("/{record_id:uuid}", operation_id=f"get_{name}", summary=f"Read a record of {name}")
-    async def get_record(
-        record_id: UUID, records: RecordService, principal: Principal | None
-    ) -> Response[Read]:  # type: ignore[valid-type]
-        row = await records.get(collection, principal, record_id)
+    async def get_record(record_id: UUID, reading: Reading) -> Response[Read]:  # type: ignore[valid-type]
+        row = await reading.records.get(collection, reading.principal, record_id)
         return Response(read(row), headers={"ETag": etag_of(row)})
 
     @patch("/{record_id:uuid}", operation_id=f"update_{name}", summary=f"Change a record of {name}")
@@ -194,6 +192,9 @@ def collection_routers(
         Router(
             "/",
             route_handlers=routers,
-            dependencies={"records": Provide(provide_records, sync_to_thread=False)},
+            dependencies={
+                "records": Provide(provide_records, sync_to_thread=False),
+                "reading": Provide(reading_provider(rules, settings)),
+            },
         )
     ]

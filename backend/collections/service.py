@@ -142,16 +142,17 @@ def values_of(collection: Collection, row: CollectionModel) -> Row:
     return {name: getattr(row, name) for name in collection.fields}
 
 
-class RecordService:
+class RecordReads:
+    """Rules, filters, GET and list: what reading needs, with no ORM session (reads run on
+    the asyncpg reader), so the read routes neither open nor commit one."""
+
     def __init__(
         self,
-        db: AsyncSession,
         reader: Reader,
         settings: Settings,
         clock: Clock,
         rules: dict[str, CompiledRules],
     ) -> None:
-        self.db = db
         self.reader = reader
         self.settings = settings
         self.clock = clock
@@ -303,6 +304,32 @@ class RecordService:
             )
         return Page(rows=rows, next_cursor=next_cursor, total=total, fields=fields)
 
+    async def get(
+        self, collection: Collection, principal: Principal | None, record_id: UUID
+    ) -> Row:
+        table = collection.table
+        rows = await self.reader.rows(
+            select(table).where(table.c.id == record_id, self.rule(collection, "view", principal))
+        )
+        if not rows:
+            raise Problem(404, f"No such record in {collection.name}", code="not_found")
+        return rows[0]
+
+
+class RecordService(RecordReads):
+    """Reads, and the writes (create, update, delete, batch) through an ORM session."""
+
+    def __init__(
+        self,
+        db: AsyncSession,
+        reader: Reader,
+        settings: Settings,
+        clock: Clock,
+        rules: dict[str, CompiledRules],
+    ) -> None:
+        super().__init__(reader, settings, clock, rules)
+        self.db = db
+
     async def _visible(
         self,
         collection: Collection,
@@ -330,17 +357,6 @@ class RecordService:
             )
         )
         return found is not None
-
-    async def get(
-        self, collection: Collection, principal: Principal | None, record_id: UUID
-    ) -> Row:
-        table = collection.table
-        rows = await self.reader.rows(
-            select(table).where(table.c.id == record_id, self.rule(collection, "view", principal))
-        )
-        if not rows:
-            raise Problem(404, f"No such record in {collection.name}", code="not_found")
-        return rows[0]
 
     # --- writing ---------------------------------------------------------------------------
 

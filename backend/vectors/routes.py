@@ -4,18 +4,18 @@
 start-up, and Litestar reads the annotations as objects.)
 """
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
-from litestar import Response, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.auth.deps import BEARER
+from backend.auth.deps import BEARER, principal_of
 from backend.auth.service import Principal
 from backend.collections.schemas import record_types
-from backend.collections.service import CompiledRules, RecordService
+from backend.collections.service import CompiledRules, RecordReads
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.problems import Problem
@@ -52,6 +52,15 @@ class EmbeddingStatus(msgspec.Struct, frozen=True, kw_only=True):
     building: VersionStatus | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Searching:
+    """Who searches, and the search: the one dependency of POST …/search (sibling
+    dependencies would be resolved in a task group per request)."""
+
+    principal: Principal | None
+    service: SearchService
+
+
 def _router_for(collection: Collection) -> Router:
     Read = record_types(collection).read
     title = Read.__name__.removesuffix("Record")
@@ -70,12 +79,11 @@ def _router_for(collection: Collection) -> Router:
         status_code=200,
         security=BEARER,
     )
-    async def search(
-        data: SearchRequest, search_service: SearchService, principal: Principal | None
-    ) -> Response[Results]:  # type: ignore[valid-type]
+    async def search(data: SearchRequest, searching: Searching) -> Response[Results]:  # type: ignore[valid-type]
+        search_service = searching.service
         hits = await search_service.search(
             collection,
-            principal,
+            searching.principal,
             query=data.query,
             mode=data.mode,
             k=data.k,
@@ -124,16 +132,22 @@ def vector_routers(
     if not embedded:
         return []
 
-    def provide_search(db_session: AsyncSession, state: State) -> SearchService:
-        records = RecordService(db_session, state.reader, settings, state.clock, rules)
+    def provide_search(state: State) -> SearchService:
+        records = RecordReads(state.reader, settings, state.clock, rules)
         return SearchService(
             records, state.reader, settings, state.embedding_versions, state.query_embeddings
         )
+
+    async def provide_searching(request: Request[Any, Any, Any]) -> Searching:
+        return Searching(await principal_of(request), provide_search(request.app.state))
 
     return [
         Router(
             "/",
             route_handlers=[_router_for(c) for c in embedded],
-            dependencies={"search_service": Provide(provide_search, sync_to_thread=False)},
+            dependencies={
+                "search_service": Provide(provide_search, sync_to_thread=False),
+                "searching": Provide(provide_searching),
+            },
         )
     ]

@@ -38,7 +38,7 @@ from sqlalchemy import (
 
 from backend.auth.service import Principal
 from backend.collections.reads import Reader
-from backend.collections.service import RecordService, Row
+from backend.collections.service import RecordReads, Row
 from backend.collections.spec import Collection
 from backend.config import Settings
 from backend.problems import Problem
@@ -157,7 +157,7 @@ def _problem(detail: str, field: str, message: str) -> Problem:
 class SearchService:
     def __init__(
         self,
-        records: RecordService,
+        records: RecordReads,
         reader: Reader,
         settings: Settings,
         versions: ActiveVersions,

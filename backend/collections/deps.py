@@ -1,0 +1,32 @@
+"""The one dependency of the read routes (GET, list, search): who reads, and the reads.
+
+Litestar resolves sibling dependencies concurrently, in an anyio task group per request;
+on a request this cheap that group was a fifth of the time. One dependency resolves in line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+
+from backend.auth.deps import principal_of
+from backend.auth.service import Principal
+from backend.collections.service import CompiledRules, RecordReads
+from backend.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    principal: Principal | None
+    records: RecordReads
+
+
+def reading_provider(rules: dict[str, CompiledRules], settings: Settings) -> Any:
+    async def provide_reading(request: Request[Any, Any, Any]) -> Reading:
+        state = request.app.state
+        records = RecordReads(state.reader, settings, state.clock, rules)
+        return Reading(await principal_of(request), records)
+
+    return provide_reading
