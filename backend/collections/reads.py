@@ -3,7 +3,8 @@
 A read through an ORM session pays for a transaction (BEGIN and COMMIT round trips), the
 session and the identity map. For GET and list, none of that buys anything: this runs the
 same statement, compiled once per shape (SQLAlchemy's cache key), on a plain asyncpg pool in
-autocommit, and hands back rows as dicts.
+autocommit, and hands back rows as dicts. Nothing on this pool may change session state
+(SET, LISTEN, advisory locks, cursors): connections go back to it without a reset.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ async def _decode_json(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to undo: this pool only runs reads, whose settings are transaction-local."""
+
+
 async def create_read_pool(dsn: str, max_size: int) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         # min_size=0: no connection until the first read, so the app starts (and /ready can
@@ -36,6 +41,10 @@ async def create_read_pool(dsn: str, max_size: int) -> asyncpg.Pool:
         min_size=0,
         max_size=max_size,
         init=_decode_json,
+        # asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is a round
+        # trip on every release; a read never leaves any of that behind (asyncpg still rolls
+        # back a transaction left open).
+        reset=_keep_session,
     )
     return pool
 
