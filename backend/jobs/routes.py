@@ -23,7 +23,7 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 async def provide_job_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> JobService:
-    return JobService(db_session, state.celery, settings, state.clock)
+    return JobService(db_session, state.celery, settings, state.clock, state.collections)
 
 
 class JobController(Controller):

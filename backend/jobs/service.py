@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -12,10 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.service import Principal
+from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
 from backend.jobs.schemas import JobView, NewJob
-from backend.jobs.types import JOB_TYPES, parse_input
+from backend.jobs.types import JOB_TYPES, JobType, ReindexCollection, parse_input
 from backend.lib.clock import Clock
 from backend.problems import Problem, locate
 
@@ -49,30 +51,58 @@ async def enqueue(celery: Celery, job_id: UUID) -> bool:
     return True
 
 
+def check_job(
+    principal: Principal, type_name: str, raw_input: Any, collections: CollectionRegistry
+) -> JobType:
+    """The job type, if this caller may start it with this input; else the Problem to answer
+    (422 naming the field, 403 for an admin-only type). Jobs and schedules check the same."""
+    job_type = JOB_TYPES.get(type_name)
+    if job_type is None:
+        raise Problem(
+            422,
+            f"Unknown job type {type_name!r}; known: {', '.join(sorted(JOB_TYPES))}",
+            errors=[{"field": "type", "message": "unknown job type", "source": "body"}],
+        )
+    if job_type.admin_only and not principal.is_admin:
+        raise Problem(403, f"Only admins may start {type_name} jobs", code="forbidden")
+    try:
+        parsed = parse_input(job_type, raw_input)
+    except msgspec.ValidationError as exc:
+        field, message = locate(str(exc), "input")
+        raise Problem(
+            422,
+            f"The input does not fit {type_name}: {message}",
+            errors=[{"field": field, "message": message, "source": "body"}],
+        ) from None
+    if isinstance(parsed, ReindexCollection):
+        found = collections.get(parsed.collection)
+        if found is None or found.embed is None:
+            message = "is not a collection that embeds"
+            raise Problem(
+                422,
+                f"{parsed.collection!r} {message}",
+                errors=[{"field": "input.collection", "message": message, "source": "body"}],
+            )
+    return job_type
+
+
 class JobService:
-    def __init__(self, db: AsyncSession, celery: Celery, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: AsyncSession,
+        celery: Celery,
+        settings: Settings,
+        clock: Clock,
+        collections: CollectionRegistry,
+    ) -> None:
         self.db = db
         self.celery = celery
         self.settings = settings
         self.clock = clock
+        self.collections = collections
 
     async def submit(self, principal: Principal, data: NewJob) -> Job:
-        job_type = JOB_TYPES.get(data.type)
-        if job_type is None:
-            raise Problem(
-                422,
-                f"Unknown job type {data.type!r}; known: {', '.join(sorted(JOB_TYPES))}",
-                errors=[{"field": "type", "message": "unknown job type", "source": "body"}],
-            )
-        try:
-            parse_input(job_type, data.input)
-        except msgspec.ValidationError as exc:
-            field, message = locate(str(exc), "input")
-            raise Problem(
-                422,
-                f"The input does not fit {data.type}: {message}",
-                errors=[{"field": field, "message": message, "source": "body"}],
-            ) from None
+        check_job(principal, data.type, data.input, self.collections)
         active = await self.db.scalar(
             select(func.count())
             .select_from(Job)
