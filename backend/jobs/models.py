@@ -31,6 +31,11 @@ class Job(UUIDv7AuditBase):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     started_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # Not before this (a delayed job); None: as soon as a worker is free.
+    run_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # Unique when set: whoever creates a job under a key it already has creates nothing (a
+    # schedule's run for one due time, however many beats claim it).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None, unique=True)
 
 
 class JobInput(UUIDv7AuditBase):

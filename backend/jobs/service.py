@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -38,13 +39,15 @@ def job_view(job: Job) -> JobView:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        run_at=job.run_at,
     )
 
 
-async def enqueue(celery: Celery, job_id: UUID) -> bool:
-    """Hand the job to the workers; False if the broker refused (the sweeper retries)."""
+async def enqueue(celery: Celery, job_id: UUID, run_at: datetime | None = None) -> bool:
+    """Hand the job to the workers (not before ``run_at``); False if the broker refused (the
+    sweeper retries)."""
     try:
-        await asyncio.to_thread(celery.send_task, RUN_JOB_TASK, args=[str(job_id)])
+        await asyncio.to_thread(celery.send_task, RUN_JOB_TASK, args=[str(job_id)], eta=run_at)
     except Exception:
         log.exception("could not queue job %s; the sweeper will", job_id)
         return False
@@ -101,8 +104,43 @@ class JobService:
         self.clock = clock
         self.collections = collections
 
+    def run_at(self, data: NewJob) -> datetime | None:
+        """When a delayed job may start; refuses a delay the broker cannot keep.
+
+        Celery hands an ETA task to a worker at once and the worker holds it unacknowledged
+        until it is due; Redis gives an unacknowledged task to another worker after the
+        visibility timeout, again and again, so a longer delay would start the job repeatedly.
+        """
+        if data.countdown is not None and data.run_at is not None:
+            message = "give countdown or run_at, not both"
+            raise Problem(
+                422,
+                message,
+                errors=[{"field": "run_at", "message": message, "source": "body"}],
+            )
+        now = self.clock.now()
+        if data.countdown is not None:
+            field, delay = "countdown", data.countdown
+        elif data.run_at is not None:
+            field, delay = "run_at", (data.run_at - now).total_seconds()
+        else:
+            return None
+        limit = self.settings.celery_visibility_timeout_seconds
+        if delay >= limit:
+            message = (
+                f"at most {limit}s ahead (CELERY_VISIBILITY_TIMEOUT_SECONDS); use a schedule"
+                " for later runs"
+            )
+            raise Problem(
+                422,
+                f"The delay is {delay:.0f}s; {message}",
+                errors=[{"field": field, "message": message, "source": "body"}],
+            )
+        return now + timedelta(seconds=delay) if delay > 0 else None
+
     async def submit(self, principal: Principal, data: NewJob) -> Job:
         check_job(principal, data.type, data.input, self.collections)
+        run_at = self.run_at(data)
         active = await self.db.scalar(
             select(func.count())
             .select_from(Job)
@@ -115,12 +153,12 @@ class JobService:
                 code="too_many_jobs",
                 headers={"Retry-After": "10"},
             )
-        job = Job(owner=principal.user_id, org=principal.org_id, type=data.type)
+        job = Job(owner=principal.user_id, org=principal.org_id, type=data.type, run_at=run_at)
         self.db.add(job)
         await self.db.flush()
         self.db.add(JobInput(job_id=job.id, input=data.input))
         await self.db.commit()
-        await enqueue(self.celery, job.id)
+        await enqueue(self.celery, job.id, run_at)
         return job
 
     async def _mine(self, principal: Principal, job_id: UUID, *, lock: bool = False) -> Job:

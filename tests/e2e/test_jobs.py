@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 
 import httpx
 import psycopg
@@ -73,6 +74,16 @@ async def test_a_job_runs_and_its_progress_is_pushed_live(stack, api):
     assert [j["id"] for j in (await api.get("/jobs", params={"status": "succeeded"})).json()] == [
         job["id"]
     ]
+
+
+async def test_a_delayed_job_starts_when_it_is_due(api):
+    body = {"type": "sleep", "input": {"seconds": 0}, "countdown": 1.5}
+    job = (await api.post("/jobs", json=body)).json()
+    assert job["status"] == "queued" and job["run_at"]
+    done = await _until(api, job["id"], {"succeeded", "failed"}, within=20)
+    assert done["status"] == "succeeded"
+    started, due = (datetime.fromisoformat(t) for t in (done["started_at"], job["run_at"]))
+    assert started >= due
 
 
 async def test_someone_elses_job_is_hidden(stack, api):

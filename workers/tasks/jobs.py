@@ -258,7 +258,7 @@ def requeue_jobs(self: Any) -> int:
     with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
         stale = conn.execute(
             "SELECT id::text FROM jobs WHERE status = 'queued' AND attempts = 0"
-            " AND created_at < now() - make_interval(secs => %s)",
+            " AND coalesce(run_at, created_at) < now() - make_interval(secs => %s)",
             (app.settings.jobs_requeue_after_seconds,),
         ).fetchall()
     for (job_id,) in stale:
