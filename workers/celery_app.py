@@ -98,14 +98,28 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
         timezone="UTC",
         enable_utc=True,
         imports=TASK_MODULES,
-        beat_schedule={
-            "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
-            "requeue-jobs": {"task": "jobs.requeue", "schedule": 60.0},
-            **(
-                {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
-                if settings.queue_metrics_namespace
-                else {}
-            ),
-        },
+        beat_schedule=beat_schedule(settings),
     )
     return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every periodic task, declared here and nowhere else (no ``add_periodic_task`` in task
+    modules): ``litebase beat`` runs exactly these. Users' own schedules are rows in
+    ``job_schedules``, started by the ``jobs.fire_schedules`` entry below (docs/jobs.md)."""
+    return {
+        "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
+        "requeue-jobs": {
+            "task": "jobs.requeue",
+            "schedule": float(settings.jobs_requeue_interval_seconds),
+        },
+        "fire-schedules": {
+            "task": "jobs.fire_schedules",
+            "schedule": float(settings.jobs_schedule_poll_seconds),
+        },
+        **(
+            {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
+            if settings.queue_metrics_namespace
+            else {}
+        ),
+    }

@@ -48,3 +48,22 @@ class JobInput(UUIDv7AuditBase):
         ForeignKey("jobs.id", ondelete="CASCADE"), unique=True, index=True
     )
     input: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class JobSchedule(UUIDv7AuditBase):
+    """A cron-like schedule: at each due time, beat starts one job of its type, as its owner."""
+
+    __tablename__ = "job_schedules"
+    __table_args__ = (Index("job_schedules_due_idx", "enabled", "next_run_at"),)
+
+    owner: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    org: Mapped[UUID | None] = mapped_column(ForeignKey("orgs.id", ondelete="SET NULL"))
+    type: Mapped[str] = mapped_column(String(100))
+    input: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    cron: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    next_run_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    last_job_id: Mapped[UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), default=None
+    )

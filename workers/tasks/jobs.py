@@ -22,6 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.types.json import Jsonb
 
 from backend.config import Settings
+from backend.jobs.schedules import FIRE_SCHEDULES_TASK, fire_due_schedules
 from backend.jobs.service import RUN_JOB_TASK
 from backend.jobs.types import JOB_TYPES, ImportRecords, ReindexCollection, Sleep, parse_input
 from backend.lib.urls import libpq_database_url
@@ -264,3 +265,18 @@ def requeue_jobs(self: Any) -> int:
     for (job_id,) in stale:
         app.send_task(RUN_JOB_TASK, args=[job_id])
     return len(stale)
+
+
+@shared_task(name=FIRE_SCHEDULES_TASK, bind=True)
+def fire_schedules(self: Any) -> int:
+    """Start the jobs of the schedules that are due (beat, every JOBS_SCHEDULE_POLL_SECONDS)."""
+    from datetime import UTC, datetime
+
+    app = self.app
+    assert isinstance(app, LitebaseCelery) and app.settings.database_url
+    with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
+        created = fire_due_schedules(conn, datetime.now(UTC), app.settings)
+    # After the commit; a job not handed on (the broker is down) is the sweeper's.
+    for job_id in created:
+        app.send_task(RUN_JOB_TASK, args=[job_id])
+    return len(created)
