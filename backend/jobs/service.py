@@ -43,11 +43,27 @@ def job_view(job: Job) -> JobView:
     )
 
 
-async def enqueue(celery: Celery, job_id: UUID, run_at: datetime | None = None) -> bool:
+def send_job(
+    celery: Celery, job_id: UUID | str, type_name: str, run_at: datetime | None = None
+) -> None:
+    """Hand one job to the workers: on its type's queue, not before ``run_at``, and stopped
+    (SoftTimeLimitExceeded, so it is marked failed) after its type's timeout."""
+    options: dict[str, Any] = {}
+    job_type = JOB_TYPES.get(type_name)
+    if job_type is not None:
+        options["soft_time_limit"] = job_type.timeout_seconds
+        if job_type.queue:
+            options["queue"] = job_type.queue
+    celery.send_task(RUN_JOB_TASK, args=[str(job_id)], eta=run_at, **options)
+
+
+async def enqueue(
+    celery: Celery, job_id: UUID, type_name: str, run_at: datetime | None = None
+) -> bool:
     """Hand the job to the workers (not before ``run_at``); False if the broker refused (the
     sweeper retries)."""
     try:
-        await asyncio.to_thread(celery.send_task, RUN_JOB_TASK, args=[str(job_id)], eta=run_at)
+        await asyncio.to_thread(send_job, celery, job_id, type_name, run_at)
     except Exception:
         log.exception("could not queue job %s; the sweeper will", job_id)
         return False
@@ -158,7 +174,7 @@ class JobService:
         await self.db.flush()
         self.db.add(JobInput(job_id=job.id, input=data.input))
         await self.db.commit()
-        await enqueue(self.celery, job.id, run_at)
+        await enqueue(self.celery, job.id, job.type, run_at)
         return job
 
     async def _mine(self, principal: Principal, job_id: UUID, *, lock: bool = False) -> Job:

@@ -40,6 +40,9 @@ class JobType:
     max_retries: int = 3
     # Admin-only types act on everyone's data (a whole collection), not the caller's own.
     admin_only: bool = False
+    # The Celery queue its jobs go to (None: the default one); workers for it: `litebase worker
+    # -Q <queue>`. Keeps long jobs from holding up short ones.
+    queue: str | None = None
 
 
 JOB_TYPES: dict[str, JobType] = {

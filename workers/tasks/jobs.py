@@ -23,10 +23,10 @@ from psycopg.types.json import Jsonb
 
 from backend.config import Settings
 from backend.jobs.schedules import FIRE_SCHEDULES_TASK, fire_due_schedules
-from backend.jobs.service import RUN_JOB_TASK
+from backend.jobs.service import RUN_JOB_TASK, send_job
 from backend.jobs.types import JOB_TYPES, ImportRecords, ReindexCollection, Sleep, parse_input
 from backend.lib.urls import libpq_database_url
-from workers.celery_app import LitebaseCelery
+from workers.celery_app import LitebaseCelery, LitebaseTask
 
 REQUEUE_JOBS_TASK = "jobs.requeue"
 MAX_REPORTED_ERRORS = 100
@@ -201,7 +201,23 @@ def _finish(conn: psycopg.Connection, job_id: str, status: str, **fields: Any) -
     )
 
 
-@shared_task(name=RUN_JOB_TASK, bind=True, max_retries=None)
+class JobTask(LitebaseTask):
+    """jobs.run: when its message is dropped (it killed its worker CELERY_MAX_DELIVERIES times),
+    the job is marked failed rather than left running for ever."""
+
+    def delivery_limit_reached(self, deliveries: int, *args: Any, **kwargs: Any) -> None:
+        app = self.app
+        assert isinstance(app, LitebaseCelery) and app.settings.database_url
+        job_id = args[0] if args else kwargs["job_id"]
+        with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as c:
+            c.execute(
+                "UPDATE jobs SET status = 'failed', error = %s, finished_at = now(),"
+                " updated_at = now() WHERE id = %s AND status IN ('queued', 'running')",
+                (f"its worker died {deliveries} times running it; not run again", job_id),
+            )
+
+
+@shared_task(name=RUN_JOB_TASK, bind=True, max_retries=None, base=JobTask)
 def run_job(self: Any, job_id: str) -> str:
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
@@ -258,12 +274,12 @@ def requeue_jobs(self: Any) -> int:
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
     with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
         stale = conn.execute(
-            "SELECT id::text FROM jobs WHERE status = 'queued' AND attempts = 0"
+            "SELECT id::text, type FROM jobs WHERE status = 'queued' AND attempts = 0"
             " AND coalesce(run_at, created_at) < now() - make_interval(secs => %s)",
             (app.settings.jobs_requeue_after_seconds,),
         ).fetchall()
-    for (job_id,) in stale:
-        app.send_task(RUN_JOB_TASK, args=[job_id])
+    for job_id, type_name in stale:
+        send_job(app, job_id, type_name)
     return len(stale)
 
 
@@ -276,7 +292,10 @@ def fire_schedules(self: Any) -> int:
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
     with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
         created = fire_due_schedules(conn, datetime.now(UTC), app.settings)
+        types = conn.execute(
+            "SELECT id::text, type FROM jobs WHERE id = ANY(%s::uuid[])", (created,)
+        ).fetchall()
     # After the commit; a job not handed on (the broker is down) is the sweeper's.
-    for job_id in created:
-        app.send_task(RUN_JOB_TASK, args=[job_id])
+    for job_id, type_name in types:
+        send_job(app, job_id, type_name)
     return len(created)
