@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from backend.lib.urls import libpq_database_url
 from tests.e2e.conftest import ROOT
@@ -208,3 +211,91 @@ async def test_a_job_that_kills_its_worker_every_time_is_failed_not_left_running
     assert failed["status"] == "failed", failed
     assert failed["error"] == f"its worker died {limit} times running it; not run again"
     assert failed["attempts"] == limit
+
+
+async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
+    stack, api, effects, tmp_path
+):
+    """A worker (with beat) on a Redis of its own; jobs are queued, two run, and Redis restarts
+    empty. The running jobs finish in their worker; the queued ones' messages are gone, and the
+    sweeper sends them again from their rows: every job succeeds, each effect lands once."""
+    from backend.config import settings_from_env
+    from backend.jobs.service import send_job
+    from backend.lib.embedded import EmbeddedRedis
+    from workers.celery_app import create_celery_app
+
+    own = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lb-r-")), persistent=False)
+    url = own.start()
+    env = {
+        **stack.env,
+        "REDIS_URL": url,
+        "JOBS_REQUEUE_AFTER_SECONDS": "3",
+        "JOBS_REQUEUE_INTERVAL_SECONDS": "1",
+    }
+    workers = Workers(
+        env, tmp_path, "--pool", "threads", "--concurrency", "2", "-Q", f"{EFFECTS_QUEUE},celery",
+        "--include", "tests.e2e.worker_tasks", "--beat", "--schedule", str(tmp_path / "beat"),
+    )  # fmt: skip
+    owner = (await api.get("/auth/me")).json()["id"]
+    celery = create_celery_app(settings_from_env({}, redis_url=url))
+    try:
+        workers.start()
+        workers.wait_ready()
+        ids = []
+        for n in range(4):  # as POST /jobs does: the row, then the message
+            job_id = uuid.uuid4()
+            _sql(
+                stack,
+                "INSERT INTO jobs (id, owner, type, created_at, updated_at)"
+                " VALUES (%s, %s, 'e2e_effect', now(), now())",
+                job_id,
+                owner,
+            )
+            _sql(
+                stack,
+                "INSERT INTO job_inputs (id, job_id, input, created_at, updated_at)"
+                " VALUES (gen_random_uuid(), %s, %s, now(), now())",
+                job_id,
+                Jsonb({"key": f"restart-{n}", "hold_seconds": 2}),
+            )
+            send_job(celery, job_id, "e2e_effect")
+            ids.append(str(job_id))
+        deadline = time.monotonic() + 30
+        while _running(stack, ids) < 2:
+            assert time.monotonic() < deadline, "the jobs did not start"
+            time.sleep(0.05)
+        own.stop()  # SHUTDOWN NOSAVE: the queue, the unacknowledged set, all gone
+        own.start()  # the same socket, empty
+        deadline = time.monotonic() + 45
+        while _sql(
+            stack,
+            "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status <> 'succeeded'",
+            ids,
+        )[0][0]:
+            assert time.monotonic() < deadline, _sql(
+                stack, "SELECT status, attempts, error FROM jobs WHERE id = ANY(%s::uuid[])", ids
+            )
+            time.sleep(0.2)
+        log = "".join(path.read_text(errors="replace") for _, path in workers.running)
+    finally:
+        workers.kill_all()
+        celery.close()
+        own.stop()
+    count, distinct = _sql(
+        stack,
+        "SELECT count(*), count(DISTINCT key) FROM e2e_effects WHERE job_id = ANY(%s::uuid[])",
+        ids,
+    )[0]
+    assert (count, distinct) == (4, 4)
+    # The jobs whose messages Redis lost came back through the sweeper.
+    assert re.search(r"jobs\.requeue\[[^\]]+\] succeeded in [0-9.]+s: [1-9]", log), log[-3000:]
+
+
+def _running(stack, ids: list[str]) -> int:
+    return int(
+        _sql(
+            stack,
+            "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'",
+            ids,
+        )[0][0]
+    )
