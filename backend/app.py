@@ -42,7 +42,7 @@ from backend.db.base import metadata
 from backend.db.migrate import head_revisions
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
-from backend.jobs.routes import JobController
+from backend.jobs.routes import JobController, ScheduleController
 from backend.lib.background import running
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.urls import async_database_url, libpq_database_url
@@ -216,6 +216,7 @@ def create_app(
             OrgController,
             InvitationController,
             JobController,
+            ScheduleController,
             *collection_routers(registry, rules, settings),
             *vector_routers(registry, rules, settings),
             *([realtime] if settings.realtime_enabled else []),

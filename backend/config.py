@@ -92,6 +92,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # jobs
     jobs_max_active_per_user: PositiveInt = 10
     jobs_requeue_after_seconds: int = 60
+    jobs_requeue_interval_seconds: PositiveInt = 60
+    jobs_schedulable_types: tuple[str, ...] = ("reindex_collection",)
+    jobs_schedule_min_interval_seconds: PositiveInt = 300
+    jobs_schedule_poll_seconds: PositiveInt = 30
+    jobs_max_schedules_per_user: PositiveInt = 20
     # embeddings and vector search
     embedding_provider: Literal["hash", "openai", "local"] = "hash"
     embedding_model: str = ""
@@ -143,7 +148,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 # Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.
 _ENV_ALIASES = {"env": "LITEBASE_ENV", "data_dir": "LITEBASE_DATA_DIR"}
-_LIST_FIELDS = frozenset({"cors_origins", "relay_consumers"})
+_LIST_FIELDS = frozenset({"cors_origins", "relay_consumers", "jobs_schedulable_types"})
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

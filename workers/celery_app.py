@@ -56,8 +56,12 @@ class LitebaseTask(Task[Any, Any]):
                     deliveries,
                     limit,
                 )
+                self.delivery_limit_reached(deliveries - 1, *args, **kwargs)
                 raise Reject(f"delivered {deliveries} times, limit {limit}", requeue=False)
         return super().__call__(*args, **kwargs)
+
+    def delivery_limit_reached(self, deliveries: int, *args: Any, **kwargs: Any) -> None:
+        """Called once the task is dropped for good: record it where its caller looks."""
 
 
 def record_delivery(app: LitebaseCelery, task_id: str, retries: int) -> int:
@@ -71,6 +75,16 @@ def record_delivery(app: LitebaseCelery, task_id: str, retries: int) -> int:
     return int(count)
 
 
+def restore_sweep(visibility_timeout: int) -> dict[str, int]:
+    """How often each worker hands abandoned messages (a killed worker's, unacknowledged past
+    the visibility timeout) out again: kombu sweeps every interval * throttle seconds, 100 by
+    default. A tenth of the timeout, between 1 and 100 s, keeps recovery prompt when the
+    timeout is short and leaves the default alone when it is long."""
+    every = min(100, max(1, visibility_timeout // 10))
+    interval = min(10, every)
+    return {"unacked_restore_interval": interval, "unacked_restore_throttle": every // interval}
+
+
 def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
     settings = settings or get_settings()
     if not settings.redis_url and not settings.celery_broker_url:
@@ -78,11 +92,12 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
     redis_url = celery_redis_url(settings.redis_url) if settings.redis_url else None
     app = LitebaseCelery("litebase", task_cls=LitebaseTask, set_as_current=True)
     app.settings = settings
-    transport_options = {"visibility_timeout": settings.celery_visibility_timeout_seconds}
+    timeout = settings.celery_visibility_timeout_seconds
+    transport_options = {"visibility_timeout": timeout}
     app.conf.update(
         broker_url=settings.celery_broker_url or redis_url,
         result_backend=settings.celery_result_backend or redis_url,
-        broker_transport_options=transport_options,
+        broker_transport_options={**transport_options, **restore_sweep(timeout)},
         result_backend_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_serializer="json",
@@ -98,14 +113,28 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
         timezone="UTC",
         enable_utc=True,
         imports=TASK_MODULES,
-        beat_schedule={
-            "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
-            "requeue-jobs": {"task": "jobs.requeue", "schedule": 60.0},
-            **(
-                {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
-                if settings.queue_metrics_namespace
-                else {}
-            ),
-        },
+        beat_schedule=beat_schedule(settings),
     )
     return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every periodic task, declared here and nowhere else (no ``add_periodic_task`` in task
+    modules): ``litebase beat`` runs exactly these. Users' own schedules are rows in
+    ``job_schedules``, started by the ``jobs.fire_schedules`` entry below (docs/jobs.md)."""
+    return {
+        "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
+        "requeue-jobs": {
+            "task": "jobs.requeue",
+            "schedule": float(settings.jobs_requeue_interval_seconds),
+        },
+        "fire-schedules": {
+            "task": "jobs.fire_schedules",
+            "schedule": float(settings.jobs_schedule_poll_seconds),
+        },
+        **(
+            {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
+            if settings.queue_metrics_namespace
+            else {}
+        ),
+    }

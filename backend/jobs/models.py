@@ -31,6 +31,11 @@ class Job(UUIDv7AuditBase):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     started_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # Not before this (a delayed job); None: as soon as a worker is free.
+    run_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # Unique when set: whoever creates a job under a key it already has creates nothing (a
+    # schedule's run for one due time, however many beats claim it).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None, unique=True)
 
 
 class JobInput(UUIDv7AuditBase):
@@ -43,3 +48,22 @@ class JobInput(UUIDv7AuditBase):
         ForeignKey("jobs.id", ondelete="CASCADE"), unique=True, index=True
     )
     input: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class JobSchedule(UUIDv7AuditBase):
+    """A cron-like schedule: at each due time, beat starts one job of its type, as its owner."""
+
+    __tablename__ = "job_schedules"
+    __table_args__ = (Index("job_schedules_due_idx", "enabled", "next_run_at"),)
+
+    owner: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    org: Mapped[UUID | None] = mapped_column(ForeignKey("orgs.id", ondelete="SET NULL"))
+    type: Mapped[str] = mapped_column(String(100))
+    input: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    cron: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    next_run_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    last_job_id: Mapped[UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), default=None
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -12,10 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.service import Principal
+from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
 from backend.jobs.schemas import JobView, NewJob
-from backend.jobs.types import JOB_TYPES, parse_input
+from backend.jobs.types import JOB_TYPES, JobType, ReindexCollection, parse_input
 from backend.lib.clock import Clock
 from backend.problems import Problem, locate
 
@@ -36,43 +39,124 @@ def job_view(job: Job) -> JobView:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        run_at=job.run_at,
     )
 
 
-async def enqueue(celery: Celery, job_id: UUID) -> bool:
-    """Hand the job to the workers; False if the broker refused (the sweeper retries)."""
+def send_job(
+    celery: Celery, job_id: UUID | str, type_name: str, run_at: datetime | None = None
+) -> None:
+    """Hand one job to the workers: on its type's queue, not before ``run_at``, and stopped
+    (SoftTimeLimitExceeded, so it is marked failed) after its type's timeout."""
+    options: dict[str, Any] = {}
+    job_type = JOB_TYPES.get(type_name)
+    if job_type is not None:
+        options["soft_time_limit"] = job_type.timeout_seconds
+        if job_type.queue:
+            options["queue"] = job_type.queue
+    celery.send_task(RUN_JOB_TASK, args=[str(job_id)], eta=run_at, **options)
+
+
+async def enqueue(
+    celery: Celery, job_id: UUID, type_name: str, run_at: datetime | None = None
+) -> bool:
+    """Hand the job to the workers (not before ``run_at``); False if the broker refused (the
+    sweeper retries)."""
     try:
-        await asyncio.to_thread(celery.send_task, RUN_JOB_TASK, args=[str(job_id)])
+        await asyncio.to_thread(send_job, celery, job_id, type_name, run_at)
     except Exception:
         log.exception("could not queue job %s; the sweeper will", job_id)
         return False
     return True
 
 
+def check_job(
+    principal: Principal, type_name: str, raw_input: Any, collections: CollectionRegistry
+) -> JobType:
+    """The job type, if this caller may start it with this input; else the Problem to answer
+    (422 naming the field, 403 for an admin-only type). Jobs and schedules check the same."""
+    job_type = JOB_TYPES.get(type_name)
+    if job_type is None:
+        raise Problem(
+            422,
+            f"Unknown job type {type_name!r}; known: {', '.join(sorted(JOB_TYPES))}",
+            errors=[{"field": "type", "message": "unknown job type", "source": "body"}],
+        )
+    if job_type.admin_only and not principal.is_admin:
+        raise Problem(403, f"Only admins may start {type_name} jobs", code="forbidden")
+    try:
+        parsed = parse_input(job_type, raw_input)
+    except msgspec.ValidationError as exc:
+        field, message = locate(str(exc), "input")
+        raise Problem(
+            422,
+            f"The input does not fit {type_name}: {message}",
+            errors=[{"field": field, "message": message, "source": "body"}],
+        ) from None
+    if isinstance(parsed, ReindexCollection):
+        found = collections.get(parsed.collection)
+        if found is None or found.embed is None:
+            message = "is not a collection that embeds"
+            raise Problem(
+                422,
+                f"{parsed.collection!r} {message}",
+                errors=[{"field": "input.collection", "message": message, "source": "body"}],
+            )
+    return job_type
+
+
 class JobService:
-    def __init__(self, db: AsyncSession, celery: Celery, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: AsyncSession,
+        celery: Celery,
+        settings: Settings,
+        clock: Clock,
+        collections: CollectionRegistry,
+    ) -> None:
         self.db = db
         self.celery = celery
         self.settings = settings
         self.clock = clock
+        self.collections = collections
+
+    def run_at(self, data: NewJob) -> datetime | None:
+        """When a delayed job may start; refuses a delay the broker cannot keep.
+
+        Celery hands an ETA task to a worker at once and the worker holds it unacknowledged
+        until it is due; Redis gives an unacknowledged task to another worker after the
+        visibility timeout, again and again, so a longer delay would start the job repeatedly.
+        """
+        if data.countdown is not None and data.run_at is not None:
+            message = "give countdown or run_at, not both"
+            raise Problem(
+                422,
+                message,
+                errors=[{"field": "run_at", "message": message, "source": "body"}],
+            )
+        now = self.clock.now()
+        if data.countdown is not None:
+            field, delay = "countdown", data.countdown
+        elif data.run_at is not None:
+            field, delay = "run_at", (data.run_at - now).total_seconds()
+        else:
+            return None
+        limit = self.settings.celery_visibility_timeout_seconds
+        if delay >= limit:
+            message = (
+                f"at most {limit}s ahead (CELERY_VISIBILITY_TIMEOUT_SECONDS); use a schedule"
+                " for later runs"
+            )
+            raise Problem(
+                422,
+                f"The delay is {delay:.0f}s; {message}",
+                errors=[{"field": field, "message": message, "source": "body"}],
+            )
+        return now + timedelta(seconds=delay) if delay > 0 else None
 
     async def submit(self, principal: Principal, data: NewJob) -> Job:
-        job_type = JOB_TYPES.get(data.type)
-        if job_type is None:
-            raise Problem(
-                422,
-                f"Unknown job type {data.type!r}; known: {', '.join(sorted(JOB_TYPES))}",
-                errors=[{"field": "type", "message": "unknown job type", "source": "body"}],
-            )
-        try:
-            parse_input(job_type, data.input)
-        except msgspec.ValidationError as exc:
-            field, message = locate(str(exc), "input")
-            raise Problem(
-                422,
-                f"The input does not fit {data.type}: {message}",
-                errors=[{"field": field, "message": message, "source": "body"}],
-            ) from None
+        check_job(principal, data.type, data.input, self.collections)
+        run_at = self.run_at(data)
         active = await self.db.scalar(
             select(func.count())
             .select_from(Job)
@@ -85,12 +169,12 @@ class JobService:
                 code="too_many_jobs",
                 headers={"Retry-After": "10"},
             )
-        job = Job(owner=principal.user_id, org=principal.org_id, type=data.type)
+        job = Job(owner=principal.user_id, org=principal.org_id, type=data.type, run_at=run_at)
         self.db.add(job)
         await self.db.flush()
         self.db.add(JobInput(job_id=job.id, input=data.input))
         await self.db.commit()
-        await enqueue(self.celery, job.id)
+        await enqueue(self.celery, job.id, job.type, run_at)
         return job
 
     async def _mine(self, principal: Principal, job_id: UUID, *, lock: bool = False) -> Job:

@@ -18,6 +18,13 @@ class ImportRecords(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     data: Annotated[str, msgspec.Meta(max_length=5_000_000)]
 
 
+class ReindexCollection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Embed a collection's records again (``litebase reindex``, as a job)."""
+
+    collection: str
+    force: bool = False
+
+
 class Sleep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Wait, reporting progress: for trying jobs, cancellation and the live channel."""
 
@@ -31,12 +38,24 @@ class JobType:
     input: type[msgspec.Struct]
     timeout_seconds: int = 600
     max_retries: int = 3
+    # Admin-only types act on everyone's data (a whole collection), not the caller's own.
+    admin_only: bool = False
+    # The Celery queue its jobs go to (None: the default one); workers for it: `litebase worker
+    # -Q <queue>`. Keeps long jobs from holding up short ones.
+    queue: str | None = None
 
 
 JOB_TYPES: dict[str, JobType] = {
     t.name: t
     for t in (
         JobType("import_records", ImportRecords, timeout_seconds=1800, max_retries=3),
+        JobType(
+            "reindex_collection",
+            ReindexCollection,
+            timeout_seconds=3 * 3600,
+            max_retries=2,
+            admin_only=True,
+        ),
         JobType("sleep", Sleep, timeout_seconds=3600, max_retries=0),
     )
 }

@@ -1,4 +1,5 @@
-"""The production app plus one echo route, so e2e tests can send bodies before any feature does."""
+"""The production app plus one echo route, so e2e tests can send bodies before any feature does,
+and the test-only job types of tests/e2e/worker_tasks.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import msgspec
 from litestar import Litestar, post
 
 from backend.app import create_app
+from tests.e2e import worker_tasks  # noqa: F401 - the test-only job types
 
 
 class Echo(msgspec.Struct):

@@ -21,10 +21,12 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.types.json import Jsonb
 
-from backend.jobs.service import RUN_JOB_TASK
-from backend.jobs.types import JOB_TYPES, ImportRecords, Sleep, parse_input
+from backend.config import Settings
+from backend.jobs.schedules import FIRE_SCHEDULES_TASK, fire_due_schedules
+from backend.jobs.service import RUN_JOB_TASK, send_job
+from backend.jobs.types import JOB_TYPES, ImportRecords, ReindexCollection, Sleep, parse_input
 from backend.lib.urls import libpq_database_url
-from workers.celery_app import LitebaseCelery
+from workers.celery_app import LitebaseCelery, LitebaseTask
 
 REQUEUE_JOBS_TASK = "jobs.requeue"
 MAX_REPORTED_ERRORS = 100
@@ -40,13 +42,15 @@ class JobContext:
     def __init__(
         self,
         conn: psycopg.Connection,
-        database_url: str,
+        settings: Settings,
         job_id: str,
         owner: str,
         org: str | None,
     ) -> None:
+        assert settings.database_url is not None
         self.conn = conn
-        self.database_url = database_url
+        self.settings = settings
+        self.database_url = settings.database_url
         self.job_id = job_id
         self.owner = owner
         self.org = org
@@ -140,6 +144,40 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
     return {"rows": len(rows), "inserted": inserted, "errors": errors}
 
 
+def _reindex_collection(ctx: JobContext, job_input: ReindexCollection) -> dict[str, Any]:
+    """Embed every record again through the reindex service (what ``litebase reindex`` runs).
+
+    Cancelling stops it between batches; what was embedded stays (a re-run reuses it)."""
+    from psycopg import sql
+
+    from backend.collections.spec import CollectionRegistry
+    from backend.vectors.sync import reindex
+
+    collection = CollectionRegistry.discover().get(job_input.collection)
+    if collection is None or collection.embed is None:
+        raise ValueError(f"no collection that embeds named {job_input.collection!r}")
+    counted = ctx.conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(collection.table.name))
+    ).fetchone()
+    total = max(1, counted[0] if counted else 0)
+    ctx.progress(0.0)
+    status = reindex(
+        ctx.conn,
+        collection,
+        ctx.settings,
+        force=job_input.force,
+        # The last step (activating the new version) is not done yet at the last batch.
+        progress=lambda done: ctx.progress(0.99 * done / total),
+    )
+    return {
+        "collection": collection.name,
+        "records": counted[0] if counted else 0,
+        "done": status.done,
+        "failed": status.failed,
+        "pending": status.pending,
+    }
+
+
 def _now() -> Any:
     from datetime import UTC, datetime
 
@@ -149,6 +187,7 @@ def _now() -> Any:
 JOB_FUNCTIONS: dict[str, Callable[[JobContext, Any], Any]] = {
     "sleep": _sleep,
     "import_records": _import_records,
+    "reindex_collection": _reindex_collection,
 }
 
 
@@ -162,7 +201,23 @@ def _finish(conn: psycopg.Connection, job_id: str, status: str, **fields: Any) -
     )
 
 
-@shared_task(name=RUN_JOB_TASK, bind=True, max_retries=None)
+class JobTask(LitebaseTask):
+    """jobs.run: when its message is dropped (it killed its worker CELERY_MAX_DELIVERIES times),
+    the job is marked failed rather than left running for ever."""
+
+    def delivery_limit_reached(self, deliveries: int, *args: Any, **kwargs: Any) -> None:
+        app = self.app
+        assert isinstance(app, LitebaseCelery) and app.settings.database_url
+        job_id = args[0] if args else kwargs["job_id"]
+        with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as c:
+            c.execute(
+                "UPDATE jobs SET status = 'failed', error = %s, finished_at = now(),"
+                " updated_at = now() WHERE id = %s AND status IN ('queued', 'running')",
+                (f"its worker died {deliveries} times running it; not run again", job_id),
+            )
+
+
+@shared_task(name=RUN_JOB_TASK, bind=True, max_retries=None, base=JobTask)
 def run_job(self: Any, job_id: str) -> str:
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
@@ -171,7 +226,8 @@ def run_job(self: Any, job_id: str) -> str:
             "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
             " attempts = attempts + 1, updated_at = now()"
             " WHERE id = %s AND status IN ('queued', 'running') AND NOT cancel_requested"
-            " RETURNING type, owner::text, org::text, attempts",
+            " RETURNING type, owner::text, org::text, attempts,"
+            " (SELECT role FROM users WHERE users.id = jobs.owner)",
             (job_id,),
         ).fetchone()
         if claimed is None:
@@ -181,10 +237,14 @@ def run_job(self: Any, job_id: str) -> str:
                 (job_id,),
             )
             return "not run"
-        type_name, owner, org, attempts = claimed
+        type_name, owner, org, attempts, role = claimed
         job_type = JOB_TYPES[type_name]
+        if job_type.admin_only and role != "admin":
+            # Checked at submit too; this covers an owner demoted since (or a schedule's job).
+            _finish(conn, job_id, "failed", error=f"only admins may run {type_name} jobs")
+            return "failed"
         raw = conn.execute("SELECT input FROM job_inputs WHERE job_id = %s", (job_id,)).fetchone()
-        context = JobContext(conn, app.settings.database_url, job_id, owner, org)
+        context = JobContext(conn, app.settings, job_id, owner, org)
         try:
             result = JOB_FUNCTIONS[type_name](context, parse_input(job_type, raw[0] if raw else {}))
         except Cancelled:
@@ -214,10 +274,28 @@ def requeue_jobs(self: Any) -> int:
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
     with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
         stale = conn.execute(
-            "SELECT id::text FROM jobs WHERE status = 'queued' AND attempts = 0"
-            " AND created_at < now() - make_interval(secs => %s)",
+            "SELECT id::text, type FROM jobs WHERE status = 'queued' AND attempts = 0"
+            " AND coalesce(run_at, created_at) < now() - make_interval(secs => %s)",
             (app.settings.jobs_requeue_after_seconds,),
         ).fetchall()
-    for (job_id,) in stale:
-        app.send_task(RUN_JOB_TASK, args=[job_id])
+    for job_id, type_name in stale:
+        send_job(app, job_id, type_name)
     return len(stale)
+
+
+@shared_task(name=FIRE_SCHEDULES_TASK, bind=True)
+def fire_schedules(self: Any) -> int:
+    """Start the jobs of the schedules that are due (beat, every JOBS_SCHEDULE_POLL_SECONDS)."""
+    from datetime import UTC, datetime
+
+    app = self.app
+    assert isinstance(app, LitebaseCelery) and app.settings.database_url
+    with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
+        created = fire_due_schedules(conn, datetime.now(UTC), app.settings)
+        types = conn.execute(
+            "SELECT id::text, type FROM jobs WHERE id = ANY(%s::uuid[])", (created,)
+        ).fetchall()
+    # After the commit; a job not handed on (the broker is down) is the sweeper's.
+    for job_id, type_name in types:
+        send_job(app, job_id, type_name)
+    return len(created)

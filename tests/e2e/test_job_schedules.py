@@ -1,0 +1,65 @@
+"""A schedule fires through real processes: `litebase beat` sends jobs.fire_schedules, the
+stack's worker claims the due schedule and runs its job."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import psycopg
+
+from backend.lib.urls import libpq_database_url
+from tests.e2e.conftest import _spawn, _stop
+from tests.e2e.test_job_reindex import _signed_up
+
+
+async def test_beat_starts_a_due_schedules_job_once(stack, tmp_path):
+    admin = await _signed_up(stack, admin=True)
+    try:
+        created = await admin.post(
+            "/jobs/schedules",
+            json={
+                "type": "reindex_collection",
+                "input": {"collection": "notes"},
+                "cron": "*/5 * * * *",
+            },
+        )
+        assert created.status_code == 201, created.text
+        schedule = created.json()
+        url = libpq_database_url(stack.database_url)
+        with psycopg.connect(url, autocommit=True) as conn:  # due now, not in up to 5 minutes
+            conn.execute(
+                "UPDATE job_schedules SET next_run_at = now() - interval '1 second' WHERE id = %s",
+                (schedule["id"],),
+            )
+        env = {**stack.env, "JOBS_SCHEDULE_POLL_SECONDS": "1"}
+        beat = _spawn(
+            [sys.executable, "-m", "backend.cli", "beat", "--schedule", str(tmp_path / "beat")],
+            env,
+            stack.log_dir / "beat.log",
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                current = (await admin.get(f"/jobs/schedules/{schedule['id']}")).json()
+                job_id = current["last_job_id"]
+                job = job_id and (await admin.get(f"/jobs/{job_id}")).json()
+                if job and job["status"] in ("succeeded", "failed"):
+                    break
+                assert time.monotonic() < deadline, (stack.log_dir / "beat.log").read_text()
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2)  # more beats go by: none starts the run again
+        finally:
+            _stop(beat)
+        assert job["status"] == "succeeded", job
+        assert job["type"] == "reindex_collection" and job["result"]["collection"] == "notes"
+        with psycopg.connect(url) as conn:
+            runs = conn.execute(
+                "SELECT count(*) FROM jobs WHERE idempotency_key LIKE %s",
+                (f"schedule:{schedule['id']}:%",),
+            ).fetchone()[0]
+        assert runs == 1
+        assert current["next_run_at"] > schedule["created_at"]
+    finally:
+        await admin.aclose()
