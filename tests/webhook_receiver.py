@@ -45,6 +45,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     verified_with: list[str]  # which of the receiver's secrets verified it
+    status: int = 0  # what the receiver answered
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -72,20 +73,23 @@ class Receiver:
             self.received.append(item)
             if not verified:
                 self.unverified.append(item)
+                item.status = 400
                 return 400
             tries = self._tries[event_id] = self._tries.get(event_id, 0) + 1
-        if self.redirect_to:
-            return 307
-        return 500 if tries <= self.fail_first else 200
+            if self.redirect_to:
+                item.status = 307
+            else:
+                item.status = 500 if tries <= self.fail_first else 200
+            return item.status
 
     def accepted(self) -> dict[int, Received]:
-        """The last verified request of each event."""
+        """The last request of each event that was verified and answered 200."""
         with self._lock:
-            return {r.event_id: r for r in self.received if r.verified_with}
+            return {r.event_id: r for r in self.received if r.status == 200}
 
 
 @contextmanager
-def webhook_receiver(**options: Any) -> Iterator[Receiver]:
+def webhook_receiver(host: str = "127.0.0.1", **options: Any) -> Iterator[Receiver]:
     receiver: Receiver | None = None
 
     class Handler(BaseHTTPRequestHandler):
@@ -104,8 +108,8 @@ def webhook_receiver(**options: Any) -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hooks", **options)
+    server = ThreadingHTTPServer((host, 0), Handler)
+    receiver = Receiver(url=f"http://{host}:{server.server_address[1]}/hooks", **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -290,19 +290,34 @@ async def test_one_attempt_signs_logs_and_schedules_the_next(client, admin, sett
     ) == ("succeeded", 2)
 
 
-async def test_redirects_are_not_followed_even_to_allowed_addresses(client, admin, settings):
-    with webhook_receiver() as target, webhook_receiver(redirect_to=target.url) as bouncer:
-        delivery_id = await _hooked(client, admin, settings, bouncer.url)
-        (salt,) = await _one(settings, "SELECT secret_salt FROM webhook_endpoints")
-        bouncer.secrets = [derive_secret(settings.secret_key, salt)]
-        assert _attempt(settings, delivery_id, webhook_allow_private_targets=True) is None
-        assert len(bouncer.received) == 1 and target.received == []
-    status, code, error = await _one(
-        settings,
-        "SELECT status, last_status_code, last_error FROM webhook_deliveries WHERE id = %s",
-        delivery_id,
-    )
-    assert (status, code) == ("failed", 307) and "do not follow redirects" in error
+async def test_redirects_are_not_followed(client, admin, settings):
+    """Default policy, with only the first hop's address allowed (127.0.0.2): its redirect to
+    localhost is not followed, and neither is one to an allowed address."""
+    first_hop = {"webhook_allowed_networks": ("127.0.0.2/32",)}
+    with webhook_receiver() as inside:
+        for redirect_to, allowed in [
+            (inside.url.replace("127.0.0.1", "localhost"), first_hop),
+            (inside.url, {"webhook_allow_private_targets": True}),
+        ]:
+            with webhook_receiver("127.0.0.2", redirect_to=redirect_to) as bouncer:
+                delivery_id = await _hooked(client, admin, settings, bouncer.url)
+                (salt,) = await _one(
+                    settings,
+                    "SELECT e.secret_salt FROM webhook_endpoints e JOIN webhook_deliveries d"
+                    " ON d.endpoint_id = e.id WHERE d.id = %s",
+                    delivery_id,
+                )
+                bouncer.secrets = [derive_secret(settings.secret_key, salt)]
+                assert _attempt(settings, delivery_id, **allowed) is None
+                assert len(bouncer.received) == 1 and not bouncer.unverified
+            status, code, error = await _one(
+                settings,
+                "SELECT status, last_status_code, last_error FROM webhook_deliveries WHERE id = %s",
+                delivery_id,
+            )
+            assert (status, code) == ("failed", 307) and "do not follow redirects" in error
+            assert redirect_to in error
+        assert inside.received == []
 
 
 async def test_retries_stop_when_the_window_is_spent(client, admin, settings):
