@@ -10,6 +10,7 @@ delivery, so a receiver cannot bounce us to an address the check would have refu
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -83,9 +84,11 @@ def post_signed(
     policy: TargetPolicy,
     timeout: float,
     resolver: Resolver = resolve,
+    verify: ssl.SSLContext | bool = True,
 ) -> AttemptResult:
     """POST ``body`` to ``url`` through an address checked just now, never following a
-    redirect. Refused targets and redirects fail for good; the rest may be retried."""
+    redirect. Refused targets and redirects fail for good; the rest may be retried.
+    ``verify`` is the TLS trust (the system's CAs unless a test brings its own)."""
     started = time.perf_counter()
 
     def result(outcome: Outcome, status_code: int | None, error: str | None) -> AttemptResult:
@@ -105,7 +108,11 @@ def post_signed(
         extensions["sni_hostname"] = target.host
     sent_headers = {**headers, "Host": target.host_header}
     error = "no address answered"
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    # No connection pool across deliveries: pooled connections are keyed by address, and one
+    # made for another host name (SNI, certificate) on the same address must not be reused.
+    with httpx.Client(
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
+    ) as client:
         for address in addresses:
             request = client.build_request(
                 "POST",
