@@ -121,6 +121,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allowed_networks: tuple[str, ...] = ()
     webhook_max_endpoints: PositiveInt = 100
     webhook_requeue_after_seconds: int = 60
+    webhook_delivery_retention_days: PositiveInt = 30
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"

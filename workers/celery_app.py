@@ -103,6 +103,7 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
             "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
             "requeue-jobs": {"task": "jobs.requeue", "schedule": 60.0},
             "requeue-webhooks": {"task": "webhooks.requeue", "schedule": 60.0},
+            "trim-webhook-deliveries": {"task": "webhooks.trim", "schedule": 3600.0},
             **(
                 {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
                 if settings.queue_metrics_namespace

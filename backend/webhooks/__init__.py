@@ -2,3 +2,4 @@
 
 DELIVER_TASK = "webhooks.deliver"
 REQUEUE_TASK = "webhooks.requeue"
+TRIM_TASK = "webhooks.trim"

@@ -269,3 +269,13 @@ def overdue_deliveries(conn: psycopg.Connection[Any], after_seconds: float) -> l
         (after_seconds,),
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def trim_deliveries(conn: psycopg.Connection[Any], retention_days: int) -> int:
+    """Forget finished deliveries (and their attempts) older than the retention."""
+    deleted = conn.execute(
+        "DELETE FROM webhook_deliveries WHERE status <> 'pending'"
+        " AND finished_at < now() - make_interval(days => %s)",
+        (retention_days,),
+    )
+    return deleted.rowcount

@@ -103,18 +103,23 @@ def _field_problem(field: str, message: str) -> Problem:
     )
 
 
-async def enqueue_deliveries(celery: Celery, delivery_ids: Sequence[UUID]) -> None:
-    """Hand deliveries to the workers (one broker connection for the lot). If the broker is
-    down they stay pending and beat's webhooks.requeue hands them on later."""
+async def enqueue_deliveries(celery: Celery, delivery_ids: Sequence[UUID]) -> bool:
+    """Hand deliveries to the workers (one broker connection for the lot). False if the broker
+    refused: they stay pending, and beat's webhooks.requeue hands them on later."""
     if not delivery_ids:
-        return
+        return True
 
     def send() -> None:
         with celery.producer_or_acquire() as producer:
             for delivery_id in delivery_ids:
                 celery.send_task(DELIVER_TASK, args=[str(delivery_id)], producer=producer)
 
-    await asyncio.to_thread(send)
+    try:
+        await asyncio.to_thread(send)
+    except Exception:
+        log.exception("could not queue %d webhook deliveries; beat will", len(delivery_ids))
+        return False
+    return True
 
 
 class WebhookService:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from backend.app import create_app
 from backend.events.relay import OutboxEvent
 from backend.lib.urls import async_database_url, libpq_database_url
-from backend.webhooks.delivery import deliver
+from backend.webhooks.delivery import deliver, overdue_deliveries, trim_deliveries
 from backend.webhooks.service import record_deliveries, target_policy
 from backend.webhooks.signing import derive_secret
 from tests.integration.conftest import PASSWORD, bearer
@@ -378,3 +378,33 @@ def sign_up_admin_for(make_admin):
         return bearer(tokens.json()["access_token"])
 
     return _admin
+
+
+async def test_lost_deliveries_are_found_for_requeue_and_old_ones_trimmed(client, admin, settings):
+    await _register(client, admin)
+    ids = [str(i) for i in await _record(settings, [_event(i) for i in range(1, 6)])]
+    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+        late = "now() - interval '5 minutes'"
+        for delivery_id, changes in zip(
+            ids,
+            [
+                f"next_attempt_at = {late}",  # lost: found
+                f"next_attempt_at = {late}, leased_until = now() + interval '1 minute'",  # held
+                "next_attempt_at = now()",  # just due: its task is on the way
+                f"status = 'succeeded', finished_at = now() - interval '31 days', "
+                f"next_attempt_at = {late}",  # finished long ago: trimmed
+                "status = 'failed', finished_at = now() - interval '29 days'",  # kept
+            ],
+            strict=True,
+        ):
+            conn.execute(f"UPDATE webhook_deliveries SET {changes} WHERE id = %s", (delivery_id,))
+        assert overdue_deliveries(conn, 60) == [ids[0]]
+        conn.execute(
+            "INSERT INTO webhook_attempts (id, delivery_id, attempt, latency_ms, succeeded,"
+            " created_at, updated_at) VALUES (gen_random_uuid(), %s, 1, 1.0, true, now(), now())",
+            (ids[3],),
+        )
+        assert trim_deliveries(conn, 30) == 1
+        left = {r[0] for r in conn.execute("SELECT id::text FROM webhook_deliveries")}
+        assert left == set(ids) - {ids[3]}
+        assert conn.execute("SELECT count(*) FROM webhook_attempts").fetchone() == (0,)

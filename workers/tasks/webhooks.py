@@ -1,4 +1,4 @@
-"""webhooks.deliver and webhooks.requeue: send signed deliveries, retrying for a bounded time.
+"""webhooks.deliver, .requeue and .trim: send signed deliveries, retrying for a bounded time.
 
 The relay records one delivery per (endpoint, event) and sends ``webhooks.deliver`` with its
 id. Each run makes one attempt (backend/webhooks/delivery.py) and, if it may pass (5xx, 429,
@@ -14,9 +14,9 @@ import psycopg
 from celery import shared_task
 
 from backend.lib.urls import libpq_database_url
-from backend.webhooks import DELIVER_TASK, REQUEUE_TASK
+from backend.webhooks import DELIVER_TASK, REQUEUE_TASK, TRIM_TASK
 from backend.webhooks.delivery import deliver as deliver_once
-from backend.webhooks.delivery import overdue_deliveries
+from backend.webhooks.delivery import overdue_deliveries, trim_deliveries
 from backend.webhooks.service import target_policy
 from workers.celery_app import LitebaseCelery
 
@@ -50,3 +50,13 @@ def requeue(self: Any) -> int:
     for delivery_id in overdue:
         app.send_task(DELIVER_TASK, args=[delivery_id])
     return len(overdue)
+
+
+@shared_task(name=TRIM_TASK, bind=True)
+def trim(self: Any) -> int:
+    """Forget finished deliveries past WEBHOOK_DELIVERY_RETENTION_DAYS (beat, hourly)."""
+    app = _app(self)
+    settings = app.settings
+    assert settings.database_url is not None
+    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+        return trim_deliveries(conn, settings.webhook_delivery_retention_days)
