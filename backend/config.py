@@ -136,7 +136,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("PAGE_DEFAULT_LIMIT cannot exceed PAGE_MAX_LIMIT")
         if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", self.vector_index_build_memory):
             raise SettingsError("VECTOR_INDEX_BUILD_MEMORY must look like 512MB or 1GB")
-        self._check_webhooks()
         if self.env == "prod":
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(
@@ -148,6 +147,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(
                     f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in prod"
                 )
+        self._check_webhooks()
 
     def _check_webhooks(self) -> None:
         for network in self.webhook_allowed_networks:
