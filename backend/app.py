@@ -59,6 +59,8 @@ from backend.vectors.consumer import make_embedding_consumer
 from backend.vectors.metrics import refresh_gauges
 from backend.vectors.routes import vector_routers
 from backend.vectors.service import ActiveVersions, QueryEmbeddings
+from backend.webhooks.consumer import make_webhook_consumer
+from backend.webhooks.routes import WebhookController
 from workers.celery_app import create_celery_app
 
 
@@ -171,6 +173,7 @@ def create_app(
             [
                 *([make_realtime_consumer(app)] if settings.realtime_enabled else []),
                 *([make_embedding_consumer(app)] if embedded else []),
+                make_webhook_consumer(app),
                 *build_consumers(app, settings.relay_consumers),
             ],
             batch_size=settings.relay_batch_size,
@@ -217,6 +220,7 @@ def create_app(
             InvitationController,
             JobController,
             ScheduleController,
+            WebhookController,
             *collection_routers(registry, rules, settings),
             *vector_routers(registry, rules, settings),
             *([realtime] if settings.realtime_enabled else []),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -11,6 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from backend.lib.urls import with_password
+
+log = logging.getLogger(__name__)
 
 Environment = Literal["dev", "test", "prod"]
 
@@ -115,6 +119,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vector_query_cache_size: int = 1024
     vector_status_refresh_seconds: float = 15.0
     vector_index_build_memory: str = "1GB"
+    # outgoing webhooks
+    webhook_timeout_seconds: PositiveFloat = 10.0
+    webhook_retry_backoff_seconds: PositiveFloat = 30.0
+    webhook_retry_backoff_max_seconds: PositiveFloat = 3000.0
+    webhook_retry_window_seconds: PositiveFloat = 86_400.0
+    webhook_secret_overlap_seconds: int = 86_400
+    webhook_allow_private_targets: bool = False
+    webhook_allowed_networks: tuple[str, ...] = ()
+    webhook_max_endpoints: PositiveInt = 100
+    webhook_requeue_after_seconds: int = 60
+    webhook_delivery_retention_days: PositiveInt = 30
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"
@@ -140,6 +155,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(
                     f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in prod"
                 )
+        self._check_webhooks()
+
+    def _check_webhooks(self) -> None:
+        for network in self.webhook_allowed_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"WEBHOOK_ALLOWED_NETWORKS: {network!r} is not a network (10.0.0.0/8, fd00::/8)"
+                ) from None
+        if self.webhook_retry_backoff_max_seconds >= self.celery_visibility_timeout_seconds:
+            # A retry waits in the broker unacknowledged; past the visibility timeout the
+            # broker hands it out again, early and twice.
+            raise SettingsError(
+                "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS"
+            )
+        if self.webhook_allow_private_targets and self.env == "prod":
+            raise SettingsError(
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS lets webhooks reach internal addresses (SSRF); "
+                "LITEBASE_ENV=prod refuses it. List internal receivers in "
+                "WEBHOOK_ALLOWED_NETWORKS instead"
+            )
+        if self.webhook_allow_private_targets:
+            log.warning(
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS is on: webhooks may reach loopback and private "
+                "addresses (SSRF). Never in production."
+            )
 
     @property
     def is_dev(self) -> bool:
@@ -148,7 +190,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 # Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.
 _ENV_ALIASES = {"env": "LITEBASE_ENV", "data_dir": "LITEBASE_DATA_DIR"}
-_LIST_FIELDS = frozenset({"cors_origins", "relay_consumers", "jobs_schedulable_types"})
+_LIST_FIELDS = frozenset(
+    {"cors_origins", "relay_consumers", "jobs_schedulable_types", "webhook_allowed_networks"}
+)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

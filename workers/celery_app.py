@@ -20,6 +20,7 @@ TASK_MODULES = [
     "workers.tasks.outbox",
     "workers.tasks.jobs",
     "workers.tasks.vectors",
+    "workers.tasks.webhooks",
 ]
 
 
@@ -132,6 +133,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "jobs.fire_schedules",
             "schedule": float(settings.jobs_schedule_poll_seconds),
         },
+        "requeue-webhooks": {"task": "webhooks.requeue", "schedule": 60.0},
+        "trim-webhook-deliveries": {"task": "webhooks.trim", "schedule": 3600.0},
         **(
             {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
             if settings.queue_metrics_namespace

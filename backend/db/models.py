@@ -4,8 +4,9 @@ from backend.auth import models as auth_models
 from backend.collections.spec import CollectionRegistry
 from backend.jobs import models as job_models
 from backend.orgs import models as org_models
+from backend.webhooks import models as webhook_models
 
 # Collection modules define their tables on import.
 CollectionRegistry.discover()
 
-__all__ = ["auth_models", "job_models", "org_models"]
+__all__ = ["auth_models", "job_models", "org_models", "webhook_models"]

@@ -119,6 +119,12 @@ def stack(
         "EMBEDDING_BATCH_RECORDS": "16",
         "EMBEDDING_MAX_RETRIES": "2",
         "EMBEDDING_RETRY_BACKOFF_SECONDS": "0.2",
+        # Webhooks to the tests' receiver on loopback, retried within a second or two.
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "WEBHOOK_TIMEOUT_SECONDS": "5",
+        "WEBHOOK_RETRY_BACKOFF_SECONDS": "0.2",
+        "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "1",
+        "WEBHOOK_RETRY_WINDOW_SECONDS": "20",
     }
     api = _spawn(
         [

@@ -15,7 +15,12 @@ VISIBILITY_TIMEOUT = 600
 
 @pytest.fixture
 def settings(settings):
-    return msgspec.structs.replace(settings, celery_visibility_timeout_seconds=VISIBILITY_TIMEOUT)
+    # Webhook retries must wait less than the visibility timeout too (Settings checks it).
+    return msgspec.structs.replace(
+        settings,
+        celery_visibility_timeout_seconds=VISIBILITY_TIMEOUT,
+        webhook_retry_backoff_max_seconds=VISIBILITY_TIMEOUT / 2,
+    )
 
 
 @pytest.fixture

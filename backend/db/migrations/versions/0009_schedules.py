@@ -1,7 +1,7 @@
 """Delayed jobs (run_at), idempotency keys for jobs, and user-visible job schedules.
 
 Revision ID: 0009_schedules
-Revises: 0006_vectors
+Revises: 0008_webhooks
 Create Date: 2026-12-01 18:30:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009_schedules"
-down_revision: str | None = "0006_vectors"
+down_revision: str | None = "0008_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

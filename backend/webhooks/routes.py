@@ -1,0 +1,114 @@
+"""HTTP routes for /webhooks (admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.deps import BEARER
+from backend.auth.service import Principal
+from backend.config import Settings
+from backend.webhooks.schemas import (
+    DeliveryStatus,
+    DeliveryView,
+    EndpointUpdate,
+    EndpointView,
+    EndpointWithSecret,
+    NewEndpoint,
+    SecretRotation,
+)
+from backend.webhooks.service import WebhookService
+
+
+async def provide_webhook_service(
+    db_session: AsyncSession, state: State, settings: Settings
+) -> WebhookService:
+    return WebhookService(db_session, settings, state.clock, state.collections, state.celery)
+
+
+class WebhookController(Controller):
+    path = "/webhooks"
+    tags = ["webhooks"]
+    security = BEARER
+    dependencies = {"webhook_service": Provide(provide_webhook_service)}
+
+    @post("/", summary="Register an endpoint; the answer holds its secret, shown this once")
+    async def create(
+        self, data: NewEndpoint, admin: Principal, webhook_service: WebhookService
+    ) -> EndpointWithSecret:
+        return await webhook_service.create(admin.user_id, data)
+
+    @get("/", summary="Every endpoint, newest first")
+    async def list_all(
+        self, admin: Principal, webhook_service: WebhookService
+    ) -> list[EndpointView]:
+        return await webhook_service.list_all()
+
+    @get("/{webhook_id:uuid}", summary="An endpoint")
+    async def get_one(
+        self, webhook_id: UUID, admin: Principal, webhook_service: WebhookService
+    ) -> EndpointView:
+        return await webhook_service.get(webhook_id)
+
+    @patch("/{webhook_id:uuid}", summary="Change an endpoint's URL, events, or enable/disable it")
+    async def change(
+        self,
+        webhook_id: UUID,
+        data: EndpointUpdate,
+        admin: Principal,
+        webhook_service: WebhookService,
+    ) -> EndpointView:
+        return await webhook_service.update(webhook_id, data)
+
+    @delete("/{webhook_id:uuid}", summary="Delete an endpoint and its delivery log")
+    async def remove(
+        self, webhook_id: UUID, admin: Principal, webhook_service: WebhookService
+    ) -> None:
+        await webhook_service.delete(webhook_id)
+
+    @post(
+        "/{webhook_id:uuid}/rotate-secret",
+        summary="A new secret; the old one still signs, as a second signature, for the overlap",
+        status_code=200,
+    )
+    async def rotate_secret(
+        self,
+        webhook_id: UUID,
+        admin: Principal,
+        webhook_service: WebhookService,
+        data: SecretRotation | None = None,
+    ) -> EndpointWithSecret:
+        return await webhook_service.rotate_secret(webhook_id, data or SecretRotation())
+
+    @get("/{webhook_id:uuid}/deliveries", summary="An endpoint's deliveries and their attempts")
+    async def deliveries(
+        self,
+        webhook_id: UUID,
+        admin: Principal,
+        webhook_service: WebhookService,
+        status: DeliveryStatus | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> list[DeliveryView]:
+        return await webhook_service.deliveries(webhook_id, status, limit)
+
+    @get("/deliveries/{delivery_id:uuid}", summary="A delivery and its attempts")
+    async def delivery(
+        self, delivery_id: UUID, admin: Principal, webhook_service: WebhookService
+    ) -> DeliveryView:
+        return await webhook_service.delivery(delivery_id)
+
+    @post(
+        "/deliveries/{delivery_id:uuid}/replay",
+        summary="Send a finished delivery again",
+        status_code=202,
+    )
+    async def replay(
+        self, delivery_id: UUID, admin: Principal, webhook_service: WebhookService
+    ) -> DeliveryView:
+        return await webhook_service.replay(delivery_id)
