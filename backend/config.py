@@ -114,6 +114,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = True
+    # prompts and asking a collection (docs/ai.md)
+    prompts_dir: str = "prompts"
+    ask_prompt: str = "rag_answer"
+    ask_max_k: PositiveInt = 20
+    ask_max_question_chars: PositiveInt = 4000
+    ask_max_background: PositiveInt = 100
 
     def __post_init__(self) -> None:
         if self.page_default_limit > self.page_max_limit:
