@@ -21,6 +21,8 @@ MIN_SECRET_KEY_LENGTH = 32
 
 # Limits, sizes and counts: zero or less is never meant (msgspec refuses it, naming the field).
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+# Budgets and limits: 0 means none.
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class SettingsError(ValueError):
@@ -106,6 +108,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vector_query_cache_size: int = 1024
     vector_status_refresh_seconds: float = 15.0
     vector_index_build_memory: str = "1GB"
+    # model gateway (docs/ai.md)
+    models_file: str = ""
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+    ai_timeout_seconds: float = 60.0
+    ai_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
+    ai_max_body_bytes: PositiveInt = 4_194_304
+    ai_completion_reserve_tokens: PositiveInt = 1024
+    ai_budget_period: Literal["day", "week", "month"] = "month"
+    ai_user_tokens_per_period: NonNegativeInt = 0
+    ai_key_tokens_per_period: NonNegativeInt = 0
+    ai_org_tokens_per_period: NonNegativeInt = 0
+    ai_user_requests_per_minute: NonNegativeInt = 0
+    ai_key_requests_per_minute: NonNegativeInt = 0
+    ai_org_requests_per_minute: NonNegativeInt = 0
+    ai_budget_sync_seconds: float = 30.0
+    ai_usage_flush_seconds: float = 1.0
+    ai_usage_batch_size: PositiveInt = 1000
+    ai_usage_retention_days: PositiveInt = 30
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"
@@ -126,6 +148,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("PAGE_DEFAULT_LIMIT cannot exceed PAGE_MAX_LIMIT")
         if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", self.vector_index_build_memory):
             raise SettingsError("VECTOR_INDEX_BUILD_MEMORY must look like 512MB or 1GB")
+        if self.ai_timeout_seconds <= 0:
+            raise SettingsError("AI_TIMEOUT_SECONDS must be greater than 0")
+        if self.ai_usage_flush_seconds <= 0 or self.ai_budget_sync_seconds <= 0:
+            raise SettingsError("AI_USAGE_FLUSH_SECONDS and AI_BUDGET_SYNC_SECONDS must be > 0")
         if self.env == "prod":
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(
@@ -144,8 +170,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.
-_ENV_ALIASES = {"env": "LITEBASE_ENV", "data_dir": "LITEBASE_DATA_DIR"}
-_LIST_FIELDS = frozenset({"cors_origins", "relay_consumers"})
+_ENV_ALIASES = {
+    "env": "LITEBASE_ENV",
+    "data_dir": "LITEBASE_DATA_DIR",
+    "models_file": "LITEBASE_MODELS",
+}
+_LIST_FIELDS = frozenset({"cors_origins", "relay_consumers", "openai_models"})
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
