@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -27,9 +28,14 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import backend
+from backend.ai.catalog import load_catalog
+from backend.ai.gateway import Gateway
+from backend.ai.routes import gateway_routers
+from backend.ai.service import keep_overrides_copied
+from backend.ai.usage import UsageWriter
 from backend.auth.deps import AUTH_DEPENDENCIES, auth_service_for
 from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
@@ -98,6 +104,7 @@ def create_app(
     configure_logging(settings)
     # Clients connect lazily: nothing here talks to Redis or the broker yet.
     redis = Redis.from_url(settings.redis_url)
+    clock = clock or SystemClock()
     celery = create_celery_app(settings)
 
     @asynccontextmanager
@@ -110,6 +117,9 @@ def create_app(
 
     session_states = SessionStates(settings.session_cache_seconds)
     registry = collections or CollectionRegistry.discover()
+    # models.yaml is checked whole here: a mistake stops the API before it serves.
+    gateway = Gateway(load_catalog(settings), settings, redis, clock)
+    started = asyncio.Event()  # set once every lifespan has entered
     rules = compile_rules(registry, settings.filter_max_length)
     embedded = any(c.embed is not None for c in registry)
     channels = ChannelsPlugin(
@@ -192,6 +202,22 @@ def create_app(
         async with running(refresh, "embedding-gauges"):
             yield
 
+    @asynccontextmanager
+    async def run_gateway(app: Litestar) -> AsyncIterator[None]:
+        async def db_engine() -> AsyncEngine:
+            # The SQLAlchemy plugin's lifespan, entered after this one, puts it in app.state.
+            await started.wait()
+            engine: AsyncEngine = app.state.db_engine
+            return engine
+
+        writer = UsageWriter(redis, db_engine, settings)
+        copy = partial(keep_overrides_copied, db_engine, gateway.budgets, settings)
+        try:
+            async with running(writer.run, "ai-usage", grace=5), running(copy, "ai-budgets"):
+                yield
+        finally:
+            await gateway.close()
+
     prometheus = PrometheusConfig(
         app_name="litebase",
         prefix="litebase",
@@ -217,6 +243,7 @@ def create_app(
             JobController,
             *collection_routers(registry, rules, settings),
             *vector_routers(registry, rules, settings),
+            *gateway_routers(settings),
             *([realtime] if settings.realtime_enabled else []),
             *route_handlers,
         ],
@@ -233,20 +260,23 @@ def create_app(
             follow_revocations,
             run_relay,
             embedding_gauges,
+            run_gateway,
         ],
+        on_startup=[lambda _: started.set()],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(
             {
                 "migration_heads": head_revisions(),
                 "redis": redis,
-                "clock": clock or SystemClock(),
+                "clock": clock,
                 "mailer": Mailer(celery),
                 "session_states": session_states,
                 "celery": celery,
                 "collections": registry,
                 "settings": settings,
                 "query_embeddings": QueryEmbeddings(settings),
+                "gateway": gateway,
             }
         ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

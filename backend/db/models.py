@@ -1,5 +1,6 @@
 """Every table module, imported once so the metadata (and Alembic autogenerate) sees them all."""
 
+from backend.ai import models as ai_models
 from backend.auth import models as auth_models
 from backend.collections.spec import CollectionRegistry
 from backend.jobs import models as job_models
@@ -8,4 +9,4 @@ from backend.orgs import models as org_models
 # Collection modules define their tables on import.
 CollectionRegistry.discover()
 
-__all__ = ["auth_models", "job_models", "org_models"]
+__all__ = ["ai_models", "auth_models", "job_models", "org_models"]
