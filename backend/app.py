@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -28,7 +27,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import backend
 from backend.ai.catalog import load_catalog
@@ -119,8 +118,8 @@ def create_app(
     registry = collections or CollectionRegistry.discover()
     # models.yaml is checked whole here: a mistake stops the API before it serves.
     gateway = Gateway(load_catalog(settings), settings, redis, clock)
-    started = asyncio.Event()  # set once every lifespan has entered
     rules = compile_rules(registry, settings.filter_max_length)
+    database = _database_config(settings, settings.database_url)
     embedded = any(c.embed is not None for c in registry)
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=redis),
@@ -202,21 +201,22 @@ def create_app(
         async with running(refresh, "embedding-gauges"):
             yield
 
-    @asynccontextmanager
-    async def run_gateway(app: Litestar) -> AsyncIterator[None]:
-        async def db_engine() -> AsyncEngine:
-            # The SQLAlchemy plugin's lifespan, entered after this one, puts it in app.state.
-            await started.wait()
-            engine: AsyncEngine = app.state.db_engine
-            return engine
+    # Started after every lifespan (the database engine is up) and stopped before any ends,
+    # so the last usage events are written while the engine still runs.
+    gateway_loops = AsyncExitStack()
 
-        writer = UsageWriter(redis, db_engine, settings)
-        copy = partial(keep_overrides_copied, db_engine, gateway.budgets, settings)
-        try:
-            async with running(writer.run, "ai-usage", grace=5), running(copy, "ai-budgets"):
-                yield
-        finally:
-            await gateway.close()
+    async def start_gateway(app: Litestar) -> None:
+        engine = database.get_engine()  # the one the SQLAlchemy plugin serves
+        writer = UsageWriter(redis, engine, settings)
+        copy = partial(keep_overrides_copied, engine, gateway.budgets, settings)
+        await gateway_loops.enter_async_context(running(writer.run, "ai-usage", grace=5))
+        await gateway_loops.enter_async_context(running(copy, "ai-budgets"))
+
+    async def stop_gateway(app: Litestar) -> None:
+        await gateway_loops.aclose()
+        await gateway.close()
+        # The plugin disposed of the engine before this hook; the last drain may reopen it.
+        await database.get_engine().dispose()
 
     prometheus = PrometheusConfig(
         app_name="litebase",
@@ -248,7 +248,7 @@ def create_app(
             *route_handlers,
         ],
         plugins=[
-            SQLAlchemyPlugin(config=_database_config(settings, settings.database_url)),
+            SQLAlchemyPlugin(config=database),
             ProblemDetailsPlugin(problem_details_config()),
             channels,
         ],
@@ -260,9 +260,9 @@ def create_app(
             follow_revocations,
             run_relay,
             embedding_gauges,
-            run_gateway,
         ],
-        on_startup=[lambda _: started.set()],
+        on_startup=[start_gateway],
+        on_shutdown=[stop_gateway],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(

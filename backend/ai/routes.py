@@ -161,7 +161,8 @@ class UsageController(Controller):
         end: Annotated[datetime | None, Parameter(query="to", required=False)] = None,
         group_by: GroupBy = "model",
     ) -> UsageReport:
-        end = end or state.clock.now()
+        # By default up to now, this second included.
+        end = end or state.clock.now().replace(microsecond=0) + timedelta(seconds=1)
         start = start or end - timedelta(days=30)
         if start >= end:
             raise Problem(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from typing import cast
 from uuid import UUID
 
@@ -112,7 +111,7 @@ async def copy_overrides(engine: AsyncEngine, budgets: Budgets) -> int:
 
 
 async def keep_overrides_copied(
-    engine: Callable[[], Awaitable[AsyncEngine]],
+    engine: AsyncEngine,
     budgets: Budgets,
     settings: Settings,
     stop: asyncio.Event,
@@ -121,7 +120,7 @@ async def keep_overrides_copied(
     them, or a change made in SQL, is caught up)."""
     while not stop.is_set():
         try:
-            await copy_overrides(await engine(), budgets)
+            await copy_overrides(engine, budgets)
         except Exception:
             log.exception("could not copy budget overrides into Redis; retrying")
         with contextlib.suppress(TimeoutError):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from uuid import UUID
@@ -25,7 +24,7 @@ import psycopg
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from sqlalchemy import ColumnElement, Select, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Select, case, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -74,9 +73,7 @@ def push_into(pipe: Pipeline, event: UsageEvent) -> None:
 class UsageWriter:
     """Drains the Redis buffer into ``ai_usage`` (run by the API's lifespan)."""
 
-    def __init__(
-        self, redis: Redis, engine: Callable[[], Awaitable[AsyncEngine]], settings: Settings
-    ) -> None:
+    def __init__(self, redis: Redis, engine: AsyncEngine, settings: Settings) -> None:
         self._redis = redis
         self._engine = engine
         self._settings = settings
@@ -99,7 +96,7 @@ class UsageWriter:
                         rows.append(msgspec.structs.asdict(_decode.decode(item)))
                     except msgspec.DecodeError:
                         log.error("dropping an unreadable usage event", event=item[:200])
-                async with (await self._engine()).begin() as conn:
+                async with self._engine.begin() as conn:
                     if rows:
                         await conn.execute(insert(AIUsage).on_conflict_do_nothing(), rows)
                 await self._redis.ltrim(USAGE_QUEUE, len(raw), -1)
@@ -164,14 +161,14 @@ async def usage_report(
     recent: Select[Any] = select(
         getattr(AIUsage, column).label("key"),
         literal(1).label("requests"),
-        (AIUsage.outcome != "ok").cast(AIUsage.prompt_tokens.type).label("failed"),
+        case((AIUsage.outcome != "ok", 1), else_=0).label("failed"),
         AIUsage.prompt_tokens.label("prompt_tokens"),
         AIUsage.completion_tokens.label("completion_tokens"),
     ).where(*recent_filters)
     daily: Select[Any] = select(
         getattr(AIUsageDaily, column).label("key"),
         AIUsageDaily.requests.label("requests"),
-        func.cast(AIUsageDaily.outcome != "ok", AIUsageDaily.requests.type) * AIUsageDaily.requests,
+        case((AIUsageDaily.outcome != "ok", AIUsageDaily.requests), else_=0),
         AIUsageDaily.prompt_tokens,
         AIUsageDaily.completion_tokens,
     ).where(*daily_filters)
