@@ -20,6 +20,7 @@ TASK_MODULES = [
     "workers.tasks.outbox",
     "workers.tasks.jobs",
     "workers.tasks.vectors",
+    "workers.tasks.ai",
 ]
 
 
@@ -101,6 +102,7 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
         beat_schedule={
             "trim-outbox": {"task": "outbox.trim", "schedule": 3600.0},
             "requeue-jobs": {"task": "jobs.requeue", "schedule": 60.0},
+            "rollup-ai-usage": {"task": "ai.rollup_usage", "schedule": 3600.0},
             **(
                 {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
                 if settings.queue_metrics_namespace
