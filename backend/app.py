@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import backend
 from backend.ai.catalog import load_catalog
 from backend.ai.gateway import Gateway
+from backend.ai.prompt_routes import prompt_routers
 from backend.ai.routes import gateway_routers
 from backend.ai.service import keep_overrides_copied
 from backend.ai.usage import UsageWriter
@@ -243,6 +244,7 @@ def create_app(
             JobController,
             *collection_routers(registry, rules, settings),
             *vector_routers(registry, rules, settings),
+            *prompt_routers(registry, rules, settings),
             *gateway_routers(settings),
             *([realtime] if settings.realtime_enabled else []),
             *route_handlers,

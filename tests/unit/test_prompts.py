@@ -254,3 +254,113 @@ def test_the_shipped_prompts_pass_the_check():
 )
 def test_json_outputs_are_parsed_when_they_are_json(text, parsed):
     assert parse_json_output(text) == parsed
+
+
+# --- running prompts: what the gateway's chunks become -------------------------------------
+
+
+class _Gateway:
+    """Stands in for backend.ai.gateway.Gateway (the integration tests run the real one):
+    answers with the chunks given, or refuses, and tells whether its stream was closed."""
+
+    def __init__(self, chunks=(), refuse=None):
+        self.chunks = list(chunks)
+        self.refuse = refuse
+        self.closed = False
+        self.bodies = []
+
+    async def complete(self, principal, body, *, prompt=None):
+        self.bodies.append((body, prompt))
+        return {
+            "model": body["model"],
+            "choices": [
+                {"message": {"content": '```json\n{"a": 1}\n```'}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+        }
+
+    async def stream(self, principal, body, *, prompt=None):
+        self.bodies.append((body, prompt))
+        try:
+            if self.refuse is not None:
+                raise self.refuse
+            for chunk in self.chunks:
+                yield chunk
+        finally:
+            self.closed = True
+
+
+def _chunk(content=None, finish=None, usage=None, choices=True):
+    chunk = {"model": "gpt-4o-mini", "usage": usage}
+    chunk["choices"] = (
+        [{"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}]
+        if choices
+        else []
+    )
+    return chunk
+
+
+def _runner(gateway):
+    from backend.ai.rag import PromptRunner
+
+    return PromptRunner(gateway, load_library(SHIPPED))
+
+
+async def test_a_stream_yields_deltas_then_the_whole_result():
+    from backend.ai.rag import Delta, RunResult
+
+    gateway = _Gateway(
+        [
+            _chunk(""),
+            _chunk("Hello"),
+            _chunk(" world"),
+            _chunk(finish="stop"),
+            _chunk(usage={"prompt_tokens": 5, "completion_tokens": 2}, choices=False),
+        ]
+    )
+    prompt = load_library(SHIPPED).require("summarize")
+    events = [e async for e in await _runner(gateway).stream(None, prompt, {"text": "t"})]
+    assert events[:2] == [Delta(content="Hello"), Delta(content=" world")]
+    (result,) = events[2:]
+    assert isinstance(result, RunResult)
+    assert (result.output, result.finish_reason) == ("Hello world", "stop")
+    assert result.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+    body, use = gateway.bodies[0]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert (use.name, use.version) == ("summarize", "1")
+    assert gateway.closed
+
+
+async def test_a_refused_stream_raises_before_it_starts_and_is_closed():
+    gateway = _Gateway(refuse=Problem(429, "over budget"))
+    prompt = load_library(SHIPPED).require("summarize")
+    with pytest.raises(Problem) as caught:
+        await _runner(gateway).stream(None, prompt, {"text": "t"})
+    assert caught.value.status_code == 429
+    assert gateway.closed
+
+
+async def test_leaving_a_stream_early_closes_the_gateways():
+    gateway = _Gateway([_chunk("a"), _chunk("b"), _chunk("c")])
+    prompt = load_library(SHIPPED).require("summarize")
+    events = await _runner(gateway).stream(None, prompt, {"text": "t"})
+    assert (await anext(events)).content == "a"
+    await events.aclose()  # what a client going away does to the SSE response
+    assert gateway.closed
+
+
+async def test_a_json_prompt_parses_its_answer():
+    prompt = load_library(SHIPPED).require("extract_json")
+    result = await _runner(_Gateway()).run(None, prompt, {"text": "t", "schema": {}})
+    assert result.data == {"a": 1} and result.usage == {"prompt_tokens": 3, "completion_tokens": 4}
+
+
+def test_citations_are_marked_when_the_answer_cites_them():
+    from backend.ai.rag import ChunkRef, Citation, cite
+
+    citations = [
+        Citation(n=n, record_id=f"r{n}", chunk=ChunkRef(index=0, content="c"), score=1.0)
+        for n in (1, 2, 3)
+    ]
+    answer = cite("Lava is hot [1][3]. Not [12] nor 2.", citations)
+    assert [c.cited for c in answer.citations] == [True, False, True]
