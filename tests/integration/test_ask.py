@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -188,6 +189,8 @@ async def test_an_answer_over_the_callers_channel(app, client, library):
         ({"question": "volcano", "channel": "room:lobby"}, 403, None),  # no active org
         ({"question": "volcano", "mode": "psychic"}, 422, "mode"),
         ({"k": 3}, 422, "question"),
+        ({"question": "volcano", "filter": "title ="}, 422, "filter"),
+        ({"question": "volcano", "filter": "nope = 1"}, 422, "filter"),
     ],
 )
 async def test_bad_asks_are_problems(client, sign_up, body, status, field):
@@ -236,3 +239,131 @@ async def test_a_missing_ask_prompt_is_503_before_any_search(settings, clock, tm
         assert response.status_code == 503
         assert "ASK_PROMPT" in response.json()["detail"]
         assert (await client.get("/ai/prompts", headers=headers)).json() == {"items": []}
+
+
+async def test_answers_are_recorded_under_rag_answer(client, library, sql):
+    marker = uuid.uuid4().hex
+    await _ask(client, library["alice"][1], question=f"volcano {marker}", k=2)
+    rows: list[tuple] = []
+    for _ in range(100):  # the usage writer drains its queue in the background
+        rows = sql("SELECT prompt_name, prompt_version FROM ai_usage WHERE prompt_name IS NOT NULL")
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [("rag_answer", "1")]
+
+
+# --- a misbehaving model: rag_answer pointed at one of the fake upstream's bad models ------
+
+
+@pytest.fixture
+def served_by(settings, tmp_path, upstream):
+    """Settings whose rag_answer is answered by the fake upstream model named."""
+    shipped = (Path(__file__).parents[2] / "prompts" / "rag_answer.yaml").read_text()
+
+    def _settings(model: str, **extra):
+        folder = tmp_path / model
+        folder.mkdir()
+        (folder / "rag_answer.yaml").write_text(
+            shipped.replace("model: gpt-4o-mini", f"model: {model}")
+        )
+        return msgspec.structs.replace(
+            settings, prompts_dir=str(folder), openai_models=(model,), **extra
+        )
+
+    return _settings
+
+
+async def _signed_up(client):
+    account = await client.post(
+        "/auth/signup",
+        json={"email": f"x-{uuid.uuid4().hex[:8]}@example.com", "password": "x" * 12},
+    )
+    return account.json()["user"]["id"], bearer(account.json()["access_token"])
+
+
+async def test_a_stream_that_breaks_ends_with_an_error_event(served_by, clock):
+    async with AsyncTestClient(create_app(served_by("fake-broken-sse"), clock=clock)) as client:
+        _, headers = await _signed_up(client)
+        response = await client.post(
+            ASK, json={"question": "lava", "stream": True}, headers=headers
+        )
+    assert response.status_code == 200, response.text
+    events = server_sent_events(response.text)
+    name, problem = events[-1]
+    assert name == "error" and problem["status"] == 502
+    assert "done" not in {name for name, _ in events}
+
+
+async def test_a_channel_answer_that_breaks_ends_with_ask_error(served_by, clock):
+    app = create_app(served_by("fake-broken-sse"), clock=clock)
+    async with AsyncTestClient(app) as client:
+        user_id, headers = await _signed_up(client)
+        channels = app.plugins.get(ChannelsPlugin)
+        subscriber = await channels.subscribe([f"user:{user_id}"])
+        try:
+            response = await client.post(
+                ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+            )
+            assert response.status_code == 202, response.text
+
+            async def last_frame() -> dict:
+                async for raw in subscriber.iter_events():
+                    frame = msgspec.json.decode(raw)
+                    if frame["event"] != "ask.delta":
+                        return frame
+                raise AssertionError("the channel closed")
+
+            frame = await asyncio.wait_for(last_frame(), 10)
+        finally:
+            await channels.unsubscribe(subscriber)
+    assert frame["event"] == "ask.error"
+    assert frame["payload"]["ask_id"] == response.json()["ask_id"]
+    assert frame["payload"]["status"] == 502
+
+
+async def test_a_refused_call_is_the_response_even_with_a_channel(served_by, clock):
+    over = served_by("gpt-4o-mini", ai_user_tokens_per_period=1)
+    async with AsyncTestClient(create_app(over, clock=clock)) as client:
+        user_id, headers = await _signed_up(client)
+        body = {"question": "lava", "channel": f"user:{user_id}"}
+        for _ in range(2):  # each refusal gives its background slot back
+            response = await client.post(ASK, json=body, headers=headers)
+            assert response.status_code == 429, response.text
+            assert response.json()["code"] == "budget_exceeded"
+
+
+async def test_answers_over_channels_at_once_are_bounded(served_by, clock, upstream):
+    tight = served_by("fake-trickle", ask_max_background=1)
+    before = upstream.state.trickle_chunks, upstream.state.trickle_seconds
+    upstream.state.trickle_chunks, upstream.state.trickle_seconds = 20, 0.05
+    try:
+        async with AsyncTestClient(create_app(tight, clock=clock)) as client:
+            user_id, headers = await _signed_up(client)
+            marker = uuid.uuid4().hex
+
+            def ask(question: str):
+                body = {"question": question, "channel": f"user:{user_id}"}
+                # The test client serves a request (and its background work) to the end
+                # before it returns, blocking its caller's loop: the first ask gets a thread.
+                return asyncio.run(client.post(ASK, json=body, headers=headers))
+
+            first = asyncio.create_task(asyncio.to_thread(ask, f"lava {marker}"))
+            for _ in range(500):  # until the first answer is streaming in the background
+                streams = upstream.state.streams_with(marker)
+                if streams and streams[0].chunks_sent > 1:
+                    break
+                await asyncio.sleep(0.01)
+            second = await client.post(
+                ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+            )
+            assert second.status_code == 429, second.text
+            assert second.json()["code"] == "too_many_asks"
+            assert (await first).status_code == 202
+            assert upstream.state.streams_with(marker)[0].outcome == "completed"
+            third = await client.post(
+                ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+            )
+            assert third.status_code == 202, third.text
+    finally:
+        upstream.state.trickle_chunks, upstream.state.trickle_seconds = before
