@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -29,6 +29,12 @@ from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 import backend
+from backend.ai.catalog import load_catalog
+from backend.ai.gateway import Gateway
+from backend.ai.prompt_routes import prompt_routers
+from backend.ai.routes import gateway_routers
+from backend.ai.service import keep_overrides_copied
+from backend.ai.usage import UsageWriter
 from backend.auth.deps import AUTH_DEPENDENCIES, auth_service_for
 from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
@@ -99,6 +105,7 @@ def create_app(
     configure_logging(settings)
     # Clients connect lazily: nothing here talks to Redis or the broker yet.
     redis = Redis.from_url(settings.redis_url)
+    clock = clock or SystemClock()
     celery = create_celery_app(settings)
 
     @asynccontextmanager
@@ -113,7 +120,10 @@ def create_app(
     database = _database_config(settings, settings.database_url)
     session_states = SessionStates(settings.session_cache_seconds)
     registry = collections or CollectionRegistry.discover()
+    # models.yaml is checked whole here: a mistake stops the API before it serves.
+    gateway = Gateway(load_catalog(settings), settings, redis, clock)
     rules = compile_rules(registry, settings.filter_max_length)
+    database = _database_config(settings, settings.database_url)
     embedded = any(c.embed is not None for c in registry)
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=redis),
@@ -196,6 +206,23 @@ def create_app(
         async with running(refresh, "embedding-gauges"):
             yield
 
+    # Started after every lifespan (the database engine is up) and stopped before any ends,
+    # so the last usage events are written while the engine still runs.
+    gateway_loops = AsyncExitStack()
+
+    async def start_gateway(app: Litestar) -> None:
+        engine = database.get_engine()  # the one the SQLAlchemy plugin serves
+        writer = UsageWriter(redis, engine, settings)
+        copy = partial(keep_overrides_copied, engine, gateway.budgets, settings)
+        await gateway_loops.enter_async_context(running(writer.run, "ai-usage", grace=5))
+        await gateway_loops.enter_async_context(running(copy, "ai-budgets"))
+
+    async def stop_gateway(app: Litestar) -> None:
+        await gateway_loops.aclose()
+        await gateway.close()
+        # The plugin disposed of the engine before this hook; the last drain may reopen it.
+        await database.get_engine().dispose()
+
     prometheus = PrometheusConfig(
         app_name="litebase",
         prefix="litebase",
@@ -223,6 +250,8 @@ def create_app(
             WebhookController,
             *collection_routers(registry, rules, settings),
             *vector_routers(registry, rules, settings),
+            *prompt_routers(registry, rules, settings),
+            *gateway_routers(settings),
             *([realtime] if settings.realtime_enabled else []),
             *route_handlers,
         ],
@@ -240,13 +269,15 @@ def create_app(
             run_relay,
             embedding_gauges,
         ],
+        on_startup=[start_gateway],
+        on_shutdown=[stop_gateway],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(
             {
                 "migration_heads": head_revisions(),
                 "redis": redis,
-                "clock": clock or SystemClock(),
+                "clock": clock,
                 "mailer": Mailer(celery),
                 "session_states": session_states,
                 "celery": celery,
@@ -254,6 +285,7 @@ def create_app(
                 "settings": settings,
                 "database": database,
                 "query_embeddings": QueryEmbeddings(settings),
+                "gateway": gateway,
             }
         ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

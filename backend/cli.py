@@ -1,4 +1,4 @@
-"""The `litebase` command: dev, api, migrate, worker, beat, create-admin, reindex, new."""
+"""The `litebase` command: dev, api, migrate, worker, beat, create-admin, reindex, prompts, new."""
 
 from __future__ import annotations
 
@@ -176,6 +176,34 @@ def reindex(collection: str, force: bool, queue: bool, data_dir: Path | None) ->
         )
     click.echo(f"{collection}: {done.done} done, {done.failed} failed, {done.pending} pending")
     if done.failed:
+        sys.exit(1)
+
+
+@main.group()
+def prompts() -> None:
+    """Prompt templates (PROMPTS_DIR)."""
+
+
+@prompts.command("check")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The prompts directory [PROMPTS_DIR, prompts].",
+)
+def prompts_check(directory: Path | None) -> None:
+    """Load every prompt: YAML, fields, input schema, templates and the variables they use."""
+    from backend.ai.prompts import check_directory
+
+    folder = directory or Path(_settings().prompts_dir)
+    found, findings = check_directory(folder)
+    for prompt in found.values():
+        click.echo(f"ok     {prompt.name} v{prompt.version} ({prompt.path})")
+    for finding in findings:
+        click.echo(f"error  {finding}")
+    click.echo(f"{len(found)} prompts ok, {len(findings)} problems in {folder}")
+    if findings:
         sys.exit(1)
 
 

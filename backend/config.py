@@ -26,6 +26,8 @@ MIN_SECRET_KEY_LENGTH = 32
 # Limits, sizes and counts: zero or less is never meant (msgspec refuses it, naming the field).
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+# Budgets and limits: 0 means none.
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class SettingsError(ValueError):
@@ -130,6 +132,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_max_endpoints: PositiveInt = 100
     webhook_requeue_after_seconds: int = 60
     webhook_delivery_retention_days: PositiveInt = 30
+    # model gateway (docs/ai.md)
+    models_file: str = ""
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+    ai_timeout_seconds: float = 60.0
+    ai_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
+    ai_max_body_bytes: PositiveInt = 4_194_304
+    ai_completion_reserve_tokens: PositiveInt = 1024
+    ai_budget_period: Literal["day", "week", "month"] = "month"
+    ai_user_tokens_per_period: NonNegativeInt = 0
+    ai_key_tokens_per_period: NonNegativeInt = 0
+    ai_org_tokens_per_period: NonNegativeInt = 0
+    ai_user_requests_per_minute: NonNegativeInt = 0
+    ai_key_requests_per_minute: NonNegativeInt = 0
+    ai_org_requests_per_minute: NonNegativeInt = 0
+    ai_budget_sync_seconds: float = 30.0
+    ai_usage_flush_seconds: float = 1.0
+    ai_usage_batch_size: PositiveInt = 1000
+    ai_usage_retention_days: PositiveInt = 30
     # mail
     mail_backend: Literal["console", "smtp"] = "console"
     mail_from: str = "Litebase <no-reply@localhost>"
@@ -138,12 +160,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = True
+    # prompts and asking a collection (docs/ai.md)
+    prompts_dir: str = "prompts"
+    ask_prompt: str = "rag_answer"
+    ask_max_k: PositiveInt = 20
+    ask_max_question_chars: PositiveInt = 4000
+    ask_max_background: PositiveInt = 100
 
     def __post_init__(self) -> None:
         if self.page_default_limit > self.page_max_limit:
             raise SettingsError("PAGE_DEFAULT_LIMIT cannot exceed PAGE_MAX_LIMIT")
         if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", self.vector_index_build_memory):
             raise SettingsError("VECTOR_INDEX_BUILD_MEMORY must look like 512MB or 1GB")
+        if self.ai_timeout_seconds <= 0:
+            raise SettingsError("AI_TIMEOUT_SECONDS must be greater than 0")
+        if self.ai_usage_flush_seconds <= 0 or self.ai_budget_sync_seconds <= 0:
+            raise SettingsError("AI_USAGE_FLUSH_SECONDS and AI_BUDGET_SYNC_SECONDS must be > 0")
         if self.env == "prod":
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(
@@ -189,9 +221,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.
-_ENV_ALIASES = {"env": "LITEBASE_ENV", "data_dir": "LITEBASE_DATA_DIR"}
+_ENV_ALIASES = {
+    "env": "LITEBASE_ENV",
+    "data_dir": "LITEBASE_DATA_DIR",
+    "models_file": "LITEBASE_MODELS",
+}
 _LIST_FIELDS = frozenset(
-    {"cors_origins", "relay_consumers", "jobs_schedulable_types", "webhook_allowed_networks"}
+    {
+        "cors_origins",
+        "relay_consumers",
+        "jobs_schedulable_types",
+        "webhook_allowed_networks",
+        "openai_models",
+    }
 )
 
 

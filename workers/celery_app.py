@@ -21,6 +21,7 @@ TASK_MODULES = [
     "workers.tasks.jobs",
     "workers.tasks.vectors",
     "workers.tasks.webhooks",
+    "workers.tasks.ai",
 ]
 
 
@@ -135,6 +136,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "requeue-webhooks": {"task": "webhooks.requeue", "schedule": 60.0},
         "trim-webhook-deliveries": {"task": "webhooks.trim", "schedule": 3600.0},
+        "rollup-ai-usage": {"task": "ai.rollup_usage", "schedule": 3600.0},
         **(
             {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
             if settings.queue_metrics_namespace

@@ -1,5 +1,6 @@
 """Every table module, imported once so the metadata (and Alembic autogenerate) sees them all."""
 
+from backend.ai import models as ai_models
 from backend.auth import models as auth_models
 from backend.collections.spec import CollectionRegistry
 from backend.jobs import models as job_models
@@ -9,4 +10,4 @@ from backend.webhooks import models as webhook_models
 # Collection modules define their tables on import.
 CollectionRegistry.discover()
 
-__all__ = ["auth_models", "job_models", "org_models", "webhook_models"]
+__all__ = ["ai_models", "auth_models", "job_models", "org_models", "webhook_models"]

@@ -22,6 +22,16 @@ from tests.support import Services, free_port, with_redis_db
 E2E_REDIS_DB = 2
 E2E_DATABASE = "litebase_e2e"
 ROOT = Path(__file__).parents[2]
+E2E_MODELS = """
+providers:
+  fake: {{base_url: "{base_url}", api_key: sk-e2e}}
+models:
+  chat: {{provider: fake, model: fake-chat, retries: 0, timeout_seconds: 10}}
+  gpt-4o-mini: {{provider: fake, model: fake-chat, retries: 0, timeout_seconds: 10}}
+  trickle: {{provider: fake, model: fake-trickle, retries: 0, timeout_seconds: 10}}
+  flaky: {{provider: fake, model: fake-500, retries: 0, fallbacks: [chat]}}
+  embed: {{provider: fake, model: fake-embed, retries: 0}}
+"""
 
 
 @dataclass
@@ -94,6 +104,9 @@ def stack(
     redis_url = with_redis_db(services.redis_url, E2E_REDIS_DB)
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     port = free_port()
+    # Model aliases for the gateway, served by the fake upstream (tests/fake_openai.py).
+    models_file = log_dir / "models.yaml"
+    models_file.write_text(E2E_MODELS.format(base_url=upstream.base_url))
     env = {
         **os.environ,
         "LITEBASE_ENV": "test",
@@ -125,6 +138,9 @@ def stack(
         "WEBHOOK_RETRY_BACKOFF_SECONDS": "0.2",
         "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "1",
         "WEBHOOK_RETRY_WINDOW_SECONDS": "20",
+        # The model gateway, against the same fake upstream.
+        "LITEBASE_MODELS": str(models_file),
+        "AI_USAGE_FLUSH_SECONDS": "0.1",
     }
     api = _spawn(
         [

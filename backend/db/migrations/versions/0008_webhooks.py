@@ -1,7 +1,7 @@
 """Outgoing webhooks: endpoints, one delivery per (endpoint, outbox event), attempts.
 
 Revision ID: 0008_webhooks
-Revises: 0006_vectors
+Revises: 0007_ai
 Create Date: 2026-12-01 18:23:10
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0008_webhooks"
-down_revision: str | None = "0006_vectors"
+down_revision: str | None = "0007_ai"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,331 @@
+"""The model gateway: every model call in Litebase goes through ``Gateway``.
+
+Handlers reach it as ``request.app.state.gateway``. ``body`` is an OpenAI request body whose
+``model`` is an alias from the catalog (backend/ai/catalog.py). Each call
+
+1. resolves the alias (unknown → 404 naming ``model``),
+2. reserves its estimated tokens against the caller's key, user and org budgets and counts
+   it against their requests per minute (over → 429 ``budget_exceeded``, before any
+   upstream call),
+3. tries the alias, then its fallbacks in order, moving on after a timeout, a dropped
+   connection, a 5xx or 429, or malformed output (none left → 502 without upstream details),
+4. settles the reservation to the tokens really used and records a usage event (both one
+   pipelined Redis round trip; events reach Postgres in batches, off the request path).
+
+Prompt runs and RAG answers pass ``prompt=PromptUse(name, version)`` so their usage is
+recorded under the prompt.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import structlog
+from openai import AsyncStream
+from redis.asyncio import Redis
+
+from backend.ai.budgets import BudgetExceeded, Budgets, Reservation
+from backend.ai.catalog import Catalog, ModelAlias
+from backend.ai.upstream import ProviderClient, UpstreamError, chunks
+from backend.ai.usage import UsageEvent, push_into
+from backend.auth.service import Principal
+from backend.config import Settings
+from backend.lib.clock import Clock
+from backend.problems import Problem
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptUse:
+    """The prompt template a call renders (recorded with its usage)."""
+
+    name: str
+    version: str
+
+
+def unknown_model(model: object) -> Problem:
+    return Problem(
+        404,
+        f"The model {model!r} does not exist; GET /v1/models lists the ones you can use",
+        code="model_not_found",
+        errors=[{"field": "model", "message": "is not a known model alias", "source": "body"}],
+    )
+
+
+def bad_gateway() -> Problem:
+    return Problem(
+        502,
+        "The model provider failed (and every fallback with it); try again later",
+        code="upstream_error",
+    )
+
+
+def upstream_rejected(exc: UpstreamError) -> Problem:
+    return Problem(
+        400,
+        f"The model provider refused the request: {exc.reason}",
+        code="upstream_rejected",
+    )
+
+
+class StreamFailed(Problem):
+    """A stream broke after its first chunk: the caller has the chunks so far, no more."""
+
+    def __init__(self) -> None:
+        super().__init__(502, "The model provider's stream broke off", code="upstream_error")
+
+
+@dataclass
+class _Call:
+    """One call's bookkeeping, from reservation to its usage event."""
+
+    principal: Principal
+    kind: str
+    model: str
+    prompt: PromptUse | None
+    started: float = field(default_factory=time.perf_counter)
+    reservation: Reservation | None = None
+    upstream_model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    content_chunks: int = 0
+    usage_reported: bool = False
+    outcome: str = "ok"
+
+    def take_usage(self, usage: object) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens = _int(usage.get("prompt_tokens"))
+            self.completion_tokens = _int(usage.get("completion_tokens"))
+            self.usage_reported = True
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _chunk_has_content(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
+            return True
+    return False
+
+
+class Gateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        redis: Redis,
+        clock: Clock,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.budgets = Budgets(redis, settings)
+        self._redis = redis
+        self._clock = clock
+        self._clients = {name: ProviderClient(p) for name, p in catalog.providers.items()}
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    def models(self) -> dict[str, Any]:
+        """The /v1/models body: every alias, as OpenAI lists models."""
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": alias.provider}
+                for name, alias in sorted(self.catalog.aliases.items())
+            ],
+        }
+
+    def _attempts(self, body: dict[str, Any]) -> tuple[ModelAlias, ...]:
+        model = body.get("model")
+        attempts = self.catalog.attempts(model) if isinstance(model, str) else ()
+        if not attempts:
+            raise unknown_model(model)
+        return attempts
+
+    async def _begin(
+        self, principal: Principal, kind: str, body: dict[str, Any], prompt: PromptUse | None
+    ) -> _Call:
+        call = _Call(principal, kind, str(body["model"]), prompt)
+        try:
+            call.reservation = await self.budgets.reserve(principal, body, self._clock.now())
+        except BudgetExceeded:
+            call.outcome = "budget_exceeded"
+            await self._finish(call)
+            raise
+        return call
+
+    async def _finish(self, call: _Call) -> None:
+        """Settle the reservation and record the event: one round trip, never raising."""
+        if call.outcome == "cancelled" and not call.usage_reported and call.reservation:
+            # The provider bills what it produced before the client left; we saw no usage
+            # report, so count the prompt estimate and a token per streamed piece.
+            call.prompt_tokens = call.reservation.prompt_tokens
+            call.completion_tokens = call.content_chunks
+        used = call.prompt_tokens + call.completion_tokens
+        principal = call.principal
+        event = UsageEvent(
+            id=uuid.uuid4(),
+            created_at=self._clock.now(),
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            org_id=principal.org_id,
+            kind=call.kind,
+            model=call.model,
+            upstream_model=call.upstream_model,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
+            latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+            outcome=call.outcome,
+            prompt_name=call.prompt.name if call.prompt else None,
+            prompt_version=call.prompt.version if call.prompt else None,
+        )
+        with anyio.CancelScope(shield=True):  # a cancelled stream still settles
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                if call.reservation is not None:
+                    self.budgets.settle_into(pipe, call.reservation, used)
+                push_into(pipe, event)
+                await pipe.execute()
+            except Exception:
+                log.exception("could not settle a model call's usage", model=call.model)
+
+    def _failed(self, alias: ModelAlias, exc: UpstreamError) -> None:
+        log.warning(
+            "model call failed", alias=alias.name, provider=alias.provider, reason=exc.reason
+        )
+
+    async def complete(
+        self, principal: Principal, body: dict[str, Any], *, prompt: PromptUse | None = None
+    ) -> dict[str, Any]:
+        """A chat completion (OpenAI's ``chat.completion`` body), ``model`` as asked."""
+        attempts = self._attempts(body)
+        body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        call = await self._begin(principal, "chat", body, prompt)
+        try:
+            for alias in attempts:
+                try:
+                    data = await self._clients[alias.provider].complete(alias, body)
+                except UpstreamError as exc:
+                    self._failed(alias, exc)
+                    if not exc.fallback:
+                        call.outcome = "rejected"
+                        raise upstream_rejected(exc) from None
+                    continue
+                call.upstream_model = alias.model
+                call.take_usage(data.get("usage"))
+                return {**data, "model": call.model}
+            call.outcome = "upstream_error"
+            raise bad_gateway()
+        except BaseException:
+            if call.outcome == "ok":
+                call.outcome = "cancelled"
+            raise
+        finally:
+            await self._finish(call)
+
+    async def stream(
+        self, principal: Principal, body: dict[str, Any], *, prompt: PromptUse | None = None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """A streamed chat completion: ``chat.completion.chunk`` dicts, as OpenAI sends them.
+
+        Problems (404 model, 429 budget, 400 refused, 502 nothing answered) are raised before
+        the first chunk; a stream that breaks later raises ``StreamFailed``. Closing the
+        iterator early (the client went away) closes the upstream request.
+        """
+        attempts = self._attempts(body)
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        call = await self._begin(principal, "chat", body, prompt)
+        upstream: AsyncStream[object] | None = None
+        try:
+            pieces: AsyncIterator[dict[str, Any]] | None = None
+            first: dict[str, Any] | None = None
+            for alias in attempts:
+                try:
+                    upstream = await self._clients[alias.provider].open_stream(alias, body)
+                    pieces = chunks(upstream)
+                    first = await anext(pieces, None)
+                    if first is None:
+                        raise UpstreamError("upstream stream ended before any chunk")
+                except UpstreamError as exc:
+                    self._failed(alias, exc)
+                    await self._close(upstream)
+                    upstream = None
+                    if not exc.fallback:
+                        call.outcome = "rejected"
+                        raise upstream_rejected(exc) from None
+                    continue
+                call.upstream_model = alias.model
+                break
+            if first is None or pieces is None:
+                call.outcome = "upstream_error"
+                raise bad_gateway()
+            chunk: dict[str, Any] | None = first
+            while chunk is not None:
+                usage = chunk.get("usage")
+                if usage is not None:
+                    call.take_usage(usage)
+                if _chunk_has_content(chunk):
+                    call.content_chunks += 1
+                if include_usage:
+                    yield {**chunk, "model": call.model}
+                elif usage is None or chunk.get("choices"):
+                    yield {k: v for k, v in chunk.items() if k != "usage"} | {"model": call.model}
+                try:
+                    chunk = await anext(pieces, None)
+                except UpstreamError as exc:
+                    self._failed(alias, exc)
+                    call.outcome = "upstream_error"
+                    raise StreamFailed() from None
+        except BaseException:
+            if call.outcome == "ok":
+                call.outcome = "cancelled"
+            raise
+        finally:
+            await self._close(upstream)
+            await self._finish(call)
+
+    async def _close(self, upstream: AsyncStream[object] | None) -> None:
+        if upstream is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await upstream.close()
+                except Exception:
+                    log.warning("closing an upstream stream failed", exc_info=True)
+
+    async def embed(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """Embeddings (OpenAI's ``list`` of ``embedding`` objects), ``model`` as asked."""
+        attempts = self._attempts(body)
+        call = await self._begin(principal, "embeddings", body, None)
+        try:
+            for alias in attempts:
+                try:
+                    data = await self._clients[alias.provider].embed(alias, body)
+                except UpstreamError as exc:
+                    self._failed(alias, exc)
+                    if not exc.fallback:
+                        call.outcome = "rejected"
+                        raise upstream_rejected(exc) from None
+                    continue
+                call.upstream_model = alias.model
+                call.take_usage(data.get("usage"))
+                return {**data, "model": call.model}
+            call.outcome = "upstream_error"
+            raise bad_gateway()
+        except BaseException:
+            if call.outcome == "ok":
+                call.outcome = "cancelled"
+            raise
+        finally:
+            await self._finish(call)

@@ -1,0 +1,227 @@
+"""HTTP routes of the model gateway: /v1 (OpenAI-compatible) and /ai/usage, /ai/budgets.
+
+/v1 speaks OpenAI's wire format so the official clients work with ``base_url=<litebase>/v1``;
+its errors are problem+json that also carry OpenAI's ``error`` object, so OpenAI clients read
+them as their own (the status picks the exception class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, Router, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.params import Parameter
+from litestar.plugins.problem_details import ProblemDetailsException
+from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.ai.budgets import SubjectKind, subjects
+from backend.ai.gateway import Gateway, StreamFailed
+from backend.ai.schemas import BudgetLimits, BudgetView, UsageReport
+from backend.ai.service import BudgetService
+from backend.ai.usage import GroupBy, usage_report
+from backend.auth.deps import BEARER
+from backend.auth.service import Principal
+from backend.config import Settings
+from backend.problems import Problem, problem_from_http_exception
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_ERROR_TYPES: dict[int, str] = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """problem+json with OpenAI's ``error`` member beside the RFC 9457 fields."""
+    problem = exc if isinstance(exc, ProblemDetailsException) else problem_from_http_exception(exc)
+    response = problem.to_response(request)
+    body = response.content
+    if isinstance(body, dict):
+        status = response.status_code or 500
+        errors = body.get("errors") or []
+        default = "server_error" if status >= 500 else "invalid_request_error"
+        body["error"] = {
+            "message": body.get("detail") or body.get("title"),
+            "type": _ERROR_TYPES.get(status, default),
+            "param": errors[0].get("field") if errors and isinstance(errors[0], dict) else None,
+            "code": body.get("code"),
+        }
+    return response
+
+
+def _field_error(field: str, message: str) -> Problem:
+    return Problem(
+        422,
+        f"`{field}` {message}",
+        errors=[{"field": field, "message": message, "source": "body"}],
+    )
+
+
+def _check_body(data: Any, required: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise Problem(400, "The body must be a JSON object")
+    if not isinstance(data.get("model"), str) or not data["model"]:
+        raise _field_error("model", "is required: a model alias from GET /v1/models")
+    if required == "messages" and (
+        not isinstance(data.get("messages"), list) or not data["messages"]
+    ):
+        raise _field_error("messages", "must be a non-empty list of messages")
+    if required == "input" and data.get("input") in (None, "", []):
+        raise _field_error("input", "is required")
+    if "stream" in data and not isinstance(data["stream"], bool):
+        raise _field_error("stream", "must be true or false")
+    return data
+
+
+def _event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+
+
+def _gateway(request: Request[Any, Any, Any]) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+@get("/models", summary="The model aliases you can call (OpenAI's model list)")
+async def list_models(request: Request[Any, Any, Any], current: Principal) -> dict[str, Any]:
+    return _gateway(request).models()
+
+
+@post(
+    "/chat/completions",
+    status_code=200,
+    summary="A chat completion, as JSON or streamed as server-sent events (OpenAI's format)",
+)
+async def chat_completions(
+    request: Request[Any, Any, Any], current: Principal, data: dict[str, Any]
+) -> Response[Any]:
+    # Annotated as a Response so each answer keeps its own media type (JSON or SSE).
+    body = _check_body(data, "messages")
+    gateway = _gateway(request)
+    if not body.get("stream"):
+        return Response(await gateway.complete(current, body))
+    chunks = gateway.stream(current, body)
+    # Budget, model and upstream problems surface here, before any byte is sent.
+    first = await anext(chunks)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield _event(first)
+            async for chunk in chunks:
+                yield _event(chunk)
+            yield b"data: [DONE]\n\n"
+        except StreamFailed as exc:
+            # OpenAI's clients raise on an event carrying `error`.
+            yield _event(
+                {"error": {"message": exc.detail, "type": "server_error", "code": "upstream_error"}}
+            )
+        finally:
+            await chunks.aclose()
+
+    return Stream(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@post("/embeddings", status_code=200, summary="Embeddings (OpenAI's format)")
+async def embeddings(
+    request: Request[Any, Any, Any], current: Principal, data: dict[str, Any]
+) -> dict[str, Any]:
+    return await _gateway(request).embed(current, _check_body(data, "input"))
+
+
+async def provide_budget_service(
+    db_session: AsyncSession, state: State, settings: Settings
+) -> BudgetService:
+    gateway: Gateway = state.gateway
+    return BudgetService(db_session, gateway.budgets, settings, state.clock)
+
+
+class UsageController(Controller):
+    path = "/ai/usage"
+    tags = ["model gateway"]
+    security = BEARER
+
+    @get("/", summary="Token usage in a time range, grouped (your own; admins see everyone's)")
+    async def usage(
+        self,
+        current: Principal,
+        db_session: AsyncSession,
+        state: State,
+        start: Annotated[datetime | None, Parameter(query="from", required=False)] = None,
+        end: Annotated[datetime | None, Parameter(query="to", required=False)] = None,
+        group_by: GroupBy = "model",
+    ) -> UsageReport:
+        # By default up to now, this second included.
+        end = end or state.clock.now().replace(microsecond=0) + timedelta(seconds=1)
+        start = start or end - timedelta(days=30)
+        if start >= end:
+            raise Problem(
+                422,
+                "`from` must be before `to`",
+                errors=[{"field": "from", "message": "must be before to", "source": "query"}],
+            )
+        items = await usage_report(db_session, current, start, end, group_by)
+        return UsageReport(start=start, end=end, group_by=group_by, items=items)
+
+
+class BudgetController(Controller):
+    path = "/ai/budgets"
+    tags = ["model gateway"]
+    security = BEARER
+    dependencies = {"budget_service": Provide(provide_budget_service)}
+
+    @get("/", summary="Every budget override (admins)")
+    async def overrides(self, admin: Principal, budget_service: BudgetService) -> list[BudgetView]:
+        return await budget_service.overrides()
+
+    @get("/me", summary="The limits in effect for your key, user and org, and what is used")
+    async def mine(self, current: Principal, budget_service: BudgetService) -> list[BudgetView]:
+        return [await budget_service.get(kind, subject) for kind, subject in subjects(current)]
+
+    @get("/{kind:str}/{subject_id:uuid}", summary="A subject's limits in effect (admins)")
+    async def get_budget(
+        self, kind: SubjectKind, subject_id: UUID, admin: Principal, budget_service: BudgetService
+    ) -> BudgetView:
+        return await budget_service.get(kind, subject_id)
+
+    @put("/{kind:str}/{subject_id:uuid}", summary="Override a key's, user's or org's limits")
+    async def put_budget(
+        self,
+        kind: SubjectKind,
+        subject_id: UUID,
+        data: BudgetLimits,
+        admin: Principal,
+        budget_service: BudgetService,
+    ) -> BudgetView:
+        return await budget_service.put(kind, subject_id, data)
+
+    @delete("/{kind:str}/{subject_id:uuid}", summary="Back to the defaults from settings")
+    async def clear_budget(
+        self, kind: SubjectKind, subject_id: UUID, admin: Principal, budget_service: BudgetService
+    ) -> None:
+        await budget_service.clear(kind, subject_id)
+
+
+def gateway_routers(settings: Settings) -> list[Router | type[Controller]]:
+    v1 = Router(
+        path="/v1",
+        route_handlers=[list_models, chat_completions, embeddings],
+        tags=["model gateway"],
+        security=BEARER,
+        request_max_body_size=settings.ai_max_body_bytes,
+        exception_handlers={
+            ProblemDetailsException: openai_problem,
+            HTTPException: openai_problem,
+        },
+    )
+    return [v1, UsageController, BudgetController]

@@ -1,0 +1,190 @@
+"""Model gateway overhead: the latency Litebase adds over calling the upstream directly.
+
+A fake OpenAI-compatible upstream (tests/fake_openai.py) runs in its own process; the same
+chat completion is sent to it directly and through Litebase (/v1/chat/completions with an
+access token: auth, alias lookup, budget reservation in Redis, usage event, settle), at a
+fixed open-loop rate of 50 and 200 requests/s from a client in a third process. The added
+latency is the gateway's percentile minus the direct one. Streaming: time to the first
+content chunk, direct vs through Litebase, one stream at a time.
+
+Prints a markdown table and the ratio to the goal (added <= 1 ms at p50, <= 5 ms at p99).
+Set DATABASE_URL / REDIS_URL to use real servers; otherwise embedded ones are started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.db.migrate import upgrade  # noqa: E402
+from bench.crud import embedded_services, free_port, serve, stop  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
+RATES = (50, 200)
+STREAMS = int(os.environ.get("BENCH_STREAMS", "200"))
+GOAL_P50_MS, GOAL_P99_MS = 1.0, 5.0
+
+UPSTREAM = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from tests.fake_openai import fake_openai
+with fake_openai() as upstream:
+    print(upstream.base_url, flush=True)
+    time.sleep(10**9)
+"""
+
+# Open loop: request i starts at i / rate whatever the earlier ones are doing.
+CLIENT = r"""
+import asyncio, json, sys, time
+import httpx
+mode, url, headers, body, rate, seconds = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+latencies, errors = [], 0
+async def one(client):
+    global errors
+    try:
+        await attempt(client)
+    except Exception as exc:
+        errors += 1
+        print(type(exc).__name__, exc, file=sys.stderr)
+async def attempt(client):
+    global errors
+    started = time.perf_counter()
+    if mode == "json":
+        response = await client.post(url, json=body, headers=headers)
+        errors += response.status_code != 200
+        latencies.append(time.perf_counter() - started)
+        return
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        first = None
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if choices[0].get("delta", {}).get("content"):
+                    first = time.perf_counter() - started
+        errors += response.status_code != 200 or first is None
+        latencies.append(first or 0.0)
+async def main():
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        for _ in range(20):  # warm the connections and both servers
+            await one(client)
+        latencies.clear()
+        if mode == "stream":
+            for _ in range(int(seconds)):
+                await one(client)
+            return
+        count, tasks, t0 = int(rate * seconds), [], time.perf_counter()
+        for i in range(count):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client)))
+        await asyncio.gather(*tasks)
+asyncio.run(main())
+latencies.sort()
+pick = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000
+print(json.dumps({"n": len(latencies), "errors": errors, "p50": pick(0.5), "p99": pick(0.99)}))
+"""
+
+
+def measure(mode: str, url: str, headers: dict[str, str], body: dict, rate: float, amount: float):
+    out = subprocess.run(
+        [sys.executable, "-c", CLIENT, mode, url, json.dumps(headers), json.dumps(body),
+         str(rate), str(amount)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode or out.stderr.strip():
+        print(out.stderr[-2000:], file=sys.stderr)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    with embedded_services() as (database_url, redis_url):
+        run(database_url, redis_url)
+
+
+def run(database_url: str, redis_url: str) -> None:
+    upgrade(database_url)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", UPSTREAM, str(ROOT)], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert fake.stdout is not None
+    upstream = fake.stdout.readline().strip()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as models:
+        models.write(
+            f'providers:\n  fake: {{base_url: "{upstream}", api_key: sk-bench}}\n'
+            "models:\n  chat: {provider: fake, model: fake-chat, retries: 0}\n"
+        )
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "LITEBASE_ENV": "test",
+        "LOG_LEVEL": "WARNING", "RELAY_ENABLED": "false", "LITEBASE_MODELS": models.name,
+        # Limits that are checked on every call but never reached.
+        "AI_USER_TOKENS_PER_PERIOD": str(10**12), "AI_USER_REQUESTS_PER_MINUTE": str(10**9),
+    }  # fmt: skip
+    port = free_port()
+    api = serve(
+        [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port",
+         str(port), "--no-access-log", "--log-level", "warning"],
+        env, port,
+    )  # fmt: skip
+    rows: list[tuple[str, dict, dict]] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        tokens = httpx.post(
+            f"{base}/auth/signup",
+            json={"email": f"bench-{time.time_ns()}@example.com", "password": "bench password"},
+        ).json()
+        gateway = {"Authorization": f"Bearer {tokens['access_token']}"}
+        direct = {"Authorization": "Bearer sk-bench"}
+        body = {"messages": [{"role": "user", "content": "how fast is the gateway"}]}
+        for rate in RATES:
+            d = measure("json", f"{upstream}/chat/completions", direct,
+                        {**body, "model": "fake-chat"}, rate, SECONDS)  # fmt: skip
+            g = measure("json", f"{base}/v1/chat/completions", gateway,
+                        {**body, "model": "chat"}, rate, SECONDS)  # fmt: skip
+            rows.append((f"chat completion, {rate} req/s", d, g))
+        stream = {**body, "stream": True}
+        d = measure("stream", f"{upstream}/chat/completions", direct,
+                    {**stream, "model": "fake-chat"}, 0, STREAMS)  # fmt: skip
+        g = measure("stream", f"{base}/v1/chat/completions", gateway,
+                    {**stream, "model": "chat"}, 0, STREAMS)  # fmt: skip
+        rows.append(("stream, time to first token", d, g))
+    finally:
+        stop(api)
+        stop(fake)
+        os.unlink(models.name)
+
+    print(f"Gateway overhead on loopback: fake upstream direct vs through Litebase "
+          f"({SECONDS:.0f} s per rate, open loop; {STREAMS} streams one at a time)\n")  # fmt: skip
+    print("| load | direct p50 ms | Litebase p50 ms | added p50 ms | direct p99 ms "
+          "| Litebase p99 ms | added p99 ms | requests | errors |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, d, g in rows:
+        print(
+            f"| {name} | {d['p50']:.2f} | {g['p50']:.2f} | {g['p50'] - d['p50']:.2f} "
+            f"| {d['p99']:.2f} | {g['p99']:.2f} | {g['p99'] - d['p99']:.2f} | {g['n']} "
+            f"| {d['errors'] + g['errors']} |"
+        )
+    print()
+    for name, d, g in rows:
+        print(
+            f"{name}: added p50 {g['p50'] - d['p50']:.2f} ms = "
+            f"{(g['p50'] - d['p50']) / GOAL_P50_MS:.1f}x the {GOAL_P50_MS:g} ms goal; added p99 "
+            f"{g['p99'] - d['p99']:.2f} ms = {(g['p99'] - d['p99']) / GOAL_P99_MS:.1f}x the "
+            f"{GOAL_P99_MS:g} ms goal"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""POST /collections/{c}/ask: retrieval under the caller's rules, rag_answer through the gateway,
+citations; JSON, SSE and realtime channels; limits and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+from litestar.channels import ChannelsPlugin
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from tests.integration.conftest import bearer
+from tests.integration.test_prompt_runs import server_sent_events
+from tests.integration.test_vectors import embed_all
+
+ASK = "/collections/notes/ask"
+NOTES = "/collections/notes/records"
+
+
+@pytest.fixture
+def settings(settings, upstream):
+    return msgspec.structs.replace(
+        settings, openai_api_key="sk-test", openai_base_url=upstream.base_url
+    )
+
+
+@pytest.fixture
+async def app(settings, clock):
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+async def client(app):
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def _person(sign_up):
+    account = await sign_up()
+    return account["user"]["id"], bearer(account["access_token"])
+
+
+async def _note(client, headers, **data):
+    response = await client.post(NOTES, json=data, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+async def library(client, sign_up, settings):
+    """Alice's private notes, Bob's private note and Carol's public one, all about volcanoes."""
+    alice, bob, carol = [await _person(sign_up) for _ in range(3)]
+    notes = {
+        "alice": [
+            await _note(client, alice[1], title="Lava", body="Volcano lava is molten rock."),
+            await _note(client, alice[1], title="Ash", body="A volcano eruption throws ash."),
+            await _note(client, alice[1], title="Violin", body="A violin has four strings."),
+        ],
+        "bob": [
+            await _note(
+                client, bob[1], title="Diary", body="BOBSECRET volcano lava eruption notes."
+            )
+        ],
+        "carol": [
+            await _note(
+                client, carol[1], title="Guide", body="Volcano guide: lava flows.", public=True
+            )
+        ],
+    }
+    await embed_all(settings)
+    return {"alice": alice, "bob": bob, "carol": carol, "notes": notes}
+
+
+async def _ask(client, headers, **body):
+    response = await client.post(ASK, json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_an_answer_cites_the_chunks_it_was_given(client, library, upstream):
+    marker = uuid.uuid4().hex
+    body = await _ask(client, library["alice"][1], question=f"What is volcano lava? {marker}", k=3)
+    citations = body["citations"]
+    assert [c["n"] for c in citations] == [1, 2, 3]
+    mine = {n["id"] for n in library["notes"]["alice"]}
+    public = {n["id"] for n in library["notes"]["carol"]}
+    assert {c["record_id"] for c in citations} <= mine | public
+    assert all({"record_id", "chunk", "score"} <= set(c) for c in citations)
+    assert all(c["chunk"]["index"] == 0 and c["chunk"]["content"] for c in citations)
+    scores = [c["score"] for c in citations]
+    assert scores == sorted(scores, reverse=True)
+    # The prompt showed the chunks numbered; the fake echoes the last message back.
+    (call,) = upstream.state.calls_with(marker)
+    user = call.body["messages"][-1]["content"]
+    for c in citations:
+        assert f"[{c['n']}] {c['chunk']['content']}" in user
+    assert "[1]" in call.body["messages"][0]["content"]  # the system message asks for citations
+    assert body["answer"] == f"echo: {user}"
+    assert all(c["cited"] for c in citations)  # the echo repeats every [n]
+
+
+async def test_no_chunk_a_caller_cannot_list_reaches_the_prompt(client, library, upstream):
+    marker = uuid.uuid4().hex
+    body = await _ask(client, library["alice"][1], question=f"volcano lava eruption {marker}", k=10)
+    bob_note = library["notes"]["bob"][0]["id"]
+    public = {n["id"] for n in library["notes"]["carol"]}
+    # k is more than she may list: every record she may list, and nothing else.
+    assert {c["record_id"] for c in body["citations"]} == {
+        n["id"] for n in library["notes"]["alice"]
+    } | public
+    (call,) = upstream.state.calls_with(marker)
+    assert "BOBSECRET" not in msgspec.json.encode(call.body).decode()
+    # Bob, asking the same, gets his own note (and the public one), never alice's.
+    other = uuid.uuid4().hex
+    body = await _ask(client, library["bob"][1], question=f"volcano lava eruption {other}", k=10)
+    assert {c["record_id"] for c in body["citations"]} == {bob_note} | public
+    (call,) = upstream.state.calls_with(other)
+    assert "BOBSECRET" in msgspec.json.encode(call.body).decode()
+    assert "molten rock" not in msgspec.json.encode(call.body).decode()
+
+
+async def test_a_streamed_answer_sends_deltas_then_citations(client, library, upstream):
+    marker = uuid.uuid4().hex
+    response = await client.post(
+        ASK,
+        json={"question": f"volcano ash {marker}", "k": 2, "stream": True},
+        headers=library["alice"][1],
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = server_sent_events(response.text)
+    assert [name for name, _ in events[:-1]] == ["delta"] * (len(events) - 1)
+    name, done = events[-1]
+    assert name == "done"
+    assert "".join(data["content"] for _, data in events[:-1]) == done["answer"]
+    assert [c["n"] for c in done["citations"]] == [1, 2]
+    assert marker in done["answer"]
+    (stream,) = upstream.state.streams_with(marker)
+    assert stream.outcome == "completed"
+
+
+async def test_an_answer_over_the_callers_channel(app, client, library):
+    user_id, headers = library["alice"]
+    channels = app.plugins.get(ChannelsPlugin)
+    subscriber = await channels.subscribe([f"user:{user_id}"])
+    try:
+        marker = uuid.uuid4().hex
+        response = await client.post(
+            ASK,
+            json={"question": f"volcano {marker}", "k": 2, "channel": f"user:{user_id}"},
+            headers=headers,
+        )
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        assert accepted["channel"] == f"user:{user_id}"
+        frames = []
+
+        async def until_done() -> None:
+            async for raw in subscriber.iter_events():
+                frames.append(msgspec.json.decode(raw))
+                if frames[-1]["event"] != "ask.delta":
+                    return
+
+        await asyncio.wait_for(until_done(), 10)
+    finally:
+        await channels.unsubscribe(subscriber)
+    assert {frame["payload"]["ask_id"] for frame in frames} == {accepted["ask_id"]}
+    assert [f["event"] for f in frames[:-1]] == ["ask.delta"] * (len(frames) - 1)
+    done = frames[-1]
+    assert done["event"] == "ask.done", done
+    answer = done["payload"]["answer"]
+    assert "".join(f["payload"]["content"] for f in frames[:-1]) == answer
+    assert marker in answer and len(done["payload"]["citations"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"question": "   "}, 422, "question"),
+        ({"question": "x" * 4001}, 422, "question"),
+        ({"question": "volcano", "k": 0}, 422, "k"),
+        ({"question": "volcano", "k": 21}, 422, "k"),
+        ({"question": "volcano", "channel": "collection:notes"}, 422, "channel"),
+        ({"question": "volcano", "channel": "user:someone-else"}, 403, None),
+        ({"question": "volcano", "channel": "room:lobby"}, 403, None),  # no active org
+        ({"question": "volcano", "mode": "psychic"}, 422, "mode"),
+        ({"k": 3}, 422, "question"),
+        ({"question": "volcano", "filter": "title ="}, 422, "filter"),
+        ({"question": "volcano", "filter": "nope = 1"}, 422, "filter"),
+    ],
+)
+async def test_bad_asks_are_problems(client, sign_up, body, status, field):
+    _, headers = await _person(sign_up)
+    response = await client.post(ASK, json=body, headers=headers)
+    assert response.status_code == status, response.text
+    errors = response.json().get("errors", [])
+    assert [e["field"] for e in errors] == ([field] if field else [])
+
+
+async def test_only_collections_that_embed_can_be_asked(client, sign_up):
+    _, headers = await _person(sign_up)
+    response = await client.post(
+        "/collections/projects/ask", json={"question": "x"}, headers=headers
+    )
+    assert response.status_code == 404
+    assert (await client.post(ASK, json={"question": "volcano"})).status_code == 401
+
+
+async def test_the_ask_limits_are_settings(settings, clock, sign_up):
+    tight = msgspec.structs.replace(settings, ask_max_k=2, ask_max_question_chars=10)
+    async with AsyncTestClient(create_app(tight, clock=clock)) as client:
+        account = await client.post(
+            "/auth/signup",
+            json={"email": f"t-{uuid.uuid4().hex[:8]}@example.com", "password": "x" * 12},
+        )
+        headers = bearer(account.json()["access_token"])
+        too_many = await client.post(ASK, json={"question": "lava", "k": 3}, headers=headers)
+        assert too_many.status_code == 422 and "between 1 and 2" in too_many.json()["detail"]
+        too_long = await client.post(ASK, json={"question": "x" * 11}, headers=headers)
+        assert too_long.status_code == 422 and "10 characters" in too_long.json()["detail"]
+        fine = await client.post(ASK, json={"question": "lava", "k": 2}, headers=headers)
+        assert fine.status_code == 200, fine.text
+        assert fine.json()["citations"] == []  # nothing embedded in this database yet
+
+
+async def test_a_missing_ask_prompt_is_503_before_any_search(settings, clock, tmp_path):
+    empty = msgspec.structs.replace(settings, prompts_dir=str(tmp_path))
+    async with AsyncTestClient(create_app(empty, clock=clock)) as client:
+        account = await client.post(
+            "/auth/signup",
+            json={"email": f"m-{uuid.uuid4().hex[:8]}@example.com", "password": "x" * 12},
+        )
+        headers = bearer(account.json()["access_token"])
+        response = await client.post(ASK, json={"question": "lava"}, headers=headers)
+        assert response.status_code == 503
+        assert "ASK_PROMPT" in response.json()["detail"]
+        assert (await client.get("/ai/prompts", headers=headers)).json() == {"items": []}
+
+
+async def test_answers_are_recorded_under_rag_answer(client, library, sql):
+    marker = uuid.uuid4().hex
+    await _ask(client, library["alice"][1], question=f"volcano {marker}", k=2)
+    rows: list[tuple] = []
+    for _ in range(100):  # the usage writer drains its queue in the background
+        rows = sql("SELECT prompt_name, prompt_version FROM ai_usage WHERE prompt_name IS NOT NULL")
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [("rag_answer", "1")]
+
+
+# --- a misbehaving model: rag_answer pointed at one of the fake upstream's bad models ------
+
+
+@pytest.fixture
+def served_by(settings, tmp_path, upstream):
+    """Settings whose rag_answer is answered by the fake upstream model named."""
+    shipped = (Path(__file__).parents[2] / "prompts" / "rag_answer.yaml").read_text()
+
+    def _settings(model: str, **extra):
+        folder = tmp_path / model
+        folder.mkdir()
+        (folder / "rag_answer.yaml").write_text(
+            shipped.replace("model: gpt-4o-mini", f"model: {model}")
+        )
+        return msgspec.structs.replace(
+            settings, prompts_dir=str(folder), openai_models=(model,), **extra
+        )
+
+    return _settings
+
+
+async def _signed_up(client):
+    account = await client.post(
+        "/auth/signup",
+        json={"email": f"x-{uuid.uuid4().hex[:8]}@example.com", "password": "x" * 12},
+    )
+    return account.json()["user"]["id"], bearer(account.json()["access_token"])
+
+
+async def test_a_stream_that_breaks_ends_with_an_error_event(served_by, clock):
+    async with AsyncTestClient(create_app(served_by("fake-broken-sse"), clock=clock)) as client:
+        _, headers = await _signed_up(client)
+        response = await client.post(
+            ASK, json={"question": "lava", "stream": True}, headers=headers
+        )
+    assert response.status_code == 200, response.text
+    events = server_sent_events(response.text)
+    name, problem = events[-1]
+    assert name == "error" and problem["status"] == 502
+    assert "done" not in {name for name, _ in events}
+
+
+async def test_a_channel_answer_that_breaks_ends_with_ask_error(served_by, clock):
+    app = create_app(served_by("fake-broken-sse"), clock=clock)
+    async with AsyncTestClient(app) as client:
+        user_id, headers = await _signed_up(client)
+        channels = app.plugins.get(ChannelsPlugin)
+        subscriber = await channels.subscribe([f"user:{user_id}"])
+        try:
+            response = await client.post(
+                ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+            )
+            assert response.status_code == 202, response.text
+
+            async def last_frame() -> dict:
+                async for raw in subscriber.iter_events():
+                    frame = msgspec.json.decode(raw)
+                    if frame["event"] != "ask.delta":
+                        return frame
+                raise AssertionError("the channel closed")
+
+            frame = await asyncio.wait_for(last_frame(), 10)
+        finally:
+            await channels.unsubscribe(subscriber)
+    assert frame["event"] == "ask.error"
+    assert frame["payload"]["ask_id"] == response.json()["ask_id"]
+    assert frame["payload"]["status"] == 502
+
+
+async def test_a_refused_call_is_the_response_even_with_a_channel(served_by, clock):
+    over = served_by("gpt-4o-mini", ai_user_tokens_per_period=1)
+    async with AsyncTestClient(create_app(over, clock=clock)) as client:
+        user_id, headers = await _signed_up(client)
+        body = {"question": "lava", "channel": f"user:{user_id}"}
+        for _ in range(2):  # each refusal gives its background slot back
+            response = await client.post(ASK, json=body, headers=headers)
+            assert response.status_code == 429, response.text
+            assert response.json()["code"] == "budget_exceeded"
+
+
+async def test_answers_over_channels_at_once_are_bounded(served_by, clock, upstream):
+    tight = served_by("fake-trickle", ask_max_background=1)
+    before = upstream.state.trickle_chunks, upstream.state.trickle_seconds
+    upstream.state.trickle_chunks, upstream.state.trickle_seconds = 20, 0.05
+    try:
+        async with AsyncTestClient(create_app(tight, clock=clock)) as client:
+            user_id, headers = await _signed_up(client)
+            marker = uuid.uuid4().hex
+
+            def ask(question: str):
+                body = {"question": question, "channel": f"user:{user_id}"}
+                # The test client serves a request (and its background work) to the end
+                # before it returns, blocking its caller's loop: the first ask gets a thread.
+                return asyncio.run(client.post(ASK, json=body, headers=headers))
+
+            first = asyncio.create_task(asyncio.to_thread(ask, f"lava {marker}"))
+            for _ in range(500):  # until the first answer is streaming in the background
+                streams = upstream.state.streams_with(marker)
+                if streams and streams[0].chunks_sent > 1:
+                    break
+                await asyncio.sleep(0.01)
+            second = await client.post(
+                ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+            )
+            assert second.status_code == 429, second.text
+            assert second.json()["code"] == "too_many_asks"
+            assert (await first).status_code == 202
+            assert upstream.state.streams_with(marker)[0].outcome == "completed"
+            third = await client.post(
+                ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+            )
+            assert third.status_code == 202, third.text
+    finally:
+        upstream.state.trickle_chunks, upstream.state.trickle_seconds = before

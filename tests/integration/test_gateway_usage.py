@@ -1,0 +1,312 @@
+"""Gateway usage and budgets: rows written in batches, reports by owner, rollup into days,
+budgets and request rates per key, user and org, and reservations under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+
+from backend.ai.budgets import completion_reserve, estimate_prompt_tokens
+from backend.ai.gateway import PromptUse
+from backend.ai.usage import roll_up_usage
+from backend.auth.service import Principal
+from backend.lib.urls import libpq_database_url
+from tests.integration.conftest import PASSWORD, bearer
+from tests.integration.test_gateway import GATEWAY_MODELS, chat_body, marker
+
+
+@pytest.fixture
+def settings(settings, upstream, tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text(GATEWAY_MODELS.format(base_url=upstream.base_url))
+    return msgspec.structs.replace(settings, models_file=str(path), ai_usage_flush_seconds=0.05)
+
+
+@pytest.fixture
+async def admin(client, sign_up, make_admin):
+    account = await sign_up()
+    make_admin(account["user"]["id"])
+    return (
+        await client.post(
+            "/auth/token",
+            json={
+                "grant_type": "password",
+                "email": account["user"]["email"],
+                "password": PASSWORD,
+            },
+        )
+    ).json()
+
+
+async def chat(client, token: str, text: str, **extra: Any):
+    return await client.post(
+        "/v1/chat/completions", json=chat_body(text, **extra), headers=bearer(token)
+    )
+
+
+def usage_rows(sql, user_id: str) -> list[dict[str, Any]]:
+    columns = (
+        "user_id, api_key_id, org_id, kind, model, upstream_model, prompt_tokens,"
+        " completion_tokens, latency_ms, outcome, prompt_name, prompt_version"
+    )
+    rows = sql(f"SELECT {columns} FROM ai_usage WHERE user_id = %s ORDER BY created_at", user_id)
+    names = [name.strip() for name in columns.split(",")]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+async def rows_for(sql, user_id: str, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+    """Wait for the background drain to write ``count`` rows for the user."""
+    deadline = time.monotonic() + within
+    while True:
+        rows = usage_rows(sql, user_id)
+        if len(rows) >= count:
+            return rows
+        assert time.monotonic() < deadline, f"{len(rows)} of {count} usage rows written"
+        await asyncio.sleep(0.05)
+
+
+async def test_each_call_is_recorded_off_the_request_path(client, sign_up, sql):
+    alice = await sign_up()
+    user = alice["user"]["id"]
+    alice_token = alice["access_token"]
+    response = await chat(client, alice_token, "one two three")
+    assert response.status_code == 200
+    usage = response.json()["usage"]
+    streamed = await chat(client, alice_token, "four five", stream=True)
+    assert streamed.status_code == 200
+    failed = await chat(client, alice_token, "x", model="doomed")
+    assert failed.status_code == 502
+    rows = await rows_for(sql, user, 3)
+    first, second, third = rows
+    assert str(first["user_id"]) == user and first["api_key_id"] is None
+    assert (first["model"], first["upstream_model"], first["kind"]) == ("chat", "fake-chat", "chat")
+    assert (first["prompt_tokens"], first["completion_tokens"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert first["outcome"] == "ok" and first["latency_ms"] > 0
+    # The stream's usage came from upstream (asked with include_usage on the caller's behalf).
+    assert (second["prompt_tokens"], second["completion_tokens"], second["outcome"]) == (
+        2,
+        3,
+        "ok",
+    )
+    assert (third["outcome"], third["upstream_model"], third["prompt_tokens"]) == (
+        "upstream_error",
+        None,
+        0,
+    )
+
+
+async def test_a_key_and_a_prompt_are_recorded(client, sign_up, sql):
+    alice = await sign_up()
+    headers = bearer(alice["access_token"])
+    created = (await client.post("/auth/api-keys", json={"name": "ci"}, headers=headers)).json()
+    assert (await chat(client, created["key"], "with a key")).status_code == 200
+    gateway = client.app.state.gateway
+    principal = Principal(user_id=uuid.UUID(alice["user"]["id"]), role="user", org_id=None)
+    # The app runs in the test client's portal (its own loop): call the gateway there.
+    answer = await asyncio.to_thread(
+        client.blocking_portal.call,
+        partial(gateway.complete, prompt=PromptUse("summarize", "3")),
+        principal,
+        chat_body("summarize this"),
+    )
+    assert answer["object"] == "chat.completion"
+    keyed, prompted = await rows_for(sql, alice["user"]["id"], 2)
+    assert str(keyed["api_key_id"]) == created["api_key"]["id"]
+    assert (prompted["prompt_name"], prompted["prompt_version"]) == ("summarize", "3")
+
+
+async def test_usage_report_is_your_own_unless_admin(client, sign_up, admin, sql):
+    alice, bob = await sign_up(), await sign_up()
+    for _ in range(2):
+        await chat(client, alice["access_token"], "alpha beta")
+    await chat(client, bob["access_token"], "gamma")
+    await rows_for(sql, alice["user"]["id"], 2)
+    await rows_for(sql, bob["user"]["id"], 1)
+
+    mine = await client.get(
+        "/ai/usage", params={"group_by": "user"}, headers=bearer(alice["access_token"])
+    )
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert body["group_by"] == "user"
+    assert [item["key"] for item in body["items"]] == [alice["user"]["id"]]
+    assert body["items"][0]["requests"] == 2
+    assert body["items"][0]["total_tokens"] == 2 * (2 + 3)  # "alpha beta", "echo: alpha beta"
+
+    everyone = await client.get(
+        "/ai/usage", params={"group_by": "user"}, headers=bearer(admin["access_token"])
+    )
+    keys = {item["key"] for item in everyone.json()["items"]}
+    assert {alice["user"]["id"], bob["user"]["id"]} <= keys
+    by_model = await client.get("/ai/usage", headers=bearer(alice["access_token"]))
+    assert [(i["key"], i["requests"]) for i in by_model.json()["items"]] == [("chat", 2)]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"group_by": "colour"}, "group_by"), ({"from": "2026-01-02", "to": "2026-01-01"}, "from")],
+)
+async def test_bad_usage_queries_name_the_field(client, sign_up, params, field):
+    alice = await sign_up()
+    response = await client.get("/ai/usage", params=params, headers=bearer(alice["access_token"]))
+    assert response.status_code in (400, 422)
+    assert field in response.text
+
+
+async def test_old_rows_roll_up_into_days_and_reports_still_count_them(
+    client, sign_up, sql, clock, database_url, settings
+):
+    alice = await sign_up()
+    headers = bearer(alice["access_token"])
+    # An API key works whatever the clock says (access tokens would be from the future).
+    token = (await client.post("/auth/api-keys", json={"name": "ci"}, headers=headers)).json()[
+        "key"
+    ]
+    clock.advance(days=-40)
+    for _ in range(2):
+        assert (await chat(client, token, "old call")).status_code == 200
+    clock.advance(days=40)
+    assert (await chat(client, token, "new call")).status_code == 200
+    await rows_for(sql, alice["user"]["id"], 3)
+    window = {
+        "from": (clock.now() - timedelta(days=45)).isoformat(),
+        "to": (clock.now() + timedelta(seconds=1)).isoformat(),
+    }
+    before = (await client.get("/ai/usage", params=window, headers=bearer(token))).json()
+
+    with psycopg.connect(libpq_database_url(database_url)) as conn:
+        assert roll_up_usage(conn, settings.ai_usage_retention_days, clock.now()) == 2
+        assert roll_up_usage(conn, settings.ai_usage_retention_days, clock.now()) == 0
+    assert len(usage_rows(sql, alice["user"]["id"])) == 1
+    ((requests, tokens),) = sql(
+        "SELECT requests, prompt_tokens + completion_tokens FROM ai_usage_daily WHERE user_id = %s",
+        alice["user"]["id"],
+    )
+    assert requests == 2 and tokens == 2 * (2 + 3)
+    after = (await client.get("/ai/usage", params=window, headers=bearer(token))).json()
+    assert after["items"] == before["items"]
+    assert after["items"][0]["requests"] == 3
+
+
+async def test_budget_overrides_are_for_admins_and_take_effect_at_once(
+    client, sign_up, admin, upstream
+):
+    alice = await sign_up()
+    path = f"/ai/budgets/user/{alice['user']['id']}"
+    limits = {"tokens_per_period": 10}
+    assert (
+        await client.put(path, json=limits, headers=bearer(alice["access_token"]))
+    ).status_code == 403
+    put = await client.put(path, json=limits, headers=bearer(admin["access_token"]))
+    assert put.status_code == 200, put.text
+    assert put.json()["tokens_per_period"] == 10 and put.json()["overridden"] is True
+
+    tag = marker()
+    refused = await chat(client, alice["access_token"], tag)  # reserves 1024 > 10
+    assert refused.status_code == 429
+    problem = refused.json()
+    assert problem["code"] == "budget_exceeded" and problem["subject"] == "user"
+    assert problem["error"]["type"] == "rate_limit_error"
+    assert int(refused.headers["retry-after"]) > 0
+    assert refused.headers["x-should-retry"] == "false"
+    assert upstream.state.calls_with(tag) == []  # refused before any upstream call
+
+    listed = await client.get("/ai/budgets", headers=bearer(admin["access_token"]))
+    assert [b["id"] for b in listed.json()] == [alice["user"]["id"]]
+    cleared = await client.delete(path, headers=bearer(admin["access_token"]))
+    assert cleared.status_code == 204
+    assert (await chat(client, alice["access_token"], tag)).status_code == 200
+
+
+async def test_a_key_has_its_own_budget(client, sign_up, admin):
+    alice = await sign_up()
+    headers = bearer(alice["access_token"])
+    created = (await client.post("/auth/api-keys", json={"name": "ci"}, headers=headers)).json()
+    await client.put(
+        f"/ai/budgets/key/{created['api_key']['id']}",
+        json={"tokens_per_period": 1},
+        headers=bearer(admin["access_token"]),
+    )
+    refused = await chat(client, created["key"], "hello")
+    assert refused.status_code == 429 and refused.json()["subject"] == "key"
+    assert (await chat(client, alice["access_token"], "hello")).status_code == 200
+    mine = (await client.get("/ai/budgets/me", headers=bearer(created["key"]))).json()
+    assert [(b["kind"], b["tokens_per_period"]) for b in mine] == [("key", 1), ("user", 0)]
+
+
+@pytest.mark.parametrize(("kind", "status"), [("team", 400), ("user", 400)])
+async def test_bad_budget_puts_are_refused(client, admin, kind, status):
+    response = await client.put(
+        f"/ai/budgets/{kind}/{uuid.uuid4()}",
+        json={"tokens_per_period": -1},
+        headers=bearer(admin["access_token"]),
+    )
+    assert response.status_code in (400, 422)
+
+
+async def test_budgets_hold_under_concurrency(client, sign_up, admin, sql, upstream):
+    """20 calls at once against a budget that fits 5 reservations: calls are admitted only
+    while spent + reserved fits, so what is spent never exceeds the budget, and the ledger
+    ends equal to the usage recorded."""
+    alice = await sign_up()
+    tag = marker()
+    body = chat_body(f"{tag} a b c", max_tokens=8)
+    reserve = estimate_prompt_tokens(body) + completion_reserve(body, client.app.state.settings)
+    budget = 5 * reserve
+    await client.put(
+        f"/ai/budgets/user/{alice['user']['id']}",
+        json={"tokens_per_period": budget},
+        headers=bearer(admin["access_token"]),
+    )
+    responses = await asyncio.gather(
+        *(
+            client.post("/v1/chat/completions", json=body, headers=bearer(alice["access_token"]))
+            for _ in range(20)
+        )
+    )
+    admitted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(admitted) + len(refused) == 20
+    assert all(r.json()["code"] == "budget_exceeded" for r in refused)
+    assert len(admitted) >= 5  # five reservations always fit
+    assert len(upstream.state.calls_with(tag)) == len(admitted)
+    spent = sum(r.json()["usage"]["total_tokens"] for r in admitted)
+    assert spent <= budget
+    rows = await rows_for(sql, alice["user"]["id"], 20)
+    recorded = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    assert recorded == spent
+    assert sum(r["outcome"] == "budget_exceeded" for r in rows) == len(refused)
+    gateway = client.app.state.gateway
+    ledger = await asyncio.to_thread(
+        client.blocking_portal.call,
+        gateway.budgets.used,
+        "user",
+        uuid.UUID(alice["user"]["id"]),
+        datetime.now(UTC),
+    )
+    assert ledger == spent
+
+
+async def test_requests_per_minute_from_settings(client, sign_up, upstream, monkeypatch):
+    gateway = client.app.state.gateway
+    monkeypatch.setattr(
+        gateway.budgets,
+        "_settings",
+        msgspec.structs.replace(gateway.budgets._settings, ai_user_requests_per_minute=2),
+    )
+    alice = await sign_up()
+    tag = marker()
+    statuses = [(await chat(client, alice["access_token"], tag)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert len(upstream.state.calls_with(tag)) == 2
