@@ -8,14 +8,20 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from backend.collections.spec import CollectionRegistry
 from backend.events.relay import Consumer, OutboxEvent
 from backend.webhooks.service import enqueue_deliveries, record_deliveries
 
 
 def make_webhook_consumer(app: Any) -> Consumer:
     celery: Celery = app.state.celery
+    registry: CollectionRegistry = app.state.collections
 
     async def deliver(events: Sequence[OutboxEvent]) -> None:
+        # Webhooks are for collections; other tables in the outbox (jobs) cost no query.
+        events = [event for event in events if registry.get(event.collection) is not None]
+        if not events:
+            return
         # The engine exists once the SQLAlchemy plugin has started, after this is built.
         engine: AsyncEngine = app.state.db_engine
         async with AsyncSession(engine, expire_on_commit=False) as db:

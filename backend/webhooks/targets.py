@@ -47,7 +47,7 @@ class TargetPolicy:
 @dataclass(frozen=True)
 class Target:
     scheme: str
-    host: str  # as written (lower case, IPv6 without brackets)
+    host: str  # lower case, IDNA-encoded, IPv6 without brackets
     port: int
 
     @property
@@ -82,7 +82,12 @@ def parse_target(url: str) -> Target:
         raise RefusedTarget("may not carry credentials (user:password@); verify signatures instead")
     if parts.fragment:
         raise RefusedTarget("may not have a #fragment")
-    return Target(scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme])
+    try:
+        # One spelling everywhere (lookup, Host, SNI): the ASCII one of an international name.
+        host = parts.hostname.lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        raise RefusedTarget(f"has a host name that is not valid: {parts.hostname!r}") from None
+    return Target(scheme, host, port or DEFAULT_PORTS[scheme])
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -3,22 +3,29 @@ consumer's deliveries (once per event), and single attempts at a loopback receiv
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import msgspec
 import psycopg
 import pytest
+import redis
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from backend.app import create_app
+from backend.collections.spec import CollectionRegistry
 from backend.events.relay import OutboxEvent
 from backend.lib.urls import async_database_url, libpq_database_url
+from backend.webhooks import DELIVER_TASK
+from backend.webhooks.consumer import make_webhook_consumer
 from backend.webhooks.delivery import deliver, overdue_deliveries, trim_deliveries
 from backend.webhooks.service import record_deliveries, target_policy
 from backend.webhooks.signing import derive_secret
 from tests.integration.conftest import PASSWORD, bearer
 from tests.webhook_receiver import webhook_receiver
+from workers.celery_app import create_celery_app
 
 PUBLIC_URL = "https://1.1.1.1/hooks"  # an IP literal: registration resolves nothing
 
@@ -408,3 +415,30 @@ async def test_lost_deliveries_are_found_for_requeue_and_old_ones_trimmed(client
         left = {r[0] for r in conn.execute("SELECT id::text FROM webhook_deliveries")}
         assert left == set(ids) - {ids[3]}
         assert conn.execute("SELECT count(*) FROM webhook_attempts").fetchone() == (0,)
+
+
+async def test_the_relay_consumer_records_and_queues_each_new_delivery_once(
+    client, admin, settings
+):
+    await _register(client, admin)
+    # The consumer reads what the relay's app holds; the test client's app runs on another
+    # event loop, so hand it the same kinds of things built on this one.
+    engine = create_async_engine(async_database_url(settings.database_url))
+    celery = create_celery_app(settings)
+    state = SimpleNamespace(
+        celery=celery, collections=CollectionRegistry.discover(), db_engine=engine
+    )
+    consume = make_webhook_consumer(SimpleNamespace(state=state))
+    broker = redis.Redis.from_url(settings.redis_url)
+    try:
+        await consume([_event(7), _event(8, "update"), _event(9, "insert", "jobs")])
+        await consume([_event(7), _event(8, "update")])  # handed on again after a crash
+        queued = [json.loads(m) for m in broker.lrange("celery", 0, -1)]
+    finally:
+        broker.close()
+        celery.close()
+        await engine.dispose()
+    rows = await _all(settings, "SELECT id::text, event_id FROM webhook_deliveries")
+    assert sorted(event_id for _, event_id in rows) == [7, 8]
+    sent = sorted(m["headers"]["argsrepr"] for m in queued if m["headers"]["task"] == DELIVER_TASK)
+    assert sent == sorted(repr([delivery_id]) for delivery_id, _ in rows)

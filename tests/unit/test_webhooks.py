@@ -150,6 +150,7 @@ def test_a_target_keeps_its_name_for_host_and_sni():
     assert target.host_header == "hooks.example.com" and not target.is_ip_literal
     assert parse_target("http://[::1]:8080/").host_header == "[::1]:8080"
     assert parse_target("http://1.2.3.4/").is_ip_literal
+    assert parse_target("https://bücher.example/").host_header == "xn--bcher-kva.example"
 
 
 def test_at_send_time_a_name_now_resolving_inside_is_refused_before_connecting():
