@@ -123,7 +123,6 @@ def create_app(
     # models.yaml is checked whole here: a mistake stops the API before it serves.
     gateway = Gateway(load_catalog(settings), settings, redis, clock)
     rules = compile_rules(registry, settings.filter_max_length)
-    database = _database_config(settings, settings.database_url)
     embedded = any(c.embed is not None for c in registry)
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=redis),
@@ -183,7 +182,7 @@ def create_app(
             [
                 *([make_realtime_consumer(app)] if settings.realtime_enabled else []),
                 *([make_embedding_consumer(app)] if embedded else []),
-                make_webhook_consumer(app),
+                make_webhook_consumer(app, database.get_engine()),
                 *build_consumers(app, settings.relay_consumers),
             ],
             batch_size=settings.relay_batch_size,

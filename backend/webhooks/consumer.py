@@ -13,7 +13,8 @@ from backend.events.relay import Consumer, OutboxEvent
 from backend.webhooks.service import enqueue_deliveries, record_deliveries
 
 
-def make_webhook_consumer(app: Any) -> Consumer:
+def make_webhook_consumer(app: Any, engine: AsyncEngine) -> Consumer:
+    """``engine`` is the app's own (its app.state key differs per app in one process)."""
     celery: Celery = app.state.celery
     registry: CollectionRegistry = app.state.collections
 
@@ -22,8 +23,6 @@ def make_webhook_consumer(app: Any) -> Consumer:
         events = [event for event in events if registry.get(event.collection) is not None]
         if not events:
             return
-        # The engine exists once the SQLAlchemy plugin has started, after this is built.
-        engine: AsyncEngine = app.state.db_engine
         async with AsyncSession(engine, expire_on_commit=False) as db:
             created = await record_deliveries(db, events)
         # Committed first: a crash here leaves them pending, and beat's webhooks.requeue

@@ -425,10 +425,8 @@ async def test_the_relay_consumer_records_and_queues_each_new_delivery_once(
     # event loop, so hand it the same kinds of things built on this one.
     engine = create_async_engine(async_database_url(settings.database_url))
     celery = create_celery_app(settings)
-    state = SimpleNamespace(
-        celery=celery, collections=CollectionRegistry.discover(), db_engine=engine
-    )
-    consume = make_webhook_consumer(SimpleNamespace(state=state))
+    state = SimpleNamespace(celery=celery, collections=CollectionRegistry.discover())
+    consume = make_webhook_consumer(SimpleNamespace(state=state), engine)
     broker = redis.Redis.from_url(settings.redis_url)
     try:
         await consume([_event(7), _event(8, "update"), _event(9, "insert", "jobs")])
