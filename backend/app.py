@@ -26,7 +26,7 @@ from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 import backend
 from backend.ai.catalog import load_catalog
@@ -104,7 +104,14 @@ def create_app(
         raise SettingsError("REDIS_URL is not set (`litebase dev` sets it for you)")
     configure_logging(settings)
     # Clients connect lazily: nothing here talks to Redis or the broker yet.
-    redis = Redis.from_url(settings.redis_url)
+    # A bounded pool that makes a burst wait for a connection rather than fail at once.
+    redis = Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_timeout_seconds,
+        )
+    )
     clock = clock or SystemClock()
     celery = create_celery_app(settings)
 

@@ -50,6 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ready_timeout_seconds: float = 2.0
     db_pool_size: PositiveInt = 10
     db_max_overflow: int = 10
+    redis_max_connections: PositiveInt = 200
+    redis_pool_timeout_seconds: PositiveFloat = 5.0
     celery_visibility_timeout_seconds: PositiveInt = 3600
     celery_max_deliveries: PositiveInt = 3
     queue_metrics_namespace: str = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import msgspec
@@ -68,6 +69,20 @@ async def test_ready_is_503_naming_migrations_when_the_database_is_behind(settin
     assert response.status_code == 503
     assert response.json()["detail"] == "Not ready: migrations"
     assert "litebase migrate" in response.json()["checks"]["migrations"]
+
+
+async def test_a_burst_beyond_the_redis_pool_waits_for_connections_instead_of_failing(settings):
+    # The app's one Redis client (sessions, budgets, rate limits, channels): 12 callers that
+    # each hold a connection for 0.2 s share a pool of 3, so some must wait their turn.
+    app = create_app(msgspec.structs.replace(settings, redis_max_connections=3))
+    redis = app.state.redis
+    try:
+        results = await asyncio.gather(
+            *(redis.execute_command("BLPOP", "litebase:test:nothing", 0.2) for _ in range(12))
+        )
+    finally:
+        await redis.aclose()
+    assert results == [None] * 12
 
 
 async def test_metrics_are_exposed_for_prometheus(client):

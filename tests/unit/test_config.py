@@ -85,7 +85,13 @@ def test_every_setting_is_listed_in_env_example():
 
 @pytest.mark.parametrize(
     "variable",
-    ["PAGE_MAX_LIMIT", "REALTIME_SEND_QUEUE", "JOBS_MAX_ACTIVE_PER_USER", "RELAY_BATCH_SIZE"],
+    [
+        "PAGE_MAX_LIMIT",
+        "REALTIME_SEND_QUEUE",
+        "JOBS_MAX_ACTIVE_PER_USER",
+        "RELAY_BATCH_SIZE",
+        "REDIS_MAX_CONNECTIONS",
+    ],
 )
 def test_limits_must_be_positive(variable):
     with pytest.raises(SettingsError, match=variable):
