@@ -209,6 +209,14 @@ async def test_a_job_that_always_fails_stops_after_its_retries_marked_failed(api
     assert (await api.get(f"/jobs/{job['id']}")).json() == failed
 
 
+async def test_a_job_over_its_timeout_is_stopped_and_failed_not_retried(api):
+    """e2e_slow has a 1 s timeout and sleeps 30 s: stopped by the soft time limit, failed."""
+    job = (await api.post("/jobs", json={"type": "e2e_slow", "input": {"seconds": 30}})).json()
+    failed = await _finished(api, job["id"], within=20)
+    assert failed["status"] == "failed" and failed["error"] == "timed out after 1s"
+    assert failed["attempts"] == 1
+
+
 async def test_a_job_that_kills_its_worker_every_time_is_failed_not_left_running(api, stack):
     """e2e_dies exits its worker process on every run (as an out-of-memory kill would); after
     CELERY_MAX_DELIVERIES runs the message is dropped and the job marked failed."""
