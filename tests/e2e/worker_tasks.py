@@ -65,7 +65,7 @@ def kill_the_worker(ctx: JobContext, job_input: Dies) -> None:
 
 for job_type, function in (
     (
-        JobType("e2e_effect", Effect, timeout_seconds=60, max_retries=0, queue=EFFECTS_QUEUE),
+        JobType("e2e_effect", Effect, timeout_seconds=5, max_retries=0, queue=EFFECTS_QUEUE),
         record_effect,
     ),
     (JobType("e2e_fails", Fails, timeout_seconds=60, max_retries=2), always_fail),
