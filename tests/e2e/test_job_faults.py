@@ -257,6 +257,7 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
     from backend.lib.embedded import EmbeddedRedis
     from workers.celery_app import create_celery_app
 
+    owner = (await api.get("/auth/me")).json()["id"]
     # A short path of its own: a unix socket's path has to stay under ~100 characters.
     redis_dir = Path(tempfile.mkdtemp(prefix="lb-r-"))
     own = EmbeddedRedis(redis_dir, persistent=False)
@@ -271,7 +272,6 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
         env, tmp_path, "--pool", "threads", "--concurrency", "2", "-Q", f"{EFFECTS_QUEUE},celery",
         "--include", "tests.e2e.worker_tasks", "--beat", "--schedule", str(tmp_path / "beat"),
     )  # fmt: skip
-    owner = (await api.get("/auth/me")).json()["id"]
     celery = create_celery_app(settings_from_env({}, redis_url=url))
     try:
         workers.start()
