@@ -129,6 +129,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "requeue-jobs": {
             "task": "jobs.requeue",
             "schedule": float(settings.jobs_requeue_interval_seconds),
+            "args": (settings.jobs_requeue_after_seconds,),
         },
         "fire-schedules": {
             "task": "jobs.fire_schedules",

@@ -129,10 +129,13 @@ class ScheduleService:
         await self.db.commit()
         return row
 
-    async def _mine(self, principal: Principal, schedule_id: UUID) -> JobSchedule:
-        row = await self.db.scalar(
-            select(JobSchedule).where(JobSchedule.id == schedule_id).with_for_update()
-        )
+    async def _mine(
+        self, principal: Principal, schedule_id: UUID, *, lock: bool = False
+    ) -> JobSchedule:
+        statement = select(JobSchedule).where(JobSchedule.id == schedule_id)
+        if lock:  # a change waits for a beat that is starting this schedule's run, and v.v.
+            statement = statement.with_for_update()
+        row = await self.db.scalar(statement)
         if row is None or (row.owner != principal.user_id and not principal.is_admin):
             raise Problem(404, "No such schedule", code="not_found")
         return row
@@ -151,7 +154,7 @@ class ScheduleService:
     async def change(
         self, principal: Principal, schedule_id: UUID, data: ScheduleChange
     ) -> JobSchedule:
-        row = await self._mine(principal, schedule_id)
+        row = await self._mine(principal, schedule_id, lock=True)
         type_name = data.type if data.type is not None else row.type
         job_input = data.input if data.input is not None else row.input
         expression = " ".join(data.cron.split()) if data.cron is not None else row.cron
@@ -167,7 +170,7 @@ class ScheduleService:
         return row
 
     async def delete(self, principal: Principal, schedule_id: UUID) -> None:
-        row = await self._mine(principal, schedule_id)
+        row = await self._mine(principal, schedule_id, lock=True)
         await self.db.delete(row)
         await self.db.commit()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import ROOT, _spawn, _stop
 from tests.e2e.worker_tasks import EFFECTS_QUEUE
 
 PASSWORD = "correct horse battery staple"
@@ -111,7 +112,12 @@ async def test_killing_workers_again_and_again_loses_and_duplicates_no_job(
 ):
     """200 jobs, each making one effect under a unique key, run by workers that are SIGKILLed
     all at once, round after round: every job succeeds and every effect lands exactly once,
-    while some jobs demonstrably ran more than once."""
+    while some jobs demonstrably ran more than once.
+
+    Most interrupted jobs come back through the broker (unacknowledged past the visibility
+    timeout). A kill can also land just after Redis handed a worker a message and before the
+    worker recorded it: that message is gone, and beat's sweeper sends the job again from its
+    row (running here with JOBS_REQUEUE_AFTER_SECONDS=5)."""
     users, per_user, rounds = 20, 10, 4  # 10: JOBS_MAX_ACTIVE_PER_USER in the stack
     env = {
         **stack.env,
@@ -125,9 +131,17 @@ async def test_killing_workers_again_and_again_loses_and_duplicates_no_job(
         "-Q", EFFECTS_QUEUE, "--include", "tests.e2e.worker_tasks",
     )  # fmt: skip
     clients = [await _user(stack) for _ in range(users)]
+    beat_env = {
+        **stack.env,
+        "JOBS_REQUEUE_INTERVAL_SECONDS": "1",
+        "JOBS_REQUEUE_AFTER_SECONDS": "5",
+    }
+    beat = _spawn(
+        [sys.executable, "-m", "backend.cli", "beat", "--schedule", str(tmp_path / "beat")],
+        beat_env,
+        tmp_path / "beat.log",
+    )
     try:
-        workers.start(3)
-        workers.wait_ready()
 
         async def submit(client: httpx.AsyncClient, n: int) -> str:
             body = {"type": "e2e_effect", "input": {"key": f"effect-{n}", "hold_seconds": 0.15}}
@@ -135,9 +149,19 @@ async def test_killing_workers_again_and_again_loses_and_duplicates_no_job(
             assert response.status_code == 202, response.text
             return str(response.json()["id"])
 
-        ids = await asyncio.gather(
-            *(submit(c, u * per_user + i) for u, c in enumerate(clients) for i in range(per_user))
-        )
+        async def submit_all(client: httpx.AsyncClient, user: int) -> list[str]:
+            return [await submit(client, user * per_user + i) for i in range(per_user)]
+
+        # One request at a time per user, the users at once: 20 in flight, not 200 (the API's
+        # Redis pool holds 100 connections and refuses more).
+        ids = [
+            job_id
+            for batch in await asyncio.gather(*(submit_all(c, u) for u, c in enumerate(clients)))
+            for job_id in batch
+        ]
+        # All 200 wait on their queue until the workers start: every round has work to cut.
+        workers.start(3)
+        await asyncio.to_thread(workers.wait_ready)
         for _ in range(rounds):
             # Kill when a good share of work has run since the last round, much of it in flight.
             runs = _sql(stack, "SELECT count(*) FROM e2e_effect_runs")[0][0]
@@ -163,6 +187,7 @@ async def test_killing_workers_again_and_again_loses_and_duplicates_no_job(
             await asyncio.sleep(0.2)
         finished = [(await owners[i].get(f"/jobs/{i}")).json() for i in ids]
     finally:
+        _stop(beat)
         workers.kill_all()
         for client in clients:
             await client.aclose()
@@ -202,6 +227,14 @@ async def test_a_job_that_always_fails_stops_after_its_retries_marked_failed(api
     assert (await api.get(f"/jobs/{job['id']}")).json() == failed
 
 
+async def test_a_job_over_its_timeout_is_stopped_and_failed_not_retried(api):
+    """e2e_slow has a 1 s timeout and sleeps 30 s: stopped by the soft time limit, failed."""
+    job = (await api.post("/jobs", json={"type": "e2e_slow", "input": {"seconds": 30}})).json()
+    failed = await _finished(api, job["id"], within=20)
+    assert failed["status"] == "failed" and failed["error"] == "timed out after 1s"
+    assert failed["attempts"] == 1
+
+
 async def test_a_job_that_kills_its_worker_every_time_is_failed_not_left_running(api, stack):
     """e2e_dies exits its worker process on every run (as an out-of-memory kill would); after
     CELERY_MAX_DELIVERIES runs the message is dropped and the job marked failed."""
@@ -224,7 +257,10 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
     from backend.lib.embedded import EmbeddedRedis
     from workers.celery_app import create_celery_app
 
-    own = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lb-r-")), persistent=False)
+    owner = (await api.get("/auth/me")).json()["id"]
+    # A short path of its own: a unix socket's path has to stay under ~100 characters.
+    redis_dir = Path(tempfile.mkdtemp(prefix="lb-r-"))
+    own = EmbeddedRedis(redis_dir, persistent=False)
     url = own.start()
     env = {
         **stack.env,
@@ -236,7 +272,6 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
         env, tmp_path, "--pool", "threads", "--concurrency", "2", "-Q", f"{EFFECTS_QUEUE},celery",
         "--include", "tests.e2e.worker_tasks", "--beat", "--schedule", str(tmp_path / "beat"),
     )  # fmt: skip
-    owner = (await api.get("/auth/me")).json()["id"]
     celery = create_celery_app(settings_from_env({}, redis_url=url))
     try:
         workers.start()
@@ -281,6 +316,7 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
         workers.kill_all()
         celery.close()
         own.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
     count, distinct = _sql(
         stack,
         "SELECT count(*), count(DISTINCT key) FROM e2e_effects WHERE job_id = ANY(%s::uuid[])",

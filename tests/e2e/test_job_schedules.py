@@ -61,5 +61,7 @@ async def test_beat_starts_a_due_schedules_job_once(stack, tmp_path):
             ).fetchone()[0]
         assert runs == 1
         assert current["next_run_at"] > schedule["created_at"]
+        # Gone, so no later test's beat starts it again.
+        assert (await admin.delete(f"/jobs/schedules/{schedule['id']}")).status_code == 204
     finally:
         await admin.aclose()

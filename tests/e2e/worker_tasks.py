@@ -31,6 +31,10 @@ class Fails(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     message: str
 
 
+class Slow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    seconds: float
+
+
 class Dies(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
@@ -51,16 +55,21 @@ def always_fail(ctx: JobContext, job_input: Fails) -> None:
     raise RuntimeError(job_input.message)
 
 
+def take_too_long(ctx: JobContext, job_input: Slow) -> None:
+    time.sleep(job_input.seconds)
+
+
 def kill_the_worker(ctx: JobContext, job_input: Dies) -> None:
     os._exit(1)
 
 
 for job_type, function in (
     (
-        JobType("e2e_effect", Effect, timeout_seconds=60, max_retries=0, queue=EFFECTS_QUEUE),
+        JobType("e2e_effect", Effect, timeout_seconds=5, max_retries=0, queue=EFFECTS_QUEUE),
         record_effect,
     ),
     (JobType("e2e_fails", Fails, timeout_seconds=60, max_retries=2), always_fail),
+    (JobType("e2e_slow", Slow, timeout_seconds=1, max_retries=2), take_too_long),
     (JobType("e2e_dies", Dies, timeout_seconds=60, max_retries=0), kill_the_worker),
 ):
     JOB_TYPES[job_type.name] = job_type

@@ -9,7 +9,7 @@ import pytest
 
 from backend.config import settings_from_env
 from backend.jobs.cron import CronError, next_run, parse_cron, shortest_gap
-from workers.celery_app import TASK_MODULES, create_celery_app
+from workers.celery_app import TASK_MODULES, create_celery_app, restore_sweep
 
 AT = datetime(2026, 12, 1, 18, 25, 0, tzinfo=UTC)
 
@@ -57,3 +57,12 @@ def test_every_beat_entry_names_a_task_the_workers_have():
     schedule = app.conf.beat_schedule
     assert {"requeue-jobs", "fire-schedules", "trim-outbox"} <= schedule.keys()
     assert {entry["task"] for entry in schedule.values()} <= set(app.tasks)
+
+
+@pytest.mark.parametrize(
+    ("visibility_timeout", "every"),
+    [(2, 1), (30, 3), (60, 6), (600, 60), (3600, 100), (86_400, 100)],
+)
+def test_abandoned_messages_are_looked_for_every_tenth_of_the_timeout(visibility_timeout, every):
+    sweep = restore_sweep(visibility_timeout)
+    assert sweep["unacked_restore_interval"] * sweep["unacked_restore_throttle"] == every

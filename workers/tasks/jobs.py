@@ -22,6 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from psycopg.types.json import Jsonb
 
 from backend.config import Settings
+from backend.jobs.recovery import claim_lost_jobs, retry_backoff
 from backend.jobs.schedules import FIRE_SCHEDULES_TASK, fire_due_schedules
 from backend.jobs.service import RUN_JOB_TASK, send_job
 from backend.jobs.types import JOB_TYPES, ImportRecords, ReindexCollection, Sleep, parse_input
@@ -260,27 +261,40 @@ def run_job(self: Any, job_id: str) -> str:
                     " WHERE id = %s",
                     (f"attempt {attempts}: {exc}", job_id),
                 )
-                raise self.retry(exc=exc, countdown=min(60, 2**attempts)) from exc
+                raise self.retry(exc=exc, countdown=retry_backoff(attempts)) from exc
             _finish(conn, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
             return "failed"
         _finish(conn, job_id, "succeeded", result=Jsonb(result), progress=1.0, error=None)
         return "succeeded"
 
 
+def _messages_in(app: LitebaseCelery, queue: str) -> int:
+    """Messages waiting in a broker queue (Redis or AMQP); 0 for a queue that does not exist."""
+    try:
+        with app.connection_for_read() as connection:
+            channel: Any = connection.default_channel
+            declared = channel.queue_declare(queue=queue, passive=True)
+    except Exception:  # kombu raises its transport's own "no such queue"
+        return 0
+    return int(declared.message_count)
+
+
 @shared_task(name=REQUEUE_JOBS_TASK, bind=True)
-def requeue_jobs(self: Any) -> int:
-    """Hand queued jobs nobody picked up (the broker was down at submit) to the workers again."""
+def requeue_jobs(self: Any, after_seconds: float | None = None) -> int:
+    """Send again the jobs whose message is gone (backend/jobs/recovery.py). Beat passes its
+    JOBS_REQUEUE_AFTER_SECONDS; without it, the worker's own."""
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
+    after = app.settings.jobs_requeue_after_seconds if after_seconds is None else after_seconds
+    default = str(app.conf.task_default_queue)
+    queues = {name: job_type.queue or default for name, job_type in JOB_TYPES.items()}
+    busy = {queue for queue in set(queues.values()) if _messages_in(app, queue)}
+    waiting = [name for name, queue in queues.items() if queue in busy]
     with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
-        stale = conn.execute(
-            "SELECT id::text, type FROM jobs WHERE status = 'queued' AND attempts = 0"
-            " AND coalesce(run_at, created_at) < now() - make_interval(secs => %s)",
-            (app.settings.jobs_requeue_after_seconds,),
-        ).fetchall()
-    for job_id, type_name in stale:
+        lost = claim_lost_jobs(conn, after, waiting)
+    for job_id, type_name in lost:
         send_job(app, job_id, type_name)
-    return len(stale)
+    return len(lost)
 
 
 @shared_task(name=FIRE_SCHEDULES_TASK, bind=True)
