@@ -30,6 +30,7 @@ lint: $(STAMP) $(CHECKOV)
 	$(VENV)/bin/ruff check backend workers tests bench clients/python/litebase_client
 	$(VENV)/bin/ruff format --check backend workers tests bench clients/python/litebase_client
 	$(VENV)/bin/mypy
+	$(VENV)/bin/litebase prompts check
 	$(CHECKOV) -d infra/terraform --framework terraform --quiet --compact --skip-download
 
 format: $(STAMP)
