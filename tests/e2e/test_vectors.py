@@ -189,7 +189,9 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
             ("active",)
         ]
         await asyncio.sleep(2.1)  # the API's view of the active version is cached two seconds
-        items = await _search(alice, query=f"kumquat7 {marker}", mode="vector", k=3)
-        assert items[0]["record"]["id"] == notes[7]["id"]
+        # 32 hashed dimensions: another note's word may share kumquat7's slot and tie with it.
+        items = await _search(alice, query=f"kumquat7 {marker}", mode="vector", k=20)
+        best = {i["record"]["id"] for i in items if i["score"] >= items[0]["score"] - 1e-6}
+        assert notes[7]["id"] in best
     finally:
         _stop(worker)
