@@ -8,7 +8,7 @@ call fails after it started. A failure before the first token is an ordinary pro
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,10 +88,10 @@ def _problem_body(exc: Problem) -> dict[str, Any]:
     return body
 
 
-def server_sent(events: AsyncIterator[Delta | RunResult | Answer]) -> ServerSentEvent:
+def server_sent(events: AsyncGenerator[Delta | RunResult | Answer, None]) -> ServerSentEvent:
     """``delta`` events, then ``done``; ``error`` with a problem body if the call breaks."""
 
-    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+    async def messages() -> AsyncGenerator[ServerSentEventMessage, None]:
         try:
             async for event in events:
                 name = "delta" if isinstance(event, Delta) else "done"
@@ -106,6 +106,8 @@ def server_sent(events: AsyncIterator[Delta | RunResult | Answer]) -> ServerSent
             yield ServerSentEventMessage(
                 event="error", data=msgspec.json.encode(_problem_body(failed)).decode()
             )
+        finally:
+            await events.aclose()  # a client that went away closes the upstream request
 
     return ServerSentEvent(messages())  # with no-cache and X-Accel-Buffering: no
 

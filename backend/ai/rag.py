@@ -159,10 +159,8 @@ class PromptRunner:
         body = prompt.chat_body(variables)
         completion = await self.gateway.complete(principal, body, prompt=_use(prompt))
         output, finish_reason = _text_of(completion)
-        return _result(
-            prompt, completion.get("model") or prompt.model, output, finish_reason,
-            completion.get("usage"),
-        )  # fmt: skip
+        model = completion.get("model") or prompt.model
+        return _result(prompt, model, output, finish_reason, completion.get("usage"))
 
     async def stream(
         self, principal: Principal, prompt: Prompt, variables: Mapping[str, Any]
@@ -328,8 +326,11 @@ async def answer_over_channel(
     a room), as ``broadcast`` frames: ``ask.delta``, then ``ask.done`` or ``ask.error``."""
 
     async def publish(event: str, payload: dict[str, Any]) -> None:
+        # As push_to_user sends: from no user, and an origin no socket has, so that every
+        # subscriber of the channel (each socket of a user, everyone in a room) receives it.
         message = {"kind": "broadcast", "event": event, "payload": payload, "from": None}
-        await channels.wait_published(encode(message | {"origin": ""}), [channel])
+        message["origin"] = ""
+        await channels.wait_published(encode(message), [channel])
 
     try:
         async for event in events:

@@ -4,9 +4,11 @@ citations; JSON, SSE and realtime channels; limits and refusals."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from litestar.channels import ChannelsPlugin
@@ -367,3 +369,55 @@ async def test_answers_over_channels_at_once_are_bounded(served_by, clock, upstr
             assert third.status_code == 202, third.text
     finally:
         upstream.state.trickle_chunks, upstream.state.trickle_seconds = before
+
+
+async def test_a_client_that_leaves_a_streamed_answer_cancels_the_upstream(
+    served_by, clock, upstream
+):
+    """Over raw ASGI in this loop (the test client buffers whole responses): the client goes
+    away after the first delta, and the fake upstream sees its stream closed early."""
+    app = create_app(served_by("fake-trickle"), clock=clock)
+    marker = uuid.uuid4().hex
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            account = await http.post(
+                "/auth/signup",
+                json={"email": f"d-{marker[:8]}@example.com", "password": "x" * 12},
+            )
+        token = account.json()["access_token"]
+        body = json.dumps({"question": f"lava {marker}", "stream": True}).encode()
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": ASK, "raw_path": ASK.encode(),
+            "query_string": b"", "root_path": "", "server": ("test", 80),
+            "client": ("127.0.0.1", 1234),
+            "headers": [
+                (b"host", b"test"), (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"authorization", f"Bearer {token}".encode()),
+            ],
+        }  # fmt: skip
+        sent: list[dict] = []
+        first_delta = asyncio.Event()
+        requested = False
+
+        async def receive() -> dict:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await first_delta.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if b"event: delta" in message.get("body", b""):
+                first_delta.set()
+
+        await asyncio.wait_for(app(scope, receive, send), 10)
+    assert sent[0]["status"] == 200
+    (stream,) = upstream.state.streams_with(marker)
+    assert await asyncio.to_thread(stream.ended.wait, 5)
+    assert stream.outcome == "cancelled"
+    assert stream.chunks_sent < upstream.state.trickle_chunks
