@@ -108,6 +108,12 @@ def measure(mode: str, url: str, headers: dict[str, str], body: dict, rate: floa
     return json.loads(out.stdout)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     with embedded_services() as (database_url, redis_url):
         run(database_url, redis_url)
@@ -151,8 +157,11 @@ def run(database_url: str, redis_url: str) -> None:
         for rate in RATES:
             d = measure("json", f"{upstream}/chat/completions", direct,
                         {**body, "model": "fake-chat"}, rate, SECONDS)  # fmt: skip
+            cpu = cpu_seconds(api.pid)
             g = measure("json", f"{base}/v1/chat/completions", gateway,
                         {**body, "model": "chat"}, rate, SECONDS)  # fmt: skip
+            # Includes the client's 20 warm-up calls.
+            g["cpu_ms"] = (cpu_seconds(api.pid) - cpu) * 1000 / (g["n"] + 20)
             rows.append((f"chat completion, {rate} req/s", d, g))
         stream = {**body, "stream": True}
         d = measure("stream", f"{upstream}/chat/completions", direct,
@@ -176,6 +185,10 @@ def run(database_url: str, redis_url: str) -> None:
             f"| {d['p99']:.2f} | {g['p99']:.2f} | {g['p99'] - d['p99']:.2f} | {g['n']} "
             f"| {d['errors'] + g['errors']} |"
         )
+    print()
+    for name, _, g in rows:
+        if "cpu_ms" in g:
+            print(f"{name}: the API process spent {g['cpu_ms']:.2f} ms of CPU per call")
     print()
     for name, d, g in rows:
         print(
