@@ -248,6 +248,8 @@ class AskService:
         """The chunks that answer ``question`` among the records the caller may list."""
         if not question.strip():
             raise _field_problem("The question is empty", "question", "empty")
+        if "\x00" in question:  # Postgres text cannot hold it (the search would fail)
+            raise _field_problem("The question contains a NUL character", "question", "NUL")
         if len(question) > self.settings.ask_max_question_chars:
             limit = self.settings.ask_max_question_chars
             raise _field_problem(

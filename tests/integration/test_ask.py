@@ -184,6 +184,7 @@ async def test_an_answer_over_the_callers_channel(app, client, library):
     [
         ({"question": "   "}, 422, "question"),
         ({"question": "x" * 4001}, 422, "question"),
+        ({"question": "lava \u0000"}, 422, "question"),
         ({"question": "volcano", "k": 0}, 422, "k"),
         ({"question": "volcano", "k": 21}, 422, "k"),
         ({"question": "volcano", "channel": "collection:notes"}, 422, "channel"),
