@@ -422,3 +422,48 @@ async def test_a_client_that_leaves_a_streamed_answer_cancels_the_upstream(
     assert await asyncio.to_thread(stream.ended.wait, 5)
     assert stream.outcome == "cancelled"
     assert stream.chunks_sent < upstream.state.trickle_chunks
+
+
+async def test_an_answer_over_a_room_of_the_callers_org(app, client, library, sign_up):
+    account = await sign_up()
+    headers = bearer(account["access_token"])
+    org = (await client.post("/orgs", json={"name": "Geology"}, headers=headers)).json()
+    refreshed = await client.post(
+        "/auth/token",
+        json={"grant_type": "refresh_token", "refresh_token": account["refresh_token"]},
+    )
+    in_org = bearer(refreshed.json()["access_token"])  # the new org is the active one
+    channels = app.plugins.get(ChannelsPlugin)
+    subscriber = await channels.subscribe([f"room:{org['id']}:lobby"])  # what room:lobby is
+    try:
+        response = await client.post(
+            ASK, json={"question": "volcano", "k": 1, "channel": "room:lobby"}, headers=in_org
+        )
+        assert response.status_code == 202, response.text
+
+        async def last_frame() -> dict:
+            async for raw in subscriber.iter_events():
+                frame = msgspec.json.decode(raw)
+                if frame["event"] != "ask.delta":
+                    return frame
+            raise AssertionError("the channel closed")
+
+        frame = await asyncio.wait_for(last_frame(), 10)
+    finally:
+        await channels.unsubscribe(subscriber)
+    assert frame["event"] == "ask.done"
+    # Only what this user may list: carol's public note.
+    public = {n["id"] for n in library["notes"]["carol"]}
+    assert {c["record_id"] for c in frame["payload"]["citations"]} == public
+
+
+async def test_no_channel_answers_without_realtime(settings, clock):
+    off = msgspec.structs.replace(settings, realtime_enabled=False)
+    async with AsyncTestClient(create_app(off, clock=clock)) as client:
+        user_id, headers = await _signed_up(client)
+        response = await client.post(
+            ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "channel"
+    assert "REALTIME_ENABLED" in response.json()["errors"][0]["message"]
