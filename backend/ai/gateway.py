@@ -181,14 +181,14 @@ class Gateway:
             api_key_id=principal.api_key_id,
             org_id=principal.org_id,
             kind=call.kind,
-            model=call.model,
-            upstream_model=call.upstream_model,
+            model=call.model[:200],  # the column sizes: a batch must never fail on a value
+            upstream_model=call.upstream_model[:200] if call.upstream_model else None,
             prompt_tokens=call.prompt_tokens,
             completion_tokens=call.completion_tokens,
             latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
             outcome=call.outcome,
-            prompt_name=call.prompt.name if call.prompt else None,
-            prompt_version=call.prompt.version if call.prompt else None,
+            prompt_name=call.prompt.name[:200] if call.prompt else None,
+            prompt_version=call.prompt.version[:100] if call.prompt else None,
         )
         with anyio.CancelScope(shield=True):  # a cancelled stream still settles
             try:
