@@ -69,6 +69,7 @@ class AskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     channel: str | None = None
     mode: Literal["vector", "text", "hybrid"] = "hybrid"
     filter: str | None = None
+    min_score: float | None = None
 
 
 class AskAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -230,9 +231,14 @@ def _ask_router(collection: Collection, settings: Settings, slots: BackgroundSlo
             realtime_target(data.channel, current, settings) if data.channel is not None else None
         )
         citations: list[Citation] = await ask_service.retrieve(
-            collection, current, question=data.question, k=data.k, mode=data.mode,
+            collection,
+            current,
+            question=data.question,
+            k=data.k,
+            mode=data.mode,
             filter_=data.filter,
-        )  # fmt: skip
+            min_score=data.min_score,
+        )
         if target is not None:
             assert data.channel is not None
             slots.take()

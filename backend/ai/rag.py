@@ -244,6 +244,7 @@ class AskService:
         k: int,
         mode: SearchMode = "hybrid",
         filter_: str | None = None,
+        min_score: float | None = None,
     ) -> list[Citation]:
         """The chunks that answer ``question`` among the records the caller may list."""
         if not question.strip():
@@ -263,7 +264,13 @@ class AskService:
             )
         self.prompt()  # before searching: a missing prompt costs no query embedding
         hits = await self.search.search(
-            collection, principal, query=question, mode=mode, k=k, filter_=filter_
+            collection,
+            principal,
+            query=question,
+            mode=mode,
+            k=k,
+            filter_=filter_,
+            min_score=min_score,
         )
         return [
             Citation(

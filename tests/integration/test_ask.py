@@ -125,6 +125,27 @@ async def test_no_chunk_a_caller_cannot_list_reaches_the_prompt(client, library,
     assert "molten rock" not in msgspec.json.encode(call.body).decode()
 
 
+async def test_filters_and_min_score_narrow_what_the_prompt_is_given(client, library, upstream):
+    alice = library["alice"][1]
+    ash = library["notes"]["alice"][1]
+    body = await _ask(client, alice, question="volcano", k=5, filter="title = 'Ash'")
+    assert [c["record_id"] for c in body["citations"]] == [ash["id"]]
+    everything = await _ask(client, alice, question="volcano lava", k=5, mode="vector")
+    scores = [c["score"] for c in everything["citations"]]
+    assert len(scores) == 4  # everything she may list, however far
+    cut = (scores[0] + scores[-1]) / 2
+    marker = uuid.uuid4().hex
+    close = await _ask(
+        client, alice, question=f"volcano lava {marker}", k=5, mode="vector", min_score=cut
+    )
+    assert 1 <= len(close["citations"]) < 4
+    assert all(c["score"] >= cut for c in close["citations"])
+    (call,) = upstream.state.calls_with(marker)
+    shown = call.body["messages"][-1]["content"]
+    assert f"[{len(close['citations'])}] " in shown
+    assert f"[{len(close['citations']) + 1}] " not in shown  # the far ones never reach it
+
+
 async def test_a_streamed_answer_sends_deltas_then_citations(client, library, upstream):
     marker = uuid.uuid4().hex
     response = await client.post(
