@@ -25,6 +25,7 @@ from backend.collections.spec import Collection
 from backend.config import Settings
 from backend.problems import Problem
 from backend.realtime.protocol import encode
+from backend.realtime.rooms import room_channel, user_channel
 from backend.vectors.service import SearchService
 
 log = structlog.get_logger(__name__)
@@ -359,3 +360,48 @@ async def answer_over_channel(
         )
     finally:
         await events.aclose()
+
+
+class BackgroundSlots:
+    """How many asks answer over a channel at once in this process (ASK_MAX_BACKGROUND)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def take(self) -> None:
+        if self.running >= self.limit:
+            raise Problem(
+                429,
+                "Too many answers are being sent over channels; retry shortly",
+                code="too_many_asks",
+                headers={"Retry-After": "1"},
+            )
+        self.running += 1
+
+    def give_back(self) -> None:
+        self.running -= 1
+
+
+def realtime_target(channel: str, principal: Principal, settings: Settings) -> str:
+    """The internal channel for ``channel``, which the caller must be allowed to subscribe to."""
+
+    def refused(message: str) -> Problem:
+        return Problem(
+            422,
+            "The channel is not one an answer can be sent to",
+            errors=[{"field": "channel", "message": message, "source": "body"}],
+        )
+
+    if not settings.realtime_enabled:
+        raise refused("realtime is turned off (REALTIME_ENABLED)")
+    kind, _, name = channel.partition(":")
+    if kind == "user":
+        if name != str(principal.user_id):
+            raise Problem(403, "user:<id> is for that user only", code="forbidden")
+        return user_channel(name)
+    if kind == "room":
+        if principal.org_id is None or not name:
+            raise Problem(403, "Rooms are shared within your active org", code="forbidden")
+        return room_channel(principal.org_id, name)
+    raise refused("must be user:<your id> or room:<name>")
