@@ -140,11 +140,15 @@ class Gateway:
         """The /v1/models body: every alias, as OpenAI lists models."""
         return {
             "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": alias.provider}
-                for name, alias in sorted(self.catalog.aliases.items())
-            ],
+            "data": [self.model(name) for name in sorted(self.catalog.aliases)],
         }
+
+    def model(self, name: str) -> dict[str, Any]:
+        """One alias as OpenAI describes a model (unknown → 404 naming ``model``)."""
+        alias = self.catalog.alias(name)
+        if alias is None:
+            raise unknown_model(name)
+        return {"id": name, "object": "model", "created": 0, "owned_by": alias.provider}
 
     def _attempts(self, body: dict[str, Any]) -> tuple[ModelAlias, ...]:
         model = body.get("model")

@@ -98,6 +98,13 @@ async def list_models(request: Request[Any, Any, Any], current: Principal) -> di
     return _gateway(request).models()
 
 
+@get("/models/{model:str}", summary="One model alias (OpenAI's model object)")
+async def retrieve_model(
+    request: Request[Any, Any, Any], current: Principal, model: str
+) -> dict[str, Any]:
+    return _gateway(request).model(model)
+
+
 @post(
     "/chat/completions",
     status_code=200,
@@ -215,7 +222,7 @@ class BudgetController(Controller):
 def gateway_routers(settings: Settings) -> list[Router | type[Controller]]:
     v1 = Router(
         path="/v1",
-        route_handlers=[list_models, chat_completions, embeddings],
+        route_handlers=[list_models, retrieve_model, chat_completions, embeddings],
         tags=["model gateway"],
         security=BEARER,
         request_max_body_size=settings.ai_max_body_bytes,
