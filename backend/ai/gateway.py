@@ -95,6 +95,7 @@ class _Call:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     content_chunks: int = 0
+    streamed: bool = False
     usage_reported: bool = False
     outcome: str = "ok"
 
@@ -171,11 +172,15 @@ class Gateway:
 
     async def _finish(self, call: _Call) -> None:
         """Settle the reservation and record the event: one round trip, never raising."""
-        if call.outcome == "cancelled" and not call.usage_reported and call.reservation:
-            # The provider bills what it produced before the client left; we saw no usage
-            # report, so count the prompt estimate and a token per streamed piece.
-            call.prompt_tokens = call.reservation.prompt_tokens
-            call.completion_tokens = call.content_chunks
+        held = call.reservation
+        if held and not call.usage_reported and call.outcome in ("ok", "cancelled"):
+            # The provider bills what it produced (also before a client left) but reported no
+            # usage: count estimates, so budgets still hold. A stream: the prompt estimate and
+            # a token per streamed piece; otherwise what was reserved.
+            call.prompt_tokens = held.prompt_tokens
+            call.completion_tokens = (
+                call.content_chunks if call.streamed else held.tokens - held.prompt_tokens
+            )
         used = call.prompt_tokens + call.completion_tokens
         principal = call.principal
         event = UsageEvent(
@@ -251,6 +256,7 @@ class Gateway:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         call = await self._begin(principal, "chat", body, prompt)
+        call.streamed = True
         upstream: AsyncStream[object] | None = None
         try:
             pieces: AsyncIterator[dict[str, Any]] | None = None

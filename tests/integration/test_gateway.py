@@ -28,6 +28,7 @@ models:
   sse-garbage: {{provider: fake, model: fake-garbage-sse, retries: 0, fallbacks: [chat]}}
   sse-broken: {{provider: fake, model: fake-broken-sse, retries: 0}}
   refuses: {{provider: fake, model: fake-400, retries: 0, fallbacks: [chat]}}
+  mute: {{provider: fake, model: fake-no-usage, retries: 0}}
 """
 
 

@@ -108,6 +108,27 @@ async def test_each_call_is_recorded_off_the_request_path(client, sign_up, sql):
     )
 
 
+async def test_calls_without_reported_usage_are_counted_by_estimate(client, sign_up, sql):
+    alice = await sign_up()
+    body = chat_body("one two three four", model="mute", max_tokens=7)
+    reserved_prompt = estimate_prompt_tokens(body)
+    answered = await client.post(
+        "/v1/chat/completions", json=body, headers=bearer(alice["access_token"])
+    )
+    assert answered.status_code == 200 and "usage" not in answered.json()
+    streamed = await client.post(
+        "/v1/chat/completions",
+        json={**body, "stream": True},
+        headers=bearer(alice["access_token"]),
+    )
+    assert streamed.status_code == 200
+    json_row, stream_row = await rows_for(sql, alice["user"]["id"], 2)
+    # JSON: what was reserved; a stream: the estimate and a token per streamed piece.
+    assert (json_row["prompt_tokens"], json_row["completion_tokens"]) == (reserved_prompt, 7)
+    # "echo: one two three four" streams as 5 pieces.
+    assert (stream_row["prompt_tokens"], stream_row["completion_tokens"]) == (reserved_prompt, 5)
+
+
 async def test_a_key_and_a_prompt_are_recorded(client, sign_up, sql):
     alice = await sign_up()
     headers = bearer(alice["access_token"])
