@@ -380,6 +380,14 @@ async def test_usage_is_written_in_batches_of_the_setting(tuned, sql):
     assert len(rows) == 5
 
 
+async def test_buffered_usage_is_written_when_the_app_stops(tuned, sql):
+    async with tuned(ai_usage_flush_seconds=3600) as client:  # no drain while it runs
+        alice = await signed_up(client)
+        assert (await chat(client, alice["access_token"], "last words")).status_code == 200
+        assert usage_rows(sql, alice["user"]["id"]) == []
+    assert len(usage_rows(sql, alice["user"]["id"])) == 1
+
+
 async def test_alias_retries_come_before_fallbacks(tuned, upstream, tmp_path):
     models = tmp_path / "retrying.yaml"
     models.write_text(
