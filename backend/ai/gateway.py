@@ -28,6 +28,7 @@ import anyio
 import structlog
 from openai import AsyncStream
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from backend.ai.budgets import BudgetExceeded, Budgets, Reservation
 from backend.ai.catalog import Catalog, ModelAlias
@@ -168,6 +169,15 @@ class Gateway:
             call.outcome = "budget_exceeded"
             await self._finish(call)
             raise
+        except RedisError as exc:
+            # Without the ledgers no budget can be held: refuse rather than spend unmetered.
+            log.error("budgets unavailable", error=str(exc))
+            raise Problem(
+                503,
+                "Model budgets cannot be checked right now; try again shortly",
+                code="budgets_unavailable",
+                headers={"Retry-After": "1"},
+            ) from None
         return call
 
     async def _finish(self, call: _Call) -> None:

@@ -1,5 +1,6 @@
 """The usage buffer: events wait in Redis until Postgres takes them, are written once, and a
-drainer that outlived its lock cannot trim events it never read."""
+drainer that outlived its lock cannot trim events it never read. Without Redis, calls are
+refused (no budget can be held), never made unmetered."""
 
 from __future__ import annotations
 
@@ -82,3 +83,30 @@ async def test_a_stale_drainer_trims_nothing_it_did_not_read(redis, writer, sql)
     assert await redis.llen(USAGE_QUEUE) == 2
     assert await writer.drain() == 2
     assert count_rows(sql) == 4
+
+
+async def test_without_redis_calls_are_refused_before_any_upstream_call(settings, upstream):
+    from backend.ai.catalog import parse_models
+    from backend.ai.gateway import Gateway
+    from backend.auth.service import Principal
+    from backend.lib.clock import SystemClock
+    from backend.problems import Problem
+
+    catalog = parse_models(
+        f'providers:\n  fake: {{base_url: "{upstream.base_url}", api_key: k}}\n'
+        "models:\n  chat: {provider: fake, model: fake-chat}\n",
+        settings,
+        environ={},
+    )
+    nowhere = Redis.from_url("redis://127.0.0.1:9/0")
+    gateway = Gateway(catalog, settings, nowhere, SystemClock())
+    tag = uuid.uuid4().hex
+    principal = Principal(user_id=uuid.uuid4(), role="user", org_id=None)
+    body = {"model": "chat", "messages": [{"role": "user", "content": tag}]}
+    with pytest.raises(Problem) as refused:
+        await gateway.complete(principal, body)
+    assert refused.value.status_code == 503
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert upstream.state.calls_with(tag) == []
+    await gateway.close()
+    await nowhere.aclose()
