@@ -51,6 +51,8 @@ def openai_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
         status = response.status_code or 500
         errors = body.get("errors") or []
         default = "server_error" if status >= 500 else "invalid_request_error"
+        if status == 413:
+            body["detail"] = "The request body is larger than /v1 accepts (AI_MAX_BODY_BYTES)"
         body["error"] = {
             "message": body.get("detail") or body.get("title"),
             "type": _ERROR_TYPES.get(status, default),

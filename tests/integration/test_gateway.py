@@ -287,6 +287,7 @@ async def test_a_body_over_the_limit_is_413(client, alice):
     )
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "invalid_request_error"
+    assert "AI_MAX_BODY_BYTES" in response.json()["detail"]
 
 
 async def test_embeddings(client, alice):
