@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -212,22 +212,20 @@ def create_app(
         async with running(refresh, "embedding-gauges"):
             yield
 
-    # Started after every lifespan (the database engine is up) and stopped before any ends,
-    # so the last usage events are written while the engine still runs.
-    gateway_loops = AsyncExitStack()
-
-    async def start_gateway(app: Litestar) -> None:
-        engine = database.get_engine()  # the one the SQLAlchemy plugin serves
+    @asynccontextmanager
+    async def run_gateway(app: Litestar) -> AsyncIterator[None]:
+        # The SQLAlchemy plugin's own engine (its lifespan, entered after this one, serves
+        # the same), and Redis, which close_clients closes only after this lifespan ends:
+        # the last usage events are written on the way out.
+        engine = database.get_engine()
         writer = UsageWriter(redis, engine, settings)
         copy = partial(keep_overrides_copied, engine, gateway.budgets, settings)
-        await gateway_loops.enter_async_context(running(writer.run, "ai-usage", grace=5))
-        await gateway_loops.enter_async_context(running(copy, "ai-budgets"))
-
-    async def stop_gateway(app: Litestar) -> None:
-        await gateway_loops.aclose()
-        await gateway.close()
-        # The plugin disposed of the engine before this hook; the last drain may reopen it.
-        await database.get_engine().dispose()
+        try:
+            async with running(writer.run, "ai-usage", grace=5), running(copy, "ai-budgets"):
+                yield
+        finally:
+            await gateway.close()
+            await engine.dispose()  # the plugin disposed of it first; the last drain reopened it
 
     prometheus = PrometheusConfig(
         app_name="litebase",
@@ -274,9 +272,8 @@ def create_app(
             follow_revocations,
             run_relay,
             embedding_gauges,
+            run_gateway,
         ],
-        on_startup=[start_gateway],
-        on_shutdown=[stop_gateway],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},
         state=State(

@@ -192,12 +192,37 @@ def prompts() -> None:
     default=None,
     help="The prompts directory [PROMPTS_DIR, prompts].",
 )
-def prompts_check(directory: Path | None) -> None:
-    """Load every prompt: YAML, fields, input schema, templates and the variables they use."""
-    from backend.ai.prompts import check_directory
+@click.option(
+    "--models",
+    "models_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The gateway's models.yaml to check each prompt's model against [LITEBASE_MODELS].",
+)
+def prompts_check(directory: Path | None, models_file: Path | None) -> None:
+    """Load every prompt: YAML, fields, input schema, templates and the variables they use,
+    and each prompt's model against the gateway's aliases (when any are configured)."""
+    import msgspec
 
-    folder = directory or Path(_settings().prompts_dir)
+    from backend.ai.catalog import CatalogError, load_catalog
+    from backend.ai.prompts import check_directory, unknown_models
+
+    settings = _settings()
+    if models_file is not None:
+        settings = msgspec.structs.replace(settings, models_file=str(models_file))
+    folder = directory or Path(settings.prompts_dir)
     found, findings = check_directory(folder)
+    try:
+        aliases = load_catalog(settings).aliases
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if aliases:
+        wrong = unknown_models(found, aliases)
+        findings.extend(wrong)
+        at_fault = {finding.path for finding in wrong}
+        found = {name: p for name, p in found.items() if p.path not in at_fault}
+    else:
+        click.echo("note   models not checked: no LITEBASE_MODELS or OPENAI_* settings")
     for prompt in found.values():
         click.echo(f"ok     {prompt.name} v{prompt.version} ({prompt.path})")
     for finding in findings:

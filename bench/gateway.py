@@ -5,7 +5,8 @@ chat completion is sent to it directly and through Litebase (/v1/chat/completion
 access token: auth, alias lookup, budget reservation in Redis, usage event, settle), at a
 fixed open-loop rate of 50 and 200 requests/s from a client in a third process. The added
 latency is the gateway's percentile minus the direct one. Streaming: time to the first
-content chunk, direct vs through Litebase, one stream at a time.
+content chunk, direct vs through Litebase, one stream at a time. And the API process's CPU
+per call, one call at a time, for a route without auth, with auth only, and a chat call.
 
 Prints a markdown table and the ratio to the goal (added <= 1 ms at p50, <= 5 ms at p99).
 Set DATABASE_URL / REDIS_URL to use real servers; otherwise embedded ones are started.
@@ -32,6 +33,7 @@ from bench.crud import embedded_services, free_port, serve, stop  # noqa: E402
 SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
 RATES = (50, 200)
 STREAMS = int(os.environ.get("BENCH_STREAMS", "200"))
+CPU_CALLS = int(os.environ.get("BENCH_CPU_CALLS", "300"))
 GOAL_P50_MS, GOAL_P99_MS = 1.0, 5.0
 
 UPSTREAM = r"""
@@ -108,6 +110,12 @@ def measure(mode: str, url: str, headers: dict[str, str], body: dict, rate: floa
     return json.loads(out.stdout)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     with embedded_services() as (database_url, redis_url):
         run(database_url, redis_url)
@@ -151,9 +159,31 @@ def run(database_url: str, redis_url: str) -> None:
         for rate in RATES:
             d = measure("json", f"{upstream}/chat/completions", direct,
                         {**body, "model": "fake-chat"}, rate, SECONDS)  # fmt: skip
+            cpu = cpu_seconds(api.pid)
             g = measure("json", f"{base}/v1/chat/completions", gateway,
                         {**body, "model": "chat"}, rate, SECONDS)  # fmt: skip
+            # Includes the client's 20 warm-up calls.
+            g["cpu_ms"] = (cpu_seconds(api.pid) - cpu) * 1000 / (g["n"] + 20)
             rows.append((f"chat completion, {rate} req/s", d, g))
+        # CPU per call, one call at a time: the API's own cost, whatever the machine's load.
+        cpu_rows = []
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for name, call in (
+                ("GET /health (no auth)", lambda: http.get("/health")),
+                ("GET /v1/models (auth only)", lambda: http.get("/v1/models", headers=gateway)),
+                (
+                    "POST /v1/chat/completions",
+                    lambda: http.post(
+                        "/v1/chat/completions", json={**body, "model": "chat"}, headers=gateway
+                    ),
+                ),
+            ):
+                for _ in range(50):
+                    call()
+                before = cpu_seconds(api.pid)
+                for _ in range(CPU_CALLS):
+                    call()
+                cpu_rows.append((name, (cpu_seconds(api.pid) - before) * 1000 / CPU_CALLS))
         stream = {**body, "stream": True}
         d = measure("stream", f"{upstream}/chat/completions", direct,
                     {**stream, "model": "fake-chat"}, 0, STREAMS)  # fmt: skip
@@ -176,6 +206,14 @@ def run(database_url: str, redis_url: str) -> None:
             f"| {d['p99']:.2f} | {g['p99']:.2f} | {g['p99'] - d['p99']:.2f} | {g['n']} "
             f"| {d['errors'] + g['errors']} |"
         )
+    print("\n| API process CPU per call, one at a time | ms |")
+    print("| --- | ---: |")
+    for name, ms in cpu_rows:
+        print(f"| {name} | {ms:.2f} |")
+    print()
+    for name, _, g in rows:
+        if "cpu_ms" in g:
+            print(f"{name}: the API process spent {g['cpu_ms']:.2f} ms of CPU per call")
     print()
     for name, d, g in rows:
         print(

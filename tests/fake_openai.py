@@ -20,6 +20,7 @@ error handling is exercised over real HTTP:
 - ``fake-malformed``: 200 whose JSON body does not parse; ``fake-wrong-shape``: 200 JSON
   without ``choices``; ``fake-garbage-sse``: a stream whose first event is not JSON;
   ``fake-broken-sse``: a stream that breaks after its first chunk;
+- ``fake-no-usage``: answers (JSON or stream) without reporting usage, as some servers do;
 - ``fake-trickle``: a stream of ``state.trickle_chunks`` chunks, one per
   ``state.trickle_seconds``, that notices a client going away.
 
@@ -197,6 +198,11 @@ class _Handler(BaseHTTPRequestHandler):
             finish = "tool_calls"
         prompt = _prompt_tokens(body)
         completion = n * len(_words(reply))
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
         self._send(
             200,
             {
@@ -209,11 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
                     for i in range(n)
                 ],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                },
+                **({} if model == "fake-no-usage" else {"usage": usage}),
             },
         )
 
@@ -230,6 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.streams.append(record)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = include_usage and model != "fake-no-usage"
         reply, finish = _choice_text(body)
         words = _words(reply)
         if model == "fake-trickle":

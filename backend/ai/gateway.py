@@ -28,6 +28,7 @@ import anyio
 import structlog
 from openai import AsyncStream
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from backend.ai.budgets import BudgetExceeded, Budgets, Reservation
 from backend.ai.catalog import Catalog, ModelAlias
@@ -95,6 +96,7 @@ class _Call:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     content_chunks: int = 0
+    streamed: bool = False
     usage_reported: bool = False
     outcome: str = "ok"
 
@@ -140,11 +142,15 @@ class Gateway:
         """The /v1/models body: every alias, as OpenAI lists models."""
         return {
             "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": alias.provider}
-                for name, alias in sorted(self.catalog.aliases.items())
-            ],
+            "data": [self.model(name) for name in sorted(self.catalog.aliases)],
         }
+
+    def model(self, name: str) -> dict[str, Any]:
+        """One alias as OpenAI describes a model (unknown → 404 naming ``model``)."""
+        alias = self.catalog.alias(name)
+        if alias is None:
+            raise unknown_model(name)
+        return {"id": name, "object": "model", "created": 0, "owned_by": alias.provider}
 
     def _attempts(self, body: dict[str, Any]) -> tuple[ModelAlias, ...]:
         model = body.get("model")
@@ -163,15 +169,28 @@ class Gateway:
             call.outcome = "budget_exceeded"
             await self._finish(call)
             raise
+        except RedisError as exc:
+            # Without the ledgers no budget can be held: refuse rather than spend unmetered.
+            log.error("budgets unavailable", error=str(exc))
+            raise Problem(
+                503,
+                "Model budgets cannot be checked right now; try again shortly",
+                code="budgets_unavailable",
+                headers={"Retry-After": "1"},
+            ) from None
         return call
 
     async def _finish(self, call: _Call) -> None:
         """Settle the reservation and record the event: one round trip, never raising."""
-        if call.outcome == "cancelled" and not call.usage_reported and call.reservation:
-            # The provider bills what it produced before the client left; we saw no usage
-            # report, so count the prompt estimate and a token per streamed piece.
-            call.prompt_tokens = call.reservation.prompt_tokens
-            call.completion_tokens = call.content_chunks
+        held = call.reservation
+        if held and not call.usage_reported and call.outcome in ("ok", "cancelled"):
+            # The provider bills what it produced (also before a client left) but reported no
+            # usage: count estimates, so budgets still hold. A stream: the prompt estimate and
+            # a token per streamed piece; otherwise what was reserved.
+            call.prompt_tokens = held.prompt_tokens
+            call.completion_tokens = (
+                call.content_chunks if call.streamed else held.tokens - held.prompt_tokens
+            )
         used = call.prompt_tokens + call.completion_tokens
         principal = call.principal
         event = UsageEvent(
@@ -181,14 +200,14 @@ class Gateway:
             api_key_id=principal.api_key_id,
             org_id=principal.org_id,
             kind=call.kind,
-            model=call.model,
-            upstream_model=call.upstream_model,
+            model=call.model[:200],  # the column sizes: a batch must never fail on a value
+            upstream_model=call.upstream_model[:200] if call.upstream_model else None,
             prompt_tokens=call.prompt_tokens,
             completion_tokens=call.completion_tokens,
             latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
             outcome=call.outcome,
-            prompt_name=call.prompt.name if call.prompt else None,
-            prompt_version=call.prompt.version if call.prompt else None,
+            prompt_name=call.prompt.name[:200] if call.prompt else None,
+            prompt_version=call.prompt.version[:100] if call.prompt else None,
         )
         with anyio.CancelScope(shield=True):  # a cancelled stream still settles
             try:
@@ -247,6 +266,7 @@ class Gateway:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         call = await self._begin(principal, "chat", body, prompt)
+        call.streamed = True
         upstream: AsyncStream[object] | None = None
         try:
             pieces: AsyncIterator[dict[str, Any]] | None = None

@@ -8,7 +8,7 @@ call fails after it started. A failure before the first token is an ordinary pro
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,11 +27,13 @@ from backend.ai.prompts import PromptLibrary, load_library
 from backend.ai.rag import (
     Answer,
     AskService,
+    BackgroundSlots,
     Citation,
     Delta,
     PromptRunner,
     RunResult,
     answer_over_channel,
+    realtime_target,
 )
 from backend.auth.deps import BEARER
 from backend.auth.service import Principal
@@ -39,7 +41,6 @@ from backend.collections.service import CompiledRules, RecordService
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.problems import Problem
-from backend.realtime.rooms import room_channel, user_channel
 from backend.vectors.service import SearchService
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,7 @@ class AskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     channel: str | None = None
     mode: Literal["vector", "text", "hybrid"] = "hybrid"
     filter: str | None = None
+    min_score: float | None = None
 
 
 class AskAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,10 +90,10 @@ def _problem_body(exc: Problem) -> dict[str, Any]:
     return body
 
 
-def server_sent(events: AsyncIterator[Delta | RunResult | Answer]) -> ServerSentEvent:
+def server_sent(events: AsyncGenerator[Delta | RunResult | Answer, None]) -> ServerSentEvent:
     """``delta`` events, then ``done``; ``error`` with a problem body if the call breaks."""
 
-    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+    async def messages() -> AsyncGenerator[ServerSentEventMessage, None]:
         try:
             async for event in events:
                 name = "delta" if isinstance(event, Delta) else "done"
@@ -106,6 +108,8 @@ def server_sent(events: AsyncIterator[Delta | RunResult | Answer]) -> ServerSent
             yield ServerSentEventMessage(
                 event="error", data=msgspec.json.encode(_problem_body(failed)).decode()
             )
+        finally:
+            await events.aclose()  # a client that went away closes the upstream request
 
     return ServerSentEvent(messages())  # with no-cache and X-Accel-Buffering: no
 
@@ -157,51 +161,6 @@ def _prompts_router(prompts: PromptLibrary) -> Router:
     return Router("/ai/prompts", route_handlers=[list_prompts, run_prompt], tags=["ai"])
 
 
-class BackgroundSlots:
-    """How many asks answer over a channel at once in this process (ASK_MAX_BACKGROUND)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.running = 0
-
-    def take(self) -> None:
-        if self.running >= self.limit:
-            raise Problem(
-                429,
-                "Too many answers are being sent over channels; retry shortly",
-                code="too_many_asks",
-                headers={"Retry-After": "1"},
-            )
-        self.running += 1
-
-    def give_back(self) -> None:
-        self.running -= 1
-
-
-def realtime_target(channel: str, principal: Principal, settings: Settings) -> str:
-    """The internal channel for ``channel``, which the caller must be allowed to subscribe to."""
-
-    def refused(message: str) -> Problem:
-        return Problem(
-            422,
-            "The channel is not one an answer can be sent to",
-            errors=[{"field": "channel", "message": message, "source": "body"}],
-        )
-
-    if not settings.realtime_enabled:
-        raise refused("realtime is turned off (REALTIME_ENABLED)")
-    kind, _, name = channel.partition(":")
-    if kind == "user":
-        if name != str(principal.user_id):
-            raise Problem(403, "user:<id> is for that user only", code="forbidden")
-        return user_channel(name)
-    if kind == "room":
-        if principal.org_id is None or not name:
-            raise Problem(403, "Rooms are shared within your active org", code="forbidden")
-        return room_channel(principal.org_id, name)
-    raise refused("must be user:<your id> or room:<name>")
-
-
 def _ask_router(collection: Collection, settings: Settings, slots: BackgroundSlots) -> Router:
     name = collection.name
 
@@ -228,9 +187,14 @@ def _ask_router(collection: Collection, settings: Settings, slots: BackgroundSlo
             realtime_target(data.channel, current, settings) if data.channel is not None else None
         )
         citations: list[Citation] = await ask_service.retrieve(
-            collection, current, question=data.question, k=data.k, mode=data.mode,
+            collection,
+            current,
+            question=data.question,
+            k=data.k,
+            mode=data.mode,
             filter_=data.filter,
-        )  # fmt: skip
+            min_score=data.min_score,
+        )
         if target is not None:
             assert data.channel is not None
             slots.take()

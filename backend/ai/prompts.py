@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -315,6 +315,16 @@ def check_directory(directory: Path) -> tuple[dict[str, Prompt], list[Finding]]:
             continue
         prompts[prompt.name] = prompt
     return prompts, findings
+
+
+def unknown_models(prompts: Mapping[str, Prompt], aliases: Collection[str]) -> list[Finding]:
+    """A finding for each prompt whose ``model`` is not one of the gateway's ``aliases``."""
+    known = ", ".join(sorted(aliases)) or "none"
+    return [
+        Finding(prompt.path, f"model {prompt.model!r} is not a model alias (known: {known})")
+        for prompt in prompts.values()
+        if prompt.model not in aliases
+    ]
 
 
 def load_library(directory: Path) -> PromptLibrary:

@@ -25,6 +25,7 @@ from backend.collections.spec import Collection
 from backend.config import Settings
 from backend.problems import Problem
 from backend.realtime.protocol import encode
+from backend.realtime.rooms import room_channel, user_channel
 from backend.vectors.service import SearchService
 
 log = structlog.get_logger(__name__)
@@ -159,10 +160,8 @@ class PromptRunner:
         body = prompt.chat_body(variables)
         completion = await self.gateway.complete(principal, body, prompt=_use(prompt))
         output, finish_reason = _text_of(completion)
-        return _result(
-            prompt, completion.get("model") or prompt.model, output, finish_reason,
-            completion.get("usage"),
-        )  # fmt: skip
+        model = completion.get("model") or prompt.model
+        return _result(prompt, model, output, finish_reason, completion.get("usage"))
 
     async def stream(
         self, principal: Principal, prompt: Prompt, variables: Mapping[str, Any]
@@ -246,10 +245,13 @@ class AskService:
         k: int,
         mode: SearchMode = "hybrid",
         filter_: str | None = None,
+        min_score: float | None = None,
     ) -> list[Citation]:
         """The chunks that answer ``question`` among the records the caller may list."""
         if not question.strip():
             raise _field_problem("The question is empty", "question", "empty")
+        if "\x00" in question:  # Postgres text cannot hold it (the search would fail)
+            raise _field_problem("The question contains a NUL character", "question", "NUL")
         if len(question) > self.settings.ask_max_question_chars:
             limit = self.settings.ask_max_question_chars
             raise _field_problem(
@@ -263,7 +265,13 @@ class AskService:
             )
         self.prompt()  # before searching: a missing prompt costs no query embedding
         hits = await self.search.search(
-            collection, principal, query=question, mode=mode, k=k, filter_=filter_
+            collection,
+            principal,
+            query=question,
+            mode=mode,
+            k=k,
+            filter_=filter_,
+            min_score=min_score,
         )
         return [
             Citation(
@@ -328,8 +336,11 @@ async def answer_over_channel(
     a room), as ``broadcast`` frames: ``ask.delta``, then ``ask.done`` or ``ask.error``."""
 
     async def publish(event: str, payload: dict[str, Any]) -> None:
+        # As push_to_user sends: from no user, and an origin no socket has, so that every
+        # subscriber of the channel (each socket of a user, everyone in a room) receives it.
         message = {"kind": "broadcast", "event": event, "payload": payload, "from": None}
-        await channels.wait_published(encode(message | {"origin": ""}), [channel])
+        message["origin"] = ""
+        await channels.wait_published(encode(message), [channel])
 
     try:
         async for event in events:
@@ -349,3 +360,48 @@ async def answer_over_channel(
         )
     finally:
         await events.aclose()
+
+
+class BackgroundSlots:
+    """How many asks answer over a channel at once in this process (ASK_MAX_BACKGROUND)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+
+    def take(self) -> None:
+        if self.running >= self.limit:
+            raise Problem(
+                429,
+                "Too many answers are being sent over channels; retry shortly",
+                code="too_many_asks",
+                headers={"Retry-After": "1"},
+            )
+        self.running += 1
+
+    def give_back(self) -> None:
+        self.running -= 1
+
+
+def realtime_target(channel: str, principal: Principal, settings: Settings) -> str:
+    """The internal channel for ``channel``, which the caller must be allowed to subscribe to."""
+
+    def refused(message: str) -> Problem:
+        return Problem(
+            422,
+            "The channel is not one an answer can be sent to",
+            errors=[{"field": "channel", "message": message, "source": "body"}],
+        )
+
+    if not settings.realtime_enabled:
+        raise refused("realtime is turned off (REALTIME_ENABLED)")
+    kind, _, name = channel.partition(":")
+    if kind == "user":
+        if name != str(principal.user_id):
+            raise Problem(403, "user:<id> is for that user only", code="forbidden")
+        return user_channel(name)
+    if kind == "room":
+        if principal.org_id is None or not name:
+            raise Problem(403, "Rooms are shared within your active org", code="forbidden")
+        return room_channel(principal.org_id, name)
+    raise refused("must be user:<your id> or room:<name>")

@@ -51,6 +51,8 @@ def openai_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
         status = response.status_code or 500
         errors = body.get("errors") or []
         default = "server_error" if status >= 500 else "invalid_request_error"
+        if status == 413:
+            body["detail"] = "The request body is larger than /v1 accepts (AI_MAX_BODY_BYTES)"
         body["error"] = {
             "message": body.get("detail") or body.get("title"),
             "type": _ERROR_TYPES.get(status, default),
@@ -96,6 +98,13 @@ def _gateway(request: Request[Any, Any, Any]) -> Gateway:
 @get("/models", summary="The model aliases you can call (OpenAI's model list)")
 async def list_models(request: Request[Any, Any, Any], current: Principal) -> dict[str, Any]:
     return _gateway(request).models()
+
+
+@get("/models/{model:str}", summary="One model alias (OpenAI's model object)")
+async def retrieve_model(
+    request: Request[Any, Any, Any], current: Principal, model: str
+) -> dict[str, Any]:
+    return _gateway(request).model(model)
 
 
 @post(
@@ -215,7 +224,7 @@ class BudgetController(Controller):
 def gateway_routers(settings: Settings) -> list[Router | type[Controller]]:
     v1 = Router(
         path="/v1",
-        route_handlers=[list_models, chat_completions, embeddings],
+        route_handlers=[list_models, retrieve_model, chat_completions, embeddings],
         tags=["model gateway"],
         security=BEARER,
         request_max_body_size=settings.ai_max_body_bytes,

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import openai
-from openai import AsyncOpenAI, AsyncStream
+from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
 
 from backend.ai.catalog import ModelAlias, Provider
 
@@ -81,9 +81,13 @@ class ProviderClient:
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
-        # Retries are per alias (request options); the client itself never retries.
+        # Retries are per alias (request options); the client itself never retries. The
+        # aiohttp transport costs about half the CPU of the default one per call (bench/).
         self._client = AsyncOpenAI(
-            base_url=provider.base_url, api_key=provider.api_key, max_retries=0
+            base_url=provider.base_url,
+            api_key=provider.api_key,
+            max_retries=0,
+            http_client=DefaultAioHttpClient(),
         )
 
     async def close(self) -> None:

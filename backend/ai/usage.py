@@ -65,6 +65,16 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 _decode = msgspec.json.Decoder(UsageEvent)
 
+# Drop the batch just written from the head of the list, unless another drainer (one that
+# outlived the lock) already did: then the head is no longer the batch's first event.
+TRIM_IF_HEAD_LUA = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
+  redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
+  return 1
+end
+return 0
+"""
+
 
 def push_into(pipe: Pipeline, event: UsageEvent) -> None:
     pipe.rpush(USAGE_QUEUE, msgspec.json.encode(event))
@@ -77,6 +87,7 @@ class UsageWriter:
         self._redis = redis
         self._engine = engine
         self._settings = settings
+        self._trim = redis.register_script(TRIM_IF_HEAD_LUA)
 
     async def drain(self) -> int:
         """Write every buffered event; returns how many were read. One drainer at a time."""
@@ -99,7 +110,7 @@ class UsageWriter:
                 async with self._engine.begin() as conn:
                     if rows:
                         await conn.execute(insert(AIUsage).on_conflict_do_nothing(), rows)
-                await self._redis.ltrim(USAGE_QUEUE, len(raw), -1)
+                await self._trim(keys=[USAGE_QUEUE], args=[raw[0], len(raw)])
                 total += len(raw)
                 if len(raw) < size:
                     break

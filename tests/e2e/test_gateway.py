@@ -68,6 +68,7 @@ async def test_the_openai_client_streams_and_its_usage_is_recorded(stack, accoun
     client = sdk(stack, account["key"])
     models = await client.models.list()
     assert "chat" in {model.id for model in models.data}
+    assert (await client.models.retrieve("chat")).id == "chat"
     tag = uuid.uuid4().hex[:8]
     stream = await client.chat.completions.create(
         model="chat",
@@ -141,6 +142,8 @@ async def test_errors_are_the_clients_own_exceptions(stack, account):
             model="gpt-nope", messages=[{"role": "user", "content": "x"}]
         )
     assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("gpt-nope")
     with pytest.raises(openai.AuthenticationError):
         await sdk(stack, "lb_not_a_key").models.list()
     await client.close()

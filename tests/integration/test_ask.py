@@ -4,9 +4,11 @@ citations; JSON, SSE and realtime channels; limits and refusals."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from litestar.channels import ChannelsPlugin
@@ -123,6 +125,27 @@ async def test_no_chunk_a_caller_cannot_list_reaches_the_prompt(client, library,
     assert "molten rock" not in msgspec.json.encode(call.body).decode()
 
 
+async def test_filters_and_min_score_narrow_what_the_prompt_is_given(client, library, upstream):
+    alice = library["alice"][1]
+    ash = library["notes"]["alice"][1]
+    body = await _ask(client, alice, question="volcano", k=5, filter="title = 'Ash'")
+    assert [c["record_id"] for c in body["citations"]] == [ash["id"]]
+    everything = await _ask(client, alice, question="volcano lava", k=5, mode="vector")
+    scores = [c["score"] for c in everything["citations"]]
+    assert len(scores) == 4  # everything she may list, however far
+    cut = (scores[0] + scores[-1]) / 2
+    marker = uuid.uuid4().hex
+    close = await _ask(
+        client, alice, question=f"volcano lava {marker}", k=5, mode="vector", min_score=cut
+    )
+    assert 1 <= len(close["citations"]) < 4
+    assert all(c["score"] >= cut for c in close["citations"])
+    (call,) = upstream.state.calls_with(marker)
+    shown = call.body["messages"][-1]["content"]
+    assert f"[{len(close['citations'])}] " in shown
+    assert f"[{len(close['citations']) + 1}] " not in shown  # the far ones never reach it
+
+
 async def test_a_streamed_answer_sends_deltas_then_citations(client, library, upstream):
     marker = uuid.uuid4().hex
     response = await client.post(
@@ -182,6 +205,7 @@ async def test_an_answer_over_the_callers_channel(app, client, library):
     [
         ({"question": "   "}, 422, "question"),
         ({"question": "x" * 4001}, 422, "question"),
+        ({"question": "lava \u0000"}, 422, "question"),
         ({"question": "volcano", "k": 0}, 422, "k"),
         ({"question": "volcano", "k": 21}, 422, "k"),
         ({"question": "volcano", "channel": "collection:notes"}, 422, "channel"),
@@ -367,3 +391,100 @@ async def test_answers_over_channels_at_once_are_bounded(served_by, clock, upstr
             assert third.status_code == 202, third.text
     finally:
         upstream.state.trickle_chunks, upstream.state.trickle_seconds = before
+
+
+async def test_a_client_that_leaves_a_streamed_answer_cancels_the_upstream(
+    served_by, clock, upstream
+):
+    """Over raw ASGI in this loop (the test client buffers whole responses): the client goes
+    away after the first delta, and the fake upstream sees its stream closed early."""
+    app = create_app(served_by("fake-trickle"), clock=clock)
+    marker = uuid.uuid4().hex
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            account = await http.post(
+                "/auth/signup",
+                json={"email": f"d-{marker[:8]}@example.com", "password": "x" * 12},
+            )
+        token = account.json()["access_token"]
+        body = json.dumps({"question": f"lava {marker}", "stream": True}).encode()
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": ASK, "raw_path": ASK.encode(),
+            "query_string": b"", "root_path": "", "server": ("test", 80),
+            "client": ("127.0.0.1", 1234),
+            "headers": [
+                (b"host", b"test"), (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"authorization", f"Bearer {token}".encode()),
+            ],
+        }  # fmt: skip
+        sent: list[dict] = []
+        first_delta = asyncio.Event()
+        requested = False
+
+        async def receive() -> dict:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await first_delta.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if b"event: delta" in message.get("body", b""):
+                first_delta.set()
+
+        await asyncio.wait_for(app(scope, receive, send), 10)
+    assert sent[0]["status"] == 200
+    (stream,) = upstream.state.streams_with(marker)
+    assert await asyncio.to_thread(stream.ended.wait, 5)
+    assert stream.outcome == "cancelled"
+    assert stream.chunks_sent < upstream.state.trickle_chunks
+
+
+async def test_an_answer_over_a_room_of_the_callers_org(app, client, library, sign_up):
+    account = await sign_up()
+    headers = bearer(account["access_token"])
+    org = (await client.post("/orgs", json={"name": "Geology"}, headers=headers)).json()
+    refreshed = await client.post(
+        "/auth/token",
+        json={"grant_type": "refresh_token", "refresh_token": account["refresh_token"]},
+    )
+    in_org = bearer(refreshed.json()["access_token"])  # the new org is the active one
+    channels = app.plugins.get(ChannelsPlugin)
+    subscriber = await channels.subscribe([f"room:{org['id']}:lobby"])  # what room:lobby is
+    try:
+        response = await client.post(
+            ASK, json={"question": "volcano", "k": 1, "channel": "room:lobby"}, headers=in_org
+        )
+        assert response.status_code == 202, response.text
+
+        async def last_frame() -> dict:
+            async for raw in subscriber.iter_events():
+                frame = msgspec.json.decode(raw)
+                if frame["event"] != "ask.delta":
+                    return frame
+            raise AssertionError("the channel closed")
+
+        frame = await asyncio.wait_for(last_frame(), 10)
+    finally:
+        await channels.unsubscribe(subscriber)
+    assert frame["event"] == "ask.done"
+    # Only what this user may list: carol's public note.
+    public = {n["id"] for n in library["notes"]["carol"]}
+    assert {c["record_id"] for c in frame["payload"]["citations"]} == public
+
+
+async def test_no_channel_answers_without_realtime(settings, clock):
+    off = msgspec.structs.replace(settings, realtime_enabled=False)
+    async with AsyncTestClient(create_app(off, clock=clock)) as client:
+        user_id, headers = await _signed_up(client)
+        response = await client.post(
+            ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "channel"
+    assert "REALTIME_ENABLED" in response.json()["errors"][0]["message"]

@@ -28,6 +28,7 @@ models:
   sse-garbage: {{provider: fake, model: fake-garbage-sse, retries: 0, fallbacks: [chat]}}
   sse-broken: {{provider: fake, model: fake-broken-sse, retries: 0}}
   refuses: {{provider: fake, model: fake-400, retries: 0, fallbacks: [chat]}}
+  mute: {{provider: fake, model: fake-no-usage, retries: 0}}
 """
 
 
@@ -36,7 +37,11 @@ def settings(settings, upstream, tmp_path):
     path = tmp_path / "models.yaml"
     path.write_text(GATEWAY_MODELS.format(base_url=upstream.base_url))
     return msgspec.structs.replace(
-        settings, models_file=str(path), ai_usage_flush_seconds=0.05, ai_max_body_bytes=20_000
+        settings,
+        models_file=str(path),
+        ai_usage_flush_seconds=0.05,
+        ai_max_body_bytes=20_000,
+        max_body_bytes=4096,
     )
 
 
@@ -265,6 +270,15 @@ async def test_bad_requests_name_the_field(client, alice, body, status, field):
     assert problem["error"]["param"] == field
 
 
+async def test_v1_takes_bodies_up_to_its_own_limit(client, alice):
+    response = await client.post(
+        "/v1/chat/completions",
+        json=chat_body("x" * 10_000),  # over MAX_BODY_BYTES, within AI_MAX_BODY_BYTES
+        headers=bearer(alice["access_token"]),
+    )
+    assert response.status_code == 200, response.text
+
+
 async def test_a_body_over_the_limit_is_413(client, alice):
     response = await client.post(
         "/v1/chat/completions",
@@ -273,6 +287,7 @@ async def test_a_body_over_the_limit_is_413(client, alice):
     )
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "invalid_request_error"
+    assert "AI_MAX_BODY_BYTES" in response.json()["detail"]
 
 
 async def test_embeddings(client, alice):

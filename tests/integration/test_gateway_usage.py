@@ -4,6 +4,7 @@ budgets and request rates per key, user and org, and reservations under concurre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+import redis
 
 from backend.ai.budgets import completion_reserve, estimate_prompt_tokens
 from backend.ai.gateway import PromptUse
@@ -104,6 +106,27 @@ async def test_each_call_is_recorded_off_the_request_path(client, sign_up, sql):
         None,
         0,
     )
+
+
+async def test_calls_without_reported_usage_are_counted_by_estimate(client, sign_up, sql):
+    alice = await sign_up()
+    body = chat_body("one two three four", model="mute", max_tokens=7)
+    reserved_prompt = estimate_prompt_tokens(body)
+    answered = await client.post(
+        "/v1/chat/completions", json=body, headers=bearer(alice["access_token"])
+    )
+    assert answered.status_code == 200 and "usage" not in answered.json()
+    streamed = await client.post(
+        "/v1/chat/completions",
+        json={**body, "stream": True},
+        headers=bearer(alice["access_token"]),
+    )
+    assert streamed.status_code == 200
+    json_row, stream_row = await rows_for(sql, alice["user"]["id"], 2)
+    # JSON: what was reserved; a stream: the estimate and a token per streamed piece.
+    assert (json_row["prompt_tokens"], json_row["completion_tokens"]) == (reserved_prompt, 7)
+    # "echo: one two three four" streams as 5 pieces.
+    assert (stream_row["prompt_tokens"], stream_row["completion_tokens"]) == (reserved_prompt, 5)
 
 
 async def test_a_key_and_a_prompt_are_recorded(client, sign_up, sql):
@@ -298,15 +321,106 @@ async def test_budgets_hold_under_concurrency(client, sign_up, admin, sql, upstr
     assert ledger == spent
 
 
-async def test_requests_per_minute_from_settings(client, sign_up, upstream, monkeypatch):
-    gateway = client.app.state.gateway
-    monkeypatch.setattr(
-        gateway.budgets,
-        "_settings",
-        msgspec.structs.replace(gateway.budgets._settings, ai_user_requests_per_minute=2),
+@pytest.fixture
+def tuned(settings, clock):
+    """An app (its test client) built with some settings changed."""
+
+    @contextlib.asynccontextmanager
+    async def _tuned(**overrides: Any):
+        from litestar.testing import AsyncTestClient
+
+        from backend.app import create_app
+
+        app = create_app(msgspec.structs.replace(settings, **overrides), clock=clock)
+        async with AsyncTestClient(app) as test_client:
+            yield test_client
+
+    return _tuned
+
+
+async def signed_up(client) -> dict[str, Any]:
+    response = await client.post(
+        "/auth/signup", json={"email": f"{marker()}@example.com", "password": PASSWORD}
     )
-    alice = await sign_up()
-    tag = marker()
-    statuses = [(await chat(client, alice["access_token"], tag)).status_code for _ in range(3)]
+    assert response.status_code == 201
+    return response.json()
+
+
+async def test_requests_per_minute_from_settings(tuned, upstream):
+    async with tuned(ai_user_requests_per_minute=2) as client:
+        alice = await signed_up(client)
+        tag = marker()
+        statuses = [(await chat(client, alice["access_token"], tag)).status_code for _ in range(3)]
+        refused = await chat(client, alice["access_token"], tag)
     assert statuses == [200, 200, 429]
+    assert refused.json()["limit"] == "requests"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "x-should-retry" not in refused.headers
     assert len(upstream.state.calls_with(tag)) == 2
+
+
+async def test_a_default_key_budget_from_settings(tuned):
+    async with tuned(ai_key_tokens_per_period=100, ai_completion_reserve_tokens=40) as client:
+        alice = await signed_up(client)
+        headers = bearer(alice["access_token"])
+        key = (await client.post("/auth/api-keys", json={"name": "ci"}, headers=headers)).json()
+        # Each call holds its prompt estimate + 40 and spends a few tokens.
+        answered = [(await chat(client, key["key"], "hi")).status_code for _ in range(30)]
+        assert (await chat(client, alice["access_token"], "hi")).status_code == 200
+    assert answered[0] == 200 and answered[-1] == 429
+    assert answered == sorted(answered)  # admitted until the budget no longer fits, then none
+
+
+async def test_usage_is_written_in_batches_of_the_setting(tuned, sql):
+    async with tuned(ai_usage_batch_size=2, ai_usage_flush_seconds=0.05) as client:
+        alice = await signed_up(client)
+        for i in range(5):
+            assert (await chat(client, alice["access_token"], f"call {i}")).status_code == 200
+        rows = await rows_for(sql, alice["user"]["id"], 5)
+    assert len(rows) == 5
+
+
+async def test_buffered_usage_is_written_when_the_app_stops(tuned, sql):
+    async with tuned(ai_usage_flush_seconds=3600) as client:  # no drain while it runs
+        alice = await signed_up(client)
+        assert (await chat(client, alice["access_token"], "last words")).status_code == 200
+        assert usage_rows(sql, alice["user"]["id"]) == []
+    assert len(usage_rows(sql, alice["user"]["id"])) == 1
+
+
+async def test_alias_retries_come_before_fallbacks(tuned, upstream, tmp_path):
+    models = tmp_path / "retrying.yaml"
+    models.write_text(
+        f'providers:\n  fake: {{base_url: "{upstream.base_url}", api_key: k}}\n'
+        "models:\n  chat: {provider: fake, model: fake-chat, retries: 0}\n"
+        "  twice: {provider: fake, model: fake-500, retries: 1, fallbacks: [chat]}\n"
+    )
+    async with tuned(models_file=str(models)) as client:
+        alice = await signed_up(client)
+        tag = marker()
+        response = await chat(client, alice["access_token"], tag, model="twice")
+    assert response.status_code == 200
+    assert [c.body["model"] for c in upstream.state.calls_with(tag)] == [
+        "fake-500",
+        "fake-500",
+        "fake-chat",
+    ]
+
+
+async def test_overrides_are_copied_back_into_a_redis_that_lost_them(
+    tuned, admin, client, redis_url
+):
+    alice = await signed_up(client)
+    await client.put(
+        f"/ai/budgets/user/{alice['user']['id']}",
+        json={"tokens_per_period": 1},
+        headers=bearer(admin["access_token"]),
+    )
+    assert (await chat(client, alice["access_token"], "x")).status_code == 429
+    flushed = redis.Redis.from_url(redis_url)
+    flushed.delete("litebase:ai:limits")
+    flushed.close()
+    assert (await chat(client, alice["access_token"], "x")).status_code == 200
+    async with tuned(ai_budget_sync_seconds=0.05) as other:  # another API process
+        await asyncio.sleep(0.3)
+        assert (await chat(other, alice["access_token"], "x")).status_code == 429

@@ -364,3 +364,28 @@ def test_citations_are_marked_when_the_answer_cites_them():
     ]
     answer = cite("Lava is hot [1][3]. Not [12] nor 2.", citations)
     assert [c.cited for c in answer.citations] == [True, False, True]
+
+
+MODELS = """
+providers:
+  local: {base_url: "http://127.0.0.1:9/v1"}
+models:
+  %s: {provider: local, model: some-model}
+"""
+
+
+@pytest.mark.parametrize(("alias", "code"), [("gpt-4o-mini", 0), ("llama", 1)])
+def test_prompts_check_knows_the_gateways_model_aliases(tmp_path, alias, code):
+    folder, models = tmp_path / "prompts", tmp_path / "models.yaml"
+    folder.mkdir()
+    (folder / "greet.yaml").write_text(GOOD)
+    models.write_text(MODELS % alias)
+    command = ["prompts", "check", "--dir", str(folder), "--models", str(models)]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == code, result.output
+    if code:
+        assert "model 'gpt-4o-mini' is not a model alias (known: llama)" in result.output
+        assert "0 prompts ok, 1 problems" in result.output
+    models.write_text("models: [")
+    broken = CliRunner().invoke(main, command)
+    assert broken.exit_code == 1 and "not valid YAML" in broken.output
