@@ -60,6 +60,8 @@ class CompiledRules:
         self.admin_only: set[str] = set()
         self.timeless: set[str] = set()
         self._clauses: dict[tuple[str, AuthContext], ColumnElement[bool]] = {}
+        self.filter_max_length = max_length
+        self._filters: dict[tuple[str, AuthContext], ColumnElement[bool]] = {}
         for action in ACTIONS:
             text = getattr(collection.rules, action)
             if text is None:
@@ -88,6 +90,26 @@ class CompiledRules:
                 self._clauses.clear()  # rare: more distinct callers than the cache holds
             found = self._clauses[key] = to_sql(self.nodes[action], self.collection, auth, now)
         return found
+
+    def filter_clause(self, text: str, auth: AuthContext, now: datetime) -> ColumnElement[bool]:
+        """A client filter's SQL, kept per (text, caller) like the rules' unless it names @now.
+
+        Raises ExpressionError for a filter that does not parse or check (never kept).
+        """
+        key = (text, auth)
+        found = self._filters.get(key)
+        if found is not None:
+            return found
+        node = parse(text, max_length=self.filter_max_length)
+        if node is None:
+            return true()
+        check(node, self.collection)
+        clause = to_sql(node, self.collection, auth, now)
+        if not _names_now(node):
+            if len(self._filters) >= self.CACHE_SIZE:
+                self._filters.clear()
+            self._filters[key] = clause
+        return clause
 
 
 def _names_now(node: Node | None) -> bool:
@@ -182,11 +204,9 @@ class RecordReads:
         if not text:
             return true()
         try:
-            node = parse(text, max_length=self.settings.filter_max_length)
-            if node is None:
-                return true()
-            check(node, collection)
-            return to_sql(node, collection, self.auth_context(principal), self.clock.now())
+            return self.rules[collection.name].filter_clause(
+                text, self.auth_context(principal), self.clock.now()
+            )
         except ExpressionError as exc:
             raise _field_problem(
                 422,
