@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, or_, select, true
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -324,13 +324,39 @@ class RecordReads:
             )
         return Page(rows=rows, next_cursor=next_cursor, total=total, fields=fields)
 
+    def _rule_key(
+        self, collection: Collection, action: str, principal: Principal | None
+    ) -> tuple[Any, ...] | None:
+        """What ``rule()``'s clause depends on, or None when it is built per request (@now)."""
+        if principal is not None and principal.bypasses_rules:
+            return (collection.name, action, "everything")
+        compiled = self.rules[collection.name]
+        if action in compiled.admin_only:
+            return (collection.name, action, "nothing")
+        if action not in compiled.timeless:
+            return None
+        return (collection.name, action, self.auth_context(principal))
+
     async def get(
         self, collection: Collection, principal: Principal | None, record_id: UUID
     ) -> Row:
         table = collection.table
-        rows = await self.reader.rows(
-            select(table).where(table.c.id == record_id, self.rule(collection, "view", principal))
-        )
+        key = self._rule_key(collection, "view", principal)
+        if key is None:
+            rows = await self.reader.rows(
+                select(table).where(
+                    table.c.id == record_id, self.rule(collection, "view", principal)
+                )
+            )
+        else:
+            shape = self.reader.shape(
+                ("get", *key),
+                lambda: select(table).where(
+                    table.c.id == bindparam("record_id"), self.rule(collection, "view", principal)
+                ),
+                ["record_id"],
+            )
+            rows = await self.reader.shaped_rows(shape, record_id=record_id)
         if not rows:
             raise Problem(404, f"No such record in {collection.name}", code="not_found")
         return rows[0]
