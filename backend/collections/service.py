@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, bindparam, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_, select, true
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,6 +110,10 @@ class CompiledRules:
                 self._filters.clear()
             self._filters[key] = clause
         return clause
+
+    def keeps_filter(self, text: str, auth: AuthContext) -> bool:
+        """Whether ``filter_clause(text, auth, …)`` is kept (it names no @now)."""
+        return (text, auth) in self._filters
 
 
 def _names_now(node: Node | None) -> bool:
@@ -306,13 +310,34 @@ class RecordReads:
         )
         keys = self._sort_keys(collection, query.sort)
         fields = self._projection(collection, query.fields)
-        statement = select(table).where(where)
-        if query.cursor:
-            statement = statement.where(
-                self._after(collection, keys, self._decode_cursor(collection, query.cursor, keys))
-            )
-        order = [table.c[name].desc() if desc else table.c[name].asc() for name, desc in keys]
-        rows = await self.reader.rows(statement.order_by(*order).limit(query.limit + 1))
+        after = self._decode_cursor(collection, query.cursor, keys) if query.cursor else None
+
+        def page(values: list[Any] | None) -> Select[Any]:
+            statement = select(table).where(where)
+            if values is not None:
+                statement = statement.where(self._after(collection, keys, values))
+            order = [table.c[name].desc() if desc else table.c[name].asc() for name, desc in keys]
+            return statement.order_by(*order).limit(query.limit + 1)
+
+        key = self._list_key(collection, principal, query, keys)
+        if key is None:
+            rows = await self.reader.rows(page(after))
+        elif after is None:
+            rows = await self.reader.shaped_rows(self.reader.shape(key, lambda: page(None), []))
+        else:
+            # The cursor's values are bound per run: one shape serves every page.
+            names = [f"after_{i}" for i in range(len(keys))]
+
+            def page_after() -> Select[Any]:
+                return page(
+                    [
+                        bindparam(n, type_=table.c[k].type)
+                        for n, (k, _) in zip(names, keys, strict=True)
+                    ]
+                )
+
+            shape = self.reader.shape(key, page_after, names)
+            rows = await self.reader.shaped_rows(shape, **dict(zip(names, after, strict=True)))
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[: query.limit]
@@ -323,6 +348,24 @@ class RecordReads:
                 await self.reader.scalar(select(func.count()).select_from(table).where(where)) or 0
             )
         return Page(rows=rows, next_cursor=next_cursor, total=total, fields=fields)
+
+    def _list_key(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        query: ListQuery,
+        keys: list[tuple[str, bool]],
+    ) -> tuple[Any, ...] | None:
+        """What a page's statement depends on (but the cursor's values), or None when its
+        rule or filter is built per request."""
+        rule_key = self._rule_key(collection, "list", principal)
+        if rule_key is None:
+            return None
+        if query.filter and not self.rules[collection.name].keeps_filter(
+            query.filter, self.auth_context(principal)
+        ):
+            return None
+        return ("list", *rule_key, query.filter, tuple(keys), query.limit, bool(query.cursor))
 
     def _rule_key(
         self, collection: Collection, action: str, principal: Principal | None
