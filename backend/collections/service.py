@@ -358,14 +358,24 @@ class RecordReads:
     ) -> tuple[Any, ...] | None:
         """What a page's statement depends on (but the cursor's values), or None when its
         rule or filter is built per request."""
+        where = self.list_where_key(collection, principal, query.filter)
+        if where is None:
+            return None
+        return ("list", *where, tuple(keys), query.limit, bool(query.cursor))
+
+    def list_where_key(
+        self, collection: Collection, principal: Principal | None, filter_: str | None
+    ) -> tuple[Any, ...] | None:
+        """What the list rule and ``filter_`` (once ``filter_clause`` has built it) compile to
+        depends on, for keeping statements that use them; None when built per request."""
         rule_key = self._rule_key(collection, "list", principal)
         if rule_key is None:
             return None
-        if query.filter and not self.rules[collection.name].keeps_filter(
-            query.filter, self.auth_context(principal)
+        if filter_ and not self.rules[collection.name].keeps_filter(
+            filter_, self.auth_context(principal)
         ):
             return None
-        return ("list", *rule_key, query.filter, tuple(keys), query.limit, bool(query.cursor))
+        return (*rule_key, filter_)
 
     def _rule_key(
         self, collection: Collection, action: str, principal: Principal | None
