@@ -51,6 +51,7 @@ from backend.events.relay import OutboxRelay
 from backend.jobs.routes import JobController, ScheduleController
 from backend.lib.background import running
 from backend.lib.clock import Clock, SystemClock
+from backend.lib.request_metrics import RequestMetricsMiddleware
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
 from backend.mail.service import Mailer
@@ -232,6 +233,7 @@ def create_app(
         prefix="litebase",
         group_path=True,
         exclude=["/metrics"],
+        middleware_class=RequestMetricsMiddleware,
     )
 
     def provide_settings() -> Settings:

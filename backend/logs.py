@@ -18,6 +18,8 @@ from backend.config import Settings
 REQUEST_ID_HEADER = "x-request-id"
 
 access_log = structlog.get_logger("litebase.access")
+_access_logger = logging.getLogger("litebase.access")  # the stdlib logger it writes to
+_HEADER = REQUEST_ID_HEADER.encode()
 
 
 def configure_logging(settings: Settings) -> None:
@@ -62,7 +64,7 @@ class RequestIdMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        incoming = next((v for k, v in scope["headers"] if k == _HEADER), b"").decode("latin-1")
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ""
         request_id = request_id or uuid.uuid4().hex
         status = 500
@@ -73,14 +75,17 @@ class RequestIdMiddleware(ASGIMiddleware):
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.append((_HEADER, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await next_app(scope, receive, send_with_id)
-            finally:
+        # Not bound_contextvars (a generator context manager): this runs on every request.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await next_app(scope, receive, send_with_id)
+        finally:
+            # structlog runs its processors before the stdlib level check: skip them outright.
+            if _access_logger.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",
                     method=scope.get("method"),
@@ -88,3 +93,4 @@ class RequestIdMiddleware(ASGIMiddleware):
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
+            structlog.contextvars.reset_contextvars(**tokens)

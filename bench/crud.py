@@ -111,7 +111,28 @@ print(json.dumps({"requests": len(latencies), "errors": errors, "seconds": secon
 """
 
 
-def load(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port: int, path: str, headers: dict[str, str], server: int) -> dict[str, float]:
+    """Load ``path``; besides req/s, the server's CPU time per request: the load client shares
+    the cores, so req/s moves with whatever else runs, while CPU per request mostly does not."""
+    before = cpu_seconds(server)
+    result = _load(port, path, headers)
+    after = cpu_seconds(server)
+    served = result["rps"] * SECONDS
+    if before is not None and after is not None and served:
+        result["cpu_us"] = (after - before) / served * 1e6
+    return result
+
+
+def _load(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
     if shutil.which("wrk"):
         header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
         out = subprocess.run(
@@ -194,10 +215,10 @@ def run(database_url: str, redis_url: str) -> None:
         ]  # fmt: skip
         note_id = notes[0]["id"]
         results["Litebase GET /collections/notes/records/{id} (JWT + session + rule)"] = load(
-            port, f"/collections/notes/records/{note_id}", auth
+            port, f"/collections/notes/records/{note_id}", auth, api.pid
         )
         results["Litebase filtered list (public = true, limit 20)"] = load(
-            port, "/collections/notes/records?filter=public%20%3D%20true&limit=20", auth
+            port, "/collections/notes/records?filter=public%20%3D%20true&limit=20", auth, api.pid
         )
     finally:
         stop(api)
@@ -215,7 +236,7 @@ def run(database_url: str, redis_url: str) -> None:
     )  # fmt: skip
     try:
         results["bare Litestar + asyncpg GET by id (baseline)"] = load(
-            bare_port, f"/notes/{note_id}", {}
+            bare_port, f"/notes/{note_id}", {}, bare.pid
         )
     finally:
         stop(bare)
@@ -224,15 +245,21 @@ def run(database_url: str, redis_url: str) -> None:
     baseline = results["bare Litestar + asyncpg GET by id (baseline)"]["rps"]
     print(f"CRUD on loopback, concurrency {CONCURRENCY}, {SECONDS:.0f} s each, load by "
           f"{'wrk' if shutil.which('wrk') else 'a Python keep-alive client'}\n")  # fmt: skip
-    print("| endpoint | req/s | p50 ms | p99 ms | errors | ratio to bare |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, r in results.items():
-        print(
-            f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} | {r['rps'] / baseline:.2f} |"
-        )
+    bare_cpu = results["bare Litestar + asyncpg GET by id (baseline)"].get("cpu_us")
     print(
-        f"\nratio (Litebase GET by id / bare): {next(iter(results.values()))['rps'] / baseline:.2f} (goal >= 0.6)"
+        "| endpoint | req/s | p50 ms | p99 ms | errors | ratio to bare | server CPU us/req | CPU ratio |"
     )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in results.items():
+        cpu = r.get("cpu_us")
+        cpu_cells = f"{cpu:.0f} | {bare_cpu / cpu:.2f}" if cpu and bare_cpu else "n/a | n/a"
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} | {r['rps'] / baseline:.2f} | {cpu_cells} |"
+        )
+    first = next(iter(results.values()))
+    print(f"\nratio (Litebase GET by id / bare): {first['rps'] / baseline:.2f} (goal >= 0.6)")
+    if first.get("cpu_us") and bare_cpu:
+        print(f"CPU ratio (bare CPU per request / Litebase's): {bare_cpu / first['cpu_us']:.2f}")
 
 
 if __name__ == "__main__":

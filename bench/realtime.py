@@ -25,9 +25,11 @@ import websockets
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.config import settings_from_env  # noqa: E402
 from backend.db.migrate import upgrade  # noqa: E402
 from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 from backend.lib.urls import libpq_database_url  # noqa: E402
+from backend.realtime.transport import uvicorn_flags  # noqa: E402
 
 SUBSCRIBERS = int(os.environ.get("BENCH_SUBSCRIBERS", "1000"))
 RATE = float(os.environ.get("BENCH_RATE", "10"))
@@ -184,7 +186,8 @@ def main() -> None:
                    "RATE_LIMIT_SIGNUP_PER_MINUTE": "1000"}  # fmt: skip
             api = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory", "--port", str(port),
-                 "--no-access-log", "--log-level", "warning", "--ws-max-queue", "100000"],
+                 "--no-access-log", "--log-level", "warning", "--ws-max-queue", "100000",
+                 *uvicorn_flags(settings_from_env(env))],
                 env=env, cwd=ROOT, start_new_session=True,
             )  # fmt: skip
             try:

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_, select, true
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +60,8 @@ class CompiledRules:
         self.admin_only: set[str] = set()
         self.timeless: set[str] = set()
         self._clauses: dict[tuple[str, AuthContext], ColumnElement[bool]] = {}
+        self.filter_max_length = max_length
+        self._filters: dict[tuple[str, AuthContext], ColumnElement[bool]] = {}
         for action in ACTIONS:
             text = getattr(collection.rules, action)
             if text is None:
@@ -88,6 +90,30 @@ class CompiledRules:
                 self._clauses.clear()  # rare: more distinct callers than the cache holds
             found = self._clauses[key] = to_sql(self.nodes[action], self.collection, auth, now)
         return found
+
+    def filter_clause(self, text: str, auth: AuthContext, now: datetime) -> ColumnElement[bool]:
+        """A client filter's SQL, kept per (text, caller) like the rules' unless it names @now.
+
+        Raises ExpressionError for a filter that does not parse or check (never kept).
+        """
+        key = (text, auth)
+        found = self._filters.get(key)
+        if found is not None:
+            return found
+        node = parse(text, max_length=self.filter_max_length)
+        if node is None:
+            return true()
+        check(node, self.collection)
+        clause = to_sql(node, self.collection, auth, now)
+        if not _names_now(node):
+            if len(self._filters) >= self.CACHE_SIZE:
+                self._filters.clear()
+            self._filters[key] = clause
+        return clause
+
+    def keeps_filter(self, text: str, auth: AuthContext) -> bool:
+        """Whether ``filter_clause(text, auth, …)`` is kept (it names no @now)."""
+        return (text, auth) in self._filters
 
 
 def _names_now(node: Node | None) -> bool:
@@ -182,11 +208,9 @@ class RecordReads:
         if not text:
             return true()
         try:
-            node = parse(text, max_length=self.settings.filter_max_length)
-            if node is None:
-                return true()
-            check(node, collection)
-            return to_sql(node, collection, self.auth_context(principal), self.clock.now())
+            return self.rules[collection.name].filter_clause(
+                text, self.auth_context(principal), self.clock.now()
+            )
         except ExpressionError as exc:
             raise _field_problem(
                 422,
@@ -286,13 +310,34 @@ class RecordReads:
         )
         keys = self._sort_keys(collection, query.sort)
         fields = self._projection(collection, query.fields)
-        statement = select(table).where(where)
-        if query.cursor:
-            statement = statement.where(
-                self._after(collection, keys, self._decode_cursor(collection, query.cursor, keys))
-            )
-        order = [table.c[name].desc() if desc else table.c[name].asc() for name, desc in keys]
-        rows = await self.reader.rows(statement.order_by(*order).limit(query.limit + 1))
+        after = self._decode_cursor(collection, query.cursor, keys) if query.cursor else None
+
+        def page(values: list[Any] | None) -> Select[Any]:
+            statement = select(table).where(where)
+            if values is not None:
+                statement = statement.where(self._after(collection, keys, values))
+            order = [table.c[name].desc() if desc else table.c[name].asc() for name, desc in keys]
+            return statement.order_by(*order).limit(query.limit + 1)
+
+        key = self._list_key(collection, principal, query, keys)
+        if key is None:
+            rows = await self.reader.rows(page(after))
+        elif after is None:
+            rows = await self.reader.shaped_rows(self.reader.shape(key, lambda: page(None), []))
+        else:
+            # The cursor's values are bound per run: one shape serves every page.
+            names = [f"after_{i}" for i in range(len(keys))]
+
+            def page_after() -> Select[Any]:
+                return page(
+                    [
+                        bindparam(n, type_=table.c[k].type)
+                        for n, (k, _) in zip(names, keys, strict=True)
+                    ]
+                )
+
+            shape = self.reader.shape(key, page_after, names)
+            rows = await self.reader.shaped_rows(shape, **dict(zip(names, after, strict=True)))
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[: query.limit]
@@ -304,13 +349,67 @@ class RecordReads:
             )
         return Page(rows=rows, next_cursor=next_cursor, total=total, fields=fields)
 
+    def _list_key(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        query: ListQuery,
+        keys: list[tuple[str, bool]],
+    ) -> tuple[Any, ...] | None:
+        """What a page's statement depends on (but the cursor's values), or None when its
+        rule or filter is built per request."""
+        where = self.list_where_key(collection, principal, query.filter)
+        if where is None:
+            return None
+        return ("list", *where, tuple(keys), query.limit, bool(query.cursor))
+
+    def list_where_key(
+        self, collection: Collection, principal: Principal | None, filter_: str | None
+    ) -> tuple[Any, ...] | None:
+        """What the list rule and ``filter_`` (once ``filter_clause`` has built it) compile to
+        depends on, for keeping statements that use them; None when built per request."""
+        rule_key = self._rule_key(collection, "list", principal)
+        if rule_key is None:
+            return None
+        if filter_ and not self.rules[collection.name].keeps_filter(
+            filter_, self.auth_context(principal)
+        ):
+            return None
+        return (*rule_key, filter_)
+
+    def _rule_key(
+        self, collection: Collection, action: str, principal: Principal | None
+    ) -> tuple[Any, ...] | None:
+        """What ``rule()``'s clause depends on, or None when it is built per request (@now)."""
+        if principal is not None and principal.bypasses_rules:
+            return (collection.name, action, "everything")
+        compiled = self.rules[collection.name]
+        if action in compiled.admin_only:
+            return (collection.name, action, "nothing")
+        if action not in compiled.timeless:
+            return None
+        return (collection.name, action, self.auth_context(principal))
+
     async def get(
         self, collection: Collection, principal: Principal | None, record_id: UUID
     ) -> Row:
         table = collection.table
-        rows = await self.reader.rows(
-            select(table).where(table.c.id == record_id, self.rule(collection, "view", principal))
-        )
+        key = self._rule_key(collection, "view", principal)
+        if key is None:
+            rows = await self.reader.rows(
+                select(table).where(
+                    table.c.id == record_id, self.rule(collection, "view", principal)
+                )
+            )
+        else:
+            shape = self.reader.shape(
+                ("get", *key),
+                lambda: select(table).where(
+                    table.c.id == bindparam("record_id"), self.rule(collection, "view", principal)
+                ),
+                ["record_id"],
+            )
+            rows = await self.reader.shaped_rows(shape, record_id=record_id)
         if not rows:
             raise Problem(404, f"No such record in {collection.name}", code="not_found")
         return rows[0]

@@ -292,7 +292,8 @@ class RealtimeConnection:
         timeout = self.settings.realtime_send_timeout_seconds
         async with self._send_lock:
             try:
-                await asyncio.wait_for(self.socket.send_text(encode(frame).decode()), timeout)
+                async with asyncio.timeout(timeout):  # no task per send, unlike wait_for
+                    await self.socket.send_text(encode(frame).decode())
             except TimeoutError:
                 self.end(CLOSE_TOO_SLOW, f"too slow: nothing taken for {timeout:g} s")
                 raise WebSocketDisconnect(detail="too slow") from None

@@ -169,6 +169,7 @@ class SearchService:
         self.versions = versions
         self.embeddings = embeddings
         self.last_plan: SearchPlan | None = None
+        self._where_key: tuple[Any, ...] | None = None  # see RecordReads.list_where_key
 
     # --- the endpoint ----------------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class SearchService:
             self.records.rule(collection, "list", principal),
             self.records.filter_clause(collection, filter_, principal),
         )
+        self._where_key = self.records.list_where_key(collection, principal, filter_)
         from_cache = self.versions.is_cached(collection.name)
         spec = await self.versions.get(collection.name)
         if spec is None:
@@ -305,12 +307,14 @@ class SearchService:
         hits: list[Hit] = []
         if not exact:
             self.last_plan = SearchPlan("hnsw", ef, estimate)
-            statement = self._vector_statement(
-                collection, spec, where, query_vector, candidates, exact=False
-            )
             if ef == HNSW_DEFAULT_EF_SEARCH:  # the session's own value: no transaction to set it
-                rows = await self.reader.rows(statement)
+                rows = await self._vector_rows(
+                    collection, spec, where, query_vector, candidates, exact=False
+                )
             else:
+                statement = self._vector_statement(
+                    collection, spec, where, query_vector, candidates, exact=False
+                )
                 rows = await self.reader.rows_with(statement, {"hnsw.ef_search": str(ef)})
             hits = _best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
         if len(hits) < k:  # the index returned too few (or was not used): scan exactly
@@ -318,13 +322,34 @@ class SearchService:
                 self.last_plan = SearchPlan("hnsw+exact", ef, estimate)
             else:
                 self.last_plan = SearchPlan("exact", None, estimate)
-            rows = await self.reader.rows(
-                self._vector_statement(
-                    collection, spec, where, query_vector, candidates, exact=True
-                )
+            rows = await self._vector_rows(
+                collection, spec, where, query_vector, candidates, exact=True
             )
             hits = _best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
         return hits
+
+    async def _vector_rows(
+        self,
+        collection: Collection,
+        spec: EmbedVersion,
+        where: ColumnElement[bool],
+        query_vector: str,
+        limit: int,
+        *,
+        exact: bool,
+    ) -> list[dict[str, Any]]:
+        """The vector statement's rows; compiled once per shape when its WHERE can be kept."""
+        if self._where_key is None:
+            return await self.reader.rows(
+                self._vector_statement(collection, spec, where, query_vector, limit, exact=exact)
+            )
+        key = ("vector", collection.name, spec.version, spec.dimensions, limit, exact)
+        shape = self.reader.shape(
+            (*key, *self._where_key),
+            lambda: self._vector_statement(collection, spec, where, "", limit, exact=exact),
+            ["query_vector"],
+        )
+        return await self.reader.shaped_rows(shape, query_vector=query_vector)
 
     async def _total(self, collection: Collection) -> float:
         cached = _TOTALS.get(collection.name)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from backend.app_collections.notes import Note
 from backend.collections.compile import AuthContext
+from backend.collections.expressions import ExpressionError
 from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, Rules
 
@@ -35,3 +38,21 @@ def test_the_cache_is_bounded():
     for _ in range(CompiledRules.CACHE_SIZE + 10):
         rules.clause("list", AuthContext(id=uuid.uuid4()), now)
     assert len(rules._clauses) <= CompiledRules.CACHE_SIZE
+
+
+def test_a_filter_is_parsed_once_per_caller_unless_it_names_now():
+    rules = CompiledRules(Collection(model=Note, rules=Rules(list="")), 4096)
+    alice, bob = AuthContext(id=uuid.uuid4()), AuthContext(id=uuid.uuid4())
+    now = datetime.now(UTC)
+    first = rules.filter_clause("owner = @auth.id && public = true", alice, now)
+    assert rules.filter_clause("owner = @auth.id && public = true", alice, now) is first
+    assert rules.filter_clause("owner = @auth.id && public = true", bob, now) is not first
+    timed = "created_at < @now"
+    assert rules.filter_clause(timed, alice, now) is not rules.filter_clause(timed, alice, now)
+
+
+def test_a_bad_filter_is_refused_every_time():
+    rules = CompiledRules(Collection(model=Note, rules=Rules(list="")), 4096)
+    for _ in range(2):
+        with pytest.raises(ExpressionError):
+            rules.filter_clause("colour = 'red'", AuthContext(), datetime.now(UTC))
