@@ -22,8 +22,9 @@ def make_webhook_consumer(app: Any) -> Consumer:
         events = [event for event in events if registry.get(event.collection) is not None]
         if not events:
             return
-        # The engine exists once the SQLAlchemy plugin has started, after this is built.
-        engine: AsyncEngine = app.state.db_engine
+        # The engine exists once the SQLAlchemy plugin has started, after this is built; its
+        # state key is unique per app, so ask the config rather than a fixed key.
+        engine: AsyncEngine = app.state.database.get_engine()
         async with AsyncSession(engine, expire_on_commit=False) as db:
             created = await record_deliveries(db, events)
         # Committed first: a crash here leaves them pending, and beat's webhooks.requeue
