@@ -426,7 +426,9 @@ async def test_the_relay_consumer_records_and_queues_each_new_delivery_once(
     engine = create_async_engine(async_database_url(settings.database_url))
     celery = create_celery_app(settings)
     state = SimpleNamespace(
-        celery=celery, collections=CollectionRegistry.discover(), db_engine=engine
+        celery=celery,
+        collections=CollectionRegistry.discover(),
+        database=SimpleNamespace(get_engine=lambda: engine),  # the app's SQLAlchemy config
     )
     consume = make_webhook_consumer(SimpleNamespace(state=state))
     broker = redis.Redis.from_url(settings.redis_url)
