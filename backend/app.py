@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import (
@@ -32,6 +33,7 @@ import backend
 from backend.ai.catalog import load_catalog
 from backend.ai.gateway import Gateway
 from backend.ai.prompt_routes import prompt_routers
+from backend.ai.prompts import load_library
 from backend.ai.routes import gateway_routers
 from backend.ai.service import keep_overrides_copied
 from backend.ai.usage import UsageWriter
@@ -130,6 +132,8 @@ def create_app(
     registry = collections or CollectionRegistry.discover()
     # models.yaml is checked whole here: a mistake stops the API before it serves.
     gateway = Gateway(load_catalog(settings), settings, redis, clock)
+    # Prompt files too: a broken one stops the API, naming the file and the reason.
+    prompts = load_library(Path(settings.prompts_dir))
     rules = compile_rules(registry, settings.filter_max_length)
     embedded = any(c.embed is not None for c in registry)
     channels = ChannelsPlugin(
@@ -256,7 +260,7 @@ def create_app(
             WebhookController,
             *collection_routers(registry, rules, settings),
             *vector_routers(registry, rules, settings),
-            *prompt_routers(registry, rules, settings),
+            *prompt_routers(registry, rules, settings, prompts),
             *gateway_routers(settings),
             *([realtime] if settings.realtime_enabled else []),
             *route_handlers,
@@ -291,6 +295,7 @@ def create_app(
                 "database": database,
                 "query_embeddings": QueryEmbeddings(settings),
                 "gateway": gateway,
+                "prompts": prompts,
             }
         ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

@@ -116,6 +116,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedding_max_retries: int = 5
     embedding_retry_backoff_seconds: float = 2.0
     embedding_retry_backoff_max_seconds: float = 300.0
+    # The sweep (beat) sends records that failed for good through embedding again, backing off.
+    embedding_sweep_interval_seconds: PositiveInt = 60
+    embedding_sweep_max_retries: NonNegativeInt = 10
+    embedding_sweep_backoff_seconds: PositiveFloat = 60.0
+    embedding_sweep_backoff_max_seconds: PositiveFloat = 3600.0
+    embedding_sweep_batch: PositiveInt = 1000
     vector_search_max_k: PositiveInt = 100
     vector_ef_search: PositiveInt = 40
     vector_exact_scan_max_rows: int = 10_000

@@ -7,6 +7,8 @@ error handling is exercised over real HTTP:
 
 - an input containing ``[[429]]`` is always refused with 429 (rate limited);
 - an input containing ``[[500-once]]`` fails with 500 the first time that exact input is seen;
+- an input containing any string in ``state.outages`` fails with 503 for as long as it is
+  there (a provider down for a while: add a marker, remove it to recover);
 - ``GET /_stats`` tells how many requests and inputs the server has embedded.
 
 ``POST /v1/chat/completions`` answers ``echo: <last message>`` as JSON or, with
@@ -63,6 +65,7 @@ class FakeState:
     inputs: int = 0
     failures: int = 0
     seen: set[str] = field(default_factory=set)
+    outages: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     calls: list[Call] = field(default_factory=list)
     streams: list[StreamRecord] = field(default_factory=list)
@@ -305,6 +308,10 @@ class _Handler(BaseHTTPRequestHandler):
             if any("[[429]]" in text for text in texts):
                 state.failures += 1
                 self._error(429, "Rate limit reached", "rate_limit_exceeded")
+                return
+            if any(marker in text for marker in state.outages for text in texts):
+                state.failures += 1
+                self._error(503, "The service is temporarily unavailable", "server_error")
                 return
             once = [t for t in texts if "[[500-once]]" in t and t not in state.seen]
             if once:

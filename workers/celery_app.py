@@ -139,6 +139,16 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "trim-webhook-deliveries": {"task": "webhooks.trim", "schedule": 3600.0},
         "rollup-ai-usage": {"task": "ai.rollup_usage", "schedule": 3600.0},
         **(
+            {
+                "retry-failed-embeddings": {
+                    "task": "vectors.retry_failed",
+                    "schedule": float(settings.embedding_sweep_interval_seconds),
+                }
+            }
+            if settings.embedding_sweep_max_retries
+            else {}
+        ),
+        **(
             {"queue-metrics": {"task": "system.queue_metrics", "schedule": 60.0}}
             if settings.queue_metrics_namespace
             else {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
-from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -23,7 +22,7 @@ from litestar.openapi import ResponseSpec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.ai.prompts import PromptLibrary, load_library
+from backend.ai.prompts import PromptLibrary
 from backend.ai.rag import (
     Answer,
     AskService,
@@ -225,10 +224,12 @@ def _ask_router(collection: Collection, settings: Settings, slots: BackgroundSlo
 
 
 def prompt_routers(
-    registry: CollectionRegistry, rules: dict[str, CompiledRules], settings: Settings
+    registry: CollectionRegistry,
+    rules: dict[str, CompiledRules],
+    settings: Settings,
+    prompts: PromptLibrary,
 ) -> list[Router]:
     """/ai/prompts, and /collections/{c}/ask for each collection that embeds."""
-    prompts = load_library(Path(settings.prompts_dir))
     routers = [_prompts_router(prompts)]
     embedded = [c for c in registry if c.embed is not None]
     if not embedded:

@@ -133,6 +133,24 @@ def compile_rules(collections: Iterable[Collection], max_length: int) -> dict[st
     return {c.name: CompiledRules(c, max_length) for c in collections}
 
 
+def auth_context(principal: Principal | None) -> AuthContext:
+    if principal is None:
+        return AuthContext()
+    return AuthContext(id=principal.user_id, role=principal.role, org=principal.org_id)
+
+
+def rule_clause(
+    compiled: CompiledRules, action: str, principal: Principal | None, now: datetime
+) -> ColumnElement[bool]:
+    """The WHERE clause of one rule for this caller (admins and service keys: every row; an
+    admin-only rule: none for anyone else). Requests and workers read records through it."""
+    if principal is not None and principal.bypasses_rules:
+        return true()
+    if action in compiled.admin_only:
+        return false()
+    return compiled.clause(action, auth_context(principal), now)
+
+
 def _field_problem(status: int, detail: str, field: str, message: str, **extra: Any) -> Problem:
     return Problem(
         status, detail, errors=[{"field": field, "message": message, "source": "query"}], **extra
@@ -186,21 +204,12 @@ class RecordReads:
 
     # --- rules -----------------------------------------------------------------------------
 
-    @staticmethod
-    def auth_context(principal: Principal | None) -> AuthContext:
-        if principal is None:
-            return AuthContext()
-        return AuthContext(id=principal.user_id, role=principal.role, org=principal.org_id)
+    auth_context = staticmethod(auth_context)
 
     def rule(
         self, collection: Collection, action: str, principal: Principal | None
     ) -> ColumnElement[bool]:
-        if principal is not None and principal.bypasses_rules:
-            return true()
-        compiled = self.rules[collection.name]
-        if action in compiled.admin_only:
-            return false()
-        return compiled.clause(action, self.auth_context(principal), self.clock.now())
+        return rule_clause(self.rules[collection.name], action, principal, self.clock.now())
 
     def filter_clause(
         self, collection: Collection, text: str | None, principal: Principal | None

@@ -24,7 +24,9 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 async def provide_job_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> JobService:
-    return JobService(db_session, state.celery, settings, state.clock, state.collections)
+    return JobService(
+        db_session, state.celery, settings, state.clock, state.collections, state.prompts
+    )
 
 
 class JobController(Controller):
@@ -62,7 +64,7 @@ class JobController(Controller):
 async def provide_schedule_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> ScheduleService:
-    return ScheduleService(db_session, settings, state.clock, state.collections)
+    return ScheduleService(db_session, settings, state.clock, state.collections, state.prompts)
 
 
 class ScheduleController(Controller):

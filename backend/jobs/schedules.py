@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.ai.prompts import PromptLibrary
 from backend.auth.service import Principal
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
@@ -68,17 +69,19 @@ class ScheduleService:
         settings: Settings,
         clock: Clock,
         collections: CollectionRegistry,
+        prompts: PromptLibrary,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.collections = collections
+        self.prompts = prompts
 
     def _check(
         self, principal: Principal, type_name: str, raw_input: Any, expression: str
     ) -> crontab:
         """The parsed cron, if this caller may schedule this job; else the Problem."""
-        check_job(principal, type_name, raw_input, self.collections)
+        check_job(principal, type_name, raw_input, self.collections, self.prompts)
         allowed = self.settings.jobs_schedulable_types
         if type_name not in allowed:
             message = (

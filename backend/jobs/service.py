@@ -13,12 +13,20 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.ai.prompts import PromptLibrary
+from backend.ai.summaries import check_summary
 from backend.auth.service import Principal
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
 from backend.jobs.schemas import JobView, NewJob
-from backend.jobs.types import JOB_TYPES, JobType, ReindexCollection, parse_input
+from backend.jobs.types import (
+    JOB_TYPES,
+    JobType,
+    ReindexCollection,
+    SummarizeRecord,
+    parse_input,
+)
 from backend.lib.clock import Clock
 from backend.problems import Problem, locate
 
@@ -71,7 +79,11 @@ async def enqueue(
 
 
 def check_job(
-    principal: Principal, type_name: str, raw_input: Any, collections: CollectionRegistry
+    principal: Principal,
+    type_name: str,
+    raw_input: Any,
+    collections: CollectionRegistry,
+    prompts: PromptLibrary,
 ) -> JobType:
     """The job type, if this caller may start it with this input; else the Problem to answer
     (422 naming the field, 403 for an admin-only type). Jobs and schedules check the same."""
@@ -102,6 +114,8 @@ def check_job(
                 f"{parsed.collection!r} {message}",
                 errors=[{"field": "input.collection", "message": message, "source": "body"}],
             )
+    if isinstance(parsed, SummarizeRecord):
+        check_summary(parsed, collections, prompts)
     return job_type
 
 
@@ -113,12 +127,14 @@ class JobService:
         settings: Settings,
         clock: Clock,
         collections: CollectionRegistry,
+        prompts: PromptLibrary,
     ) -> None:
         self.db = db
         self.celery = celery
         self.settings = settings
         self.clock = clock
         self.collections = collections
+        self.prompts = prompts
 
     def run_at(self, data: NewJob) -> datetime | None:
         """When a delayed job may start; refuses a delay the broker cannot keep.
@@ -155,7 +171,7 @@ class JobService:
         return now + timedelta(seconds=delay) if delay > 0 else None
 
     async def submit(self, principal: Principal, data: NewJob) -> Job:
-        check_job(principal, data.type, data.input, self.collections)
+        check_job(principal, data.type, data.input, self.collections, self.prompts)
         run_at = self.run_at(data)
         active = await self.db.scalar(
             select(func.count())

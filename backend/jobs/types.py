@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import msgspec
 
@@ -23,6 +24,20 @@ class ReindexCollection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     collection: str
     force: bool = False
+
+
+class SummarizeRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Summarize one record through the model gateway, as its owner may view it.
+
+    ``field`` or ``fields`` name the text fields to summarize (by default the collection's
+    embedded fields, else all its text fields); ``prompt`` is a prompt of PROMPTS_DIR that takes
+    a ``text`` variable."""
+
+    collection: str
+    id: UUID
+    prompt: Annotated[str, msgspec.Meta(max_length=64)] = "summarize"
+    field: str | None = None
+    fields: Annotated[list[str], msgspec.Meta(min_length=1, max_length=50)] | None = None
 
 
 class Sleep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -56,6 +71,8 @@ JOB_TYPES: dict[str, JobType] = {
             max_retries=2,
             admin_only=True,
         ),
+        # Retried only when every upstream failed (502); refusals (budget, not found) fail at once.
+        JobType("summarize_record", SummarizeRecord, timeout_seconds=300, max_retries=2),
         JobType("sleep", Sleep, timeout_seconds=3600, max_retries=0),
     )
 }

@@ -2,3 +2,4 @@
 
 EMBED_TASK = "vectors.embed"
 REINDEX_TASK = "vectors.reindex"
+RETRY_FAILED_TASK = "vectors.retry_failed"

@@ -132,6 +132,9 @@ def stack(
         "EMBEDDING_BATCH_RECORDS": "16",
         "EMBEDDING_MAX_RETRIES": "2",
         "EMBEDDING_RETRY_BACKOFF_SECONDS": "0.2",
+        # Failed records come due for the sweep within a second or two (when a test runs beat).
+        "EMBEDDING_SWEEP_BACKOFF_SECONDS": "0.5",
+        "EMBEDDING_SWEEP_BACKOFF_MAX_SECONDS": "2",
         # Webhooks to the tests' receiver on loopback, retried within a second or two.
         "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
         "WEBHOOK_TIMEOUT_SECONDS": "5",

@@ -24,7 +24,13 @@ from backend.config import Settings
 from backend.lib.urls import libpq_database_url
 from backend.vectors.chunking import source_hash_sql, source_text, text_hash
 from backend.vectors.embedders import HashEmbedder, vector_literal
-from backend.vectors.sync import embed_records, ensure_versions, maybe_activate, record_failures
+from backend.vectors.sync import (
+    claim_due_failures,
+    embed_records,
+    ensure_versions,
+    maybe_activate,
+    record_failures,
+)
 from tests.integration.conftest import PASSWORD, bearer
 
 NOTES = "/collections/notes/records"
@@ -211,7 +217,9 @@ async def test_failures_are_recorded_until_the_record_changes(client, alice, set
         collection = _notes()
         with psycopg.connect(libpq_database_url(settings.database_url or ""), autocommit=True) as c:
             live, _ = ensure_versions(c, collection, settings)
-            record_failures(c, collection, live[0], [note["id"]], "the provider answered 429", 3)
+            record_failures(
+                c, collection, live[0], [note["id"]], "the provider answered 429", 3, settings
+            )
 
     await asyncio.to_thread(fail)
     rows = sql("SELECT error, attempts FROM embedding_failures WHERE record_id = %s", note["id"])
@@ -223,6 +231,111 @@ async def test_failures_are_recorded_until_the_record_changes(client, alice, set
     assert sql("SELECT status FROM embedding_records WHERE record_id = %s", note["id"]) == [
         ("done",)
     ]
+
+
+def _fail(settings: Settings, ids: list[str], error: str = "the provider answered 503") -> None:
+    """What vectors.embed records once its retries are spent, for every live version."""
+    collection = _notes()
+    with psycopg.connect(libpq_database_url(settings.database_url or ""), autocommit=True) as c:
+        live, _ = ensure_versions(c, collection, settings)
+        for version in live:
+            record_failures(c, collection, version, ids, error, 3, settings)
+
+
+def _claim(settings: Settings, collections: tuple[str, ...] = ("notes",)) -> dict[str, list[str]]:
+    with psycopg.connect(libpq_database_url(settings.database_url or ""), autocommit=True) as c:
+        return claim_due_failures(c, collections, settings)
+
+
+def _retry_state(sql, record_id: str) -> tuple[str, int, float | None]:
+    """(status, retries, seconds until retry_at) of a record's embedding."""
+    ((status, retries, wait),) = sql(
+        "SELECT status, retries, extract(epoch FROM retry_at - now())::float"
+        " FROM embedding_records WHERE record_id = %s",
+        record_id,
+    )
+    return status, retries, wait
+
+
+def _due_now(sql, *record_ids: str) -> None:
+    """Let the backoff of these records pass."""
+    sql(
+        "UPDATE embedding_records SET retry_at = now() - interval '1 second'"
+        " WHERE record_id = ANY(%s::uuid[])",
+        list(record_ids),
+    )
+
+
+async def test_the_sweep_claims_failures_whose_backoff_is_due_a_bounded_number_of_times(
+    client, alice, admin, settings, sql
+):
+    settings = msgspec.structs.replace(
+        settings,
+        embedding_sweep_backoff_seconds=60.0,
+        embedding_sweep_backoff_max_seconds=200.0,
+        embedding_sweep_max_retries=3,
+    )
+    ok, flaky, other = [(await _note(client, alice, title=f"n{i}"))["id"] for i in range(3)]
+    await embed_all(settings, [ok])
+    await asyncio.to_thread(_fail, settings, [flaky, other])
+    status, retries, wait = _retry_state(sql, flaky)
+    assert (status, retries) == ("failed", 0) and 55 < wait <= 60  # the first backoff
+    assert await asyncio.to_thread(_claim, settings) == {}  # not due yet
+
+    _due_now(sql, flaky)
+    assert await asyncio.to_thread(_claim, settings) == {"notes": [flaky]}
+    status, retries, wait = _retry_state(sql, flaky)
+    assert (status, retries) == ("failed", 1) and 115 < wait <= 120  # claimed: the next backoff
+    assert await asyncio.to_thread(_claim, settings) == {}  # claimed once
+    # The sent-again task fails too: counted from the failure, with the doubled wait.
+    await asyncio.to_thread(_fail, settings, [flaky])
+    status, retries, wait = _retry_state(sql, flaky)
+    assert (status, retries) == ("failed", 1) and 115 < wait <= 120
+    # Up to the bound; the wait stops growing at its maximum.
+    for expected in (2, 3):
+        _due_now(sql, flaky)
+        assert await asyncio.to_thread(_claim, settings) == {"notes": [flaky]}
+        assert _retry_state(sql, flaky)[1] == expected
+    assert 195 < _retry_state(sql, flaky)[2] <= 200
+    _due_now(sql, flaky)
+    assert await asyncio.to_thread(_claim, settings) == {}  # 3 retries: it stays failed
+    # Done records, other collections and the batch bound.
+    _due_now(sql, ok, other)
+    assert await asyncio.to_thread(_claim, settings, ("messages",)) == {}
+    one = msgspec.structs.replace(settings, embedding_sweep_batch=1)
+    assert await asyncio.to_thread(_claim, one) == {"notes": [other]}
+
+    # A change of text starts the count again.
+    await client.patch(f"{NOTES}/{flaky}", json={"body": "new text"}, headers=alice)
+    await asyncio.to_thread(_fail, settings, [flaky])
+    status, retries, wait = _retry_state(sql, flaky)
+    assert (status, retries) == ("failed", 0) and 55 < wait <= 60
+    counts = (await client.get(STATUS, headers=admin)).json()
+    assert (counts["pending"], counts["done"], counts["failed"]) == (0, 1, 2)
+    # Embedded at last: done, and nothing left for the sweep.
+    await embed_all(settings, [flaky, other])
+    assert _retry_state(sql, flaky) == ("done", 0, None)
+    counts = (await client.get(STATUS, headers=admin)).json()
+    assert (counts["pending"], counts["done"], counts["failed"]) == (0, 3, 0)
+    _due_now(sql, ok, flaky, other)
+    assert await asyncio.to_thread(_claim, settings) == {}
+
+
+async def test_two_sweeps_at_once_claim_a_failure_once(client, alice, settings, sql):
+    record = (await _note(client, alice, title="contested"))["id"]
+    await asyncio.to_thread(_fail, settings, [record])
+    _due_now(sql, record)
+
+    def race() -> tuple[dict, dict]:
+        url = libpq_database_url(settings.database_url or "")
+        with psycopg.connect(url) as first, psycopg.connect(url, autocommit=True) as second:
+            mine = claim_due_failures(first, ["notes"], settings)  # not committed yet
+            theirs = claim_due_failures(second, ["notes"], settings)  # skips the locked row
+            first.commit()
+        return mine, theirs
+
+    assert await asyncio.to_thread(race) == ({"notes": [record]}, {})
+    assert await asyncio.to_thread(_claim, settings) == {}
 
 
 async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(

@@ -66,3 +66,14 @@ def test_every_beat_entry_names_a_task_the_workers_have():
 def test_abandoned_messages_are_looked_for_every_tenth_of_the_timeout(visibility_timeout, every):
     sweep = restore_sweep(visibility_timeout)
     assert sweep["unacked_restore_interval"] * sweep["unacked_restore_throttle"] == every
+
+
+def test_the_embedding_sweep_is_a_beat_entry_unless_turned_off():
+    env = {"EMBEDDING_SWEEP_INTERVAL_SECONDS": "7"}
+    settings = settings_from_env(env, redis_url="redis://localhost:1/0")
+    entry = create_celery_app(settings).conf.beat_schedule["retry-failed-embeddings"]
+    assert entry == {"task": "vectors.retry_failed", "schedule": 7.0}
+    off = settings_from_env(
+        {**env, "EMBEDDING_SWEEP_MAX_RETRIES": "0"}, redis_url="redis://localhost:1/0"
+    )
+    assert "retry-failed-embeddings" not in create_celery_app(off).conf.beat_schedule

@@ -25,7 +25,14 @@ from backend.config import Settings
 from backend.jobs.recovery import claim_lost_jobs, retry_backoff
 from backend.jobs.schedules import FIRE_SCHEDULES_TASK, fire_due_schedules
 from backend.jobs.service import RUN_JOB_TASK, send_job
-from backend.jobs.types import JOB_TYPES, ImportRecords, ReindexCollection, Sleep, parse_input
+from backend.jobs.types import (
+    JOB_TYPES,
+    ImportRecords,
+    ReindexCollection,
+    Sleep,
+    SummarizeRecord,
+    parse_input,
+)
 from backend.lib.urls import libpq_database_url
 from workers.celery_app import LitebaseCelery, LitebaseTask
 
@@ -35,6 +42,10 @@ MAX_REPORTED_ERRORS = 100
 
 class Cancelled(Exception):
     """The owner asked the job to stop."""
+
+
+class JobFailed(Exception):
+    """The job cannot succeed (refused, not found): it fails now, without its retries."""
 
 
 class JobContext:
@@ -179,6 +190,52 @@ def _reindex_collection(ctx: JobContext, job_input: ReindexCollection) -> dict[s
     }
 
 
+def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, Any]:
+    """Read the record as the owner may view it, summarize it through the gateway as the owner
+    (metered and budgeted under the prompt's name), and keep the summary as the result."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from backend.ai.summaries import check_summary, record_text, summarize
+    from backend.auth.service import Principal
+    from backend.collections.service import compile_rules
+    from backend.collections.spec import CollectionRegistry
+    from backend.lib.urls import sync_database_url
+    from backend.problems import Problem
+    from workers.gateway import worker_gateway
+
+    gateway = worker_gateway(ctx.settings)
+    role = ctx.conn.execute("SELECT role FROM users WHERE id = %s", (ctx.owner,)).fetchone()
+    principal = Principal(
+        user_id=uuid.UUID(ctx.owner),
+        role=role[0] if role else "user",
+        org_id=uuid.UUID(ctx.org) if ctx.org else None,
+    )
+    try:
+        # Checked at submit; again here, for a schedule's job or a prompt file removed since.
+        collection, fields, prompt = check_summary(
+            job_input, CollectionRegistry.discover(), gateway.prompts
+        )
+        rules = compile_rules([collection], ctx.settings.filter_max_length)[collection.name]
+        engine = create_engine(sync_database_url(ctx.database_url), poolclass=NullPool)
+        try:
+            with engine.connect() as sql:
+                text = record_text(sql, rules, principal, job_input, fields, _now())
+        finally:
+            engine.dispose()
+        ctx.progress(0.1)
+        summary = gateway.call(
+            lambda: summarize(gateway.runner, principal, prompt, job_input, fields, text)
+        )
+    except Problem as exc:
+        extra = exc.extra if isinstance(exc.extra, dict) else {}
+        reason = f"{extra.get('code') or exc.status_code}: {exc.detail}"
+        if exc.status_code == 502:  # every upstream failed: worth another attempt
+            raise RuntimeError(reason) from None
+        raise JobFailed(reason) from None
+    return msgspec.to_builtins(summary)  # type: ignore[no-any-return]
+
+
 def _now() -> Any:
     from datetime import UTC, datetime
 
@@ -189,6 +246,7 @@ JOB_FUNCTIONS: dict[str, Callable[[JobContext, Any], Any]] = {
     "sleep": _sleep,
     "import_records": _import_records,
     "reindex_collection": _reindex_collection,
+    "summarize_record": _summarize_record,
 }
 
 
@@ -251,6 +309,9 @@ def run_job(self: Any, job_id: str) -> str:
         except Cancelled:
             _finish(conn, job_id, "cancelled")
             return "cancelled"
+        except JobFailed as exc:
+            _finish(conn, job_id, "failed", error=str(exc))
+            return "failed"
         except SoftTimeLimitExceeded:
             _finish(conn, job_id, "failed", error=f"timed out after {job_type.timeout_seconds}s")
             return "failed"

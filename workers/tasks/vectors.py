@@ -1,9 +1,11 @@
-"""vectors.embed and vectors.reindex: keep each embedded collection's chunks in sync.
+"""vectors.embed, vectors.reindex and vectors.retry_failed: keep embedded collections in sync.
 
 The relay sends ``vectors.embed`` with the ids of records that changed (in batches of
 EMBEDDING_BATCH_RECORDS). Provider errors that may pass (429, 5xx, timeouts) retry the task
 with exponential backoff and full jitter, EMBEDDING_MAX_RETRIES times; then each record of the
-batch is marked failed and logged in ``embedding_failures`` until it changes again.
+batch is marked failed and logged in ``embedding_failures``. Beat's ``vectors.retry_failed``
+sends failed records through ``vectors.embed`` again once their backoff is due (doubling, at
+most EMBEDDING_SWEEP_MAX_RETRIES times until their text changes), so an outage heals itself.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from celery.signals import worker_ready
 
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.lib.urls import libpq_database_url
-from backend.vectors import EMBED_TASK, REINDEX_TASK
+from backend.vectors import EMBED_TASK, REINDEX_TASK, RETRY_FAILED_TASK
 from backend.vectors.embedders import ProviderError
 from backend.vectors.sync import (
+    claim_due_failures,
     embed_records,
     ensure_versions,
     maybe_activate,
@@ -95,7 +98,9 @@ def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, i
                     )
                     raise self.retry(countdown=countdown, exc=exc) from exc
                 log.error("embedding %s failed for good: %s", collection.name, exc)
-                record_failures(conn, collection, version, record_ids, str(exc), retries + 1)
+                record_failures(
+                    conn, collection, version, record_ids, str(exc), retries + 1, settings
+                )
         maybe_activate(conn, collection, settings)
     return embedded
 
@@ -118,6 +123,27 @@ def reindex(self: Any, collection_name: str) -> int:
         if sent == 0:
             maybe_activate(conn, collection, settings)
     return sent
+
+
+@shared_task(name=RETRY_FAILED_TASK, bind=True)
+def retry_failed(self: Any) -> int:
+    """Send the failed records whose retry is due through vectors.embed again (beat, every
+    EMBEDDING_SWEEP_INTERVAL_SECONDS); returns how many. Claimed before they are sent, so a
+    broker that refuses leaves them for a later sweep, and a second sweep sends none twice."""
+    app = _app(self)
+    settings = app.settings
+    names = [collection.name for collection in _registry() if collection.embed is not None]
+    if not names or settings.embedding_sweep_max_retries == 0:
+        return 0
+    assert settings.database_url is not None
+    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+        due = claim_due_failures(conn, names, settings)
+    size = settings.embedding_batch_records
+    for name, ids in due.items():
+        log.info("sending %d failed records of %s to be embedded again", len(ids), name)
+        for start in range(0, len(ids), size):
+            app.send_task(EMBED_TASK, args=[name, ids[start : start + size]])
+    return sum(len(ids) for ids in due.values())
 
 
 @worker_ready.connect

@@ -1,0 +1,108 @@
+"""The model gateway inside a worker process: the API's ``Gateway``, on an event loop of its own.
+
+Celery tasks are synchronous; the gateway is async (redis.asyncio, AsyncOpenAI). Each worker
+process starts one event loop in a daemon thread the first time a task needs the gateway and
+builds one ``Gateway`` on it from the same settings and models.yaml as the API, so budgets
+(the same Redis ledgers and override hash), fallbacks and usage events (pushed to the same
+Redis buffer, which the API's usage writer drains into ``ai_usage``) are the API's own, and
+connections to Redis and the providers are kept between tasks. Tasks hand it coroutines with
+``call``; any number of pool threads may do so at once.
+
+Built lazily and per process id: the prefork pool forks its children from a parent that never
+runs tasks, and a child must not reuse a loop or sockets made before the fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from celery.signals import worker_process_shutdown, worker_shutdown
+from redis.asyncio import Redis
+
+from backend.ai.catalog import load_catalog
+from backend.ai.gateway import Gateway
+from backend.ai.prompts import PromptLibrary, load_library
+from backend.ai.rag import PromptRunner
+from backend.config import Settings
+from backend.lib.clock import SystemClock
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class WorkerGateway:
+    """One event loop in a thread, and the gateway and prompts the worker's tasks use."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.redis_url is not None
+        self.settings = settings
+        self.pid = os.getpid()
+        self.prompts: PromptLibrary = load_library(Path(settings.prompts_dir))
+        catalog = load_catalog(settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="model-gateway", daemon=True
+        )
+        self._thread.start()
+
+        async def build() -> tuple[Redis, Gateway]:
+            redis = Redis.from_url(settings.redis_url or "")
+            return redis, Gateway(catalog, settings, redis, SystemClock())
+
+        self._redis, self.gateway = self.call(build)
+        self.runner = PromptRunner(self.gateway, self.prompts)
+
+    def call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a coroutine on the gateway's loop and wait for its result.
+
+        If the task is stopped while it waits (its soft time limit), the coroutine is cancelled,
+        so the gateway settles the call (usage recorded as ``cancelled``) and closes its stream.
+        """
+        future = asyncio.run_coroutine_threadsafe(make(), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        async def shut() -> None:
+            await self.gateway.close()
+            await self._redis.aclose()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
+        except Exception:
+            log.warning("closing the worker's gateway failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+_lock = threading.Lock()
+_current: WorkerGateway | None = None
+
+
+def worker_gateway(settings: Settings) -> WorkerGateway:
+    """This process's gateway, built on first use."""
+    global _current
+    with _lock:
+        if _current is None or _current.pid != os.getpid():
+            _current = WorkerGateway(settings)
+        return _current
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_gateway(**_: Any) -> None:
+    global _current
+    with _lock:
+        found, _current = _current, None
+    if found is not None and found.pid == os.getpid():
+        found.close()
