@@ -77,6 +77,92 @@ async def test_realtime_reconnects_and_misses_nothing(lb):
     assert "reconnecting" in states and states.count("open") >= 2
 
 
+class Partition:
+    """A TCP relay in front of the API that a test can cut off (open connections dropped, new
+    ones closed at once, as a dead network does) and mend."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.is_cut = False
+        self._open: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.is_cut:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._open |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._open -= {writer, up_writer}
+
+    def cut(self) -> None:
+        self.is_cut = True
+        for writer in self._open:
+            writer.transport.abort()
+
+    def mend(self) -> None:
+        self.is_cut = False
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_a_client_cut_off_for_ten_seconds_resumes_with_nothing_missing(stack):
+    email = f"away-{uuid.uuid4().hex[:8]}@example.com"
+    partition = Partition(int(stack.base_url.rsplit(":", 1)[1]))
+    far_url = await partition.start()
+    states: list[str] = []
+    try:
+        async with Litebase(stack.base_url) as near, Litebase(far_url) as far:
+            await near.sign_up(email, PASSWORD)
+            await far.sign_in(email, PASSWORD)
+            notes = near.collection("notes")
+            async with far.realtime(on_state=states.append, max_backoff=1.0) as live:
+                await live.wait_open()
+                subscription = await live.subscribe("collection:notes")
+                await asyncio.sleep(0.3)
+                first = await notes.create({"title": "before the partition"})
+                assert (await subscription.next(10))["record"]["id"] == first["id"]
+
+                partition.cut()
+                written = []
+                loop = asyncio.get_running_loop()
+                until = loop.time() + 10
+                while loop.time() < until:  # ten seconds of writes the client cannot see
+                    written.append((await notes.create({"title": f"away {len(written)}"}))["id"])
+                    await asyncio.sleep(0.5)
+                assert states[-1] != "open"  # it noticed, and is still trying
+                partition.mend()
+
+                received = [(await subscription.next(30))["record"]["id"] for _ in written]
+                assert received == written
+                with pytest.raises(TimeoutError):
+                    await subscription.next(1.0)  # and nothing twice
+    finally:
+        await partition.close()
+    assert states.count("open") >= 2 and "reconnecting" in states
+    assert len(written) >= 15
+
+
 async def test_realtime_errors_reach_the_subscription(lb):
     async with lb.realtime() as live:
         await live.wait_open()

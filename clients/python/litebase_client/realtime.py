@@ -12,8 +12,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 if TYPE_CHECKING:
     from litebase_client.client import Litebase
@@ -145,8 +146,19 @@ class Realtime:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (OSError, ConnectionClosed, InvalidStatus, TimeoutError, RealtimeError):
+            # A dead network fails anywhere: connecting, the handshake (a proxy that closes),
+            # refreshing the token over HTTP. Each is one more try, never the end.
+            except (
+                OSError,
+                ConnectionClosed,
+                InvalidHandshake,
+                TimeoutError,
+                RealtimeError,
+                httpx.TransportError,
+            ):
                 pass
+            if self._open.is_set():  # it was up: a new outage starts from a short wait
+                backoff = 0.2
             self._open.clear()
             first = False
             await asyncio.sleep(min(self.max_backoff, backoff) * random.uniform(0.5, 1.5))  # noqa: S311
