@@ -1,6 +1,7 @@
 """The deploy files, checked statically: Terraform cannot run here, so its files must at least
-parse, declare their variables properly, use them, and be called with what they require.
-checkov runs over the same files in `make lint`; the Dockerfile's promises are checked too."""
+parse, declare their variables properly, use them, and be called with what they require, at
+both levels (each environment calls the stack, the stack calls the modules). checkov runs over
+the same files in `make lint`; the Dockerfile's promises are checked too."""
 
 from __future__ import annotations
 
@@ -15,8 +16,22 @@ import pytest
 ROOT = Path(__file__).parents[2]
 TERRAFORM = ROOT / "infra" / "terraform"
 MODULES = sorted(p for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
+STACK = TERRAFORM / "stack"
 ENVS = sorted(p for p in (TERRAFORM / "envs").iterdir() if p.is_dir())
+CALLERS = [STACK, *ENVS]
 META_ARGUMENTS = {"source", "depends_on", "count", "for_each", "providers", "version"}
+# What an operator gives an environment; everything else is the environment's own decision.
+OPERATOR_INPUTS = {
+    "region",
+    "environment",
+    "availability_zones",
+    "domain_name",
+    "certificate_arn",
+    "image_tag",
+    "openai_api_key_secret_arn",
+    "cors_origins",
+    "settings",
+}
 
 
 def _name(key: str) -> str:
@@ -39,15 +54,25 @@ def _blocks(directory: Path, kind: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _called(caller: Path, arguments: dict[str, Any]) -> Path:
+    """The module a call points at: its `source`, relative to the calling directory."""
+    return (caller / _name(str(arguments["source"]))).resolve()
+
+
+def _label(directory: Path) -> str:
+    return str(directory.relative_to(TERRAFORM))
+
+
 def test_every_terraform_file_parses():
     files = sorted(TERRAFORM.rglob("*.tf"))
-    assert len(files) >= 30
+    assert len(files) >= 40
     for path in files:
         assert isinstance(_parsed(path), dict), path
 
 
-def test_the_modules_and_environments_are_all_there():
+def test_the_modules_the_stack_and_the_environments_are_all_there():
     assert {m.name for m in MODULES} >= {
+        "keys",
         "network",
         "database",
         "cache",
@@ -55,53 +80,119 @@ def test_the_modules_and_environments_are_all_there():
         "edge",
         "registry",
     }
+    assert {_called(STACK, call) for call in _blocks(STACK, "module").values()} == {
+        m.resolve() for m in MODULES
+    }
     assert {e.name for e in ENVS} == {"dev", "prod"}
     for env in ENVS:
         assert (env / "backend.tf.example").exists() and (env / "terraform.tfvars.example").exists()
-        assert {"api_url", "websocket_url"} <= set(_blocks(env, "output"))
+        calls = _blocks(env, "module")
+        assert list(calls) == ["stack"], f"{env.name} is one call of the stack"
+        assert _called(env, calls["stack"]) == STACK.resolve()
+        assert set(_blocks(env, "variable")) == OPERATOR_INPUTS
 
 
-@pytest.mark.parametrize("directory", MODULES + ENVS, ids=lambda p: p.name)
+def test_the_stack_needs_providers_and_configures_none():
+    versions = _parsed(STACK / "versions.tf")["terraform"][0]["required_providers"][0]
+    assert {"aws", "random"} <= set(versions)
+    for path in STACK.glob("*.tf"):
+        assert "provider" not in _parsed(path), f"{path.name} configures a provider"
+    for env in ENVS:
+        providers = [p for path in env.glob("*.tf") for p in _parsed(path).get("provider", [])]
+        assert [_name(k) for p in providers for k in p] == ["aws"], env.name
+        aws = next(iter(providers[0].values()))
+        assert aws["region"] == "${var.region}" and aws["default_tags"], env.name
+
+
+@pytest.mark.parametrize("directory", [*MODULES, *CALLERS], ids=_label)
 def test_every_variable_has_a_type_and_a_description(directory):
     variables = _blocks(directory, "variable")
     assert variables, directory
     for name, body in variables.items():
-        assert "type" in body, f"{directory.name}: variable {name} has no type"
+        assert "type" in body, f"{_label(directory)}: variable {name} has no type"
         assert _name(str(body.get("description", ""))).strip(), (
-            f"{directory.name}: variable {name} has no description"
+            f"{_label(directory)}: variable {name} has no description"
         )
 
 
-@pytest.mark.parametrize("directory", MODULES + ENVS, ids=lambda p: p.name)
+@pytest.mark.parametrize("directory", [*MODULES, *CALLERS], ids=_label)
 def test_every_variable_is_used(directory):
     text = "\n".join(p.read_text() for p in directory.glob("*.tf") if p.name != "variables.tf")
     for name in _blocks(directory, "variable"):
-        assert re.search(rf"\bvar\.{name}\b", text), f"{directory.name}: var.{name} is unused"
+        assert re.search(rf"\bvar\.{name}\b", text), f"{_label(directory)}: var.{name} is unused"
 
 
-@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
-def test_every_environment_passes_what_each_module_requires_and_nothing_else(env):
-    calls = _blocks(env, "module")
+@pytest.mark.parametrize("caller", CALLERS, ids=_label)
+def test_every_call_passes_what_the_module_requires_and_nothing_else(caller):
+    calls = _blocks(caller, "module")
     assert calls
     for call_name, arguments in calls.items():
-        source = _name(str(arguments["source"]))
-        module = (env / source).resolve()
-        assert module.is_dir(), f"{env.name}: module {call_name} points at {source}"
+        module = _called(caller, arguments)
+        assert module.is_dir(), f"{_label(caller)}: module {call_name} points at {module}"
         declared = _blocks(module, "variable")
         required = {name for name, body in declared.items() if "default" not in body}
         passed = {key for key in arguments if not key.startswith("__")} - META_ARGUMENTS
-        assert required <= passed, f"{env.name}.{call_name} misses {sorted(required - passed)}"
-        assert passed <= set(declared), (
-            f"{env.name}.{call_name} passes {sorted(passed - set(declared))}"
-        )
+        where = f"{_label(caller)}.{call_name}"
+        assert required <= passed, f"{where} misses {sorted(required - passed)}"
+        assert passed <= set(declared), f"{where} passes {sorted(passed - set(declared))}"
+
+
+@pytest.mark.parametrize("caller", CALLERS, ids=_label)
+def test_every_module_output_used_is_declared(caller):
+    calls = _blocks(caller, "module")
+    text = "\n".join(p.read_text() for p in caller.glob("*.tf") if p.name != "moved.tf")
+    used = set(re.findall(r"\bmodule\.(\w+)\.(\w+)", text))
+    assert used
+    for call_name, output in used:
+        assert call_name in calls, f"{_label(caller)}: no module {call_name}"
+        outputs = _blocks(_called(caller, calls[call_name]), "output")
+        assert output in outputs, f"{_label(caller)}: module.{call_name} has no output {output}"
+
+
+def test_the_environments_expose_every_output_the_deploy_guide_uses():
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    named = set(re.findall(r"terraform output (?:-\w+ )*(\w+)", guide)) | {"api_url"}
+    assert len(named) >= 8, sorted(named)
+    assert named <= set(_blocks(STACK, "output"))
+    for env in ENVS:
+        outputs = _blocks(env, "output")
+        assert named <= set(outputs), f"{env.name} misses {sorted(named - set(outputs))}"
+        for name in named:
+            assert outputs[name]["value"] == f"${{module.stack.{name}}}", f"{env.name}: {name}"
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
+def test_a_state_from_before_the_stack_moves_into_it(env):
+    moved = [block for path in env.glob("*.tf") for block in _parsed(path).get("moved", [])]
+    moves = {block["from"]: block["to"] for block in moved}
+    assert moves == {
+        f"${{module.{name}}}": f"${{module.stack.module.{name}}}"
+        for name in _blocks(STACK, "module")
+    }
 
 
 def test_prod_turns_on_what_dev_may_leave_off():
-    prod = _blocks(TERRAFORM / "envs" / "prod", "module")
+    prod = _blocks(TERRAFORM / "envs" / "prod", "module")["stack"]
     assert prod["database"]["multi_az"] is True and prod["database"]["deletion_protection"] is True
+    assert prod["database"]["backup_retention_days"] >= 14
     assert prod["cache"]["automatic_failover"] is True and prod["cache"]["replicas"] >= 1
-    assert prod["edge"]["deletion_protection"] is True
-    assert prod["network"]["single_nat_gateway"] is False
+    assert prod["load_balancer_deletion_protection"] is True
+    assert prod["single_nat_gateway"] is False
+    assert prod["key_deletion_window_days"] == 30
+    assert prod["api"]["count"]["min"] >= 2 and prod["worker"]["count"]["min"] >= 2
+
+
+def test_the_stack_defaults_to_the_safe_side():
+    """What an environment leaves out is prod's setting, never dev's relaxation."""
+    variables = _blocks(STACK, "variable")
+    assert variables["single_nat_gateway"]["default"] is False
+    assert variables["load_balancer_deletion_protection"]["default"] is True
+    assert variables["key_deletion_window_days"]["default"] == 30
+    safe = {"database": ("multi_az", "deletion_protection"), "cache": ("automatic_failover",)}
+    for variable, toggles in safe.items():
+        for toggle in toggles:
+            pattern = rf"\b{toggle}\s*=\s*optional\(bool,\s*true\)"
+            assert re.search(pattern, variables[variable]["type"]), f"{variable}.{toggle}"
 
 
 def test_the_image_is_multi_stage_non_root_and_checks_its_health():

@@ -1,95 +1,43 @@
 # dev: the whole stack at its smallest — one NAT gateway, single-zone database and cache,
-# one API task and one worker. Same modules as prod, other sizes.
+# one API task and one worker, things that can be torn down. Same stack as prod, other sizes.
 
-locals {
-  name = "litebase-${var.environment}"
-}
+module "stack" {
+  source = "../../stack"
 
-module "keys" {
-  source               = "../../modules/keys"
-  name                 = local.name
-  deletion_window_days = 7
-}
+  name                      = "litebase-${var.environment}"
+  availability_zones        = var.availability_zones
+  domain_name               = var.domain_name
+  certificate_arn           = var.certificate_arn
+  image_tag                 = var.image_tag
+  openai_api_key_secret_arn = var.openai_api_key_secret_arn
+  cors_origins              = var.cors_origins
+  settings                  = var.settings
 
-module "network" {
-  source             = "../../modules/network"
-  name               = local.name
-  availability_zones = var.availability_zones
-  single_nat_gateway = true
-  kms_key_arn        = module.keys.key_arn
-}
-
-module "registry" {
-  source      = "../../modules/registry"
-  name        = local.name
-  kms_key_arn = module.keys.key_arn
-  keep_images = 10
-}
-
-module "database" {
-  source                = "../../modules/database"
-  name                  = local.name
-  subnet_ids            = module.network.private_subnet_ids
-  security_group_id     = module.network.security_group_ids.database
-  kms_key_arn           = module.keys.key_arn
-  instance_class        = "db.t4g.micro"
-  allocated_storage_gb  = 20
-  multi_az              = false
-  backup_retention_days = 7
-  deletion_protection   = false
-}
-
-module "cache" {
-  source             = "../../modules/cache"
-  name               = local.name
-  subnet_ids         = module.network.private_subnet_ids
-  security_group_id  = module.network.security_group_ids.cache
-  kms_key_arn        = module.keys.key_arn
-  node_type          = "cache.t4g.micro"
-  replicas           = 0
-  automatic_failover = false
-}
-
-module "edge" {
-  source              = "../../modules/edge"
-  name                = local.name
-  vpc_id              = module.network.vpc_id
-  subnet_ids          = module.network.public_subnet_ids
-  security_group_id   = module.network.security_group_ids.alb
-  certificate_arn     = var.certificate_arn
-  deletion_protection = false
-}
-
-module "service" {
-  source                       = "../../modules/service"
-  name                         = local.name
-  image                        = "${module.registry.repository_url}:${var.image_tag}"
-  ecr_repository_arn           = module.registry.repository_arn
-  kms_key_arn                  = module.keys.key_arn
-  private_subnet_ids           = module.network.private_subnet_ids
-  api_security_group_id        = module.network.security_group_ids.api
-  worker_security_group_id     = module.network.security_group_ids.worker
-  target_group_arn             = module.edge.target_group_arn
-  request_count_label          = module.edge.request_count_label
-  database_url                 = "postgresql://${module.database.username}@${module.database.address}:${module.database.port}/${module.database.database_name}?sslmode=require"
-  database_password_secret_arn = module.database.password_secret_arn
-  redis_url                    = "rediss://${module.cache.primary_endpoint}:6379/0?ssl_cert_reqs=required"
-  redis_password_secret_arn    = module.cache.auth_token_secret_arn
-  openai_api_key_secret_arn    = var.openai_api_key_secret_arn
-  environment = merge(
-    {
-      PUBLIC_URL   = "https://${var.domain_name}"
-      CORS_ORIGINS = join(",", var.cors_origins)
-    },
-    var.settings,
-  )
-  api_cpu            = 256
-  api_memory         = 512
-  api_count          = { min = 1, desired = 1, max = 2 }
-  worker_cpu         = 512
-  worker_memory      = 1024
-  worker_concurrency = 2
-  worker_count       = { min = 1, desired = 1, max = 2 }
-  log_retention_days = 365
-  depends_on         = [module.edge]
+  key_deletion_window_days = 7
+  single_nat_gateway       = true
+  keep_images              = 10
+  database = {
+    instance_class        = "db.t4g.micro"
+    allocated_storage_gb  = 20
+    multi_az              = false
+    backup_retention_days = 7
+    deletion_protection   = false
+  }
+  cache = {
+    node_type          = "cache.t4g.micro"
+    replicas           = 0
+    automatic_failover = false
+  }
+  load_balancer_deletion_protection = false
+  api = {
+    cpu    = 256
+    memory = 512
+    count  = { min = 1, desired = 1, max = 2 }
+  }
+  worker = {
+    cpu         = 512
+    memory      = 1024
+    concurrency = 2
+    count       = { min = 1, desired = 1, max = 2 }
+  }
 }
