@@ -83,6 +83,29 @@ async def _ask(client, headers, **body):
     return response.json()
 
 
+async def _ask_over_channel(app, client, listen, headers, **body):
+    """POST an ask that answers over a channel, and collect the frames published on ``listen``
+    (the channel's internal name) up to the last one (the first that is not a delta)."""
+    channels = app.plugins.get(ChannelsPlugin)
+    subscriber = await channels.subscribe([listen])
+    frames: list[dict] = []
+    try:
+        response = await client.post(ASK, json=body, headers=headers)
+        assert response.status_code == 202, response.text
+
+        async def until_last() -> None:
+            async for raw in subscriber.iter_events():
+                frames.append(msgspec.json.decode(raw))
+                if frames[-1]["event"] != "ask.delta":
+                    return
+            raise AssertionError("the channel closed")
+
+        await asyncio.wait_for(until_last(), 10)
+    finally:
+        await channels.unsubscribe(subscriber)
+    return response.json(), frames
+
+
 async def test_an_answer_cites_the_chunks_it_was_given(client, library, upstream):
     marker = uuid.uuid4().hex
     body = await _ask(client, library["alice"][1], question=f"What is volcano lava? {marker}", k=3)
@@ -168,29 +191,17 @@ async def test_a_streamed_answer_sends_deltas_then_citations(client, library, up
 
 async def test_an_answer_over_the_callers_channel(app, client, library):
     user_id, headers = library["alice"]
-    channels = app.plugins.get(ChannelsPlugin)
-    subscriber = await channels.subscribe([f"user:{user_id}"])
-    try:
-        marker = uuid.uuid4().hex
-        response = await client.post(
-            ASK,
-            json={"question": f"volcano {marker}", "k": 2, "channel": f"user:{user_id}"},
-            headers=headers,
-        )
-        assert response.status_code == 202, response.text
-        accepted = response.json()
-        assert accepted["channel"] == f"user:{user_id}"
-        frames = []
-
-        async def until_done() -> None:
-            async for raw in subscriber.iter_events():
-                frames.append(msgspec.json.decode(raw))
-                if frames[-1]["event"] != "ask.delta":
-                    return
-
-        await asyncio.wait_for(until_done(), 10)
-    finally:
-        await channels.unsubscribe(subscriber)
+    marker = uuid.uuid4().hex
+    accepted, frames = await _ask_over_channel(
+        app,
+        client,
+        f"user:{user_id}",
+        headers,
+        question=f"volcano {marker}",
+        k=2,
+        channel=f"user:{user_id}",
+    )
+    assert accepted["channel"] == f"user:{user_id}"
     assert {frame["payload"]["ask_id"] for frame in frames} == {accepted["ask_id"]}
     assert [f["event"] for f in frames[:-1]] == ["ask.delta"] * (len(frames) - 1)
     done = frames[-1]
@@ -323,26 +334,12 @@ async def test_a_channel_answer_that_breaks_ends_with_ask_error(served_by, clock
     app = create_app(served_by("fake-broken-sse"), clock=clock)
     async with AsyncTestClient(app) as client:
         user_id, headers = await _signed_up(client)
-        channels = app.plugins.get(ChannelsPlugin)
-        subscriber = await channels.subscribe([f"user:{user_id}"])
-        try:
-            response = await client.post(
-                ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
-            )
-            assert response.status_code == 202, response.text
-
-            async def last_frame() -> dict:
-                async for raw in subscriber.iter_events():
-                    frame = msgspec.json.decode(raw)
-                    if frame["event"] != "ask.delta":
-                        return frame
-                raise AssertionError("the channel closed")
-
-            frame = await asyncio.wait_for(last_frame(), 10)
-        finally:
-            await channels.unsubscribe(subscriber)
+        accepted, frames = await _ask_over_channel(
+            app, client, f"user:{user_id}", headers, question="lava", channel=f"user:{user_id}"
+        )
+    frame = frames[-1]
     assert frame["event"] == "ask.error"
-    assert frame["payload"]["ask_id"] == response.json()["ask_id"]
+    assert frame["payload"]["ask_id"] == accepted["ask_id"]
     assert frame["payload"]["status"] == 502
 
 
@@ -454,24 +451,16 @@ async def test_an_answer_over_a_room_of_the_callers_org(app, client, library, si
         json={"grant_type": "refresh_token", "refresh_token": account["refresh_token"]},
     )
     in_org = bearer(refreshed.json()["access_token"])  # the new org is the active one
-    channels = app.plugins.get(ChannelsPlugin)
-    subscriber = await channels.subscribe([f"room:{org['id']}:lobby"])  # what room:lobby is
-    try:
-        response = await client.post(
-            ASK, json={"question": "volcano", "k": 1, "channel": "room:lobby"}, headers=in_org
-        )
-        assert response.status_code == 202, response.text
-
-        async def last_frame() -> dict:
-            async for raw in subscriber.iter_events():
-                frame = msgspec.json.decode(raw)
-                if frame["event"] != "ask.delta":
-                    return frame
-            raise AssertionError("the channel closed")
-
-        frame = await asyncio.wait_for(last_frame(), 10)
-    finally:
-        await channels.unsubscribe(subscriber)
+    _, frames = await _ask_over_channel(
+        app,
+        client,
+        f"room:{org['id']}:lobby",  # what room:lobby is
+        in_org,
+        question="volcano",
+        k=1,
+        channel="room:lobby",
+    )
+    frame = frames[-1]
     assert frame["event"] == "ask.done"
     # Only what this user may list: carol's public note.
     public = {n["id"] for n in library["notes"]["carol"]}
