@@ -58,6 +58,26 @@ def make_admin(sql):
 
 
 @pytest.fixture
+async def admin_tokens(client, sign_up, make_admin) -> dict[str, Any]:
+    """A new admin's token response, signed in after the promotion so the token carries it."""
+    account = await sign_up()
+    make_admin(account["user"]["id"])
+    response = await client.post(
+        "/auth/token",
+        json={"grant_type": "password", "email": account["user"]["email"], "password": PASSWORD},
+    )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+
+
+@pytest.fixture
+def admin(admin_tokens) -> dict[str, str]:
+    """Authorization headers of a new admin."""
+    return bearer(admin_tokens["access_token"])
+
+
+@pytest.fixture
 def add_member(sql):
     def _add_member(org_id: str, user_id: str, role: str = "member") -> None:
         sql(

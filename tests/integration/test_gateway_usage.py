@@ -32,22 +32,6 @@ def settings(settings, upstream, tmp_path):
     return msgspec.structs.replace(settings, models_file=str(path), ai_usage_flush_seconds=0.05)
 
 
-@pytest.fixture
-async def admin(client, sign_up, make_admin):
-    account = await sign_up()
-    make_admin(account["user"]["id"])
-    return (
-        await client.post(
-            "/auth/token",
-            json={
-                "grant_type": "password",
-                "email": account["user"]["email"],
-                "password": PASSWORD,
-            },
-        )
-    ).json()
-
-
 async def chat(client, token: str, text: str, **extra: Any):
     return await client.post(
         "/v1/chat/completions", json=chat_body(text, **extra), headers=bearer(token)
@@ -167,9 +151,7 @@ async def test_usage_report_is_your_own_unless_admin(client, sign_up, admin, sql
     assert body["items"][0]["requests"] == 2
     assert body["items"][0]["total_tokens"] == 2 * (2 + 3)  # "alpha beta", "echo: alpha beta"
 
-    everyone = await client.get(
-        "/ai/usage", params={"group_by": "user"}, headers=bearer(admin["access_token"])
-    )
+    everyone = await client.get("/ai/usage", params={"group_by": "user"}, headers=admin)
     keys = {item["key"] for item in everyone.json()["items"]}
     assert {alice["user"]["id"], bob["user"]["id"]} <= keys
     by_model = await client.get("/ai/usage", headers=bearer(alice["access_token"]))
@@ -231,7 +213,7 @@ async def test_budget_overrides_are_for_admins_and_take_effect_at_once(
     assert (
         await client.put(path, json=limits, headers=bearer(alice["access_token"]))
     ).status_code == 403
-    put = await client.put(path, json=limits, headers=bearer(admin["access_token"]))
+    put = await client.put(path, json=limits, headers=admin)
     assert put.status_code == 200, put.text
     assert put.json()["tokens_per_period"] == 10 and put.json()["overridden"] is True
 
@@ -245,9 +227,9 @@ async def test_budget_overrides_are_for_admins_and_take_effect_at_once(
     assert refused.headers["x-should-retry"] == "false"
     assert upstream.state.calls_with(tag) == []  # refused before any upstream call
 
-    listed = await client.get("/ai/budgets", headers=bearer(admin["access_token"]))
+    listed = await client.get("/ai/budgets", headers=admin)
     assert [b["id"] for b in listed.json()] == [alice["user"]["id"]]
-    cleared = await client.delete(path, headers=bearer(admin["access_token"]))
+    cleared = await client.delete(path, headers=admin)
     assert cleared.status_code == 204
     assert (await chat(client, alice["access_token"], tag)).status_code == 200
 
@@ -259,7 +241,7 @@ async def test_a_key_has_its_own_budget(client, sign_up, admin):
     await client.put(
         f"/ai/budgets/key/{created['api_key']['id']}",
         json={"tokens_per_period": 1},
-        headers=bearer(admin["access_token"]),
+        headers=admin,
     )
     refused = await chat(client, created["key"], "hello")
     assert refused.status_code == 429 and refused.json()["subject"] == "key"
@@ -273,7 +255,7 @@ async def test_bad_budget_puts_are_refused(client, admin, kind, status):
     response = await client.put(
         f"/ai/budgets/{kind}/{uuid.uuid4()}",
         json={"tokens_per_period": -1},
-        headers=bearer(admin["access_token"]),
+        headers=admin,
     )
     assert response.status_code in (400, 422)
 
@@ -290,7 +272,7 @@ async def test_budgets_hold_under_concurrency(client, sign_up, admin, sql, upstr
     await client.put(
         f"/ai/budgets/user/{alice['user']['id']}",
         json={"tokens_per_period": budget},
-        headers=bearer(admin["access_token"]),
+        headers=admin,
     )
     responses = await asyncio.gather(
         *(
@@ -414,7 +396,7 @@ async def test_overrides_are_copied_back_into_a_redis_that_lost_them(
     await client.put(
         f"/ai/budgets/user/{alice['user']['id']}",
         json={"tokens_per_period": 1},
-        headers=bearer(admin["access_token"]),
+        headers=admin,
     )
     assert (await chat(client, alice["access_token"], "x")).status_code == 429
     flushed = redis.Redis.from_url(redis_url)

@@ -31,7 +31,7 @@ from backend.vectors.sync import (
     maybe_activate,
     record_failures,
 )
-from tests.integration.conftest import PASSWORD, bearer
+from tests.integration.conftest import bearer
 
 NOTES = "/collections/notes/records"
 SEARCH = "/collections/notes/search"
@@ -70,17 +70,6 @@ async def alice(sign_up):
 @pytest.fixture
 async def bob(sign_up):
     return bearer((await sign_up())["access_token"])
-
-
-@pytest.fixture
-async def admin(client, sign_up, make_admin):
-    account = await sign_up()
-    make_admin(account["user"]["id"])
-    tokens = await client.post(
-        "/auth/token",
-        json={"grant_type": "password", "email": account["user"]["email"], "password": PASSWORD},
-    )
-    return bearer(tokens.json()["access_token"])
 
 
 async def _note(client, headers, **data):

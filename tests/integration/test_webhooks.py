@@ -30,17 +30,6 @@ from workers.celery_app import create_celery_app
 PUBLIC_URL = "https://1.1.1.1/hooks"  # an IP literal: registration resolves nothing
 
 
-@pytest.fixture
-async def admin(client, sign_up, make_admin):
-    account = await sign_up()
-    make_admin(account["user"]["id"])
-    tokens = await client.post(
-        "/auth/token",
-        json={"grant_type": "password", "email": account["user"]["email"], "password": PASSWORD},
-    )
-    return bearer(tokens.json()["access_token"])
-
-
 async def _register(client, admin, **body):
     response = await client.post(
         "/webhooks", json={"url": PUBLIC_URL, "collection": "notes", **body}, headers=admin
