@@ -1,19 +1,24 @@
-"""Checks every request's decoded input passes before any route sees it.
+"""Checks on decoded request input that hold for every route.
 
 Postgres ``text`` and ``jsonb`` cannot hold the NUL character (``\\u0000``): a string carrying
 one, anywhere it is stored or compared in SQL, fails in the driver as a 500. So one hook refuses
 NUL in path parameters, query parameters and JSON bodies with a 422 naming each field at fault,
 instead of a check per route that a new route would forget.
+
+A time must name its offset and fall within years 1 to 9999 once moved to UTC (Python and the
+driver both convert to UTC): ``utc_field`` says so instead of an OverflowError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import msgspec
 from litestar import Request
 
+from backend.lib.clock import as_utc
 from backend.problems import Problem
 
 NUL = "\x00"
@@ -45,7 +50,7 @@ def nul_fields(value: Any, path: str = "") -> Iterator[str]:
 
 
 def _error(field: str, source: str) -> dict[str, str]:
-    return {"field": field, "message": MESSAGE, "source": source}
+    return _error_for(field, MESSAGE, source)
 
 
 async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
@@ -71,3 +76,17 @@ async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
             errors += [_error(field, "body") for field in dict.fromkeys(nul_fields(decoded))]
     if errors:
         raise Problem(422, "Text cannot hold the NUL character (\\u0000); remove it", errors=errors)
+
+
+def utc_field(value: datetime, field: str, source: str = "body") -> datetime:
+    """``as_utc`` for a request field: a 422 naming ``field`` when the time is not usable."""
+    try:
+        return as_utc(value)
+    except ValueError as exc:
+        message = str(exc)
+        errors = [_error_for(field, message, source)]
+        raise Problem(422, f"{field} is not a usable time: {message}", errors=errors) from None
+
+
+def _error_for(field: str, message: str, source: str) -> dict[str, str]:
+    return {"field": field, "message": message, "source": source}

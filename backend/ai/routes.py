@@ -30,6 +30,7 @@ from backend.ai.usage import GroupBy, usage_report
 from backend.auth.deps import BEARER
 from backend.auth.service import Principal
 from backend.config import Settings
+from backend.inputs import utc_field
 from backend.problems import Problem, problem_from_http_exception
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -161,6 +162,8 @@ class UsageController(Controller):
         end: Annotated[datetime | None, Parameter(query="to", required=False)] = None,
         group_by: GroupBy = "model",
     ) -> UsageReport:
+        start = None if start is None else utc_field(start, "from", "query")
+        end = None if end is None else utc_field(end, "to", "query")
         # By default up to now, this second included.
         end = end or state.clock.now().replace(microsecond=0) + timedelta(seconds=1)
         start = start or end - timedelta(days=30)

@@ -155,12 +155,20 @@ async def test_usage_report_is_your_own_unless_admin(client, sign_up, admin, sql
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"group_by": "colour"}, "group_by"), ({"from": "2026-01-02", "to": "2026-01-01"}, "from")],
+    [
+        ({"group_by": "colour"}, "group_by"),
+        ({"from": "2026-01-02", "to": "2026-01-01"}, "from"),
+        # These reached Python's UTC conversion or a naive/aware comparison: a 500.
+        ({"from": "2026-01-01T00:00:00"}, "from"),
+        ({"to": "2026-01-01T00:00:00"}, "to"),
+        ({"from": "0001-01-01T00:00:00+14:00"}, "from"),
+        ({"to": "9999-12-31T23:59:59-14:00"}, "to"),
+    ],
 )
 async def test_bad_usage_queries_name_the_field(client, sign_up, params, field):
     alice = await sign_up()
     response = await client.get("/ai/usage", params=params, headers=bearer(alice["access_token"]))
-    assert response.status_code in (400, 422)
+    assert response.status_code in (400, 422), response.text
     assert field in response.text
 
 
