@@ -69,6 +69,10 @@ def _field_error(field: str, message: str) -> Problem:
     )
 
 
+# OpenAI's own ceiling for n; max tokens far past any model's context still fits.
+_COUNTS = {"max_tokens": 2**31 - 1, "max_completion_tokens": 2**31 - 1, "n": 128}
+
+
 def _check_body(data: Any, required: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Problem(400, "The body must be a JSON object")
@@ -82,6 +86,13 @@ def _check_body(data: Any, required: str) -> dict[str, Any]:
         raise _field_error("input", "is required")
     if "stream" in data and not isinstance(data["stream"], bool):
         raise _field_error("stream", "must be true or false")
+    # Budgets hold max tokens times n in Redis, whose counters are 64-bit: bound them first.
+    for field, most in _COUNTS.items():
+        value = data.get(field)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most
+        ):
+            raise _field_error(field, f"must be an integer from 1 to {most}")
     return data
 
 

@@ -253,6 +253,11 @@ async def test_a_stream_broken_midway_ends_with_an_error_event(client, alice):
         ({"model": "chat", "messages": []}, 422, "messages"),
         ({"model": "chat", "messages": [{"role": "user", "content": "x"}], "stream": "y"}, 422,
          "stream"),
+        # Budgets hold max_tokens x n in 64-bit Redis counters: these overflowed it, a 500.
+        (chat_body("x", max_tokens=10**30), 422, "max_tokens"),
+        (chat_body("x", max_completion_tokens=0), 422, "max_completion_tokens"),
+        (chat_body("x", n=129), 422, "n"),
+        (chat_body("x", stream=True, max_tokens=2**63), 422, "max_tokens"),
     ],
 )  # fmt: skip
 async def test_bad_requests_name_the_field(client, alice, body, status, field):

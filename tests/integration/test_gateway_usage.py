@@ -263,6 +263,24 @@ async def test_bad_budget_puts_are_refused(client, admin, kind, status):
     assert response.status_code in (400, 422)
 
 
+@pytest.mark.parametrize(
+    ("limits", "field"),
+    [
+        ({"tokens_per_period": 2**63}, "tokens_per_period"),
+        ({"requests_per_minute": 2**31}, "requests_per_minute"),
+    ],
+)
+async def test_a_limit_past_its_column_is_a_422_not_a_500(client, admin, limits, field):
+    subject = uuid.uuid4()
+    response = await client.put(
+        f"/ai/budgets/user/{subject}", json=limits, headers=bearer(admin["access_token"])
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+    listed = await client.get("/ai/budgets", headers=bearer(admin["access_token"]))
+    assert str(subject) not in [b["id"] for b in listed.json()]
+
+
 async def test_budgets_hold_under_concurrency(client, sign_up, admin, sql, upstream):
     """20 calls at once against a budget that fits 5 reservations: calls are admitted only
     while spent + reserved fits, so what is spent never exceeds the budget, and the ledger
