@@ -73,6 +73,21 @@ def _field_error(field: str, message: str) -> Problem:
 _COUNTS = {"max_tokens": 2**31 - 1, "max_completion_tokens": 2**31 - 1, "n": 128}
 
 
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in value
+    )
+
+
+def _embeddable(value: Any) -> bool:
+    """OpenAI's input shapes: text, texts, token ids, or lists of token ids."""
+    if isinstance(value, str) or _is_tokens(value):
+        return True
+    return isinstance(value, list) and (
+        all(isinstance(x, str) for x in value) or all(_is_tokens(x) and x for x in value)
+    )
+
+
 def _check_body(data: Any, required: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Problem(400, "The body must be a JSON object")
@@ -84,6 +99,8 @@ def _check_body(data: Any, required: str) -> dict[str, Any]:
         raise _field_error("messages", "must be a non-empty list of messages")
     if required == "input" and data.get("input") in (None, "", []):
         raise _field_error("input", "is required")
+    if required == "input" and not _embeddable(data["input"]):
+        raise _field_error("input", "must be a string, a list of strings, or token ids")
     if "stream" in data and not isinstance(data["stream"], bool):
         raise _field_error("stream", "must be true or false")
     # Budgets hold max tokens times n in Redis, whose counters are 64-bit: bound them first.
