@@ -50,6 +50,7 @@ from backend.db.base import metadata
 from backend.db.migrate import head_revisions
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
+from backend.inputs import refuse_nul_characters
 from backend.jobs.routes import JobController, ScheduleController
 from backend.lib.background import running
 from backend.lib.clock import Clock, SystemClock
@@ -271,6 +272,8 @@ def create_app(
             channels,
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
+        # Postgres cannot store a NUL character: refused as a 422 before any route runs.
+        before_request=refuse_nul_characters,
         lifespan=[
             close_clients,
             open_read_pool,

@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,7 +74,7 @@ class RequestIdMiddleware(ASGIMiddleware):
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((_HEADER, request_id.encode()))
                 message = {**message, "headers": headers}
@@ -83,6 +84,11 @@ class RequestIdMiddleware(ASGIMiddleware):
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await next_app(scope, receive, send_with_id)
+        except HTTPException as exc:
+            # Raised by a route's middleware (the rate limiter's 429), it is answered by the
+            # app's outer handler, past send_with_id: log the status it will send.
+            status = exc.status_code
+            raise
         finally:
             # structlog runs its processors before the stdlib level check: skip them outright.
             if _access_logger.isEnabledFor(logging.INFO):

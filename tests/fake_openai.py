@@ -303,7 +303,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         state = self.server.state
-        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = body["input"]
+        texts = data if isinstance(data, list) else [data]
+        if texts and all(isinstance(x, int) for x in texts):
+            texts = [data]  # one input given as token ids
+        # Token ids are embedded as their text, so they get a vector like any input.
+        texts = [t if isinstance(t, str) else " ".join(map(str, t)) for t in texts]
         with state.lock:
             if any("[[429]]" in text for text in texts):
                 state.failures += 1

@@ -30,6 +30,7 @@ from backend.ai.usage import GroupBy, usage_report
 from backend.auth.deps import BEARER
 from backend.auth.service import Principal
 from backend.config import Settings
+from backend.inputs import utc_field
 from backend.problems import Problem, problem_from_http_exception
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -70,6 +71,25 @@ def _field_error(field: str, message: str) -> Problem:
     )
 
 
+# OpenAI's own ceiling for n; max tokens far past any model's context still fits.
+_COUNTS = {"max_tokens": 2**31 - 1, "max_completion_tokens": 2**31 - 1, "n": 128}
+
+
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in value
+    )
+
+
+def _embeddable(value: Any) -> bool:
+    """OpenAI's input shapes: text, texts, token ids, or lists of token ids."""
+    if isinstance(value, str) or _is_tokens(value):
+        return True
+    return isinstance(value, list) and (
+        all(isinstance(x, str) for x in value) or all(_is_tokens(x) and x for x in value)
+    )
+
+
 def _check_body(data: Any, required: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Problem(400, "The body must be a JSON object")
@@ -81,8 +101,17 @@ def _check_body(data: Any, required: str) -> dict[str, Any]:
         raise _field_error("messages", "must be a non-empty list of messages")
     if required == "input" and data.get("input") in (None, "", []):
         raise _field_error("input", "is required")
+    if required == "input" and not _embeddable(data["input"]):
+        raise _field_error("input", "must be a string, a list of strings, or token ids")
     if "stream" in data and not isinstance(data["stream"], bool):
         raise _field_error("stream", "must be true or false")
+    # Budgets hold max tokens times n in Redis, whose counters are 64-bit: bound them first.
+    for field, most in _COUNTS.items():
+        value = data.get(field)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most
+        ):
+            raise _field_error(field, f"must be an integer from 1 to {most}")
     return data
 
 
@@ -170,6 +199,8 @@ class UsageController(Controller):
         end: Annotated[datetime | None, Parameter(query="to", required=False)] = None,
         group_by: GroupBy = "model",
     ) -> UsageReport:
+        start = None if start is None else utc_field(start, "from", "query")
+        end = None if end is None else utc_field(end, "to", "query")
         # By default up to now, this second included.
         end = end or state.clock.now().replace(microsecond=0) + timedelta(seconds=1)
         start = start or end - timedelta(days=30)

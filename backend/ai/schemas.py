@@ -10,7 +10,9 @@ import msgspec
 
 from backend.ai.usage import UsageLine
 
-Limit = Annotated[int, msgspec.Meta(ge=0)]
+# Bounded by their columns (bigint, integer): a larger number was a 500 from the driver.
+TokenLimit = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+RateLimit = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
 class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,8 +25,8 @@ class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
 class BudgetLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A subject's override; a null (or missing) limit keeps the default; 0 means no limit."""
 
-    tokens_per_period: Limit | None = None
-    requests_per_minute: Limit | None = None
+    tokens_per_period: TokenLimit | None = None
+    requests_per_minute: RateLimit | None = None
 
 
 class BudgetView(msgspec.Struct, frozen=True, kw_only=True):

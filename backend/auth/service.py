@@ -51,6 +51,7 @@ from backend.auth.secrets import (
     verify_password,
 )
 from backend.config import Settings
+from backend.inputs import utc_field
 from backend.lib.clock import Clock
 from backend.mail.service import Mailer, MailMessage
 from backend.orgs.models import OrgMember
@@ -618,7 +619,8 @@ class AuthService:
         if data.service and not principal.is_admin:
             raise Problem(403, "Only admins can create service keys", code="forbidden")
         now = self.clock.now()
-        if data.expires_at is not None and data.expires_at <= now:
+        expires_at = None if data.expires_at is None else utc_field(data.expires_at, "expires_at")
+        if expires_at is not None and expires_at <= now:
             raise Problem(
                 422,
                 "expires_at must be in the future",
@@ -635,7 +637,7 @@ class AuthService:
             key_hash=hash_token(secret),
             is_service=data.service,
             org_id=org_id,
-            expires_at=data.expires_at,
+            expires_at=expires_at,
         )
         self.db.add(key)
         await self.db.flush()

@@ -22,6 +22,8 @@ from uuid import UUID
 from lark import Lark, Token, Transformer, UnexpectedInput, v_args
 from lark.exceptions import UnexpectedEOF, UnexpectedToken, VisitError
 
+from backend.lib.clock import as_utc
+
 Kind = Literal["text", "integer", "number", "bool", "uuid", "datetime", "text_list", "json"]
 ORDERED_KINDS = frozenset({"text", "integer", "number", "datetime"})
 NUMERIC_KINDS = frozenset({"integer", "number"})
@@ -330,10 +332,7 @@ def coerce(value: Any, kind: Kind | None, position: int) -> Any:
         if kind == "uuid" and isinstance(value, str):
             return UUID(value)
         if kind == "datetime" and isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if parsed.tzinfo is None:
-                raise ValueError("a time needs a UTC offset, e.g. 2026-01-01T00:00:00Z")
-            return parsed
+            return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError as exc:
         raise ExpressionError(f"{value!r} is not a valid {kind}: {exc}", position) from None
     return value

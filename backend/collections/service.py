@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -186,6 +187,24 @@ def values_of(collection: Collection, row: CollectionModel) -> Row:
     return {name: getattr(row, name) for name in collection.fields}
 
 
+def _fits(value: Any, kind: str) -> bool:
+    """Whether a cursor's value can stand for a sort field of ``kind`` in SQL. A cursor is the
+    client's text: anything else (a number for a time, a NUL in text) failed in the driver."""
+    if kind == "text":
+        return isinstance(value, str) and "\x00" not in value
+    if kind == "integer":
+        return type(value) is int and -(2**63) <= value < 2**63
+    if kind == "number":
+        return type(value) in (int, float) and math.isfinite(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "uuid":
+        return isinstance(value, UUID)
+    if kind == "datetime":
+        return isinstance(value, datetime)
+    return False
+
+
 class RecordReads:
     """Rules, filters, GET and list: what reading needs, with no ORM session (reads run on
     the asyncpg reader), so the read routes neither open nor commit one."""
@@ -260,10 +279,13 @@ class RecordReads:
             raw = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode() + b"=="))
             if not isinstance(raw, list) or len(raw) != len(keys):
                 raise ValueError("wrong shape")
-            return [
-                coerce(value, collection.fields[name].kind, 0)
-                for value, (name, _) in zip(raw, keys, strict=True)
-            ]
+            values = []
+            for value, (name, _) in zip(raw, keys, strict=True):
+                kind = collection.fields[name].kind
+                values.append(coerce(value, kind, 0))
+                if not _fits(values[-1], kind):
+                    raise ValueError(f"not a {kind}")
+            return values
         except (ValueError, binascii.Error, msgspec.DecodeError, ExpressionError):
             raise _field_problem(
                 422,

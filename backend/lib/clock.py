@@ -6,6 +6,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; ValueError if it has no UTC offset or leaves years 1 to 9999 in UTC."""
+    if value.utcoffset() is None:
+        raise ValueError("a time needs a UTC offset, e.g. 2026-01-01T00:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 1 to 9999 once in UTC") from None
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from tests.integration.conftest import PASSWORD, bearer
 
 
@@ -61,6 +63,22 @@ async def test_a_key_expiring_in_the_past_is_refused(client, sign_up, clock):
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "expires_at"
+
+
+@pytest.mark.parametrize(
+    "expires_at", ["2099-01-01T00:00:00", "9999-12-31T23:59:59-14:00"], ids=["naive", "past-9999"]
+)
+async def test_an_unusable_expiry_is_a_422_not_a_500(client, sign_up, expires_at):
+    tokens = await sign_up()
+    response = await client.post(
+        "/auth/api-keys",
+        json={"name": "x", "expires_at": expires_at},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "expires_at"
+    listed = await client.get("/auth/api-keys", headers=bearer(tokens["access_token"]))
+    assert listed.json() == []
 
 
 async def test_someone_elses_key_cannot_be_revoked(client, sign_up):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import uuid
+from typing import Any
 
 import msgspec
 import pytest
@@ -211,6 +215,11 @@ async def test_lists_filter_sort_project_and_count(client, alice):
     assert [n["title"] for n in newest_first.json()["items"]] == ["c", "a", "b"]
 
 
+def _cursor(values: list[Any]) -> str:
+    """A cursor as the API encodes one (base64url JSON), around any values."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -227,6 +236,13 @@ async def test_lists_filter_sort_project_and_count(client, alice):
         ({"limit": "0"}, "limit"),
         ({"limit": "501"}, "limit"),
         ({"cursor": "garbage"}, "cursor"),
+        # Well-formed cursors holding values of the wrong kind reached the driver: 500s.
+        ({"cursor": _cursor([5, 5])}, "cursor"),
+        ({"cursor": _cursor([None, None])}, "cursor"),
+        ({"cursor": _cursor(["2026-01-01T00:00:00Z", 5])}, "cursor"),
+        ({"cursor": _cursor([[1], {}])}, "cursor"),
+        ({"sort": "title", "cursor": _cursor(["a\u0000", str(uuid.uuid4())])}, "cursor"),
+        ({"sort": "title", "cursor": _cursor([True, str(uuid.uuid4())])}, "cursor"),
         ({"fields": "id,nope"}, "fields"),
     ],
 )

@@ -258,6 +258,11 @@ async def test_a_stream_broken_midway_ends_with_an_error_event(client, alice):
         ({"model": "chat", "messages": []}, 422, "messages"),
         ({"model": "chat", "messages": [{"role": "user", "content": "x"}], "stream": "y"}, 422,
          "stream"),
+        # Budgets hold max_tokens x n in 64-bit Redis counters: these overflowed it, a 500.
+        (chat_body("x", max_tokens=10**30), 422, "max_tokens"),
+        (chat_body("x", max_completion_tokens=0), 422, "max_completion_tokens"),
+        (chat_body("x", n=129), 422, "n"),
+        (chat_body("x", stream=True, max_tokens=2**63), 422, "max_tokens"),
     ],
 )  # fmt: skip
 async def test_bad_requests_name_the_field(client, alice, body, status, field):
@@ -301,3 +306,28 @@ async def test_embeddings(client, alice):
     assert body["model"] == "embed"
     assert [item["index"] for item in body["data"]] == [0, 1]
     assert body["usage"]["prompt_tokens"] == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "count"), [("one", 1), ([1, 2, 3], 1), ([[1, 2], [3]], 2), (["a", "b"], 2)]
+)
+async def test_embeddings_take_openais_input_shapes(client, alice, data, count):
+    response = await client.post(
+        "/v1/embeddings",
+        json={"model": "embed", "input": data},
+        headers=bearer(alice["access_token"]),
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == count
+
+
+# These were sent upstream as they came, and the provider's refusal became a 502.
+@pytest.mark.parametrize("data", [5, [1.5], [["a"]], [[]], ["a", 1], {"text": "a"}, True])
+async def test_embeddings_of_another_shape_are_a_422_on_input(client, alice, upstream, data):
+    response = await client.post(
+        "/v1/embeddings",
+        json={"model": "embed", "input": data},
+        headers=bearer(alice["access_token"]),
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "input"

@@ -160,12 +160,20 @@ async def test_usage_report_is_your_own_unless_admin(client, sign_up, admin, sql
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"group_by": "colour"}, "group_by"), ({"from": "2026-01-02", "to": "2026-01-01"}, "from")],
+    [
+        ({"group_by": "colour"}, "group_by"),
+        ({"from": "2026-01-02", "to": "2026-01-01"}, "from"),
+        # These reached Python's UTC conversion or a naive/aware comparison: a 500.
+        ({"from": "2026-01-01T00:00:00"}, "from"),
+        ({"to": "2026-01-01T00:00:00"}, "to"),
+        ({"from": "0001-01-01T00:00:00+14:00"}, "from"),
+        ({"to": "9999-12-31T23:59:59-14:00"}, "to"),
+    ],
 )
 async def test_bad_usage_queries_name_the_field(client, sign_up, params, field):
     alice = await sign_up()
     response = await client.get("/ai/usage", params=params, headers=bearer(alice["access_token"]))
-    assert response.status_code in (400, 422)
+    assert response.status_code in (400, 422), response.text
     assert field in response.text
 
 
@@ -258,6 +266,24 @@ async def test_bad_budget_puts_are_refused(client, admin, kind, status):
         headers=admin,
     )
     assert response.status_code in (400, 422)
+
+
+@pytest.mark.parametrize(
+    ("limits", "field"),
+    [
+        ({"tokens_per_period": 2**63}, "tokens_per_period"),
+        ({"requests_per_minute": 2**31}, "requests_per_minute"),
+    ],
+)
+async def test_a_limit_past_its_column_is_a_422_not_a_500(client, admin, limits, field):
+    subject = uuid.uuid4()
+    response = await client.put(
+        f"/ai/budgets/user/{subject}", json=limits, headers=bearer(admin["access_token"])
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+    listed = await client.get("/ai/budgets", headers=bearer(admin["access_token"]))
+    assert str(subject) not in [b["id"] for b in listed.json()]
 
 
 async def test_budgets_hold_under_concurrency(client, sign_up, admin, sql, upstream):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import msgspec
@@ -199,3 +200,23 @@ def test_beat_reports_the_celery_queue_depth_as_a_metric_line(settings, capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["CeleryQueueDepth"] == 3 and line["_aws"]["CloudWatchMetrics"]
     assert "queue-metrics" not in create_celery_app(settings).conf.beat_schedule
+
+
+async def test_the_access_log_says_429_when_a_rate_limit_refuses(settings, caplog):
+    # The limiter raises from a route's middleware; the log once said 500 for each refusal.
+    limited = msgspec.structs.replace(settings, rate_limit_password_per_minute=1)
+    app = create_app(limited)  # its logging setup replaces the root handlers: listen after it
+    access = logging.getLogger("litebase.access")
+    async with AsyncTestClient(app) as client:
+        body = {"email": "someone@example.com"}
+        assert (await client.post("/auth/password/forgot", json=body)).status_code != 429
+        access.addHandler(caplog.handler)
+        try:
+            refused = await client.post("/auth/password/forgot", json=body)
+        finally:
+            access.removeHandler(caplog.handler)
+    assert refused.status_code == 429
+    logged = [r.msg for r in caplog.records if r.name == "litebase.access"]
+    assert [(entry["path"], entry["status"]) for entry in logged] == [
+        ("/auth/password/forgot", 429)
+    ]

@@ -19,6 +19,7 @@ from backend.collections.expressions import (
     Or,
     Value,
     check,
+    coerce,
     parse,
 )
 
@@ -93,6 +94,16 @@ def test_bad_expressions_say_what_and_where(text, reason, position):
     assert reason in caught.value.reason
     if position is not None:
         assert caught.value.position == position
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-01-01T00:00:00"]
+)
+def test_a_time_literal_must_have_an_offset_and_fit_in_utc(when):
+    # Each once reached the driver as an OverflowError (or a naive/aware TypeError): a 500.
+    with pytest.raises(ExpressionError, match="is not a valid datetime"):
+        coerce(when, "datetime", 13)
+    assert coerce("2026-01-01T02:00:00+02:00", "datetime", 0) == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_deep_nesting_and_huge_expressions_are_refused_not_crashed():
