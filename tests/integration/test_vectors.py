@@ -344,7 +344,10 @@ async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
     for i in range(5):
         await _note(client, alice, title=f"n{i}", body=f"granite basalt quartz {i}")
     await embed_all(settings)
-    bigger = msgspec.structs.replace(settings, embedding_dimensions=256)
+    # The new version's index is built with the HNSW parameters of the settings it came from.
+    bigger = msgspec.structs.replace(
+        settings, embedding_dimensions=256, vector_hnsw_m=8, vector_hnsw_ef_construction=40
+    )
     collection = _notes()
 
     def start_building() -> list[str]:
@@ -366,6 +369,17 @@ async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
     assert len(items) == 5
     dims = await asyncio.to_thread(_dims, settings)
     assert dims == {256}
+    assert await asyncio.to_thread(_hnsw_options, settings) == [["m=8", "ef_construction=40"]]
+
+
+def _hnsw_options(settings: Settings) -> list[list[str]]:
+    with psycopg.connect(libpq_database_url(settings.database_url or "")) as conn:
+        rows = conn.execute(
+            "SELECT c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am a ON a.oid = c.relam"
+            " WHERE i.indrelid = 'notes_chunks'::regclass AND a.amname = 'hnsw'"
+        ).fetchall()
+        return [list(r[0]) for r in rows]
 
 
 def _dims(settings: Settings) -> set[int]:
