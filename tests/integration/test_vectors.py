@@ -25,6 +25,7 @@ from backend.lib.urls import libpq_database_url
 from backend.vectors.chunking import source_hash_sql, source_text, text_hash
 from backend.vectors.embedders import HashEmbedder, vector_literal
 from backend.vectors.sync import (
+    PHASES,
     claim_due_failures,
     embed_records,
     ensure_versions,
@@ -52,7 +53,13 @@ def _embed_all_sync(settings: Settings, ids: list[str] | None = None) -> dict[st
         if ids is None:
             ids = [r[0] for r in conn.execute("SELECT id::text FROM notes").fetchall()]
         for version in live:
-            fresh[version.state] = embed_records(conn, collection, version, ids, settings)
+            timings: dict[str, float] = {}
+            fresh[version.state] = embed_records(
+                conn, collection, version, ids, settings, timings=timings
+            )
+            # Every step is timed, embedding only when something was new to the provider.
+            steps = set(PHASES) - ({"embed"} if not fresh[version.state] else set())
+            assert set(timings) == steps and min(timings.values()) >= 0
         maybe_activate(conn, collection, settings)
     return fresh
 
