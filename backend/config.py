@@ -129,6 +129,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vector_query_cache_size: int = 1024
     vector_status_refresh_seconds: float = 15.0
     vector_index_build_memory: str = "1GB"
+    # HNSW build parameters of each new version's index (pgvector's defaults, docs/vectors.md).
+    vector_hnsw_m: int = 16
+    vector_hnsw_ef_construction: int = 64
     # outgoing webhooks
     webhook_timeout_seconds: PositiveFloat = 10.0
     webhook_retry_backoff_seconds: PositiveFloat = 30.0
@@ -180,6 +183,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("PAGE_DEFAULT_LIMIT cannot exceed PAGE_MAX_LIMIT")
         if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", self.vector_index_build_memory):
             raise SettingsError("VECTOR_INDEX_BUILD_MEMORY must look like 512MB or 1GB")
+        if not 2 <= self.vector_hnsw_m <= 100:
+            raise SettingsError("VECTOR_HNSW_M must be between 2 and 100 (pgvector's range)")
+        if not 2 * self.vector_hnsw_m <= self.vector_hnsw_ef_construction <= 1000:
+            raise SettingsError(
+                "VECTOR_HNSW_EF_CONSTRUCTION must be between twice VECTOR_HNSW_M and 1000"
+            )
         if self.ai_timeout_seconds <= 0:
             raise SettingsError("AI_TIMEOUT_SECONDS must be greater than 0")
         if self.ai_usage_flush_seconds <= 0 or self.ai_budget_sync_seconds <= 0:

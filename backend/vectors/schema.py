@@ -67,11 +67,16 @@ def hnsw_index_name(collection_table: str, version: str) -> str:
     return f"{chunks_table_name(collection_table)}_hnsw_{checked_version(version)}"
 
 
-def create_hnsw_index_sql(collection_table: str, version: str, dimensions: int) -> str:
+def create_hnsw_index_sql(
+    collection_table: str, version: str, dimensions: int, *, m: int = 16, ef_construction: int = 64
+) -> str:
+    """A version's partial HNSW cosine index, built with ``m`` and ``ef_construction``
+    (VECTOR_HNSW_M / VECTOR_HNSW_EF_CONSTRUCTION; pgvector's defaults here)."""
     chunks = chunks_table_name(collection_table)
     return (
         f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(collection_table, version)} ON {chunks} "
         f"USING hnsw ((embedding::vector({int(dimensions)})) vector_cosine_ops) "
+        f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
         f"WHERE version = '{checked_version(version)}'"
     )
 

@@ -15,6 +15,7 @@ becomes active in one transaction; the old version's chunks and index go.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,9 +157,7 @@ def ensure_versions(
             return live, False
         if active is None:
             _insert_version(conn, collection.name, desired, "active")
-            conn.execute(
-                create_hnsw_index_sql(collection.table.name, desired.version, desired.dimensions)
-            )
+            conn.execute(hnsw_index_sql(collection, desired, settings))
         elif active.version == desired.version:
             if building is not None:  # the settings went back before the rebuild finished
                 _drop_version(conn, collection, building.version)
@@ -168,6 +167,17 @@ def ensure_versions(
             _insert_version(conn, collection.name, desired, "building")
             started = True
     return live_versions(conn, collection.name), started
+
+
+def hnsw_index_sql(collection: Collection, spec: EmbedVersion, settings: Settings) -> str:
+    """The statement that builds a version's HNSW index with the settings' build parameters."""
+    return create_hnsw_index_sql(
+        collection.table.name,
+        spec.version,
+        spec.dimensions,
+        m=settings.vector_hnsw_m,
+        ef_construction=settings.vector_hnsw_ef_construction,
+    )
 
 
 def _plan(text: str, spec: EmbedVersion) -> list[tuple[str, str]]:
@@ -182,13 +192,16 @@ def embed_records(
     settings: Settings,
     *,
     force: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> int:
     """Bring these records' chunks up to date for one version; returns chunks embedded anew.
 
     ``force`` embeds every chunk again instead of reusing stored vectors of the same text and
     model (for a provider that changed its vectors under the same model name). Raises
-    ProviderError when the provider fails; nothing is written for the batch then.
+    ProviderError when the provider fails; nothing is written for the batch then. ``timings``,
+    when given, gets the seconds spent in each step added to it (``PHASES``).
     """
+    clock = _Phases(timings)
     spec = live.spec
     table = collection.table.name
     chunks = chunks_table_name(table)
@@ -208,6 +221,7 @@ def embed_records(
             (collection.name, gone),
         )
     plans = {record_id: _plan(text, spec) for record_id, text in texts.items()}
+    clock.lap("read")
     hashes = sorted({h for plan in plans.values() for _, h in plan})
     stored: dict[str, str] = (
         {}
@@ -221,10 +235,12 @@ def embed_records(
         )
     )
     fresh = {h: piece for plan in plans.values() for piece, h in plan if h not in stored}
+    clock.lap("reuse")
     if fresh:
         embedder = embedder_for(spec.choice, settings)
         vectors = embedder.embed(list(fresh.values()))
         stored.update(zip(fresh, (vector_literal(v) for v in vectors), strict=True))
+        clock.lap("embed")
     version = spec.version
     source_sql = source_hash_sql(spec.fields)
     ordered = sorted(plans)
@@ -244,6 +260,7 @@ def embed_records(
             ).fetchall()
         )
         same = [rid for rid in ordered if current.get(rid) == text_hash(texts[rid])]
+        clock.lap("lock")
         conn.execute(
             f"DELETE FROM {chunks} c USING unnest(%s::uuid[], %s::int[]) AS k(id, n)"  # noqa: S608
             " WHERE c.record_id = k.id AND c.version = %s AND c.chunk >= k.n",
@@ -269,6 +286,7 @@ def embed_records(
                 " OR c.model IS DISTINCT FROM excluded.model",
                 (version, spec.model_label, *(list(column) for column in columns), force),
             )
+        clock.lap("insert")
         conn.execute(
             "INSERT INTO embedding_records AS e (collection, version, record_id, status,"
             " source_hash, chunks)"
@@ -285,7 +303,28 @@ def embed_records(
                 [len(plans[rid]) for rid in same],
             ),
         )
+    clock.lap("commit")
     return len(fresh)
+
+
+PHASES = ("read", "reuse", "embed", "lock", "insert", "commit")
+"""embed_records' steps: read the records and cut them; look up reusable vectors; embed the
+new chunks; take the per-record locks and re-read; delete dropped chunks and insert the new
+(the HNSW index grows here); record the state and commit."""
+
+
+class _Phases:
+    """Adds the time since the last lap to a phase of ``timings`` (nothing when it is None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[phase] = self.timings.get(phase, 0.0) + now - self.last
+            self.last = now
 
 
 # Failed records get a retry_at for the sweep: EMBEDDING_SWEEP_BACKOFF_SECONDS (%(base)s) after
@@ -441,7 +480,7 @@ def maybe_activate(conn: psycopg.Connection, collection: Collection, settings: S
     spec = building.spec
     with conn.transaction():
         conn.execute(f"SET LOCAL maintenance_work_mem = '{settings.vector_index_build_memory}'")
-        conn.execute(create_hnsw_index_sql(collection.table.name, spec.version, spec.dimensions))
+        conn.execute(hnsw_index_sql(collection, spec, settings))
     with conn.transaction():
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('litebase embed ' || %s, 0))",

@@ -25,6 +25,7 @@ from backend.lib.urls import libpq_database_url
 from backend.vectors.chunking import source_hash_sql, source_text, text_hash
 from backend.vectors.embedders import HashEmbedder, vector_literal
 from backend.vectors.sync import (
+    PHASES,
     claim_due_failures,
     embed_records,
     ensure_versions,
@@ -52,7 +53,13 @@ def _embed_all_sync(settings: Settings, ids: list[str] | None = None) -> dict[st
         if ids is None:
             ids = [r[0] for r in conn.execute("SELECT id::text FROM notes").fetchall()]
         for version in live:
-            fresh[version.state] = embed_records(conn, collection, version, ids, settings)
+            timings: dict[str, float] = {}
+            fresh[version.state] = embed_records(
+                conn, collection, version, ids, settings, timings=timings
+            )
+            # Every step is timed, embedding only when something was new to the provider.
+            steps = set(PHASES) - ({"embed"} if not fresh[version.state] else set())
+            assert set(timings) == steps and min(timings.values()) >= 0
         maybe_activate(conn, collection, settings)
     return fresh
 
@@ -333,7 +340,10 @@ async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
     for i in range(5):
         await _note(client, alice, title=f"n{i}", body=f"granite basalt quartz {i}")
     await embed_all(settings)
-    bigger = msgspec.structs.replace(settings, embedding_dimensions=256)
+    # The new version's index is built with the HNSW parameters of the settings it came from.
+    bigger = msgspec.structs.replace(
+        settings, embedding_dimensions=256, vector_hnsw_m=8, vector_hnsw_ef_construction=40
+    )
     collection = _notes()
 
     def start_building() -> list[str]:
@@ -355,6 +365,17 @@ async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
     assert len(items) == 5
     dims = await asyncio.to_thread(_dims, settings)
     assert dims == {256}
+    assert await asyncio.to_thread(_hnsw_options, settings) == [["m=8", "ef_construction=40"]]
+
+
+def _hnsw_options(settings: Settings) -> list[list[str]]:
+    with psycopg.connect(libpq_database_url(settings.database_url or "")) as conn:
+        rows = conn.execute(
+            "SELECT c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am a ON a.oid = c.relam"
+            " WHERE i.indrelid = 'notes_chunks'::regclass AND a.amname = 'hnsw'"
+        ).fetchall()
+        return [list(r[0]) for r in rows]
 
 
 def _dims(settings: Settings) -> set[int]:

@@ -129,6 +129,12 @@ def test_embedding_settings_are_checked():
         settings_from_env({"EMBEDDING_PROVIDER": "magic"})
     with pytest.raises(SettingsError, match="VECTOR_INDEX_BUILD_MEMORY"):
         settings_from_env({"VECTOR_INDEX_BUILD_MEMORY": "1GB; DROP TABLE notes"})
+    with pytest.raises(SettingsError, match="VECTOR_HNSW_M"):
+        settings_from_env({"VECTOR_HNSW_M": "1"})
+    with pytest.raises(SettingsError, match="VECTOR_HNSW_EF_CONSTRUCTION"):
+        settings_from_env({"VECTOR_HNSW_M": "16", "VECTOR_HNSW_EF_CONSTRUCTION": "20"})
+    with pytest.raises(SettingsError, match="VECTOR_HNSW_EF_CONSTRUCTION"):
+        settings_from_env({"VECTOR_HNSW_EF_CONSTRUCTION": "1001"})
     with pytest.raises(SettingsError, match="VECTOR_SEARCH_MAX_K"):
         settings_from_env({"VECTOR_SEARCH_MAX_K": "0"})
     with pytest.raises(SettingsError, match="EMBEDDING_BATCH_RECORDS"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from functools import cache
 from typing import Any
 
@@ -73,12 +74,15 @@ def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, i
         return {}
     embedded: dict[str, int] = {}
     assert settings.database_url is not None
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
     with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
         live, _ = ensure_versions(conn, collection, settings, adopt=False)
+        timings["connect"] = time.perf_counter() - started
         for version in live:
             try:
                 embedded[version.version] = embed_records(
-                    conn, collection, version, record_ids, settings
+                    conn, collection, version, record_ids, settings, timings=timings
                 )
             except ProviderError as exc:
                 retries = self.request.retries or 0
@@ -101,7 +105,17 @@ def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, i
                 record_failures(
                     conn, collection, version, record_ids, str(exc), retries + 1, settings
                 )
+        mark = time.perf_counter()
         maybe_activate(conn, collection, settings)
+        timings["activate"] = time.perf_counter() - mark
+    if log.isEnabledFor(logging.DEBUG):  # where a batch's time goes (docs/vectors.md)
+        log.debug(
+            "embedded %d records of %s in %.1f ms: %s",
+            len(record_ids),
+            collection.name,
+            (time.perf_counter() - started) * 1000,
+            ", ".join(f"{phase} {seconds * 1000:.1f}" for phase, seconds in timings.items()),
+        )
     return embedded
 
 
