@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_, select, true
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -160,7 +161,7 @@ def _field_problem(status: int, detail: str, field: str, message: str, **extra: 
 Row = Mapping[str, Any]
 
 
-def etag_of(row: Row) -> str:
+def etag_of(row: Row | asyncpg.Record) -> str:
     return f'"{int(row["updated_at"].timestamp() * 1_000_000)}"'
 
 
@@ -176,7 +177,7 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    rows: Sequence[Row]
+    rows: Sequence[Row | asyncpg.Record]  # records straight from the reader when kept shapes ran
     next_cursor: str | None
     total: int | None
     fields: tuple[str, ...] | None
@@ -273,7 +274,7 @@ class RecordReads:
             ) from None
 
     @staticmethod
-    def _encode_cursor(row: Row, keys: list[tuple[str, bool]]) -> str:
+    def _encode_cursor(row: Row | asyncpg.Record, keys: list[tuple[str, bool]]) -> str:
         values = [row[name] for name, _ in keys]
         return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
 
@@ -329,10 +330,11 @@ class RecordReads:
             return statement.order_by(*order).limit(query.limit + 1)
 
         key = self._list_key(collection, principal, query, keys)
+        rows: Sequence[Row | asyncpg.Record]
         if key is None:
             rows = await self.reader.rows(page(after))
         elif after is None:
-            rows = await self.reader.shaped_rows(self.reader.shape(key, lambda: page(None), []))
+            rows = await self.reader.shaped_records(self.reader.shape(key, lambda: page(None), []))
         else:
             # The cursor's values are bound per run: one shape serves every page.
             names = [f"after_{i}" for i in range(len(keys))]
@@ -346,7 +348,7 @@ class RecordReads:
                 )
 
             shape = self.reader.shape(key, page_after, names)
-            rows = await self.reader.shaped_rows(shape, **dict(zip(names, after, strict=True)))
+            rows = await self.reader.shaped_records(shape, **dict(zip(names, after, strict=True)))
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[: query.limit]
@@ -402,9 +404,10 @@ class RecordReads:
 
     async def get(
         self, collection: Collection, principal: Principal | None, record_id: UUID
-    ) -> Row:
+    ) -> Row | asyncpg.Record:
         table = collection.table
         key = self._rule_key(collection, "view", principal)
+        rows: Sequence[Row | asyncpg.Record]
         if key is None:
             rows = await self.reader.rows(
                 select(table).where(
@@ -419,7 +422,7 @@ class RecordReads:
                 ),
                 ["record_id"],
             )
-            rows = await self.reader.shaped_rows(shape, record_id=record_id)
+            rows = await self.reader.shaped_records(shape, record_id=record_id)
         if not rows:
             raise Problem(404, f"No such record in {collection.name}", code="not_found")
         return rows[0]
