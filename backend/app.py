@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -233,6 +234,20 @@ def create_app(
             await gateway.close()
             await engine.dispose()  # the plugin disposed of it first; the last drain reopened it
 
+    @asynccontextmanager
+    async def freeze_startup_objects(app: Litestar) -> AsyncIterator[None]:
+        # What start-up built (routes, models, compiled rules, SQLAlchemy's and Litestar's own
+        # structures) lives as long as the app: moved out of the collector's generations, the
+        # full collections that allocation on every request triggers stop re-scanning it
+        # (py-spy: ~6% of a list request was gc_collect_main). Unfrozen on the way out, so an
+        # app that stops (tests build many) is collected as usual.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
+
     prometheus = PrometheusConfig(
         app_name="litebase",
         prefix="litebase",
@@ -282,6 +297,7 @@ def create_app(
             run_relay,
             embedding_gauges,
             run_gateway,
+            freeze_startup_objects,
         ],
         dependencies=dependencies,
         stores={"rate_limit": RedisStore(redis, namespace="litebase:ratelimit")},

@@ -92,9 +92,14 @@ class Reader:
         return found
 
     async def shaped_rows(self, shape: Shape, **values: Any) -> list[dict[str, Any]]:
+        return [dict(record) for record in await self.shaped_records(shape, **values)]
+
+    async def shaped_records(self, shape: Shape, **values: Any) -> list[asyncpg.Record]:
+        """The rows as asyncpg made them (by name: ``record["id"]``, ``record.items()``), for a
+        caller that keeps only some of them and need not copy each into a dict."""
         async with self.pool.acquire() as connection:
-            records = await connection.fetch(shape.sql, *shape.args(values))
-        return [dict(record) for record in records]
+            records: list[asyncpg.Record] = await connection.fetch(shape.sql, *shape.args(values))
+        return records
 
     def _compile(self, statement: Select[Any]) -> tuple[str, list[Any]]:
         cache_key = statement._generate_cache_key()

@@ -7,6 +7,7 @@ made at start-up, and Litestar reads them as objects.)
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from litestar import Response, Router, delete, get, patch, post
 from litestar.datastructures import State
@@ -38,7 +39,7 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
     Read, Create, Update, Page = types.read, types.create, types.update, types.page
     name = collection.name
 
-    def read(row: Row) -> Any:
+    def read(row: Row | asyncpg.Record) -> Any:
         return Read(**row)
 
     @get("/", operation_id=f"list_{name}", summary=f"List {name}")

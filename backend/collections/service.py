@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from sqlalchemy import ColumnElement, Select, and_, bindparam, false, func, or_, select, true
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -161,7 +162,7 @@ def _field_problem(status: int, detail: str, field: str, message: str, **extra: 
 Row = Mapping[str, Any]
 
 
-def etag_of(row: Row) -> str:
+def etag_of(row: Row | asyncpg.Record) -> str:
     return f'"{int(row["updated_at"].timestamp() * 1_000_000)}"'
 
 
@@ -177,7 +178,7 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    rows: Sequence[Row]
+    rows: Sequence[Row | asyncpg.Record]  # records straight from the reader when kept shapes ran
     next_cursor: str | None
     total: int | None
     fields: tuple[str, ...] | None
@@ -295,7 +296,7 @@ class RecordReads:
             ) from None
 
     @staticmethod
-    def _encode_cursor(row: Row, keys: list[tuple[str, bool]]) -> str:
+    def _encode_cursor(row: Row | asyncpg.Record, keys: list[tuple[str, bool]]) -> str:
         values = [row[name] for name, _ in keys]
         return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
 
@@ -335,26 +336,27 @@ class RecordReads:
                 "out of range",
             )
         table = collection.table
-        where = and_(
-            self.rule(collection, "list", principal),
-            self.filter_clause(collection, query.filter, principal),
-        )
+        rule = self.rule(collection, "list", principal)
+        # Checks the filter (422) and keeps its clause; the WHERE itself is built only when a
+        # statement is (and_() of two clauses costs ~40 us, on every request, for nothing).
+        filter_clause = self.filter_clause(collection, query.filter, principal)
         keys = self._sort_keys(collection, query.sort)
         fields = self._projection(collection, query.fields)
         after = self._decode_cursor(collection, query.cursor, keys) if query.cursor else None
 
         def page(values: list[Any] | None) -> Select[Any]:
-            statement = select(table).where(where)
+            statement = select(table).where(and_(rule, filter_clause))
             if values is not None:
                 statement = statement.where(self._after(collection, keys, values))
             order = [table.c[name].desc() if desc else table.c[name].asc() for name, desc in keys]
             return statement.order_by(*order).limit(query.limit + 1)
 
         key = self._list_key(collection, principal, query, keys)
+        rows: Sequence[Row | asyncpg.Record]
         if key is None:
             rows = await self.reader.rows(page(after))
         elif after is None:
-            rows = await self.reader.shaped_rows(self.reader.shape(key, lambda: page(None), []))
+            rows = await self.reader.shaped_records(self.reader.shape(key, lambda: page(None), []))
         else:
             # The cursor's values are bound per run: one shape serves every page.
             names = [f"after_{i}" for i in range(len(keys))]
@@ -368,13 +370,14 @@ class RecordReads:
                 )
 
             shape = self.reader.shape(key, page_after, names)
-            rows = await self.reader.shaped_rows(shape, **dict(zip(names, after, strict=True)))
+            rows = await self.reader.shaped_records(shape, **dict(zip(names, after, strict=True)))
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[: query.limit]
             next_cursor = self._encode_cursor(rows[-1], keys)
         total = None
         if query.count:
+            where = and_(rule, filter_clause)
             total = int(
                 await self.reader.scalar(select(func.count()).select_from(table).where(where)) or 0
             )
@@ -423,9 +426,10 @@ class RecordReads:
 
     async def get(
         self, collection: Collection, principal: Principal | None, record_id: UUID
-    ) -> Row:
+    ) -> Row | asyncpg.Record:
         table = collection.table
         key = self._rule_key(collection, "view", principal)
+        rows: Sequence[Row | asyncpg.Record]
         if key is None:
             rows = await self.reader.rows(
                 select(table).where(
@@ -440,7 +444,7 @@ class RecordReads:
                 ),
                 ["record_id"],
             )
-            rows = await self.reader.shaped_rows(shape, record_id=record_id)
+            rows = await self.reader.shaped_records(shape, record_id=record_id)
         if not rows:
             raise Problem(404, f"No such record in {collection.name}", code="not_found")
         return rows[0]

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from semantic_text_splitter import TextSplitter
@@ -47,8 +47,10 @@ class EmbedVersion:
     def choice(self) -> ModelChoice:
         return ModelChoice(self.provider, self.model, self.dimensions)
 
-    @property
+    @cached_property
     def version(self) -> str:
+        # Kept on the instance (the fields are frozen): search names the version a few times
+        # per request, and this is a JSON dump and a SHA-256 each time.
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
