@@ -6,7 +6,8 @@ access token: auth, alias lookup, budget reservation in Redis, usage event, sett
 fixed open-loop rate of 50 and 200 requests/s from a client in a third process. The added
 latency is the gateway's percentile minus the direct one. Streaming: time to the first
 content chunk, direct vs through Litebase, one stream at a time. And the API process's CPU
-per call, one call at a time, for a route without auth, with auth only, and a chat call.
+per call, one call at a time, for a route without auth, with auth only, a chat call and a
+streamed one.
 
 Prints a markdown table and the ratio to the goal (added <= 1 ms at p50, <= 5 ms at p99).
 Set DATABASE_URL / REDIS_URL to use real servers; otherwise embedded ones are started.
@@ -175,6 +176,14 @@ def run(database_url: str, redis_url: str) -> None:
                     "POST /v1/chat/completions",
                     lambda: http.post(
                         "/v1/chat/completions", json={**body, "model": "chat"}, headers=gateway
+                    ),
+                ),
+                (
+                    "POST /v1/chat/completions, streamed (whole stream)",
+                    lambda: http.post(
+                        "/v1/chat/completions",
+                        json={**body, "model": "chat", "stream": True},
+                        headers=gateway,
                     ),
                 ),
             ):

@@ -22,7 +22,6 @@ from typing import Any, Literal
 from uuid import UUID
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from backend.auth.service import Principal
 from backend.config import Settings
@@ -202,14 +201,6 @@ class Budgets:
                 found[index - 1][0], what, used, limit, max(1, math.ceil(retry.total_seconds()))
             )
         return Reservation(tuple(keys[1::2]), amount, prompt)
-
-    @staticmethod
-    def settle_into(pipe: Pipeline, reservation: Reservation, used_tokens: int) -> None:
-        """Queue the correction from what was held to what was used (0 releases it all)."""
-        delta = used_tokens - reservation.tokens
-        if delta:
-            for ledger in reservation.ledgers:
-                pipe.incrby(ledger, delta)
 
     async def used(self, kind: SubjectKind, subject: UUID, now: datetime) -> int:
         """Tokens spent or held by a subject this period."""

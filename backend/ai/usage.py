@@ -1,6 +1,6 @@
 """Usage: one event per gateway call, buffered in Redis and written to Postgres in batches.
 
-On the request path a call costs one RPUSH (pipelined with settling its budget); the API's
+On the request path a call costs one RPUSH (in the script that settles its budget); the API's
 background loop drains the list in batches of AI_USAGE_BATCH_SIZE, one INSERT per batch.
 Events wait in Redis, not in process memory, so a crashed API process loses none; each
 carries its id and the insert skips ids already written, so a batch re-read after a crash
@@ -23,7 +23,6 @@ import msgspec
 import psycopg
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from sqlalchemy import ColumnElement, Select, case, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -74,10 +73,6 @@ if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
 end
 return 0
 """
-
-
-def push_into(pipe: Pipeline, event: UsageEvent) -> None:
-    pipe.rpush(USAGE_QUEUE, msgspec.json.encode(event))
 
 
 class UsageWriter:
