@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import httpx2
 import openai
 from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
 
@@ -77,22 +76,6 @@ def check_embeddings(data: object) -> dict[str, Any]:
     return data
 
 
-class _EndpointCachingOpenAI(AsyncOpenAI):
-    """AsyncOpenAI that builds each endpoint's URL once: the client would parse the path and
-    re-parse the base URL on every call (~5% of a gateway call's CPU, bench/gateway.py), and
-    the gateway only ever calls a handful of paths with a base URL fixed per provider."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._endpoint_urls: dict[str, httpx2.URL] = {}
-
-    def _prepare_url(self, url: str) -> httpx2.URL:
-        prepared = self._endpoint_urls.get(url)
-        if prepared is None:
-            prepared = self._endpoint_urls[url] = super()._prepare_url(url)
-        return prepared
-
-
 class ProviderClient:
     """One AsyncOpenAI per provider (its connection pool is shared by every alias on it)."""
 
@@ -100,7 +83,7 @@ class ProviderClient:
         self.provider = provider
         # Retries are per alias (request options); the client itself never retries. The
         # aiohttp transport costs about half the CPU of the default one per call (bench/).
-        self._client = _EndpointCachingOpenAI(
+        self._client = AsyncOpenAI(
             base_url=provider.base_url,
             api_key=provider.api_key,
             max_retries=0,
