@@ -277,12 +277,10 @@ async def test_bad_budget_puts_are_refused(client, admin, kind, status):
 )
 async def test_a_limit_past_its_column_is_a_422_not_a_500(client, admin, limits, field):
     subject = uuid.uuid4()
-    response = await client.put(
-        f"/ai/budgets/user/{subject}", json=limits, headers=bearer(admin["access_token"])
-    )
+    response = await client.put(f"/ai/budgets/user/{subject}", json=limits, headers=admin)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == field
-    listed = await client.get("/ai/budgets", headers=bearer(admin["access_token"]))
+    listed = await client.get("/ai/budgets", headers=admin)
     assert str(subject) not in [b["id"] for b in listed.json()]
 
 
