@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,28 +243,11 @@ class Gateway:
         """A chat completion (OpenAI's ``chat.completion`` body), ``model`` as asked."""
         attempts = self._attempts(body)
         body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-        call = await self._begin(principal, "chat", body, prompt)
-        try:
-            for alias in attempts:
-                try:
-                    data = await self._clients[alias.provider].complete(alias, body)
-                except UpstreamError as exc:
-                    self._failed(alias, exc)
-                    if not exc.fallback:
-                        call.outcome = "rejected"
-                        raise upstream_rejected(exc) from None
-                    continue
-                call.upstream_model = alias.model
-                call.take_usage(data.get("usage"))
-                return {**data, "model": call.model}
-            call.outcome = "upstream_error"
-            raise bad_gateway()
-        except BaseException:
-            if call.outcome == "ok":
-                call.outcome = "cancelled"
-            raise
-        finally:
-            await self._finish(call)
+
+        async def send(client: ProviderClient, alias: ModelAlias) -> dict[str, Any]:
+            return await client.complete(alias, body)
+
+        return await self._answer(principal, "chat", body, prompt, attempts, send)
 
     async def stream(
         self, principal: Principal, body: dict[str, Any], *, prompt: PromptUse | None = None
@@ -340,11 +323,28 @@ class Gateway:
     async def embed(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
         """Embeddings (OpenAI's ``list`` of ``embedding`` objects), ``model`` as asked."""
         attempts = self._attempts(body)
-        call = await self._begin(principal, "embeddings", body, None)
+
+        async def send(client: ProviderClient, alias: ModelAlias) -> dict[str, Any]:
+            return await client.embed(alias, body)
+
+        return await self._answer(principal, "embeddings", body, None, attempts, send)
+
+    async def _answer(
+        self,
+        principal: Principal,
+        kind: str,
+        body: dict[str, Any],
+        prompt: PromptUse | None,
+        attempts: tuple[ModelAlias, ...],
+        send: Callable[[ProviderClient, ModelAlias], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """One JSON call: each alias in fallback order until one answers; the call's budget
+        is settled and its usage recorded however it ends."""
+        call = await self._begin(principal, kind, body, prompt)
         try:
             for alias in attempts:
                 try:
-                    data = await self._clients[alias.provider].embed(alias, body)
+                    data = await send(self._clients[alias.provider], alias)
                 except UpstreamError as exc:
                     self._failed(alias, exc)
                     if not exc.fallback:
