@@ -44,6 +44,11 @@ class Problem(ProblemDetailsException):
         )
 
 
+def field_problem(detail: str, field: str, message: str, source: str = "body") -> Problem:
+    """A 422 naming the one field at fault: ``errors: [{field, message, source}]``."""
+    return Problem(422, detail, errors=[{"field": field, "message": message, "source": source}])
+
+
 # msgspec names a missing or unknown field in the message, and the whole body as the key.
 _NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `([^`]+)`")
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")

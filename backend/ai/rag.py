@@ -23,7 +23,7 @@ from backend.ai.prompts import Prompt, PromptLibrary, parse_json_output
 from backend.auth.service import Principal
 from backend.collections.spec import Collection
 from backend.config import Settings
-from backend.problems import Problem
+from backend.problems import Problem, field_problem
 from backend.realtime.protocol import encode
 from backend.realtime.rooms import room_channel, user_channel
 from backend.vectors.service import SearchService
@@ -75,10 +75,6 @@ class Delta(msgspec.Struct, frozen=True, kw_only=True):
     """Text the model has just produced (one SSE ``delta`` event, or ``ask.delta``)."""
 
     content: str
-
-
-def _field_problem(detail: str, field: str, message: str) -> Problem:
-    return Problem(422, detail, errors=[{"field": field, "message": message, "source": "body"}])
 
 
 def _text_of(completion: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -249,18 +245,18 @@ class AskService:
     ) -> list[Citation]:
         """The chunks that answer ``question`` among the records the caller may list."""
         if not question.strip():
-            raise _field_problem("The question is empty", "question", "empty")
+            raise field_problem("The question is empty", "question", "empty")
         if "\x00" in question:  # Postgres text cannot hold it (the search would fail)
-            raise _field_problem("The question contains a NUL character", "question", "NUL")
+            raise field_problem("The question contains a NUL character", "question", "NUL")
         if len(question) > self.settings.ask_max_question_chars:
             limit = self.settings.ask_max_question_chars
-            raise _field_problem(
+            raise field_problem(
                 f"The question is longer than {limit} characters (ASK_MAX_QUESTION_CHARS)",
                 "question",
                 "too long",
             )
         if not 1 <= k <= self.max_k():
-            raise _field_problem(
+            raise field_problem(
                 f"k must be between 1 and {self.max_k()} (ASK_MAX_K)", "k", "out of range"
             )
         self.prompt()  # before searching: a missing prompt costs no query embedding

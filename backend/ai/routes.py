@@ -31,7 +31,7 @@ from backend.auth.deps import BEARER
 from backend.auth.service import Principal
 from backend.config import Settings
 from backend.inputs import utc_field
-from backend.problems import Problem, problem_from_http_exception
+from backend.problems import Problem, field_problem, problem_from_http_exception
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _ERROR_TYPES: dict[int, str] = {
@@ -64,11 +64,7 @@ def openai_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 
 
 def _field_error(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        f"`{field}` {message}",
-        errors=[{"field": field, "message": message, "source": "body"}],
-    )
+    return field_problem(f"`{field}` {message}", field, message)
 
 
 # OpenAI's own ceiling for n; max tokens far past any model's context still fits.

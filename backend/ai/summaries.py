@@ -23,7 +23,7 @@ from backend.auth.service import Principal
 from backend.collections.service import CompiledRules, rule_clause
 from backend.collections.spec import READ_ONLY_FIELDS, Collection, CollectionRegistry
 from backend.jobs.types import SummarizeRecord
-from backend.problems import Problem
+from backend.problems import Problem, field_problem
 
 # The variable a summary prompt receives the record's text in.
 TEXT_VARIABLE = "text"
@@ -44,11 +44,8 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _input_problem(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        f"The input does not fit summarize_record: {field.removeprefix('input.')} {message}",
-        errors=[{"field": field, "message": message, "source": "body"}],
-    )
+    detail = f"The input does not fit summarize_record: {field.removeprefix('input.')} {message}"
+    return field_problem(detail, field, message)
 
 
 def default_fields(collection: Collection) -> tuple[str, ...]:

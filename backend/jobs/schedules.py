@@ -32,7 +32,7 @@ from backend.jobs.schemas import NewSchedule, ScheduleChange, ScheduleView
 from backend.jobs.service import check_job
 from backend.jobs.types import JOB_TYPES
 from backend.lib.clock import Clock
-from backend.problems import Problem
+from backend.problems import Problem, field_problem
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ def schedule_view(schedule: JobSchedule) -> ScheduleView:
 
 
 def _cron_problem(message: str) -> Problem:
-    return Problem(
-        422,
-        f"The cron expression {message}",
-        errors=[{"field": "cron", "message": message, "source": "body"}],
-    )
+    return field_problem(f"The cron expression {message}", "cron", message)
 
 
 class ScheduleService:

@@ -42,7 +42,7 @@ from backend.collections.reads import Reader
 from backend.collections.service import RecordReads, Row
 from backend.collections.spec import Collection
 from backend.config import Settings
-from backend.problems import Problem
+from backend.problems import Problem, field_problem
 from backend.vectors.chunking import EmbedVersion
 from backend.vectors.embedders import ModelChoice, ProviderError, embedder_for, vector_literal
 from backend.vectors.schema import TEXT_SEARCH_CONFIG, checked_version, chunks_table
@@ -168,10 +168,6 @@ class _Where:
         return self._clause
 
 
-def _problem(detail: str, field: str, message: str) -> Problem:
-    return Problem(422, detail, errors=[{"field": field, "message": message, "source": "body"}])
-
-
 class SearchService:
     def __init__(
         self,
@@ -203,9 +199,9 @@ class SearchService:
         min_score: float | None = None,
     ) -> list[Hit]:
         if not query.strip():
-            raise _problem("The query is empty", "query", "empty")
+            raise field_problem("The query is empty", "query", "empty")
         if not 1 <= k <= self.settings.vector_search_max_k:
-            raise _problem(
+            raise field_problem(
                 f"k must be between 1 and {self.settings.vector_search_max_k}", "k", "out of range"
             )
         if "list" in self.records.rules[collection.name].admin_only and not (
