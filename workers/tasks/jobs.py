@@ -49,7 +49,8 @@ class JobFailed(Exception):
 
 
 class JobContext:
-    """What a job function gets: its input, its owner, and a way to report progress."""
+    """What a job function gets: its input, its owner (and their role when the job was
+    claimed; None if they no longer exist), and a way to report progress."""
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class JobContext:
         job_id: str,
         owner: str,
         org: str | None,
+        role: str | None,
     ) -> None:
         assert settings.database_url is not None
         self.conn = conn
@@ -66,6 +68,7 @@ class JobContext:
         self.job_id = job_id
         self.owner = owner
         self.org = org
+        self.role = role
 
     def progress(self, fraction: float) -> None:
         """Record progress (0..1); raises Cancelled if the owner cancelled meanwhile."""
@@ -109,19 +112,18 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
     collection = registry.get(job_input.collection)
     if collection is None:
         raise ValueError(f"no collection named {job_input.collection!r}")
-    rules = compile_rules([collection], 4096)[collection.name]
+    rules = compile_rules([collection], ctx.settings.filter_max_length)[collection.name]
     create_type = record_types(collection).create
-    role = ctx.conn.execute("SELECT role FROM users WHERE id = %s", (ctx.owner,)).fetchone()
     auth = AuthContext(
         id=uuid.UUID(ctx.owner),
-        role=role[0] if role else None,
+        role=ctx.role,
         org=uuid.UUID(ctx.org) if ctx.org else None,
     )
     rows = _rows(job_input)
     errors: list[dict[str, Any]] = []
     inserted = 0
     table = collection.table
-    is_admin = role is not None and role[0] == "admin"
+    is_admin = ctx.role == "admin"
     may_create = is_admin or "create" not in rules.admin_only
     engine = create_engine(sync_database_url(ctx.database_url), poolclass=NullPool)
     with engine.connect() as sql:
@@ -205,10 +207,9 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
     from workers.gateway import worker_gateway
 
     gateway = worker_gateway(ctx.settings)
-    role = ctx.conn.execute("SELECT role FROM users WHERE id = %s", (ctx.owner,)).fetchone()
     principal = Principal(
         user_id=uuid.UUID(ctx.owner),
-        role=role[0] if role else "user",
+        role=ctx.role or "user",
         org_id=uuid.UUID(ctx.org) if ctx.org else None,
     )
     try:
@@ -303,7 +304,7 @@ def run_job(self: Any, job_id: str) -> str:
             _finish(conn, job_id, "failed", error=f"only admins may run {type_name} jobs")
             return "failed"
         raw = conn.execute("SELECT input FROM job_inputs WHERE job_id = %s", (job_id,)).fetchone()
-        context = JobContext(conn, app.settings, job_id, owner, org)
+        context = JobContext(conn, app.settings, job_id, owner, org, role)
         try:
             result = JOB_FUNCTIONS[type_name](context, parse_input(job_type, raw[0] if raw else {}))
         except Cancelled:
