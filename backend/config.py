@@ -148,7 +148,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     openai_api_key: str = ""
     openai_base_url: str = ""
     openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
-    ai_timeout_seconds: float = 60.0
+    ai_timeout_seconds: PositiveFloat = 60.0
     ai_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
     ai_max_body_bytes: PositiveInt = 4_194_304
     ai_completion_reserve_tokens: PositiveInt = 1024
@@ -159,8 +159,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ai_user_requests_per_minute: NonNegativeInt = 0
     ai_key_requests_per_minute: NonNegativeInt = 0
     ai_org_requests_per_minute: NonNegativeInt = 0
-    ai_budget_sync_seconds: float = 30.0
-    ai_usage_flush_seconds: float = 1.0
+    ai_budget_sync_seconds: PositiveFloat = 30.0
+    ai_usage_flush_seconds: PositiveFloat = 1.0
     ai_usage_batch_size: PositiveInt = 1000
     ai_usage_retention_days: PositiveInt = 30
     # mail
@@ -189,10 +189,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "VECTOR_HNSW_EF_CONSTRUCTION must be between twice VECTOR_HNSW_M and 1000"
             )
-        if self.ai_timeout_seconds <= 0:
-            raise SettingsError("AI_TIMEOUT_SECONDS must be greater than 0")
-        if self.ai_usage_flush_seconds <= 0 or self.ai_budget_sync_seconds <= 0:
-            raise SettingsError("AI_USAGE_FLUSH_SECONDS and AI_BUDGET_SYNC_SECONDS must be > 0")
         if self.env == "prod":
             if self.secret_key in PLACEHOLDER_SECRETS:
                 raise SettingsError(

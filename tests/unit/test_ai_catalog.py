@@ -145,6 +145,7 @@ def test_gateway_settings_come_from_the_environment():
         ({"AI_MAX_BODY_BYTES": "0"}, "AI_MAX_BODY_BYTES"),
         ({"AI_BUDGET_PERIOD": "year"}, "AI_BUDGET_PERIOD"),
         ({"AI_USAGE_FLUSH_SECONDS": "0"}, "AI_USAGE_FLUSH_SECONDS"),
+        ({"AI_BUDGET_SYNC_SECONDS": "0"}, "AI_BUDGET_SYNC_SECONDS"),
     ],
 )
 def test_bad_gateway_settings_are_refused(environ, message):
