@@ -20,7 +20,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.ai.prompts import PromptLibrary
 from backend.ai.rag import (
@@ -36,11 +35,11 @@ from backend.ai.rag import (
 )
 from backend.auth.deps import BEARER
 from backend.auth.service import Principal
-from backend.collections.service import CompiledRules, RecordService
+from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.problems import Problem
-from backend.vectors.service import SearchService
+from backend.vectors.service import search_service_for
 
 log = structlog.get_logger(__name__)
 
@@ -235,13 +234,8 @@ def prompt_routers(
     if not embedded:
         return routers
 
-    def provide_ask(
-        request: Request[Any, Any, Any], db_session: AsyncSession, state: State
-    ) -> AskService:
-        records = RecordService(db_session, state.reader, settings, state.clock, rules)
-        search = SearchService(
-            records, state.reader, settings, state.embedding_versions, state.query_embeddings
-        )
+    def provide_ask(request: Request[Any, Any, Any], state: State) -> AskService:
+        search = search_service_for(state, settings, rules)
         return AskService(search, _runner(request, prompts), settings)
 
     slots = BackgroundSlots(settings.ask_max_background)

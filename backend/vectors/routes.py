@@ -15,11 +15,11 @@ from litestar.di import Provide
 from backend.auth.deps import BEARER, principal_of
 from backend.auth.service import Principal
 from backend.collections.schemas import record_types
-from backend.collections.service import CompiledRules, RecordReads
+from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.problems import Problem
-from backend.vectors.service import SearchService
+from backend.vectors.service import SearchService, search_service_for
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -133,10 +133,7 @@ def vector_routers(
         return []
 
     def provide_search(state: State) -> SearchService:
-        records = RecordReads(state.reader, settings, state.clock, rules)
-        return SearchService(
-            records, state.reader, settings, state.embedding_versions, state.query_embeddings
-        )
+        return search_service_for(state, settings, rules)
 
     async def provide_searching(request: Request[Any, Any, Any]) -> Searching:
         return Searching(await principal_of(request), provide_search(request.app.state))

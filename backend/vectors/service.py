@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+from litestar.datastructures import State
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     ColumnElement,
@@ -39,7 +40,7 @@ from sqlalchemy import (
 
 from backend.auth.service import Principal
 from backend.collections.reads import Reader
-from backend.collections.service import RecordReads, Row
+from backend.collections.service import CompiledRules, RecordReads, Row
 from backend.collections.spec import Collection
 from backend.config import Settings
 from backend.problems import Problem, field_problem
@@ -166,6 +167,16 @@ class _Where:
         if self._clause is None:
             self._clause = and_(*self._parts)
         return self._clause
+
+
+def search_service_for(
+    state: State, settings: Settings, rules: dict[str, CompiledRules]
+) -> SearchService:
+    """Search over the app's shared reader and caches (no ORM session): /search and /ask."""
+    records = RecordReads(state.reader, settings, state.clock, rules)
+    return SearchService(
+        records, state.reader, settings, state.embedding_versions, state.query_embeddings
+    )
 
 
 class SearchService:
