@@ -1,10 +1,13 @@
 """Vector search: HNSW speed and recall, API overhead, filtered recall, and the sync pipeline.
 
-1. Pipeline: N notes inserted in one transaction → relay → Celery worker (hash embedder) →
-   searchable; records/s ÷ the hash embedder's own records/s in-process (goal >= 0.8), at
+1. Pipeline: N notes inserted in one transaction → relay → Celery worker → searchable;
+   records/s ÷ the embedder's own records/s in-process (goal >= 0.8), at
    several HNSW build parameters and with no index; and the worker's code in-process, step by
    step. The ratio divides a 2-process pipeline that also writes by a 1-process embedder that
    only cuts and embeds: with the hash embedder (~0.2 ms a record) the write dominates.
+   The embedder is the one the settings choose, as the worker's is: the hash one unless
+   EMBEDDING_PROVIDER says otherwise (``EMBEDDING_PROVIDER=local`` with the local extra
+   installed measures all-MiniLM-L6-v2, a real model).
 2. 100k x 384 clustered vectors (BENCH_VECTOR_ROWS) written straight into notes_chunks, HNSW
    built with VECTOR_INDEX_BUILD_MEMORY; QPS and recall@10 at ef_search 40/100/200 vs exact.
 3. API search p50 (POST /collections/notes/search, vector mode, an admin) ÷ the same SQL run
@@ -39,7 +42,7 @@ from backend.config import settings_from_env  # noqa: E402
 from backend.db.migrate import upgrade  # noqa: E402
 from backend.lib.urls import libpq_database_url  # noqa: E402
 from backend.vectors.chunking import chunk, source_text  # noqa: E402
-from backend.vectors.embedders import HashEmbedder, vector_literal  # noqa: E402
+from backend.vectors.embedders import ModelChoice, embedder_for, vector_literal  # noqa: E402
 from backend.vectors.schema import create_hnsw_index_sql, drop_hnsw_index_sql  # noqa: E402
 from backend.vectors.sync import (  # noqa: E402
     PHASES,
@@ -126,7 +129,7 @@ def serve_worker(env: dict[str, str]):  # type: ignore[no-untyped-def]
 
 
 def pipeline(conn: psycopg.Connection, notes, spec, settings) -> None:  # type: ignore[no-untyped-def]
-    """The same PIPELINE_ROWS notes, timed three ways: the hash embedder alone over their
+    """The same PIPELINE_ROWS notes, timed three ways: the embedder alone over their
     chunks (what the issue's ratio divides by: one process, no database); the worker's own
     code (embed_records) in this process, step by step; and end to end, insert → relay →
     Celery (2 worker processes) → searchable, with the index built at each of
@@ -137,6 +140,8 @@ def pipeline(conn: psycopg.Connection, notes, spec, settings) -> None:  # type: 
 
     rng = random.Random(1)
     rows = [(f"pipeline {i}", " ".join(rng.choices(words, k=60))) for i in range(PIPELINE_ROWS)]
+    embedder = embedder_for(ModelChoice(spec.provider, spec.model, spec.dimensions), settings)
+    embedder.embed(["warm up: a local model loads and compiles on its first call"])
     rates = []
     for _ in range(5):  # a fraction of a second each: the median of five, on a shared machine
         started = time.perf_counter()
@@ -145,11 +150,11 @@ def pipeline(conn: psycopg.Connection, notes, spec, settings) -> None:  # type: 
             for title, body in rows
             for piece in chunk(source_text({"title": title, "body": body}, spec.fields), 800, 100)
         ]
-        HashEmbedder().embed(texts)
+        embedder.embed(texts)
         rates.append(PIPELINE_ROWS / (time.perf_counter() - started))
     embedder_rate = statistics.median(rates)
     report(
-        "hash embedder in-process (cut + embed, 1 process; median of 5)",
+        f"{spec.provider} embedder ({spec.model}) in-process (cut + embed, 1 process; median of 5)",
         f"{embedder_rate:,.0f} records/s (range {min(rates):,.0f} to {max(rates):,.0f})",
     )
 
@@ -374,7 +379,8 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
         from backend.vectors.service import SearchService
 
         notes = CollectionRegistry.discover().get("notes")
-        vector = vector_literal(HashEmbedder().embed([query])[0])
+        choice = ModelChoice(spec.provider, spec.model, spec.dimensions)
+        vector = vector_literal(embedder_for(choice, settings).embed([query])[0])
         service = SearchService.__new__(SearchService)
         statement = service._vector_statement(notes, spec, _true(), vector, K * 4, exact=False)
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
