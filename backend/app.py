@@ -229,7 +229,10 @@ def create_app(
         copy = partial(keep_overrides_copied, engine, gateway.budgets, settings)
         try:
             async with running(writer.run, "ai-usage", grace=5), running(copy, "ai-budgets"):
-                yield
+                try:
+                    yield
+                finally:
+                    await gateway.settled()  # their usage events, before the last drain
         finally:
             await gateway.close()
             await engine.dispose()  # the plugin disposed of it first; the last drain reopened it

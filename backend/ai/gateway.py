@@ -10,7 +10,8 @@ Handlers reach it as ``request.app.state.gateway``. ``body`` is an OpenAI reques
 3. tries the alias, then its fallbacks in order, moving on after a timeout, a dropped
    connection, a 5xx or 429, or malformed output (none left → 502 without upstream details),
 4. settles the reservation to the tokens really used and records a usage event (both one
-   Redis script, one round trip; events reach Postgres in batches, off the request path).
+   Redis script, one round trip, run beside the response rather than before it: the caller
+   is answered without waiting on Redis a second time; events reach Postgres in batches).
 
 Prompt runs and RAG answers pass ``prompt=PromptUse(name, version)`` so their usage is
 recorded under the prompt.
@@ -18,6 +19,7 @@ recorded under the prompt.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -146,8 +148,15 @@ class Gateway:
         self._settle_and_record = redis.register_script(SETTLE_AND_RECORD_LUA)
         self._clock = clock
         self._clients = {name: ProviderClient(p) for name, p in catalog.providers.items()}
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def settled(self) -> None:
+        """Wait for every call's settlement still running (before the last usage drain)."""
+        while self._settling:
+            await asyncio.gather(*self._settling)
 
     async def close(self) -> None:
+        await self.settled()
         for client in self._clients.values():
             await client.close()
 
@@ -192,6 +201,13 @@ class Gateway:
                 headers={"Retry-After": "1"},
             ) from None
         return call
+
+    def _finish_soon(self, call: _Call) -> None:
+        """Settle beside the answer: the reservation holds until then (budgets stay safe),
+        and ``settled`` (on shutdown) waits for it."""
+        task = asyncio.get_running_loop().create_task(self._finish(call))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _finish(self, call: _Call) -> None:
         """Settle the reservation and record the event: one script call, never raising."""
@@ -310,7 +326,7 @@ class Gateway:
             raise
         finally:
             await self._close(upstream)
-            await self._finish(call)
+            self._finish_soon(call)
 
     async def _close(self, upstream: AsyncStream[object] | None) -> None:
         if upstream is not None:
@@ -361,4 +377,4 @@ class Gateway:
                 call.outcome = "cancelled"
             raise
         finally:
-            await self._finish(call)
+            self._finish_soon(call)

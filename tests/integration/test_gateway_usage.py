@@ -430,3 +430,18 @@ async def test_overrides_are_copied_back_into_a_redis_that_lost_them(
     async with tuned(ai_budget_sync_seconds=0.05) as other:  # another API process
         await asyncio.sleep(0.3)
         assert (await chat(other, alice["access_token"], "x")).status_code == 429
+
+
+async def test_a_call_answered_just_before_shutdown_is_still_recorded(tuned, upstream, sql):
+    """The settlement runs beside the answer; shutting down waits for it, then drains."""
+    async with tuned(ai_usage_flush_seconds=3600) as client:  # no drain but the last one
+        alice = await signed_up(client)
+        response = await chat(client, alice["access_token"], marker())
+        assert response.status_code == 200
+    (row,) = usage_rows(sql, alice["user"]["id"])
+    usage = response.json()["usage"]
+    assert (row["prompt_tokens"], row["completion_tokens"], row["outcome"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        "ok",
+    )
