@@ -86,8 +86,10 @@ class RequestIdMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send_with_id)
         except HTTPException as exc:
             # Raised by a route's middleware (the rate limiter's 429), it is answered by the
-            # app's outer handler, past send_with_id: log the status it will send.
+            # app's outer handler, past send_with_id: log the status it will send, and give
+            # the exception the id so the problem it becomes carries the header too.
             status = exc.status_code
+            exc.headers = {**(exc.headers or {}), REQUEST_ID_HEADER: request_id}
             raise
         finally:
             # structlog runs its processors before the stdlib level check: skip them outright.

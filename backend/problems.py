@@ -16,6 +16,8 @@ import structlog
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
+from backend.lib.names import BLANK, NOT_BLANK
+
 log = structlog.get_logger(__name__)
 
 
@@ -61,7 +63,9 @@ def locate(message: str, base: str = "") -> tuple[str, str]:
     if path:
         message = message[: path.start()]
         field = ".".join(p for p in (field, path.group(1)) if p)
-    if message.startswith("Expected `str` matching regex"):
+    if message == f"Expected `str` matching regex {NOT_BLANK!r}":
+        message = BLANK
+    elif message.startswith("Expected `str` matching regex"):
         message = "is not in the expected format"
     named = _NAMED_FIELD.search(message)
     if named:

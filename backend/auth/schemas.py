@@ -8,6 +8,8 @@ from uuid import UUID
 
 import msgspec
 
+from backend.lib.names import name_meta
+
 Email = Annotated[
     str,
     msgspec.Meta(
@@ -18,7 +20,7 @@ Email = Annotated[
     ),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, name_meta(200)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -95,7 +97,7 @@ class Accepted(msgspec.Struct, frozen=True):
 
 
 class NewApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: Annotated[str, name_meta(100)]
     expires_at: datetime | None = None
     service: bool = False
     org_id: UUID | None = None

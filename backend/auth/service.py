@@ -195,7 +195,8 @@ class AuthService:
 
     async def sign_up(self, data: SignUp, client: ClientInfo) -> TokenResponse:
         password_hash = await asyncio.to_thread(hash_password, data.password)
-        user = User(email=data.email.strip(), name=data.name, password_hash=password_hash)
+        name = None if data.name is None else data.name.strip()
+        user = User(email=data.email.strip(), name=name, password_hash=password_hash)
         self.db.add(user)
         try:
             await self.db.flush()
@@ -467,7 +468,7 @@ class AuthService:
     async def update_me(self, principal: Principal, data: UpdateMe) -> User:
         user = await self.get_user(principal)
         if data.name is not None:
-            user.name = data.name
+            user.name = data.name.strip()
         if data.new_password is not None:
             current_ok = data.current_password is not None and await asyncio.to_thread(
                 verify_password, user.password_hash, data.current_password
@@ -632,7 +633,7 @@ class AuthService:
         secret = new_token(API_KEY_PREFIX)
         key = ApiKey(
             user_id=principal.user_id,
-            name=data.name,
+            name=data.name.strip(),
             prefix=secret[:10],
             key_hash=hash_token(secret),
             is_service=data.service,

@@ -30,6 +30,14 @@ def _type_of(spec: FieldSpec) -> Any:
         base = Literal[spec.choices]
     elif spec.kind == "text" and spec.max_length:
         base = Annotated[str, msgspec.Meta(max_length=spec.max_length)]
+    elif spec.kind == "text_list" and spec.max_length:
+        # Litestar's OpenAPI reads constraints off the field, not its items: it takes an
+        # element's maxLength from the field's "extra" schema (its schema_extra).
+        item = {"type": "string", "maxLength": spec.max_length}
+        base = Annotated[
+            list[Annotated[str, msgspec.Meta(max_length=spec.max_length)]],
+            msgspec.Meta(extra_json_schema={"extra": {"items": item}}),
+        ]
     return base | None if spec.nullable else base
 
 

@@ -110,7 +110,7 @@ class FieldSpec:
     nullable: bool
     has_default: bool
     read_only: bool
-    max_length: int | None = None
+    max_length: int | None = None  # of the string, or of each string in a text_list
     choices: tuple[str, ...] | None = None
     relation: str | None = None  # the table a foreign key points at
 
@@ -139,6 +139,13 @@ def _kind(type_: TypeEngine[Any]) -> Kind:
     raise TypeError(f"collections do not support columns of type {type_!r} yet")
 
 
+def _max_length(type_: TypeEngine[Any]) -> int | None:
+    """A String(n) column's n; for an ARRAY(String(n)) column, the n of each element."""
+    if isinstance(type_, ARRAY):
+        type_ = type_.item_type
+    return type_.length if isinstance(type_, String) else None
+
+
 def _field_spec(column: Column[Any]) -> FieldSpec:
     foreign = next(iter(column.foreign_keys), None)
     type_ = column.type
@@ -148,7 +155,7 @@ def _field_spec(column: Column[Any]) -> FieldSpec:
         nullable=bool(column.nullable),
         has_default=column.default is not None or column.server_default is not None,
         read_only=column.key in READ_ONLY_FIELDS,
-        max_length=getattr(type_, "length", None) if isinstance(type_, String) else None,
+        max_length=_max_length(type_),
         choices=tuple(type_.enums) if isinstance(type_, Enum) else None,
         relation=foreign.target_fullname.split(".")[0] if foreign is not None else None,
     )

@@ -9,12 +9,13 @@ from uuid import UUID
 import msgspec
 
 from backend.auth.schemas import Email
+from backend.lib.names import name_meta
 
 OrgRole = Literal["owner", "admin", "member"]
 
 
 class NewOrg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, name_meta(200)]
 
 
 class OrgView(msgspec.Struct, frozen=True, kw_only=True):

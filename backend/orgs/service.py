@@ -61,7 +61,7 @@ class OrgService:
         self.mailer = mailer
 
     async def create(self, principal: Principal, data: NewOrg) -> OrgView:
-        org = Org(name=data.name, created_by=principal.user_id)
+        org = Org(name=data.name.strip(), created_by=principal.user_id)
         self.db.add(org)
         await self.db.flush()
         self.db.add(OrgMember(org_id=org.id, user_id=principal.user_id, role="owner"))

@@ -73,6 +73,35 @@ async def test_bad_bodies_are_422_naming_the_field(client, alice, body, field):
     assert response.json()["errors"][0]["field"] == field
 
 
+async def test_a_tag_longer_than_its_column_is_422_on_every_write(client, alice, sql):
+    # tags is ARRAY(String(50)): each element has the limit a String(50) column has.
+    long_tag = "t" * 51
+    note = await _note(client, alice, tags=["ok"])
+    created = await client.post(NOTES, json={"title": "x", "tags": [long_tag]}, headers=alice)
+    updated = await client.patch(
+        f"{NOTES}/{note['id']}", json={"tags": ["ok", long_tag]}, headers=alice
+    )
+    batched = await client.post(
+        "/collections/notes/records:batch",
+        json={
+            "operations": [
+                {"op": "create", "data": {"title": "new"}},
+                {"op": "update", "id": note["id"], "data": {"tags": [long_tag]}},
+            ]
+        },
+        headers=alice,
+    )
+    fields = []
+    for response in (created, updated, batched):
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        fields.append(response.json()["errors"][0]["field"])
+    assert fields == ["tags[0]", "tags[1]", "operations[1].data.tags[0]"]
+    assert sql("SELECT title, tags FROM notes") == [("a note", ["ok"])]
+    fits = await client.patch(f"{NOTES}/{note['id']}", json={"tags": ["t" * 50]}, headers=alice)
+    assert fits.status_code == 200
+
+
 async def test_choices_and_relations_are_checked(client, sign_up):
     owner = await sign_up()
     headers = bearer(owner["access_token"])
@@ -297,6 +326,8 @@ async def test_the_collections_are_described(client):
     assert set(described) >= {"notes", "projects", "tasks", "messages"}
     title = next(f for f in described["notes"]["fields"] if f["name"] == "title")
     assert title == {**title, "kind": "text", "required": True, "max_length": 200}
+    tags = next(f for f in described["notes"]["fields"] if f["name"] == "tags")
+    assert tags == {**tags, "kind": "text_list", "max_length": 50}
     owner = next(f for f in described["notes"]["fields"] if f["name"] == "owner")
     assert owner["read_only"] is True and owner["relation"] == "users"
     assert described["notes"]["embed"] == ["title", "body"]
@@ -307,6 +338,7 @@ async def test_openapi_has_typed_bodies_per_collection(client):
     schemas = document["components"]["schemas"]
     assert {"NotesCreate", "NotesUpdate", "NotesRecord", "TasksCreate"} <= set(schemas)
     assert schemas["NotesCreate"]["properties"]["title"]["maxLength"] == 200
+    assert schemas["NotesCreate"]["properties"]["tags"]["items"]["maxLength"] == 50
     assert "owner" not in schemas["NotesCreate"]["properties"]
     assert schemas["NotesCreate"]["required"] == ["title"]
     status = schemas["TasksCreate"]["properties"]["status"]

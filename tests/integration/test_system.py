@@ -220,3 +220,22 @@ async def test_the_access_log_says_429_when_a_rate_limit_refuses(settings, caplo
     assert [(entry["path"], entry["status"]) for entry in logged] == [
         ("/auth/password/forgot", 429)
     ]
+
+
+async def test_a_rate_limited_refusal_carries_the_request_id(settings):
+    # The limiter raises from a route's middleware, so its 429 is answered past the
+    # middleware that stamps the id on every other response.
+    limited = msgspec.structs.replace(settings, rate_limit_password_per_minute=1)
+    async with AsyncTestClient(create_app(limited)) as client:
+        body = {"email": "someone@example.com"}
+        assert (await client.post("/auth/password/forgot", json=body)).status_code != 429
+        refused = await client.post(
+            "/auth/password/forgot", json=body, headers={"x-request-id": "trace-429"}
+        )
+        generated = await client.post("/auth/password/forgot", json=body)
+    assert refused.status_code == 429
+    assert refused.headers["x-request-id"] == "trace-429"
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["content-type"].startswith(PROBLEM)
+    assert refused.json()["status"] == 429
+    assert generated.status_code == 429 and len(generated.headers["x-request-id"]) == 32

@@ -98,15 +98,14 @@ def _rows(job_input: ImportRecords) -> list[dict[str, Any]]:
 
 def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]:
     """Insert rows under the owner's create rule; report each refused row, insert each once."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import select
     from sqlalchemy.dialects.postgresql import insert
-    from sqlalchemy.pool import NullPool
 
     from backend.collections.compile import AuthContext, to_sql
     from backend.collections.schemas import provided, record_types
     from backend.collections.service import compile_rules
     from backend.collections.spec import CollectionRegistry
-    from backend.lib.urls import sync_database_url
+    from workers.database import worker_engine
 
     registry = CollectionRegistry.discover()
     collection = registry.get(job_input.collection)
@@ -125,8 +124,7 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
     table = collection.table
     is_admin = ctx.role == "admin"
     may_create = is_admin or "create" not in rules.admin_only
-    engine = create_engine(sync_database_url(ctx.database_url), poolclass=NullPool)
-    with engine.connect() as sql:
+    with worker_engine(ctx.settings).connect() as sql:
         for index, raw in enumerate(rows):
             try:
                 values = provided(msgspec.convert(raw, create_type, strict=False))
@@ -154,7 +152,6 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
                 inserted += 1
             if index % 100 == 99:
                 ctx.progress((index + 1) / len(rows))
-    engine.dispose()
     return {"rows": len(rows), "inserted": inserted, "errors": errors}
 
 
@@ -195,15 +192,12 @@ def _reindex_collection(ctx: JobContext, job_input: ReindexCollection) -> dict[s
 def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, Any]:
     """Read the record as the owner may view it, summarize it through the gateway as the owner
     (metered and budgeted under the prompt's name), and keep the summary as the result."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
     from backend.ai.summaries import check_summary, record_text, summarize
     from backend.auth.service import Principal
     from backend.collections.service import compile_rules
     from backend.collections.spec import CollectionRegistry
-    from backend.lib.urls import sync_database_url
     from backend.problems import Problem
+    from workers.database import worker_engine
     from workers.gateway import worker_gateway
 
     gateway = worker_gateway(ctx.settings)
@@ -218,12 +212,8 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
             job_input, CollectionRegistry.discover(), gateway.prompts
         )
         rules = compile_rules([collection], ctx.settings.filter_max_length)[collection.name]
-        engine = create_engine(sync_database_url(ctx.database_url), poolclass=NullPool)
-        try:
-            with engine.connect() as sql:
-                text = record_text(sql, rules, principal, job_input, fields, _now())
-        finally:
-            engine.dispose()
+        with worker_engine(ctx.settings).connect() as sql:
+            text = record_text(sql, rules, principal, job_input, fields, _now())
         ctx.progress(0.1)
         summary = gateway.call(
             lambda: summarize(gateway.runner, principal, prompt, job_input, fields, text)
