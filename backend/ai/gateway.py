@@ -203,14 +203,20 @@ class Gateway:
         return call
 
     def _finish_soon(self, call: _Call) -> None:
-        """Settle beside the answer: the reservation holds until then (budgets stay safe),
-        and ``settled`` (on shutdown) waits for it."""
-        task = asyncio.get_running_loop().create_task(self._finish(call))
+        """Settle beside the answer: the event is complete now (its time and latency are the
+        call's end), the reservation holds until the script has run (budgets stay safe), and
+        ``settled`` (on shutdown) waits for it."""
+        task = asyncio.get_running_loop().create_task(self._settle(*self._settlement(call)))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
     async def _finish(self, call: _Call) -> None:
-        """Settle the reservation and record the event: one script call, never raising."""
+        """Settle the reservation and record the event before returning, never raising."""
+        with anyio.CancelScope(shield=True):  # a cancelled caller still settles
+            await self._settle(*self._settlement(call))
+
+    def _settlement(self, call: _Call) -> tuple[list[str], list[Any], str]:
+        """The settle script's keys and arguments for a call that has ended."""
         held = call.reservation
         if held and not call.usage_reported and call.outcome in ("ok", "cancelled"):
             # The provider bills what it produced (also before a client left) but reported no
@@ -238,15 +244,15 @@ class Gateway:
             prompt_name=call.prompt.name[:200] if call.prompt else None,
             prompt_version=call.prompt.version[:100] if call.prompt else None,
         )
-        with anyio.CancelScope(shield=True):  # a cancelled stream still settles
-            try:
-                ledgers = held.ledgers if held else ()
-                delta = used - held.tokens if held else 0
-                await self._settle_and_record(
-                    keys=[*ledgers, USAGE_QUEUE], args=[delta, msgspec.json.encode(event)]
-                )
-            except Exception:
-                log.exception("could not settle a model call's usage", model=call.model)
+        ledgers = held.ledgers if held else ()
+        delta = used - held.tokens if held else 0
+        return [*ledgers, USAGE_QUEUE], [delta, msgspec.json.encode(event)], call.model
+
+    async def _settle(self, keys: list[str], args: list[Any], model: str) -> None:
+        try:
+            await self._settle_and_record(keys=keys, args=args)
+        except Exception:
+            log.exception("could not settle a model call's usage", model=model)
 
     def _failed(self, alias: ModelAlias, exc: UpstreamError) -> None:
         log.warning(
