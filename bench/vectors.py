@@ -179,6 +179,12 @@ def pipeline(conn: psycopg.Connection, notes, spec, settings) -> None:  # type: 
     )
 
     time.sleep(3)  # the worker is up and has made the version live
+    # Warm up both worker processes (a local model loads on a process's first batch, seconds
+    # that are start-up, not throughput): a few batches' worth, embedded and then cleared.
+    _insert(conn, rows[: 4 * settings.embedding_batch_records])
+    while status(conn, notes, spec).pending:
+        time.sleep(0.05)
+    _reset(conn)
     variants = [tuple(int(n) for n in pair.split("/")) for pair in PIPELINE_HNSW.split(",")]
     for variant in [*variants, None]:
         conn.execute(drop_hnsw_index_sql("notes", spec.version))
