@@ -8,9 +8,8 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,11 +48,6 @@ class Services:
 
     postgres_admin_url: str
     redis_url: str
-    # A test's database is dropped behind the next test's back (a drop takes ~0.2 s here).
-    _dropper: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="drop-db")
-    )
-    _drops: list[Future[None]] = field(default_factory=list)
 
     def admin(self) -> psycopg.Connection:
         return psycopg.connect(libpq_database_url(self.postgres_admin_url), autocommit=True)
@@ -86,13 +80,7 @@ class Services:
         try:
             yield url
         finally:
-            self._drops.append(self._dropper.submit(self.drop_database, name))
-
-    def finish_drops(self) -> None:
-        """Wait for the dropping databases (and raise what a drop raised)."""
-        self._dropper.shutdown(wait=True)
-        for drop in self._drops:
-            drop.result()
+            self.drop_database(name)
 
     def prepare_template(self) -> None:
         url = self.create_database(TEMPLATE_DATABASE, template=None)
@@ -116,10 +104,7 @@ def start_services() -> Iterator[Services]:
             redis_url = redis_server.start()
         services = Services(postgres_admin_url=database_url, redis_url=redis_url)
         services.prepare_template()
-        try:
-            yield services
-        finally:
-            services.finish_drops()
+        yield services
     finally:
         if redis_server is not None:
             redis_server.stop()
