@@ -42,7 +42,7 @@ from backend.config import settings_from_env  # noqa: E402
 from backend.db.migrate import upgrade  # noqa: E402
 from backend.lib.urls import libpq_database_url  # noqa: E402
 from backend.vectors.chunking import chunk, source_text  # noqa: E402
-from backend.vectors.embedders import ModelChoice, embedder_for, vector_literal  # noqa: E402
+from backend.vectors.embedders import embedder_for, vector_literal  # noqa: E402
 from backend.vectors.schema import create_hnsw_index_sql, drop_hnsw_index_sql  # noqa: E402
 from backend.vectors.sync import (  # noqa: E402
     PHASES,
@@ -140,7 +140,7 @@ def pipeline(conn: psycopg.Connection, notes, spec, settings) -> None:  # type: 
 
     rng = random.Random(1)
     rows = [(f"pipeline {i}", " ".join(rng.choices(words, k=60))) for i in range(PIPELINE_ROWS)]
-    embedder = embedder_for(ModelChoice(spec.provider, spec.model, spec.dimensions), settings)
+    embedder = embedder_for(spec.choice, settings)
     embedder.embed(["warm up: a local model loads and compiles on its first call"])
     rates = []
     for _ in range(5):  # a fraction of a second each: the median of five, on a shared machine
@@ -385,8 +385,7 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
         from backend.vectors.service import SearchService
 
         notes = CollectionRegistry.discover().get("notes")
-        choice = ModelChoice(spec.provider, spec.model, spec.dimensions)
-        vector = vector_literal(embedder_for(choice, settings).embed([query])[0])
+        vector = vector_literal(embedder_for(spec.choice, settings).embed([query])[0])
         service = SearchService.__new__(SearchService)
         statement = service._vector_statement(notes, spec, _true(), vector, K * 4, exact=False)
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)

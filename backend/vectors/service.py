@@ -45,7 +45,7 @@ from backend.collections.spec import Collection
 from backend.config import Settings
 from backend.problems import Problem, field_problem
 from backend.vectors.chunking import EmbedVersion
-from backend.vectors.embedders import ModelChoice, ProviderError, embedder_for, vector_literal
+from backend.vectors.embedders import ProviderError, embedder_for, vector_literal
 from backend.vectors.schema import TEXT_SEARCH_CONFIG, checked_version, chunks_table
 from backend.vectors.sync import (
     VERSION_COLUMNS,
@@ -133,9 +133,7 @@ class QueryEmbeddings:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        embedder = embedder_for(
-            ModelChoice(spec.provider, spec.model, spec.dimensions), self.settings
-        )
+        embedder = embedder_for(spec.choice, self.settings)
         try:
             (vector,) = await asyncio.to_thread(embedder.embed, [text])
         except ProviderError as exc:
