@@ -18,6 +18,7 @@ from backend.orgs.schemas import (
     MemberView,
     NewInvitation,
     NewOrg,
+    OrgUpdate,
     OrgView,
 )
 from backend.orgs.service import OrgService
@@ -42,6 +43,16 @@ class OrgController(Controller):
     @get("/", summary="The orgs I belong to")
     async def mine(self, current: Principal, org_service: OrgService) -> list[OrgView]:
         return await org_service.list_mine(current)
+
+    @get("/{org_id:uuid}", summary="An org I belong to, with my role in it")
+    async def one(self, org_id: UUID, current: Principal, org_service: OrgService) -> OrgView:
+        return await org_service.get(current, org_id)
+
+    @patch("/{org_id:uuid}", summary="Rename an org (owners and admins)")
+    async def rename(
+        self, org_id: UUID, data: OrgUpdate, current: Principal, org_service: OrgService
+    ) -> OrgView:
+        return await org_service.rename(current, org_id, data)
 
     @get("/{org_id:uuid}/members", summary="Members of an org I belong to")
     async def members(
@@ -77,6 +88,15 @@ class OrgController(Controller):
         self, org_id: UUID, current: Principal, org_service: OrgService
     ) -> list[InvitationView]:
         return await org_service.invitations(current, org_id)
+
+    @delete(
+        "/{org_id:uuid}/invitations/{invitation_id:uuid}",
+        summary="Revoke a pending invitation (owners and admins)",
+    )
+    async def revoke_invitation(
+        self, org_id: UUID, invitation_id: UUID, current: Principal, org_service: OrgService
+    ) -> None:
+        await org_service.revoke_invitation(current, org_id, invitation_id)
 
 
 class InvitationController(Controller):

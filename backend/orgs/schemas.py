@@ -18,6 +18,10 @@ class NewOrg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     name: Annotated[str, name_meta(200)]
 
 
+class OrgUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, name_meta(200)]
+
+
 class OrgView(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     name: str

@@ -26,6 +26,7 @@ from backend.orgs.schemas import (
     NewInvitation,
     NewOrg,
     OrgRole,
+    OrgUpdate,
     OrgView,
 )
 from backend.problems import Problem
@@ -91,6 +92,25 @@ class OrgService:
             OrgView(id=org.id, name=org.name, role=as_role(role), created_at=org.created_at)
             for org, role in rows.tuples()
         ]
+
+    async def get(self, principal: Principal, org_id: UUID) -> OrgView:
+        member = await self._require_member(principal, org_id)
+        org = await self.db.get(Org, org_id)
+        assert org is not None
+        return OrgView(
+            id=org.id, name=org.name, role=as_role(member.role), created_at=org.created_at
+        )
+
+    async def rename(self, principal: Principal, org_id: UUID, data: OrgUpdate) -> OrgView:
+        member = await self._require_manager(principal, org_id)
+        org = await self.db.get(Org, org_id)
+        assert org is not None
+        org.name = data.name.strip()
+        view = OrgView(
+            id=org.id, name=org.name, role=as_role(member.role), created_at=org.created_at
+        )
+        await self.db.commit()
+        return view
 
     async def _membership(self, org_id: UUID, user_id: UUID) -> OrgMember | None:
         member: OrgMember | None = await self.db.scalar(
@@ -231,6 +251,26 @@ class OrgService:
             .order_by(OrgInvitation.created_at)
         )
         return [_invitation_view(i) for i in found]
+
+    async def revoke_invitation(
+        self, principal: Principal, org_id: UUID, invitation_id: UUID
+    ) -> None:
+        """A pending invitation is deleted, so its token no longer works; an accepted one stays
+        on record (the member it made is removed with DELETE …/members/{user_id})."""
+        actor = await self._require_manager(principal, org_id)
+        invitation = await self.db.scalar(
+            select(OrgInvitation)
+            .where(OrgInvitation.id == invitation_id, OrgInvitation.org_id == org_id)
+            .with_for_update()
+        )
+        if invitation is None:
+            raise Problem(404, "No such invitation", code="not_found")
+        if invitation.accepted_at is not None:
+            raise Problem(409, "The invitation was already accepted", code="already_accepted")
+        if invitation.role == "owner" and actor.role != "owner":
+            raise Problem(403, "Only owners may revoke an owner's invitation", code="forbidden")
+        await self.db.delete(invitation)
+        await self.db.commit()
 
     async def accept(self, principal: Principal, token: str) -> OrgView:
         now = self.clock.now()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
+from backend.auth.secrets import hash_token, new_token
 from tests.integration.conftest import PASSWORD, bearer, new_email
 
 
@@ -264,3 +265,120 @@ async def test_an_admin_can_disable_a_user_and_their_sessions_end(client, sign_u
         json={"grant_type": "password", "email": user["user"]["email"], "password": PASSWORD},
     )
     assert sign_in.status_code == 401
+
+
+async def test_members_read_the_org_and_managers_rename_it(client, team):
+    org, people = team
+    path = f"/orgs/{org['id']}"
+    one = await client.get(path, headers=bearer(people["member"]["access_token"]))
+    assert one.status_code == 200
+    assert (one.json()["name"], one.json()["role"]) == ("Acme", "member")
+    assert (
+        await client.get(path, headers=bearer(people["outsider"]["access_token"]))
+    ).status_code == 404
+
+    for actor, status in (("member", 403), ("outsider", 404)):
+        refused = await client.patch(
+            path, json={"name": "Mine now"}, headers=bearer(people[actor]["access_token"])
+        )
+        assert refused.status_code == status
+    renamed = await client.patch(
+        path, json={"name": "  Acme Inc.  "}, headers=bearer(people["admin"]["access_token"])
+    )
+    assert renamed.status_code == 200
+    assert (renamed.json()["name"], renamed.json()["role"]) == ("Acme Inc.", "admin")
+    mine = await client.get("/orgs", headers=bearer(people["owner"]["access_token"]))
+    assert [o["name"] for o in mine.json()] == ["Acme Inc."]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "A", "owner": 1}, "owner"),
+    ],
+)
+async def test_a_bad_rename_names_the_field_and_changes_nothing(client, team, body, field):
+    org, people = team
+    response = await client.patch(
+        f"/orgs/{org['id']}", json=body, headers=bearer(people["owner"]["access_token"])
+    )
+    assert response.status_code in (400, 422), response.text
+    assert field in response.text
+    one = await client.get(f"/orgs/{org['id']}", headers=bearer(people["owner"]["access_token"]))
+    assert one.json()["name"] == "Acme"
+
+
+async def _invitation_with_token(client, sql, org, inviter, role="member"):
+    """An invitation made through the API, its token set to one the test knows (the real one
+    only goes out by mail)."""
+    email = new_email("guest")
+    invited = await client.post(
+        f"/orgs/{org['id']}/invitations",
+        json={"email": email, "role": role},
+        headers=bearer(inviter["access_token"]),
+    )
+    assert invited.status_code == 201, invited.text
+    token = new_token()
+    sql(
+        "UPDATE org_invitations SET token_hash = %s WHERE id = %s",
+        hash_token(token),
+        invited.json()["id"],
+    )
+    return invited.json(), email, token
+
+
+async def test_a_revoked_invitation_can_no_longer_be_accepted(client, team, sign_up, sql):
+    org, people = team
+    invitation, email, token = await _invitation_with_token(client, sql, org, people["admin"])
+    path = f"/orgs/{org['id']}/invitations/{invitation['id']}"
+    assert (
+        await client.delete(path, headers=bearer(people["member"]["access_token"]))
+    ).status_code == 403
+    assert (
+        await client.delete(path, headers=bearer(people["outsider"]["access_token"]))
+    ).status_code == 404
+    assert (
+        await client.delete(path, headers=bearer(people["admin"]["access_token"]))
+    ).status_code == 204
+    assert (
+        await client.delete(path, headers=bearer(people["admin"]["access_token"]))
+    ).status_code == 404
+    listed = await client.get(
+        f"/orgs/{org['id']}/invitations", headers=bearer(people["admin"]["access_token"])
+    )
+    assert invitation["id"] not in [i["id"] for i in listed.json()]
+
+    guest = await sign_up(email)
+    accepted = await client.post(
+        f"/invitations/{token}/accept", headers=bearer(guest["access_token"])
+    )
+    assert accepted.status_code == 400
+    assert accepted.json()["code"] == "invalid_token"
+
+
+async def test_revoking_an_accepted_or_owner_invitation(client, team, sign_up, sql):
+    org, people = team
+    owners, _, _ = await _invitation_with_token(client, sql, org, people["owner"], role="owner")
+    path = f"/orgs/{org['id']}/invitations/{owners['id']}"
+    assert (
+        await client.delete(path, headers=bearer(people["admin"]["access_token"]))
+    ).status_code == 403
+
+    invitation, email, token = await _invitation_with_token(client, sql, org, people["owner"])
+    guest = await sign_up(email)
+    accepted = await client.post(
+        f"/invitations/{token}/accept", headers=bearer(guest["access_token"])
+    )
+    assert accepted.status_code == 200, accepted.text
+    late = await client.delete(
+        f"/orgs/{org['id']}/invitations/{invitation['id']}",
+        headers=bearer(people["owner"]["access_token"]),
+    )
+    assert late.status_code == 409
+    assert late.json()["code"] == "already_accepted"
+    members = await client.get(
+        f"/orgs/{org['id']}/members", headers=bearer(people["owner"]["access_token"])
+    )
+    assert guest["user"]["id"] in [m["user_id"] for m in members.json()]
