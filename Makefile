@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# pytest-xdist workers for `make test` (each starts its own embedded Postgres and Redis).
+TEST_WORKERS ?= 2
 # checkov lives in a venv of its own: its pins must not decide the app's dependencies.
 INFRA_VENV ?= .venv-infra
 CHECKOV := $(INFRA_VENV)/bin/checkov
@@ -38,7 +40,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format backend workers tests bench clients/python/litebase_client
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

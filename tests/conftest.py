@@ -10,9 +10,9 @@ import redis
 from backend.config import Settings, settings_from_env
 from backend.lib.clock import FrozenClock
 from tests.fake_openai import FakeOpenAI, fake_openai
-from tests.support import Services, start_services, with_redis_db
+from tests.support import Services, start_services, with_redis_db, worker_redis_db
 
-INTEGRATION_REDIS_DB = 1
+INTEGRATION_REDIS_DB = worker_redis_db(1)
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +70,14 @@ async def client(settings: Settings, clock: FrozenClock) -> AsyncIterator[object
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by its folder, so `pytest -m unit` (or integration, e2e) selects a tier."""
+    """Mark each test by its folder, so `pytest -m unit` (or integration, e2e) selects a tier.
+
+    Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) the e2e tests form
+    one group: they share one running stack and run on one worker, in file order, while the
+    other workers take the integration and unit tests one by one."""
     for item in items:
         for tier in ("unit", "integration", "e2e"):
             if f"/tests/{tier}/" in str(item.path):
                 item.add_marker(getattr(pytest.mark, tier))
+        if "/tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.xdist_group("e2e"))

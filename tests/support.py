@@ -20,7 +20,20 @@ from backend.db.migrate import upgrade
 from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis
 from backend.lib.urls import libpq_database_url
 
-TEMPLATE_DATABASE = "litebase_test_template"
+
+def worker_index() -> int:
+    """This pytest-xdist worker's number, 0 when the tests run in one process. Each worker
+    starts embedded services of its own; with DATABASE_URL / REDIS_URL set they share the
+    servers, so the names and Redis databases a worker uses carry its number."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+def worker_redis_db(tier: int) -> int:
+    """Redis database for a tier (1 integration, 2 e2e) of this worker: 1-2, 3-4, 5-6…"""
+    return tier + 2 * worker_index()
+
+
+TEMPLATE_DATABASE = f"litebase_test_template_{worker_index()}"
 
 
 def with_database(url: str, database: str) -> str:

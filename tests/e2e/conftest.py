@@ -17,10 +17,10 @@ import pytest
 from backend.config import settings_from_env
 from backend.realtime.transport import uvicorn_flags
 from tests.fake_openai import FakeOpenAI
-from tests.support import Services, free_port, with_redis_db
+from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
 
-E2E_REDIS_DB = 2
-E2E_DATABASE = "litebase_e2e"
+E2E_REDIS_DB = worker_redis_db(2)
+E2E_DATABASE = f"litebase_e2e_{worker_index()}"
 ROOT = Path(__file__).parents[2]
 E2E_MODELS = """
 providers:

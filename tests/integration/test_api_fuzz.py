@@ -32,6 +32,8 @@ from tests.integration.conftest import PASSWORD, new_email
 from tests.support import Services, with_redis_db
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
+# One worker sets the fuzzed app up once (module fixture) and runs every case of it.
+pytestmark = pytest.mark.xdist_group("fuzz")
 
 MODELS = """
 providers:
