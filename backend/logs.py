@@ -15,6 +15,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.config import Settings
+from backend.problems import problem_from_unexpected
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -91,6 +92,14 @@ class RequestIdMiddleware(ASGIMiddleware):
             status = exc.status_code
             exc.headers = {**(exc.headers or {}), REQUEST_ID_HEADER: request_id}
             raise
+        except Exception as exc:
+            # Any other error from a route's middleware (the rate limiter's store unreachable,
+            # say) is answered past send_with_id too: it becomes the 500 problem a route's own
+            # error does, logged here while the request id is still bound, carrying the id.
+            status = 500
+            problem = problem_from_unexpected(exc)
+            problem.headers = {**(problem.headers or {}), REQUEST_ID_HEADER: request_id}
+            raise problem from exc
         finally:
             # structlog runs its processors before the stdlib level check: skip them outright.
             if _access_logger.isEnabledFor(logging.INFO):

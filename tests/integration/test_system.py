@@ -8,8 +8,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from litestar import post
+from litestar import get, post
 from litestar.testing import AsyncTestClient
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from backend.app import create_app
 from backend.config import Settings
@@ -129,10 +130,25 @@ def boom() -> None:
     raise RuntimeError("secret internal detail")
 
 
+def failing_middleware(app: ASGIApp) -> ASGIApp:
+    """A route middleware that fails, as the rate limiter does when its store is unreachable."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ConnectionError("secret store address 10.0.0.7:6379")
+
+    return middleware
+
+
+@get("/test/middleware-boom", middleware=[failing_middleware], sync_to_thread=False)
+def behind_a_failing_middleware() -> None:
+    return None
+
+
 @pytest.fixture
 async def app_client(settings):
     small = msgspec.structs.replace(settings, max_body_bytes=64)
-    async with AsyncTestClient(create_app(small, route_handlers=[echo, boom])) as test_client:
+    routes = [echo, boom, behind_a_failing_middleware]
+    async with AsyncTestClient(create_app(small, route_handlers=routes)) as test_client:
         yield test_client
 
 
@@ -161,6 +177,18 @@ async def test_an_unexpected_error_is_500_without_a_stack_trace(app_client):
     assert "secret internal detail" not in text
     assert "Traceback" not in text
     assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+async def test_an_error_in_a_route_middleware_is_a_500_problem_with_the_request_id(
+    app_client, caplog
+):
+    response = await app_client.get("/test/middleware-boom", headers={"x-request-id": "trace-500"})
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.headers["x-request-id"] == "trace-500"
+    assert response.json()["request_id"] == "trace-500"
+    assert "10.0.0.7" not in response.text
+    assert any("10.0.0.7" in str(r.exc_info) for r in caplog.records if r.exc_info)
 
 
 def test_create_app_refuses_prod_with_a_placeholder_secret(monkeypatch, database_url, redis_url):
