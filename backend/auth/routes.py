@@ -17,6 +17,7 @@ from backend.auth.schemas import (
     AdminUserUpdate,
     ApiKeyView,
     CreatedApiKey,
+    DeleteMe,
     ForgotPassword,
     NewApiKey,
     ResetPassword,
@@ -94,6 +95,21 @@ class AuthController(Controller):
         self, data: UpdateMe, current: Principal, auth_service: AuthService
     ) -> UserView:
         return user_view(await auth_service.update_me(current, data))
+
+    @delete(
+        "/me",
+        summary="Delete my account (needs my password)",
+        description=(
+            "Ends every session, deletes the account's API keys, jobs and schedules; records it"
+            " owned stay, without an owner. 409 `last_owner` (with `orgs`) while it is the only"
+            " owner of an org."
+        ),
+        security=BEARER,
+    )
+    async def delete_me(
+        self, data: DeleteMe, current: Principal, auth_service: AuthService
+    ) -> None:
+        await auth_service.delete_me(current, data)
 
     @get("/sessions", summary="My signed-in sessions", security=BEARER)
     async def sessions(self, current: Principal, auth_service: AuthService) -> list[SessionView]:

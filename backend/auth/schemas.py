@@ -60,6 +60,10 @@ class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     org_id: UUID | None = None
 
 
+class DeleteMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    password: Annotated[str, msgspec.Meta(max_length=256)]
+
+
 class UpdateMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Name | None = None
     current_password: Annotated[str, msgspec.Meta(max_length=256)] | None = None

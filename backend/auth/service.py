@@ -20,16 +20,19 @@ from advanced_alchemy.filters import LimitOffset, OrderBy
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from redis.asyncio import Redis
-from sqlalchemy import func, select, true, update
+from sqlalchemy import delete, exists, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from backend.ai.models import AIBudget
 from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, User
 from backend.auth.revocations import SessionStates, publish_revocation
 from backend.auth.schemas import (
     AdminUserUpdate,
     ApiKeyView,
     CreatedApiKey,
+    DeleteMe,
     NewApiKey,
     SessionView,
     SignUp,
@@ -489,6 +492,46 @@ class AuthService:
             await self._revoke_sessions_of(user.id, keep=principal.session_id)
         await self.db.commit()
         return user
+
+    async def delete_me(self, principal: Principal, data: DeleteMe) -> None:
+        """Delete the account: its sessions end at once, its keys, jobs and schedules go with
+        it, records it owned stay without an owner (the collections' foreign keys say so).
+        Refused while it is the only owner of an org: hand the org over or delete it first."""
+        user = await self.get_user(principal)
+        if not await asyncio.to_thread(verify_password, user.password_hash, data.password):
+            raise Problem(
+                422,
+                "Deleting the account needs its password",
+                errors=[{"field": "password", "message": "incorrect", "source": "body"}],
+            )
+        others = aliased(OrgMember)
+        sole = (
+            await self.db.scalars(
+                select(OrgMember.org_id).where(
+                    OrgMember.user_id == user.id,
+                    OrgMember.role == "owner",
+                    ~exists().where(
+                        others.org_id == OrgMember.org_id,
+                        others.role == "owner",
+                        others.user_id != user.id,
+                    ),
+                )
+            )
+        ).all()
+        if sole:
+            raise Problem(
+                409,
+                "You are the only owner of an org: make someone else an owner, or delete the"
+                " org (DELETE /orgs/{id}), before deleting your account",
+                code="last_owner",
+                orgs=[str(org_id) for org_id in sole],
+            )
+        await self._revoke_sessions_of(user.id)
+        await self.db.execute(
+            delete(AIBudget).where(AIBudget.subject_kind == "user", AIBudget.subject_id == user.id)
+        )
+        await self.db.delete(user)
+        await self.db.commit()
 
     async def logout(self, principal: Principal) -> None:
         if principal.session_id is None:

@@ -54,6 +54,13 @@ class OrgController(Controller):
     ) -> OrgView:
         return await org_service.rename(current, org_id, data)
 
+    @delete(
+        "/{org_id:uuid}",
+        summary="Delete an org with its members, invitations and records (owners)",
+    )
+    async def delete_org(self, org_id: UUID, current: Principal, org_service: OrgService) -> None:
+        await org_service.delete(current, org_id)
+
     @get("/{org_id:uuid}/members", summary="Members of an org I belong to")
     async def members(
         self, org_id: UUID, current: Principal, org_service: OrgService

@@ -10,9 +10,10 @@ from datetime import timedelta
 from typing import cast
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.ai.models import AIBudget
 from backend.auth.models import AuthSession, User
 from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import Principal
@@ -111,6 +112,21 @@ class OrgService:
         )
         await self.db.commit()
         return view
+
+    async def delete(self, principal: Principal, org_id: UUID) -> None:
+        """Delete the org and, by the database's foreign keys, its members, invitations and
+        every collection record in it (each delete reaches the outbox, so realtime, webhooks
+        and vector sync see it). Sessions and API keys acting in it lose it at their next
+        token; jobs and schedules stay with their owners, without an org."""
+        member = await self._require_member(principal, org_id)
+        if member.role != "owner":
+            raise Problem(403, "Only the org's owners may delete it", code="forbidden")
+        await self._lock_org(org_id)
+        await self.db.execute(
+            delete(AIBudget).where(AIBudget.subject_kind == "org", AIBudget.subject_id == org_id)
+        )
+        await self.db.execute(delete(Org).where(Org.id == org_id))
+        await self.db.commit()
 
     async def _membership(self, org_id: UUID, user_id: UUID) -> OrgMember | None:
         member: OrgMember | None = await self.db.scalar(

@@ -216,3 +216,66 @@ async def test_passwords_are_stored_as_argon2id(sign_up, sql):
     tokens = await sign_up()
     [(password_hash,)] = sql("SELECT password_hash FROM users WHERE id = %s", tokens["user"]["id"])
     assert password_hash.startswith("$argon2id$v=19$m=19456,t=2")
+
+
+async def _delete_me(client, tokens, password=PASSWORD):
+    return await client.request(
+        "DELETE", "/auth/me", json={"password": password}, headers=bearer(tokens["access_token"])
+    )
+
+
+async def test_deleting_my_account_needs_my_password(client, sign_up):
+    tokens = await sign_up()
+    refused = await _delete_me(client, tokens, password="not my password")
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "password"
+    missing = await client.request(
+        "DELETE", "/auth/me", json={}, headers=bearer(tokens["access_token"])
+    )
+    assert missing.status_code in (400, 422) and "password" in missing.text
+    assert (await client.get("/auth/me", headers=bearer(tokens["access_token"]))).status_code == 200
+
+
+async def test_a_deleted_account_is_gone_at_once_and_its_records_stay_ownerless(
+    client, sign_up, sql
+):
+    email = new_email()
+    tokens = await sign_up(email)
+    auth = bearer(tokens["access_token"])
+    key = (await client.post("/auth/api-keys", json={"name": "ci"}, headers=auth)).json()["key"]
+    note = await client.post("/collections/notes/records", json={"title": "t"}, headers=auth)
+    assert note.status_code == 201
+
+    assert (await _delete_me(client, tokens)).status_code == 204
+    assert (await client.get("/auth/me", headers=auth)).status_code == 401
+    assert (await client.get("/auth/me", headers=bearer(key))).status_code == 401
+    refreshed = await client.post(
+        "/auth/token",
+        json={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+    )
+    assert refreshed.status_code in (400, 401)
+    signed_in = await client.post(
+        "/auth/token", json={"grant_type": "password", "email": email, "password": PASSWORD}
+    )
+    assert signed_in.status_code in (400, 401)
+    assert sql("SELECT owner FROM notes WHERE id = %s", note.json()["id"]) == [(None,)]
+    assert sql("SELECT count(*) FROM users WHERE email = %s", email) == [(0,)]
+    # The address is free again.
+    assert (await sign_up(email))["user"]["email"] == email
+
+
+async def test_the_only_owner_of_an_org_hands_it_over_before_leaving(client, sign_up, add_member):
+    owner, colleague = await sign_up(), await sign_up()
+    org = (
+        await client.post("/orgs", json={"name": "Acme"}, headers=bearer(owner["access_token"]))
+    ).json()
+    refused = await _delete_me(client, owner)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "last_owner"
+    assert refused.json()["orgs"] == [org["id"]]
+    add_member(org["id"], colleague["user"]["id"], "owner")
+    assert (await _delete_me(client, owner)).status_code == 204
+    members = await client.get(
+        f"/orgs/{org['id']}/members", headers=bearer(colleague["access_token"])
+    )
+    assert [m["user_id"] for m in members.json()] == [colleague["user"]["id"]]

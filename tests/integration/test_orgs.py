@@ -382,3 +382,38 @@ async def test_revoking_an_accepted_or_owner_invitation(client, team, sign_up, s
         f"/orgs/{org['id']}/members", headers=bearer(people["owner"]["access_token"])
     )
     assert guest["user"]["id"] in [m["user_id"] for m in members.json()]
+
+
+async def test_only_owners_delete_an_org_and_its_records_go_with_it(client, team, sql):
+    org, people = team
+    owner = bearer(people["owner"]["access_token"])
+    # The owner acts in the org (their first), so a note they make belongs to it.
+    acting = (await _refresh(client, people["owner"])).json()
+    note = await client.post(
+        "/collections/notes/records",
+        json={"title": "plans"},
+        headers=bearer(acting["access_token"]),
+    )
+    assert note.status_code == 201 and note.json()["org"] == org["id"]
+    path = f"/orgs/{org['id']}"
+    for actor, status in (("admin", 403), ("member", 403), ("outsider", 404)):
+        refused = await client.delete(path, headers=bearer(people[actor]["access_token"]))
+        assert refused.status_code == status
+    assert (await client.delete(path, headers=owner)).status_code == 204
+
+    assert (await client.get(path, headers=owner)).status_code == 404
+    assert (await client.get("/orgs", headers=owner)).json() == []
+    assert sql("SELECT count(*) FROM org_members WHERE org_id = %s", org["id"]) == [(0,)]
+    assert sql("SELECT count(*) FROM notes WHERE id = %s", note.json()["id"]) == [(0,)]
+    # The delete reached the outbox like any other, for realtime, webhooks and vector sync.
+    deletes = sql(
+        "SELECT count(*) FROM outbox WHERE op = 'delete' AND record_id = %s", note.json()["id"]
+    )
+    assert deletes == [(1,)]
+    # An access token issued before still names the org until it expires: writes there fail.
+    late = await client.post(
+        "/collections/notes/records", json={"title": "x"}, headers=bearer(acting["access_token"])
+    )
+    assert late.status_code == 422, late.text
+    # The owner's session no longer acts in it.
+    assert _org_claim((await _refresh(client, acting)).json()) is None
