@@ -179,6 +179,14 @@ class AdminController(Controller):
         users, total = await auth_service.list_users(limit, offset)
         return UserPage(items=[user_view(u) for u in users], total=total)
 
+    @delete(
+        "/users/{user_id:uuid}",
+        summary="Delete a user (admins only)",
+        description="As DELETE /auth/me does, without the password; 409 `last_owner` the same.",
+    )
+    async def delete_user(self, user_id: UUID, admin: Principal, auth_service: AuthService) -> None:
+        await auth_service.admin_delete_user(user_id)
+
     @patch("/users/{user_id:uuid}", summary="Change a user's role or disable them (admins only)")
     async def update_user(
         self, user_id: UUID, data: AdminUserUpdate, admin: Principal, auth_service: AuthService

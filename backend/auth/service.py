@@ -494,9 +494,7 @@ class AuthService:
         return user
 
     async def delete_me(self, principal: Principal, data: DeleteMe) -> None:
-        """Delete the account: its sessions end at once, its keys, jobs and schedules go with
-        it, records it owned stay without an owner (the collections' foreign keys say so).
-        Refused while it is the only owner of an org: hand the org over or delete it first."""
+        """Delete the caller's account, once its password is confirmed (see delete_user)."""
         user = await self.get_user(principal)
         if not await asyncio.to_thread(verify_password, user.password_hash, data.password):
             raise Problem(
@@ -504,6 +502,18 @@ class AuthService:
                 "Deleting the account needs its password",
                 errors=[{"field": "password", "message": "incorrect", "source": "body"}],
             )
+        await self._delete_user(user)
+
+    async def admin_delete_user(self, user_id: UUID) -> None:
+        user = await self.db.get(User, user_id)
+        if user is None:
+            raise Problem(404, "No such user", code="not_found")
+        await self._delete_user(user)
+
+    async def _delete_user(self, user: User) -> None:
+        """Delete an account: its sessions end at once, its keys, jobs and schedules go with
+        it, records it owned stay without an owner (the collections' foreign keys say so).
+        Refused while it is the only owner of an org: hand the org over or delete it first."""
         others = aliased(OrgMember)
         sole = (
             await self.db.scalars(
@@ -521,8 +531,8 @@ class AuthService:
         if sole:
             raise Problem(
                 409,
-                "You are the only owner of an org: make someone else an owner, or delete the"
-                " org (DELETE /orgs/{id}), before deleting your account",
+                "The account is the only owner of an org: make someone else an owner, or"
+                " delete the org (DELETE /orgs/{id}), before deleting the account",
                 code="last_owner",
                 orgs=[str(org_id) for org_id in sole],
             )

@@ -417,3 +417,16 @@ async def test_only_owners_delete_an_org_and_its_records_go_with_it(client, team
     assert late.status_code == 422, late.text
     # The owner's session no longer acts in it.
     assert _org_claim((await _refresh(client, acting)).json()) is None
+
+
+async def test_an_admin_deletes_a_user_and_their_sessions_end(client, sign_up, admin):
+    user, other = await sign_up(), await sign_up()
+    path = f"/admin/users/{user['user']['id']}"
+    assert (await client.delete(path, headers=bearer(other["access_token"]))).status_code == 403
+    assert (await client.delete(path, headers=admin)).status_code == 204
+    assert (await client.get("/auth/me", headers=bearer(user["access_token"]))).status_code == 401
+    assert (await client.delete(path, headers=admin)).status_code == 404
+    org = await client.post("/orgs", json={"name": "Solo"}, headers=bearer(other["access_token"]))
+    refused = await client.delete(f"/admin/users/{other['user']['id']}", headers=admin)
+    assert refused.status_code == 409
+    assert refused.json()["orgs"] == [org.json()["id"]]
