@@ -55,6 +55,7 @@ from backend.inputs import refuse_nul_characters
 from backend.jobs.routes import JobController, ScheduleController
 from backend.lib.background import running
 from backend.lib.clock import Clock, SystemClock
+from backend.lib.paging import provide_paging
 from backend.lib.request_metrics import RequestMetricsMiddleware
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
@@ -264,6 +265,7 @@ def create_app(
 
     dependencies: dict[str, Any] = {
         "settings": Provide(provide_settings, sync_to_thread=False),
+        "paging": Provide(provide_paging, sync_to_thread=False),
         **AUTH_DEPENDENCIES,
     }
 

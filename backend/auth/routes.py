@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Router, delete, get, patch, post
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
-from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from backend.auth.deps import BEARER
@@ -31,6 +30,7 @@ from backend.auth.schemas import (
 )
 from backend.auth.service import AuthService, ClientInfo, Principal, user_view
 from backend.config import Settings
+from backend.lib.paging import Paging
 from backend.problems import Problem
 
 
@@ -173,10 +173,9 @@ class AdminController(Controller):
         self,
         admin: Principal,
         auth_service: AuthService,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        paging: Paging,
     ) -> UserPage:
-        users, total = await auth_service.list_users(limit, offset)
+        users, total = await auth_service.list_users(paging)
         return UserPage(items=[user_view(u) for u in users], total=total)
 
     @delete(

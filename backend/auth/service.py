@@ -56,6 +56,7 @@ from backend.auth.secrets import (
 from backend.config import Settings
 from backend.inputs import utc_field
 from backend.lib.clock import Clock
+from backend.lib.paging import Paging
 from backend.mail.service import Mailer, MailMessage
 from backend.orgs.models import OrgMember
 from backend.problems import Problem
@@ -717,9 +718,9 @@ class AuthService:
 
     # --- admin -----------------------------------------------------------------------------
 
-    async def list_users(self, limit: int, offset: int) -> tuple[list[User], int]:
+    async def list_users(self, paging: Paging) -> tuple[list[User], int]:
         users, total = await self.users.list_and_count(
-            OrderBy("created_at", "asc"), LimitOffset(limit=limit, offset=offset)
+            OrderBy("created_at", "asc"), LimitOffset(limit=paging.limit, offset=paging.offset)
         )
         return list(users), total
 

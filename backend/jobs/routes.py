@@ -17,6 +17,7 @@ from backend.config import Settings
 from backend.jobs.schedules import ScheduleService, schedule_view
 from backend.jobs.schemas import JobView, NewJob, NewSchedule, ScheduleChange, ScheduleView
 from backend.jobs.service import JobService, job_view
+from backend.lib.paging import Paging
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -46,11 +47,11 @@ class JobController(Controller):
         self,
         current: Principal,
         job_service: JobService,
+        paging: Paging,
         status: Status | None = None,
         type_: Annotated[str | None, Parameter(query="type", required=False)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> list[JobView]:
-        return [job_view(j) for j in await job_service.list_mine(current, status, type_, limit)]
+        return [job_view(j) for j in await job_service.list_mine(current, status, type_, paging)]
 
     @get("/{job_id:uuid}", summary="A job's status, progress and result")
     async def get_job(self, job_id: UUID, current: Principal, job_service: JobService) -> JobView:

@@ -28,6 +28,7 @@ from backend.jobs.types import (
     parse_input,
 )
 from backend.lib.clock import Clock
+from backend.lib.paging import Paging
 from backend.problems import Problem, locate
 
 log = logging.getLogger(__name__)
@@ -206,14 +207,18 @@ class JobService:
         return await self._mine(principal, job_id)
 
     async def list_mine(
-        self, principal: Principal, status: str | None, job_type: str | None, limit: int
+        self, principal: Principal, status: str | None, job_type: str | None, paging: Paging
     ) -> list[Job]:
         statement = select(Job).where(Job.owner == principal.user_id)
         if status:
             statement = statement.where(Job.status == status)
         if job_type:
             statement = statement.where(Job.type == job_type)
-        rows = await self.db.scalars(statement.order_by(Job.created_at.desc()).limit(limit))
+        rows = await self.db.scalars(
+            statement.order_by(Job.created_at.desc(), Job.id.desc())
+            .limit(paging.limit)
+            .offset(paging.offset)
+        )
         return list(rows)
 
     async def cancel(self, principal: Principal, job_id: UUID) -> Job:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.auth.deps import BEARER
 from backend.auth.service import Principal
 from backend.config import Settings
+from backend.lib.paging import Paging
 from backend.orgs.schemas import (
     InvitationView,
     MemberUpdate,
@@ -63,9 +64,9 @@ class OrgController(Controller):
 
     @get("/{org_id:uuid}/members", summary="Members of an org I belong to")
     async def members(
-        self, org_id: UUID, current: Principal, org_service: OrgService
+        self, org_id: UUID, current: Principal, org_service: OrgService, paging: Paging
     ) -> list[MemberView]:
-        return await org_service.members(current, org_id)
+        return await org_service.members(current, org_id, paging)
 
     @patch("/{org_id:uuid}/members/{user_id:uuid}", summary="Change a member's role")
     async def change_role(
@@ -92,9 +93,9 @@ class OrgController(Controller):
 
     @get("/{org_id:uuid}/invitations", summary="Invitations of an org (owners and admins)")
     async def invitations(
-        self, org_id: UUID, current: Principal, org_service: OrgService
+        self, org_id: UUID, current: Principal, org_service: OrgService, paging: Paging
     ) -> list[InvitationView]:
-        return await org_service.invitations(current, org_id)
+        return await org_service.invitations(current, org_id, paging)
 
     @delete(
         "/{org_id:uuid}/invitations/{invitation_id:uuid}",

@@ -19,6 +19,7 @@ from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import Principal
 from backend.config import Settings
 from backend.lib.clock import Clock
+from backend.lib.paging import Paging
 from backend.mail.service import Mailer, MailMessage
 from backend.orgs.models import Org, OrgInvitation, OrgMember
 from backend.orgs.schemas import (
@@ -158,13 +159,15 @@ class OrgService:
         )
         return int(count or 0)
 
-    async def members(self, principal: Principal, org_id: UUID) -> list[MemberView]:
+    async def members(self, principal: Principal, org_id: UUID, paging: Paging) -> list[MemberView]:
         await self._require_member(principal, org_id)
         rows = await self.db.execute(
             select(OrgMember, User)
             .join(User, User.id == OrgMember.user_id)
             .where(OrgMember.org_id == org_id)
-            .order_by(OrgMember.created_at)
+            .order_by(OrgMember.created_at, OrgMember.id)
+            .limit(paging.limit)
+            .offset(paging.offset)
         )
         return [self._member_view(member, user) for member, user in rows.tuples()]
 
@@ -259,12 +262,16 @@ class OrgService:
         )
         return view
 
-    async def invitations(self, principal: Principal, org_id: UUID) -> list[InvitationView]:
+    async def invitations(
+        self, principal: Principal, org_id: UUID, paging: Paging
+    ) -> list[InvitationView]:
         await self._require_manager(principal, org_id)
         found = await self.db.scalars(
             select(OrgInvitation)
             .where(OrgInvitation.org_id == org_id)
-            .order_by(OrgInvitation.created_at)
+            .order_by(OrgInvitation.created_at, OrgInvitation.id)
+            .limit(paging.limit)
+            .offset(paging.offset)
         )
         return [_invitation_view(i) for i in found]
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.deps import BEARER
 from backend.auth.service import Principal
 from backend.config import Settings
+from backend.lib.paging import Paging
 from backend.webhooks.schemas import (
     DeliveryStatus,
     DeliveryView,
@@ -92,10 +91,10 @@ class WebhookController(Controller):
         webhook_id: UUID,
         admin: Principal,
         webhook_service: WebhookService,
+        paging: Paging,
         status: DeliveryStatus | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> list[DeliveryView]:
-        return await webhook_service.deliveries(webhook_id, status, limit)
+        return await webhook_service.deliveries(webhook_id, status, paging)
 
     @get("/deliveries/{delivery_id:uuid}", summary="A delivery and its attempts")
     async def delivery(

@@ -23,6 +23,7 @@ from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.events.relay import OutboxEvent
 from backend.lib.clock import Clock
+from backend.lib.paging import Paging
 from backend.problems import Problem
 from backend.webhooks import DELIVER_TASK
 from backend.webhooks.models import ALL_OPS, OPS, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -291,16 +292,16 @@ class WebhookService:
         ]
 
     async def deliveries(
-        self, endpoint_id: UUID, status: str | None, limit: int
+        self, endpoint_id: UUID, status: str | None, paging: Paging
     ) -> list[DeliveryView]:
         await self._endpoint(endpoint_id)
         statement = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
         if status:
             statement = statement.where(WebhookDelivery.status == status)
         rows = await self.db.scalars(
-            statement.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(
-                limit
-            )
+            statement.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+            .limit(paging.limit)
+            .offset(paging.offset)
         )
         return await self._views(list(rows))
 
