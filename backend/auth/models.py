@@ -69,7 +69,8 @@ class ApiKey(UUIDv7AuditBase):
 
 
 class EmailToken(UUIDv7AuditBase):
-    """A single-use token sent by mail: verify_email or password_reset. Stored hashed."""
+    """A single-use token sent by mail: verify_email, password_reset or email_change (which
+    carries the address it switches the account to). Stored hashed."""
 
     __tablename__ = "auth_email_tokens"
 
@@ -78,3 +79,4 @@ class EmailToken(UUIDv7AuditBase):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    new_email: Mapped[str | None] = mapped_column(String(320), default=None)

@@ -15,6 +15,8 @@ from backend.auth.schemas import (
     Accepted,
     AdminUserUpdate,
     ApiKeyView,
+    ChangeEmail,
+    ConfirmEmail,
     CreatedApiKey,
     DeleteMe,
     ForgotPassword,
@@ -71,6 +73,24 @@ async def forgot_password(data: ForgotPassword, auth_service: AuthService) -> Ac
 async def reset_password(data: ResetPassword, auth_service: AuthService) -> Accepted:
     await auth_service.reset_password(data.token, data.new_password)
     return Accepted(status="password_changed")
+
+
+@post(
+    "/",
+    summary="Change my email: mails a token to the new address (needs my password)",
+    status_code=HTTP_202_ACCEPTED,
+    security=BEARER,
+)
+async def change_email(
+    data: ChangeEmail, current: Principal, auth_service: AuthService
+) -> Accepted:
+    await auth_service.request_email_change(current, data)
+    return Accepted()
+
+
+@post("/confirm", summary="Switch to the new email with the mailed token", status_code=HTTP_200_OK)
+async def confirm_email(data: ConfirmEmail, auth_service: AuthService) -> UserView:
+    return user_view(await auth_service.confirm_email_change(data.token))
 
 
 class AuthController(Controller):
@@ -213,6 +233,14 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
             "/auth",
             route_handlers=[token],
             middleware=[_rate_limit("token", settings.rate_limit_token_per_minute).middleware],
+            tags=["auth"],
+        ),
+        Router(
+            "/auth/email",
+            route_handlers=[change_email, confirm_email],
+            middleware=[
+                _rate_limit("password", settings.rate_limit_password_per_minute).middleware
+            ],
             tags=["auth"],
         ),
         Router(

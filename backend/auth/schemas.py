@@ -60,6 +60,15 @@ class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     org_id: UUID | None = None
 
 
+class ChangeEmail(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    new_email: Email
+    password: Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class ConfirmEmail(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    token: Token
+
+
 class DeleteMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(max_length=256)]
 

@@ -31,6 +31,7 @@ from backend.auth.revocations import SessionStates, publish_revocation
 from backend.auth.schemas import (
     AdminUserUpdate,
     ApiKeyView,
+    ChangeEmail,
     CreatedApiKey,
     DeleteMe,
     NewApiKey,
@@ -68,7 +69,7 @@ GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
 SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
 ACTIVE, REVOKED = b"1", b"0"
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
-VERIFY_EMAIL, PASSWORD_RESET = "verify_email", "password_reset"
+VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,6 +140,15 @@ def unauthorized(detail: str, code: str) -> Problem:
     return Problem(401, detail, code=code, headers={"WWW-Authenticate": "Bearer"})
 
 
+def _email_taken(field: str) -> Problem:
+    return Problem(
+        409,
+        "An account with this email already exists",
+        code="email_taken",
+        errors=[{"field": field, "message": "already registered", "source": "body"}],
+    )
+
+
 def invalid_grant(detail: str) -> Problem:
     return Problem(401, detail, code="invalid_grant")
 
@@ -206,12 +216,7 @@ class AuthService:
             await self.db.flush()
         except IntegrityError:
             await self.db.rollback()
-            raise Problem(
-                409,
-                "An account with this email already exists",
-                code="email_taken",
-                errors=[{"field": "email", "message": "already registered", "source": "body"}],
-            ) from None
+            raise _email_taken("email") from None
         response = await self._open_session(user, None, client)
         await self._send_email_token(user, VERIFY_EMAIL)
         return response
@@ -627,6 +632,13 @@ class AuthService:
         await self.mailer.send(MailMessage(to=user.email, subject=subject, text=text))
 
     async def _use_email_token(self, token: str, purpose: str) -> User:
+        found = await self._take_email_token(token, purpose)
+        user = await self.db.get(User, found.user_id)
+        assert user is not None  # the foreign key cascades deletes
+        return user
+
+    async def _take_email_token(self, token: str, purpose: str) -> EmailToken:
+        """The token's row, marked used (in the caller's transaction); 400 if it can't be."""
         now = self.clock.now()
         found = await self.db.scalar(
             select(EmailToken)
@@ -641,8 +653,74 @@ class AuthService:
                 errors=[{"field": "token", "message": "invalid or expired", "source": "body"}],
             )
         found.used_at = now
+        return found
+
+    async def request_email_change(self, principal: Principal, data: ChangeEmail) -> None:
+        """Mail a token to the new address (the switch waits for it) and a notice to the old."""
+        user = await self.get_user(principal)
+        if not await asyncio.to_thread(verify_password, user.password_hash, data.password):
+            raise Problem(
+                422,
+                "Changing the email needs the account's password",
+                errors=[{"field": "password", "message": "incorrect", "source": "body"}],
+            )
+        new_email = data.new_email.strip()
+        if new_email.lower() == user.email.lower():
+            raise Problem(
+                422,
+                "That is already the account's email address",
+                errors=[{"field": "new_email", "message": "unchanged", "source": "body"}],
+            )
+        if await self.users.get_by_email(new_email) is not None:
+            raise _email_taken("new_email")
+        token = new_token()
+        ttl = self.settings.verify_token_ttl_seconds
+        self.db.add(
+            EmailToken(
+                user_id=user.id,
+                purpose=EMAIL_CHANGE,
+                token_hash=hash_token(token),
+                expires_at=self.clock.now() + timedelta(seconds=ttl),
+                new_email=new_email,
+            )
+        )
+        await self.db.commit()
+        base = self.settings.public_url.rstrip("/")
+        await self.mailer.send(
+            MailMessage(
+                to=new_email,
+                subject="Confirm your new email address",
+                text=(
+                    f"Confirm the new email address of your account with this token:\n\n"
+                    f"{token}\n\n"
+                    f'POST {base}/auth/email/confirm with {{"token": "{token}"}}.\n'
+                    f"It expires in {max(ttl // 3600, 1)} hours and works once. If you did not"
+                    " ask for it, ignore this mail."
+                ),
+            )
+        )
+        await self.mailer.send(
+            MailMessage(
+                to=user.email,
+                subject="Your email address is being changed",
+                text=(
+                    f"Someone signed in to your account asked to change its email address to"
+                    f" {new_email}. It changes only once that address confirms it. If it was"
+                    " not you, change your password now: that signs out every other session."
+                ),
+            )
+        )
+
+    async def confirm_email_change(self, token: str) -> User:
+        found = await self._take_email_token(token, EMAIL_CHANGE)
         user = await self.db.get(User, found.user_id)
-        assert user is not None  # the foreign key cascades deletes
+        assert user is not None and found.new_email is not None
+        user.email, user.email_verified = found.new_email, True  # the token reached it
+        try:
+            await self.db.commit()
+        except IntegrityError:  # the address was taken after the token was sent
+            await self.db.rollback()
+            raise _email_taken("token") from None
         return user
 
     async def request_verification(self, principal: Principal) -> None:

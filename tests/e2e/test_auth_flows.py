@@ -166,3 +166,26 @@ def test_create_admin_refuses_a_short_password(stack):
     )
     assert result.returncode != 0
     assert "length >= 8" in result.stderr
+
+
+def test_changing_the_email_waits_for_the_new_address_to_confirm(api, inbox):
+    old_email, new_email = _email("old"), _email("new")
+    tokens = _sign_up(api, old_email)
+    asked = api.post(
+        "/auth/email",
+        json={"new_email": new_email, "password": PASSWORD},
+        headers=_bearer(tokens),
+    )
+    assert asked.status_code == 202, asked.text
+    notice = inbox(old_email, "being changed")
+    assert new_email in notice["text"]
+    # Nothing changes until the new address confirms.
+    assert api.get("/auth/me", headers=_bearer(tokens)).json()["email"] == old_email
+    token = _token_in(inbox(new_email, "Confirm your new email"))
+    confirmed = api.post("/auth/email/confirm", json={"token": token})
+    assert confirmed.status_code == 200, confirmed.text
+    assert (confirmed.json()["email"], confirmed.json()["email_verified"]) == (new_email, True)
+    sign_in = {"grant_type": "password", "password": PASSWORD}
+    assert api.post("/auth/token", json={**sign_in, "email": new_email}).status_code == 200
+    assert api.post("/auth/token", json={**sign_in, "email": old_email}).status_code == 401
+    assert api.post("/auth/email/confirm", json={"token": token}).status_code == 400

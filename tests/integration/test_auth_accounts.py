@@ -8,6 +8,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
+from backend.auth.secrets import hash_token, new_token
 from tests.integration.conftest import PASSWORD, bearer, new_email
 
 PROBLEM = "application/problem+json"
@@ -184,6 +185,8 @@ async def test_a_successful_sign_in_clears_the_failure_count(settings, clock):
             "/auth/password/reset",
             {"token": "t", "new_password": PASSWORD},
         ),
+        ("rate_limit_password_per_minute", "/auth/email", {"new_email": "x@example.com"}),
+        ("rate_limit_password_per_minute", "/auth/email/confirm", {"token": "t"}),
     ],
 )
 async def test_abuse_prone_routes_are_limited_per_ip(settings, clock, setting, path, payload):
@@ -279,3 +282,59 @@ async def test_the_only_owner_of_an_org_hands_it_over_before_leaving(client, sig
         f"/orgs/{org['id']}/members", headers=bearer(colleague["access_token"])
     )
     assert [m["user_id"] for m in members.json()] == [colleague["user"]["id"]]
+
+
+async def _ask_email_change(client, tokens, new_email, password=PASSWORD):
+    return await client.post(
+        "/auth/email",
+        json={"new_email": new_email, "password": password},
+        headers=bearer(tokens["access_token"]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "status"),
+    [
+        ({"new_email": "not an email", "password": PASSWORD}, "new_email", 422),
+        ({"new_email": "x@example.com", "password": "wrong password"}, "password", 422),
+        ({"new_email": "x@example.com"}, "password", 422),
+        ({"new_email": "x@example.com", "password": PASSWORD, "role": "admin"}, "role", 422),
+    ],
+)
+async def test_a_bad_email_change_names_the_field(client, sign_up, body, field, status):
+    tokens = await sign_up()
+    response = await client.post("/auth/email", json=body, headers=bearer(tokens["access_token"]))
+    assert response.status_code in (400, status), response.text
+    assert field in response.text
+
+
+async def test_an_email_change_to_a_taken_or_the_same_address_is_refused(client, sign_up):
+    mine, theirs = new_email("mine"), new_email("theirs")
+    tokens = await sign_up(mine)
+    await sign_up(theirs)
+    taken = await _ask_email_change(client, tokens, theirs.upper())
+    assert taken.status_code == 409
+    assert taken.json()["errors"][0]["field"] == "new_email"
+    same = await _ask_email_change(client, tokens, mine.upper())
+    assert same.status_code == 422
+    assert same.json()["errors"][0]["field"] == "new_email"
+    assert (await client.post("/auth/email", json={"new_email": theirs})).status_code == 401
+
+
+async def test_an_address_taken_before_the_confirmation_is_409(client, sign_up, sql):
+    wanted = new_email("wanted")
+    tokens = await sign_up()
+    assert (await _ask_email_change(client, tokens, wanted)).status_code == 202
+    token = new_token()
+    sql(
+        "UPDATE auth_email_tokens SET token_hash = %s WHERE purpose = 'email_change'"
+        " AND new_email = %s",
+        hash_token(token),
+        wanted,
+    )
+    await sign_up(wanted)  # somebody else got there first
+    late = await client.post("/auth/email/confirm", json={"token": token})
+    assert late.status_code == 409
+    assert late.json()["code"] == "email_taken"
+    me = await client.get("/auth/me", headers=bearer(tokens["access_token"]))
+    assert me.json()["email"] != wanted
