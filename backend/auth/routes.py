@@ -62,21 +62,21 @@ async def token(data: TokenRequest, auth_service: AuthService, client: ClientInf
     return await auth_service.refresh(data.refresh_token, data.org_id)
 
 
-@post("/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
+@post("/password/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
 async def forgot_password(data: ForgotPassword, auth_service: AuthService) -> Accepted:
     # Always 202, whether or not the email exists.
     await auth_service.forgot_password(data.email)
     return Accepted()
 
 
-@post("/reset", summary="Set a new password with a reset token", status_code=HTTP_200_OK)
+@post("/password/reset", summary="Set a new password with a reset token", status_code=HTTP_200_OK)
 async def reset_password(data: ResetPassword, auth_service: AuthService) -> Accepted:
     await auth_service.reset_password(data.token, data.new_password)
     return Accepted(status="password_changed")
 
 
 @post(
-    "/",
+    "/email",
     summary="Change my email: mails a token to the new address (needs my password)",
     status_code=HTTP_202_ACCEPTED,
     security=BEARER,
@@ -88,7 +88,11 @@ async def change_email(
     return Accepted()
 
 
-@post("/confirm", summary="Switch to the new email with the mailed token", status_code=HTTP_200_OK)
+@post(
+    "/email/confirm",
+    summary="Switch to the new email with the mailed token",
+    status_code=HTTP_200_OK,
+)
 async def confirm_email(data: ConfirmEmail, auth_service: AuthService) -> UserView:
     return user_view(await auth_service.confirm_email_change(data.token))
 
@@ -236,16 +240,8 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
             tags=["auth"],
         ),
         Router(
-            "/auth/email",
-            route_handlers=[change_email, confirm_email],
-            middleware=[
-                _rate_limit("password", settings.rate_limit_password_per_minute).middleware
-            ],
-            tags=["auth"],
-        ),
-        Router(
-            "/auth/password",
-            route_handlers=[forgot_password, reset_password],
+            "/auth",  # the routes that send mail or take a mailed token
+            route_handlers=[forgot_password, reset_password, change_email, confirm_email],
             middleware=[
                 _rate_limit("password", settings.rate_limit_password_per_minute).middleware
             ],

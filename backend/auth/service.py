@@ -479,35 +479,34 @@ class AuthService:
         if data.name is not None:
             user.name = data.name.strip()
         if data.new_password is not None:
-            current_ok = data.current_password is not None and await asyncio.to_thread(
-                verify_password, user.password_hash, data.current_password
+            await self._check_password(
+                user,
+                data.current_password,
+                "Changing the password needs the current password",
+                field="current_password",
             )
-            if not current_ok:
-                raise Problem(
-                    422,
-                    "Changing the password needs the current password",
-                    errors=[
-                        {
-                            "field": "current_password",
-                            "message": "missing or incorrect",
-                            "source": "body",
-                        }
-                    ],
-                )
             user.password_hash = await asyncio.to_thread(hash_password, data.new_password)
             await self._revoke_sessions_of(user.id, keep=principal.session_id)
         await self.db.commit()
         return user
 
+    async def _check_password(
+        self, user: User, password: str | None, detail: str, *, field: str = "password"
+    ) -> None:
+        """422 naming ``field`` unless ``password`` is the account's (a sensitive change)."""
+        if password is None or not await asyncio.to_thread(
+            verify_password, user.password_hash, password
+        ):
+            raise Problem(
+                422,
+                detail,
+                errors=[{"field": field, "message": "missing or incorrect", "source": "body"}],
+            )
+
     async def delete_me(self, principal: Principal, data: DeleteMe) -> None:
         """Delete the caller's account, once its password is confirmed (see delete_user)."""
         user = await self.get_user(principal)
-        if not await asyncio.to_thread(verify_password, user.password_hash, data.password):
-            raise Problem(
-                422,
-                "Deleting the account needs its password",
-                errors=[{"field": "password", "message": "incorrect", "source": "body"}],
-            )
+        await self._check_password(user, data.password, "Deleting the account needs its password")
         await self._delete_user(user)
 
     async def admin_delete_user(self, user_id: UUID) -> None:
@@ -596,22 +595,30 @@ class AuthService:
 
     # --- email flows -----------------------------------------------------------------------
 
-    async def _send_email_token(self, user: User, purpose: str) -> None:
+    async def _issue_email_token(
+        self, user: User, purpose: str, ttl: int, *, new_email: str | None = None
+    ) -> str:
+        """A new single-use token, stored hashed and committed; the caller mails it."""
         token = new_token()
-        ttl = (
-            self.settings.verify_token_ttl_seconds
-            if purpose == VERIFY_EMAIL
-            else self.settings.reset_token_ttl_seconds
-        )
         self.db.add(
             EmailToken(
                 user_id=user.id,
                 purpose=purpose,
                 token_hash=hash_token(token),
                 expires_at=self.clock.now() + timedelta(seconds=ttl),
+                new_email=new_email,
             )
         )
         await self.db.commit()
+        return token
+
+    async def _send_email_token(self, user: User, purpose: str) -> None:
+        ttl = (
+            self.settings.verify_token_ttl_seconds
+            if purpose == VERIFY_EMAIL
+            else self.settings.reset_token_ttl_seconds
+        )
+        token = await self._issue_email_token(user, purpose, ttl)
         base = self.settings.public_url.rstrip("/")
         if purpose == VERIFY_EMAIL:
             subject = "Confirm your email address"
@@ -658,12 +665,9 @@ class AuthService:
     async def request_email_change(self, principal: Principal, data: ChangeEmail) -> None:
         """Mail a token to the new address (the switch waits for it) and a notice to the old."""
         user = await self.get_user(principal)
-        if not await asyncio.to_thread(verify_password, user.password_hash, data.password):
-            raise Problem(
-                422,
-                "Changing the email needs the account's password",
-                errors=[{"field": "password", "message": "incorrect", "source": "body"}],
-            )
+        await self._check_password(
+            user, data.password, "Changing the email needs the account's password"
+        )
         new_email = data.new_email.strip()
         if new_email.lower() == user.email.lower():
             raise Problem(
@@ -673,18 +677,8 @@ class AuthService:
             )
         if await self.users.get_by_email(new_email) is not None:
             raise _email_taken("new_email")
-        token = new_token()
         ttl = self.settings.verify_token_ttl_seconds
-        self.db.add(
-            EmailToken(
-                user_id=user.id,
-                purpose=EMAIL_CHANGE,
-                token_hash=hash_token(token),
-                expires_at=self.clock.now() + timedelta(seconds=ttl),
-                new_email=new_email,
-            )
-        )
-        await self.db.commit()
+        token = await self._issue_email_token(user, EMAIL_CHANGE, ttl, new_email=new_email)
         base = self.settings.public_url.rstrip("/")
         await self.mailer.send(
             MailMessage(
