@@ -12,6 +12,9 @@ from backend.config import Settings
 from backend.problems import field_problem
 
 
+MAX_OFFSET = 2**63 - 1  # Postgres' bigint: past it OFFSET is an error, not an empty page
+
+
 @dataclass(frozen=True, slots=True)
 class Paging:
     limit: int
@@ -28,7 +31,7 @@ def provide_paging(
             description="Rows to return: PAGE_DEFAULT_LIMIT when absent, at most PAGE_MAX_LIMIT",
         ),
     ] = None,
-    offset: Annotated[int, Parameter(ge=0, description="Rows to skip")] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
 ) -> Paging:
     if limit is None:
         return Paging(settings.page_default_limit, offset)

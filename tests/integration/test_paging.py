@@ -79,3 +79,11 @@ async def test_webhook_deliveries_refuse_a_page_over_the_limit(client, admin):
     _refused(await client.get(f"/webhooks/{uuid.uuid4()}/deliveries?limit=4", headers=admin))
     zero = await client.get(f"/webhooks/{uuid.uuid4()}/deliveries?limit=0", headers=admin)
     assert zero.status_code in (400, 422) and "limit" in zero.text
+
+
+async def test_an_offset_past_what_postgres_counts_is_422(client, sign_up):
+    me = bearer((await sign_up())["access_token"])
+    response = await client.get(f"/jobs?offset={2**63}", headers=me)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "offset"
+    assert (await client.get(f"/jobs?offset={2**63 - 1}", headers=me)).json() == []
