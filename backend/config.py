@@ -72,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_password_per_minute: PositiveInt = 10
     verify_token_ttl_seconds: int = 86_400
     reset_token_ttl_seconds: int = 3_600
+    sign_in_code_ttl_seconds: PositiveInt = 600
     invitation_ttl_seconds: int = 7 * 86_400
     # collections
     filter_max_length: PositiveInt = 4096

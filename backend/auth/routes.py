@@ -23,6 +23,7 @@ from backend.auth.schemas import (
     NewApiKey,
     ResetPassword,
     SessionView,
+    SignInCodeRequest,
     SignUp,
     TokenRequest,
     TokenResponse,
@@ -49,8 +50,18 @@ async def sign_up(data: SignUp, auth_service: AuthService, client: ClientInfo) -
     return await auth_service.sign_up(data, client)
 
 
-@post("/token", summary="Sign in (password) or refresh (refresh_token)", status_code=HTTP_200_OK)
+@post(
+    "/token",
+    summary="Sign in (password, or otp: a mailed code) or refresh (refresh_token)",
+    status_code=HTTP_200_OK,
+)
 async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
+    if data.grant_type == "otp":
+        missing = [f for f in ("email", "code") if getattr(data, f) is None]
+        if missing:
+            raise _missing(*missing)
+        assert data.email is not None and data.code is not None
+        return await auth_service.sign_in_with_code(data.email, data.code, data.org_id, client)
     if data.grant_type == "password":
         missing = [f for f in ("email", "password") if getattr(data, f) is None]
         if missing:
@@ -66,6 +77,13 @@ async def token(data: TokenRequest, auth_service: AuthService, client: ClientInf
 async def forgot_password(data: ForgotPassword, auth_service: AuthService) -> Accepted:
     # Always 202, whether or not the email exists.
     await auth_service.forgot_password(data.email)
+    return Accepted()
+
+
+@post("/otp", summary="Mail me a one-time sign-in code", status_code=HTTP_202_ACCEPTED)
+async def send_sign_in_code(data: SignInCodeRequest, auth_service: AuthService) -> Accepted:
+    # Always 202, whether or not the email has an account.
+    await auth_service.send_sign_in_code(data.email)
     return Accepted()
 
 
@@ -241,7 +259,13 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
         ),
         Router(
             "/auth",  # the routes that send mail or take a mailed token
-            route_handlers=[forgot_password, reset_password, change_email, confirm_email],
+            route_handlers=[
+                forgot_password,
+                reset_password,
+                send_sign_in_code,
+                change_email,
+                confirm_email,
+            ],
             middleware=[
                 _rate_limit("password", settings.rate_limit_password_per_minute).middleware
             ],

@@ -48,16 +48,22 @@ class SignUp(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """OAuth2-shaped: grant_type password (email, password) or refresh_token (refresh_token).
+    """OAuth2-shaped: grant_type password (email, password), otp (email, code: a mailed
+    sign-in code) or refresh_token (refresh_token).
 
     ``org_id`` makes that org the session's active org (the token's ``org`` claim).
     """
 
-    grant_type: Literal["password", "refresh_token"]
+    grant_type: Literal["password", "otp", "refresh_token"]
     email: Email | None = None
     password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")] | None = None
     refresh_token: Token | None = None
     org_id: UUID | None = None
+
+
+class SignInCodeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    email: Email
 
 
 class ChangeEmail(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

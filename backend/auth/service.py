@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -70,6 +71,8 @@ SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
 ACTIVE, REVOKED = b"1", b"0"
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
 VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
+SIGN_IN_CODE = "sign_in_code"
+SIGN_IN_CODE_DIGITS = 6
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,6 +141,11 @@ def _principal_of(claims: AccessClaims) -> Principal:
 
 def unauthorized(detail: str, code: str) -> Problem:
     return Problem(401, detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _sign_in_code_hash(user_id: UUID, code: str) -> str:
+    # Six digits repeat across accounts: the account is part of what is hashed.
+    return hash_token(f"{user_id}:{code}")
 
 
 def _email_taken(field: str) -> Problem:
@@ -224,6 +232,27 @@ class AuthService:
     async def sign_in(
         self, email: str, password: str, org_id: UUID | None, client: ClientInfo
     ) -> TokenResponse:
+        failures_key = await self._check_failures(email)
+        user = await self.users.get_by_email(email)
+        # Unknown email, wrong password and a disabled account all look the same, and cost
+        # the same: verify_password hashes against a dummy when there is no user.
+        matches = await asyncio.to_thread(
+            verify_password, user.password_hash if user else None, password
+        )
+        if user is None or not matches or user.disabled:
+            await self._count_failure(failures_key)
+            raise unauthorized("Email or password is incorrect", "invalid_credentials")
+        await self.redis.delete(failures_key)
+        if self.settings.auth_require_verified_email and not user.email_verified:
+            raise Problem(
+                403, "Verify your email address before signing in", code="email_not_verified"
+            )
+        if user.password_hash and password_needs_rehash(user.password_hash):
+            user.password_hash = await asyncio.to_thread(hash_password, password)
+        return await self._open_session(user, org_id, client)
+
+    async def _check_failures(self, email: str) -> str:
+        """429 while the account has had too many failed sign-ins; its counter's key."""
         failures_key = SIGNIN_FAILURES_KEY.format(hash_token(email.strip().lower()))
         failures = int(await self.redis.get(failures_key) or 0)
         if failures >= self.settings.auth_failed_signin_limit:
@@ -234,25 +263,69 @@ class AuthService:
                 code="too_many_attempts",
                 headers={"Retry-After": str(retry_after)},
             )
+        return failures_key
+
+    async def _count_failure(self, failures_key: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(failures_key, 0, ex=self.settings.auth_failed_signin_window_seconds, nx=True)
+        pipe.incr(failures_key)
+        await pipe.execute()
+
+    async def send_sign_in_code(self, email: str) -> None:
+        """Mail a one-time sign-in code to an account's address (nothing, and the same answer,
+        when there is no such account). A new code replaces the ones sent before."""
         user = await self.users.get_by_email(email)
-        # Unknown email, wrong password and a disabled account all look the same, and cost
-        # the same: verify_password hashes against a dummy when there is no user.
-        matches = await asyncio.to_thread(
-            verify_password, user.password_hash if user else None, password
-        )
-        if user is None or not matches or user.disabled:
-            pipe = self.redis.pipeline()
-            pipe.set(failures_key, 0, ex=self.settings.auth_failed_signin_window_seconds, nx=True)
-            pipe.incr(failures_key)
-            await pipe.execute()
-            raise unauthorized("Email or password is incorrect", "invalid_credentials")
-        await self.redis.delete(failures_key)
-        if self.settings.auth_require_verified_email and not user.email_verified:
-            raise Problem(
-                403, "Verify your email address before signing in", code="email_not_verified"
+        if user is None or user.disabled:
+            return
+        await self.db.execute(
+            update(EmailToken)
+            .where(
+                EmailToken.user_id == user.id,
+                EmailToken.purpose == SIGN_IN_CODE,
+                EmailToken.used_at.is_(None),
             )
-        if user.password_hash and password_needs_rehash(user.password_hash):
-            user.password_hash = await asyncio.to_thread(hash_password, password)
+            .values(used_at=self.clock.now())
+        )
+        code = f"{secrets.randbelow(10**SIGN_IN_CODE_DIGITS):0{SIGN_IN_CODE_DIGITS}d}"
+        ttl = self.settings.sign_in_code_ttl_seconds
+        await self._issue_email_token(
+            user, SIGN_IN_CODE, ttl, token_hash=_sign_in_code_hash(user.id, code)
+        )
+        await self.mailer.send(
+            MailMessage(
+                to=user.email,
+                subject=f"Your sign-in code: {code}",
+                text=(
+                    f"Sign in with this code:\n\n{code}\n\n"
+                    f"It works once, for {max(ttl // 60, 1)} minutes. If you did not ask for it,"
+                    " ignore this mail: nobody can sign in without it."
+                ),
+            )
+        )
+
+    async def sign_in_with_code(
+        self, email: str, code: str, org_id: UUID | None, client: ClientInfo
+    ) -> TokenResponse:
+        failures_key = await self._check_failures(email)
+        user = await self.users.get_by_email(email)
+        found = None
+        if user is not None and not user.disabled:
+            found = await self.db.scalar(
+                select(EmailToken)
+                .where(
+                    EmailToken.token_hash == _sign_in_code_hash(user.id, code),
+                    EmailToken.purpose == SIGN_IN_CODE,
+                    EmailToken.used_at.is_(None),
+                    EmailToken.expires_at > self.clock.now(),
+                )
+                .with_for_update()
+            )
+        if user is None or found is None:
+            await self._count_failure(failures_key)
+            raise unauthorized("Email or code is incorrect, used or expired", "invalid_credentials")
+        await self.redis.delete(failures_key)
+        found.used_at = self.clock.now()
+        user.email_verified = True  # the code reached this mailbox
         return await self._open_session(user, org_id, client)
 
     async def refresh(self, refresh_token: str, org_id: UUID | None) -> TokenResponse:
@@ -596,15 +669,22 @@ class AuthService:
     # --- email flows -----------------------------------------------------------------------
 
     async def _issue_email_token(
-        self, user: User, purpose: str, ttl: int, *, new_email: str | None = None
+        self,
+        user: User,
+        purpose: str,
+        ttl: int,
+        *,
+        new_email: str | None = None,
+        token_hash: str | None = None,
     ) -> str:
-        """A new single-use token, stored hashed and committed; the caller mails it."""
+        """A new single-use token, stored hashed and committed; the caller mails it. (A
+        sign-in code is made by the caller, which passes its hash.)"""
         token = new_token()
         self.db.add(
             EmailToken(
                 user_id=user.id,
                 purpose=purpose,
-                token_hash=hash_token(token),
+                token_hash=token_hash or hash_token(token),
                 expires_at=self.clock.now() + timedelta(seconds=ttl),
                 new_email=new_email,
             )

@@ -189,3 +189,17 @@ def test_changing_the_email_waits_for_the_new_address_to_confirm(api, inbox):
     assert api.post("/auth/token", json={**sign_in, "email": new_email}).status_code == 200
     assert api.post("/auth/token", json={**sign_in, "email": old_email}).status_code == 401
     assert api.post("/auth/email/confirm", json={"token": token}).status_code == 400
+
+
+def test_a_mailed_sign_in_code_signs_in_without_the_password(api, inbox):
+    email = _email("otp")
+    _sign_up(api, email)
+    assert api.post("/auth/otp", json={"email": email}).status_code == 202
+    mail = inbox(email, "sign-in code")
+    code = re.search(r"code:\n\n([0-9]{6})\n", mail["text"]).group(1)
+    assert code in mail["subject"]
+    grant = {"grant_type": "otp", "email": email, "code": code}
+    tokens = api.post("/auth/token", json=grant)
+    assert tokens.status_code == 200, tokens.text
+    assert api.get("/auth/me", headers=_bearer(tokens.json())).json()["email"] == email
+    assert api.post("/auth/token", json=grant).status_code == 401

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import jwt
 import msgspec
 import pytest
@@ -187,6 +189,7 @@ async def test_a_successful_sign_in_clears_the_failure_count(settings, clock):
         ),
         ("rate_limit_password_per_minute", "/auth/email", {"new_email": "x@example.com"}),
         ("rate_limit_password_per_minute", "/auth/email/confirm", {"token": "t"}),
+        ("rate_limit_password_per_minute", "/auth/otp", {"email": "x@example.com"}),
     ],
 )
 async def test_abuse_prone_routes_are_limited_per_ip(settings, clock, setting, path, payload):
@@ -338,3 +341,80 @@ async def test_an_address_taken_before_the_confirmation_is_409(client, sign_up, 
     assert late.json()["code"] == "email_taken"
     me = await client.get("/auth/me", headers=bearer(tokens["access_token"]))
     assert me.json()["email"] != wanted
+
+
+async def _mailed_code(client, sql, email: str, user_id: str) -> str:
+    """Ask for a sign-in code, and set it to one the test knows (the real one goes by mail)."""
+    assert (await client.post("/auth/otp", json={"email": email})).json() == {"status": "accepted"}
+    code = f"{secrets.randbelow(10**6):06d}"
+    sql(
+        "UPDATE auth_email_tokens SET token_hash = %s"
+        " WHERE purpose = 'sign_in_code' AND used_at IS NULL AND user_id = %s",
+        hash_token(f"{user_id}:{code}"),
+        user_id,
+    )
+    return code
+
+
+async def test_a_mailed_code_signs_in_once_and_verifies_the_email(client, sign_up, sql, clock):
+    email = new_email()
+    account = await sign_up(email)
+    code = await _mailed_code(client, sql, email, account["user"]["id"])
+    grant = {"grant_type": "otp", "email": email.upper(), "code": code}
+    signed_in = await client.post("/auth/token", json=grant)
+    assert signed_in.status_code == 200, signed_in.text
+    me = await client.get("/auth/me", headers=bearer(signed_in.json()["access_token"]))
+    assert me.json()["email_verified"] is True
+    assert (await client.post("/auth/token", json=grant)).status_code == 401  # used
+
+    code = await _mailed_code(client, sql, email, account["user"]["id"])
+    clock.advance(seconds=601)  # SIGN_IN_CODE_TTL_SECONDS
+    expired = await client.post("/auth/token", json={**grant, "code": code})
+    assert expired.status_code == 401
+    assert expired.json()["code"] == "invalid_credentials"
+
+
+async def test_a_new_code_replaces_the_last_and_unknown_emails_look_the_same(client, sign_up, sql):
+    email = new_email()
+    account = await sign_up(email)
+    first = await _mailed_code(client, sql, email, account["user"]["id"])
+    assert (await client.post("/auth/otp", json={"email": email})).status_code == 202
+    stale = await client.post(
+        "/auth/token", json={"grant_type": "otp", "email": email, "code": first}
+    )
+    assert stale.status_code == 401
+    nobody = await client.post("/auth/otp", json={"email": new_email("nobody")})
+    assert (nobody.status_code, nobody.json()) == (202, {"status": "accepted"})
+    unknown = await client.post(
+        "/auth/token", json={"grant_type": "otp", "email": new_email("nobody"), "code": "123456"}
+    )
+    assert (unknown.status_code, unknown.json()["code"]) == (401, "invalid_credentials")
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"grant_type": "otp", "email": "a@example.com"}, "code"),
+        ({"grant_type": "otp", "code": "123456"}, "email"),
+        ({"grant_type": "otp", "email": "a@example.com", "code": "12345"}, "code"),
+        ({"grant_type": "otp", "email": "a@example.com", "code": "12345a"}, "code"),
+    ],
+)
+async def test_a_bad_code_grant_names_the_field(client, payload, field):
+    response = await client.post("/auth/token", json=payload)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_guessing_codes_is_limited_like_passwords(settings, clock, sql):
+    async with await _client_with(settings, clock, auth_failed_signin_limit=3) as client:
+        email = new_email()
+        signup = await client.post("/auth/signup", json={"email": email, "password": PASSWORD})
+        code = await _mailed_code(client, sql, email, signup.json()["user"]["id"])
+        for guess in sorted({f"{n:06d}" for n in range(4)} - {code})[:3]:
+            wrong = {"grant_type": "otp", "email": email, "code": guess}
+            assert (await client.post("/auth/token", json=wrong)).status_code == 401
+        right = {"grant_type": "otp", "email": email, "code": code}
+        refused = await client.post("/auth/token", json=right)
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "too_many_attempts"
