@@ -7,14 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
+import redis
 
 from backend.config import settings_from_env
+from backend.mail.service import SENT_MAIL_KEY
 from backend.realtime.transport import uvicorn_flags
 from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
@@ -94,6 +97,25 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: flo
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def inbox(stack: Stack) -> Callable[[str, str], dict[str, str]]:
+    """Wait for the mail to an address whose subject holds a phrase; the worker delivers to
+    the console backend, which keeps the newest mails in Redis."""
+    store = redis.Redis.from_url(stack.redis_url)
+
+    def _wait_for(to: str, subject_part: str, timeout: float = 30) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for raw in store.lrange(SENT_MAIL_KEY, 0, -1):
+                mail: dict[str, str] = msgspec.json.decode(raw)
+                if mail["to"] == to and subject_part in mail["subject"]:
+                    return mail
+            time.sleep(0.1)
+        raise AssertionError(f"no mail to {to} about {subject_part!r} within {timeout}s")
+
+    return _wait_for
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,8 @@ import time
 import uuid
 
 import httpx
-import msgspec
 import pytest
-import redis
 
-from backend.mail.service import SENT_MAIL_KEY
 from tests.e2e.conftest import run_python
 
 PASSWORD = "correct horse battery staple"
@@ -25,23 +22,6 @@ def _email(label: str) -> str:
 def api(stack):
     with httpx.Client(base_url=stack.base_url, timeout=10) as client:
         yield client
-
-
-@pytest.fixture
-def inbox(stack):
-    store = redis.Redis.from_url(stack.redis_url)
-
-    def _wait_for(to: str, subject_part: str, timeout: float = 30) -> dict[str, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for raw in store.lrange(SENT_MAIL_KEY, 0, -1):
-                mail = msgspec.json.decode(raw)
-                if mail["to"] == to and subject_part in mail["subject"]:
-                    return mail
-            time.sleep(0.1)
-        raise AssertionError(f"no mail to {to} about {subject_part!r} within {timeout}s")
-
-    return _wait_for
 
 
 def _token_in(mail: dict[str, str]) -> str:

@@ -50,6 +50,21 @@ async def test_search_finds_records_once_embedded(lb):
     assert refused.value.problem["errors"][0]["field"] == "k"
 
 
+async def test_sign_in_with_a_mailed_code_then_delete_the_account(stack, inbox):
+    email = f"client-otp-{uuid.uuid4().hex[:8]}@example.com"
+    async with Litebase(stack.base_url) as first, Litebase(stack.base_url) as second:
+        await first.sign_up(email, PASSWORD)
+        await second.send_sign_in_code(email)
+        mail = await asyncio.to_thread(inbox, email, "sign-in code")
+        code = mail["subject"].rsplit(" ", 1)[-1]
+        await second.sign_in_with_code(email, code)
+        assert (await second.me())["email"] == email
+        await second.delete_account(PASSWORD)
+        with pytest.raises(ApiError) as gone:
+            await first.me()  # its session ended with the account
+        assert gone.value.status == 401
+
+
 async def test_tokens_refresh_themselves(lb):
     old = lb.refresh_token
     await lb.refresh()

@@ -59,6 +59,27 @@ class Litebase:
             body["org_id"] = org_id
         return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
 
+    async def send_sign_in_code(self, email: str) -> None:
+        """Mail a one-time sign-in code to ``email`` (the server answers the same either way)."""
+        await self._call("POST", "/auth/otp", json={"email": email}, auth=False)
+
+    async def sign_in_with_code(
+        self, email: str, code: str, org_id: str | None = None
+    ) -> dict[str, Any]:
+        body = {"grant_type": "otp", "email": email, "code": code}
+        if org_id:
+            body["org_id"] = org_id
+        return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
+
+    async def me(self) -> dict[str, Any]:
+        user: dict[str, Any] = await self._call("GET", "/auth/me")
+        return user
+
+    async def delete_account(self, password: str) -> None:
+        """Delete the signed-in account (see DELETE /auth/me); the client is signed out."""
+        await self._call("DELETE", "/auth/me", json={"password": password})
+        self.access_token = self.refresh_token = None
+
     async def refresh(self, org_id: str | None = None) -> dict[str, Any]:
         """Trade the refresh token for a new pair (concurrent callers share one refresh)."""
         async with self._refreshing:
