@@ -8,21 +8,18 @@ Redis buffer, which the API's usage writer drains into ``ai_usage``) are the API
 connections to Redis and the providers are kept between tasks. Tasks hand it coroutines with
 ``call``; any number of pool threads may do so at once.
 
-Built lazily and per process id: the prefork pool forks its children from a parent that never
-runs tasks, and a child must not reuse a loop or sockets made before the fork.
+Built lazily, once per process, and closed when the process shuts down (workers/per_process.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from celery.signals import worker_process_shutdown, worker_shutdown
 from redis.asyncio import Redis
 
 from backend.ai.catalog import load_catalog
@@ -31,6 +28,7 @@ from backend.ai.prompts import PromptLibrary, load_library
 from backend.ai.rag import PromptRunner
 from backend.config import Settings
 from backend.lib.clock import SystemClock
+from workers.per_process import PerProcess
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +41,6 @@ class WorkerGateway:
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None
         self.settings = settings
-        self.pid = os.getpid()
         self.prompts: PromptLibrary = load_library(Path(settings.prompts_dir))
         catalog = load_catalog(settings)
         self._loop = asyncio.new_event_loop()
@@ -85,24 +82,19 @@ class WorkerGateway:
         self._thread.join(timeout=10)
 
 
-_lock = threading.Lock()
-_current: WorkerGateway | None = None
+def _close(found: WorkerGateway, same_process: bool) -> None:
+    if same_process:  # an inherited one's loop thread did not survive the fork
+        found.close()
+
+
+_gateways: PerProcess[WorkerGateway] = PerProcess(_close)
 
 
 def worker_gateway(settings: Settings) -> WorkerGateway:
     """This process's gateway, built on first use."""
-    global _current
-    with _lock:
-        if _current is None or _current.pid != os.getpid():
-            _current = WorkerGateway(settings)
-        return _current
+    return _gateways.get(None, lambda: WorkerGateway(settings))
 
 
-@worker_process_shutdown.connect
-@worker_shutdown.connect
-def close_gateway(**_: Any) -> None:
-    global _current
-    with _lock:
-        found, _current = _current, None
-    if found is not None and found.pid == os.getpid():
-        found.close()
+def close_gateway(**_: object) -> None:
+    """Close this process's gateway now (the worker's shutdown signals do it too)."""
+    _gateways.shutdown()
