@@ -57,20 +57,23 @@ async def sign_up(data: SignUp, auth_service: AuthService, client: ClientInfo) -
 )
 async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
     if data.grant_type == "otp":
-        missing = [f for f in ("email", "code") if getattr(data, f) is None]
-        if missing:
-            raise _missing(*missing)
+        _require(data, "email", "code")
         assert data.email is not None and data.code is not None
         return await auth_service.sign_in_with_code(data.email, data.code, data.org_id, client)
     if data.grant_type == "password":
-        missing = [f for f in ("email", "password") if getattr(data, f) is None]
-        if missing:
-            raise _missing(*missing)
+        _require(data, "email", "password")
         assert data.email is not None and data.password is not None
         return await auth_service.sign_in(data.email, data.password, data.org_id, client)
-    if data.refresh_token is None:
-        raise _missing("refresh_token")
+    _require(data, "refresh_token")
+    assert data.refresh_token is not None
     return await auth_service.refresh(data.refresh_token, data.org_id)
+
+
+def _require(data: TokenRequest, *fields: str) -> None:
+    """422 naming each field this grant_type needs and the body lacks."""
+    missing = [field for field in fields if getattr(data, field) is None]
+    if missing:
+        raise _missing(*missing)
 
 
 @post("/password/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
