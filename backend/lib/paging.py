@@ -11,7 +11,6 @@ from litestar.params import Parameter
 from backend.config import Settings
 from backend.problems import field_problem
 
-
 MAX_OFFSET = 2**63 - 1  # Postgres' bigint: past it OFFSET is an error, not an empty page
 
 
