@@ -33,14 +33,74 @@ from backend.config import Settings
 from backend.problems import Problem, locate
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
+Expand = Annotated[
+    str | None,
+    Parameter(
+        required=False,
+        description="Relation fields, comma-separated: each related record the caller may"
+        " view comes inline under `expand`",
+    ),
+]
 
 
-def _router_for(collection: Collection, types: RecordTypes, settings: Settings) -> Router:
+def _expansions(collection: Collection, registry: CollectionRegistry) -> dict[str, Collection]:
+    """The collection's fields that point at another collection, and that collection."""
+    by_table = {c.table.name: c for c in registry}
+    return {
+        field.name: by_table[field.relation]
+        for field in collection.fields.values()
+        if field.relation in by_table
+    }
+
+
+def _router_for(
+    collection: Collection,
+    types: RecordTypes,
+    settings: Settings,
+    expandable: dict[str, Collection],
+) -> Router:
     Read, Create, Update, Page = types.read, types.create, types.update, types.page
     name = collection.name
+    related_read = {field: record_types(target).read for field, target in expandable.items()}
 
     def read(row: Row | asyncpg.Record) -> Any:
         return Read(**row)
+
+    def expansion(text: str) -> dict[str, Collection]:
+        wanted = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [field for field in wanted if field not in expandable]
+        if unknown or not wanted:
+            choices = ", ".join(sorted(expandable)) or "none here"
+            raise Problem(
+                422,
+                f"expand names relation fields of {name} ({choices})",
+                errors=[
+                    {
+                        "field": "expand",
+                        "message": f"not a relation to a collection: {', '.join(unknown)}"
+                        if unknown
+                        else "empty",
+                        "source": "query",
+                    }
+                ],
+            )
+        return {field: expandable[field] for field in wanted}
+
+    async def with_expanded(
+        reading: Reading, rows: list[Any], items: list[dict[str, Any]], text: str
+    ) -> list[dict[str, Any]]:
+        fields = expansion(text)
+        found = await reading.records.related(reading.principal, rows, fields)
+        for row, item in zip(rows, items, strict=True):
+            item["expand"] = {
+                field: (
+                    related_read[field](**found[field][row[field]])
+                    if row[field] in found[field]
+                    else None
+                )
+                for field in fields
+            }
+        return items
 
     @get("/", operation_id=f"list_{name}", summary=f"List {name}")
     async def list_records(
@@ -53,6 +113,7 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
         cursor: Annotated[str | None, Parameter(required=False)] = None,
         fields: Annotated[str | None, Parameter(required=False)] = None,
         count: bool = False,
+        expand: Expand = None,
     ) -> Page:  # type: ignore[valid-type]
         page = await reading.records.list_page(
             collection,
@@ -61,13 +122,16 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
                 filter=filter_, sort=sort, limit=limit, cursor=cursor, fields=fields, count=count
             ),
         )
-        if page.fields is None:
+        if page.fields is None and expand is None:
             return Page(
                 items=[read(row) for row in page.rows],
                 next_cursor=page.next_cursor,
                 total=page.total,
             )
-        items = [{field: row[field] for field in page.fields} for row in page.rows]
+        shown = page.fields or list(collection.fields)
+        items = [{field: row[field] for field in shown} for row in page.rows]
+        if expand is not None:
+            items = await with_expanded(reading, list(page.rows), items, expand)
         return Response({"items": items, "next_cursor": page.next_cursor, "total": page.total})
 
     @post("/", operation_id=f"create_{name}", summary=f"Create a record in {name}")
@@ -80,9 +144,16 @@ def _router_for(collection: Collection, types: RecordTypes, settings: Settings) 
         return Response(read(row), status_code=201, headers={"ETag": etag_of(row)})
 
     @get("/{record_id:uuid}", operation_id=f"get_{name}", summary=f"Read a record of {name}")
-    async def get_record(record_id: UUID, reading: Reading) -> Response[Read]:  # type: ignore[valid-type]
+    async def get_record(
+        record_id: UUID, reading: Reading, expand: Expand = None
+    ) -> Response[Read]:  # type: ignore[valid-type]
         row = await reading.records.get(collection, reading.principal, record_id)
-        return Response(read(row), headers={"ETag": etag_of(row)})
+        if expand is None:
+            return Response(read(row), headers={"ETag": etag_of(row)})
+        (item,) = await with_expanded(
+            reading, [row], [{field: row[field] for field in collection.fields}], expand
+        )
+        return Response(item, headers={"ETag": etag_of(row)})
 
     @patch("/{record_id:uuid}", operation_id=f"update_{name}", summary=f"Change a record of {name}")
     async def update_record(
@@ -188,7 +259,9 @@ def collection_routers(
         return described
 
     routers = [Router("/collections", route_handlers=[list_collections], tags=["collections"])]
-    routers += [_router_for(c, record_types(c), settings) for c in registry]
+    routers += [
+        _router_for(c, record_types(c), settings, _expansions(c, registry)) for c in registry
+    ]
     return [
         Router(
             "/",

@@ -34,6 +34,18 @@ async def test_collections_round_trip(lb):
     await notes.delete(created["id"])
 
 
+async def test_related_records_come_inline_with_expand(lb):
+    await lb._call("POST", "/orgs", json={"name": "client org"})
+    await lb.refresh()  # the new session acts in its first org
+    project = await lb.collection("projects").create({"name": "launch"})
+    tasks = lb.collection("tasks")
+    task = await tasks.create({"project": project["id"], "title": "write the post"})
+    one = await tasks.get(task["id"], expand="project")
+    assert one["expand"]["project"]["name"] == "launch"
+    page = await tasks.list(expand="project", filter="title = 'write the post'")
+    assert [item["expand"]["project"]["id"] for item in page["items"]] == [project["id"]]
+
+
 async def test_search_finds_records_once_embedded(lb):
     notes = lb.collection("notes")
     marker = uuid.uuid4().hex[:8]

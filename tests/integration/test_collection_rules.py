@@ -198,3 +198,61 @@ async def test_an_api_key_acts_in_its_org(client, world):
     ]
     listed = await client.get("/collections/projects/records", headers=bearer(key))
     assert [p["org"] for p in listed.json()["items"]] == [alice.org_id]
+
+
+async def test_expand_brings_related_records_the_caller_may_view(client, world):
+    (alice, bob, _), records = world
+    alices_project, bobs_project = records["projects"]
+    # Alice's task pointing at Bob's project (the foreign key only checks that it exists).
+    stray = await _create(client, alice, "tasks", {"project": bobs_project["id"], "title": "x"})
+
+    page = await client.get(
+        "/collections/tasks/records?expand=project&sort=created_at", headers=alice.headers
+    )
+    assert page.status_code == 200, page.text
+    expanded = {item["id"]: item["expand"]["project"] for item in page.json()["items"]}
+    assert expanded[records["tasks"][0]["id"]] == alices_project
+    assert expanded[stray["id"]] is None  # Bob's org: Alice can't GET it, so it isn't inlined
+
+    one = await client.get(
+        f"/collections/tasks/records/{stray['id']}?expand=project", headers=bob.headers
+    )
+    assert one.status_code == 404  # the task itself is Alice's org's
+    mine = await client.get(
+        f"/collections/tasks/records/{records['tasks'][1]['id']}?expand=project",
+        headers=bob.headers,
+    )
+    assert mine.json()["expand"] == {"project": bobs_project}
+    assert mine.json()["title"] == "t" and "etag" in {k.lower() for k in mine.headers}
+    # With fields, the chosen fields and the expansion.
+    slim = await client.get(
+        "/collections/tasks/records?fields=id,project&expand=project", headers=bob.headers
+    )
+    assert slim.json()["items"] == [
+        {
+            "id": records["tasks"][1]["id"],
+            "project": bobs_project["id"],
+            "expand": {"project": bobs_project},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("collection", "expand"),
+    [
+        ("tasks", "assignee"),
+        ("tasks", "title"),
+        ("tasks", "project,nope"),
+        ("notes", "owner"),
+        ("tasks", " , "),
+    ],
+)
+async def test_expand_of_anything_but_a_relation_to_a_collection_is_422(
+    client, world, collection, expand
+):
+    (alice, _, _), _ = world
+    response = await client.get(
+        f"/collections/{collection}/records", params={"expand": expand}, headers=alice.headers
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "expand"

@@ -148,6 +148,7 @@ class Collection:
     async def list(
         self, *, filter: str | None = None, sort: str | None = None, limit: int | None = None,
         cursor: str | None = None, fields: str | None = None, count: bool = False,
+        expand: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         params = {
             "filter": filter,
@@ -155,6 +156,7 @@ class Collection:
             "limit": limit,
             "cursor": cursor,
             "fields": fields,
+            "expand": expand,
         }
         query = {k: v for k, v in params.items() if v is not None}
         if count:
@@ -173,8 +175,10 @@ class Collection:
             if cursor is None:
                 return items
 
-    async def get(self, record_id: str) -> dict[str, Any]:
-        record: dict[str, Any] = await self.client._call("GET", f"{self.path}/{record_id}")
+    async def get(self, record_id: str, *, expand: str | None = None) -> dict[str, Any]:
+        params = {"expand": expand} if expand else None
+        path = f"{self.path}/{record_id}"
+        record: dict[str, Any] = await self.client._call("GET", path, params=params)
         return record
 
     async def create(self, data: dict[str, Any]) -> dict[str, Any]:
