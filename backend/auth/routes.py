@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Router, delete, get, patch, post
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from backend.auth.deps import BEARER
@@ -219,8 +220,17 @@ class AdminController(Controller):
         admin: Principal,
         auth_service: AuthService,
         paging: Paging,
+        q: Annotated[
+            str | None,
+            Parameter(
+                required=False,
+                max_length=320,
+                description="Part of the email or name, in any case",
+            ),
+        ] = None,
+        role: Literal["user", "admin"] | None = None,
     ) -> UserPage:
-        users, total = await auth_service.list_users(paging)
+        users, total = await auth_service.list_users(paging, search=q, role=role)
         return UserPage(items=[user_view(u) for u in users], total=total)
 
     @delete(

@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 import msgspec
-from advanced_alchemy.filters import LimitOffset, OrderBy
+from advanced_alchemy.filters import (
+    CollectionFilter,
+    LimitOffset,
+    OrderBy,
+    SearchFilter,
+    StatementFilter,
+)
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from redis.asyncio import Redis
@@ -870,10 +876,21 @@ class AuthService:
 
     # --- admin -----------------------------------------------------------------------------
 
-    async def list_users(self, paging: Paging) -> tuple[list[User], int]:
-        users, total = await self.users.list_and_count(
-            OrderBy("created_at", "asc"), LimitOffset(limit=paging.limit, offset=paging.offset)
-        )
+    async def list_users(
+        self, paging: Paging, *, search: str | None = None, role: str | None = None
+    ) -> tuple[list[User], int]:
+        """Users, oldest first; ``search`` matches email or name (any case, wildcards literal)."""
+        filters: list[StatementFilter] = [
+            OrderBy("created_at", "asc"),
+            LimitOffset(limit=paging.limit, offset=paging.offset),
+        ]
+        if search:
+            filters.append(
+                SearchFilter({"email", "name"}, search, ignore_case=True, escape_wildcards=True)
+            )
+        if role:
+            filters.append(CollectionFilter("role", [role]))
+        users, total = await self.users.list_and_count(*filters)
         return list(users), total
 
     async def admin_update_user(self, user_id: UUID, data: AdminUserUpdate) -> User:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import jwt
 import pytest
 
@@ -421,3 +423,21 @@ async def test_an_admin_deletes_a_user_and_their_sessions_end(client, sign_up, a
     refused = await client.delete(f"/admin/users/{other['user']['id']}", headers=admin)
     assert refused.status_code == 409
     assert refused.json()["orgs"] == [org.json()["id"]]
+
+
+async def test_admins_find_users_by_email_or_name_and_role(client, sign_up, admin):
+    marker = uuid.uuid4().hex[:8]
+    grace = await sign_up(f"grace-{marker}@example.com", name="Grace Hopper")
+    await sign_up(f"other-{marker}@example.com", name="Ada")
+    found = await client.get("/admin/users", params={"q": f"GRACE-{marker}"}, headers=admin)
+    assert [u["id"] for u in found.json()["items"]] == [grace["user"]["id"]]
+    assert found.json()["total"] == 1
+    by_name = await client.get("/admin/users", params={"q": "hopper"}, headers=admin)
+    assert [u["id"] for u in by_name.json()["items"]] == [grace["user"]["id"]]
+    # % and _ are literal, not wildcards.
+    assert (await client.get("/admin/users", params={"q": "%"}, headers=admin)).json()["total"] == 0
+    admins = await client.get("/admin/users", params={"role": "admin"}, headers=admin)
+    assert {u["role"] for u in admins.json()["items"]} == {"admin"}
+    assert admins.json()["total"] == 1
+    bad = await client.get("/admin/users", params={"role": "root"}, headers=admin)
+    assert bad.status_code in (400, 422) and "role" in bad.text
