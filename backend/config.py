@@ -73,6 +73,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     verify_token_ttl_seconds: int = 86_400
     reset_token_ttl_seconds: int = 3_600
     sign_in_code_ttl_seconds: PositiveInt = 600
+    mfa_token_ttl_seconds: PositiveInt = 300
+    totp_issuer: str = "Litebase"
     invitation_ttl_seconds: int = 7 * 86_400
     # collections
     filter_max_length: PositiveInt = 4096

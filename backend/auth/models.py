@@ -7,7 +7,7 @@ from uuid import UUID
 
 from advanced_alchemy.base import BigIntBase, UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import Boolean, ForeignKey, Index, String, func, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 USER_ROLES = ("user", "admin")
@@ -23,6 +23,13 @@ class User(UUIDv7AuditBase):
     role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Two-factor sign-in (backend/auth/totp.py): the sealed secret, set when enrolling and
+    # in force from totp_enabled_at; the last accepted time step refuses a replayed code.
+    totp_secret: Mapped[str | None] = mapped_column(String(300), default=None)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(
+        DateTimeUTC(timezone=True), default=None
+    )
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class AuthSession(UUIDv7AuditBase):

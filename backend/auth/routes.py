@@ -28,6 +28,9 @@ from backend.auth.schemas import (
     SignUp,
     TokenRequest,
     TokenResponse,
+    TotpCode,
+    TotpEnroll,
+    TotpSecret,
     UpdateMe,
     UserView,
     VerifyRequest,
@@ -53,10 +56,14 @@ async def sign_up(data: SignUp, auth_service: AuthService, client: ClientInfo) -
 
 @post(
     "/token",
-    summary="Sign in (password, or otp: a mailed code) or refresh (refresh_token)",
+    summary="Sign in (password, or otp: a mailed code; then mfa when two-factor is on) or refresh",
     status_code=HTTP_200_OK,
 )
 async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
+    if data.grant_type == "mfa":
+        _require(data, "mfa_token", "code")
+        assert data.mfa_token is not None and data.code is not None
+        return await auth_service.sign_in_with_totp(data.mfa_token, data.code, client)
     if data.grant_type == "otp":
         _require(data, "email", "code")
         assert data.email is not None and data.code is not None
@@ -82,6 +89,37 @@ async def forgot_password(data: ForgotPassword, auth_service: AuthService) -> Ac
     # Always 202, whether or not the email exists.
     await auth_service.forgot_password(data.email)
     return Accepted()
+
+
+@post(
+    "/mfa/totp",
+    summary="Set up two-factor sign-in: a secret for an authenticator app (needs my password)",
+    status_code=HTTP_200_OK,
+    security=BEARER,
+)
+async def enroll_totp(
+    data: TotpEnroll, current: Principal, auth_service: AuthService
+) -> TotpSecret:
+    return await auth_service.enroll_totp(current, data.password)
+
+
+@post(
+    "/mfa/totp/enable",
+    summary="Turn two-factor sign-in on with a code from the app",
+    status_code=HTTP_200_OK,
+    security=BEARER,
+)
+async def enable_totp(data: TotpCode, current: Principal, auth_service: AuthService) -> UserView:
+    return user_view(await auth_service.enable_totp(current, data.code))
+
+
+@delete(
+    "/mfa/totp",
+    summary="Turn two-factor sign-in off (needs a code from the app)",
+    security=BEARER,
+)
+async def disable_totp(data: TotpCode, current: Principal, auth_service: AuthService) -> None:
+    await auth_service.disable_totp(current, data.code)
 
 
 @post("/otp", summary="Mail me a one-time sign-in code", status_code=HTTP_202_ACCEPTED)
@@ -278,6 +316,9 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
                 send_sign_in_code,
                 change_email,
                 confirm_email,
+                enroll_totp,
+                enable_totp,
+                disable_totp,
             ],
             middleware=[
                 _rate_limit("password", settings.rate_limit_password_per_minute).middleware

@@ -22,6 +22,8 @@ Email = Annotated[
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 Name = Annotated[str, name_meta(200)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Six digits: a mailed sign-in code, or an authenticator app's.
+Code = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
 
 
 class UserView(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +33,7 @@ class UserView(msgspec.Struct, frozen=True, kw_only=True):
     role: str
     email_verified: bool
     created_at: datetime
+    totp_enabled: bool = False
 
 
 class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,12 +57,26 @@ class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     ``org_id`` makes that org the session's active org (the token's ``org`` claim).
     """
 
-    grant_type: Literal["password", "otp", "refresh_token"]
+    grant_type: Literal["password", "otp", "mfa", "refresh_token"]
     email: Email | None = None
     password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
-    code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")] | None = None
+    code: Code | None = None
+    mfa_token: Token | None = None
     refresh_token: Token | None = None
     org_id: UUID | None = None
+
+
+class TotpEnroll(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    password: Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class TotpSecret(msgspec.Struct, frozen=True, kw_only=True):
+    secret: str
+    otpauth_uri: str
+
+
+class TotpCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    code: Code
 
 
 class SignInCodeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -143,3 +160,4 @@ class CreatedApiKey(msgspec.Struct, frozen=True, kw_only=True):
 class AdminUserUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     role: Literal["user", "admin"] | None = None
     disabled: bool | None = None
+    reset_totp: bool = False  # turn the user's two-factor sign-in off (a lost phone)

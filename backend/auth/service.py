@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from backend.ai.models import AIBudget
+from backend.auth import totp
 from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, User
 from backend.auth.revocations import SessionStates, publish_revocation
 from backend.auth.schemas import (
@@ -45,6 +46,7 @@ from backend.auth.schemas import (
     SessionView,
     SignUp,
     TokenResponse,
+    TotpSecret,
     UpdateMe,
     UserView,
 )
@@ -74,6 +76,8 @@ log = logging.getLogger(__name__)
 SESSION_STATE_KEY = "litebase:auth:session:{}"
 GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
 SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
+MFA_PENDING_KEY = "litebase:auth:mfa-pending:{}"  # a first factor passed, awaiting the code
+MFA_TOKEN_PREFIX = "lbm_"  # noqa: S105 - a prefix, not a secret
 ACTIVE, REVOKED = b"1", b"0"
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
 VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
@@ -154,6 +158,18 @@ def _sign_in_code_hash(user_id: UUID, code: str) -> str:
     return hash_token(f"{user_id}:{code}")
 
 
+def _wrong_code() -> Problem:
+    return Problem(
+        422,
+        "The code is not right, or was used already",
+        errors=[{"field": "code", "message": "incorrect", "source": "body"}],
+    )
+
+
+def _clear_totp(user: User) -> None:
+    user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
+
+
 def _email_taken(field: str) -> Problem:
     return Problem(
         409,
@@ -175,6 +191,7 @@ def user_view(user: User) -> UserView:
         role=user.role,
         email_verified=user.email_verified,
         created_at=user.created_at,
+        totp_enabled=user.totp_enabled_at is not None,
     )
 
 
@@ -255,7 +272,102 @@ class AuthService:
             )
         if user.password_hash and password_needs_rehash(user.password_hash):
             user.password_hash = await asyncio.to_thread(hash_password, password)
+        return await self._after_first_factor(user, org_id, client)
+
+    async def _after_first_factor(
+        self, user: User, org_id: UUID | None, client: ClientInfo
+    ) -> TokenResponse:
+        """Tokens now, or, with two-factor sign-in on, a 401 ``mfa_required`` carrying a
+        single-use ``mfa_token`` to send back with the app's code (grant_type mfa)."""
+        if user.totp_enabled_at is None:
+            return await self._open_session(user, org_id, client)
+        await self.db.commit()  # what the first factor changed (a rehash, a verified email)
+        token = new_token(MFA_TOKEN_PREFIX)
+        pending = {"user": str(user.id), "org": str(org_id) if org_id else None}
+        await self.redis.set(
+            MFA_PENDING_KEY.format(hash_token(token)),
+            msgspec.json.encode(pending),
+            ex=self.settings.mfa_token_ttl_seconds,
+        )
+        raise Problem(
+            401,
+            "Enter the code from your authenticator app (grant_type mfa, with this mfa_token)",
+            code="mfa_required",
+            mfa_token=token,
+            expires_in=self.settings.mfa_token_ttl_seconds,
+        )
+
+    async def sign_in_with_totp(
+        self, mfa_token: str, code: str, client: ClientInfo
+    ) -> TokenResponse:
+        """The second step: the app's code for the account whose first factor passed."""
+        key = MFA_PENDING_KEY.format(hash_token(mfa_token))
+        raw = await self.redis.get(key)
+        pending = msgspec.json.decode(raw) if raw is not None else None
+        user = (
+            await self.db.get(User, UUID(pending["user"]), with_for_update=True)
+            if pending
+            else None
+        )
+        if pending is None or user is None or user.disabled or user.totp_enabled_at is None:
+            raise invalid_grant("The sign-in step is not valid or has expired; sign in again")
+        failures_key = await self._check_failures(user.email)
+        step = self._totp_step(user, code)
+        if step is None:
+            await self._count_failure(failures_key)
+            raise unauthorized("The code is not right, or was used already", "invalid_code")
+        user.totp_last_step = step
+        await self.redis.delete(key, failures_key)
+        org_id = UUID(pending["org"]) if pending["org"] else None
         return await self._open_session(user, org_id, client)
+
+    def _totp_step(self, user: User, code: str) -> int | None:
+        """The time step ``code`` is valid for, if it is and is newer than the last one used."""
+        secret = totp.unseal(self.settings.secret_key, user.totp_secret or "")
+        if secret is None:
+            return None
+        step = totp.matching_step(secret, code, self.clock.now())
+        if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
+            return None
+        return step
+
+    async def enroll_totp(self, principal: Principal, password: str) -> TotpSecret:
+        """A new secret for the authenticator app; in force once a code confirms it."""
+        user = await self.get_user(principal)
+        await self._check_password(
+            user, password, "Setting up two-factor sign-in needs the account's password"
+        )
+        if user.totp_enabled_at is not None:
+            raise Problem(
+                409, "Two-factor sign-in is on already; turn it off first", code="totp_enabled"
+            )
+        secret = totp.new_secret()
+        user.totp_secret, user.totp_last_step = totp.seal(self.settings.secret_key, secret), None
+        await self.db.commit()
+        uri = totp.provisioning_uri(secret, user.email, self.settings.totp_issuer)
+        return TotpSecret(secret=secret, otpauth_uri=uri)
+
+    async def enable_totp(self, principal: Principal, code: str) -> User:
+        user = await self.get_user(principal)
+        if user.totp_enabled_at is not None:
+            raise Problem(409, "Two-factor sign-in is on already", code="totp_enabled")
+        if user.totp_secret is None:
+            raise Problem(409, "Set it up first (POST /auth/mfa/totp)", code="totp_not_enrolled")
+        step = self._totp_step(user, code)
+        if step is None:
+            raise _wrong_code()
+        user.totp_enabled_at, user.totp_last_step = self.clock.now(), step
+        await self.db.commit()
+        return user
+
+    async def disable_totp(self, principal: Principal, code: str) -> None:
+        user = await self.get_user(principal)
+        if user.totp_enabled_at is None:
+            raise Problem(409, "Two-factor sign-in is off", code="totp_not_enabled")
+        if self._totp_step(user, code) is None:
+            raise _wrong_code()
+        _clear_totp(user)
+        await self.db.commit()
 
     async def _check_failures(self, email: str) -> str:
         """429 while the account has had too many failed sign-ins; its counter's key."""
@@ -332,7 +444,7 @@ class AuthService:
         await self.redis.delete(failures_key)
         found.used_at = self.clock.now()
         user.email_verified = True  # the code reached this mailbox
-        return await self._open_session(user, org_id, client)
+        return await self._after_first_factor(user, org_id, client)
 
     async def refresh(self, refresh_token: str, org_id: UUID | None) -> TokenResponse:
         token_hash = hash_token(refresh_token)
@@ -901,6 +1013,8 @@ class AuthService:
             user.role = data.role
             # Access tokens carry the role: make the user sign in again to pick it up.
             await self._revoke_sessions_of(user.id)
+        if data.reset_totp:
+            _clear_totp(user)
         if data.disabled is not None:
             user.disabled = data.disabled
             if data.disabled:

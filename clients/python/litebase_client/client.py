@@ -71,6 +71,13 @@ class Litebase:
             body["org_id"] = org_id
         return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
 
+    async def sign_in_with_totp(self, mfa_token: str, code: str) -> dict[str, Any]:
+        """The second step when two-factor sign-in is on: ``sign_in`` (or
+        ``sign_in_with_code``) raised ``ApiError`` 401 ``mfa_required`` with an ``mfa_token``
+        in its problem; send it with the authenticator app's code."""
+        body = {"grant_type": "mfa", "mfa_token": mfa_token, "code": code}
+        return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
+
     async def me(self) -> dict[str, Any]:
         user: dict[str, Any] = await self._call("GET", "/auth/me")
         return user
