@@ -11,7 +11,7 @@ from uuid import UUID
 
 from advanced_alchemy.base import UUIDBase, UUIDv7AuditBase, UUIDv7Base
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Date, Float, Index, Integer, String
+from sqlalchemy import BigInteger, Date, Delete, Float, Index, Integer, String, delete
 from sqlalchemy.orm import Mapped, mapped_column
 
 # The dimensions usage is kept by, in the per-call rows and the daily totals alike.
@@ -89,3 +89,9 @@ class AIBudget(UUIDv7AuditBase):
     subject_id: Mapped[UUID]
     tokens_per_period: Mapped[int | None] = mapped_column(BigInteger)
     requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+
+
+def delete_budget_override(kind: str, subject: UUID) -> Delete:
+    """The statement removing a subject's override (an admin clearing it, or the subject's
+    deletion: the table has no foreign keys to users or orgs)."""
+    return delete(AIBudget).where(AIBudget.subject_kind == kind, AIBudget.subject_id == subject)

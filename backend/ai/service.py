@@ -8,12 +8,12 @@ from typing import cast
 from uuid import UUID
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from backend.ai.budgets import Budgets, Limits, SubjectKind, default_limits, period_bounds
-from backend.ai.models import AIBudget
+from backend.ai.models import AIBudget, delete_budget_override
 from backend.ai.schemas import BudgetLimits, BudgetView
 from backend.config import Settings
 from backend.lib.clock import Clock
@@ -88,9 +88,7 @@ class BudgetService:
         return await self.get(kind, subject)
 
     async def clear(self, kind: SubjectKind, subject: UUID) -> None:
-        await self.db.execute(
-            delete(AIBudget).where(AIBudget.subject_kind == kind, AIBudget.subject_id == subject)
-        )
+        await self.db.execute(delete_budget_override(kind, subject))
         await self.db.commit()
         await self.budgets.mirror(kind, subject, None)
 

@@ -27,12 +27,12 @@ from advanced_alchemy.filters import (
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from redis.asyncio import Redis
-from sqlalchemy import delete, exists, func, select, true, update
+from sqlalchemy import exists, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from backend.ai.models import AIBudget
+from backend.ai.models import delete_budget_override
 from backend.auth import totp
 from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, User
 from backend.auth.revocations import SessionStates, publish_revocation
@@ -733,9 +733,7 @@ class AuthService:
                 orgs=[str(org_id) for org_id in sole],
             )
         await self._revoke_sessions_of(user.id)
-        await self.db.execute(
-            delete(AIBudget).where(AIBudget.subject_kind == "user", AIBudget.subject_id == user.id)
-        )
+        await self.db.execute(delete_budget_override("user", user.id))
         await self.db.delete(user)
         await self.db.commit()
 

@@ -13,7 +13,7 @@ from uuid import UUID
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.ai.models import AIBudget
+from backend.ai.models import delete_budget_override
 from backend.auth.models import AuthSession, User
 from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import Principal
@@ -45,6 +45,11 @@ def _not_found() -> Problem:
     return Problem(404, "No such org", code="not_found")
 
 
+def _org_view(org: Org, role: str) -> OrgView:
+    """An org as its member sees it: with the member's role."""
+    return OrgView(id=org.id, name=org.name, role=as_role(role), created_at=org.created_at)
+
+
 def _invitation_view(invitation: OrgInvitation) -> InvitationView:
     return InvitationView(
         id=invitation.id,
@@ -71,7 +76,7 @@ class OrgService:
         await self._activate_if_none(principal, org.id)
         await self.db.flush()
         await self.db.refresh(org)
-        view = OrgView(id=org.id, name=org.name, role="owner", created_at=org.created_at)
+        view = _org_view(org, "owner")
         await self.db.commit()
         return view
 
@@ -90,27 +95,20 @@ class OrgService:
             .where(OrgMember.user_id == principal.user_id)
             .order_by(OrgMember.created_at)
         )
-        return [
-            OrgView(id=org.id, name=org.name, role=as_role(role), created_at=org.created_at)
-            for org, role in rows.tuples()
-        ]
+        return [_org_view(org, role) for org, role in rows.tuples()]
 
     async def get(self, principal: Principal, org_id: UUID) -> OrgView:
         member = await self._require_member(principal, org_id)
         org = await self.db.get(Org, org_id)
         assert org is not None
-        return OrgView(
-            id=org.id, name=org.name, role=as_role(member.role), created_at=org.created_at
-        )
+        return _org_view(org, member.role)
 
     async def rename(self, principal: Principal, org_id: UUID, data: OrgUpdate) -> OrgView:
         member = await self._require_manager(principal, org_id)
         org = await self.db.get(Org, org_id)
         assert org is not None
         org.name = data.name.strip()
-        view = OrgView(
-            id=org.id, name=org.name, role=as_role(member.role), created_at=org.created_at
-        )
+        view = _org_view(org, member.role)
         await self.db.commit()
         return view
 
@@ -123,9 +121,7 @@ class OrgService:
         if member.role != "owner":
             raise Problem(403, "Only the org's owners may delete it", code="forbidden")
         await self._lock_org(org_id)
-        await self.db.execute(
-            delete(AIBudget).where(AIBudget.subject_kind == "org", AIBudget.subject_id == org_id)
-        )
+        await self.db.execute(delete_budget_override("org", org_id))
         await self.db.execute(delete(Org).where(Org.id == org_id))
         await self.db.commit()
 
@@ -323,8 +319,6 @@ class OrgService:
         await self._activate_if_none(principal, invitation.org_id)
         org = await self.db.get(Org, invitation.org_id)
         assert org is not None
-        view = OrgView(
-            id=org.id, name=org.name, role=as_role(member.role), created_at=org.created_at
-        )
+        view = _org_view(org, member.role)
         await self.db.commit()
         return view
