@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from backend.auth.secrets import hash_token
 from backend.lib.urls import libpq_database_url
 
 PASSWORD = "correct horse battery staple"
@@ -89,3 +91,17 @@ def add_member(sql):
         )
 
     return _add_member
+
+
+async def mailed_sign_in_code(client, sql, email: str, user_id: str) -> str:
+    """Ask for a sign-in code (POST /auth/otp), and set it to one the test knows: the real one
+    only goes out by mail."""
+    assert (await client.post("/auth/otp", json={"email": email})).json() == {"status": "accepted"}
+    code = f"{secrets.randbelow(10**6):06d}"
+    sql(
+        "UPDATE auth_email_tokens SET token_hash = %s"
+        " WHERE purpose = 'sign_in_code' AND used_at IS NULL AND user_id = %s",
+        hash_token(f"{user_id}:{code}"),
+        user_id,
+    )
+    return code

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 import jwt
 import msgspec
 import pytest
@@ -11,7 +9,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
 from backend.auth.secrets import hash_token, new_token
-from tests.integration.conftest import PASSWORD, bearer, new_email
+from tests.integration.conftest import PASSWORD, bearer, mailed_sign_in_code, new_email
 
 PROBLEM = "application/problem+json"
 
@@ -343,23 +341,10 @@ async def test_an_address_taken_before_the_confirmation_is_409(client, sign_up, 
     assert me.json()["email"] != wanted
 
 
-async def _mailed_code(client, sql, email: str, user_id: str) -> str:
-    """Ask for a sign-in code, and set it to one the test knows (the real one goes by mail)."""
-    assert (await client.post("/auth/otp", json={"email": email})).json() == {"status": "accepted"}
-    code = f"{secrets.randbelow(10**6):06d}"
-    sql(
-        "UPDATE auth_email_tokens SET token_hash = %s"
-        " WHERE purpose = 'sign_in_code' AND used_at IS NULL AND user_id = %s",
-        hash_token(f"{user_id}:{code}"),
-        user_id,
-    )
-    return code
-
-
 async def test_a_mailed_code_signs_in_once_and_verifies_the_email(client, sign_up, sql, clock):
     email = new_email()
     account = await sign_up(email)
-    code = await _mailed_code(client, sql, email, account["user"]["id"])
+    code = await mailed_sign_in_code(client, sql, email, account["user"]["id"])
     grant = {"grant_type": "otp", "email": email.upper(), "code": code}
     signed_in = await client.post("/auth/token", json=grant)
     assert signed_in.status_code == 200, signed_in.text
@@ -367,7 +352,7 @@ async def test_a_mailed_code_signs_in_once_and_verifies_the_email(client, sign_u
     assert me.json()["email_verified"] is True
     assert (await client.post("/auth/token", json=grant)).status_code == 401  # used
 
-    code = await _mailed_code(client, sql, email, account["user"]["id"])
+    code = await mailed_sign_in_code(client, sql, email, account["user"]["id"])
     clock.advance(seconds=601)  # SIGN_IN_CODE_TTL_SECONDS
     expired = await client.post("/auth/token", json={**grant, "code": code})
     assert expired.status_code == 401
@@ -377,7 +362,7 @@ async def test_a_mailed_code_signs_in_once_and_verifies_the_email(client, sign_u
 async def test_a_new_code_replaces_the_last_and_unknown_emails_look_the_same(client, sign_up, sql):
     email = new_email()
     account = await sign_up(email)
-    first = await _mailed_code(client, sql, email, account["user"]["id"])
+    first = await mailed_sign_in_code(client, sql, email, account["user"]["id"])
     assert (await client.post("/auth/otp", json={"email": email})).status_code == 202
     stale = await client.post(
         "/auth/token", json={"grant_type": "otp", "email": email, "code": first}
@@ -410,7 +395,7 @@ async def test_guessing_codes_is_limited_like_passwords(settings, clock, sql):
     async with await _client_with(settings, clock, auth_failed_signin_limit=3) as client:
         email = new_email()
         signup = await client.post("/auth/signup", json={"email": email, "password": PASSWORD})
-        code = await _mailed_code(client, sql, email, signup.json()["user"]["id"])
+        code = await mailed_sign_in_code(client, sql, email, signup.json()["user"]["id"])
         for guess in sorted({f"{n:06d}" for n in range(4)} - {code})[:3]:
             wrong = {"grant_type": "otp", "email": email, "code": guess}
             assert (await client.post("/auth/token", json=wrong)).status_code == 401

@@ -9,8 +9,7 @@ import pyotp
 import pytest
 import redis
 
-from backend.auth.secrets import hash_token
-from tests.integration.conftest import PASSWORD, bearer, new_email
+from tests.integration.conftest import PASSWORD, bearer, mailed_sign_in_code, new_email
 
 
 def _code(secret: str, clock, *, ahead: float = 0) -> str:
@@ -131,15 +130,9 @@ async def test_a_code_from_the_previous_step_is_accepted_once(client, enrolled, 
 async def test_a_mailed_code_is_a_first_factor_too(client, enrolled, sql, clock):
     email, secret, me = enrolled
     user_id = (await client.get("/auth/me", headers=me)).json()["id"]
-    assert (await client.post("/auth/otp", json={"email": email})).status_code == 202
-    sql(
-        "UPDATE auth_email_tokens SET token_hash = %s"
-        " WHERE purpose = 'sign_in_code' AND used_at IS NULL AND user_id = %s",
-        hash_token(f"{user_id}:123456"),
-        user_id,
-    )
+    code = await mailed_sign_in_code(client, sql, email, user_id)
     first = await client.post(
-        "/auth/token", json={"grant_type": "otp", "email": email, "code": "123456"}
+        "/auth/token", json={"grant_type": "otp", "email": email, "code": code}
     )
     assert (first.status_code, first.json()["code"]) == (401, "mfa_required")
     clock.advance(seconds=30)
