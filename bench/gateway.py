@@ -9,6 +9,12 @@ content chunk, direct vs through Litebase, one stream at a time. And the API pro
 per call, one call at a time, for a route without auth, with auth only, a chat call and a
 streamed one.
 
+Beside Litebase, the floor: a bare ASGI app under the same uvicorn that holds one Redis
+script call per request (as a budget check must) and passes the body to the upstream with
+aiohttp (the transport under the openai client), the upstream's bytes straight back (no auth,
+no framework, no parsing). It is timed the same way: what any gateway in this stack, on this
+machine, adds at the least.
+
 Prints a markdown table and the ratio to the goal (added <= 1 ms at p50, <= 5 ms at p99).
 Set DATABASE_URL / REDIS_URL to use real servers; otherwise embedded ones are started.
 """
@@ -44,6 +50,45 @@ from tests.fake_openai import fake_openai
 with fake_openai() as upstream:
     print(upstream.base_url, flush=True)
     time.sleep(10**9)
+"""
+
+# The floor (see the docstring). argv: upstream base URL, Redis URL, port.
+FLOOR_APP = r"""
+import asyncio, sys
+import aiohttp, uvicorn
+from redis.asyncio import Redis
+upstream, redis_url, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+held = {}
+RESERVE = "redis.call('INCRBY', KEYS[1], ARGV[1]) redis.call('EXPIRE', KEYS[1], 3600) return 0"
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                held["http"] = aiohttp.ClientSession()
+                held["redis"] = Redis.from_url(redis_url)
+                held["reserve"] = held["redis"].register_script(RESERVE)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await held["http"].close()
+                await held["redis"].aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body, more = body + message.get("body", b""), message.get("more_body", False)
+    await held["reserve"](keys=["floor:tokens"], args=[100])
+    headers = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
+    async with held["http"].post(upstream + "/chat/completions", data=body, headers=headers) as r:
+        kind = r.headers.get("Content-Type", "application/json").encode()
+        await send({"type": "http.response.start", "status": r.status,
+                    "headers": [(b"content-type", kind)]})
+        async for piece in r.content.iter_any():
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+    asyncio.get_running_loop().create_task(held["redis"].incrby("floor:tokens", -10))
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """
 
 # Open loop: request i starts at i / rate whatever the earlier ones are doing.
@@ -148,6 +193,11 @@ def run(database_url: str, redis_url: str) -> None:
         env, port,
     )  # fmt: skip
     rows: list[tuple[str, dict, dict]] = []
+    floors: dict[str, dict] = {}
+    floor_port = free_port()
+    floor = serve(
+        [sys.executable, "-c", FLOOR_APP, upstream, redis_url, str(floor_port)], env, floor_port
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         tokens = httpx.post(
@@ -166,6 +216,8 @@ def run(database_url: str, redis_url: str) -> None:
             # Includes the client's 20 warm-up calls.
             g["cpu_ms"] = (cpu_seconds(api.pid) - cpu) * 1000 / (g["n"] + 20)
             rows.append((f"chat completion, {rate} req/s", d, g))
+            floors[rows[-1][0]] = measure("json", f"http://127.0.0.1:{floor_port}", direct,
+                                          {**body, "model": "fake-chat"}, rate, SECONDS)  # fmt: skip
         # CPU per call, one call at a time: the API's own cost, whatever the machine's load.
         cpu_rows = []
         with httpx.Client(base_url=base, timeout=30) as http:
@@ -199,7 +251,10 @@ def run(database_url: str, redis_url: str) -> None:
         g = measure("stream", f"{base}/v1/chat/completions", gateway,
                     {**stream, "model": "chat"}, 0, STREAMS)  # fmt: skip
         rows.append(("stream, time to first token", d, g))
+        floors[rows[-1][0]] = measure("stream", f"http://127.0.0.1:{floor_port}", direct,
+                                      {**stream, "model": "fake-chat"}, 0, STREAMS)  # fmt: skip
     finally:
+        stop(floor)
         stop(api)
         stop(fake)
         os.unlink(models.name)
@@ -214,6 +269,16 @@ def run(database_url: str, redis_url: str) -> None:
             f"| {name} | {d['p50']:.2f} | {g['p50']:.2f} | {g['p50'] - d['p50']:.2f} "
             f"| {d['p99']:.2f} | {g['p99']:.2f} | {g['p99'] - d['p99']:.2f} | {g['n']} "
             f"| {d['errors'] + g['errors']} |"
+        )
+    print("\nThe floor: a bare ASGI app, one Redis script call, the body passed on with aiohttp\n")
+    print("| load | floor p50 ms | floor added p50 ms | floor p99 ms | floor added p99 ms "
+          "| Litebase added p50 over the floor's |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, d, g in rows:
+        f = floors[name]
+        print(
+            f"| {name} | {f['p50']:.2f} | {f['p50'] - d['p50']:.2f} | {f['p99']:.2f} "
+            f"| {f['p99'] - d['p99']:.2f} | {g['p50'] - f['p50']:.2f} |"
         )
     print("\n| API process CPU per call, one at a time | ms |")
     print("| --- | ---: |")

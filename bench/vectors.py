@@ -13,7 +13,9 @@
 3. API search p50 (POST /collections/notes/search, vector mode, an admin) ÷ the same SQL run
    directly with asyncpg (goal <= 1.3): both one at a time on one held connection, the API
    through a bare keep-alive HTTP/1.1 client (httpx's own figure is printed beside it), and
-   the API process's CPU per search.
+   the API process's CPU per search. Beside them the floor: a bare ASGI app under the same
+   uvicorn that runs that SQL through asyncpg and answers its rows as JSON (no auth, no rules,
+   no framework), timed the same way: what any Python HTTP layer in this stack adds here.
 4. Filtered recall@10 through the API at 1% and 10% selectivity vs exact (goal >= 0.95).
 
 Set DATABASE_URL / REDIS_URL to use real servers; otherwise embedded ones are started.
@@ -67,6 +69,37 @@ DIMS = 384
 K = 10
 
 results: list[tuple[str, str, str]] = []
+
+# The floor: uvicorn (as the API runs it) and a bare ASGI callable that runs one statement
+# through an asyncpg pool and answers the rows as JSON. argv: dsn, port, the SQL, its
+# arguments (JSON). Any HTTP API over that SQL in this stack costs at least this.
+FLOOR_APP = r"""
+import json, sys
+import asyncpg, msgspec, uvicorn
+dsn, port, sql, args = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+pool = None
+async def app(scope, receive, send):
+    global pool
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await pool.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    rows = await pool.fetch(sql, *args)
+    body = msgspec.json.encode({"items": [dict(row) for row in rows]})
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+"""
 
 
 def report(name: str, value: str, goal: str = "") -> None:
@@ -360,8 +393,6 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
             f"Authorization: {client.headers['Authorization']}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        api_times = []
         # The API process works in the background too (the relay polls, gauges refresh): its
         # CPU over as long a time with no request is taken off the searches' share.
         idle_before, idle_started = cpu_seconds(api_pid), time.perf_counter()
@@ -369,17 +400,9 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
         idle_after, idle_seconds = cpu_seconds(api_pid), time.perf_counter() - idle_started
         timed_started = time.perf_counter()
         cpu_before = cpu_seconds(api_pid)
-        for _ in range(API_SEARCHES):
-            started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200"), head
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            api_times.append(time.perf_counter() - started)
+        api_times = await _raw_request_times(port, request, API_SEARCHES)
         cpu_after = cpu_seconds(api_pid)
         timed_seconds = time.perf_counter() - timed_started
-        writer.close()
 
         # The same statement the service runs, straight through asyncpg.
         from backend.vectors.service import SearchService
@@ -400,8 +423,10 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
                 await connection.fetch(sql, *args)
                 sql_times.append(time.perf_counter() - started)
         await pool.close()
+        floor_times = await _floor_times(dsn, sql, args, request)
         api_p50 = statistics.median(api_times) * 1000
         sql_p50 = statistics.median(sql_times) * 1000
+        floor_p50 = statistics.median(floor_times) * 1000
         other = (await client.get("/collections/notes/records?limit=1")).json()["items"][0]["id"]
         read_times = []
         for _ in range(200):
@@ -419,12 +444,51 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
         )
         report("same SQL via asyncpg p50", f"{sql_p50:.2f} ms")
         report("API ÷ SQL", f"{api_p50 / sql_p50:.2f}", "goal <= 1.3")
+        report("floor: bare uvicorn + asyncpg, the same SQL, p50", f"{floor_p50:.2f} ms")
+        report("floor ÷ SQL (the least any API here can reach)", f"{floor_p50 / sql_p50:.2f}")
+        report("API ÷ floor", f"{api_p50 / floor_p50:.2f}")
         if None not in (cpu_before, cpu_after, idle_before, idle_after):
             background = (idle_after - idle_before) / idle_seconds * timed_seconds  # type: ignore[operator]
             report(
                 "API process CPU per search (less its idle background)",
                 f"{(cpu_after - cpu_before - background) / len(api_times) * 1e6:.0f} us",  # type: ignore[operator]
             )
+
+
+async def _raw_request_times(port: int, request: bytes, count: int) -> list[float]:
+    """Seconds per request, one at a time on one keep-alive connection, reading raw bytes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    times = []
+    for _ in range(20):  # warm up
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(_content_length(head))
+    for _ in range(count):
+        started = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        await reader.readexactly(_content_length(head))
+        times.append(time.perf_counter() - started)
+    writer.close()
+    return times
+
+
+def _content_length(head: bytes) -> int:
+    return int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+
+
+async def _floor_times(dsn: str, sql: str, args: list[object], request: bytes) -> list[float]:
+    """The same request timed against the floor app (FLOOR_APP) serving the same SQL."""
+    port = free_port()
+    floor = serve(
+        [sys.executable, "-c", FLOOR_APP, dsn, str(port), sql, json.dumps(args)], dict(os.environ),
+        port,
+    )  # fmt: skip
+    try:
+        return await _raw_request_times(port, request, API_SEARCHES)
+    finally:
+        stop(floor)
 
 
 async def filtered_recall(dsn: str, spec, settings) -> None:  # type: ignore[no-untyped-def]
