@@ -172,6 +172,45 @@ def _load(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
     }
 
 
+def loopback_round_trip_us(trips: int = 2000) -> float:
+    """Median microseconds for a 64-byte ping-pong over loopback TCP between two processes:
+    what each extra hop (client → API, API → Redis, API → upstream) costs on this machine
+    before any code runs. On a VM whose idle cores halt, a wake-up can cost far more than
+    the send itself."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        echo = subprocess.Popen(
+            [sys.executable, "-c", _ECHO, str(listener.getsockname()[1]), str(trips)]
+        )
+        client, _ = listener.accept()
+        with client:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            times = []
+            for _ in range(trips):
+                started = time.perf_counter()
+                client.sendall(b"x" * 64)
+                received = 0
+                while received < 64:
+                    received += len(client.recv(64 - received))
+                times.append(time.perf_counter() - started)
+        echo.wait(10)
+    times.sort()
+    return times[len(times) // 2] * 1e6
+
+
+_ECHO = """
+import socket, sys
+peer = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for _ in range(int(sys.argv[2])):
+    data = b""
+    while len(data) < 64:
+        data += peer.recv(64 - len(data))
+    peer.sendall(data)
+"""
+
+
 @contextmanager
 def embedded_services() -> Iterator[tuple[str, str]]:
     """(DATABASE_URL, REDIS_URL): the environment's, or embedded servers for the bench's life."""

@@ -54,7 +54,14 @@ from backend.vectors.sync import (  # noqa: E402
     hnsw_index_sql,
     status,
 )
-from bench.crud import cpu_seconds, embedded_services, free_port, serve, stop  # noqa: E402
+from bench.crud import (  # noqa: E402
+    cpu_seconds,
+    embedded_services,
+    free_port,
+    loopback_round_trip_us,
+    serve,
+    stop,
+)
 
 ROWS = int(os.environ.get("BENCH_VECTOR_ROWS", "100000"))
 PIPELINE_ROWS = int(os.environ.get("BENCH_PIPELINE_ROWS", "2000"))
@@ -447,6 +454,10 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
         report("floor: bare uvicorn + asyncpg, the same SQL, p50", f"{floor_p50:.2f} ms")
         report("floor ÷ SQL (the least any API here can reach)", f"{floor_p50 / sql_p50:.2f}")
         report("API ÷ floor", f"{api_p50 / floor_p50:.2f}")
+        report(
+            "loopback TCP round trip between two processes, p50",
+            f"{loopback_round_trip_us():.0f} us",
+        )
         if None not in (cpu_before, cpu_after, idle_before, idle_after):
             background = (idle_after - idle_before) / idle_seconds * timed_seconds  # type: ignore[operator]
             report(
