@@ -5,7 +5,8 @@ Model providers are the one thing tests do not run for real. This server answers
 deterministic lexical vectors (the hash embedder), and misbehaves on request so the callers'
 error handling is exercised over real HTTP:
 
-- an input containing ``[[429]]`` is always refused with 429 (rate limited);
+- an input containing ``[[429]]`` is always refused with 429 (rate limited), with OpenAI's
+  ``retry-after-ms`` header (20 ms);
 - an input containing ``[[500-once]]`` fails with 500 the first time that exact input is seen;
 - an input containing any string in ``state.outages`` fails with 503 for as long as it is
   there (a provider down for a while: add a marker, remove it to recover);
@@ -138,16 +139,22 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    def _send(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         payload = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
-    def _error(self, status: int, message: str, kind: str) -> None:
-        self._send(status, {"error": {"message": message, "type": kind, "code": None}})
+    def _error(
+        self, status: int, message: str, kind: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self._send(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
 
     def do_GET(self) -> None:
         state = self.server.state
@@ -312,7 +319,10 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             if any("[[429]]" in text for text in texts):
                 state.failures += 1
-                self._error(429, "Rate limit reached", "rate_limit_exceeded")
+                # As OpenAI does: how long to wait, which clients honour before retrying.
+                self._error(
+                    429, "Rate limit reached", "rate_limit_exceeded", {"retry-after-ms": "20"}
+                )
                 return
             if any(marker in text for marker in state.outages for text in texts):
                 state.failures += 1

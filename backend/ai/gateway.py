@@ -29,13 +29,12 @@ from typing import Any
 import anyio
 import msgspec
 import structlog
-from openai import AsyncStream
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend.ai.budgets import BudgetExceeded, Budgets, Reservation
 from backend.ai.catalog import Catalog, ModelAlias
-from backend.ai.upstream import ProviderClient, UpstreamError, chunks
+from backend.ai.upstream import ProviderClient, UpstreamError, UpstreamStream
 from backend.ai.usage import USAGE_QUEUE, UsageEvent
 from backend.auth.service import Principal
 from backend.config import Settings
@@ -285,14 +284,14 @@ class Gateway:
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         call = await self._begin(principal, "chat", body, prompt)
         call.streamed = True
-        upstream: AsyncStream[object] | None = None
+        upstream: UpstreamStream | None = None
         try:
             pieces: AsyncIterator[dict[str, Any]] | None = None
             first: dict[str, Any] | None = None
             for alias in attempts:
                 try:
                     upstream = await self._clients[alias.provider].open_stream(alias, body)
-                    pieces = chunks(upstream)
+                    pieces = upstream.chunks()
                     first = await anext(pieces, None)
                     if first is None:
                         raise UpstreamError("upstream stream ended before any chunk")
@@ -334,7 +333,7 @@ class Gateway:
             await self._close(upstream)
             self._finish_soon(call)
 
-    async def _close(self, upstream: AsyncStream[object] | None) -> None:
+    async def _close(self, upstream: UpstreamStream | None) -> None:
         if upstream is not None:
             with anyio.CancelScope(shield=True):
                 try:

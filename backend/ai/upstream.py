@@ -1,4 +1,12 @@
-"""Calls to one provider's OpenAI-compatible API, with the openai client and its base_url.
+"""Calls to one provider's OpenAI-compatible API over aiohttp, at the provider's base_url.
+
+The gateway speaks OpenAI's wire format to every provider (OpenAI, vLLM, Ollama, LM Studio,
+TGI…) with the transport the openai client itself runs on (its ``DefaultAioHttpClient`` is
+aiohttp), without the client's request building and parsing, which cost a call about four
+times the CPU of the HTTP exchange (docs/decisions/0006-gateway-transport.md). What the
+client did for us is kept, in OpenAI's terms: the bearer key, per-alias timeouts, retries of
+timeouts, dropped connections, 408/409/429/5xx with exponential backoff and jitter (honouring
+``retry-after`` and ``x-should-retry``), and server-sent events ending in ``[DONE]``.
 
 Bodies go through untouched but for ``model`` (the upstream name) and, on streams,
 ``stream_options.include_usage``. Every failure is an ``UpstreamError`` saying whether
@@ -9,53 +17,105 @@ everywhere. Messages carry no upstream URL, key or body: they are logged, never 
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from typing import Any, cast
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
-import openai
-from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
+import aiohttp
+import msgspec
 
 from backend.ai.catalog import ModelAlias, Provider
 
+T = TypeVar("T")
+
 # The request is at fault: trying another model would not help.
 CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
+# What the openai client retries besides timeouts and dropped connections.
+RETRY_STATUSES = frozenset({408, 409, 429})
+# The openai client's backoff: 0.5 s doubling to 8 s, less up to a quarter (jitter); a
+# provider's own retry-after is honoured up to a minute.
+INITIAL_RETRY_SECONDS, MAX_RETRY_SECONDS, MAX_RETRY_AFTER_SECONDS = 0.5, 8.0, 60.0
+# An SSE line (one chunk of JSON) may be this long; aiohttp's default is 64 KiB.
+MAX_LINE_BYTES = 2**20
+# Connections per provider and process: streams hold one for their whole length.
+MAX_CONNECTIONS = 1000
 
 
 class UpstreamError(Exception):
-    def __init__(self, reason: str, *, fallback: bool = True, status: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        fallback: bool = True,
+        status: int | None = None,
+        retry: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.fallback = fallback
         self.status = status
+        self.retry = retry  # the same alias may answer if asked again
+        self.retry_after = retry_after
 
 
-def _status_error(exc: openai.APIStatusError) -> UpstreamError:
-    status = exc.status_code
+def status_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """The UpstreamError for a non-2xx answer (OpenAI's error body: ``{"error": {...}}``)."""
     if status in CLIENT_FAULT_STATUSES:
-        body = exc.body if isinstance(exc.body, dict) else {}
-        message = body.get("message") if isinstance(body.get("message"), str) else None
         return UpstreamError(
-            str(message or "the request was refused")[:300], fallback=False, status=status
+            (_error_message(body) or "the request was refused")[:300],
+            fallback=False,
+            status=status,
         )
-    return UpstreamError(f"upstream answered {status}", status=status)
+    should = headers.get("x-should-retry")
+    retry = should == "true" or (should != "false" and (status in RETRY_STATUSES or status >= 500))
+    return UpstreamError(
+        f"upstream answered {status}",
+        status=status,
+        retry=retry,
+        retry_after=_retry_after(headers),
+    )
+
+
+def _error_message(body: bytes) -> str | None:
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    error = data.get("error", data) if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name, "")) * scale
+        except ValueError:
+            continue  # absent, or an HTTP date: the backoff decides
+        if 0 < seconds <= MAX_RETRY_AFTER_SECONDS:
+            return seconds
+    return None
 
 
 def translate(exc: Exception) -> UpstreamError:
-    """The UpstreamError for whatever the openai client (or a bad payload) raised."""
+    """The UpstreamError for whatever the transport (or a bad payload) raised."""
     if isinstance(exc, UpstreamError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
-        return UpstreamError("upstream timed out")
-    if isinstance(exc, openai.APIConnectionError):
-        return UpstreamError("upstream connection failed")
-    if isinstance(exc, openai.APIStatusError):
-        return _status_error(exc)
-    if isinstance(exc, openai.APIError):
-        return UpstreamError("upstream reported an error mid-stream")
-    if isinstance(exc, ValueError | json.JSONDecodeError | KeyError | TypeError):
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+        return UpstreamError("upstream timed out", retry=True)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamError("upstream connection failed", retry=True)
+    if isinstance(exc, ValueError | KeyError | TypeError):  # msgspec.DecodeError is a ValueError
         return UpstreamError("upstream output is malformed")
     raise exc
+
+
+def backoff_seconds(attempt: int) -> float:
+    """How long to wait before retry ``attempt`` (0 for the first retry)."""
+    delay: float = min(INITIAL_RETRY_SECONDS * 2.0**attempt, MAX_RETRY_SECONDS)
+    return delay * (1 - 0.25 * random.random())  # noqa: S311 - jitter, not a secret
 
 
 def check_completion(data: object) -> dict[str, Any]:
@@ -67,6 +127,8 @@ def check_completion(data: object) -> dict[str, Any]:
 def check_chunk(data: object) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("choices", []), list):
         raise UpstreamError("upstream output is malformed")
+    if "error" in data:  # OpenAI reports a failure mid-stream as an event carrying `error`
+        raise UpstreamError("upstream reported an error mid-stream")
     return data
 
 
@@ -76,81 +138,128 @@ def check_embeddings(data: object) -> dict[str, Any]:
     return data
 
 
+class UpstreamStream:
+    """An open streamed completion: ``chunks()`` reads it, ``close()`` ends it (early, it
+    drops the connection, which tells the provider to stop generating)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def close(self) -> None:
+        self._response.close()
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """Each event's JSON, checked, until ``[DONE]`` or the end; failures are
+        UpstreamErrors. Events are lines of ``data:`` ended by a blank line; other fields
+        (``event:``, ``id:``, comments) carry nothing a chat chunk needs."""
+        data: list[bytes] = []
+        try:
+            async for raw in self._response.content:
+                line = raw.rstrip(b"\r\n")
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    data.append(value[1:] if value.startswith(b" ") else value)
+                elif not line and data:
+                    payload, data = b"\n".join(data), []
+                    if payload.strip() == b"[DONE]":
+                        return
+                    yield check_chunk(msgspec.json.decode(payload))
+            if data and b"\n".join(data).strip() != b"[DONE]":
+                yield check_chunk(msgspec.json.decode(b"\n".join(data)))
+        except Exception as exc:
+            raise translate(exc) from exc
+
+
 class ProviderClient:
-    """One AsyncOpenAI per provider (its connection pool is shared by every alias on it)."""
+    """One aiohttp session per provider (its connection pool is shared by every alias on
+    it), made on first use in the running event loop."""
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
-        # Retries are per alias (request options); the client itself never retries. The
-        # aiohttp transport costs about half the CPU of the default one per call (bench/).
-        self._client = AsyncOpenAI(
-            base_url=provider.base_url,
-            api_key=provider.api_key,
-            max_retries=0,
-            http_client=DefaultAioHttpClient(),
-        )
+        self._base_url = provider.base_url.rstrip("/")
+        self._headers = {
+            "Authorization": f"Bearer {provider.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "litebase-gateway",
+        }
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed or session.loop is not asyncio.get_running_loop():
+            session = self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                read_bufsize=MAX_LINE_BYTES,
+            )
+        return session
 
     async def close(self) -> None:
-        await self._client.close()
-
-    def _options(self, alias: ModelAlias) -> Any:
-        return {"timeout": alias.timeout_seconds, "max_retries": alias.retries}
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     async def complete(self, alias: ModelAlias, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            data = await self._client.post(
-                "/chat/completions",
-                body={**body, "model": alias.model},
-                cast_to=object,
-                options=self._options(alias),
-            )
-        except Exception as exc:
-            raise translate(exc) from exc
-        return check_completion(data)
-
-    async def open_stream(self, alias: ModelAlias, body: dict[str, Any]) -> AsyncStream[object]:
-        """Start a stream; the caller reads it with ``chunks`` and must close it."""
-        options = body.get("stream_options")
-        stream_options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-        try:
-            stream = await cast(Any, self._client).post(
-                "/chat/completions",
-                body={
-                    **body,
-                    "model": alias.model,
-                    "stream": True,
-                    "stream_options": stream_options,
-                },
-                cast_to=object,
-                options=self._options(alias),
-                stream=True,
-                stream_cls=AsyncStream[object],
-            )
-        except Exception as exc:
-            raise translate(exc) from exc
-        return cast(AsyncStream[object], stream)
+        path = "/chat/completions"
+        return check_completion(
+            await self._retrying(alias, lambda: self._post_json(alias, path, body))
+        )
 
     async def embed(self, alias: ModelAlias, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            data = await self._client.post(
-                "/embeddings",
-                body={**body, "model": alias.model},
-                cast_to=object,
-                options=self._options(alias),
-            )
-        except Exception as exc:
-            raise translate(exc) from exc
-        return check_embeddings(data)
+        path = "/embeddings"
+        return check_embeddings(
+            await self._retrying(alias, lambda: self._post_json(alias, path, body))
+        )
 
+    async def open_stream(self, alias: ModelAlias, body: dict[str, Any]) -> UpstreamStream:
+        """Start a stream; the caller reads its ``chunks()`` and must ``close()`` it."""
+        options = body.get("stream_options")
+        stream_options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        sent = {**body, "stream": True, "stream_options": stream_options}
 
-async def chunks(stream: AsyncStream[object]) -> AsyncIterator[dict[str, Any]]:
-    """The stream's chunks, each checked; any failure becomes an UpstreamError."""
-    iterator = stream.__aiter__()
-    while True:
-        try:
-            data = await iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        except Exception as exc:
-            raise translate(exc) from exc
-        yield check_chunk(data)
+        async def open_once() -> UpstreamStream:
+            response = await self._send(alias, "/chat/completions", sent)
+            if response.status >= 300:
+                try:
+                    raise status_error(response.status, await response.read(), response.headers)
+                finally:
+                    response.release()
+            return UpstreamStream(response)
+
+        return await self._retrying(alias, open_once)
+
+    async def _post_json(self, alias: ModelAlias, path: str, body: dict[str, Any]) -> object:
+        response = await self._send(alias, path, body)
+        async with response:
+            payload = await response.read()
+            if response.status >= 300:
+                raise status_error(response.status, payload, response.headers)
+            return msgspec.json.decode(payload)
+
+    async def _send(
+        self, alias: ModelAlias, path: str, body: dict[str, Any]
+    ) -> aiohttp.ClientResponse:
+        # As the openai client's timeout: for connecting and for each read, not the whole
+        # answer (a long stream is fine while it keeps coming).
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=alias.timeout_seconds, sock_read=alias.timeout_seconds
+        )
+        return await self._http().post(
+            self._base_url + path,
+            data=msgspec.json.encode({**body, "model": alias.model}),
+            headers=self._headers,
+            timeout=timeout,
+            allow_redirects=False,
+        )
+
+    async def _retrying(self, alias: ModelAlias, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, and up to ``alias.retries`` more times while the failure is one
+        the same provider may get over; every failure comes out an UpstreamError."""
+        for tried in range(alias.retries + 1):
+            try:
+                return await attempt()
+            except Exception as exc:
+                error = translate(exc)
+                if not error.retry or tried == alias.retries:
+                    raise error from exc
+            await asyncio.sleep(error.retry_after or backoff_seconds(tried))
+        raise AssertionError("unreachable")  # pragma: no cover

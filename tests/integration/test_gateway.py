@@ -29,6 +29,7 @@ models:
   sse-broken: {{provider: fake, model: fake-broken-sse, retries: 0}}
   refuses: {{provider: fake, model: fake-400, retries: 0, fallbacks: [chat]}}
   mute: {{provider: fake, model: fake-no-usage, retries: 0}}
+  sturdy: {{provider: fake, model: fake-embed, retries: 2}}
 """
 
 
@@ -331,3 +332,39 @@ async def test_embeddings_of_another_shape_are_a_422_on_input(client, alice, ups
     )
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "input"
+
+
+def _calls_with(upstream, text: str) -> int:
+    return sum(1 for call in upstream.state.calls if text in json.dumps(call.body))
+
+
+async def test_an_alias_with_retries_gets_over_a_passing_failure(client, alice, upstream):
+    text = f"[[500-once]] {marker()}"  # the provider fails the first time it sees this
+    response = await client.post(
+        "/v1/embeddings",
+        json={"model": "sturdy", "input": text},
+        headers=bearer(alice["access_token"]),
+    )
+    assert response.status_code == 200, response.text
+    assert _calls_with(upstream, text) == 2
+
+    again = f"[[500-once]] {marker()}"
+    response = await client.post(
+        "/v1/embeddings",
+        json={"model": "embed", "input": again},
+        headers=bearer(alice["access_token"]),
+    )
+    assert response.status_code == 502  # retries: 0, and no fallback
+    assert _calls_with(upstream, again) == 1
+
+
+async def test_retries_stop_at_the_aliases_count(client, alice, upstream):
+    text = f"[[429]] {marker()}"  # always 429, with retry-after-ms: 20
+    response = await client.post(
+        "/v1/embeddings",
+        json={"model": "sturdy", "input": text},
+        headers=bearer(alice["access_token"]),
+    )
+    assert response.status_code == 502, response.text
+    assert "429" not in response.text  # no upstream internals
+    assert _calls_with(upstream, text) == 3  # the call and its two retries
