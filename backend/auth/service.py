@@ -406,9 +406,7 @@ class AuthService:
         )
         code = f"{secrets.randbelow(10**SIGN_IN_CODE_DIGITS):0{SIGN_IN_CODE_DIGITS}d}"
         ttl = self.settings.sign_in_code_ttl_seconds
-        await self._issue_email_token(
-            user, SIGN_IN_CODE, ttl, token_hash=_sign_in_code_hash(user.id, code)
-        )
+        await self._store_email_token(user, SIGN_IN_CODE, ttl, _sign_in_code_hash(user.id, code))
         await self.mailer.send(
             MailMessage(
                 to=user.email,
@@ -428,16 +426,7 @@ class AuthService:
         user = await self.users.get_by_email(email)
         found = None
         if user is not None and not user.disabled:
-            found = await self.db.scalar(
-                select(EmailToken)
-                .where(
-                    EmailToken.token_hash == _sign_in_code_hash(user.id, code),
-                    EmailToken.purpose == SIGN_IN_CODE,
-                    EmailToken.used_at.is_(None),
-                    EmailToken.expires_at > self.clock.now(),
-                )
-                .with_for_update()
-            )
+            found = await self._usable_email_token(_sign_in_code_hash(user.id, code), SIGN_IN_CODE)
         if user is None or found is None:
             await self._count_failure(failures_key)
             raise unauthorized("Email or code is incorrect, used or expired", "invalid_credentials")
@@ -785,28 +774,40 @@ class AuthService:
     # --- email flows -----------------------------------------------------------------------
 
     async def _issue_email_token(
-        self,
-        user: User,
-        purpose: str,
-        ttl: int,
-        *,
-        new_email: str | None = None,
-        token_hash: str | None = None,
+        self, user: User, purpose: str, ttl: int, *, new_email: str | None = None
     ) -> str:
-        """A new single-use token, stored hashed and committed; the caller mails it. (A
-        sign-in code is made by the caller, which passes its hash.)"""
+        """A new single-use token, stored hashed and committed; the caller mails it."""
         token = new_token()
+        await self._store_email_token(user, purpose, ttl, hash_token(token), new_email=new_email)
+        return token
+
+    async def _store_email_token(
+        self, user: User, purpose: str, ttl: int, token_hash: str, *, new_email: str | None = None
+    ) -> None:
         self.db.add(
             EmailToken(
                 user_id=user.id,
                 purpose=purpose,
-                token_hash=token_hash or hash_token(token),
+                token_hash=token_hash,
                 expires_at=self.clock.now() + timedelta(seconds=ttl),
                 new_email=new_email,
             )
         )
         await self.db.commit()
-        return token
+
+    async def _usable_email_token(self, token_hash: str, purpose: str) -> EmailToken | None:
+        """The unused, unexpired token with this hash, locked for the caller's transaction."""
+        found: EmailToken | None = await self.db.scalar(
+            select(EmailToken)
+            .where(
+                EmailToken.token_hash == token_hash,
+                EmailToken.purpose == purpose,
+                EmailToken.used_at.is_(None),
+                EmailToken.expires_at > self.clock.now(),
+            )
+            .with_for_update()
+        )
+        return found
 
     async def _send_email_token(self, user: User, purpose: str) -> None:
         ttl = (
@@ -842,20 +843,15 @@ class AuthService:
 
     async def _take_email_token(self, token: str, purpose: str) -> EmailToken:
         """The token's row, marked used (in the caller's transaction); 400 if it can't be."""
-        now = self.clock.now()
-        found = await self.db.scalar(
-            select(EmailToken)
-            .where(EmailToken.token_hash == hash_token(token), EmailToken.purpose == purpose)
-            .with_for_update()
-        )
-        if found is None or found.used_at is not None or found.expires_at <= now:
+        found = await self._usable_email_token(hash_token(token), purpose)
+        if found is None:
             raise Problem(
                 400,
                 "The token is not valid, already used, or expired",
                 code="invalid_token",
                 errors=[{"field": "token", "message": "invalid or expired", "source": "body"}],
             )
-        found.used_at = now
+        found.used_at = self.clock.now()
         return found
 
     async def request_email_change(self, principal: Principal, data: ChangeEmail) -> None:
