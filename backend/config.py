@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     secret_key: str = DEV_SECRET_KEY
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: PositiveInt = 1_048_576
+    # An idle keep-alive connection is closed after this; above a load balancer's own idle
+    # timeout, so the balancer never reuses a connection the API is closing (a 502).
+    http_keepalive_seconds: PositiveInt = 75
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     ready_timeout_seconds: float = 2.0

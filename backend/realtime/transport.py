@@ -9,7 +9,7 @@ connection that is not gone ``REALTIME_SEND_TIMEOUT_SECONDS`` after it was close
 a ping timeout or a shutdown) is aborted: the buffer is dropped and the peer gets a reset.
 
 ``litebase api``, ``litebase dev`` and the e2e stack run uvicorn with this class and the ping
-settings (:func:`uvicorn_options`, :func:`uvicorn_flags`).
+settings and HTTP_KEEPALIVE_SECONDS (:func:`uvicorn_options`, :func:`uvicorn_flags`).
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The WebSocket options for ``uvicorn.run`` / ``uvicorn.Config``."""
+    """The WebSocket and keep-alive options for ``uvicorn.run`` / ``uvicorn.Config``."""
     return {
+        "timeout_keep_alive": settings.http_keepalive_seconds,
         "ws": PROTOCOL_PATH,
         "ws_ping_interval": settings.realtime_ping_interval_seconds,
         "ws_ping_timeout": settings.realtime_ping_timeout_seconds,
@@ -96,6 +97,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 def uvicorn_flags(settings: Settings) -> list[str]:
     """The same options as command-line flags of ``python -m uvicorn``."""
     return [
+        *("--timeout-keep-alive", str(settings.http_keepalive_seconds)),
         *("--ws", PROTOCOL_PATH),
         *("--ws-ping-interval", str(settings.realtime_ping_interval_seconds)),
         *("--ws-ping-timeout", str(settings.realtime_ping_timeout_seconds)),

@@ -105,11 +105,24 @@ def test_the_default_page_cannot_exceed_the_largest():
 
 def test_uvicorn_gets_the_realtime_ping_settings_and_the_bounded_protocol():
     settings = settings_from_env(
-        {"REALTIME_PING_INTERVAL_SECONDS": "7", "REALTIME_PING_TIMEOUT_SECONDS": "3"}
+        {
+            "REALTIME_PING_INTERVAL_SECONDS": "7",
+            "REALTIME_PING_TIMEOUT_SECONDS": "3",
+            "HTTP_KEEPALIVE_SECONDS": "90",
+        }
     )
     options = uvicorn_options(settings)
     assert (options["ws_ping_interval"], options["ws_ping_timeout"]) == (7.0, 3.0)
+    assert options["timeout_keep_alive"] == 90
     assert import_from_string(options["ws"]) is BoundedWebSocketProtocol
     flags = uvicorn_flags(settings)
     assert flags[flags.index("--ws-ping-interval") + 1] == "7.0"
     assert flags[flags.index("--ws-ping-timeout") + 1] == "3.0"
+    assert flags[flags.index("--timeout-keep-alive") + 1] == "90"
+
+
+def test_idle_connections_outlive_a_clients_keepalive_by_default():
+    # httpx drops an idle connection after 5 s; a server closing at 5 s races it (ReadError).
+    assert settings_from_env({}).http_keepalive_seconds > 5
+    with pytest.raises(SettingsError, match="HTTP_KEEPALIVE_SECONDS"):
+        settings_from_env({"HTTP_KEEPALIVE_SECONDS": "0"})

@@ -77,6 +77,8 @@ module "service" {
     {
       PUBLIC_URL   = "https://${var.domain_name}"
       CORS_ORIGINS = join(",", var.cors_origins)
+      # Longer than the ALB's, so it never sends a request down a connection the API is closing.
+      HTTP_KEEPALIVE_SECONDS = tostring(module.edge.idle_timeout_seconds + 5)
     },
     var.settings,
   )

@@ -8,6 +8,11 @@ output "zone_id" {
   value       = aws_lb.this.zone_id
 }
 
+output "idle_timeout_seconds" {
+  description = "How long the load balancer keeps an idle connection (the API must keep its longer)."
+  value       = aws_lb.this.idle_timeout
+}
+
 output "target_group_arn" {
   description = "The API target group."
   value       = aws_lb_target_group.api.arn
