@@ -18,11 +18,14 @@ everywhere. Messages carry no upstream URL, key or body: they are logged, never 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
+import certifi
 import msgspec
 
 from backend.ai.catalog import ModelAlias, Provider
@@ -188,9 +191,15 @@ class ProviderClient:
     def _http(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed or session.loop is not asyncio.get_running_loop():
+            # As the openai client (httpx) did: certifi's CAs unless SSL_CERT_FILE names a
+            # bundle, and HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment.
+            trusted = ssl.create_default_context(
+                cafile=os.environ.get("SSL_CERT_FILE") or certifi.where()
+            )
             session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=trusted),
                 read_bufsize=MAX_LINE_BYTES,
+                trust_env=True,
             )
         return session
 

@@ -3,6 +3,7 @@ through, fallbacks in order, failures, usage rows and reports, budgets and limit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from backend.ai.catalog import ModelAlias, Provider
+from backend.ai.upstream import ProviderClient
 from tests.integration.conftest import bearer
 
 GATEWAY_MODELS = """
@@ -368,3 +371,44 @@ async def test_retries_stop_at_the_aliases_count(client, alice, upstream):
     assert response.status_code == 502, response.text
     assert "429" not in response.text  # no upstream internals
     assert _calls_with(upstream, text) == 3  # the call and its two retries
+
+
+async def test_a_provider_is_reached_through_the_environments_proxy(monkeypatch):
+    """HTTP_PROXY / HTTPS_PROXY are honoured, as the openai client (httpx) honoured them."""
+    request_lines: list[bytes] = []
+    answer = msgspec.json.encode(
+        {
+            "id": "chatcmpl-proxied",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "via proxy"}}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4},
+        }
+    )
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        request_lines.append(head.split(b"\r\n")[0])
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n".encode()
+            + answer
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    client = ProviderClient(Provider("far", "http://models.invalid/v1", "sk-far"))
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        data = await client.complete(ModelAlias("far", "far", "far-model", 5.0, 0, ()), body)
+    finally:
+        await client.close()
+        server.close()
+    assert data["choices"][0]["message"]["content"] == "via proxy"
+    assert request_lines == [b"POST http://models.invalid/v1/chat/completions HTTP/1.1"]
