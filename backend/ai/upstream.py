@@ -21,8 +21,10 @@ import asyncio
 import os
 import random
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import certifi
@@ -173,6 +175,21 @@ class UpstreamStream:
             raise translate(exc) from exc
 
 
+def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The environment's proxy for ``url`` (HTTPS_PROXY / HTTP_PROXY, unless NO_PROXY covers
+    its host), read once per session: aiohttp's ``trust_env`` reads it, and ~/.netrc on a
+    thread, on every request."""
+    parts = urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None, None
+    proxy_url = urlsplit(proxy)
+    if proxy_url.username is None:
+        return proxy, None
+    bare = proxy_url._replace(netloc=proxy_url.netloc.rsplit("@", 1)[1]).geturl()
+    return bare, aiohttp.BasicAuth(unquote(proxy_url.username), unquote(proxy_url.password or ""))
+
+
 class ProviderClient:
     """One aiohttp session per provider (its connection pool is shared by every alias on
     it), made on first use in the running event loop."""
@@ -196,10 +213,12 @@ class ProviderClient:
             trusted = ssl.create_default_context(
                 cafile=os.environ.get("SSL_CERT_FILE") or certifi.where()
             )
+            proxy, proxy_auth = proxy_for(self._base_url)
             session = self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=trusted),
                 read_bufsize=MAX_LINE_BYTES,
-                trust_env=True,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             )
         return session
 

@@ -1,4 +1,5 @@
-"""How the gateway's transport sorts upstream failures: fall back, retry, or refuse."""
+"""The gateway's transport: how upstream failures are sorted (fall back, retry, refuse), and
+which proxy a provider is reached through."""
 
 import aiohttp
 import pytest
@@ -7,6 +8,7 @@ from backend.ai.upstream import (
     MAX_RETRY_SECONDS,
     backoff_seconds,
     check_chunk,
+    proxy_for,
     status_error,
     translate,
 )
@@ -97,3 +99,47 @@ def test_backoff_doubles_with_jitter_up_to_a_ceiling():
 def test_an_event_carrying_an_error_is_a_failure():
     with pytest.raises(Exception, match="mid-stream"):
         check_chunk({"error": {"message": "overloaded"}})
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "proxy", "login"),
+    [
+        ({}, "https://api.openai.com/v1", None, None),
+        (
+            {"HTTPS_PROXY": "http://proxy.corp:3128"},
+            "https://api.openai.com/v1",
+            "http://proxy.corp:3128",
+            None,
+        ),
+        ({"HTTPS_PROXY": "http://proxy.corp:3128"}, "http://ollama:11434/v1", None, None),
+        (
+            {"HTTP_PROXY": "http://proxy.corp:3128"},
+            "http://ollama:11434/v1",
+            "http://proxy.corp:3128",
+            None,
+        ),
+        (
+            {"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "openai.com,localhost"},
+            "https://api.openai.com/v1",
+            None,
+            None,
+        ),
+        (
+            {"HTTPS_PROXY": "http://me:p%40ss@proxy.corp:3128"},
+            "https://api.openai.com/v1",
+            "http://proxy.corp:3128",
+            ("me", "p@ss"),
+        ),
+    ],
+)
+def test_the_environments_proxy_is_used_unless_no_proxy_covers_the_host(
+    monkeypatch, env, url, proxy, login
+):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found, auth = proxy_for(url)
+    assert found == proxy
+    assert (None if auth is None else (auth.login, auth.password)) == login
