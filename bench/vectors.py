@@ -466,27 +466,23 @@ async def api_measures(port: int, api_pid: int, dsn: str, spec, settings) -> Non
             )
 
 
-async def _raw_request_times(port: int, request: bytes, count: int) -> list[float]:
-    """Seconds per request, one at a time on one keep-alive connection, reading raw bytes."""
+async def _raw_request_times(
+    port: int, request: bytes, count: int, warm_up: int = 0
+) -> list[float]:
+    """Seconds per request for ``count`` requests after ``warm_up`` untimed ones, one at a
+    time on one keep-alive connection, reading raw bytes."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     times = []
-    for _ in range(20):  # warm up
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        await reader.readexactly(_content_length(head))
-    for _ in range(count):
+    for _ in range(warm_up + count):
         started = time.perf_counter()
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), head
-        await reader.readexactly(_content_length(head))
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
         times.append(time.perf_counter() - started)
     writer.close()
-    return times
-
-
-def _content_length(head: bytes) -> int:
-    return int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    return times[warm_up:]
 
 
 async def _floor_times(dsn: str, sql: str, args: list[object], request: bytes) -> list[float]:
@@ -497,7 +493,7 @@ async def _floor_times(dsn: str, sql: str, args: list[object], request: bytes) -
         port,
     )  # fmt: skip
     try:
-        return await _raw_request_times(port, request, API_SEARCHES)
+        return await _raw_request_times(port, request, API_SEARCHES, warm_up=20)
     finally:
         stop(floor)
 

@@ -132,7 +132,7 @@ def check_completion(data: object) -> dict[str, Any]:
 def check_chunk(data: object) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("choices", []), list):
         raise UpstreamError("upstream output is malformed")
-    if "error" in data:  # OpenAI reports a failure mid-stream as an event carrying `error`
+    if data.get("error"):  # a failure mid-stream is an event carrying `error` (as openai reads it)
         raise UpstreamError("upstream reported an error mid-stream")
     return data
 
@@ -166,13 +166,18 @@ class UpstreamStream:
                     data.append(value[1:] if value.startswith(b" ") else value)
                 elif not line and data:
                     payload, data = b"\n".join(data), []
-                    if payload.strip() == b"[DONE]":
+                    if _is_done(payload):
                         return
                     yield check_chunk(msgspec.json.decode(payload))
-            if data and b"\n".join(data).strip() != b"[DONE]":
-                yield check_chunk(msgspec.json.decode(b"\n".join(data)))
+            payload = b"\n".join(data)  # an event the stream's end cut short of its blank line
+            if data and not _is_done(payload):
+                yield check_chunk(msgspec.json.decode(payload))
         except Exception as exc:
             raise translate(exc) from exc
+
+
+def _is_done(payload: bytes) -> bool:
+    return payload.strip() == b"[DONE]"
 
 
 def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:

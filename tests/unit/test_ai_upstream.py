@@ -143,3 +143,8 @@ def test_the_environments_proxy_is_used_unless_no_proxy_covers_the_host(
     found, auth = proxy_for(url)
     assert found == proxy
     assert (None if auth is None else (auth.login, auth.password)) == login
+
+
+def test_an_event_with_an_empty_error_is_a_chunk():
+    # Some servers send `"error": null` on every chunk; the openai client read those as chunks.
+    assert check_chunk({"choices": [], "error": None})["choices"] == []
