@@ -78,7 +78,7 @@ class SessionStates:
                     await asyncio.wait_for(stop.wait(), 1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
 
 async def publish_revocation(redis: Redis, session_id: UUID) -> None:

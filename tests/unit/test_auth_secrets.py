@@ -79,19 +79,23 @@ def _forged(header_alg, key=KEY, **claims):
     return jwt.encode(payload, key, algorithm=header_alg)
 
 
+# Forged or stale tokens, named by label: the tokens hold random ids, and pytest-xdist needs
+# every worker to collect the same test ids.
+FORGED_TOKENS = [
+    ("alg none", _forged("none", key=None)),
+    ("another key", _forged("HS256", key="x" * 48)),
+    ("HS512 with our key", _forged("HS512")),
+    ("wrong audience", _forged("HS256", aud="someone-else")),
+    ("wrong issuer", _forged("HS256", iss="evil")),
+    ("no exp", _forged("HS256", exp="DROP")),
+    ("no sid", _forged("HS256", sid="DROP")),
+    ("expired", _forged("HS256", exp=int((NOW - timedelta(seconds=1)).timestamp()))),
+    ("garbage", "not.a.jwt"),
+]
+
+
 @pytest.mark.parametrize(
-    ("label", "token"),
-    [
-        ("alg none", _forged("none", key=None)),
-        ("another key", _forged("HS256", key="x" * 48)),
-        ("HS512 with our key", _forged("HS512")),
-        ("wrong audience", _forged("HS256", aud="someone-else")),
-        ("wrong issuer", _forged("HS256", iss="evil")),
-        ("no exp", _forged("HS256", exp="DROP")),
-        ("no sid", _forged("HS256", sid="DROP")),
-        ("expired", _forged("HS256", exp=int((NOW - timedelta(seconds=1)).timestamp()))),
-        ("garbage", "not.a.jwt"),
-    ],
+    ("label", "token"), FORGED_TOKENS, ids=[label for label, _ in FORGED_TOKENS]
 )
 def test_tokens_we_did_not_issue_or_that_expired_are_refused(label, token):
     with pytest.raises(InvalidAccessToken):
