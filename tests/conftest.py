@@ -76,7 +76,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     one group: they share one running stack and run on one worker, in file order, while the
     other workers take the integration and unit tests one by one."""
     for item in items:
-        for tier in ("unit", "integration", "e2e"):
+        for tier in ("unit", "integration", "e2e", "security"):
             if f"/tests/{tier}/" in str(item.path):
                 item.add_marker(getattr(pytest.mark, tier))
         if "/tests/e2e/" in str(item.path):

@@ -2,6 +2,11 @@
 
 They share the comparison semantics of ``expressions`` (null-safe ``=``/``!=``, two-valued
 everything else), and a property test holds them to agreeing on random records.
+
+One exception to null-safety: an ``@auth.*`` operand that is null (an anonymous caller, a
+caller in no org) makes its comparison FALSE, unless it is compared with the literal ``null``.
+``owner = @auth.id`` must never admit an anonymous caller to the rows no one owns (a deleted
+account's, an admin's), nor ``org = @auth.org`` an org-less caller to org-less rows.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ class _Side:
     kind: Kind | None
     path: tuple[str, ...] | None = None
     value: Any = None
+    unknown_caller: bool = False  # an @auth.* operand that is null
+    null_literal: bool = False  # the literal ``null``
 
 
 def _sides(
@@ -104,15 +111,27 @@ def _sides(
             case Field(path=path):
                 return _Side(kind, path=path)
             case AuthVar(name=name):
-                return _Side(kind, value=auth.value(name))
+                value = auth.value(name)
+                return _Side(kind, value=value, unknown_caller=value is None)
             case Now():
                 return _Side(kind, value=now)
             case Value(value=value):
-                return _Side(other_kind or kind, value=coerce(value, other_kind, node.position))
+                return _Side(
+                    other_kind or kind,
+                    value=coerce(value, other_kind, node.position),
+                    null_literal=value is None,
+                )
         raise AssertionError(operand)
 
     left_kind, right_kind = kind_of(node.left, fields), kind_of(node.right, fields)
     return side(node.left, right_kind), side(node.right, left_kind)
+
+
+def _unknown_caller(left: _Side, right: _Side) -> bool:
+    """A null ``@auth.*`` compared with anything but the literal null: the comparison is FALSE."""
+    return (left.unknown_caller and not right.null_literal) or (
+        right.unknown_caller and not left.null_literal
+    )
 
 
 # --- to SQL ------------------------------------------------------------------------------
@@ -140,6 +159,8 @@ def _compare_sql(
     node: Compare, fields: SqlFields, auth: AuthContext, now: datetime
 ) -> ColumnElement[bool]:
     left, right = _sides(node, fields, auth, now)
+    if _unknown_caller(left, right):
+        return false()
     if left.path is None and right.path is None:
         return true() if compare_values(node.op, left.value, right.value) else false()
 
@@ -206,6 +227,8 @@ def to_predicate(
             return lambda record: not inner(record)
         case Compare(op=op):
             left, right = _sides(node, fields, auth, now)
+            if _unknown_caller(left, right):
+                return lambda record: False
 
             def value(side: _Side, record: Record) -> Any:
                 return record.get(".".join(side.path)) if side.path is not None else side.value

@@ -219,6 +219,21 @@ def _depth(node: Node) -> int:
     return deepest
 
 
+def fields_read(node: Node | None) -> list[Field]:
+    """Every field the expression reads, in the order written."""
+    found: list[Field] = []
+    stack: list[Node] = [] if node is None else [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, And | Or):
+            stack.extend(reversed(current.items))
+        elif isinstance(current, Not):
+            stack.append(current.item)
+        else:
+            found += [o for o in (current.left, current.right) if isinstance(o, Field)]
+    return found
+
+
 def parse(text: str, *, max_length: int) -> Node | None:
     """Parse an expression; None for an empty one. Raises ExpressionError."""
     if len(text) > max_length:

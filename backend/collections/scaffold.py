@@ -187,7 +187,10 @@ def render_migration(
             "        ),",
             "        sa.ForeignKeyConstraint(",
             f'            ["owner"], ["users.id"], name=op.f("fk_{name}_owner_users"),',
-            '            ondelete="SET NULL",',
+            # The owner-only rules read owner, so the rows go with their owner's account
+            # (on_owner_delete="delete"); set "keep" on the Collection and SET NULL here to
+            # keep them.
+            '            ondelete="CASCADE",',
             "        ),",
             f'        sa.PrimaryKeyConstraint("id", name=op.f("pk_{name}")),',
             "    )",

@@ -7,6 +7,13 @@
     )
 
 A rule of ``None`` admits admins and service keys only; ``""`` admits everyone.
+
+``on_owner_delete`` says what becomes of a row when the account that owns it is deleted:
+``"delete"`` (the default when a rule reads ``owner``: the rows were that person's, and erasure
+takes them) or ``"keep"`` (the default otherwise: the row stays with no owner, which no rule
+comparing ``owner`` with ``@auth.id`` admits, so only admins and service keys see it). It is
+the owner column's foreign key (ON DELETE CASCADE or SET NULL), so a deletion from SQL obeys
+it too; the collection's migration must say the same (tests/integration/test_migrations.py).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import pkgutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import uuid_utils.compat as uuid_utils
@@ -46,7 +53,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeEngine
 
-from backend.collections.expressions import Kind
+from backend.collections.expressions import Kind, fields_read, parse
 
 READ_ONLY_FIELDS = frozenset({"id", "owner", "org", "created_at", "updated_at"})
 # What a rule or filter may read through a relation to users: never password hashes.
@@ -161,6 +168,19 @@ def _field_spec(column: Column[Any]) -> FieldSpec:
     )
 
 
+OwnerDeletion = Literal["delete", "keep"]
+_OWNER_ON_DELETE: dict[OwnerDeletion, str] = {"delete": "CASCADE", "keep": "SET NULL"}
+
+
+def _rules_read_owner(rules: Rules) -> bool:
+    for text in (rules.list, rules.view, rules.create, rules.update, rules.delete):
+        if text and any(
+            f.path[0] == "owner" for f in fields_read(parse(text, max_length=len(text)))
+        ):
+            return True
+    return False
+
+
 @dataclass
 class Collection:
     model: type[CollectionModel]
@@ -168,10 +188,20 @@ class Collection:
     embed: Embed | None = None
     realtime: bool = True
     name: str = ""
+    on_owner_delete: OwnerDeletion | None = None  # None: "delete" when a rule reads owner
     fields: dict[str, FieldSpec] = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = self.name or str(self.model.__tablename__)
+        if self.on_owner_delete is None:
+            self.on_owner_delete = "delete" if _rules_read_owner(self.rules) else "keep"
+        if self.on_owner_delete not in _OWNER_ON_DELETE:
+            raise ValueError(f"{self.name}: on_owner_delete is 'delete' or 'keep'")
+        # The owner column's foreign key carries the choice, before any DDL reads it.
+        for key in self.table.c.owner.foreign_keys:
+            key.ondelete = _OWNER_ON_DELETE[self.on_owner_delete]
+            if key.constraint is not None:
+                key.constraint.ondelete = key.ondelete
         columns: list[Column[Any]] = list(self.table.columns)
         self.fields = {c.key: _field_spec(c) for c in columns if c.key != "sa_orm_sentinel"}
         if self.embed is not None:

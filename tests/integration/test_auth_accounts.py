@@ -240,7 +240,7 @@ async def test_deleting_my_account_needs_my_password(client, sign_up):
     assert (await client.get("/auth/me", headers=bearer(tokens["access_token"]))).status_code == 200
 
 
-async def test_a_deleted_account_is_gone_at_once_and_its_records_stay_ownerless(
+async def test_a_deleted_account_is_gone_at_once_and_its_records_go_or_stay_ownerless(
     client, sign_up, sql
 ):
     email = new_email()
@@ -249,6 +249,12 @@ async def test_a_deleted_account_is_gone_at_once_and_its_records_stay_ownerless(
     key = (await client.post("/auth/api-keys", json={"name": "ci"}, headers=auth)).json()["key"]
     note = await client.post("/collections/notes/records", json={"title": "t"}, headers=auth)
     assert note.status_code == 201
+    # A project of theirs (projects keep a deleted owner's rows: on_owner_delete="keep").
+    sql(
+        "INSERT INTO projects (id, name, owner, created_at, updated_at)"
+        " VALUES (gen_random_uuid(), 'kept', %s, now(), now())",
+        tokens["user"]["id"],
+    )
 
     assert (await _delete_me(client, tokens)).status_code == 204
     assert (await client.get("/auth/me", headers=auth)).status_code == 401
@@ -262,7 +268,9 @@ async def test_a_deleted_account_is_gone_at_once_and_its_records_stay_ownerless(
         "/auth/token", json={"grant_type": "password", "email": email, "password": PASSWORD}
     )
     assert signed_in.status_code in (400, 401)
-    assert sql("SELECT owner FROM notes WHERE id = %s", note.json()["id"]) == [(None,)]
+    # notes go with their owner (their rules read owner); projects stay, with no owner.
+    assert sql("SELECT count(*) FROM notes WHERE id = %s", note.json()["id"]) == [(0,)]
+    assert sql("SELECT owner FROM projects WHERE name = 'kept'") == [(None,)]
     assert sql("SELECT count(*) FROM users WHERE email = %s", email) == [(0,)]
     # The address is free again.
     assert (await sign_up(email))["user"]["email"] == email

@@ -150,7 +150,12 @@ ME = uuid4()
             AuthContext(),
             True,
         ),
-        ("owner = @auth.id", {"owner": None}, AuthContext(), True),  # null-safe =
+        # A null @auth.* compares FALSE with anything but the literal null (issue 18.1).
+        ("owner = @auth.id", {"owner": None}, AuthContext(), False),
+        ("owner != @auth.id", {"owner": ME}, AuthContext(), False),
+        ("owner = @auth.org", {"owner": None}, AuthContext(id=ME), False),
+        ("@auth.id = null", {}, AuthContext(), True),
+        ("owner = null", {"owner": None}, AuthContext(), True),  # null-safe = between the rest
         ("@auth.id != null", {}, AuthContext(), False),
         ("@auth.id != null", {}, AuthContext(id=ME), True),
         ("n > 1", {"n": None}, AuthContext(), False),
