@@ -112,7 +112,8 @@ def translate(exc: Exception) -> UpstreamError:
         return UpstreamError("upstream timed out", retry=True)
     if isinstance(exc, aiohttp.ClientError | OSError):
         return UpstreamError("upstream connection failed", retry=True)
-    if isinstance(exc, ValueError | KeyError | TypeError):  # msgspec.DecodeError is a ValueError
+    # msgspec.DecodeError is a ValueError only from msgspec 0.21 on.
+    if isinstance(exc, ValueError | KeyError | TypeError | msgspec.DecodeError):
         return UpstreamError("upstream output is malformed")
     raise exc
 

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.auth.scopes import ScopeError, check_request
 from backend.auth.service import (
     AuthService,
     ClientInfo,
@@ -49,11 +50,15 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
         raise unauthorized("Send Authorization: Bearer <access token or API key>", "invalid_token")
     state = request.app.state
     settings: Settings = state.settings
-    known = known_principal(token, settings, state.clock, state.session_states)
-    if known is not None:
-        return known
-    async with state.database.get_session() as db:
-        return await auth_service_for(db, state, settings).authenticate(token)
+    principal = known_principal(token, settings, state.clock, state.session_states)
+    if principal is None:
+        async with state.database.get_session() as db:
+            principal = await auth_service_for(db, state, settings).authenticate(token)
+    try:  # an API key's scopes and collection allow-list; sessions pass
+        check_request(principal.scopes, principal.collections, request.method, request.url.path)
+    except ScopeError as exc:
+        raise Problem(403, exc.detail, code=exc.code) from exc
+    return principal
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal | None:

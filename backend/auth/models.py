@@ -7,7 +7,7 @@ from uuid import UUID
 
 from advanced_alchemy.base import BigIntBase, UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, func, text
+from sqlalchemy import ARRAY, BigInteger, Boolean, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 USER_ROLES = ("user", "admin")
@@ -70,6 +70,11 @@ class ApiKey(UUIDv7AuditBase):
         ForeignKey("orgs.id", ondelete="SET NULL"), default=None
     )
     is_service: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # What the key may do (backend/auth/scopes.py) and, when set, the only collections it may use.
+    scopes: Mapped[list[str]] = mapped_column(
+        ARRAY(String(16)), default=lambda: ["read", "write"], server_default="{read,write}"
+    )
+    collections: Mapped[list[str] | None] = mapped_column(ARRAY(String(63)), default=None)
     expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Router, delete, get, patch, post
+from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -231,9 +232,10 @@ class AuthController(Controller):
 
     @post("/api-keys", summary="Create an API key; the secret is shown once", security=BEARER)
     async def create_api_key(
-        self, data: NewApiKey, current: Principal, auth_service: AuthService
+        self, data: NewApiKey, current: Principal, auth_service: AuthService, state: State
     ) -> CreatedApiKey:
-        return await auth_service.create_api_key(current, data)
+        served = frozenset(collection.name for collection in state.collections)
+        return await auth_service.create_api_key(current, data, served)
 
     @delete("/api-keys/{key_id:uuid}", summary="Revoke an API key now", security=BEARER)
     async def revoke_api_key(

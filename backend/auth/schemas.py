@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 
+from backend.auth.scopes import Scope
 from backend.lib.names import name_meta
 
 Email = Annotated[
@@ -137,6 +138,15 @@ class NewApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     expires_at: datetime | None = None
     service: bool = False
     org_id: UUID | None = None
+    # read: GET, search, ask; write: everything else; keys: may create keys (never wider).
+    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=3)] = msgspec.field(
+        default_factory=lambda: ["read", "write"]
+    )
+    # Only these collections (their routes and realtime channels); null: every collection.
+    collections: (
+        Annotated[list[Annotated[str, msgspec.Meta(max_length=63)]], msgspec.Meta(max_length=100)]
+        | None
+    ) = None
 
 
 class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,6 +155,8 @@ class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str
     service: bool
     org_id: UUID | None
+    scopes: list[str]
+    collections: list[str] | None
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None

@@ -50,6 +50,7 @@ from backend.auth.schemas import (
     UpdateMe,
     UserView,
 )
+from backend.auth.scopes import DEFAULT_SCOPES
 from backend.auth.secrets import (
     API_KEY_PREFIX,
     REFRESH_TOKEN_PREFIX,
@@ -95,6 +96,10 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     api_key_id: UUID | None = None
     is_service: bool = False
     expires_at: int | None = None  # when the credential stops working (Unix seconds)
+    # An API key's scopes and collection allow-list (backend/auth/scopes.py); None for a
+    # session, which is not scoped.
+    scopes: frozenset[str] | None = None
+    collections: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -195,6 +200,14 @@ def user_view(user: User) -> UserView:
     )
 
 
+def _scope_problem(field: str, message: str) -> Problem:
+    return Problem(
+        422,
+        f"The new key's {field} are {message}",
+        errors=[{"field": field, "message": message, "source": "body"}],
+    )
+
+
 def api_key_view(key: ApiKey) -> ApiKeyView:
     return ApiKeyView(
         id=key.id,
@@ -202,6 +215,8 @@ def api_key_view(key: ApiKey) -> ApiKeyView:
         prefix=key.prefix,
         service=key.is_service,
         org_id=key.org_id,
+        scopes=list(key.scopes),
+        collections=None if key.collections is None else list(key.collections),
         created_at=key.created_at,
         expires_at=key.expires_at,
         last_used_at=key.last_used_at,
@@ -574,9 +589,14 @@ class AuthService:
         return _principal_of(claims)
 
     async def _authenticate_api_key(self, secret: str) -> Principal:
+        """The key's user, checked on every use: still enabled, still a member of the key's org,
+        still an admin for a service key (one query)."""
+        member = exists().where(
+            OrgMember.org_id == ApiKey.org_id, OrgMember.user_id == ApiKey.user_id
+        )
         found = (
             await self.db.execute(
-                select(ApiKey, User)
+                select(ApiKey, User, member.label("member"))
                 .join(User, User.id == ApiKey.user_id)
                 .where(ApiKey.key_hash == hash_token(secret), ApiKey.revoked_at.is_(None))
             )
@@ -584,8 +604,13 @@ class AuthService:
         now = self.clock.now()
         if found is None:
             raise unauthorized("The API key is not valid", "invalid_token")
-        key, user = found
-        if user.disabled or (key.expires_at is not None and key.expires_at <= now):
+        key, user, is_member = found
+        if (
+            user.disabled
+            or (key.expires_at is not None and key.expires_at <= now)
+            or (key.org_id is not None and not is_member)
+            or (key.is_service and user.role != "admin")
+        ):
             raise unauthorized("The API key is not valid", "invalid_token")
         if key.last_used_at is None or now - key.last_used_at > API_KEY_TOUCH_INTERVAL:
             await self.db.execute(
@@ -599,6 +624,8 @@ class AuthService:
             api_key_id=key.id,
             is_service=key.is_service,
             expires_at=int(key.expires_at.timestamp()) if key.expires_at else None,
+            scopes=frozenset(key.scopes),
+            collections=None if key.collections is None else frozenset(key.collections),
         )
 
     async def _session_is_active(self, session_id: UUID) -> bool:
@@ -645,6 +672,15 @@ class AuthService:
         for session in sessions:
             await self._revoke(session, now)
         return len(sessions)
+
+    async def _revoke_keys_of(self, user_id: UUID) -> None:
+        """Revoke every API key of the user: after a password reset, a disable or a role change
+        the keys made before are dead for good (re-enabling the user does not revive them)."""
+        await self.db.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=self.clock.now())
+        )
 
     # --- me and my sessions ----------------------------------------------------------------
 
@@ -930,13 +966,43 @@ class AuthService:
         user.password_hash = await asyncio.to_thread(hash_password, new_password)
         user.email_verified = True  # the reset mail reached them
         await self._revoke_sessions_of(user.id)
+        await self._revoke_keys_of(user.id)
         await self.db.commit()
 
     # --- API keys --------------------------------------------------------------------------
 
-    async def create_api_key(self, principal: Principal, data: NewApiKey) -> CreatedApiKey:
+    async def create_api_key(
+        self, principal: Principal, data: NewApiKey, served: frozenset[str]
+    ) -> CreatedApiKey:
+        """A key for the caller; ``served``: the collections an allow-list may name."""
         if data.service and not principal.is_admin:
             raise Problem(403, "Only admins can create service keys", code="forbidden")
+        scopes = sorted(set(data.scopes or DEFAULT_SCOPES))
+        collections = None if data.collections is None else sorted(set(data.collections))
+        for index, name in enumerate(data.collections or ()):
+            if name not in served:
+                raise Problem(
+                    422,
+                    f"No collection is named {name!r}",
+                    errors=[
+                        {
+                            "field": f"collections[{index}]",
+                            "message": "no such collection",
+                            "source": "body",
+                        }
+                    ],
+                )
+        if principal.scopes is not None:  # a key minting a key: never wider than itself
+            if "keys" not in principal.scopes:
+                raise Problem(
+                    403, "This API key may not create keys (no 'keys' scope)", code="forbidden"
+                )
+            if not set(scopes) <= principal.scopes:
+                raise _scope_problem("scopes", "wider than the key that creates it")
+            if principal.collections is not None and (
+                collections is None or not set(collections) <= principal.collections
+            ):
+                raise _scope_problem("collections", "wider than the key that creates it")
         now = self.clock.now()
         expires_at = None if data.expires_at is None else utc_field(data.expires_at, "expires_at")
         if expires_at is not None and expires_at <= now:
@@ -946,8 +1012,8 @@ class AuthService:
                 errors=[{"field": "expires_at", "message": "in the past", "source": "body"}],
             )
         org_id = data.org_id or principal.org_id
-        if data.org_id is not None:
-            await self._require_membership(principal.user_id, data.org_id)
+        if org_id is not None:  # the token's org too: membership may have ended since
+            await self._require_membership(principal.user_id, org_id)
         secret = new_token(API_KEY_PREFIX)
         key = ApiKey(
             user_id=principal.user_id,
@@ -957,6 +1023,8 @@ class AuthService:
             is_service=data.service,
             org_id=org_id,
             expires_at=expires_at,
+            scopes=scopes,
+            collections=collections,
         )
         self.db.add(key)
         await self.db.flush()
@@ -1007,12 +1075,14 @@ class AuthService:
             user.role = data.role
             # Access tokens carry the role: make the user sign in again to pick it up.
             await self._revoke_sessions_of(user.id)
+            await self._revoke_keys_of(user.id)
         if data.reset_totp:
             _clear_totp(user)
         if data.disabled is not None:
             user.disabled = data.disabled
             if data.disabled:
                 await self._revoke_sessions_of(user.id)
+                await self._revoke_keys_of(user.id)
         await self.db.commit()
         return user
 

@@ -79,8 +79,13 @@ def compare_values(op: str, left: Any, right: Any) -> bool:
     return bool(_ORDER[op](left, right))
 
 
+# The LIKE escape character: not a backslash, which SQLAlchemy before 2.1 doubles when a
+# statement is compiled with its values inline, an invalid escape string to Postgres.
+_LIKE_ESCAPE = "!"
+
+
 def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 class SqlFields(FieldTypes, Protocol):
@@ -192,7 +197,7 @@ def _compare_sql(
                 contains: ColumnElement[bool] = false()
             else:
                 pattern = f"%{_escape_like(str(value))}%"
-                contains = and_(lhs.is_not(None), lhs.ilike(literal(pattern), escape="\\"))
+                contains = and_(lhs.is_not(None), lhs.ilike(literal(pattern), escape=_LIKE_ESCAPE))
             return contains if op == "~" else not_(contains)
     if op == "=":
         return lhs.is_not_distinct_from(rhs)

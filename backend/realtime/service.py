@@ -24,6 +24,7 @@ from litestar.channels import ChannelsPlugin, Subscriber
 from litestar.exceptions import WebSocketDisconnect
 from sqlalchemy import select
 
+from backend.auth.scopes import check_collection
 from backend.auth.service import Principal
 from backend.collections.compile import AuthContext, Predicate, to_predicate
 from backend.collections.expressions import ExpressionError, check, coerce, parse
@@ -457,6 +458,12 @@ class RealtimeConnection:
                 )
             )
             return
+        assert self.principal is not None
+        if not check_collection(self.principal.collections, collection.name):
+            await self.send(
+                error_frame("forbidden", "this API key may not use that collection", frame.id)
+            )
+            return
         try:
             predicate = self._predicate(collection, frame.filter)
         except ExpressionError as exc:
@@ -607,6 +614,10 @@ class RealtimeConnection:
 
     async def _room_frame(self, frame: BroadcastFrame | PresenceFrame) -> None:
         assert self.principal is not None
+        scopes = self.principal.scopes
+        if scopes is not None and "write" not in scopes:
+            await self.send(error_frame("forbidden", "this API key has no 'write' scope"))
+            return
         room = self._room_named(frame.channel)
         if room is None or not frame.channel.startswith("room:"):
             await self.send(error_frame("not_subscribed", "subscribe to the room first"))

@@ -105,3 +105,18 @@ async def mailed_sign_in_code(client, sql, email: str, user_id: str) -> str:
         user_id,
     )
     return code
+
+
+def known_mailed_token(sql, user_id: str, purpose: str) -> str:
+    """Replace the user's unused mailed token of ``purpose`` (password_reset, verify_email,
+    email_change) with one the test knows: the real one only goes out by mail."""
+    token = secrets.token_urlsafe(24)
+    updated = sql(
+        "UPDATE auth_email_tokens SET token_hash = %s"
+        " WHERE purpose = %s AND used_at IS NULL AND user_id = %s RETURNING id",
+        hash_token(token),
+        purpose,
+        user_id,
+    )
+    assert len(updated) == 1, f"one unused {purpose} token, not {len(updated)}"
+    return token
