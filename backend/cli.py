@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,20 @@ def _settings() -> Settings:
         return get_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _serving_settings(command: str) -> Settings:
+    """Settings for a process that serves or runs work (api, worker, beat): unless
+    LITEBASE_ENV says dev or test outright, the SECRET_KEY must be real. Settings default to
+    dev, so a server started without LITEBASE_ENV would otherwise sign with the published
+    dev key, and anyone could forge an admin's token."""
+    settings = _settings()
+    if os.environ.get("LITEBASE_ENV", "") not in ("dev", "test"):
+        try:
+            settings.check_secret_key(f"`litebase {command}` without LITEBASE_ENV=dev or test")
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return settings
 
 
 @contextmanager
@@ -273,15 +288,16 @@ def api(host: str, port: int, workers: int) -> None:
 
     from backend.realtime.transport import uvicorn_options
 
-    settings = _settings()  # refuse bad settings before binding the port
+    settings = _serving_settings("api")  # refuse bad settings before binding the port
     uvicorn.run(
         "backend.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
-        forwarded_allow_ips="*",  # behind the load balancer, which sets X-Forwarded-*
+        # X-Forwarded-* only from FORWARDED_ALLOW_IPS (the load balancer); none by default.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=",".join(settings.forwarded_allow_ips) or None,
         timeout_graceful_shutdown=10,
         access_log=False,  # the app logs each request with its id
         log_level=settings.log_level.lower(),
@@ -298,7 +314,7 @@ def worker(concurrency: int, pool: str, celery_args: tuple[str, ...]) -> None:
     from backend.logs import configure_logging
     from workers.celery_app import create_celery_app
 
-    settings = _settings()
+    settings = _serving_settings("worker")
     configure_logging(settings)
     app = create_celery_app(settings)
     app.worker_main(
@@ -321,7 +337,7 @@ def beat(schedule: str) -> None:
     from backend.logs import configure_logging
     from workers.celery_app import create_celery_app
 
-    settings = _settings()
+    settings = _serving_settings("beat")
     configure_logging(settings)
     app = create_celery_app(settings)
     app.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={schedule}"])

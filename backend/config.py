@@ -48,6 +48,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # An idle keep-alive connection is closed after this; above a load balancer's own idle
     # timeout, so the balancer never reuses a connection the API is closing (a 502).
     http_keepalive_seconds: PositiveInt = 75
+    # Proxies whose X-Forwarded-For / -Proto `litebase api` believes (comma-separated addresses
+    # or networks); the client is the right-most address not among them. Empty: none, the
+    # socket's peer is the client (so a caller cannot pick its own rate-limit key).
+    forwarded_allow_ips: tuple[str, ...] = ()
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     ready_timeout_seconds: float = 2.0
@@ -113,6 +117,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jobs_max_schedules_per_user: PositiveInt = 20
     # embeddings and vector search
     embedding_provider: Literal["hash", "openai", "local"] = "hash"
+    # hash is lexical feature hashing, not a model: prod refuses it unless this says so.
+    embedding_allow_hash: bool = False
     embedding_model: str = ""
     embedding_dimensions: int = 0
     embedding_base_url: str = ""
@@ -197,17 +203,35 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "VECTOR_HNSW_EF_CONSTRUCTION must be between twice VECTOR_HNSW_M and 1000"
             )
         if self.env == "prod":
-            if self.secret_key in PLACEHOLDER_SECRETS:
+            self.check_secret_key("LITEBASE_ENV=prod")
+            if self.embedding_provider == "hash" and not self.embedding_allow_hash:
                 raise SettingsError(
-                    "SECRET_KEY is missing or a placeholder; LITEBASE_ENV=prod refuses to start. "
-                    "Generate one with: "
-                    'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                    "EMBEDDING_PROVIDER=hash is word hashing, not a model; LITEBASE_ENV=prod"
+                    " refuses it. Set EMBEDDING_PROVIDER=openai (or local), or"
+                    " EMBEDDING_ALLOW_HASH=true if lexical matching is really what you want"
                 )
-            if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+        for network in self.forwarded_allow_ips:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
                 raise SettingsError(
-                    f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in prod"
-                )
+                    f"FORWARDED_ALLOW_IPS: {network!r} is not an address or a network"
+                ) from None
         self._check_webhooks()
+
+    def check_secret_key(self, who: str) -> None:
+        """Refuse a placeholder or short SECRET_KEY: anyone can forge tokens with one."""
+        if self.secret_key in PLACEHOLDER_SECRETS:
+            raise SettingsError(
+                f"SECRET_KEY is missing or a placeholder; {who} refuses to start. "
+                "Generate one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise SettingsError(
+                f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters; {who}"
+                " refuses a shorter one"
+            )
 
     def _check_webhooks(self) -> None:
         for network in self.webhook_allowed_networks:
@@ -249,6 +273,7 @@ _ENV_ALIASES = {
 _LIST_FIELDS = frozenset(
     {
         "cors_origins",
+        "forwarded_allow_ips",
         "relay_consumers",
         "jobs_schedulable_types",
         "webhook_allowed_networks",

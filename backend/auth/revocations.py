@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Literal
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -22,16 +23,21 @@ log = logging.getLogger(__name__)
 
 REVOCATIONS_CHANNEL = "litebase:auth:revocations"
 
+# An active session's user and that user's role, read from the database (never from a token's
+# claims: a token whose ``sub`` is not its session's user is refused).
+SessionOwner = tuple[UUID, str]
+SessionState = SessionOwner | Literal[False]
+
 
 class SessionStates:
     def __init__(self, ttl_seconds: float, max_entries: int = 100_000) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
-        self._entries: OrderedDict[UUID, tuple[bool, float]] = OrderedDict()
+        self._entries: OrderedDict[UUID, tuple[SessionState, float]] = OrderedDict()
         self._on_revoke: list[Callable[[UUID], None]] = []
 
-    def get(self, session_id: UUID) -> bool | None:
-        """True (active), False (ended), or None (not known here: ask Redis)."""
+    def get(self, session_id: UUID) -> SessionState | None:
+        """The owner of an active session, False (ended), or None (not known here: ask Redis)."""
         entry = self._entries.get(session_id)
         if entry is None:
             return None
@@ -41,8 +47,8 @@ class SessionStates:
             return None
         return active
 
-    def put(self, session_id: UUID, active: bool) -> None:
-        self._entries[session_id] = (active, time.monotonic() + self.ttl)
+    def put(self, session_id: UUID, state: SessionState) -> None:
+        self._entries[session_id] = (state, time.monotonic() + self.ttl)
         self._entries.move_to_end(session_id)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -35,7 +35,11 @@ from sqlalchemy.orm import aliased
 from backend.ai.models import delete_budget_override
 from backend.auth import totp
 from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, User
-from backend.auth.revocations import SessionStates, publish_revocation
+from backend.auth.revocations import (
+    SessionState,
+    SessionStates,
+    publish_revocation,
+)
 from backend.auth.schemas import (
     AdminUserUpdate,
     ApiKeyView,
@@ -79,7 +83,7 @@ GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
 SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
 MFA_PENDING_KEY = "litebase:auth:mfa-pending:{}"  # a first factor passed, awaiting the code
 MFA_TOKEN_PREFIX = "lbm_"  # noqa: S105 - a prefix, not a secret
-ACTIVE, REVOKED = b"1", b"0"
+REVOKED = b"0"  # an active session is cached as b"<user id> <role>" (its SessionOwner)
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
 VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
 SIGN_IN_CODE = "sign_in_code"
@@ -129,9 +133,10 @@ def known_principal(
         claims = _access_claims(bearer, settings, clock)
     except InvalidAccessToken:
         return None
-    if states.get(claims.sid) is not True:
+    owner = states.get(claims.sid)
+    if not owner or owner[0] != claims.sub:
         return None
-    return _principal_of(claims)
+    return _principal_of(claims, owner[1])
 
 
 def _access_claims(bearer: str, settings: Settings, clock: Clock) -> AccessClaims:
@@ -144,14 +149,31 @@ def _access_claims(bearer: str, settings: Settings, clock: Clock) -> AccessClaim
     )
 
 
-def _principal_of(claims: AccessClaims) -> Principal:
+def _principal_of(claims: AccessClaims, role: str) -> Principal:
+    """The caller of a checked token; ``role`` is the user's, from the database."""
     return Principal(
         user_id=claims.sub,
-        role=claims.role,
+        role=role,
         org_id=claims.org,
         session_id=claims.sid,
         expires_at=claims.exp,
     )
+
+
+def _encode_state(state: SessionState) -> bytes:
+    return REVOKED if not state else f"{state[0]} {state[1]}".encode()
+
+
+def _decode_state(raw: bytes | str | None) -> SessionState | None:
+    """None when absent or unreadable (an older format): the database decides."""
+    text = raw.decode() if isinstance(raw, bytes) else (raw or "")
+    if text == REVOKED.decode():
+        return False
+    try:
+        user_id, role = text.split(" ")
+        return (UUID(user_id), role)
+    except ValueError:
+        return None
 
 
 def unauthorized(detail: str, code: str) -> Problem:
@@ -532,7 +554,7 @@ class AuthService:
             RefreshToken(session_id=session.id, token_hash=hash_token(refresh), created_at=now)
         )
         await self.db.commit()
-        await self._cache_session_state(session.id, ACTIVE)
+        await self._cache_session_state(session.id, (user.id, user.role))
         return self._token_response(user, session, refresh, now)
 
     def _token_response(
@@ -584,9 +606,12 @@ class AuthService:
             claims = _access_claims(bearer, self.settings, self.clock)
         except InvalidAccessToken as exc:
             raise unauthorized(f"The access token is not valid: {exc}", "invalid_token") from exc
-        if not await self._session_is_active(claims.sid):
+        owner = await self._session_owner(claims.sid)
+        if not owner:
             raise unauthorized("The session has ended; sign in again", "session_ended")
-        return _principal_of(claims)
+        if owner[0] != claims.sub:  # a forged token: a real session, someone else's sub
+            raise unauthorized("The access token is not valid", "invalid_token")
+        return _principal_of(claims, owner[1])
 
     async def _authenticate_api_key(self, secret: str) -> Principal:
         """The key's user, checked on every use: still enabled, still a member of the key's org,
@@ -628,34 +653,47 @@ class AuthService:
             collections=None if key.collections is None else frozenset(key.collections),
         )
 
-    async def _session_is_active(self, session_id: UUID) -> bool:
+    async def _session_owner(self, session_id: UUID) -> SessionState:
+        """The user and role of an active session (False when it has ended): from memory,
+        else Redis, else the database."""
         known = self.states.get(session_id)
         if known is not None:
             return known
-        state = await self.redis.get(SESSION_STATE_KEY.format(session_id))
+        state = _decode_state(await self.redis.get(SESSION_STATE_KEY.format(session_id)))
         if state is None:
-            session = await self.db.get(AuthSession, session_id)
-            active = (
-                session is not None
-                and session.revoked_at is None
-                and session.expires_at > self.clock.now()
-            )
-            state = ACTIVE if active else REVOKED
+            found = (
+                await self.db.execute(
+                    select(AuthSession, User)
+                    .join(User, User.id == AuthSession.user_id)
+                    .where(AuthSession.id == session_id)
+                )
+            ).first()
+            state = False
+            if found is not None:
+                session, user = found
+                if (
+                    session.revoked_at is None
+                    and session.expires_at > self.clock.now()
+                    and not user.disabled
+                ):
+                    state = (user.id, user.role)
             await self._cache_session_state(session_id, state)
-        self.states.put(session_id, state == ACTIVE)
-        return bool(state == ACTIVE)
+        self.states.put(session_id, state)
+        return state
 
-    async def _cache_session_state(self, session_id: UUID, state: bytes) -> None:
+    async def _cache_session_state(self, session_id: UUID, state: SessionState) -> None:
         # Kept as long as an access token lives, so a revoked session stays refused.
         await self.redis.set(
-            SESSION_STATE_KEY.format(session_id), state, ex=self.settings.access_token_ttl_seconds
+            SESSION_STATE_KEY.format(session_id),
+            _encode_state(state),
+            ex=self.settings.access_token_ttl_seconds,
         )
 
     async def _revoke(self, session: AuthSession, now: datetime) -> None:
         if session.revoked_at is None:
             session.revoked_at = now
         self.states.revoked(session.id)
-        await self._cache_session_state(session.id, REVOKED)
+        await self._cache_session_state(session.id, False)
         await publish_revocation(self.redis, session.id)
 
     async def _revoke_sessions_of(self, user_id: UUID, *, keep: UUID | None = None) -> int:

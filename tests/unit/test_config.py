@@ -56,7 +56,9 @@ def test_prod_refuses_a_missing_placeholder_or_short_secret(secret):
 
 
 def test_prod_starts_with_a_strong_secret():
-    settings = settings_from_env({"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY})
+    settings = settings_from_env(
+        {"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY, "EMBEDDING_PROVIDER": "openai"}
+    )
     assert settings.secret_key == STRONG_KEY
 
 

@@ -209,9 +209,14 @@ def test_webhook_settings_are_checked():
     assert settings.webhook_allow_private_targets is False
     with pytest.raises(SettingsError, match="WEBHOOK_ALLOWED_NETWORKS"):
         settings_from_env({"WEBHOOK_ALLOWED_NETWORKS": "intranet"})
-    with pytest.raises(SettingsError, match="LITEBASE_ENV=prod refuses"):
+    with pytest.raises(SettingsError, match=r"WEBHOOK_ALLOW_PRIVATE_TARGETS.*prod refuses"):
         settings_from_env(
-            {"LITEBASE_ENV": "prod", "SECRET_KEY": "s" * 40, "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1"}
+            {
+                "LITEBASE_ENV": "prod",
+                "SECRET_KEY": "s" * 40,
+                "EMBEDDING_PROVIDER": "openai",
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
+            }
         )
     with pytest.raises(SettingsError, match="below CELERY_VISIBILITY_TIMEOUT_SECONDS"):
         settings_from_env({"WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "3600"})

@@ -79,6 +79,9 @@ module "service" {
       CORS_ORIGINS = join(",", var.cors_origins)
       # Longer than the ALB's, so it never sends a request down a connection the API is closing.
       HTTP_KEEPALIVE_SECONDS = tostring(module.edge.idle_timeout_seconds + 5)
+      # X-Forwarded-For is believed only from the ALB (inside the VPC); the client is the
+      # right-most address not in this range.
+      FORWARDED_ALLOW_IPS = module.network.cidr_block
     },
     var.settings,
   )

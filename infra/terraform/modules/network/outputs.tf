@@ -3,6 +3,11 @@ output "vpc_id" {
   value       = aws_vpc.this.id
 }
 
+output "cidr_block" {
+  description = "The VPC's address range: the load balancer's addresses, whose forwarded headers the API trusts."
+  value       = aws_vpc.this.cidr_block
+}
+
 output "public_subnet_ids" {
   description = "Subnets for the load balancer."
   value       = aws_subnet.public[*].id
