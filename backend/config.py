@@ -135,6 +135,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedding_sweep_backoff_max_seconds: PositiveFloat = 3600.0
     embedding_sweep_batch: PositiveInt = 1000
     vector_search_max_k: PositiveInt = 100
+    # The longest search query, in characters; longer is 422 (it is embedded and matched).
+    search_max_query_chars: PositiveInt = 4000
     vector_ef_search: PositiveInt = 40
     vector_exact_scan_max_rows: int = 10_000
     vector_candidates_per_result: PositiveInt = 4

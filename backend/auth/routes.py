@@ -215,7 +215,7 @@ class AuthController(Controller):
         self, data: VerifyRequest, principal: Principal | None, auth_service: AuthService
     ) -> UserView | Accepted:
         if data.token is not None:
-            return user_view(await auth_service.confirm_verification(data.token))
+            return user_view(await auth_service.confirm_verification(data.token, principal))
         if principal is None:
             raise Problem(
                 401,

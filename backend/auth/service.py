@@ -469,7 +469,7 @@ class AuthService:
             raise unauthorized("Email or code is incorrect, used or expired", "invalid_credentials")
         await self.redis.delete(failures_key)
         found.used_at = self.clock.now()
-        user.email_verified = True  # the code reached this mailbox
+        await self._prove_mailbox(user)  # the code reached this mailbox
         return await self._after_first_factor(user, org_id, client)
 
     async def refresh(self, refresh_token: str, org_id: UUID | None) -> TokenResponse:
@@ -720,6 +720,27 @@ class AuthService:
             .values(revoked_at=self.clock.now())
         )
 
+    async def _end_mailed_tokens(self, user_id: UUID) -> None:
+        """Every unused mailed token of the user (reset, sign-in code, verification, a pending
+        email change) stops working: after a password change, what was mailed before must not
+        undo it or take the account elsewhere."""
+        await self.db.execute(
+            update(EmailToken)
+            .where(EmailToken.user_id == user_id, EmailToken.used_at.is_(None))
+            .values(used_at=self.clock.now())
+        )
+
+    async def _prove_mailbox(self, user: User, *, keep: UUID | None = None) -> None:
+        """The account's mailbox answered (a verification, a sign-in code). If the account was
+        unverified, whoever signed it up may not own the address (pre-hijacking: sign up with
+        someone's email, wait for them to use it): every session but ``keep`` and every key of
+        it end."""
+        if user.email_verified:
+            return
+        user.email_verified = True
+        await self._revoke_sessions_of(user.id, keep=keep)
+        await self._revoke_keys_of(user.id)
+
     # --- me and my sessions ----------------------------------------------------------------
 
     async def get_user(self, principal: Principal) -> User:
@@ -741,6 +762,7 @@ class AuthService:
             )
             user.password_hash = await asyncio.to_thread(hash_password, data.new_password)
             await self._revoke_sessions_of(user.id, keep=principal.session_id)
+            await self._end_mailed_tokens(user.id)
         await self.db.commit()
         return user
 
@@ -988,9 +1010,12 @@ class AuthService:
         if not user.email_verified:
             await self._send_email_token(user, VERIFY_EMAIL)
 
-    async def confirm_verification(self, token: str) -> User:
+    async def confirm_verification(self, token: str, principal: Principal | None) -> User:
+        """The verification mail reached the account's mailbox; a session of the same account
+        confirming it is kept (every other session and key ends: ``_prove_mailbox``)."""
         user = await self._use_email_token(token, VERIFY_EMAIL)
-        user.email_verified = True
+        keep = principal.session_id if principal and principal.user_id == user.id else None
+        await self._prove_mailbox(user, keep=keep)
         await self.db.commit()
         return user
 
@@ -1005,6 +1030,7 @@ class AuthService:
         user.email_verified = True  # the reset mail reached them
         await self._revoke_sessions_of(user.id)
         await self._revoke_keys_of(user.id)
+        await self._end_mailed_tokens(user.id)
         await self.db.commit()
 
     # --- API keys --------------------------------------------------------------------------

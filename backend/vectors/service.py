@@ -209,6 +209,13 @@ class SearchService:
     ) -> list[Hit]:
         if not query.strip():
             raise field_problem("The query is empty", "query", "empty")
+        if len(query) > self.settings.search_max_query_chars:
+            limit = self.settings.search_max_query_chars
+            raise field_problem(
+                f"The query is longer than {limit} characters (SEARCH_MAX_QUERY_CHARS)",
+                "query",
+                "too long",
+            )
         if not 1 <= k <= self.settings.vector_search_max_k:
             raise field_problem(
                 f"k must be between 1 and {self.settings.vector_search_max_k}", "k", "out of range"

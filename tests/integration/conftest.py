@@ -108,15 +108,16 @@ async def mailed_sign_in_code(client, sql, email: str, user_id: str) -> str:
 
 
 def known_mailed_token(sql, user_id: str, purpose: str) -> str:
-    """Replace the user's unused mailed token of ``purpose`` (password_reset, verify_email,
-    email_change) with one the test knows: the real one only goes out by mail."""
+    """Replace the user's latest unused mailed token of ``purpose`` (password_reset,
+    verify_email, email_change) with one the test knows: the real one only goes out by mail."""
     token = secrets.token_urlsafe(24)
     updated = sql(
-        "UPDATE auth_email_tokens SET token_hash = %s"
-        " WHERE purpose = %s AND used_at IS NULL AND user_id = %s RETURNING id",
+        "UPDATE auth_email_tokens SET token_hash = %s WHERE id = ("
+        " SELECT id FROM auth_email_tokens WHERE purpose = %s AND used_at IS NULL"
+        " AND user_id = %s ORDER BY created_at DESC LIMIT 1) RETURNING id",
         hash_token(token),
         purpose,
         user_id,
     )
-    assert len(updated) == 1, f"one unused {purpose} token, not {len(updated)}"
+    assert len(updated) == 1, f"no unused {purpose} token"
     return token
