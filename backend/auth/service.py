@@ -292,7 +292,7 @@ class AuthService:
     async def sign_in(
         self, email: str, password: str, org_id: UUID | None, client: ClientInfo
     ) -> TokenResponse:
-        failures_key = await self._check_failures(email)
+        failures_key = await self._count_attempt(email, client)
         user = await self.users.get_by_email(email)
         # Unknown email, wrong password and a disabled account all look the same, and cost
         # the same: verify_password hashes against a dummy when there is no user.
@@ -300,7 +300,6 @@ class AuthService:
             verify_password, user.password_hash if user else None, password
         )
         if user is None or not matches or user.disabled:
-            await self._count_failure(failures_key)
             raise unauthorized("Email or password is incorrect", "invalid_credentials")
         await self.redis.delete(failures_key)
         if self.settings.auth_require_verified_email and not user.email_verified:
@@ -348,10 +347,9 @@ class AuthService:
         )
         if pending is None or user is None or user.disabled or user.totp_enabled_at is None:
             raise invalid_grant("The sign-in step is not valid or has expired; sign in again")
-        failures_key = await self._check_failures(user.email)
+        failures_key = await self._count_attempt(user.email, client)
         step = self._totp_step(user, code)
         if step is None:
-            await self._count_failure(failures_key)
             raise unauthorized("The code is not right, or was used already", "invalid_code")
         user.totp_last_step = step
         await self.redis.delete(key, failures_key)
@@ -406,25 +404,27 @@ class AuthService:
         _clear_totp(user)
         await self.db.commit()
 
-    async def _check_failures(self, email: str) -> str:
-        """429 while the account has had too many failed sign-ins; its counter's key."""
-        failures_key = SIGNIN_FAILURES_KEY.format(hash_token(email.strip().lower()))
-        failures = int(await self.redis.get(failures_key) or 0)
-        if failures >= self.settings.auth_failed_signin_limit:
-            retry_after = max(int(await self.redis.ttl(failures_key)), 1)
+    async def _count_attempt(self, email: str, client: ClientInfo) -> str:
+        """Count a sign-in attempt on the account from the caller's address, before checking
+        it, and answer 429 past AUTH_FAILED_SIGNIN_LIMIT; the counter's key, which a success
+        deletes. Counting first, in one transaction, means concurrent guesses cannot all slip
+        under the limit; keying by address too means nobody can lock a person out of their
+        account from somewhere else."""
+        who = f"{email.strip().lower()}\n{client.ip or '-'}"
+        key = SIGNIN_FAILURES_KEY.format(hash_token(who))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(key, 0, ex=self.settings.auth_failed_signin_window_seconds, nx=True)
+        pipe.incr(key)
+        pipe.ttl(key)
+        _, attempts, ttl = await pipe.execute()
+        if attempts > self.settings.auth_failed_signin_limit:
             raise Problem(
                 429,
                 "Too many failed sign-ins for this account; try again later",
                 code="too_many_attempts",
-                headers={"Retry-After": str(retry_after)},
+                headers={"Retry-After": str(max(int(ttl), 1))},
             )
-        return failures_key
-
-    async def _count_failure(self, failures_key: str) -> None:
-        pipe = self.redis.pipeline()
-        pipe.set(failures_key, 0, ex=self.settings.auth_failed_signin_window_seconds, nx=True)
-        pipe.incr(failures_key)
-        await pipe.execute()
+        return key
 
     async def send_sign_in_code(self, email: str) -> None:
         """Mail a one-time sign-in code to an account's address (nothing, and the same answer,
@@ -459,13 +459,12 @@ class AuthService:
     async def sign_in_with_code(
         self, email: str, code: str, org_id: UUID | None, client: ClientInfo
     ) -> TokenResponse:
-        failures_key = await self._check_failures(email)
+        failures_key = await self._count_attempt(email, client)
         user = await self.users.get_by_email(email)
         found = None
         if user is not None and not user.disabled:
             found = await self._usable_email_token(_sign_in_code_hash(user.id, code), SIGN_IN_CODE)
         if user is None or found is None:
-            await self._count_failure(failures_key)
             raise unauthorized("Email or code is incorrect, used or expired", "invalid_credentials")
         await self.redis.delete(failures_key)
         found.used_at = self.clock.now()

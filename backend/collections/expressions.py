@@ -234,6 +234,19 @@ def fields_read(node: Node | None) -> list[Field]:
     return found
 
 
+def check_client_filter(node: Node | None) -> None:
+    """A caller's own filter (REST, search, realtime) may read a relation's ``id`` only.
+
+    Rules may read ``owner.email``; a client filter that could would let anyone learn the
+    email (or name) of the owner of every row they can list, a character at a time."""
+    for field in fields_read(node):
+        if len(field.path) > 1 and field.path[-1] != "id":
+            raise ExpressionError(
+                f"filters may read only {field.path[0]}.id through a relation, not {field.name}",
+                field.position,
+            )
+
+
 def parse(text: str, *, max_length: int) -> Node | None:
     """Parse an expression; None for an empty one. Raises ExpressionError."""
     if len(text) > max_length:

@@ -47,6 +47,7 @@ from backend.collections.expressions import (
     Now,
     Or,
     check,
+    check_client_filter,
     coerce,
     parse,
 )
@@ -120,6 +121,7 @@ class CompiledRules:
         if node is None:
             return true()
         check(node, self.collection)
+        check_client_filter(node)
         clause = to_sql(node, self.collection, auth, now)
         if not _names_now(node):
             if len(self._filters) >= self.CACHE_SIZE:

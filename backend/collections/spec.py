@@ -170,6 +170,8 @@ def _field_spec(column: Column[Any]) -> FieldSpec:
 
 OwnerDeletion = Literal["delete", "keep"]
 _OWNER_ON_DELETE: dict[OwnerDeletion, str] = {"delete": "CASCADE", "keep": "SET NULL"}
+# What each model's owner foreign key was set to, by the first collection declared over it.
+_OWNER_DELETION: dict[type[CollectionModel], OwnerDeletion] = {}
 
 
 def _rules_read_owner(rules: Rules) -> bool:
@@ -193,15 +195,7 @@ class Collection:
 
     def __post_init__(self) -> None:
         self.name = self.name or str(self.model.__tablename__)
-        if self.on_owner_delete is None:
-            self.on_owner_delete = "delete" if _rules_read_owner(self.rules) else "keep"
-        if self.on_owner_delete not in _OWNER_ON_DELETE:
-            raise ValueError(f"{self.name}: on_owner_delete is 'delete' or 'keep'")
-        # The owner column's foreign key carries the choice, before any DDL reads it.
-        for key in self.table.c.owner.foreign_keys:
-            key.ondelete = _OWNER_ON_DELETE[self.on_owner_delete]
-            if key.constraint is not None:
-                key.constraint.ondelete = key.ondelete
+        self.on_owner_delete = self._owner_deletion()
         columns: list[Column[Any]] = list(self.table.columns)
         self.fields = {c.key: _field_spec(c) for c in columns if c.key != "sa_orm_sentinel"}
         if self.embed is not None:
@@ -217,6 +211,29 @@ class Collection:
                 )
             if not 0 <= self.embed.chunk_overlap < self.embed.chunk_size:
                 raise ValueError(f"{self.name}: Embed needs 0 <= chunk_overlap < chunk_size")
+
+    def _owner_deletion(self) -> OwnerDeletion:
+        """The model's owner foreign key carries the choice (before any DDL reads it). The
+        first collection over a model decides; another over the same model (a test's, say)
+        takes that choice, and may not contradict it outright."""
+        wanted = self.on_owner_delete
+        if wanted is not None and wanted not in _OWNER_ON_DELETE:
+            raise ValueError(f"{self.name}: on_owner_delete is 'delete' or 'keep'")
+        decided = _OWNER_DELETION.get(self.model)
+        if decided is not None:
+            if wanted is not None and wanted != decided:
+                raise ValueError(
+                    f"{self.name}: {self.model.__name__}'s owner foreign key already says"
+                    f" on_owner_delete={decided!r} (the first collection over the model)"
+                )
+            return decided
+        decided = wanted or ("delete" if _rules_read_owner(self.rules) else "keep")
+        _OWNER_DELETION[self.model] = decided
+        for key in self.table.c.owner.foreign_keys:
+            key.ondelete = _OWNER_ON_DELETE[decided]
+            if key.constraint is not None:
+                key.constraint.ondelete = key.ondelete
+        return decided
 
     @property
     def table(self) -> Any:

@@ -27,7 +27,13 @@ from sqlalchemy import select
 from backend.auth.scopes import check_collection
 from backend.auth.service import Principal
 from backend.collections.compile import AuthContext, Predicate, to_predicate
-from backend.collections.expressions import ExpressionError, check, coerce, parse
+from backend.collections.expressions import (
+    ExpressionError,
+    check,
+    check_client_filter,
+    coerce,
+    parse,
+)
 from backend.collections.reads import Reader
 from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
@@ -428,6 +434,7 @@ class RealtimeConnection:
             node = parse(filter_text, max_length=self.settings.filter_max_length)
             if node is not None:
                 check(node, collection)
+                check_client_filter(node)
                 wanted = to_predicate(node, collection, self._auth_context(), now)
         return lambda record: rule(record) and wanted(record)
 

@@ -1,5 +1,3 @@
-import asyncio
-
 from backend.realtime.protocol import AuthFrame, SubscribeFrame, decode_client_frame
 from backend.realtime.service import BoundedSubscriber, RecentIds
 
@@ -23,16 +21,13 @@ class _Plugin:
     _backend = None
 
 
-def test_a_full_subscriber_says_it_overflowed_instead_of_dropping_quietly():
-    async def scenario():
-        subscriber = BoundedSubscriber(plugin=_Plugin(), max_backlog=2)
-        told: list[str] = []
-        subscriber.on_overflow = lambda: told.append("too slow")
-        assert subscriber.put_nowait(b"1") and subscriber.put_nowait(b"2")
-        assert not subscriber.overflowed.is_set()
-        assert subscriber.put_nowait(b"3") is False
-        assert subscriber.put_nowait(b"4") is False
-        assert subscriber.overflowed.is_set()
-        assert told == ["too slow"]  # once, at the moment it overflows
-
-    asyncio.run(scenario())
+async def test_a_full_subscriber_says_it_overflowed_instead_of_dropping_quietly():
+    subscriber = BoundedSubscriber(plugin=_Plugin(), max_backlog=2)
+    told: list[str] = []
+    subscriber.on_overflow = lambda: told.append("too slow")
+    assert subscriber.put_nowait(b"1") and subscriber.put_nowait(b"2")
+    assert not subscriber.overflowed.is_set()
+    assert subscriber.put_nowait(b"3") is False
+    assert subscriber.put_nowait(b"4") is False
+    assert subscriber.overflowed.is_set()
+    assert told == ["too slow"]  # once, at the moment it overflows
