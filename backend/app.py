@@ -164,6 +164,7 @@ def create_app(
             presence=Presence(redis, channels, settings.realtime_presence_ttl_seconds),
         )
         session_states.on_revoke(hub.session_revoked)
+        session_states.on_access_change(hub.access_changed)
         app.state.realtime = hub
         async with running(hub.keep_presence, "presence"):
             yield

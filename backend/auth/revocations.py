@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 REVOCATIONS_CHANNEL = "litebase:auth:revocations"
 
+# What else ends a caller's access, published on the same channel as "<kind>:<id>[:<id>]":
+#   key:<api key id>            the key was revoked
+#   keys:<user id>              every key of the user was revoked (reset, disable, deletion…)
+#   member:<user id>:<org id>   the user left or was removed from the org
+AccessChange = tuple[str, tuple[UUID, ...]]
+ACCESS_CHANGE_KINDS = frozenset({"key", "keys", "member"})
+
 # An active session's user and that user's role, read from the database (never from a token's
 # claims: a token whose ``sub`` is not its session's user is refused).
 SessionOwner = tuple[UUID, str]
@@ -35,6 +42,7 @@ class SessionStates:
         self.max_entries = max_entries
         self._entries: OrderedDict[UUID, tuple[SessionState, float]] = OrderedDict()
         self._on_revoke: list[Callable[[UUID], None]] = []
+        self._on_access_change: list[Callable[[AccessChange], None]] = []
 
     def get(self, session_id: UUID) -> SessionState | None:
         """The owner of an active session, False (ended), or None (not known here: ask Redis)."""
@@ -61,6 +69,21 @@ class SessionStates:
     def on_revoke(self, callback: Callable[[UUID], None]) -> None:
         self._on_revoke.append(callback)
 
+    def on_access_change(self, callback: Callable[[AccessChange], None]) -> None:
+        self._on_access_change.append(callback)
+
+    def heard(self, data: str) -> None:
+        """One message of the channel: a session id, or an access change."""
+        kind, _, rest = data.partition(":")
+        if not rest:
+            self.revoked(UUID(data))
+            return
+        if kind not in ACCESS_CHANGE_KINDS:
+            return
+        change = (kind, tuple(UUID(part) for part in rest.split(":")))
+        for callback in self._on_access_change:
+            callback(change)
+
     def forget_all(self) -> None:
         self._entries.clear()
 
@@ -74,7 +97,7 @@ class SessionStates:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         with contextlib.suppress(ValueError):
-                            self.revoked(UUID(message["data"].decode()))
+                            self.heard(message["data"].decode())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # lost Redis: anything cached may be stale now
@@ -89,3 +112,10 @@ class SessionStates:
 
 async def publish_revocation(redis: Redis, session_id: UUID) -> None:
     await redis.publish(REVOCATIONS_CHANNEL, str(session_id))
+
+
+async def publish_access_change(redis: Redis, kind: str, *ids: UUID) -> None:
+    """Tell every process that a key, a user's keys or a membership no longer holds (open
+    realtime sockets that relied on it are closed)."""
+    assert kind in ACCESS_CHANGE_KINDS
+    await redis.publish(REVOCATIONS_CHANNEL, ":".join([kind, *map(str, ids)]))

@@ -38,6 +38,7 @@ from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, U
 from backend.auth.revocations import (
     SessionState,
     SessionStates,
+    publish_access_change,
     publish_revocation,
 )
 from backend.auth.schemas import (
@@ -718,6 +719,7 @@ class AuthService:
             .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=self.clock.now())
         )
+        await publish_access_change(self.redis, "keys", user_id)
 
     async def _end_mailed_tokens(self, user_id: UUID) -> None:
         """Every unused mailed token of the user (reset, sign-in code, verification, a pending
@@ -820,6 +822,7 @@ class AuthService:
         await self.db.execute(delete_budget_override("user", user.id))
         await self.db.delete(user)
         await self.db.commit()
+        await publish_access_change(self.redis, "keys", user.id)  # deleted with the account
 
     async def logout(self, principal: Principal) -> None:
         if principal.session_id is None:
@@ -1110,6 +1113,7 @@ class AuthService:
             raise Problem(404, "No such API key", code="not_found")
         key.revoked_at = self.clock.now()
         await self.db.commit()
+        await publish_access_change(self.redis, "key", key.id)
 
     # --- admin -----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from backend.orgs.service import OrgService
 async def provide_org_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> OrgService:
-    return OrgService(db_session, settings, state.clock, state.mailer)
+    return OrgService(db_session, settings, state.clock, state.mailer, state.redis)
 
 
 class OrgController(Controller):

@@ -10,11 +10,13 @@ from datetime import timedelta
 from typing import cast
 from uuid import UUID
 
+from redis.asyncio import Redis
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.ai.models import delete_budget_override
 from backend.auth.models import AuthSession, User
+from backend.auth.revocations import publish_access_change
 from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import Principal
 from backend.config import Settings
@@ -62,11 +64,14 @@ def _invitation_view(invitation: OrgInvitation) -> InvitationView:
 
 
 class OrgService:
-    def __init__(self, db: AsyncSession, settings: Settings, clock: Clock, mailer: Mailer) -> None:
+    def __init__(
+        self, db: AsyncSession, settings: Settings, clock: Clock, mailer: Mailer, redis: Redis
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.mailer = mailer
+        self.redis = redis
 
     async def create(self, principal: Principal, data: NewOrg) -> OrgView:
         org = Org(name=data.name.strip(), created_by=principal.user_id)
@@ -121,9 +126,14 @@ class OrgService:
         if member.role != "owner":
             raise Problem(403, "Only the org's owners may delete it", code="forbidden")
         await self._lock_org(org_id)
+        members = (
+            await self.db.scalars(select(OrgMember.user_id).where(OrgMember.org_id == org_id))
+        ).all()
         await self.db.execute(delete_budget_override("org", org_id))
         await self.db.execute(delete(Org).where(Org.id == org_id))
         await self.db.commit()
+        for user_id in members:  # their sockets acting in the org close
+            await publish_access_change(self.redis, "member", user_id, org_id)
 
     async def _membership(self, org_id: UUID, user_id: UUID) -> OrgMember | None:
         member: OrgMember | None = await self.db.scalar(
@@ -219,6 +229,7 @@ class OrgService:
         for session in sessions:
             session.org_id = None
         await self.db.commit()
+        await publish_access_change(self.redis, "member", user_id, org_id)
 
     async def invite(
         self, principal: Principal, org_id: UUID, data: NewInvitation

@@ -24,6 +24,7 @@ from litestar.channels import ChannelsPlugin, Subscriber
 from litestar.exceptions import WebSocketDisconnect
 from sqlalchemy import select
 
+from backend.auth.revocations import AccessChange
 from backend.auth.scopes import check_collection
 from backend.auth.service import Principal
 from backend.collections.compile import AuthContext, Predicate, to_predicate
@@ -196,6 +197,21 @@ class RealtimeHub:
         for connection in list(self.by_session.get(session_id, ())):
             connection.end(CLOSE_UNAUTHORIZED, "the session was signed out")
 
+    def access_changed(self, change: AccessChange) -> None:
+        """A key was revoked, a user's keys were, or a user left an org: close the sockets
+        that were relying on it (the client may connect again with what it still holds)."""
+        kind, ids = change
+        for connection in list(self.connections):
+            principal = connection.principal
+            if principal is None:
+                continue
+            if (kind == "key" and principal.api_key_id == ids[0]) or (
+                kind == "keys" and principal.api_key_id and principal.user_id == ids[0]
+            ):
+                connection.end(CLOSE_UNAUTHORIZED, "the API key was revoked")
+            elif kind == "member" and (principal.user_id, principal.org_id) == ids:
+                connection.end(CLOSE_UNAUTHORIZED, "no longer a member of the org")
+
     def allows_origin(self, origin: str | None) -> bool:
         if origin is None:  # not a browser: nothing to hijack
             return True
@@ -352,6 +368,14 @@ class RealtimeConnection:
             case AuthFrame(token=token):
                 if not await self._authenticate(token):
                     self.end(CLOSE_UNAUTHORIZED, "the new token is not valid")
+            case _ if not self.authorized.is_set():  # expired: only auth and ping are served
+                await self.send(
+                    error_frame(
+                        "token_expired",
+                        "send a new auth frame first",
+                        getattr(frame, "id", None),
+                    )
+                )
             case SubscribeFrame():
                 await self._subscribe(frame)
             case UnsubscribeFrame(id=sub_id) if sub_id in self.rooms:
@@ -380,6 +404,11 @@ class RealtimeConnection:
             return False
         previous = self.principal
         self.principal = principal
+        if previous is not None and previous.org_id != principal.org_id:
+            # Rooms are shared within an org: the new credential's org is another one.
+            for room in [r for r in self.rooms.values() if r.channel.startswith("room:")]:
+                await self._leave_room(room)
+                await self.send({"type": "unsubscribed", "id": room.id, "reason": "org_changed"})
         if previous is not None and previous.session_id is not None:
             self.hub.by_session.get(previous.session_id, set()).discard(self)
         if principal.session_id is not None:
