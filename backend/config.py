@@ -168,10 +168,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ai_max_body_bytes: PositiveInt = 4_194_304
     ai_completion_reserve_tokens: PositiveInt = 1024
     ai_budget_period: Literal["day", "week", "month"] = "month"
-    ai_user_tokens_per_period: NonNegativeInt = 0
+    # Unset: none in dev and test, PROD_USER_LIMITS in prod (backend/ai/budgets.py).
+    ai_user_tokens_per_period: NonNegativeInt | None = None
     ai_key_tokens_per_period: NonNegativeInt = 0
     ai_org_tokens_per_period: NonNegativeInt = 0
-    ai_user_requests_per_minute: NonNegativeInt = 0
+    ai_user_requests_per_minute: NonNegativeInt | None = None
     ai_key_requests_per_minute: NonNegativeInt = 0
     ai_org_requests_per_minute: NonNegativeInt = 0
     ai_budget_sync_seconds: PositiveFloat = 30.0

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -93,10 +94,19 @@ def subjects(principal: Principal) -> list[tuple[SubjectKind, UUID]]:
     return found
 
 
+# What a user may spend by default in prod when AI_USER_TOKENS_PER_PERIOD /
+# AI_USER_REQUESTS_PER_MINUTE are not set (0 still says none): a free sign-up must not be an
+# open tab on the operator's model account. Dev and test default to none.
+PROD_USER_LIMITS = Limits(tokens_per_period=1_000_000, requests_per_minute=60)
+
+
 def default_limits(settings: Settings, kind: SubjectKind) -> Limits:
+    tokens: int | None = getattr(settings, f"ai_{kind}_tokens_per_period")
+    rate: int | None = getattr(settings, f"ai_{kind}_requests_per_minute")
+    prod_user = kind == "user" and settings.env == "prod"
     return Limits(
-        getattr(settings, f"ai_{kind}_tokens_per_period"),
-        getattr(settings, f"ai_{kind}_requests_per_minute"),
+        tokens if tokens is not None else (PROD_USER_LIMITS.tokens_per_period if prod_user else 0),
+        rate if rate is not None else (PROD_USER_LIMITS.requests_per_minute if prod_user else 0),
     )
 
 
@@ -146,6 +156,19 @@ def completion_reserve(body: dict[str, Any], settings: Settings) -> int:
     choices = body.get("n")
     n = choices if isinstance(choices, int) and choices > 0 else 1
     return (per_choice or settings.ai_completion_reserve_tokens) * n
+
+
+def capped_completion(body: dict[str, Any], settings: Settings, base_url: str) -> dict[str, Any]:
+    """The chat body as sent upstream: one that names no limit gets the per-choice amount its
+    reservation held (AI_COMPLETION_RESERVE_TOKENS), so a call cannot spend past what it
+    reserved. OpenAI's own API takes ``max_completion_tokens`` (its reasoning models refuse
+    ``max_tokens``); other OpenAI-compatible servers take ``max_tokens``."""
+    if "messages" not in body or "max_tokens" in body or "max_completion_tokens" in body:
+        return body
+    field = "max_tokens"
+    if urlsplit(base_url).hostname == "api.openai.com":
+        field = "max_completion_tokens"
+    return {**body, field: settings.ai_completion_reserve_tokens}
 
 
 class BudgetExceeded(Problem):

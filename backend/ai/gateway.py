@@ -32,7 +32,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from backend.ai.budgets import BudgetExceeded, Budgets, Reservation
+from backend.ai.budgets import BudgetExceeded, Budgets, Reservation, capped_completion
 from backend.ai.catalog import Catalog, ModelAlias
 from backend.ai.upstream import ProviderClient, UpstreamError, UpstreamStream
 from backend.ai.usage import USAGE_QUEUE, UsageEvent
@@ -173,6 +173,11 @@ class Gateway:
             raise unknown_model(name)
         return {"id": name, "object": "model", "created": 0, "owned_by": alias.provider}
 
+    def _capped(self, body: dict[str, Any], alias: ModelAlias) -> dict[str, Any]:
+        """``body`` with a completion limit, named as ``alias``'s provider takes it."""
+        base_url = self.catalog.providers[alias.provider].base_url
+        return capped_completion(body, self.settings, base_url)
+
     def _attempts(self, body: dict[str, Any]) -> tuple[ModelAlias, ...]:
         model = body.get("model")
         attempts = self.catalog.attempts(model) if isinstance(model, str) else ()
@@ -266,7 +271,7 @@ class Gateway:
         body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
 
         async def send(client: ProviderClient, alias: ModelAlias) -> dict[str, Any]:
-            return await client.complete(alias, body)
+            return await client.complete(alias, self._capped(body, alias))
 
         return await self._answer(principal, "chat", body, prompt, attempts, send)
 
@@ -290,7 +295,9 @@ class Gateway:
             first: dict[str, Any] | None = None
             for alias in attempts:
                 try:
-                    upstream = await self._clients[alias.provider].open_stream(alias, body)
+                    upstream = await self._clients[alias.provider].open_stream(
+                        alias, self._capped(body, alias)
+                    )
                     pieces = upstream.chunks()
                     first = await anext(pieces, None)
                     if first is None:

@@ -44,7 +44,9 @@ def test_sign_up_mails_a_verification_token_that_works_once(api, inbox):
     email = _email("verify")
     tokens = _sign_up(api, email)
     token = _token_in(inbox(email, "Confirm your email"))
-    confirmed = api.post("/auth/verify", json={"token": token})
+    # Confirmed from the signed-in app (its bearer sent along), so that session stays; every
+    # other session of a newly verified account ends (docs/security.md, pre-hijacking).
+    confirmed = api.post("/auth/verify", json={"token": token}, headers=_bearer(tokens))
     assert confirmed.status_code == 200
     assert confirmed.json()["email_verified"] is True
     assert api.get("/auth/me", headers=_bearer(tokens)).json()["email_verified"] is True

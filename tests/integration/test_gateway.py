@@ -94,7 +94,7 @@ async def test_no_credentials_is_401_problem_with_openai_error(client):
     assert body["error"]["message"]
 
 
-async def test_chat_json_passes_the_body_through(client, alice, upstream):
+async def test_chat_json_passes_the_body_through(client, alice, upstream, settings):
     tag = marker()
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     body = chat_body(
@@ -127,6 +127,8 @@ async def test_chat_json_passes_the_body_through(client, alice, upstream):
     assert call.authorization == "Bearer sk-fake-secret"  # the provider's key, not the caller's
     sent = dict(call.body)
     assert sent.pop("model") == "fake-chat"
+    # Passed through as sent, but for the completion limit the call reserved (none was named).
+    assert sent.pop("max_tokens") == settings.ai_completion_reserve_tokens
     expected = dict(body)
     expected.pop("model")
     assert sent == expected
