@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextmanager
+def litebase_api(env: dict[str, str], log: Path, ready: str = "/health") -> Iterator[str]:
+    """`litebase api` as shipped, on a free loopback port, until the block ends; its base URL."""
+    port = free_port()
+    process = _spawn(
+        [sys.executable, "-m", "backend.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        log,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}{ready}", process, log)
+        yield base
+    finally:
+        _stop(process)
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

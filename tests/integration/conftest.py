@@ -121,3 +121,18 @@ def known_mailed_token(sql, user_id: str, purpose: str) -> str:
     )
     assert len(updated) == 1, f"no unused {purpose} token"
     return token
+
+
+async def in_org(client, tokens: dict[str, Any], org_id: str) -> dict[str, Any]:
+    """``tokens``' session switched to act in ``org_id``: the new token response."""
+    refreshed = await client.post(
+        "/auth/token",
+        json={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "org_id": org_id,
+        },
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    switched: dict[str, Any] = refreshed.json()
+    return switched

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.conftest import PASSWORD, bearer, known_mailed_token
+from tests.integration.conftest import PASSWORD, bearer, in_org, known_mailed_token
 
 NOTES = "/collections/notes/records"
 
@@ -22,19 +22,6 @@ async def _works(client, key: str) -> bool:
     return response.status_code == 200
 
 
-async def _in_org(client, tokens, org_id: str) -> dict[str, str]:
-    refreshed = await client.post(
-        "/auth/token",
-        json={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "org_id": org_id,
-        },
-    )
-    assert refreshed.status_code == 200, refreshed.text
-    return bearer(refreshed.json()["access_token"])
-
-
 async def _org_with_member(client, sign_up, add_member):
     owner, member = await sign_up(), await sign_up()
     org = await client.post("/orgs", json={"name": "acme"}, headers=bearer(owner["access_token"]))
@@ -45,7 +32,7 @@ async def _org_with_member(client, sign_up, add_member):
 
 async def test_an_org_key_dies_when_its_user_leaves_the_org(client, sign_up, add_member):
     owner, member, org_id = await _org_with_member(client, sign_up, add_member)
-    as_member = await _in_org(client, member, org_id)
+    as_member = bearer((await in_org(client, member, org_id))["access_token"])
     key = await _key(client, as_member, org_id=org_id)
     assert await _works(client, key)
     removed = await client.delete(
@@ -60,7 +47,7 @@ async def test_a_key_for_the_tokens_org_needs_membership_too(client, sign_up, ad
     """create_api_key took the org from the token without checking: a removed member whose
     access token still named the org minted a key acting in it."""
     _owner, member, org_id = await _org_with_member(client, sign_up, add_member)
-    as_member = await _in_org(client, member, org_id)
+    as_member = bearer((await in_org(client, member, org_id))["access_token"])
     sql("DELETE FROM org_members WHERE user_id = %s", member["user"]["id"])
     refused = await client.post("/auth/api-keys", json={"name": "k"}, headers=as_member)
     assert refused.status_code == 403

@@ -3,7 +3,7 @@ account's records, nor an org-less caller the org-less rows an admin or a servic
 
 from __future__ import annotations
 
-from tests.integration.conftest import PASSWORD, bearer
+from tests.integration.conftest import PASSWORD, bearer, in_org
 
 NOTES = "/collections/notes/records"
 PROJECTS = "/collections/projects/records"
@@ -74,18 +74,10 @@ async def test_org_owned_rows_stay_with_their_org_when_their_creator_goes(
     org = await client.post("/orgs", json={"name": "acme"}, headers=bearer(creator["access_token"]))
     org_id = org.json()["id"]
     add_member(org_id, colleague["user"]["id"])
-    switched = {}
-    for name, tokens in (("creator", creator), ("colleague", colleague)):
-        refreshed = await client.post(
-            "/auth/token",
-            json={
-                "grant_type": "refresh_token",
-                "refresh_token": tokens["refresh_token"],
-                "org_id": org_id,
-            },
-        )
-        assert refreshed.status_code == 200, refreshed.text
-        switched[name] = bearer(refreshed.json()["access_token"])
+    switched = {
+        name: bearer((await in_org(client, tokens, org_id))["access_token"])
+        for name, tokens in (("creator", creator), ("colleague", colleague))
+    }
     project = await client.post(PROJECTS, json={"name": "roadmap"}, headers=switched["creator"])
     assert project.status_code == 201, project.text
     # Hand the org over, then the creator leaves for good.

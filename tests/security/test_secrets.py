@@ -4,7 +4,6 @@ embedder in prod, and forwarded headers that pick their own rate-limit bucket.""
 from __future__ import annotations
 
 import os
-import sys
 from datetime import timedelta
 from uuid import UUID
 
@@ -13,9 +12,9 @@ import pytest
 
 from backend.auth.secrets import issue_access_token
 from backend.config import DEV_SECRET_KEY, SettingsError, settings_from_env
-from tests.e2e.conftest import _spawn, _stop, run_python, wait_for
+from tests.e2e.conftest import litebase_api, run_python
 from tests.integration.conftest import bearer, new_email
-from tests.support import free_port, with_redis_db
+from tests.support import with_redis_db
 
 REAL_KEY = "k" * 48
 
@@ -88,7 +87,6 @@ def test_prod_refuses_the_hash_embedder_unless_told():
 def test_litebase_api_believes_forwarded_headers_only_from_forwarded_allow_ips(services, tmp_path):
     """X-Forwarded-For from anyone chose the client address: a new value per request was a
     new rate-limit bucket (and a way to lock someone else's out)."""
-    port = free_port()
     with services.fresh_database() as database_url:
         env = {
             **_without("FORWARDED_ALLOW_IPS"),
@@ -98,24 +96,7 @@ def test_litebase_api_believes_forwarded_headers_only_from_forwarded_allow_ips(s
             "RATE_LIMIT_SIGNUP_PER_MINUTE": "2",
             "RELAY_ENABLED": "false",
         }
-        log = tmp_path / "api.log"
-        api = _spawn(
-            [
-                sys.executable,
-                "-m",
-                "backend.cli",
-                "api",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env,
-            log,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for(f"{base}/health", api, log)
+        with litebase_api(env, tmp_path / "api.log") as base:
             statuses = [
                 httpx.post(
                     f"{base}/auth/signup",
@@ -125,6 +106,4 @@ def test_litebase_api_believes_forwarded_headers_only_from_forwarded_allow_ips(s
                 ).status_code
                 for n in range(3)
             ]
-        finally:
-            _stop(api)
     assert statuses == [201, 201, 429]

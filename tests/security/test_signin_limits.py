@@ -6,22 +6,20 @@ standing in for the load balancer (FORWARDED_ALLOW_IPS=127.0.0.1)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import _spawn, _stop, wait_for
+from tests.e2e.conftest import litebase_api
 from tests.integration.conftest import PASSWORD, new_email
-from tests.support import free_port, with_redis_db
+from tests.support import with_redis_db
 
 LIMIT = 3
 
 
 @pytest.fixture(scope="module")
 def api(services, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
     with services.fresh_database() as database_url:
         env = {
             "PATH": "/usr/bin:/bin",
@@ -32,27 +30,8 @@ def api(services, tmp_path_factory) -> Iterator[str]:
             "FORWARDED_ALLOW_IPS": "127.0.0.1",
             "AUTH_FAILED_SIGNIN_LIMIT": str(LIMIT),
         }
-        log = tmp_path_factory.mktemp("signin") / "api.log"
-        process = _spawn(
-            [
-                sys.executable,
-                "-m",
-                "backend.cli",
-                "api",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env,
-            log,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for(f"{base}/health", process, log)
+        with litebase_api(env, tmp_path_factory.mktemp("signin") / "api.log") as base:
             yield base
-        finally:
-            _stop(process)
 
 
 def _account(api: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,8 +16,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import _spawn, _stop, wait_for
-from tests.support import free_port
+from tests.e2e.conftest import litebase_api
+from tests.integration.conftest import in_org
 
 pytestmark = pytest.mark.xdist_group("e2e")  # shares the e2e stack's worker
 
@@ -28,19 +27,9 @@ CLOSED_WITHIN_SECONDS = 1.0
 
 @pytest.fixture(scope="module")
 def second_api(stack, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("sockets") / "api.log"
-    process = _spawn(
-        [sys.executable, "-m", "backend.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-        {**stack.env, "ACCESS_TOKEN_TTL_SECONDS": "3"},
-        log,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/ready", process, log)
+    env = {**stack.env, "ACCESS_TOKEN_TTL_SECONDS": "3"}
+    with litebase_api(env, tmp_path_factory.mktemp("sockets") / "api.log", "/ready") as base:
         yield base
-    finally:
-        _stop(process)
 
 
 @pytest.fixture
@@ -129,19 +118,6 @@ async def test_deleting_an_account_closes_its_key_sockets(api, second_api):
     assert await _closed(socket) == 4401
 
 
-async def _in_org(api, user: dict, org_id: str) -> dict:
-    refreshed = await api.post(
-        "/auth/token",
-        json={
-            "grant_type": "refresh_token",
-            "refresh_token": user["refresh_token"],
-            "org_id": org_id,
-        },
-    )
-    assert refreshed.status_code == 200, refreshed.text
-    return refreshed.json()
-
-
 async def test_removing_a_member_closes_their_sockets_in_that_org(api, second_api, stack):
     owner, member = await _user(api), await _user(api)
     org_id = (
@@ -154,8 +130,8 @@ async def test_removing_a_member_closes_their_sockets_in_that_org(api, second_ap
         org_id,
         member["user"]["id"],
     )
-    in_org = await _in_org(api, member, org_id)
-    socket = await _connect(second_api, in_org["access_token"])
+    as_member = await in_org(api, member, org_id)
+    socket = await _connect(second_api, as_member["access_token"])
     removed = await api.delete(
         f"/orgs/{org_id}/members/{member['user']['id']}", headers=_bearer(owner["access_token"])
     )
@@ -171,12 +147,12 @@ async def test_re_auth_into_another_org_leaves_the_first_orgs_rooms(api, second_
         ]
         for n in ("first", "second")
     ]
-    first = await _in_org(api, user, orgs[0])
+    first = await in_org(api, user, orgs[0])
     socket = await _connect(second_api, first["access_token"])
     await socket.send(json.dumps({"type": "subscribe", "id": "r", "channel": "room:lobby"}))
     assert await _frame(socket) == {"type": "subscribed", "id": "r"}
     assert (await _frame(socket))["type"] == "presence"
-    second = await _in_org(api, first, orgs[1])
+    second = await in_org(api, first, orgs[1])
     await socket.send(json.dumps({"type": "auth", "token": second["access_token"]}))
     assert await _frame(socket) == {"type": "unsubscribed", "id": "r", "reason": "org_changed"}
     await socket.close()
