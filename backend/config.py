@@ -85,6 +85,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     invitation_ttl_seconds: int = 7 * 86_400
     # collections
     filter_max_length: PositiveInt = 4096
+    # Compiled client filters kept per collection, bounded by their total length (characters).
+    filter_cache_chars: PositiveInt = 1_048_576
     page_default_limit: PositiveInt = 50
     page_max_limit: PositiveInt = 500
     batch_max_operations: PositiveInt = 100
@@ -101,6 +103,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     realtime_max_frame_bytes: PositiveInt = 65_536
     realtime_frames_per_second: PositiveInt = 20
     realtime_max_subscriptions: PositiveInt = 100
+    # A resume (subscribe with since) replays at most this many events; more: replay_too_long.
+    realtime_replay_max_events: PositiveInt = 10_000
     realtime_send_queue: PositiveInt = 1000
     realtime_send_timeout_seconds: PositiveFloat = 10.0
     realtime_ping_interval_seconds: PositiveFloat = 20.0

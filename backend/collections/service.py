@@ -71,7 +71,9 @@ class CompiledRules:
 
     CACHE_SIZE = 4096
 
-    def __init__(self, collection: Collection, max_length: int) -> None:
+    def __init__(
+        self, collection: Collection, max_length: int, filter_cache_chars: int = 1_048_576
+    ) -> None:
         self.collection = collection
         self.nodes: dict[str, Node | None] = {}
         self.admin_only: set[str] = set()
@@ -79,6 +81,10 @@ class CompiledRules:
         self._clauses: dict[tuple[str, AuthContext], ColumnElement[bool]] = {}
         self.filter_max_length = max_length
         self._filters: dict[tuple[str, AuthContext], ColumnElement[bool]] = {}
+        # Client filters are the callers' own text: the cache is bounded by their total size
+        # too (FILTER_CACHE_CHARS), not only by their count.
+        self.filter_cache_chars = filter_cache_chars
+        self._filter_chars = 0
         for action in ACTIONS:
             text = getattr(collection.rules, action)
             if text is None:
@@ -124,9 +130,12 @@ class CompiledRules:
         check_client_filter(node)
         clause = to_sql(node, self.collection, auth, now)
         if not _names_now(node):
-            if len(self._filters) >= self.CACHE_SIZE:
+            too_big = self._filter_chars + len(text) > self.filter_cache_chars
+            if len(self._filters) >= self.CACHE_SIZE or too_big:
                 self._filters.clear()
+                self._filter_chars = 0
             self._filters[key] = clause
+            self._filter_chars += len(text)
         return clause
 
     def keeps_filter(self, text: str, auth: AuthContext) -> bool:
@@ -147,8 +156,10 @@ def _names_now(node: Node | None) -> bool:
     raise AssertionError(node)
 
 
-def compile_rules(collections: Iterable[Collection], max_length: int) -> dict[str, CompiledRules]:
-    return {c.name: CompiledRules(c, max_length) for c in collections}
+def compile_rules(
+    collections: Iterable[Collection], max_length: int, filter_cache_chars: int = 1_048_576
+) -> dict[str, CompiledRules]:
+    return {c.name: CompiledRules(c, max_length, filter_cache_chars) for c in collections}
 
 
 def auth_context(principal: Principal | None) -> AuthContext:

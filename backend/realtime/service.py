@@ -22,7 +22,7 @@ import msgspec
 from litestar import WebSocket
 from litestar.channels import ChannelsPlugin, Subscriber
 from litestar.exceptions import WebSocketDisconnect
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backend.auth.revocations import AccessChange
 from backend.auth.scopes import check_collection
@@ -128,9 +128,8 @@ class Subscription:
     filter_text: str | None
     predicate: Predicate
     subscriber: BoundedSubscriber
-    delivered: set[int] = field(
-        default_factory=set
-    )  # replayed ids, so live ones are not sent twice
+    # Ids sent lately (replayed or live), so a live one is not sent twice; bounded.
+    delivered: RecentIds = field(default_factory=lambda: RecentIds(DEDUPE_WINDOW))
     since: int = 0
     task: asyncio.Task[None] | None = None
 
@@ -539,6 +538,27 @@ class RealtimeConnection:
             )
             await self._drop(subscription)
             return False
+        limit = self.settings.realtime_replay_max_events
+        missed = select(_OUTBOX.c.id).where(
+            _OUTBOX.c.collection == subscription.collection.name,
+            _OUTBOX.c.id > subscription.since,
+        )
+        count = await self.hub.reader.scalar(
+            select(func.count()).select_from(missed.limit(limit + 1).subquery())
+        )
+        if (count or 0) > limit:
+            await self.send(
+                error_frame(
+                    "replay_too_long",
+                    f"more than {limit} events were missed (REALTIME_REPLAY_MAX_EVENTS); fetch"
+                    " the records again, then subscribe without since",
+                    subscription.id,
+                )
+            )
+            await self._drop(subscription)
+            return False
+        # Every replayed id stays known until live events have passed it.
+        subscription.delivered = RecentIds(DEDUPE_WINDOW + (count or 0))
         after = subscription.since
         while True:
             rows = await self.hub.reader.rows(

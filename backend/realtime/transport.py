@@ -91,6 +91,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws": PROTOCOL_PATH,
         "ws_ping_interval": settings.realtime_ping_interval_seconds,
         "ws_ping_timeout": settings.realtime_ping_timeout_seconds,
+        # The protocol refuses a larger frame (1009) before it is read whole.
+        "ws_max_size": settings.realtime_max_frame_bytes,
     }
 
 
@@ -101,4 +103,5 @@ def uvicorn_flags(settings: Settings) -> list[str]:
         *("--ws", PROTOCOL_PATH),
         *("--ws-ping-interval", str(settings.realtime_ping_interval_seconds)),
         *("--ws-ping-timeout", str(settings.realtime_ping_timeout_seconds)),
+        *("--ws-max-size", str(settings.realtime_max_frame_bytes)),
     ]
