@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import hmac
+import ipaddress
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -19,8 +21,10 @@ from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -61,7 +65,7 @@ from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
 from backend.mail.service import Mailer
 from backend.orgs.routes import InvitationController, OrgController
-from backend.problems import problem_details_config
+from backend.problems import Problem, problem_details_config
 from backend.realtime.consumer import make_realtime_consumer
 from backend.realtime.rooms import Presence
 from backend.realtime.routes import realtime
@@ -76,8 +80,30 @@ from backend.webhooks.routes import WebhookController
 from workers.celery_app import create_celery_app
 
 
+def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """/metrics tells the routes, rates and errors of the whole API: it answers sources in
+    METRICS_ALLOWED_NETWORKS (a scraper inside the VPC; the ALB's clients are not) or a bearer
+    of METRICS_TOKEN, and no one else."""
+    settings: Settings = connection.app.state.settings
+    host = connection.client.host if connection.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None and any(
+        address in ipaddress.ip_network(n, strict=False) for n in settings.metrics_allowed_networks
+    ):
+        return
+    token = settings.metrics_token
+    sent = connection.headers.get("authorization", "")
+    if token and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+        return
+    raise Problem(403, "Metrics are for the operator's scraper", code="forbidden")
+
+
 class MetricsController(PrometheusController):
     path = "/metrics"
+    guards = [metrics_guard]
 
 
 def _database_config(settings: Settings, database_url: str) -> SQLAlchemyAsyncConfig:

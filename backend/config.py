@@ -55,6 +55,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     ready_timeout_seconds: float = 2.0
+    # GET /metrics answers sources in these networks, or a bearer of METRICS_TOKEN; no one else.
+    metrics_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    metrics_token: str = ""
     db_pool_size: PositiveInt = 10
     db_max_overflow: int = 10
     redis_max_connections: PositiveInt = 200
@@ -217,13 +220,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     " refuses it. Set EMBEDDING_PROVIDER=openai (or local), or"
                     " EMBEDDING_ALLOW_HASH=true if lexical matching is really what you want"
                 )
-        for network in self.forwarded_allow_ips:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise SettingsError(
-                    f"FORWARDED_ALLOW_IPS: {network!r} is not an address or a network"
-                ) from None
+        for name, networks in (
+            ("FORWARDED_ALLOW_IPS", self.forwarded_allow_ips),
+            ("METRICS_ALLOWED_NETWORKS", self.metrics_allowed_networks),
+        ):
+            for network in networks:
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    raise SettingsError(
+                        f"{name}: {network!r} is not an address or a network"
+                    ) from None
         self._check_webhooks()
 
     def check_secret_key(self, who: str) -> None:
@@ -281,6 +288,7 @@ _LIST_FIELDS = frozenset(
     {
         "cors_origins",
         "forwarded_allow_ips",
+        "metrics_allowed_networks",
         "relay_consumers",
         "jobs_schedulable_types",
         "webhook_allowed_networks",

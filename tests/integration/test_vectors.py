@@ -480,13 +480,16 @@ async def test_the_source_hash_in_sql_is_the_one_python_computes(client, alice, 
 
 
 async def test_embedding_counts_are_prometheus_gauges(alice, settings, clock):
-    tuned = msgspec.structs.replace(settings, vector_status_refresh_seconds=0.1)
+    tuned = msgspec.structs.replace(
+        settings, vector_status_refresh_seconds=0.1, metrics_token="scrape-me"
+    )
     async with AsyncTestClient(create_app(tuned, clock=clock)) as tuned_client:
         for i in range(2):
             await _note(tuned_client, alice, title=f"g{i}", body="gauge")
         await embed_all(settings)
         for _ in range(50):
-            metrics = (await tuned_client.get("/metrics")).text
+            scrape = {"Authorization": "Bearer scrape-me"}
+            metrics = (await tuned_client.get("/metrics", headers=scrape)).text
             if 'litebase_embeddings_records{collection="notes",state="done"} 2.0' in metrics:
                 break
             await asyncio.sleep(0.1)

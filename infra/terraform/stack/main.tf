@@ -82,6 +82,8 @@ module "service" {
       # X-Forwarded-For is believed only from the ALB (inside the VPC); the client is the
       # right-most address not in this range.
       FORWARDED_ALLOW_IPS = module.network.cidr_block
+      # /metrics for a scraper inside the VPC; the ALB's clients are outside it.
+      METRICS_ALLOWED_NETWORKS = module.network.cidr_block
     },
     var.settings,
   )
