@@ -86,6 +86,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mfa_token_ttl_seconds: PositiveInt = 300
     totp_issuer: str = "Litebase"
     invitation_ttl_seconds: int = 7 * 86_400
+    # Invitations one user may send for one org in an hour (each mails a stranger); more: 429.
+    invitations_per_hour: PositiveInt = 20
     # collections
     filter_max_length: PositiveInt = 4096
     # Compiled client filters kept per collection, bounded by their total length (characters).

@@ -135,6 +135,25 @@ class OrgService:
         for user_id in members:  # their sockets acting in the org close
             await publish_access_change(self.redis, "member", user_id, org_id)
 
+    async def _count_invitation(self, user_id: UUID, org_id: UUID) -> None:
+        """429 past INVITATIONS_PER_HOUR from this user for this org: each one mails a
+        stranger, so an org cannot be used to spam addresses."""
+        hour = int(self.clock.now().timestamp()) // 3600
+        key = f"litebase:invitations:{org_id}:{user_id}:{hour}"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 3600)
+        sent, _ = await pipe.execute()
+        if sent > self.settings.invitations_per_hour:
+            retry = 3600 - int(self.clock.now().timestamp()) % 3600
+            raise Problem(
+                429,
+                f"At most {self.settings.invitations_per_hour} invitations an hour from you for"
+                " this org (INVITATIONS_PER_HOUR); try again later",
+                code="too_many_invitations",
+                headers={"Retry-After": str(max(retry, 1))},
+            )
+
     async def _membership(self, org_id: UUID, user_id: UUID) -> OrgMember | None:
         member: OrgMember | None = await self.db.scalar(
             select(OrgMember).where(OrgMember.org_id == org_id, OrgMember.user_id == user_id)
@@ -237,6 +256,7 @@ class OrgService:
         actor = await self._require_manager(principal, org_id)
         if data.role == "owner" and actor.role != "owner":
             raise Problem(403, "Only owners may invite owners", code="forbidden")
+        await self._count_invitation(principal.user_id, org_id)
         org = await self.db.get(Org, org_id)
         assert org is not None
         token = new_token()
