@@ -16,7 +16,6 @@ from collections.abc import Collection as Names
 from typing import Final, Literal
 
 Scope = Literal["read", "write", "keys"]
-SCOPES: Final = ("read", "write", "keys")
 DEFAULT_SCOPES: Final[tuple[Scope, ...]] = ("read", "write")
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -39,6 +38,11 @@ def is_read(method: str, path: str) -> bool:
     )
 
 
+def may_write(scopes: Names[str] | None) -> bool:
+    """Whether a caller of ``scopes`` (None: a session, not a key) may change anything."""
+    return scopes is None or "write" in scopes
+
+
 def check_request(
     scopes: Names[str] | None, collections: Names[str] | None, method: str, path: str
 ) -> None:
@@ -46,9 +50,11 @@ def check_request(
     (``scopes`` None: not a key, nothing to check)."""
     if scopes is None:
         return
-    if "write" not in scopes and not (is_read(method, path) and "read" in scopes):
-        needed = "read" if is_read(method, path) else "write"
-        raise ScopeError(f"This API key has no {needed!r} scope", "insufficient_scope")
+    if not may_write(scopes):
+        reading = is_read(method, path)
+        if not (reading and "read" in scopes):
+            needed = "read" if reading else "write"
+            raise ScopeError(f"This API key has no {needed!r} scope", "insufficient_scope")
     match = _COLLECTION_PATH.match(path)
     if match and collections is not None and match.group(1) not in collections:
         raise ScopeError(

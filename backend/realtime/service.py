@@ -25,7 +25,7 @@ from litestar.exceptions import WebSocketDisconnect
 from sqlalchemy import func, select
 
 from backend.auth.revocations import AccessChange
-from backend.auth.scopes import check_collection
+from backend.auth.scopes import check_collection, may_write
 from backend.auth.service import Principal
 from backend.collections.compile import AuthContext, Predicate, to_predicate
 from backend.collections.expressions import (
@@ -670,8 +670,7 @@ class RealtimeConnection:
 
     async def _room_frame(self, frame: BroadcastFrame | PresenceFrame) -> None:
         assert self.principal is not None
-        scopes = self.principal.scopes
-        if scopes is not None and "write" not in scopes:
+        if not may_write(self.principal.scopes):
             await self.send(error_frame("forbidden", "this API key has no 'write' scope"))
             return
         room = self._room_named(frame.channel)
