@@ -72,6 +72,7 @@ from backend.auth.secrets import (
 from backend.config import Settings
 from backend.inputs import utc_field
 from backend.lib.clock import Clock
+from backend.lib.counters import count_in_window
 from backend.lib.paging import Paging
 from backend.mail.service import Mailer, MailMessage
 from backend.orgs.models import OrgMember
@@ -413,17 +414,14 @@ class AuthService:
         account from somewhere else."""
         who = f"{email.strip().lower()}\n{client.ip or '-'}"
         key = SIGNIN_FAILURES_KEY.format(hash_token(who))
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(key, 0, ex=self.settings.auth_failed_signin_window_seconds, nx=True)
-        pipe.incr(key)
-        pipe.ttl(key)
-        _, attempts, ttl = await pipe.execute()
+        window = self.settings.auth_failed_signin_window_seconds
+        attempts, retry_after = await count_in_window(self.redis, key, window)
         if attempts > self.settings.auth_failed_signin_limit:
             raise Problem(
                 429,
                 "Too many failed sign-ins for this account; try again later",
                 code="too_many_attempts",
-                headers={"Retry-After": str(max(int(ttl), 1))},
+                headers={"Retry-After": str(retry_after)},
             )
         return key
 

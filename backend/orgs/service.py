@@ -21,6 +21,7 @@ from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import Principal
 from backend.config import Settings
 from backend.lib.clock import Clock
+from backend.lib.counters import count_in_window
 from backend.lib.paging import Paging
 from backend.mail.service import Mailer, MailMessage
 from backend.orgs.models import Org, OrgInvitation, OrgMember
@@ -138,20 +139,15 @@ class OrgService:
     async def _count_invitation(self, user_id: UUID, org_id: UUID) -> None:
         """429 past INVITATIONS_PER_HOUR from this user for this org: each one mails a
         stranger, so an org cannot be used to spam addresses."""
-        hour = int(self.clock.now().timestamp()) // 3600
-        key = f"litebase:invitations:{org_id}:{user_id}:{hour}"
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, 3600)
-        sent, _ = await pipe.execute()
+        key = f"litebase:invitations:{org_id}:{user_id}"
+        sent, retry_after = await count_in_window(self.redis, key, 3600)
         if sent > self.settings.invitations_per_hour:
-            retry = 3600 - int(self.clock.now().timestamp()) % 3600
             raise Problem(
                 429,
                 f"At most {self.settings.invitations_per_hour} invitations an hour from you for"
                 " this org (INVITATIONS_PER_HOUR); try again later",
                 code="too_many_invitations",
-                headers={"Retry-After": str(max(retry, 1))},
+                headers={"Retry-After": str(retry_after)},
             )
 
     async def _membership(self, org_id: UUID, user_id: UUID) -> OrgMember | None:
