@@ -225,6 +225,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, networks in (
             ("FORWARDED_ALLOW_IPS", self.forwarded_allow_ips),
             ("METRICS_ALLOWED_NETWORKS", self.metrics_allowed_networks),
+            ("WEBHOOK_ALLOWED_NETWORKS", self.webhook_allowed_networks),
         ):
             for network in networks:
                 try:
@@ -232,6 +233,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 except ValueError:
                     raise SettingsError(
                         f"{name}: {network!r} is not an address or a network"
+                        " (10.0.0.1, 10.0.0.0/8, fd00::/8)"
                     ) from None
         self._check_webhooks()
 
@@ -250,13 +252,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
 
     def _check_webhooks(self) -> None:
-        for network in self.webhook_allowed_networks:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise SettingsError(
-                    f"WEBHOOK_ALLOWED_NETWORKS: {network!r} is not a network (10.0.0.0/8, fd00::/8)"
-                ) from None
         if self.webhook_retry_backoff_max_seconds >= self.celery_visibility_timeout_seconds:
             # A retry waits in the broker unacknowledged; past the visibility timeout the
             # broker hands it out again, early and twice.
