@@ -268,6 +268,7 @@ class AskService:
             k=k,
             filter_=filter_,
             min_score=min_score,
+            max_query_chars=self.settings.ask_max_question_chars,  # checked above
         )
         return [
             Citation(

@@ -206,11 +206,14 @@ class SearchService:
         k: int = 10,
         filter_: str | None = None,
         min_score: float | None = None,
+        max_query_chars: int | None = None,
     ) -> list[Hit]:
+        """``max_query_chars``: the caller's own bound on ``query``, checked before (ask's
+        question); else SEARCH_MAX_QUERY_CHARS."""
         if not query.strip():
             raise field_problem("The query is empty", "query", "empty")
-        if len(query) > self.settings.search_max_query_chars:
-            limit = self.settings.search_max_query_chars
+        limit = max_query_chars or self.settings.search_max_query_chars
+        if len(query) > limit:
             raise field_problem(
                 f"The query is longer than {limit} characters (SEARCH_MAX_QUERY_CHARS)",
                 "query",

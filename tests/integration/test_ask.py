@@ -262,6 +262,25 @@ async def test_the_ask_limits_are_settings(settings, clock, sign_up):
         assert fine.json()["citations"] == []  # nothing embedded in this database yet
 
 
+async def test_a_question_is_bounded_by_the_ask_setting_not_the_search_one(settings, clock):
+    """An ask searches with its question: SEARCH_MAX_QUERY_CHARS must not refuse a question
+    ASK_MAX_QUESTION_CHARS allows (nor name a `query` field the ask request does not have)."""
+    tuned = msgspec.structs.replace(settings, search_max_query_chars=5, ask_max_question_chars=40)
+    async with AsyncTestClient(create_app(tuned, clock=clock)) as client:
+        account = await client.post(
+            "/auth/signup",
+            json={"email": f"q-{uuid.uuid4().hex[:8]}@example.com", "password": "x" * 12},
+        )
+        headers = bearer(account.json()["access_token"])
+        asked = await client.post(ASK, json={"question": "where is the lava"}, headers=headers)
+        assert asked.status_code == 200, asked.text
+        searched = await client.post(
+            "/collections/notes/search", json={"query": "where is the lava"}, headers=headers
+        )
+        assert searched.status_code == 422
+        assert searched.json()["errors"][0]["field"] == "query"
+
+
 async def test_a_missing_ask_prompt_is_503_before_any_search(settings, clock, tmp_path):
     empty = msgspec.structs.replace(settings, prompts_dir=str(tmp_path))
     async with AsyncTestClient(create_app(empty, clock=clock)) as client:
