@@ -163,7 +163,7 @@ def create_app(
     gateway = Gateway(load_catalog(settings), settings, redis, clock)
     # Prompt files too: a broken one stops the API, naming the file and the reason.
     prompts = load_library(Path(settings.prompts_dir))
-    rules = compile_rules(registry, settings.filter_max_length, settings.filter_cache_chars)
+    rules = compile_rules(registry, settings)
     embedded = any(c.embed is not None for c in registry)
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=redis),

@@ -71,9 +71,7 @@ class CompiledRules:
 
     CACHE_SIZE = 4096
 
-    def __init__(
-        self, collection: Collection, max_length: int, filter_cache_chars: int = 1_048_576
-    ) -> None:
+    def __init__(self, collection: Collection, max_length: int, filter_cache_chars: int) -> None:
         self.collection = collection
         self.nodes: dict[str, Node | None] = {}
         self.admin_only: set[str] = set()
@@ -157,9 +155,13 @@ def _names_now(node: Node | None) -> bool:
 
 
 def compile_rules(
-    collections: Iterable[Collection], max_length: int, filter_cache_chars: int = 1_048_576
+    collections: Iterable[Collection], settings: Settings
 ) -> dict[str, CompiledRules]:
-    return {c.name: CompiledRules(c, max_length, filter_cache_chars) for c in collections}
+    """Each collection's rules, under the filter limits of ``settings``."""
+    return {
+        c.name: CompiledRules(c, settings.filter_max_length, settings.filter_cache_chars)
+        for c in collections
+    }
 
 
 def auth_context(principal: Principal | None) -> AuthContext:

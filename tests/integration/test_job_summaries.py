@@ -93,7 +93,7 @@ async def test_the_record_is_read_under_the_owners_view_rule(client, sign_up, se
     def read(user: dict, record_id: str, role: str = "user", **fields) -> str:
         job_input = SummarizeRecord(collection="notes", id=uuid.UUID(record_id), **fields)
         collection, names, _ = check_summary(job_input, registry, prompts)
-        rules = compile_rules([collection], settings.filter_max_length)["notes"]
+        rules = compile_rules([collection], settings)["notes"]
         principal = Principal(user_id=uuid.UUID(user["user"]["id"]), role=role, org_id=None)
         engine = create_engine(sync_database_url(settings.database_url), poolclass=NullPool)
         try:

@@ -13,7 +13,7 @@ BUDGET = 10_000
 
 
 def test_cached_filters_never_hold_more_than_their_character_budget():
-    rules = CompiledRules(notes, 4096, filter_cache_chars=BUDGET)
+    rules = CompiledRules(notes, 4096, BUDGET)
     anonymous, now = AuthContext(), datetime.now(UTC)
     padding = "x" * 3000
     for n in range(50):

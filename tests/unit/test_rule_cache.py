@@ -12,6 +12,10 @@ from backend.collections.compile import AuthContext
 from backend.collections.expressions import ExpressionError
 from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, Rules
+from backend.config import settings_from_env
+
+_DEFAULTS = settings_from_env({})
+LIMITS = (_DEFAULTS.filter_max_length, _DEFAULTS.filter_cache_chars)
 
 
 def test_a_callers_clause_is_reused_and_time_dependent_rules_are_not_cached():
@@ -20,7 +24,7 @@ def test_a_callers_clause_is_reused_and_time_dependent_rules_are_not_cached():
             model=Note,
             rules=Rules(list="owner = @auth.id || public = true", view="created_at < @now"),
         ),
-        4096,
+        *LIMITS,
     )
     alice, bob = AuthContext(id=uuid.uuid4()), AuthContext(id=uuid.uuid4())
     now = datetime.now(UTC)
@@ -33,7 +37,7 @@ def test_a_callers_clause_is_reused_and_time_dependent_rules_are_not_cached():
 
 
 def test_the_cache_is_bounded():
-    rules = CompiledRules(Collection(model=Note, rules=Rules(list="owner = @auth.id")), 4096)
+    rules = CompiledRules(Collection(model=Note, rules=Rules(list="owner = @auth.id")), *LIMITS)
     now = datetime.now(UTC)
     for _ in range(CompiledRules.CACHE_SIZE + 10):
         rules.clause("list", AuthContext(id=uuid.uuid4()), now)
@@ -41,7 +45,7 @@ def test_the_cache_is_bounded():
 
 
 def test_a_filter_is_parsed_once_per_caller_unless_it_names_now():
-    rules = CompiledRules(Collection(model=Note, rules=Rules(list="")), 4096)
+    rules = CompiledRules(Collection(model=Note, rules=Rules(list="")), *LIMITS)
     alice, bob = AuthContext(id=uuid.uuid4()), AuthContext(id=uuid.uuid4())
     now = datetime.now(UTC)
     first = rules.filter_clause("owner = @auth.id && public = true", alice, now)
@@ -52,7 +56,7 @@ def test_a_filter_is_parsed_once_per_caller_unless_it_names_now():
 
 
 def test_a_bad_filter_is_refused_every_time():
-    rules = CompiledRules(Collection(model=Note, rules=Rules(list="")), 4096)
+    rules = CompiledRules(Collection(model=Note, rules=Rules(list="")), *LIMITS)
     for _ in range(2):
         with pytest.raises(ExpressionError):
             rules.filter_clause("colour = 'red'", AuthContext(), datetime.now(UTC))

@@ -111,7 +111,7 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
     collection = registry.get(job_input.collection)
     if collection is None:
         raise ValueError(f"no collection named {job_input.collection!r}")
-    rules = compile_rules([collection], ctx.settings.filter_max_length)[collection.name]
+    rules = compile_rules([collection], ctx.settings)[collection.name]
     create_type = record_types(collection).create
     auth = AuthContext(
         id=uuid.UUID(ctx.owner),
@@ -211,7 +211,7 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
         collection, fields, prompt = check_summary(
             job_input, CollectionRegistry.discover(), gateway.prompts
         )
-        rules = compile_rules([collection], ctx.settings.filter_max_length)[collection.name]
+        rules = compile_rules([collection], ctx.settings)[collection.name]
         with worker_engine(ctx.settings).connect() as sql:
             text = record_text(sql, rules, principal, job_input, fields, _now())
         ctx.progress(0.1)
