@@ -26,6 +26,7 @@ from backend.config import settings_from_env
 from backend.lib.urls import libpq_database_url
 from backend.realtime.transport import uvicorn_flags
 from tests.e2e.conftest import ROOT, wait_for
+from tests.integration.conftest import in_org
 from tests.support import free_port, with_redis_db
 
 PASSWORD = "correct horse battery staple"
@@ -470,15 +471,7 @@ async def _member_of(api, stack, org_id: str | None = None) -> tuple[dict, str]:
                 " VALUES (gen_random_uuid(), %s, %s, 'member', now(), now())",
                 (org_id, tokens["user"]["id"]),
             )
-    refreshed = await api.post(
-        "/auth/token",
-        json={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "org_id": org_id,
-        },
-    )
-    return refreshed.json(), org_id
+    return await in_org(api, tokens, org_id), org_id
 
 
 async def _join(stack, tokens, sub_id="r", channel="room:lobby", **extra):
