@@ -267,11 +267,7 @@ async def test_a_question_is_bounded_by_the_ask_setting_not_the_search_one(setti
     ASK_MAX_QUESTION_CHARS allows (nor name a `query` field the ask request does not have)."""
     tuned = msgspec.structs.replace(settings, search_max_query_chars=5, ask_max_question_chars=40)
     async with AsyncTestClient(create_app(tuned, clock=clock)) as client:
-        account = await client.post(
-            "/auth/signup",
-            json={"email": f"q-{uuid.uuid4().hex[:8]}@example.com", "password": "x" * 12},
-        )
-        headers = bearer(account.json()["access_token"])
+        _, headers = await _signed_up(client)
         asked = await client.post(ASK, json={"question": "where is the lava"}, headers=headers)
         assert asked.status_code == 200, asked.text
         searched = await client.post(
