@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_issuer: str = "litebase"
     jwt_audience: str = "litebase"
     auth_require_verified_email: bool = False
+    # May an account whose email is unverified create API keys and orgs? Unset: yes in dev and
+    # test, no in prod (Settings.unverified_may_act).
+    auth_unverified_keys_and_orgs: bool | None = None
     auth_failed_signin_limit: PositiveInt = 10
     auth_failed_signin_window_seconds: PositiveInt = 900
     rate_limit_signup_per_minute: PositiveInt = 30
@@ -273,6 +276,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
+
+    @property
+    def unverified_may_act(self) -> bool:
+        """Whether an unverified account may create API keys and orgs."""
+        if self.auth_unverified_keys_and_orgs is not None:
+            return self.auth_unverified_keys_and_orgs
+        return self.env != "prod"
 
 
 # Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.

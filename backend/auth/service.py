@@ -208,6 +208,18 @@ def _email_taken(field: str) -> Problem:
     )
 
 
+async def require_verified(db: AsyncSession, settings: Settings, user_id: UUID, what: str) -> None:
+    """Refuse ``what`` to an account whose email is unverified, unless settings allow it:
+    whoever signed up with someone else's address must not keep keys or orgs behind."""
+    if settings.unverified_may_act:
+        return
+    verified = await db.scalar(select(User.email_verified).where(User.id == user_id))
+    if not verified:
+        raise Problem(
+            403, f"Verify your email address before you {what}", code="email_not_verified"
+        )
+
+
 def invalid_grant(detail: str) -> Problem:
     return Problem(401, detail, code="invalid_grant")
 
@@ -467,7 +479,7 @@ class AuthService:
             raise unauthorized("Email or code is incorrect, used or expired", "invalid_credentials")
         await self.redis.delete(failures_key)
         found.used_at = self.clock.now()
-        await self._prove_mailbox(user)  # the code reached this mailbox
+        await self.prove_mailbox(user)  # the code reached this mailbox
         return await self._after_first_factor(user, org_id, client)
 
     async def refresh(self, refresh_token: str, org_id: UUID | None) -> TokenResponse:
@@ -729,7 +741,7 @@ class AuthService:
             .values(used_at=self.clock.now())
         )
 
-    async def _prove_mailbox(self, user: User, *, keep: UUID | None = None) -> None:
+    async def prove_mailbox(self, user: User, *, keep: UUID | None = None) -> None:
         """The account's mailbox answered (a verification, a sign-in code). If the account was
         unverified, whoever signed it up may not own the address (pre-hijacking: sign up with
         someone's email, wait for them to use it): every session but ``keep`` and every key of
@@ -1012,10 +1024,10 @@ class AuthService:
 
     async def confirm_verification(self, token: str, principal: Principal | None) -> User:
         """The verification mail reached the account's mailbox; a session of the same account
-        confirming it is kept (every other session and key ends: ``_prove_mailbox``)."""
+        confirming it is kept (every other session and key ends: ``prove_mailbox``)."""
         user = await self._use_email_token(token, VERIFY_EMAIL)
         keep = principal.session_id if principal and principal.user_id == user.id else None
-        await self._prove_mailbox(user, keep=keep)
+        await self.prove_mailbox(user, keep=keep)
         await self.db.commit()
         return user
 
@@ -1041,6 +1053,7 @@ class AuthService:
         """A key for the caller; ``served``: the collections an allow-list may name."""
         if data.service and not principal.is_admin:
             raise Problem(403, "Only admins can create service keys", code="forbidden")
+        await require_verified(self.db, self.settings, principal.user_id, "create API keys")
         scopes = sorted(set(data.scopes or DEFAULT_SCOPES))
         collections = None if data.collections is None else sorted(set(data.collections))
         for index, name in enumerate(data.collections or ()):

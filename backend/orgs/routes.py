@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from uuid import UUID
 
 from litestar import Controller, delete, get, patch, post
@@ -10,10 +11,11 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.deps import BEARER
-from backend.auth.service import Principal
+from backend.auth.service import AuthService, Principal
 from backend.config import Settings
 from backend.lib.paging import Paging
 from backend.orgs.schemas import (
+    AcceptInvitation,
     InvitationView,
     MemberUpdate,
     MemberView,
@@ -113,6 +115,18 @@ class InvitationController(Controller):
     security = BEARER
     dependencies = {"org_service": Provide(provide_org_service)}
 
-    @post("/{token:str}/accept", summary="Accept an invitation sent to my email", status_code=200)
-    async def accept(self, token: str, current: Principal, org_service: OrgService) -> OrgView:
-        return await org_service.accept(current, token)
+    @post(
+        "/accept",
+        summary="Accept an invitation sent to my email (the token in the body, never the URL)",
+        status_code=200,
+    )
+    async def accept(
+        self,
+        data: AcceptInvitation,
+        current: Principal,
+        org_service: OrgService,
+        auth_service: AuthService,
+    ) -> OrgView:
+        # This session stays; the account's others end if it was unverified.
+        proof = partial(auth_service.prove_mailbox, keep=current.session_id)
+        return await org_service.accept(current, data.token, proof)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from backend.auth.schemas import Email
+from backend.auth.schemas import Email, Token
 from backend.lib.names import name_meta
 
 OrgRole = Literal["owner", "admin", "member"]
@@ -44,6 +44,10 @@ class MemberUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class NewInvitation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     email: Email
     role: OrgRole = "member"
+
+
+class AcceptInvitation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    token: Token
 
 
 class InvitationView(msgspec.Struct, frozen=True, kw_only=True):

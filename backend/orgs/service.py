@@ -6,6 +6,7 @@ read. An org always keeps at least one owner. An org you are not in is 404, neve
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import cast
 from uuid import UUID
@@ -18,7 +19,7 @@ from backend.ai.models import delete_budget_override
 from backend.auth.models import AuthSession, User
 from backend.auth.revocations import publish_access_change
 from backend.auth.secrets import hash_token, new_token
-from backend.auth.service import Principal
+from backend.auth.service import Principal, require_verified
 from backend.config import Settings
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
@@ -75,6 +76,7 @@ class OrgService:
         self.redis = redis
 
     async def create(self, principal: Principal, data: NewOrg) -> OrgView:
+        await require_verified(self.db, self.settings, principal.user_id, "create an org")
         org = Org(name=data.name.strip(), created_by=principal.user_id)
         self.db.add(org)
         await self.db.flush()
@@ -278,7 +280,7 @@ class OrgService:
                     f"You are invited to join {org.name} as {data.role}.\n\n"
                     f"Invitation token:\n\n{token}\n\n"
                     f"Sign in (or sign up with this email), then POST "
-                    f"{base}/invitations/{token}/accept.\n"
+                    f'{base}/invitations/accept with {{"token": "<the token>"}}.\n'
                     f"It expires in {self.settings.invitation_ttl_seconds // 86400} days."
                 ),
             )
@@ -318,7 +320,14 @@ class OrgService:
         await self.db.delete(invitation)
         await self.db.commit()
 
-    async def accept(self, principal: Principal, token: str) -> OrgView:
+    async def accept(
+        self,
+        principal: Principal,
+        token: str,
+        prove_mailbox: Callable[[User], Awaitable[None]],
+    ) -> OrgView:
+        """Join by an invitation's token; the invitation reached the caller's mailbox, so
+        ``prove_mailbox`` verifies an unverified account (ending what a squatter kept)."""
         now = self.clock.now()
         invitation = await self.db.scalar(
             select(OrgInvitation)
@@ -342,7 +351,7 @@ class OrgService:
             member = OrgMember(org_id=invitation.org_id, user_id=user.id, role=invitation.role)
             self.db.add(member)
         invitation.accepted_at, invitation.accepted_by = now, user.id
-        user.email_verified = True  # the invitation reached this mailbox
+        await prove_mailbox(user)  # the invitation reached this mailbox
         await self._activate_if_none(principal, invitation.org_id)
         org = await self.db.get(Org, invitation.org_id)
         assert org is not None

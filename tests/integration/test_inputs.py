@@ -62,7 +62,7 @@ SCENARIOS: list[tuple[str, str, Any, dict[str, str] | None, str, str]] = [
         "refresh_token",
         "body",
     ),
-    ("POST", "/invitations/tok%00en/accept", None, None, "token", "path"),
+    ("POST", "/invitations/accept", {"token": f"tok{NUL}en"}, None, "token", "body"),
     ("POST", "/ai/prompts/sum%00/run", {"variables": {}}, None, "name", "path"),
 ]
 

@@ -345,7 +345,7 @@ async def test_a_revoked_invitation_can_no_longer_be_accepted(client, team, sign
 
     guest = await sign_up(email)
     accepted = await client.post(
-        f"/invitations/{token}/accept", headers=bearer(guest["access_token"])
+        "/invitations/accept", json={"token": token}, headers=bearer(guest["access_token"])
     )
     assert accepted.status_code == 400
     assert accepted.json()["code"] == "invalid_token"
@@ -362,7 +362,7 @@ async def test_revoking_an_accepted_or_owner_invitation(client, team, sign_up, s
     invitation, email, token = await _invitation_with_token(client, sql, org, people["owner"])
     guest = await sign_up(email)
     accepted = await client.post(
-        f"/invitations/{token}/accept", headers=bearer(guest["access_token"])
+        "/invitations/accept", json={"token": token}, headers=bearer(guest["access_token"])
     )
     assert accepted.status_code == 200, accepted.text
     late = await client.delete(
