@@ -52,6 +52,7 @@ from backend.collections.expressions import (
     parse,
 )
 from backend.collections.reads import Reader
+from backend.collections.relations import relation_checks, unviewable_relations
 from backend.collections.spec import Collection, CollectionModel
 from backend.config import Settings
 from backend.lib.clock import Clock
@@ -544,9 +545,31 @@ class RecordService(RecordReads):
 
     # --- writing ---------------------------------------------------------------------------
 
+    async def _check_relations(
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        values: Mapping[str, Any],
+        org: UUID | None,
+    ) -> None:
+        """422 if a written relation points at a record the caller may not view."""
+        if principal is not None and principal.bypasses_rules:
+            return
+        checks = relation_checks(
+            collection, self.rules, values, auth_context(principal), org, self.clock.now()
+        )
+        if checks:
+            passed = (await self.db.execute(select(*checks.values()))).one()
+            problem = unviewable_relations(checks, passed)
+            if problem is not None:
+                raise problem
+
     async def _create(
         self, collection: Collection, principal: Principal | None, data: dict[str, Any]
     ) -> CollectionModel:
+        await self._check_relations(
+            collection, principal, data, principal.org_id if principal else None
+        )
         row = collection.model(
             **data,
             owner=principal.user_id if principal else None,
@@ -570,6 +593,7 @@ class RecordService(RecordReads):
         if_match: str | None,
     ) -> CollectionModel:
         row = await self._lock_to_change(collection, principal, record_id, "update", if_match)
+        await self._check_relations(collection, principal, changes, row.org)
         for name, value in changes.items():
             setattr(row, name, value)
         # Strictly later than before, so the ETag changes with every update.

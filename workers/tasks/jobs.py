@@ -102,6 +102,7 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
     from sqlalchemy.dialects.postgresql import insert
 
     from backend.collections.compile import AuthContext, to_sql
+    from backend.collections.relations import relation_checks, unviewable_relations
     from backend.collections.schemas import provided, record_types
     from backend.collections.service import compile_rules
     from backend.collections.spec import CollectionRegistry
@@ -111,7 +112,8 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
     collection = registry.get(job_input.collection)
     if collection is None:
         raise ValueError(f"no collection named {job_input.collection!r}")
-    rules = compile_rules([collection], ctx.settings)[collection.name]
+    every_rule = compile_rules(registry, ctx.settings)  # relations read their targets' rules
+    rules = every_rule[collection.name]
     create_type = record_types(collection).create
     auth = AuthContext(
         id=uuid.UUID(ctx.owner),
@@ -132,10 +134,21 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
                 if len(errors) < MAX_REPORTED_ERRORS:
                     errors.append({"row": index, "message": str(exc)})
                 continue
+            # Where the row's relations point must be the owner's to see (admins: anywhere).
+            checks = {}
+            if not is_admin:
+                checks = relation_checks(collection, every_rule, values, auth, auth.org, _now())
             # The same job and row always give the same id: a re-run inserts nothing twice.
             record_id = uuid.uuid5(uuid.UUID(ctx.job_id), str(index))
             values.update(id=record_id, owner=auth.id, org=auth.org)
             with sql.begin() as transaction:
+                passed = sql.execute(select(*checks.values())).one() if checks else ()
+                refused = unviewable_relations(checks, passed)
+                if refused is not None:
+                    transaction.rollback()
+                    if len(errors) < MAX_REPORTED_ERRORS:
+                        errors.append({"row": index, "message": refused.detail})
+                    continue
                 # On a re-run the row may be there already: it counts once, as this job's.
                 sql.execute(insert(table).values(**values).on_conflict_do_nothing())
                 rule = to_sql(rules.nodes["create"], collection, auth, _now())
