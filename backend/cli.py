@@ -306,21 +306,56 @@ def api(host: str, port: int, workers: int) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--concurrency", "-c", default=2, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Comma-separated queues for one pool. Default: every queue, in two pools (user jobs"
+    " apart from mail, webhooks, embeddings and upkeep, so jobs never hold those up).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Processes of the pool (without --queues: of the mail/webhooks/embeddings pool).",
+)
+@click.option(
+    "--jobs-concurrency",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Without --queues: processes of the user jobs pool.",
+)
 @click.option("--pool", default="prefork", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(concurrency: int, pool: str, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker (extra arguments go to `celery worker`)."""
+def worker(
+    queues: str | None,
+    concurrency: int,
+    jobs_concurrency: int,
+    pool: str,
+    celery_args: tuple[str, ...],
+) -> None:
+    """Run Celery workers (extra arguments go to `celery worker`)."""
     from backend.logs import configure_logging
     from workers.celery_app import create_celery_app
 
     settings = _serving_settings("worker")
+    if queues is None:
+        from workers.pools import run_pools
+
+        sys.exit(run_pools(concurrency, jobs_concurrency, pool, celery_args))
+    names = [name.strip() for name in queues.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("name at least one queue", param_hint="--queues")
     configure_logging(settings)
     app = create_celery_app(settings)
     app.worker_main(
         [
             "worker",
             f"--loglevel={settings.log_level}",
+            f"--queues={','.join(names)}",
             f"--concurrency={concurrency}",
             f"--pool={pool}",
             "--without-gossip",

@@ -9,7 +9,6 @@ a message, rather than leaving a half-working dev server.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import signal
@@ -27,13 +26,13 @@ import httpx
 from backend.config import Settings
 from backend.db.migrate import upgrade
 from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis
+from backend.lib.processes import die_with_parent
 from backend.realtime.transport import uvicorn_flags
 
 CHILD_GRACE_SECONDS = 6.0
 READY_TIMEOUT_SECONDS = 60.0
 
 _COLORS = {"litebase": "32", "api": "36", "worker": "35", "beat": "33"}
-_PR_SET_PDEATHSIG = 1
 
 
 class DevServerError(RuntimeError):
@@ -58,13 +57,6 @@ def say(name: str, line: str) -> None:
         sys.stdout.flush()
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: if the supervisor is killed outright, take this child too."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class Child:
     name: str
@@ -80,7 +72,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         assert self.process.stdout is not None
         self.reader = threading.Thread(

@@ -25,6 +25,24 @@ TASK_MODULES = [
 ]
 
 
+# Each kind of work has its own queue, so one kind cannot hold up another: ten long user jobs
+# must not delay a sign-in code (issue 18.8). Unrouted tasks (the periodic upkeep) use the
+# default queue. `litebase worker` without --queues runs two pools: JOBS_QUEUE on its own, and
+# SYSTEM_QUEUES together (mail, webhooks and embeddings are short).
+DEFAULT_QUEUE = "celery"
+JOBS_QUEUE = "jobs"
+TASK_QUEUES = {
+    "mail.send": "mail",
+    "webhooks.deliver": "webhooks",
+    "vectors.embed": "embeddings",
+    "vectors.reindex": "embeddings",
+    "vectors.retry_failed": "embeddings",
+    "jobs.run": JOBS_QUEUE,
+}
+SYSTEM_QUEUES = (DEFAULT_QUEUE, "mail", "webhooks", "embeddings")
+QUEUES = (*SYSTEM_QUEUES, JOBS_QUEUE)
+
+
 class LitebaseCelery(Celery):
     """A Celery app that carries the Litebase settings it was built from."""
 
@@ -115,6 +133,8 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
         timezone="UTC",
         enable_utc=True,
         imports=TASK_MODULES,
+        task_default_queue=DEFAULT_QUEUE,
+        task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         beat_schedule=beat_schedule(settings),
     )
     return app

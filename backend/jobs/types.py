@@ -55,8 +55,9 @@ class JobType:
     max_retries: int = 3
     # Admin-only types act on everyone's data (a whole collection), not the caller's own.
     admin_only: bool = False
-    # The Celery queue its jobs go to (None: the default one); workers for it: `litebase worker
-    # -Q <queue>`. Keeps long jobs from holding up short ones.
+    # The Celery queue its jobs go to (None: "jobs", the user jobs pool of `litebase worker`);
+    # another needs workers of its own: `litebase worker --queues <queue>`. Keeps long jobs
+    # from holding up short ones.
     queue: str | None = None
 
 
@@ -73,7 +74,8 @@ JOB_TYPES: dict[str, JobType] = {
         ),
         # Retried only when every upstream failed (502); refusals (budget, not found) fail at once.
         JobType("summarize_record", SummarizeRecord, timeout_seconds=300, max_retries=2),
-        JobType("sleep", Sleep, timeout_seconds=3600, max_retries=0),
+        # Admin-only: it does nothing but hold a worker process, which users must not do.
+        JobType("sleep", Sleep, timeout_seconds=3600, max_retries=0, admin_only=True),
     )
 }
 

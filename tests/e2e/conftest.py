@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,15 +15,18 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import psycopg
 import pytest
 import redis
 
 from backend.config import settings_from_env
+from backend.lib.urls import libpq_database_url
 from backend.mail.service import SENT_MAIL_KEY
 from backend.realtime.transport import uvicorn_flags
 from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
 
+PASSWORD = "correct horse battery staple"
 E2E_REDIS_DB = worker_redis_db(2)
 E2E_DATABASE = f"litebase_e2e_{worker_index()}"
 ROOT = Path(__file__).parents[2]
@@ -115,6 +119,26 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: flo
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+async def signed_up(stack: Stack, *, admin: bool = False) -> httpx.AsyncClient:
+    """A client of the stack signed in as a new user (an admin, promoted in SQL, if asked);
+    the caller closes it."""
+    client = httpx.AsyncClient(base_url=stack.base_url, timeout=10)
+    email = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
+    signed = (await client.post("/auth/signup", json={"email": email, "password": PASSWORD})).json()
+    if admin:
+        with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
+            conn.execute("UPDATE users SET role = 'admin' WHERE id = %s", (signed["user"]["id"],))
+        signed = (
+            await client.post(
+                "/auth/token", json={"grant_type": "password", "email": email, "password": PASSWORD}
+            )
+        ).json()
+        assert signed["user"]["role"] == "admin"
+    client.headers["Authorization"] = f"Bearer {signed['access_token']}"
+    client.tokens = signed  # type: ignore[attr-defined]
+    return client
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from __future__ import annotations
 import sys
 import uuid
 
-from tests.e2e.conftest import _spawn, _stop
-from tests.e2e.test_job_reindex import _signed_up
+from tests.e2e.conftest import _spawn, _stop, signed_up
 from tests.e2e.test_vectors import NOTES, _search, _sql, _until
 
 STATUS = "/collections/notes/embedding-status"
@@ -17,7 +16,7 @@ STATUS = "/collections/notes/embedding-status"
 async def test_failed_embeddings_are_retried_by_the_sweep_until_the_provider_is_back(
     stack, upstream, tmp_path
 ):
-    alice = await _signed_up(stack, admin=True)  # an admin: embedding-status is for admins
+    alice = await signed_up(stack, admin=True)  # an admin: embedding-status is for admins
     marker = f"outage{uuid.uuid4().hex[:8]}"
     upstream.state.outages.add(marker)
     beat = None

@@ -11,37 +11,19 @@ import psycopg
 import pytest
 
 from backend.lib.urls import libpq_database_url
-
-PASSWORD = "correct horse battery staple"
-
-
-async def _signed_up(stack, *, admin: bool) -> httpx.AsyncClient:
-    client = httpx.AsyncClient(base_url=stack.base_url, timeout=10)
-    email = f"reindex-{uuid.uuid4().hex[:8]}@example.com"
-    signed = (await client.post("/auth/signup", json={"email": email, "password": PASSWORD})).json()
-    if admin:
-        with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-            conn.execute("UPDATE users SET role = 'admin' WHERE id = %s", (signed["user"]["id"],))
-        signed = (
-            await client.post(
-                "/auth/token", json={"grant_type": "password", "email": email, "password": PASSWORD}
-            )
-        ).json()
-        assert signed["user"]["role"] == "admin"
-    client.headers["Authorization"] = f"Bearer {signed['access_token']}"
-    return client
+from tests.e2e.conftest import signed_up
 
 
 @pytest.fixture
 async def admin(stack):
-    client = await _signed_up(stack, admin=True)
+    client = await signed_up(stack, admin=True)
     yield client
     await client.aclose()
 
 
 @pytest.fixture
 async def member(stack):
-    client = await _signed_up(stack, admin=False)
+    client = await signed_up(stack, admin=False)
     yield client
     await client.aclose()
 

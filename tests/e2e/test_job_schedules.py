@@ -10,12 +10,11 @@ import time
 import psycopg
 
 from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import _spawn, _stop
-from tests.e2e.test_job_reindex import _signed_up
+from tests.e2e.conftest import _spawn, _stop, signed_up
 
 
 async def test_beat_starts_a_due_schedules_job_once(stack, tmp_path):
-    admin = await _signed_up(stack, admin=True)
+    admin = await signed_up(stack, admin=True)
     try:
         created = await admin.post(
             "/jobs/schedules",

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from backend.lib.urls import libpq_database_url
-from tests.e2e.test_job_reindex import PASSWORD, _signed_up
+from tests.e2e.conftest import PASSWORD, signed_up
 
 NOTES = "/collections/notes/records"
 
@@ -62,14 +62,14 @@ async def _note(client: httpx.AsyncClient, marker: str) -> dict:
 
 @pytest.fixture
 async def alice(stack):
-    client = await _signed_up(stack, admin=False)
+    client = await signed_up(stack, admin=False)
     yield client
     await client.aclose()
 
 
 @pytest.fixture
 async def bob(stack):
-    client = await _signed_up(stack, admin=False)
+    client = await signed_up(stack, admin=False)
     yield client
     await client.aclose()
 
@@ -157,7 +157,7 @@ async def test_a_record_the_owner_may_not_see_fails_as_a_missing_one(stack, alic
 
 
 async def test_over_budget_the_job_fails_without_an_upstream_call(stack, alice, upstream):
-    admin = await _signed_up(stack, admin=True)
+    admin = await signed_up(stack, admin=True)
     try:
         me = (await alice.get("/auth/me")).json()
         put = await admin.put(f"/ai/budgets/user/{me['id']}", json={"tokens_per_period": 50})

@@ -7,28 +7,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
+from contextlib import aclosing
 from datetime import datetime
 
-import httpx
 import pytest
 import websockets
 
-PASSWORD = "correct horse battery staple"
+from tests.e2e.conftest import signed_up
 
 
 @pytest.fixture
 async def api(stack):
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
-        tokens = (
-            await client.post(
-                "/auth/signup",
-                json={"email": f"jobs-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD},
-            )
-        ).json()
-        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
-        client.tokens = tokens  # type: ignore[attr-defined]
-        yield client
+    """An admin's client: most jobs here are sleep jobs, which only admins may start."""
+    client = await signed_up(stack, admin=True)
+    yield client
+    await client.aclose()
 
 
 async def _until(api, job_id: str, statuses: set[str], within: float = 30) -> dict:
@@ -82,16 +75,8 @@ async def test_a_delayed_job_starts_when_it_is_due(api):
 
 async def test_someone_elses_job_is_hidden(stack, api):
     job = (await api.post("/jobs", json={"type": "sleep", "input": {"seconds": 0}})).json()
-    async with httpx.AsyncClient(base_url=stack.base_url) as other:
-        tokens = (
-            await other.post(
-                "/auth/signup",
-                json={"email": f"o-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD},
-            )
-        ).json()
-        hidden = await other.get(
-            f"/jobs/{job['id']}", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-        )
+    async with aclosing(await signed_up(stack)) as other:
+        hidden = await other.get(f"/jobs/{job['id']}")
     assert hidden.status_code == 404
 
 

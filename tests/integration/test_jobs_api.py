@@ -8,8 +8,6 @@ from uuid import UUID
 import msgspec
 import pytest
 
-from tests.integration.conftest import bearer
-
 VISIBILITY_TIMEOUT = 600
 
 
@@ -24,8 +22,8 @@ def settings(settings):
 
 
 @pytest.fixture
-async def caller(sign_up) -> dict[str, str]:
-    return bearer((await sign_up())["access_token"])
+def caller(admin) -> dict[str, str]:
+    return admin  # sleep jobs are admins'
 
 
 SLEEP = {"type": "sleep", "input": {"seconds": 0}}

@@ -209,7 +209,7 @@ def test_create_app_refuses_prod_with_a_placeholder_secret(monkeypatch, database
         get_settings.cache_clear()
 
 
-def test_beat_reports_the_celery_queue_depth_as_a_metric_line(settings, capsys):
+def test_beat_reports_each_queues_depth_and_their_sum_as_metric_lines(settings, capsys):
     import json
 
     import msgspec
@@ -221,15 +221,19 @@ def test_beat_reports_the_celery_queue_depth_as_a_metric_line(settings, capsys):
     )
     assert "queue-metrics" in app.conf.beat_schedule
     app.loader.import_default_modules()  # as a worker does: the task modules register
-    app.redis().delete("celery")
+    queues = ("celery", "mail", "jobs")
+    app.redis().delete(*queues)
     app.redis().rpush("celery", "a", "b", "c")
+    app.redis().rpush("jobs", "d")
     try:
         depth = app.tasks["system.queue_metrics"].apply().get()
     finally:
-        app.redis().delete("celery")
-    assert depth == 3
-    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["CeleryQueueDepth"] == 3 and line["_aws"]["CloudWatchMetrics"]
+        app.redis().delete(*queues)
+    assert depth == 4
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    depths = {line["Queue"]: line["CeleryQueueDepth"] for line in lines if "Queue" in line}
+    assert depths == {"celery": 3, "mail": 0, "webhooks": 0, "embeddings": 0, "jobs": 1, "all": 4}
+    assert all(line["_aws"]["CloudWatchMetrics"] for line in lines)
     assert "queue-metrics" not in create_celery_app(settings).conf.beat_schedule
 
 

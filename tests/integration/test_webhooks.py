@@ -420,7 +420,7 @@ async def test_the_relay_consumer_records_and_queues_each_new_delivery_once(
     try:
         await consume([_event(7), _event(8, "update"), _event(9, "insert", "jobs")])
         await consume([_event(7), _event(8, "update")])  # handed on again after a crash
-        queued = [json.loads(m) for m in broker.lrange("celery", 0, -1)]
+        queued = [json.loads(m) for m in broker.lrange("webhooks", 0, -1)]
     finally:
         broker.close()
         celery.close()

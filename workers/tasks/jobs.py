@@ -34,7 +34,7 @@ from backend.jobs.types import (
     parse_input,
 )
 from backend.lib.urls import libpq_database_url
-from workers.celery_app import LitebaseCelery, LitebaseTask
+from workers.celery_app import JOBS_QUEUE, LitebaseCelery, LitebaseTask
 
 REQUEUE_JOBS_TASK = "jobs.requeue"
 MAX_REPORTED_ERRORS = 100
@@ -351,8 +351,7 @@ def requeue_jobs(self: Any, after_seconds: float | None = None) -> int:
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
     after = app.settings.jobs_requeue_after_seconds if after_seconds is None else after_seconds
-    default = str(app.conf.task_default_queue)
-    queues = {name: job_type.queue or default for name, job_type in JOB_TYPES.items()}
+    queues = {name: job_type.queue or JOBS_QUEUE for name, job_type in JOB_TYPES.items()}
     busy = {queue for queue in set(queues.values()) if _messages_in(app, queue)}
     waiting = [name for name, queue in queues.items() if queue in busy]
     with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:

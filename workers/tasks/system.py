@@ -1,5 +1,6 @@
 """system.ping: proves a broker round trip through a real worker.
-system.queue_metrics: the Celery queue's length as a CloudWatch embedded-metric log line."""
+system.queue_metrics: each Celery queue's length, and their sum (``Queue`` = ``all``, what the
+worker service scales on), as CloudWatch embedded-metric log lines."""
 
 from __future__ import annotations
 
@@ -41,15 +42,17 @@ def queue_metrics_line(namespace: str, queue: str, depth: int, now_ms: int) -> s
 
 
 @shared_task(name=QUEUE_METRICS_TASK, bind=True)
-def queue_metrics(self: Any, queue: str = "celery") -> int:
-    """Print the number of messages waiting in ``queue`` (Redis broker) as an EMF line."""
-    from workers.celery_app import LitebaseCelery
+def queue_metrics(self: Any) -> int:
+    """Print the messages waiting in every queue (Redis broker) as EMF lines; their sum."""
+    from workers.celery_app import QUEUES, LitebaseCelery
 
     app = self.app
     assert isinstance(app, LitebaseCelery)
-    depth = int(app.redis().llen(queue))
+    depths = {queue: int(app.redis().llen(queue)) for queue in QUEUES}
+    total = sum(depths.values())
     namespace = app.settings.queue_metrics_namespace
     if namespace:
-        line = queue_metrics_line(namespace, queue, depth, int(time.time() * 1000))
-        print(line, file=sys.stdout, flush=True)
-    return depth
+        now_ms = int(time.time() * 1000)
+        for queue, depth in {**depths, "all": total}.items():
+            print(queue_metrics_line(namespace, queue, depth, now_ms), file=sys.stdout, flush=True)
+    return total

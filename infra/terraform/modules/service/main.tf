@@ -353,8 +353,9 @@ resource "aws_appautoscaling_target" "worker" {
   max_capacity       = var.worker_count.max
 }
 
-# Beat logs the Celery queue's length every minute in CloudWatch's embedded metric format
-# (QUEUE_METRICS_NAMESPACE); CloudWatch turns those log lines into this metric.
+# Beat logs each Celery queue's length, and their sum (Queue = "all"), every minute in
+# CloudWatch's embedded metric format (QUEUE_METRICS_NAMESPACE); CloudWatch turns those log
+# lines into this metric. A worker task runs both pools (jobs, and the rest): it scales on all.
 resource "aws_appautoscaling_policy" "worker_queue" {
   name               = "${var.name}-worker-queue"
   service_namespace  = aws_appautoscaling_target.worker.service_namespace
@@ -371,7 +372,7 @@ resource "aws_appautoscaling_policy" "worker_queue" {
       statistic   = "Average"
       dimensions {
         name  = "Queue"
-        value = "celery"
+        value = "all"
       }
     }
   }
