@@ -112,23 +112,24 @@ async def test_cancel_a_running_job_and_a_finished_one(api):
     assert (await api.post(f"/jobs/{job['id']}/cancel")).status_code == 409
 
 
-async def test_import_records_reports_bad_rows_and_inserts_the_rest(api):
+async def test_import_records_reports_bad_rows_and_inserts_the_rest(stack):
     data = "title,public\nfirst,true\nsecond,false\n" + "x" * 300 + ",true\n"
-    job = (
-        await api.post(
-            "/jobs",
-            json={
-                "type": "import_records",
-                "input": {"collection": "notes", "format": "csv", "data": data},
-            },
-        )
-    ).json()
-    done = await _until(api, job["id"], {"succeeded", "failed"})
-    assert done["status"] == "succeeded", done
-    assert done["result"]["rows"] == 3 and done["result"]["inserted"] == 2
-    assert [e["row"] for e in done["result"]["errors"]] == [2]
-    titles = {n["title"] for n in (await api.get("/collections/notes/records")).json()["items"]}
-    assert titles == {"first", "second"}
+    async with aclosing(await signed_up(stack)) as user:  # not an admin: sees only their notes
+        job = (
+            await user.post(
+                "/jobs",
+                json={
+                    "type": "import_records",
+                    "input": {"collection": "notes", "format": "csv", "data": data},
+                },
+            )
+        ).json()
+        done = await _until(user, job["id"], {"succeeded", "failed"})
+        assert done["status"] == "succeeded", done
+        assert done["result"]["rows"] == 3 and done["result"]["inserted"] == 2
+        assert [e["row"] for e in done["result"]["errors"]] == [2]
+        listed = (await user.get("/collections/notes/records")).json()["items"]
+    assert {n["title"] for n in listed} == {"first", "second"}
 
 
 async def test_the_per_user_limit_on_active_jobs(api, stack):
