@@ -83,6 +83,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_signup_per_minute: PositiveInt = 30
     rate_limit_token_per_minute: PositiveInt = 60
     rate_limit_password_per_minute: PositiveInt = 10
+    # Requests a minute on every route that asks who calls (backend/auth/limits.py): per user
+    # (all sessions), per API key, per address of anonymous callers. 0: no limit.
+    rate_limit_user_per_minute: NonNegativeInt = 600
+    rate_limit_key_per_minute: NonNegativeInt = 1200
+    rate_limit_anonymous_per_minute: NonNegativeInt = 300
     verify_token_ttl_seconds: int = 86_400
     reset_token_ttl_seconds: int = 3_600
     sign_in_code_ttl_seconds: PositiveInt = 600

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.auth.limits import count_request
 from backend.auth.scopes import ScopeError, check_request
 from backend.auth.service import (
     AuthService,
@@ -43,6 +44,7 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
     """
     header = request.headers.get("authorization")
     if not header:
+        await _count(request, None)
         return None
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -58,7 +60,19 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
         check_request(principal.scopes, principal.collections, request.method, request.url.path)
     except ScopeError as exc:
         raise Problem(403, exc.detail, code=exc.code) from exc
+    await _count(request, principal)
     return principal
+
+
+async def _count(request: Request[Any, Any, Any], principal: Principal | None) -> None:
+    """Count the request against its caller's limit, once however often it is asked who."""
+    scope_state = request.scope.setdefault("state", {})
+    if scope_state.get("litebase_counted"):
+        return
+    scope_state["litebase_counted"] = True
+    state = request.app.state
+    ip = request.client.host if request.client else None
+    await count_request(state.redis, state.settings, principal, ip)
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal | None:

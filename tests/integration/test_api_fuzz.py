@@ -87,6 +87,9 @@ def fuzzed(
             rate_limit_signup_per_minute=100_000,
             rate_limit_token_per_minute=100_000,
             rate_limit_password_per_minute=100_000,
+            rate_limit_user_per_minute=0,
+            rate_limit_key_per_minute=0,
+            rate_limit_anonymous_per_minute=0,
         )
         app = create_app(app_settings)
         try:
