@@ -26,6 +26,7 @@ from backend.ai.prompts import PromptLibrary
 from backend.auth.service import Principal
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
+from backend.db.locks import lock_subject
 from backend.jobs.cron import CronError, next_run, parse_cron, shortest_gap
 from backend.jobs.models import ACTIVE_STATUSES, JobSchedule
 from backend.jobs.schemas import NewSchedule, ScheduleChange, ScheduleView
@@ -104,6 +105,7 @@ class ScheduleService:
 
     async def create(self, principal: Principal, data: NewSchedule) -> JobSchedule:
         schedule = self._check(principal, data.type, data.input, data.cron)
+        await lock_subject(self.db, "schedules", principal.user_id)  # the cap holds under races
         have = await self.db.scalar(
             select(func.count())
             .select_from(JobSchedule)

@@ -18,6 +18,7 @@ from backend.ai.summaries import check_summary
 from backend.auth.service import Principal
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
+from backend.db.locks import lock_subject
 from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
 from backend.jobs.schemas import JobView, NewJob
 from backend.jobs.types import (
@@ -174,6 +175,7 @@ class JobService:
     async def submit(self, principal: Principal, data: NewJob) -> Job:
         check_job(principal, data.type, data.input, self.collections, self.prompts)
         run_at = self.run_at(data)
+        await lock_subject(self.db, "jobs", principal.user_id)  # concurrent submits take turns
         active = await self.db.scalar(
             select(func.count())
             .select_from(Job)

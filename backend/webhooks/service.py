@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
+from backend.db.locks import lock_subject
 from backend.events.relay import OutboxEvent
 from backend.lib.clock import Clock
 from backend.lib.paging import Paging
@@ -172,6 +173,7 @@ class WebhookService:
     async def create(self, creator: UUID, data: NewEndpoint) -> EndpointWithSecret:
         self._check_collection(data.collection)
         await self._check_url(data.url)
+        await lock_subject(self.db, "webhooks", "all")  # the cap holds under concurrent creates
         count = await self.db.scalar(select(func.count()).select_from(WebhookEndpoint))
         if int(count or 0) >= self.settings.webhook_max_endpoints:
             raise Problem(

@@ -1,0 +1,85 @@
+"""Issue 18.15: the caps on jobs, schedules and webhooks were checked by counting rows and then
+inserting one, so requests sent at once all counted the same rows and all got in. Each now
+takes its subject's advisory lock before counting. The requests go at once to `litebase api`
+as shipped, with small caps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import aclosing
+
+import httpx
+import psycopg
+import pytest
+
+from backend.lib.urls import libpq_database_url
+from tests.e2e.conftest import Stack, litebase_api, signed_up
+
+pytestmark = pytest.mark.xdist_group("e2e")  # the e2e stack's database
+
+CAP = 3
+AT_ONCE = 16
+IMPORT = {
+    "type": "import_records",
+    "input": {"collection": "notes", "format": "csv", "data": "title\nhello"},
+}
+
+
+@pytest.fixture(scope="module")
+def capped(stack, tmp_path_factory) -> Iterator[Stack]:
+    env = {
+        **stack.env,
+        "JOBS_MAX_ACTIVE_PER_USER": str(CAP),
+        "JOBS_MAX_SCHEDULES_PER_USER": str(CAP),
+        "JOBS_SCHEDULABLE_TYPES": "import_records",
+        "WEBHOOK_MAX_ENDPOINTS": str(CAP),
+    }
+    with litebase_api(env, tmp_path_factory.mktemp("caps") / "api.log", "/ready") as base:
+        yield Stack(base, env, stack.database_url, stack.redis_url, stack.log_dir)
+
+
+def _count(stack, statement: str, *params) -> int:
+    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
+        row = conn.execute(statement, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _at_once(client: httpx.AsyncClient, path: str, body: dict) -> list[int]:
+    responses = await asyncio.gather(*(client.post(path, json=body) for _ in range(AT_ONCE)))
+    return sorted(response.status_code for response in responses)
+
+
+async def test_concurrent_job_submissions_stay_within_the_cap(capped):
+    async with aclosing(await signed_up(capped)) as user:
+        codes = await _at_once(user, "/jobs", IMPORT)
+        owner = user.tokens["user"]["id"]  # type: ignore[attr-defined]
+    assert codes == [202] * CAP + [429] * (AT_ONCE - CAP)
+    assert _count(capped, "SELECT count(*) FROM jobs WHERE owner = %s", owner) == CAP
+
+
+async def test_concurrent_schedules_stay_within_the_cap(capped):
+    async with aclosing(await signed_up(capped)) as user:
+        codes = await _at_once(user, "/jobs/schedules", {**IMPORT, "cron": "0 3 * * *"})
+        owner = user.tokens["user"]["id"]  # type: ignore[attr-defined]
+    assert codes == [201] * CAP + [429] * (AT_ONCE - CAP)
+    assert _count(capped, "SELECT count(*) FROM job_schedules WHERE owner = %s", owner) == CAP
+
+
+async def test_concurrent_webhooks_stay_within_the_cap(capped):
+    have = _count(capped, "SELECT count(*) FROM webhook_endpoints")
+    room = max(CAP - have, 0)
+    async with aclosing(await signed_up(capped, admin=True)) as admin:
+        body = {"url": "https://1.1.1.1/h", "collection": "notes", "enabled": False}
+        responses = await asyncio.gather(
+            *(admin.post("/webhooks", json=body) for _ in range(AT_ONCE))
+        )
+        made = [r.json()["id"] for r in responses if r.status_code == 201]
+        try:
+            codes = sorted(r.status_code for r in responses)
+            assert codes == [201] * room + [409] * (AT_ONCE - room)
+            assert _count(capped, "SELECT count(*) FROM webhook_endpoints") == max(have, CAP)
+        finally:
+            for hook_id in made:  # the stack's other tests deliver to the hooks there are
+                await admin.delete(f"/webhooks/{hook_id}")
