@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Router, delete, get, patch, post
+from litestar import Controller, Request, Response, Router, delete, get, patch, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from backend.auth.deps import BEARER
+from backend.auth.deps import BEARER, auth_service_for
 from backend.auth.schemas import (
     Accepted,
     AdminUserUpdate,
@@ -41,6 +45,8 @@ from backend.config import Settings
 from backend.lib.paging import Paging
 from backend.problems import Problem
 
+log = logging.getLogger(__name__)
+
 
 def _missing(*fields: str) -> Problem:
     return Problem(
@@ -50,9 +56,47 @@ def _missing(*fields: str) -> Problem:
     )
 
 
-@post("/signup", summary="Create an account and sign in", status_code=201)
-async def sign_up(data: SignUp, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
-    return await auth_service.sign_up(data, client)
+def _after_answer(state: State, work: Callable[[AuthService], Awaitable[None]]) -> BackgroundTask:
+    """Do ``work`` (its own transaction) once the answer is sent: routes that mail an address
+    answer the same, in the same time, whether or not it has an account (issue 18.14)."""
+
+    async def run() -> None:
+        try:
+            async with state.database.get_session() as db:
+                await work(auth_service_for(db, state, state.settings))
+                await db.commit()
+        except Exception:  # the caller has had the answer; the log keeps the failure
+            log.exception("mail work after the answer failed")
+
+    return BackgroundTask(run)
+
+
+@post(
+    "/signup",
+    summary="Create an account and sign in (when verification is required: mail a link, 202)",
+    status_code=201,
+    responses={
+        202: ResponseSpec(
+            data_container=Accepted,
+            description="AUTH_REQUIRE_VERIFIED_EMAIL: check your mail (the same answer for"
+            " every address)",
+        )
+    },
+)
+async def sign_up(
+    data: SignUp,
+    request: Request[Any, Any, Any],
+    auth_service: AuthService,
+    client: ClientInfo,
+    settings: Settings,
+) -> Response[TokenResponse | Accepted]:
+    if settings.auth_require_verified_email:
+        return Response(
+            Accepted(status="check_your_mail"),
+            status_code=HTTP_202_ACCEPTED,
+            background=_after_answer(request.app.state, lambda auth: auth.sign_up_by_mail(data)),
+        )
+    return Response(await auth_service.sign_up(data, client), status_code=201)
 
 
 @post(
@@ -86,10 +130,12 @@ def _require(data: TokenRequest, *fields: str) -> None:
 
 
 @post("/password/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
-async def forgot_password(data: ForgotPassword, auth_service: AuthService) -> Accepted:
-    # Always 202, whether or not the email exists.
-    await auth_service.forgot_password(data.email)
-    return Accepted()
+async def forgot_password(
+    data: ForgotPassword, request: Request[Any, Any, Any]
+) -> Response[Accepted]:
+    # Always 202 at once, whether or not the email exists; the work follows the answer.
+    work = _after_answer(request.app.state, lambda auth: auth.forgot_password(data.email))
+    return Response(Accepted(), status_code=HTTP_202_ACCEPTED, background=work)
 
 
 @post(
@@ -124,10 +170,12 @@ async def disable_totp(data: TotpCode, current: Principal, auth_service: AuthSer
 
 
 @post("/otp", summary="Mail me a one-time sign-in code", status_code=HTTP_202_ACCEPTED)
-async def send_sign_in_code(data: SignInCodeRequest, auth_service: AuthService) -> Accepted:
-    # Always 202, whether or not the email has an account.
-    await auth_service.send_sign_in_code(data.email)
-    return Accepted()
+async def send_sign_in_code(
+    data: SignInCodeRequest, request: Request[Any, Any, Any]
+) -> Response[Accepted]:
+    # Always 202 at once, whether or not the email has an account; the work follows the answer.
+    work = _after_answer(request.app.state, lambda auth: auth.send_sign_in_code(data.email))
+    return Response(Accepted(), status_code=HTTP_202_ACCEPTED, background=work)
 
 
 @post("/password/reset", summary="Set a new password with a reset token", status_code=HTTP_200_OK)

@@ -303,6 +303,37 @@ class AuthService:
         await self._send_email_token(user, VERIFY_EMAIL)
         return response
 
+    async def sign_up_by_mail(self, data: SignUp) -> None:
+        """A sign-up while verification is required, done after the answer (the same for every
+        address, so it tells nobody which have accounts): a new address gets its account and
+        a verification mail; one that has an account gets a mail saying so, to its owner."""
+        existing = await self.users.get_by_email(data.email.strip())
+        if existing is not None:
+            base = self.settings.public_url.rstrip("/")
+            await self.mailer.send(
+                MailMessage(
+                    to=existing.email,
+                    subject="You already have an account",
+                    text=(
+                        "Someone, maybe you, tried to sign up with this address, which already "
+                        "has an account. Sign in, or if you forgot your password, ask for a "
+                        f"reset: POST {base}/auth/password/forgot.\n"
+                        "If it was not you, ignore this mail: nothing changed."
+                    ),
+                )
+            )
+            return
+        password_hash = await asyncio.to_thread(hash_password, data.password)
+        name = None if data.name is None else data.name.strip()
+        user = User(email=data.email.strip(), name=name, password_hash=password_hash)
+        self.db.add(user)
+        try:
+            await self.db.flush()
+        except IntegrityError:  # the same address signed up at the same moment: one is enough
+            await self.db.rollback()
+            return
+        await self._send_email_token(user, VERIFY_EMAIL)
+
     async def sign_in(
         self, email: str, password: str, org_id: UUID | None, client: ClientInfo
     ) -> TokenResponse:
