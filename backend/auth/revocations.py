@@ -30,9 +30,10 @@ REVOCATIONS_CHANNEL = "litebase:auth:revocations"
 AccessChange = tuple[str, tuple[UUID, ...]]
 ACCESS_CHANGE_KINDS = frozenset({"key", "keys", "member"})
 
-# An active session's user and that user's role, read from the database (never from a token's
-# claims: a token whose ``sub`` is not its session's user is refused).
-SessionOwner = tuple[UUID, str]
+# An active session's user, that user's role and the org the session acts in, read from the
+# database (never from a token's claims: a token whose ``sub`` or ``org`` is not its
+# session's is refused).
+SessionOwner = tuple[UUID, str, UUID | None]
 SessionState = SessionOwner | Literal[False]
 
 
@@ -72,6 +73,15 @@ class SessionStates:
     def on_access_change(self, callback: Callable[[AccessChange], None]) -> None:
         self._on_access_change.append(callback)
 
+    def forget_user(self, user_id: UUID) -> None:
+        """Drop what is known of the user's sessions (their org changed): asked again next."""
+        for session_id in [
+            session_id
+            for session_id, (state, _) in self._entries.items()
+            if state and state[0] == user_id
+        ]:
+            self._entries.pop(session_id, None)
+
     def heard(self, data: str) -> None:
         """One message of the channel: a session id, or an access change."""
         kind, _, rest = data.partition(":")
@@ -81,6 +91,8 @@ class SessionStates:
         if kind not in ACCESS_CHANGE_KINDS:
             return
         change = (kind, tuple(UUID(part) for part in rest.split(":")))
+        if kind == "member":  # the user's sessions acting in that org act in none now
+            self.forget_user(change[1][0])
         for callback in self._on_access_change:
             callback(change)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -85,7 +86,8 @@ GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
 SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
 MFA_PENDING_KEY = "litebase:auth:mfa-pending:{}"  # a first factor passed, awaiting the code
 MFA_TOKEN_PREFIX = "lbm_"  # noqa: S105 - a prefix, not a secret
-REVOKED = b"0"  # an active session is cached as b"<user id> <role>" (its SessionOwner)
+# An active session is cached as b"<user id> <role> <org id or ->" (its SessionOwner).
+REVOKED = b"0"
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
 VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
 SIGN_IN_CODE = "sign_in_code"
@@ -136,7 +138,7 @@ def known_principal(
     except InvalidAccessToken:
         return None
     owner = states.get(claims.sid)
-    if not owner or owner[0] != claims.sub:
+    if not owner or owner[0] != claims.sub or owner[2] != claims.org:
         return None
     return _principal_of(claims, owner[1])
 
@@ -162,8 +164,16 @@ def _principal_of(claims: AccessClaims, role: str) -> Principal:
     )
 
 
+async def forget_session_states(redis: Redis, session_ids: Iterable[UUID]) -> None:
+    """Drop the sessions' cached states from Redis (their org changed: a member removed, an
+    org deleted); each process drops its own on hearing the ``member`` change."""
+    keys = [SESSION_STATE_KEY.format(session_id) for session_id in session_ids]
+    if keys:
+        await redis.delete(*keys)
+
+
 def _encode_state(state: SessionState) -> bytes:
-    return REVOKED if not state else f"{state[0]} {state[1]}".encode()
+    return REVOKED if not state else f"{state[0]} {state[1]} {state[2] or '-'}".encode()
 
 
 def _decode_state(raw: bytes | str | None) -> SessionState | None:
@@ -172,8 +182,8 @@ def _decode_state(raw: bytes | str | None) -> SessionState | None:
     if text == REVOKED.decode():
         return False
     try:
-        user_id, role = text.split(" ")
-        return (UUID(user_id), role)
+        user_id, role, org = text.split(" ")
+        return (UUID(user_id), role, None if org == "-" else UUID(org))
     except ValueError:
         return None
 
@@ -541,6 +551,11 @@ class AuthService:
         if org_id is not None and org_id != session.org_id:
             await self._require_membership(user.id, org_id)
             session.org_id = org_id
+            # The previous org's tokens end with the switch (here at once, elsewhere within
+            # SESSION_CACHE_SECONDS): a token's org is its session's.
+            switched: SessionState = (user.id, user.role, org_id)
+            self.states.put(session.id, switched)
+            await self._cache_session_state(session.id, switched)
         token.rotated_at = now
         new_refresh = new_token(REFRESH_TOKEN_PREFIX)
         self.db.add(
@@ -595,7 +610,7 @@ class AuthService:
             RefreshToken(session_id=session.id, token_hash=hash_token(refresh), created_at=now)
         )
         await self.db.commit()
-        await self._cache_session_state(session.id, (user.id, user.role))
+        await self._cache_session_state(session.id, (user.id, user.role, session.org_id))
         return self._token_response(user, session, refresh, now)
 
     def _token_response(
@@ -648,10 +663,18 @@ class AuthService:
         except InvalidAccessToken as exc:
             raise unauthorized(f"The access token is not valid: {exc}", "invalid_token") from exc
         owner = await self._session_owner(claims.sid)
+        if owner and owner[2] != claims.org:  # the session switched org since it was cached
+            owner = await self._session_owner(claims.sid, fresh=True)
         if not owner:
             raise unauthorized("The session has ended; sign in again", "session_ended")
         if owner[0] != claims.sub:  # a forged token: a real session, someone else's sub
             raise unauthorized("The access token is not valid", "invalid_token")
+        if owner[2] != claims.org:  # removed from the org, or the session acts in another now
+            raise unauthorized(
+                "The access token's org is no longer its session's (you left it, were removed,"
+                " or switched); refresh for a new token",
+                "org_changed",
+            )
         return _principal_of(claims, owner[1])
 
     async def _authenticate_api_key(self, secret: str) -> Principal:
@@ -694,13 +717,17 @@ class AuthService:
             collections=None if key.collections is None else frozenset(key.collections),
         )
 
-    async def _session_owner(self, session_id: UUID) -> SessionState:
-        """The user and role of an active session (False when it has ended): from memory,
-        else Redis, else the database."""
-        known = self.states.get(session_id)
+    async def _session_owner(self, session_id: UUID, *, fresh: bool = False) -> SessionState:
+        """The user, role and org of an active session (False when it has ended): from memory,
+        else Redis, else (or when ``fresh``) the database."""
+        known = None if fresh else self.states.get(session_id)
         if known is not None:
             return known
-        state = _decode_state(await self.redis.get(SESSION_STATE_KEY.format(session_id)))
+        state = (
+            None
+            if fresh
+            else _decode_state(await self.redis.get(SESSION_STATE_KEY.format(session_id)))
+        )
         if state is None:
             found = (
                 await self.db.execute(
@@ -717,7 +744,7 @@ class AuthService:
                     and session.expires_at > self.clock.now()
                     and not user.disabled
                 ):
-                    state = (user.id, user.role)
+                    state = (user.id, user.role, session.org_id)
             await self._cache_session_state(session_id, state)
         self.states.put(session_id, state)
         return state

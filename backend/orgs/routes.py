@@ -30,7 +30,9 @@ from backend.orgs.service import OrgService
 async def provide_org_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> OrgService:
-    return OrgService(db_session, settings, state.clock, state.mailer, state.redis)
+    return OrgService(
+        db_session, settings, state.clock, state.mailer, state.redis, state.session_states
+    )
 
 
 class OrgController(Controller):

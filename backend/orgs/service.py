@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.ai.models import delete_budget_override
 from backend.auth.models import AuthSession, User
-from backend.auth.revocations import publish_access_change
+from backend.auth.revocations import SessionStates, publish_access_change
 from backend.auth.secrets import hash_token, new_token
-from backend.auth.service import Principal, require_verified
+from backend.auth.service import Principal, forget_session_states, require_verified
 from backend.config import Settings
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
@@ -67,13 +67,20 @@ def _invitation_view(invitation: OrgInvitation) -> InvitationView:
 
 class OrgService:
     def __init__(
-        self, db: AsyncSession, settings: Settings, clock: Clock, mailer: Mailer, redis: Redis
+        self,
+        db: AsyncSession,
+        settings: Settings,
+        clock: Clock,
+        mailer: Mailer,
+        redis: Redis,
+        states: SessionStates,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.mailer = mailer
         self.redis = redis
+        self.states = states
 
     async def create(self, principal: Principal, data: NewOrg) -> OrgView:
         await require_verified(self.db, self.settings, principal.user_id, "create an org")
@@ -132,10 +139,16 @@ class OrgService:
         members = (
             await self.db.scalars(select(OrgMember.user_id).where(OrgMember.org_id == org_id))
         ).all()
+        acting = (
+            await self.db.scalars(select(AuthSession.id).where(AuthSession.org_id == org_id))
+        ).all()
         await self.db.execute(delete_budget_override("org", org_id))
         await self.db.execute(delete(Org).where(Org.id == org_id))
         await self.db.commit()
-        for user_id in members:  # their sockets acting in the org close
+        # Tokens naming the org stop at once: their sessions act in none now.
+        await forget_session_states(self.redis, acting)
+        for user_id in members:  # here at once, other processes as they hear it; sockets close
+            self.states.forget_user(user_id)
             await publish_access_change(self.redis, "member", user_id, org_id)
 
     async def _count_invitation(self, user_id: UUID, org_id: UUID) -> None:
@@ -243,9 +256,14 @@ class OrgService:
         sessions = await self.db.scalars(
             select(AuthSession).where(AuthSession.user_id == user_id, AuthSession.org_id == org_id)
         )
+        acting = []
         for session in sessions:
             session.org_id = None
+            acting.append(session.id)
         await self.db.commit()
+        # Its access tokens naming the org stop at once, not when they expire.
+        await forget_session_states(self.redis, acting)
+        self.states.forget_user(user_id)  # here at once; other processes as they hear it
         await publish_access_change(self.redis, "member", user_id, org_id)
 
     async def invite(
