@@ -64,9 +64,7 @@ async def test_a_deleted_orgs_tokens_stop_at_once(client, sign_up, add_member):
 
 async def test_a_token_for_the_org_a_session_left_is_refused(client, sign_up, add_member):
     """Switching org moves the session: the previous org's token ends with the switch."""
-    org, _, member, member_tokens, member_in, _ = await _org_with_member(
-        client, sign_up, add_member
-    )
+    _, _, _, member_tokens, member_in, _ = await _org_with_member(client, sign_up, add_member)
     other = (await client.post("/orgs", json={"name": "Mine"}, headers=member_in)).json()
     switched = await in_org(client, member_tokens, other["id"])
     assert (await client.get(PROJECTS, headers=member_in)).status_code == 401
