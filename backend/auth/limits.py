@@ -5,14 +5,17 @@ key's against the key, an anonymous caller's against its address (the right-most
 one: FORWARDED_ALLOW_IPS). The bucket is chosen only after the credential is verified, so
 nobody can spend someone else's allowance with a forged token. A minute's window per bucket,
 counted in Redis (one transaction), shared by every API process; over the limit is 429 with
-Retry-After. Each limit is a setting; 0 turns it off.
+Retry-After. Each limit is a setting; 0 turns it off. While Redis is unreachable requests are
+served uncounted (the rest of the app fails on its own terms, and /ready says why).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from backend.config import Settings
 from backend.lib.counters import count_in_window
@@ -20,6 +23,8 @@ from backend.problems import Problem
 
 if TYPE_CHECKING:
     from backend.auth.service import Principal
+
+log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
 
@@ -40,7 +45,13 @@ async def count_request(
     bucket, limit = bucket_of(principal, ip, settings)
     if not limit:
         return
-    count, retry_after = await count_in_window(redis, f"litebase:requests:{bucket}", WINDOW_SECONDS)
+    try:
+        count, retry_after = await count_in_window(
+            redis, f"litebase:requests:{bucket}", WINDOW_SECONDS
+        )
+    except RedisError as exc:  # no counter: serve (and /ready says Redis is down) rather than fail
+        log.warning("request limits are off while Redis is unreachable: %s", exc)
+        return
     if count > limit:
         raise Problem(
             429,

@@ -53,10 +53,19 @@ async def _at_once(client: httpx.AsyncClient, path: str, body: dict) -> list[int
 
 async def test_concurrent_job_submissions_stay_within_the_cap(capped):
     async with aclosing(await signed_up(capped)) as user:
-        codes = await _at_once(user, "/jobs", IMPORT)
+        # Delayed, so they stay queued (the cap is on active jobs; a worker would finish these).
+        responses = await asyncio.gather(
+            *(user.post("/jobs", json={**IMPORT, "countdown": 600}) for _ in range(AT_ONCE))
+        )
         owner = user.tokens["user"]["id"]  # type: ignore[attr-defined]
-    assert codes == [202] * CAP + [429] * (AT_ONCE - CAP)
-    assert _count(capped, "SELECT count(*) FROM jobs WHERE owner = %s", owner) == CAP
+        codes = sorted(response.status_code for response in responses)
+        try:
+            assert codes == [202] * CAP + [429] * (AT_ONCE - CAP)
+            assert _count(capped, "SELECT count(*) FROM jobs WHERE owner = %s", owner) == CAP
+        finally:
+            for response in responses:
+                if response.status_code == 202:
+                    await user.post(f"/jobs/{response.json()['id']}/cancel")
 
 
 async def test_concurrent_schedules_stay_within_the_cap(capped):
