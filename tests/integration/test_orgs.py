@@ -392,8 +392,11 @@ async def test_only_owners_delete_an_org_and_its_records_go_with_it(client, team
     for actor, status in (("admin", 403), ("member", 403), ("outsider", 404)):
         refused = await client.delete(path, headers=bearer(people[actor]["access_token"]))
         assert refused.status_code == status
-    assert (await client.delete(path, headers=owner)).status_code == 204
+    # A token's org is its session's: the owner's session acts in the org now.
+    assert (await client.delete(path, headers=owner)).status_code == 401
+    assert (await client.delete(path, headers=bearer(acting["access_token"]))).status_code == 204
 
+    # The session acts in no org now, as the first token said: it works again.
     assert (await client.get(path, headers=owner)).status_code == 404
     assert (await client.get("/orgs", headers=owner)).json() == []
     assert sql("SELECT count(*) FROM org_members WHERE org_id = %s", org["id"]) == [(0,)]
@@ -403,11 +406,11 @@ async def test_only_owners_delete_an_org_and_its_records_go_with_it(client, team
         "SELECT count(*) FROM outbox WHERE op = 'delete' AND record_id = %s", note.json()["id"]
     )
     assert deletes == [(1,)]
-    # An access token issued before still names the org until it expires: writes there fail.
+    # A token naming the deleted org stops at once (tests/security/test_removed_member.py).
     late = await client.post(
         "/collections/notes/records", json={"title": "x"}, headers=bearer(acting["access_token"])
     )
-    assert late.status_code == 422, late.text
+    assert late.status_code == 401, late.text
     # The owner's session no longer acts in it.
     assert _org_claim((await _refresh(client, acting)).json()) is None
 
