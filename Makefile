@@ -55,6 +55,7 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 	$(VENV)/bin/ruff check backend workers tests bench clients/python/litebase_client
 	$(VENV)/bin/ruff format --check backend workers tests bench clients/python/litebase_client
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/litebase prompts check
 	$(CHECKOV) -d infra/terraform --framework terraform --quiet --compact --skip-download
 

@@ -41,11 +41,11 @@ from backend.ai.prompt_routes import prompt_routers
 from backend.ai.prompts import load_library
 from backend.ai.routes import gateway_routers
 from backend.ai.service import keep_overrides_copied
+from backend.ai.summaries import check_summary
 from backend.ai.usage import UsageWriter
 from backend.auth.deps import AUTH_DEPENDENCIES, auth_service_for
 from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
-from backend.auth.service import Principal
 from backend.collections.reads import Reader, create_read_pool
 from backend.collections.routes import collection_routers
 from backend.collections.service import compile_rules
@@ -55,16 +55,19 @@ from backend.db.base import metadata
 from backend.db.migrate import head_revisions
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
+from backend.identity import Principal
 from backend.inputs import refuse_nul_characters
 from backend.jobs.routes import JobController, ScheduleController
+from backend.jobs.service import reindex_check
+from backend.jobs.types import ReindexCollection, SummarizeRecord
 from backend.lib.background import running
 from backend.lib.clock import Clock, SystemClock
-from backend.lib.paging import provide_paging
 from backend.lib.request_metrics import RequestMetricsMiddleware
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
 from backend.mail.service import Mailer
 from backend.orgs.routes import InvitationController, OrgController
+from backend.paging import provide_paging
 from backend.problems import Problem, problem_details_config
 from backend.realtime.consumer import make_realtime_consumer
 from backend.realtime.rooms import Presence
@@ -347,6 +350,11 @@ def create_app(
                 "query_embeddings": QueryEmbeddings(settings),
                 "gateway": gateway,
                 "prompts": prompts,
+                # Each job type's input check, from the capability that owns the type.
+                "job_input_checks": {
+                    ReindexCollection: reindex_check(registry),
+                    SummarizeRecord: lambda parsed: check_summary(parsed, registry, prompts),
+                },
             }
         ),
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins))

@@ -24,8 +24,8 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
-from backend.auth.service import Principal
 from backend.config import Settings
+from backend.identity import Principal
 from backend.problems import Problem
 
 SubjectKind = Literal["key", "user", "org"]

@@ -36,8 +36,8 @@ from backend.ai.budgets import BudgetExceeded, Budgets, Reservation, capped_comp
 from backend.ai.catalog import Catalog, ModelAlias
 from backend.ai.upstream import ProviderClient, UpstreamError, UpstreamStream
 from backend.ai.usage import USAGE_QUEUE, UsageEvent
-from backend.auth.service import Principal
 from backend.config import Settings
+from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.problems import Problem
 

@@ -92,6 +92,6 @@ class AIBudget(UUIDv7AuditBase):
 
 
 def delete_budget_override(kind: str, subject: UUID) -> Delete:
-    """The statement removing a subject's override (an admin clearing it, or the subject's
-    deletion: the table has no foreign keys to users or orgs)."""
+    """The statement removing a subject's override (an admin clearing it; a deleted subject's
+    goes by trigger, migration 0015, as the table has no foreign keys to its subjects)."""
     return delete(AIBudget).where(AIBudget.subject_kind == kind, AIBudget.subject_id == subject)

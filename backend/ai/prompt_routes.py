@@ -34,10 +34,10 @@ from backend.ai.rag import (
     realtime_target,
 )
 from backend.auth.deps import BEARER
-from backend.auth.service import Principal
 from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
+from backend.identity import Principal
 from backend.problems import Problem
 from backend.vectors.service import search_service_for
 

@@ -20,9 +20,9 @@ from litestar.channels import ChannelsPlugin
 
 from backend.ai.gateway import Gateway, PromptUse
 from backend.ai.prompts import Prompt, PromptLibrary, parse_json_output
-from backend.auth.service import Principal
 from backend.collections.spec import Collection
 from backend.config import Settings
+from backend.identity import Principal
 from backend.problems import Problem, field_problem
 from backend.realtime.protocol import encode
 from backend.realtime.rooms import room_channel, user_channel

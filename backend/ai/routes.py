@@ -28,8 +28,8 @@ from backend.ai.schemas import BudgetLimits, BudgetView, UsageReport
 from backend.ai.service import BudgetService
 from backend.ai.usage import GroupBy, usage_report
 from backend.auth.deps import BEARER
-from backend.auth.service import Principal
 from backend.config import Settings
+from backend.identity import Principal
 from backend.inputs import utc_field
 from backend.problems import Problem, field_problem, problem_from_http_exception
 

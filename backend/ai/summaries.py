@@ -19,9 +19,9 @@ from sqlalchemy import Connection, select
 
 from backend.ai.prompts import Prompt, PromptLibrary
 from backend.ai.rag import PromptRef, PromptRunner
-from backend.auth.service import Principal
 from backend.collections.service import CompiledRules, rule_clause
 from backend.collections.spec import READ_ONLY_FIELDS, Collection, CollectionRegistry
+from backend.identity import Principal
 from backend.jobs.types import SummarizeRecord
 from backend.problems import Problem, field_problem
 

@@ -28,8 +28,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from backend.ai.models import AIUsage, AIUsageDaily
-from backend.auth.service import Principal
 from backend.config import Settings
+from backend.identity import Principal
 
 log = structlog.get_logger(__name__)
 

@@ -11,14 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.limits import count_request
 from backend.auth.scopes import ScopeError, check_request
-from backend.auth.service import (
-    AuthService,
-    ClientInfo,
-    Principal,
-    known_principal,
-    unauthorized,
-)
+from backend.auth.service import AuthService, known_principal, unauthorized
 from backend.config import Settings
+from backend.identity import ClientInfo, Principal
 from backend.problems import Problem
 
 # OpenAPI security requirement for routes that need a bearer token.

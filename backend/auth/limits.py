@@ -22,7 +22,7 @@ from backend.lib.counters import count_in_window
 from backend.problems import Problem
 
 if TYPE_CHECKING:
-    from backend.auth.service import Principal
+    from backend.identity import Principal
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,10 @@ from backend.auth.schemas import (
     UserView,
     VerifyRequest,
 )
-from backend.auth.service import AuthService, ClientInfo, Principal, user_view
+from backend.auth.service import AuthService, user_view
 from backend.config import Settings
-from backend.lib.paging import Paging
+from backend.identity import ClientInfo, Principal
+from backend.paging import Paging
 from backend.problems import Problem
 
 log = logging.getLogger(__name__)

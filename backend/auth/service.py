@@ -13,7 +13,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -33,9 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from backend.ai.models import delete_budget_override
 from backend.auth import totp
-from backend.auth.models import ApiKey, AuthSession, EmailToken, RefreshToken, User
+from backend.auth.models import ApiKey, AuthSession, EmailToken, OrgMember, RefreshToken, User
 from backend.auth.revocations import (
     SessionState,
     SessionStates,
@@ -71,12 +69,12 @@ from backend.auth.secrets import (
     verify_password,
 )
 from backend.config import Settings
+from backend.identity import ClientInfo, Principal
 from backend.inputs import utc_field
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
-from backend.lib.paging import Paging
 from backend.mail.service import Mailer, MailMessage
-from backend.orgs.models import OrgMember
+from backend.paging import Paging
 from backend.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -92,37 +90,6 @@ API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
 VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
 SIGN_IN_CODE = "sign_in_code"
 SIGN_IN_CODE_DIGITS = 6
-
-
-class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is calling: a user through a session's access token, or through an API key."""
-
-    user_id: UUID
-    role: str
-    org_id: UUID | None
-    session_id: UUID | None = None
-    api_key_id: UUID | None = None
-    is_service: bool = False
-    expires_at: int | None = None  # when the credential stops working (Unix seconds)
-    # An API key's scopes and collection allow-list (backend/auth/scopes.py); None for a
-    # session, which is not scoped.
-    scopes: frozenset[str] | None = None
-    collections: frozenset[str] | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    @property
-    def bypasses_rules(self) -> bool:
-        """Admins and service keys are not subject to collection rules."""
-        return self.is_admin or self.is_service
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    ip: str | None = None
-    user_agent: str | None = None
 
 
 def known_principal(
@@ -887,8 +854,7 @@ class AuthService:
                 orgs=[str(org_id) for org_id in sole],
             )
         await self._revoke_sessions_of(user.id)
-        await self.db.execute(delete_budget_override("user", user.id))
-        await self.db.delete(user)
+        await self.db.delete(user)  # its budget overrides go by trigger (migration 0015)
         await self.db.commit()
         await publish_access_change(self.redis, "keys", user.id)  # deleted with the account
 

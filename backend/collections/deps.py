@@ -12,9 +12,9 @@ from typing import Any
 from litestar import Request
 
 from backend.auth.deps import principal_of
-from backend.auth.service import Principal
 from backend.collections.service import CompiledRules, RecordReads
 from backend.config import Settings
+from backend.identity import Principal
 
 
 @dataclass(frozen=True, slots=True)

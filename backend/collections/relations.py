@@ -19,9 +19,9 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, exists, false, literal, select
 
+from backend.auth.models import OrgMember
 from backend.collections.compile import AuthContext
 from backend.collections.spec import Collection
-from backend.orgs.models import OrgMember
 from backend.problems import Problem
 
 if TYPE_CHECKING:

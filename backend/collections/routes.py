@@ -15,7 +15,6 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.auth.service import Principal
 from backend.collections.deps import Reading, reading_provider
 from backend.collections.schemas import (
     BatchRequest,
@@ -30,6 +29,7 @@ from backend.collections.schemas import (
 from backend.collections.service import CompiledRules, ListQuery, RecordService, Row, etag_of
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
+from backend.identity import Principal
 from backend.problems import Problem, locate
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]

@@ -36,7 +36,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.auth.service import Principal
 from backend.collections.compile import AuthContext, to_sql
 from backend.collections.expressions import (
     And,
@@ -55,6 +54,7 @@ from backend.collections.reads import Reader
 from backend.collections.relations import relation_checks, unviewable_relations
 from backend.collections.spec import Collection, CollectionModel
 from backend.config import Settings
+from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.problems import Problem
 

@@ -12,12 +12,12 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.deps import BEARER
-from backend.auth.service import Principal
 from backend.config import Settings
+from backend.identity import Principal
 from backend.jobs.schedules import ScheduleService, schedule_view
 from backend.jobs.schemas import JobView, NewJob, NewSchedule, ScheduleChange, ScheduleView
 from backend.jobs.service import JobService, job_view
-from backend.lib.paging import Paging
+from backend.paging import Paging
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -25,9 +25,7 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 async def provide_job_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> JobService:
-    return JobService(
-        db_session, state.celery, settings, state.clock, state.collections, state.prompts
-    )
+    return JobService(db_session, state.celery, settings, state.clock, state.job_input_checks)
 
 
 class JobController(Controller):
@@ -65,7 +63,7 @@ class JobController(Controller):
 async def provide_schedule_service(
     db_session: AsyncSession, state: State, settings: Settings
 ) -> ScheduleService:
-    return ScheduleService(db_session, settings, state.clock, state.collections, state.prompts)
+    return ScheduleService(db_session, settings, state.clock, state.job_input_checks)
 
 
 class ScheduleController(Controller):

@@ -22,16 +22,14 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.ai.prompts import PromptLibrary
-from backend.auth.service import Principal
-from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.db.locks import lock_subject
+from backend.identity import Principal
 from backend.jobs.cron import CronError, next_run, parse_cron, shortest_gap
 from backend.jobs.models import ACTIVE_STATUSES, JobSchedule
 from backend.jobs.schemas import NewSchedule, ScheduleChange, ScheduleView
 from backend.jobs.service import check_job
-from backend.jobs.types import JOB_TYPES
+from backend.jobs.types import JOB_TYPES, InputChecks
 from backend.lib.clock import Clock
 from backend.problems import Problem, field_problem
 
@@ -65,20 +63,18 @@ class ScheduleService:
         db: AsyncSession,
         settings: Settings,
         clock: Clock,
-        collections: CollectionRegistry,
-        prompts: PromptLibrary,
+        input_checks: InputChecks,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
-        self.collections = collections
-        self.prompts = prompts
+        self.input_checks = input_checks
 
     def _check(
         self, principal: Principal, type_name: str, raw_input: Any, expression: str
     ) -> crontab:
         """The parsed cron, if this caller may schedule this job; else the Problem."""
-        check_job(principal, type_name, raw_input, self.collections, self.prompts)
+        check_job(principal, type_name, raw_input, self.input_checks)
         allowed = self.settings.jobs_schedulable_types
         if type_name not in allowed:
             message = (

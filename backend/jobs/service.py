@@ -13,23 +13,22 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.ai.prompts import PromptLibrary
-from backend.ai.summaries import check_summary
-from backend.auth.service import Principal
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.db.locks import lock_subject
+from backend.identity import Principal
 from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
 from backend.jobs.schemas import JobView, NewJob
 from backend.jobs.types import (
     JOB_TYPES,
+    InputCheck,
+    InputChecks,
     JobType,
     ReindexCollection,
-    SummarizeRecord,
     parse_input,
 )
 from backend.lib.clock import Clock
-from backend.lib.paging import Paging
+from backend.paging import Paging
 from backend.problems import Problem, locate
 
 log = logging.getLogger(__name__)
@@ -81,11 +80,7 @@ async def enqueue(
 
 
 def check_job(
-    principal: Principal,
-    type_name: str,
-    raw_input: Any,
-    collections: CollectionRegistry,
-    prompts: PromptLibrary,
+    principal: Principal, type_name: str, raw_input: Any, input_checks: InputChecks
 ) -> JobType:
     """The job type, if this caller may start it with this input; else the Problem to answer
     (422 naming the field, 403 for an admin-only type). Jobs and schedules check the same."""
@@ -107,7 +102,16 @@ def check_job(
             f"The input does not fit {type_name}: {message}",
             errors=[{"field": field, "message": message, "source": "body"}],
         ) from None
-    if isinstance(parsed, ReindexCollection):
+    check = input_checks.get(type(parsed))
+    if check is not None:
+        check(parsed)
+    return job_type
+
+
+def reindex_check(collections: CollectionRegistry) -> InputCheck:
+    """reindex_collection's check: the collection exists and embeds."""
+
+    def check(parsed: ReindexCollection) -> None:
         found = collections.get(parsed.collection)
         if found is None or found.embed is None:
             message = "is not a collection that embeds"
@@ -116,9 +120,8 @@ def check_job(
                 f"{parsed.collection!r} {message}",
                 errors=[{"field": "input.collection", "message": message, "source": "body"}],
             )
-    if isinstance(parsed, SummarizeRecord):
-        check_summary(parsed, collections, prompts)
-    return job_type
+
+    return check
 
 
 class JobService:
@@ -128,15 +131,13 @@ class JobService:
         celery: Celery,
         settings: Settings,
         clock: Clock,
-        collections: CollectionRegistry,
-        prompts: PromptLibrary,
+        input_checks: InputChecks,
     ) -> None:
         self.db = db
         self.celery = celery
         self.settings = settings
         self.clock = clock
-        self.collections = collections
-        self.prompts = prompts
+        self.input_checks = input_checks
 
     def run_at(self, data: NewJob) -> datetime | None:
         """When a delayed job may start; refuses a delay the broker cannot keep.
@@ -173,7 +174,7 @@ class JobService:
         return now + timedelta(seconds=delay) if delay > 0 else None
 
     async def submit(self, principal: Principal, data: NewJob) -> Job:
-        check_job(principal, data.type, data.input, self.collections, self.prompts)
+        check_job(principal, data.type, data.input, self.input_checks)
         run_at = self.run_at(data)
         await lock_subject(self.db, "jobs", principal.user_id)  # concurrent submits take turns
         active = await self.db.scalar(

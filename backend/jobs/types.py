@@ -6,6 +6,7 @@ declaring it here (the API validates input against ``input``) and writing its fu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -45,6 +46,13 @@ class Sleep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
     seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)]
     steps: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+
+
+# A check of a job's input beyond its schema (the collection exists, the prompt does), by
+# input type; each capability contributes the checks of its own types (the app gathers them:
+# backend/app.py), so jobs need not import what they run.
+InputCheck = Callable[[Any], None]
+InputChecks = Mapping[type, InputCheck]
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.deps import BEARER
-from backend.auth.service import AuthService, Principal
+from backend.auth.service import AuthService
 from backend.config import Settings
-from backend.lib.paging import Paging
+from backend.identity import Principal
 from backend.orgs.schemas import (
     AcceptInvitation,
     InvitationView,
@@ -25,6 +25,7 @@ from backend.orgs.schemas import (
     OrgView,
 )
 from backend.orgs.service import OrgService
+from backend.paging import Paging
 
 
 async def provide_org_service(

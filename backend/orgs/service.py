@@ -15,17 +15,15 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.ai.models import delete_budget_override
-from backend.auth.models import AuthSession, User
+from backend.auth.models import AuthSession, Org, OrgInvitation, OrgMember, User
 from backend.auth.revocations import SessionStates, publish_access_change
 from backend.auth.secrets import hash_token, new_token
-from backend.auth.service import Principal, forget_session_states, require_verified
+from backend.auth.service import forget_session_states, require_verified
 from backend.config import Settings
+from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
-from backend.lib.paging import Paging
 from backend.mail.service import Mailer, MailMessage
-from backend.orgs.models import Org, OrgInvitation, OrgMember
 from backend.orgs.schemas import (
     InvitationView,
     MemberView,
@@ -35,6 +33,7 @@ from backend.orgs.schemas import (
     OrgUpdate,
     OrgView,
 )
+from backend.paging import Paging
 from backend.problems import Problem
 
 MANAGERS = ("owner", "admin")
@@ -142,8 +141,7 @@ class OrgService:
         acting = (
             await self.db.scalars(select(AuthSession.id).where(AuthSession.org_id == org_id))
         ).all()
-        await self.db.execute(delete_budget_override("org", org_id))
-        await self.db.execute(delete(Org).where(Org.id == org_id))
+        await self.db.execute(delete(Org).where(Org.id == org_id))  # budget override: trigger
         await self.db.commit()
         # Tokens naming the org stop at once: their sessions act in none now.
         await forget_session_states(self.redis, acting)

@@ -26,7 +26,6 @@ from sqlalchemy import func, select
 
 from backend.auth.revocations import AccessChange
 from backend.auth.scopes import check_collection, may_write
-from backend.auth.service import Principal
 from backend.collections.compile import AuthContext, Predicate, to_predicate
 from backend.collections.expressions import (
     ExpressionError,
@@ -39,6 +38,7 @@ from backend.collections.reads import Reader
 from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
+from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.realtime.protocol import (
     CLOSE_POLICY,

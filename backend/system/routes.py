@@ -13,8 +13,8 @@ from litestar.params import Dependency
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from backend.auth.service import Principal
 from backend.config import Settings
+from backend.identity import Principal
 from backend.problems import Problem, ProblemBody
 from backend.system.service import readiness
 

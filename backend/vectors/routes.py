@@ -13,11 +13,11 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from backend.auth.deps import BEARER, principal_of
-from backend.auth.service import Principal
 from backend.collections.schemas import record_types
 from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
+from backend.identity import Principal
 from backend.problems import Problem
 from backend.vectors.service import SearchService, search_service_for
 

@@ -38,11 +38,11 @@ from sqlalchemy import (
     select,
 )
 
-from backend.auth.service import Principal
 from backend.collections.reads import Reader
 from backend.collections.service import CompiledRules, RecordReads, Row
 from backend.collections.spec import Collection
 from backend.config import Settings
+from backend.identity import Principal
 from backend.problems import Problem, field_problem
 from backend.vectors.chunking import EmbedVersion
 from backend.vectors.embedders import ProviderError, embedder_for, vector_literal

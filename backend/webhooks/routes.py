@@ -10,9 +10,9 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.deps import BEARER
-from backend.auth.service import Principal
 from backend.config import Settings
-from backend.lib.paging import Paging
+from backend.identity import Principal
+from backend.paging import Paging
 from backend.webhooks.schemas import (
     DeliveryStatus,
     DeliveryView,

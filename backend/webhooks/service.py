@@ -24,7 +24,7 @@ from backend.config import Settings
 from backend.db.locks import lock_subject
 from backend.events.relay import OutboxEvent
 from backend.lib.clock import Clock
-from backend.lib.paging import Paging
+from backend.paging import Paging
 from backend.problems import Problem
 from backend.webhooks import DELIVER_TASK
 from backend.webhooks.models import ALL_OPS, OPS, WebhookAttempt, WebhookDelivery, WebhookEndpoint

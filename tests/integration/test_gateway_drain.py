@@ -88,7 +88,7 @@ async def test_a_stale_drainer_trims_nothing_it_did_not_read(redis, writer, sql)
 async def test_without_redis_calls_are_refused_before_any_upstream_call(settings, upstream):
     from backend.ai.catalog import parse_models
     from backend.ai.gateway import Gateway
-    from backend.auth.service import Principal
+    from backend.identity import Principal
     from backend.lib.clock import SystemClock
     from backend.problems import Problem
 

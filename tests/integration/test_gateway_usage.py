@@ -19,7 +19,7 @@ import redis
 from backend.ai.budgets import completion_reserve, estimate_prompt_tokens
 from backend.ai.gateway import PromptUse
 from backend.ai.usage import roll_up_usage
-from backend.auth.service import Principal
+from backend.identity import Principal
 from backend.lib.urls import libpq_database_url
 from tests.integration.conftest import PASSWORD, bearer
 from tests.integration.test_gateway import GATEWAY_MODELS, chat_body, marker

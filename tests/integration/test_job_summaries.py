@@ -13,9 +13,9 @@ from sqlalchemy.pool import NullPool
 
 from backend.ai.prompts import load_library
 from backend.ai.summaries import check_summary, record_text
-from backend.auth.service import Principal
 from backend.collections.service import compile_rules
 from backend.collections.spec import CollectionRegistry
+from backend.identity import Principal
 from backend.jobs.types import SummarizeRecord
 from backend.lib.urls import sync_database_url
 from backend.problems import Problem

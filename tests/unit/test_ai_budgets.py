@@ -13,8 +13,8 @@ from backend.ai.budgets import (
     subjects,
 )
 from backend.ai.upstream import UpstreamError, check_chunk, check_completion
-from backend.auth.service import Principal
 from backend.config import settings_from_env
+from backend.identity import Principal
 
 SETTINGS = settings_from_env({"AI_COMPLETION_RESERVE_TOKENS": "500"})
 

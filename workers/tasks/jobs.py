@@ -206,9 +206,9 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
     """Read the record as the owner may view it, summarize it through the gateway as the owner
     (metered and budgeted under the prompt's name), and keep the summary as the result."""
     from backend.ai.summaries import check_summary, record_text, summarize
-    from backend.auth.service import Principal
     from backend.collections.service import compile_rules
     from backend.collections.spec import CollectionRegistry
+    from backend.identity import Principal
     from backend.problems import Problem
     from workers.database import worker_engine
     from workers.gateway import worker_gateway

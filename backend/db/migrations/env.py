@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import backend.db.models  # noqa: F401  (registers every table)
+import backend.models  # noqa: F401  (registers every table)
 from backend.db.base import metadata
 
 config = context.config
