@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 from litestar import Request
 
+from backend.errors import Invalid
 from backend.lib.clock import as_utc
-from backend.problems import Problem
 
 NUL = "\x00"
 # How a NUL reaches a JSON body (a raw 0 byte is not valid JSON and fails decoding anyway).
@@ -75,7 +75,7 @@ async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
                 decoded = None  # the handler answers a body that does not parse
             errors += [_error(field, "body") for field in dict.fromkeys(nul_fields(decoded))]
     if errors:
-        raise Problem(422, "Text cannot hold the NUL character (\\u0000); remove it", errors=errors)
+        raise Invalid("Text cannot hold the NUL character (\\u0000); remove it", errors=errors)
 
 
 def utc_field(value: datetime, field: str, source: str = "body") -> datetime:
@@ -85,7 +85,7 @@ def utc_field(value: datetime, field: str, source: str = "body") -> datetime:
     except ValueError as exc:
         message = str(exc)
         errors = [_error_for(field, message, source)]
-        raise Problem(422, f"{field} is not a usable time: {message}", errors=errors) from None
+        raise Invalid(f"{field} is not a usable time: {message}", errors=errors) from None
 
 
 def _error_for(field: str, message: str, source: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ import structlog
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
+from backend import errors
 from backend.lib.names import BLANK, NOT_BLANK
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ class Problem(ProblemDetailsException):
         )
 
 
-def field_problem(detail: str, field: str, message: str, source: str = "body") -> Problem:
+def field_problem(detail: str, field: str, message: str, source: str = "body") -> Problem:  # routes
     """A 422 naming the one field at fault: ``errors: [{field, message, source}]``."""
     return Problem(422, detail, errors=[{"field": field, "message": message, "source": source}])
 
@@ -120,10 +121,42 @@ def problem_from_unexpected(exc: Exception) -> ProblemDetailsException:
     )
 
 
+# The status each kind of domain error (backend/errors.py) answers with.
+STATUS_OF: dict[type[errors.DomainError], int] = {
+    errors.Rejected: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Stale: 412,
+    errors.TooLarge: 413,
+    errors.Invalid: 422,
+    errors.TooMany: 429,
+    errors.Broken: 500,
+    errors.UpstreamFailed: 502,
+    errors.Unavailable: 503,
+    errors.UpstreamTimeout: 504,
+}
+
+
+def status_of(error: errors.DomainError) -> int:
+    """The HTTP status of a domain error: its kind's (the nearest base class that has one)."""
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 400
+
+
+def problem_from_domain_error(exc: errors.DomainError) -> ProblemDetailsException:
+    """The one place a refusal of Litebase's logic becomes problem+json."""
+    return Problem(status_of(exc), exc.detail, errors=exc.errors, headers=exc.headers, **exc.extra)
+
+
 def problem_details_config() -> ProblemDetailsConfig:
     return ProblemDetailsConfig(
         exception_to_problem_detail_map={
             HTTPException: problem_from_http_exception,
+            errors.DomainError: problem_from_domain_error,
             Exception: problem_from_unexpected,
         }
     )

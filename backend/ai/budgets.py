@@ -25,8 +25,8 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from backend.config import Settings
+from backend.errors import TooMany
 from backend.identity import Principal
-from backend.problems import Problem
 
 SubjectKind = Literal["key", "user", "org"]
 SUBJECT_KINDS: tuple[SubjectKind, ...] = ("key", "user", "org")
@@ -171,7 +171,7 @@ def capped_completion(body: dict[str, Any], settings: Settings, base_url: str) -
     return {**body, field: settings.ai_completion_reserve_tokens}
 
 
-class BudgetExceeded(Problem):
+class BudgetExceeded(TooMany):
     def __init__(self, kind: SubjectKind, what: str, used: int, limit: int, retry_after: int):
         detail = (
             f"The {kind}'s token budget for this period is spent ({used} of {limit} tokens used "
@@ -182,9 +182,7 @@ class BudgetExceeded(Problem):
         headers = {"Retry-After": str(retry_after)}
         if what == "tokens":
             headers["x-should-retry"] = "false"  # the openai client would retry otherwise
-        super().__init__(
-            429, detail, code="budget_exceeded", subject=kind, limit=what, headers=headers
-        )
+        super().__init__(detail, code="budget_exceeded", subject=kind, limit=what, headers=headers)
 
 
 class Budgets:

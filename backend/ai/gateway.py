@@ -37,9 +37,9 @@ from backend.ai.catalog import Catalog, ModelAlias
 from backend.ai.upstream import ProviderClient, UpstreamError, UpstreamStream
 from backend.ai.usage import USAGE_QUEUE, UsageEvent
 from backend.config import Settings
+from backend.errors import NotFound, Rejected, Unavailable, UpstreamFailed
 from backend.identity import Principal
 from backend.lib.clock import Clock
-from backend.problems import Problem
 
 log = structlog.get_logger(__name__)
 
@@ -64,36 +64,33 @@ class PromptUse:
     version: str
 
 
-def unknown_model(model: object) -> Problem:
-    return Problem(
-        404,
+def unknown_model(model: object) -> NotFound:
+    return NotFound(
         f"The model {model!r} does not exist; GET /v1/models lists the ones you can use",
         code="model_not_found",
         errors=[{"field": "model", "message": "is not a known model alias", "source": "body"}],
     )
 
 
-def bad_gateway() -> Problem:
-    return Problem(
-        502,
+def bad_gateway() -> UpstreamFailed:
+    return UpstreamFailed(
         "The model provider failed (and every fallback with it); try again later",
         code="upstream_error",
     )
 
 
-def upstream_rejected(exc: UpstreamError) -> Problem:
-    return Problem(
-        400,
+def upstream_rejected(exc: UpstreamError) -> Rejected:
+    return Rejected(
         f"The model provider refused the request: {exc.reason}",
         code="upstream_rejected",
     )
 
 
-class StreamFailed(Problem):
+class StreamFailed(UpstreamFailed):
     """A stream broke after its first chunk: the caller has the chunks so far, no more."""
 
     def __init__(self) -> None:
-        super().__init__(502, "The model provider's stream broke off", code="upstream_error")
+        super().__init__("The model provider's stream broke off", code="upstream_error")
 
 
 @dataclass
@@ -198,8 +195,7 @@ class Gateway:
         except RedisError as exc:
             # Without the ledgers no budget can be held: refuse rather than spend unmetered.
             log.error("budgets unavailable", error=str(exc))
-            raise Problem(
-                503,
+            raise Unavailable(
                 "Model budgets cannot be checked right now; try again shortly",
                 code="budgets_unavailable",
                 headers={"Retry-After": "1"},

@@ -19,6 +19,7 @@ from litestar.channels import ChannelsPlugin
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from backend.ai.prompts import PromptLibrary
@@ -37,8 +38,9 @@ from backend.auth.deps import BEARER
 from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
+from backend.errors import DomainError
 from backend.identity import Principal
-from backend.problems import Problem
+from backend.problems import Problem, problem_from_domain_error
 from backend.vectors.service import search_service_for
 
 log = structlog.get_logger(__name__)
@@ -76,7 +78,7 @@ class AskAccepted(msgspec.Struct, frozen=True, kw_only=True):
     channel: str
 
 
-def _problem_body(exc: Problem) -> dict[str, Any]:
+def _problem_body(exc: ProblemDetailsException) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": exc.type_ or "about:blank",
         "title": exc.title,
@@ -96,9 +98,10 @@ def server_sent(events: AsyncGenerator[Delta | RunResult | Answer, None]) -> Ser
             async for event in events:
                 name = "delta" if isinstance(event, Delta) else "done"
                 yield ServerSentEventMessage(event=name, data=msgspec.json.encode(event).decode())
-        except Problem as exc:
+        except (Problem, DomainError) as exc:
+            problem = problem_from_domain_error(exc) if isinstance(exc, DomainError) else exc
             yield ServerSentEventMessage(
-                event="error", data=msgspec.json.encode(_problem_body(exc)).decode()
+                event="error", data=msgspec.json.encode(_problem_body(problem)).decode()
             )
         except Exception:
             log.exception("a stream failed")

@@ -24,7 +24,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.nodes import Template as TemplateNode
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from backend.problems import Problem
+from backend.errors import Broken, Invalid, NotFound
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # The gateway owns these keys of a chat call; a prompt's parameters never set them.
@@ -129,8 +129,7 @@ class Prompt:
         """The chat messages for these variables; 422 naming the fields if they don't fit."""
         errors = self.field_errors(variables)
         if errors:
-            raise Problem(
-                422,
+            raise Invalid(
                 f"The variables do not fit the prompt {self.name}'s input schema",
                 errors=errors,
             )
@@ -143,16 +142,15 @@ class Prompt:
         except UndefinedError as exc:
             # The schema allowed it, the template needs it (say, an optional field read
             # without `is defined`): the caller can fix it by sending it.
-            raise Problem(
-                422,
+            raise Invalid(
                 f"The prompt {self.name} needs a value the variables do not give: {exc.message}",
                 errors=[_field_error(["variables"], exc.message or "undefined")],
             ) from exc
         except SecurityError as exc:
-            raise Problem(500, f"The prompt {self.name} did something its sandbox refuses") from exc
+            raise Broken(f"The prompt {self.name} did something its sandbox refuses") from exc
         except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
             # A template bug (say, arithmetic on a string): the operator fixes the file.
-            raise Problem(500, f"The prompt {self.name} failed to render: {exc}") from exc
+            raise Broken(f"The prompt {self.name} failed to render: {exc}") from exc
 
     def chat_body(self, variables: Mapping[str, Any]) -> dict[str, Any]:
         """The /v1/chat/completions body for these variables (without ``stream``)."""
@@ -283,7 +281,7 @@ class PromptLibrary:
         """The prompt named ``name``, or 404."""
         prompt = self._prompts.get(name)
         if prompt is None:
-            raise Problem(404, f"No prompt named {name!r}", code="unknown_prompt")
+            raise NotFound(f"No prompt named {name!r}", code="unknown_prompt")
         return prompt
 
 

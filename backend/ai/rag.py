@@ -22,8 +22,9 @@ from backend.ai.gateway import Gateway, PromptUse
 from backend.ai.prompts import Prompt, PromptLibrary, parse_json_output
 from backend.collections.spec import Collection
 from backend.config import Settings
+from backend.errors import DomainError, Forbidden, Invalid, TooMany, Unavailable, invalid_field
 from backend.identity import Principal
-from backend.problems import Problem, field_problem
+from backend.problems import status_of
 from backend.realtime.protocol import encode
 from backend.realtime.rooms import room_channel, user_channel
 from backend.vectors.service import SearchService
@@ -224,8 +225,7 @@ class AskService:
     def prompt(self) -> Prompt:
         prompt = self.runner.prompts.get(self.settings.ask_prompt)
         if prompt is None:
-            raise Problem(
-                503,
+            raise Unavailable(
                 f"Asking needs the prompt {self.settings.ask_prompt!r} (ASK_PROMPT), which is not "
                 "in PROMPTS_DIR",
                 code="prompt_missing",
@@ -245,18 +245,18 @@ class AskService:
     ) -> list[Citation]:
         """The chunks that answer ``question`` among the records the caller may list."""
         if not question.strip():
-            raise field_problem("The question is empty", "question", "empty")
+            raise invalid_field("The question is empty", "question", "empty")
         if "\x00" in question:  # Postgres text cannot hold it (the search would fail)
-            raise field_problem("The question contains a NUL character", "question", "NUL")
+            raise invalid_field("The question contains a NUL character", "question", "NUL")
         if len(question) > self.settings.ask_max_question_chars:
             limit = self.settings.ask_max_question_chars
-            raise field_problem(
+            raise invalid_field(
                 f"The question is longer than {limit} characters (ASK_MAX_QUESTION_CHARS)",
                 "question",
                 "too long",
             )
         if not 1 <= k <= self.max_k():
-            raise field_problem(
+            raise invalid_field(
                 f"k must be between 1 and {self.max_k()} (ASK_MAX_K)", "k", "out of range"
             )
         self.prompt()  # before searching: a missing prompt costs no query embedding
@@ -345,9 +345,9 @@ async def answer_over_channel(
                 await publish("ask.delta", {"ask_id": ask_id, "content": event.content})
             else:
                 await publish("ask.done", {"ask_id": ask_id, **msgspec.to_builtins(event)})
-    except Problem as exc:
+    except DomainError as exc:
         await publish(
-            "ask.error", {"ask_id": ask_id, "status": exc.status_code, "detail": exc.detail}
+            "ask.error", {"ask_id": ask_id, "status": status_of(exc), "detail": exc.detail}
         )
     except Exception:
         log.exception("an answer over a channel failed", ask_id=ask_id)
@@ -368,8 +368,7 @@ class BackgroundSlots:
 
     def take(self) -> None:
         if self.running >= self.limit:
-            raise Problem(
-                429,
+            raise TooMany(
                 "Too many answers are being sent over channels; retry shortly",
                 code="too_many_asks",
                 headers={"Retry-After": "1"},
@@ -383,9 +382,8 @@ class BackgroundSlots:
 def realtime_target(channel: str, principal: Principal, settings: Settings) -> str:
     """The internal channel for ``channel``, which the caller must be allowed to subscribe to."""
 
-    def refused(message: str) -> Problem:
-        return Problem(
-            422,
+    def refused(message: str) -> Invalid:
+        return Invalid(
             "The channel is not one an answer can be sent to",
             errors=[{"field": "channel", "message": message, "source": "body"}],
         )
@@ -395,10 +393,10 @@ def realtime_target(channel: str, principal: Principal, settings: Settings) -> s
     kind, _, name = channel.partition(":")
     if kind == "user":
         if name != str(principal.user_id):
-            raise Problem(403, "user:<id> is for that user only", code="forbidden")
+            raise Forbidden("user:<id> is for that user only", code="forbidden")
         return user_channel(name)
     if kind == "room":
         if principal.org_id is None or not name:
-            raise Problem(403, "Rooms are shared within your active org", code="forbidden")
+            raise Forbidden("Rooms are shared within your active org", code="forbidden")
         return room_channel(principal.org_id, name)
     raise refused("must be user:<your id> or room:<name>")

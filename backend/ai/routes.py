@@ -29,9 +29,15 @@ from backend.ai.service import BudgetService
 from backend.ai.usage import GroupBy, usage_report
 from backend.auth.deps import BEARER
 from backend.config import Settings
+from backend.errors import DomainError
 from backend.identity import Principal
 from backend.inputs import utc_field
-from backend.problems import Problem, field_problem, problem_from_http_exception
+from backend.problems import (
+    Problem,
+    field_problem,
+    problem_from_domain_error,
+    problem_from_http_exception,
+)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _ERROR_TYPES: dict[int, str] = {
@@ -43,9 +49,16 @@ _ERROR_TYPES: dict[int, str] = {
 }
 
 
-def openai_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def openai_problem(
+    request: Request[Any, Any, Any], exc: HTTPException | DomainError
+) -> Response[Any]:
     """problem+json with OpenAI's ``error`` member beside the RFC 9457 fields."""
-    problem = exc if isinstance(exc, ProblemDetailsException) else problem_from_http_exception(exc)
+    if isinstance(exc, DomainError):
+        problem = problem_from_domain_error(exc)
+    elif isinstance(exc, ProblemDetailsException):
+        problem = exc
+    else:
+        problem = problem_from_http_exception(exc)
     response = problem.to_response(request)
     body = response.content
     if isinstance(body, dict):
@@ -258,6 +271,7 @@ def gateway_routers(settings: Settings) -> list[Router | type[Controller]]:
         exception_handlers={
             ProblemDetailsException: openai_problem,
             HTTPException: openai_problem,
+            DomainError: openai_problem,
         },
     )
     return [v1, UsageController, BudgetController]

@@ -21,9 +21,9 @@ from backend.ai.prompts import Prompt, PromptLibrary
 from backend.ai.rag import PromptRef, PromptRunner
 from backend.collections.service import CompiledRules, rule_clause
 from backend.collections.spec import READ_ONLY_FIELDS, Collection, CollectionRegistry
+from backend.errors import Invalid, NotFound, invalid_field
 from backend.identity import Principal
 from backend.jobs.types import SummarizeRecord
-from backend.problems import Problem, field_problem
 
 # The variable a summary prompt receives the record's text in.
 TEXT_VARIABLE = "text"
@@ -43,9 +43,9 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     usage: dict[str, Any] | None
 
 
-def _input_problem(field: str, message: str) -> Problem:
+def _input_problem(field: str, message: str) -> Invalid:
     detail = f"The input does not fit summarize_record: {field.removeprefix('input.')} {message}"
-    return field_problem(detail, field, message)
+    return invalid_field(detail, field, message)
 
 
 def default_fields(collection: Collection) -> tuple[str, ...]:
@@ -124,11 +124,10 @@ def record_text(
         )
     ).first()
     if row is None:
-        raise Problem(404, f"No such record in {collection.name}", code="not_found")
+        raise NotFound(f"No such record in {collection.name}", code="not_found")
     text = SEPARATOR.join(str(value).strip() for value in row if value and str(value).strip())
     if not text:
-        raise Problem(
-            422,
+        raise Invalid(
             f"The record has no text in {', '.join(fields)} to summarize",
             code="nothing_to_summarize",
         )

@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend.config import Settings
+from backend.errors import TooMany
 from backend.lib.counters import count_in_window
-from backend.problems import Problem
 
 if TYPE_CHECKING:
     from backend.identity import Principal
@@ -53,8 +53,7 @@ async def count_request(
         log.warning("request limits are off while Redis is unreachable: %s", exc)
         return
     if count > limit:
-        raise Problem(
-            429,
+        raise TooMany(
             f"Too many requests: at most {limit} a minute; try again in {retry_after} s",
             code="rate_limited",
             headers={"Retry-After": str(retry_after)},

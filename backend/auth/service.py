@@ -69,13 +69,21 @@ from backend.auth.secrets import (
     verify_password,
 )
 from backend.config import Settings
+from backend.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Rejected,
+    TooMany,
+    Unauthenticated,
+)
 from backend.identity import ClientInfo, Principal
 from backend.inputs import utc_field
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
 from backend.mail.service import Mailer, MailMessage
 from backend.paging import Paging
-from backend.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +163,8 @@ def _decode_state(raw: bytes | str | None) -> SessionState | None:
         return None
 
 
-def unauthorized(detail: str, code: str) -> Problem:
-    return Problem(401, detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+def unauthorized(detail: str, code: str) -> Unauthenticated:
+    return Unauthenticated(detail, code=code, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _sign_in_code_hash(user_id: UUID, code: str) -> str:
@@ -164,9 +172,8 @@ def _sign_in_code_hash(user_id: UUID, code: str) -> str:
     return hash_token(f"{user_id}:{code}")
 
 
-def _wrong_code() -> Problem:
-    return Problem(
-        422,
+def _wrong_code() -> Invalid:
+    return Invalid(
         "The code is not right, or was used already",
         errors=[{"field": "code", "message": "incorrect", "source": "body"}],
     )
@@ -176,9 +183,8 @@ def _clear_totp(user: User) -> None:
     user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
 
 
-def _email_taken(field: str) -> Problem:
-    return Problem(
-        409,
+def _email_taken(field: str) -> Conflict:
+    return Conflict(
         "An account with this email already exists",
         code="email_taken",
         errors=[{"field": field, "message": "already registered", "source": "body"}],
@@ -192,13 +198,11 @@ async def require_verified(db: AsyncSession, settings: Settings, user_id: UUID, 
         return
     verified = await db.scalar(select(User.email_verified).where(User.id == user_id))
     if not verified:
-        raise Problem(
-            403, f"Verify your email address before you {what}", code="email_not_verified"
-        )
+        raise Forbidden(f"Verify your email address before you {what}", code="email_not_verified")
 
 
-def invalid_grant(detail: str) -> Problem:
-    return Problem(401, detail, code="invalid_grant")
+def invalid_grant(detail: str) -> Unauthenticated:
+    return Unauthenticated(detail, code="invalid_grant")
 
 
 def user_view(user: User) -> UserView:
@@ -213,9 +217,8 @@ def user_view(user: User) -> UserView:
     )
 
 
-def _scope_problem(field: str, message: str) -> Problem:
-    return Problem(
-        422,
+def _scope_problem(field: str, message: str) -> Invalid:
+    return Invalid(
         f"The new key's {field} are {message}",
         errors=[{"field": field, "message": message, "source": "body"}],
     )
@@ -325,8 +328,8 @@ class AuthService:
             raise unauthorized("Email or password is incorrect", "invalid_credentials")
         await self.redis.delete(failures_key)
         if self.settings.auth_require_verified_email and not user.email_verified:
-            raise Problem(
-                403, "Verify your email address before signing in", code="email_not_verified"
+            raise Forbidden(
+                "Verify your email address before signing in", code="email_not_verified"
             )
         if user.password_hash and password_needs_rehash(user.password_hash):
             user.password_hash = await asyncio.to_thread(hash_password, password)
@@ -347,8 +350,7 @@ class AuthService:
             msgspec.json.encode(pending),
             ex=self.settings.mfa_token_ttl_seconds,
         )
-        raise Problem(
-            401,
+        raise Unauthenticated(
             "Enter the code from your authenticator app (grant_type mfa, with this mfa_token)",
             code="mfa_required",
             mfa_token=token,
@@ -395,8 +397,8 @@ class AuthService:
             user, password, "Setting up two-factor sign-in needs the account's password"
         )
         if user.totp_enabled_at is not None:
-            raise Problem(
-                409, "Two-factor sign-in is on already; turn it off first", code="totp_enabled"
+            raise Conflict(
+                "Two-factor sign-in is on already; turn it off first", code="totp_enabled"
             )
         secret = totp.new_secret()
         user.totp_secret, user.totp_last_step = totp.seal(self.settings.secret_key, secret), None
@@ -407,9 +409,9 @@ class AuthService:
     async def enable_totp(self, principal: Principal, code: str) -> User:
         user = await self.get_user(principal)
         if user.totp_enabled_at is not None:
-            raise Problem(409, "Two-factor sign-in is on already", code="totp_enabled")
+            raise Conflict("Two-factor sign-in is on already", code="totp_enabled")
         if user.totp_secret is None:
-            raise Problem(409, "Set it up first (POST /auth/mfa/totp)", code="totp_not_enrolled")
+            raise Conflict("Set it up first (POST /auth/mfa/totp)", code="totp_not_enrolled")
         step = self._totp_step(user, code)
         if step is None:
             raise _wrong_code()
@@ -420,7 +422,7 @@ class AuthService:
     async def disable_totp(self, principal: Principal, code: str) -> None:
         user = await self.get_user(principal)
         if user.totp_enabled_at is None:
-            raise Problem(409, "Two-factor sign-in is off", code="totp_not_enabled")
+            raise Conflict("Two-factor sign-in is off", code="totp_not_enabled")
         if self._totp_step(user, code) is None:
             raise _wrong_code()
         _clear_totp(user)
@@ -437,8 +439,7 @@ class AuthService:
         window = self.settings.auth_failed_signin_window_seconds
         attempts, retry_after = await count_in_window(self.redis, key, window)
         if attempts > self.settings.auth_failed_signin_limit:
-            raise Problem(
-                429,
+            raise TooMany(
                 "Too many failed sign-ins for this account; try again later",
                 code="too_many_attempts",
                 headers={"Retry-After": str(retry_after)},
@@ -613,8 +614,7 @@ class AuthService:
             select(OrgMember.id).where(OrgMember.user_id == user_id, OrgMember.org_id == org_id)
         )
         if member is None:
-            raise Problem(
-                403,
+            raise Forbidden(
                 "You are not a member of that org",
                 code="not_a_member",
                 errors=[{"field": "org_id", "message": "not a member", "source": "body"}],
@@ -809,8 +809,7 @@ class AuthService:
         if password is None or not await asyncio.to_thread(
             verify_password, user.password_hash, password
         ):
-            raise Problem(
-                422,
+            raise Invalid(
                 detail,
                 errors=[{"field": field, "message": "missing or incorrect", "source": "body"}],
             )
@@ -824,7 +823,7 @@ class AuthService:
     async def admin_delete_user(self, user_id: UUID) -> None:
         user = await self.db.get(User, user_id)
         if user is None:
-            raise Problem(404, "No such user", code="not_found")
+            raise NotFound("No such user", code="not_found")
         await self._delete_user(user)
 
     async def _delete_user(self, user: User) -> None:
@@ -846,8 +845,7 @@ class AuthService:
             )
         ).all()
         if sole:
-            raise Problem(
-                409,
+            raise Conflict(
                 "The account is the only owner of an org: make someone else an owner, or"
                 " delete the org (DELETE /orgs/{id}), before deleting the account",
                 code="last_owner",
@@ -860,8 +858,7 @@ class AuthService:
 
     async def logout(self, principal: Principal) -> None:
         if principal.session_id is None:
-            raise Problem(
-                400,
+            raise Rejected(
                 "API keys have no session; revoke the key with DELETE /auth/api-keys/{id}",
                 code="no_session",
             )
@@ -899,7 +896,7 @@ class AuthService:
     async def revoke_session(self, principal: Principal, session_id: UUID) -> None:
         session = await self.db.get(AuthSession, session_id)
         if session is None or session.user_id != principal.user_id:
-            raise Problem(404, "No such session", code="not_found")
+            raise NotFound("No such session", code="not_found")
         await self._revoke(session, self.clock.now())
         await self.db.commit()
 
@@ -977,8 +974,7 @@ class AuthService:
         """The token's row, marked used (in the caller's transaction); 400 if it can't be."""
         found = await self._usable_email_token(hash_token(token), purpose)
         if found is None:
-            raise Problem(
-                400,
+            raise Rejected(
                 "The token is not valid, already used, or expired",
                 code="invalid_token",
                 errors=[{"field": "token", "message": "invalid or expired", "source": "body"}],
@@ -994,8 +990,7 @@ class AuthService:
         )
         new_email = data.new_email.strip()
         if new_email.lower() == user.email.lower():
-            raise Problem(
-                422,
+            raise Invalid(
                 "That is already the account's email address",
                 errors=[{"field": "new_email", "message": "unchanged", "source": "body"}],
             )
@@ -1076,14 +1071,13 @@ class AuthService:
     ) -> CreatedApiKey:
         """A key for the caller; ``served``: the collections an allow-list may name."""
         if data.service and not principal.is_admin:
-            raise Problem(403, "Only admins can create service keys", code="forbidden")
+            raise Forbidden("Only admins can create service keys", code="forbidden")
         await require_verified(self.db, self.settings, principal.user_id, "create API keys")
         scopes = sorted(set(data.scopes or DEFAULT_SCOPES))
         collections = None if data.collections is None else sorted(set(data.collections))
         for index, name in enumerate(data.collections or ()):
             if name not in served:
-                raise Problem(
-                    422,
+                raise Invalid(
                     f"No collection is named {name!r}",
                     errors=[
                         {
@@ -1095,8 +1089,8 @@ class AuthService:
                 )
         if principal.scopes is not None:  # a key minting a key: never wider than itself
             if "keys" not in principal.scopes:
-                raise Problem(
-                    403, "This API key may not create keys (no 'keys' scope)", code="forbidden"
+                raise Forbidden(
+                    "This API key may not create keys (no 'keys' scope)", code="forbidden"
                 )
             if not set(scopes) <= principal.scopes:
                 raise _scope_problem("scopes", "wider than the key that creates it")
@@ -1107,8 +1101,7 @@ class AuthService:
         now = self.clock.now()
         expires_at = None if data.expires_at is None else utc_field(data.expires_at, "expires_at")
         if expires_at is not None and expires_at <= now:
-            raise Problem(
-                422,
+            raise Invalid(
                 "expires_at must be in the future",
                 errors=[{"field": "expires_at", "message": "in the past", "source": "body"}],
             )
@@ -1145,7 +1138,7 @@ class AuthService:
     async def revoke_api_key(self, principal: Principal, key_id: UUID) -> None:
         key = await self.db.get(ApiKey, key_id)
         if key is None or key.user_id != principal.user_id or key.revoked_at is not None:
-            raise Problem(404, "No such API key", code="not_found")
+            raise NotFound("No such API key", code="not_found")
         key.revoked_at = self.clock.now()
         await self.db.commit()
         await publish_access_change(self.redis, "key", key.id)
@@ -1172,7 +1165,7 @@ class AuthService:
     async def admin_update_user(self, user_id: UUID, data: AdminUserUpdate) -> User:
         user = await self.db.get(User, user_id)
         if user is None:
-            raise Problem(404, "No such user", code="not_found")
+            raise NotFound("No such user", code="not_found")
         if data.role is not None and data.role != user.role:
             user.role = data.role
             # Access tokens carry the role: make the user sign in again to pick it up.

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, exists, false, literal, select
 from backend.auth.models import OrgMember
 from backend.collections.compile import AuthContext
 from backend.collections.spec import Collection
-from backend.problems import Problem
+from backend.errors import Invalid
 
 if TYPE_CHECKING:
     from backend.collections.service import CompiledRules
@@ -61,14 +61,13 @@ def relation_checks(
     return checks
 
 
-def unviewable_relations(checks: Mapping[str, ColumnElement[bool]], passed: Any) -> Problem | None:
+def unviewable_relations(checks: Mapping[str, ColumnElement[bool]], passed: Any) -> Invalid | None:
     """The 422 for the checks that did not pass (``passed``: the row of their results, in
     order), or None. A missing record and a hidden one get the same answer."""
     failed = [name for name, ok in zip(checks, passed, strict=True) if not ok]
     if not failed:
         return None
-    return Problem(
-        422,
+    return Invalid(
         f"{', '.join(failed)} must point at a record you may view",
         errors=[
             {"field": name, "message": "no such record you may view", "source": "body"}

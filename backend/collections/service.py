@@ -54,9 +54,9 @@ from backend.collections.reads import Reader
 from backend.collections.relations import relation_checks, unviewable_relations
 from backend.collections.spec import Collection, CollectionModel
 from backend.config import Settings
+from backend.errors import DomainError, Forbidden, Invalid, NotFound, Stale
 from backend.identity import Principal
 from backend.lib.clock import Clock
-from backend.problems import Problem
 
 ACTIONS = ("list", "view", "create", "update", "delete")
 SORTABLE_KINDS = frozenset({"text", "integer", "number", "bool", "uuid", "datetime"})
@@ -183,9 +183,10 @@ def rule_clause(
     return compiled.clause(action, auth_context(principal), now)
 
 
-def _field_problem(status: int, detail: str, field: str, message: str, **extra: Any) -> Problem:
-    return Problem(
-        status, detail, errors=[{"field": field, "message": message, "source": "query"}], **extra
+def _field_problem(detail: str, field: str, message: str, **extra: Any) -> Invalid:
+    """An ``Invalid`` naming one query parameter."""
+    return Invalid(
+        detail, errors=[{"field": field, "message": message, "source": "query"}], **extra
     )
 
 
@@ -272,7 +273,6 @@ class RecordReads:
             )
         except ExpressionError as exc:
             raise _field_problem(
-                422,
                 f"The filter is not valid: {exc}",
                 "filter",
                 exc.reason,
@@ -289,10 +289,9 @@ class RecordReads:
             name = name.lstrip("+-")
             spec = collection.fields.get(name)
             if spec is None:
-                raise _field_problem(422, f"Cannot sort by {name!r}", "sort", "unknown field")
+                raise _field_problem(f"Cannot sort by {name!r}", "sort", "unknown field")
             if spec.kind not in SORTABLE_KINDS or spec.nullable:
                 raise _field_problem(
-                    422,
                     f"Cannot sort by {name!r}: only non-null text, numbers, booleans, ids, times",
                     "sort",
                     "not sortable",
@@ -319,7 +318,6 @@ class RecordReads:
             return values
         except (ValueError, binascii.Error, msgspec.DecodeError, ExpressionError):
             raise _field_problem(
-                422,
                 "The cursor is not valid for this sort; start again without it",
                 "cursor",
                 "invalid",
@@ -348,7 +346,7 @@ class RecordReads:
         names = tuple(name.strip() for name in fields.split(",") if name.strip())
         unknown = [name for name in names if name not in collection.fields]
         if unknown:
-            raise _field_problem(422, f"Unknown fields: {', '.join(unknown)}", "fields", "unknown")
+            raise _field_problem(f"Unknown fields: {', '.join(unknown)}", "fields", "unknown")
         return names
 
     async def list_page(
@@ -357,10 +355,9 @@ class RecordReads:
         if "list" in self.rules[collection.name].admin_only and not (
             principal is not None and principal.bypasses_rules
         ):
-            raise Problem(403, f"Only admins may list {collection.name}", code="forbidden")
+            raise Forbidden(f"Only admins may list {collection.name}", code="forbidden")
         if not 1 <= query.limit <= self.settings.page_max_limit:
             raise _field_problem(
-                422,
                 f"limit must be between 1 and {self.settings.page_max_limit}",
                 "limit",
                 "out of range",
@@ -476,7 +473,7 @@ class RecordReads:
             )
             rows = await self.reader.shaped_records(shape, record_id=record_id)
         if not rows:
-            raise Problem(404, f"No such record in {collection.name}", code="not_found")
+            raise NotFound(f"No such record in {collection.name}", code="not_found")
         return rows[0]
 
     async def related(
@@ -530,7 +527,7 @@ class RecordService(RecordReads):
             statement = statement.with_for_update()
         row = await self.db.scalar(statement)
         if row is None:
-            raise Problem(404, f"No such record in {collection.name}", code="not_found")
+            raise NotFound(f"No such record in {collection.name}", code="not_found")
         return row
 
     async def _admits(
@@ -579,8 +576,8 @@ class RecordService(RecordReads):
         await self._flush(collection)
         await self.db.refresh(row)  # columns the database filled in (server defaults)
         if not await self._admits(collection, "create", principal, row.id):
-            raise Problem(
-                403, f"You may not create this record in {collection.name}", code="forbidden"
+            raise Forbidden(
+                f"You may not create this record in {collection.name}", code="forbidden"
             )
         return row
 
@@ -624,8 +621,8 @@ class RecordService(RecordReads):
         """The row, locked: 404 if hidden, 403 if the rule for ``action`` refuses, 412 if stale."""
         row = await self._visible(collection, principal, record_id, for_update=True)
         if not await self._admits(collection, action, principal, record_id):
-            raise Problem(
-                403, f"You may not {action} this record in {collection.name}", code="forbidden"
+            raise Forbidden(
+                f"You may not {action} this record in {collection.name}", code="forbidden"
             )
         self._check_precondition(collection, row, if_match)
         return row
@@ -636,8 +633,7 @@ class RecordService(RecordReads):
     ) -> None:
         etag = etag_of(values_of(collection, row))
         if if_match is not None and if_match.strip() not in ("*", etag):
-            raise Problem(
-                412,
+            raise Stale(
                 "The record changed since you read it (If-Match does not match its ETag)",
                 code="precondition_failed",
                 headers={"ETag": etag},
@@ -649,16 +645,15 @@ class RecordService(RecordReads):
         except IntegrityError as exc:
             raise self._integrity_problem(collection, exc) from None
         except DBAPIError as exc:
-            raise Problem(422, f"The database refused the values: {exc.orig}") from None
+            raise Invalid(f"The database refused the values: {exc.orig}") from None
 
     @staticmethod
-    def _integrity_problem(collection: Collection, exc: IntegrityError) -> Problem:
+    def _integrity_problem(collection: Collection, exc: IntegrityError) -> Invalid:
         constraint = str(getattr(exc.orig, "constraint_name", None) or exc.orig)
         field = next(
             (name for name in collection.fields if f"_{name}_" in f"{constraint}_"), "body"
         )
-        return Problem(
-            422,
+        return Invalid(
             f"The record breaks a constraint ({constraint})",
             errors=[
                 {
@@ -714,8 +709,7 @@ class RecordService(RecordReads):
                     row = await self._create(collection, principal, data)
                     done.append((op, values_of(collection, row)))
                 elif record_id is None:
-                    raise Problem(
-                        422,
+                    raise Invalid(
                         f"{op} needs an id",
                         errors=[{"field": "id", "message": "required", "source": "body"}],
                     )
@@ -725,7 +719,7 @@ class RecordService(RecordReads):
                 else:
                     row = await self._delete(collection, principal, record_id, if_match)
                     done.append((op, values_of(collection, row)))
-            except Problem as problem:
+            except DomainError as problem:
                 await self.db.rollback()
                 raise _in_operation(problem, index) from None
         await self.db.commit()
@@ -735,19 +729,12 @@ class RecordService(RecordReads):
         return self.clock.now()
 
 
-def _in_operation(problem: Problem, index: int) -> Problem:
-    """Point a failed operation's problem at ``operations[index]``; nothing was written."""
-    extra = dict(problem.extra) if isinstance(problem.extra, dict) else {}
-    errors = extra.pop("errors", None) or [
-        {"field": "", "message": problem.detail, "source": "body"}
+def _in_operation(error: DomainError, index: int) -> DomainError:
+    """Point a failed operation's refusal at ``operations[index]``; nothing was written."""
+    errors = [dict(e) for e in error.errors or ()] or [
+        {"field": "", "message": error.detail, "source": "body"}
     ]
-    for error in errors:
-        inner = error.get("field") or ""
-        error["field"] = f"operations[{index}]" + (f".{inner}" if inner else "")
-    return Problem(
-        problem.status_code,
-        f"Operation {index} failed, so none were applied: {problem.detail}",
-        errors=errors,
-        headers=dict(problem.headers or {}),
-        **extra,
-    )
+    for item in errors:
+        inner = item.get("field") or ""
+        item["field"] = f"operations[{index}]" + (f".{inner}" if inner else "")
+    return error.moved(f"Operation {index} failed, so none were applied: {error.detail}", errors)

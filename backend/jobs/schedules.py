@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.config import Settings
 from backend.db.locks import lock_subject
+from backend.errors import Invalid, NotFound, TooMany, invalid_field
 from backend.identity import Principal
 from backend.jobs.cron import CronError, next_run, parse_cron, shortest_gap
 from backend.jobs.models import ACTIVE_STATUSES, JobSchedule
@@ -31,7 +32,6 @@ from backend.jobs.schemas import NewSchedule, ScheduleChange, ScheduleView
 from backend.jobs.service import check_job
 from backend.jobs.types import JOB_TYPES, InputChecks
 from backend.lib.clock import Clock
-from backend.problems import Problem, field_problem
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def schedule_view(schedule: JobSchedule) -> ScheduleView:
     )
 
 
-def _cron_problem(message: str) -> Problem:
-    return field_problem(f"The cron expression {message}", "cron", message)
+def _cron_problem(message: str) -> Invalid:
+    return invalid_field(f"The cron expression {message}", "cron", message)
 
 
 class ScheduleService:
@@ -73,7 +73,7 @@ class ScheduleService:
     def _check(
         self, principal: Principal, type_name: str, raw_input: Any, expression: str
     ) -> crontab:
-        """The parsed cron, if this caller may schedule this job; else the Problem."""
+        """The parsed cron, if this caller may schedule this job; else the refusal."""
         check_job(principal, type_name, raw_input, self.input_checks)
         allowed = self.settings.jobs_schedulable_types
         if type_name not in allowed:
@@ -82,8 +82,7 @@ class ScheduleService:
                 if allowed
                 else "may not be scheduled; no type is (JOBS_SCHEDULABLE_TYPES)"
             )
-            raise Problem(
-                422,
+            raise Invalid(
                 f"{type_name} {message}",
                 errors=[{"field": "type", "message": message, "source": "body"}],
             )
@@ -108,8 +107,7 @@ class ScheduleService:
             .where(JobSchedule.owner == principal.user_id)
         )
         if int(have or 0) >= self.settings.jobs_max_schedules_per_user:
-            raise Problem(
-                429,
+            raise TooMany(
                 f"You have {have} schedules, the most allowed; delete one first",
                 code="too_many_schedules",
             )
@@ -134,7 +132,7 @@ class ScheduleService:
             statement = statement.with_for_update()
         row = await self.db.scalar(statement)
         if row is None or (row.owner != principal.user_id and not principal.is_admin):
-            raise Problem(404, "No such schedule", code="not_found")
+            raise NotFound("No such schedule", code="not_found")
         return row
 
     async def get(self, principal: Principal, schedule_id: UUID) -> JobSchedule:

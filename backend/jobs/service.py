@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.db.locks import lock_subject
+from backend.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
 from backend.identity import Principal
 from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
 from backend.jobs.schemas import JobView, NewJob
@@ -29,7 +30,7 @@ from backend.jobs.types import (
 )
 from backend.lib.clock import Clock
 from backend.paging import Paging
-from backend.problems import Problem, locate
+from backend.problems import locate
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +83,21 @@ async def enqueue(
 def check_job(
     principal: Principal, type_name: str, raw_input: Any, input_checks: InputChecks
 ) -> JobType:
-    """The job type, if this caller may start it with this input; else the Problem to answer
+    """The job type, if this caller may start it with this input; else the refusal (a domain error)
     (422 naming the field, 403 for an admin-only type). Jobs and schedules check the same."""
     job_type = JOB_TYPES.get(type_name)
     if job_type is None:
-        raise Problem(
-            422,
+        raise Invalid(
             f"Unknown job type {type_name!r}; known: {', '.join(sorted(JOB_TYPES))}",
             errors=[{"field": "type", "message": "unknown job type", "source": "body"}],
         )
     if job_type.admin_only and not principal.is_admin:
-        raise Problem(403, f"Only admins may start {type_name} jobs", code="forbidden")
+        raise Forbidden(f"Only admins may start {type_name} jobs", code="forbidden")
     try:
         parsed = parse_input(job_type, raw_input)
     except msgspec.ValidationError as exc:
         field, message = locate(str(exc), "input")
-        raise Problem(
-            422,
+        raise Invalid(
             f"The input does not fit {type_name}: {message}",
             errors=[{"field": field, "message": message, "source": "body"}],
         ) from None
@@ -115,8 +114,7 @@ def reindex_check(collections: CollectionRegistry) -> InputCheck:
         found = collections.get(parsed.collection)
         if found is None or found.embed is None:
             message = "is not a collection that embeds"
-            raise Problem(
-                422,
+            raise Invalid(
                 f"{parsed.collection!r} {message}",
                 errors=[{"field": "input.collection", "message": message, "source": "body"}],
             )
@@ -148,8 +146,7 @@ class JobService:
         """
         if data.countdown is not None and data.run_at is not None:
             message = "give countdown or run_at, not both"
-            raise Problem(
-                422,
+            raise Invalid(
                 message,
                 errors=[{"field": "run_at", "message": message, "source": "body"}],
             )
@@ -166,8 +163,7 @@ class JobService:
                 f"at most {limit}s ahead (CELERY_VISIBILITY_TIMEOUT_SECONDS); use a schedule"
                 " for later runs"
             )
-            raise Problem(
-                422,
+            raise Invalid(
                 f"The delay is {delay:.0f}s; {message}",
                 errors=[{"field": field, "message": message, "source": "body"}],
             )
@@ -183,8 +179,7 @@ class JobService:
             .where(Job.owner == principal.user_id, Job.status.in_(ACTIVE_STATUSES))
         )
         if int(active or 0) >= self.settings.jobs_max_active_per_user:
-            raise Problem(
-                429,
+            raise TooMany(
                 f"You have {active} jobs queued or running; wait for some to finish",
                 code="too_many_jobs",
                 headers={"Retry-After": "10"},
@@ -203,7 +198,7 @@ class JobService:
             statement = statement.with_for_update()
         job = await self.db.scalar(statement)
         if job is None or (job.owner != principal.user_id and not principal.is_admin):
-            raise Problem(404, "No such job", code="not_found")
+            raise NotFound("No such job", code="not_found")
         return job
 
     async def get(self, principal: Principal, job_id: UUID) -> Job:
@@ -232,6 +227,6 @@ class JobService:
         elif job.status == "running":
             job.cancel_requested = True
         else:
-            raise Problem(409, f"The job already {job.status}", code="job_finished")
+            raise Conflict(f"The job already {job.status}", code="job_finished")
         await self.db.commit()
         return job

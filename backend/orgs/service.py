@@ -20,6 +20,7 @@ from backend.auth.revocations import SessionStates, publish_access_change
 from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import forget_session_states, require_verified
 from backend.config import Settings
+from backend.errors import Conflict, Forbidden, NotFound, Rejected, TooMany
 from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
@@ -34,7 +35,6 @@ from backend.orgs.schemas import (
     OrgView,
 )
 from backend.paging import Paging
-from backend.problems import Problem
 
 MANAGERS = ("owner", "admin")
 
@@ -44,8 +44,8 @@ def as_role(value: str) -> OrgRole:
     return cast(OrgRole, value)
 
 
-def _not_found() -> Problem:
-    return Problem(404, "No such org", code="not_found")
+def _not_found() -> NotFound:
+    return NotFound("No such org", code="not_found")
 
 
 def _org_view(org: Org, role: str) -> OrgView:
@@ -133,7 +133,7 @@ class OrgService:
         token; jobs and schedules stay with their owners, without an org."""
         member = await self._require_member(principal, org_id)
         if member.role != "owner":
-            raise Problem(403, "Only the org's owners may delete it", code="forbidden")
+            raise Forbidden("Only the org's owners may delete it", code="forbidden")
         await self._lock_org(org_id)
         members = (
             await self.db.scalars(select(OrgMember.user_id).where(OrgMember.org_id == org_id))
@@ -155,8 +155,7 @@ class OrgService:
         key = f"litebase:invitations:{org_id}:{user_id}"
         sent, retry_after = await count_in_window(self.redis, key, 3600)
         if sent > self.settings.invitations_per_hour:
-            raise Problem(
-                429,
+            raise TooMany(
                 f"At most {self.settings.invitations_per_hour} invitations an hour from you for"
                 " this org (INVITATIONS_PER_HOUR); try again later",
                 code="too_many_invitations",
@@ -178,7 +177,7 @@ class OrgService:
     async def _require_manager(self, principal: Principal, org_id: UUID) -> OrgMember:
         member = await self._require_member(principal, org_id)
         if member.role not in MANAGERS:
-            raise Problem(403, "Only the org's owners and admins may do this", code="forbidden")
+            raise Forbidden("Only the org's owners and admins may do this", code="forbidden")
         return member
 
     async def _lock_org(self, org_id: UUID) -> None:
@@ -222,11 +221,11 @@ class OrgService:
         await self._lock_org(org_id)
         target = await self._membership(org_id, user_id)
         if target is None:
-            raise Problem(404, "No such member", code="not_found")
+            raise NotFound("No such member", code="not_found")
         if (target.role == "owner" or role == "owner") and actor.role != "owner":
-            raise Problem(403, "Only owners may grant or change the owner role", code="forbidden")
+            raise Forbidden("Only owners may grant or change the owner role", code="forbidden")
         if target.role == "owner" and role != "owner" and await self._owner_count(org_id) <= 1:
-            raise Problem(409, "An org needs at least one owner", code="last_owner")
+            raise Conflict("An org needs at least one owner", code="last_owner")
         target.role = role
         user = await self.db.get(User, user_id)
         assert user is not None
@@ -244,11 +243,11 @@ class OrgService:
         await self._lock_org(org_id)
         target = actor if leaving else await self._membership(org_id, user_id)
         if target is None:
-            raise Problem(404, "No such member", code="not_found")
+            raise NotFound("No such member", code="not_found")
         if target.role == "owner" and not leaving and actor.role != "owner":
-            raise Problem(403, "Only owners may remove an owner", code="forbidden")
+            raise Forbidden("Only owners may remove an owner", code="forbidden")
         if target.role == "owner" and await self._owner_count(org_id) <= 1:
-            raise Problem(409, "An org needs at least one owner", code="last_owner")
+            raise Conflict("An org needs at least one owner", code="last_owner")
         await self.db.delete(target)
         # Sessions acting in this org lose it; their next token has no org.
         sessions = await self.db.scalars(
@@ -269,7 +268,7 @@ class OrgService:
     ) -> InvitationView:
         actor = await self._require_manager(principal, org_id)
         if data.role == "owner" and actor.role != "owner":
-            raise Problem(403, "Only owners may invite owners", code="forbidden")
+            raise Forbidden("Only owners may invite owners", code="forbidden")
         await self._count_invitation(principal.user_id, org_id)
         org = await self.db.get(Org, org_id)
         assert org is not None
@@ -328,11 +327,11 @@ class OrgService:
             .with_for_update()
         )
         if invitation is None:
-            raise Problem(404, "No such invitation", code="not_found")
+            raise NotFound("No such invitation", code="not_found")
         if invitation.accepted_at is not None:
-            raise Problem(409, "The invitation was already accepted", code="already_accepted")
+            raise Conflict("The invitation was already accepted", code="already_accepted")
         if invitation.role == "owner" and actor.role != "owner":
-            raise Problem(403, "Only owners may revoke an owner's invitation", code="forbidden")
+            raise Forbidden("Only owners may revoke an owner's invitation", code="forbidden")
         await self.db.delete(invitation)
         await self.db.commit()
 
@@ -351,14 +350,13 @@ class OrgService:
             .with_for_update()
         )
         if invitation is None or invitation.accepted_at is not None or invitation.expires_at <= now:
-            raise Problem(
-                400, "The invitation is not valid, already used, or expired", code="invalid_token"
+            raise Rejected(
+                "The invitation is not valid, already used, or expired", code="invalid_token"
             )
         user = await self.db.get(User, principal.user_id)
         assert user is not None
         if user.email.lower() != invitation.email.lower():
-            raise Problem(
-                403,
+            raise Forbidden(
                 "This invitation was sent to another email address; sign in with that one",
                 code="wrong_recipient",
             )

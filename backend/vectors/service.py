@@ -42,8 +42,8 @@ from backend.collections.reads import Reader
 from backend.collections.service import CompiledRules, RecordReads, Row
 from backend.collections.spec import Collection
 from backend.config import Settings
+from backend.errors import Forbidden, UpstreamFailed, invalid_field
 from backend.identity import Principal
-from backend.problems import Problem, field_problem
 from backend.vectors.chunking import EmbedVersion
 from backend.vectors.embedders import ProviderError, embedder_for, vector_literal
 from backend.vectors.schema import TEXT_SEARCH_CONFIG, checked_version, chunks_table
@@ -137,8 +137,7 @@ class QueryEmbeddings:
         try:
             (vector,) = await asyncio.to_thread(embedder.embed, [text])
         except ProviderError as exc:
-            raise Problem(
-                502,
+            raise UpstreamFailed(
                 "The embedding provider could not embed the query; try again",
                 code="embedding_failed",
             ) from exc
@@ -211,22 +210,22 @@ class SearchService:
         """``max_query_chars``: the caller's own bound on ``query``, checked before (ask's
         question); else SEARCH_MAX_QUERY_CHARS."""
         if not query.strip():
-            raise field_problem("The query is empty", "query", "empty")
+            raise invalid_field("The query is empty", "query", "empty")
         limit = max_query_chars or self.settings.search_max_query_chars
         if len(query) > limit:
-            raise field_problem(
+            raise invalid_field(
                 f"The query is longer than {limit} characters (SEARCH_MAX_QUERY_CHARS)",
                 "query",
                 "too long",
             )
         if not 1 <= k <= self.settings.vector_search_max_k:
-            raise field_problem(
+            raise invalid_field(
                 f"k must be between 1 and {self.settings.vector_search_max_k}", "k", "out of range"
             )
         if "list" in self.records.rules[collection.name].admin_only and not (
             principal is not None and principal.bypasses_rules
         ):
-            raise Problem(403, f"Only admins may search {collection.name}", code="forbidden")
+            raise Forbidden(f"Only admins may search {collection.name}", code="forbidden")
         where = _Where(
             self.records.rule(collection, "list", principal),
             self.records.filter_clause(collection, filter_, principal),

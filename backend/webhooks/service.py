@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.db.locks import lock_subject
+from backend.errors import Conflict, Invalid, NotFound
 from backend.events.relay import OutboxEvent
 from backend.lib.clock import Clock
 from backend.paging import Paging
-from backend.problems import Problem
 from backend.webhooks import DELIVER_TASK
 from backend.webhooks.models import ALL_OPS, OPS, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from backend.webhooks.schemas import (
@@ -97,9 +97,8 @@ def endpoint_view(endpoint: WebhookEndpoint) -> EndpointView:
     )
 
 
-def _field_problem(field: str, message: str) -> Problem:
-    return Problem(
-        422,
+def _field_problem(field: str, message: str) -> Invalid:
+    return Invalid(
         f"{field} {message}",
         errors=[{"field": field, "message": message, "source": "body"}],
     )
@@ -167,7 +166,7 @@ class WebhookService:
         statement = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
         endpoint = await self.db.scalar(statement.with_for_update() if lock else statement)
         if endpoint is None:
-            raise Problem(404, "No such webhook", code="not_found")
+            raise NotFound("No such webhook", code="not_found")
         return endpoint
 
     async def create(self, creator: UUID, data: NewEndpoint) -> EndpointWithSecret:
@@ -176,8 +175,7 @@ class WebhookService:
         await lock_subject(self.db, "webhooks", "all")  # the cap holds under concurrent creates
         count = await self.db.scalar(select(func.count()).select_from(WebhookEndpoint))
         if int(count or 0) >= self.settings.webhook_max_endpoints:
-            raise Problem(
-                409,
+            raise Conflict(
                 f"There are {count} webhooks already (WEBHOOK_MAX_ENDPOINTS); delete one first",
                 code="too_many_webhooks",
             )
@@ -311,7 +309,7 @@ class WebhookService:
         statement = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
         delivery = await self.db.scalar(statement.with_for_update() if lock else statement)
         if delivery is None:
-            raise Problem(404, "No such delivery", code="not_found")
+            raise NotFound("No such delivery", code="not_found")
         return delivery
 
     async def delivery(self, delivery_id: UUID) -> DeliveryView:
@@ -321,10 +319,10 @@ class WebhookService:
         """Send a finished delivery again: a new round of attempts, logged after the old ones."""
         delivery = await self._delivery(delivery_id, lock=True)
         if delivery.status == "pending":
-            raise Problem(409, "The delivery is being sent already", code="pending")
+            raise Conflict("The delivery is being sent already", code="pending")
         endpoint = await self.db.get(WebhookEndpoint, delivery.endpoint_id)
         if endpoint is None or not endpoint.enabled:
-            raise Problem(409, "The webhook is disabled; enable it first", code="disabled")
+            raise Conflict("The webhook is disabled; enable it first", code="disabled")
         await self.db.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_id)

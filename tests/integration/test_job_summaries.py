@@ -15,10 +15,10 @@ from backend.ai.prompts import load_library
 from backend.ai.summaries import check_summary, record_text
 from backend.collections.service import compile_rules
 from backend.collections.spec import CollectionRegistry
+from backend.errors import DomainError, NotFound
 from backend.identity import Principal
 from backend.jobs.types import SummarizeRecord
 from backend.lib.urls import sync_database_url
-from backend.problems import Problem
 from tests.integration.conftest import bearer
 
 SOME_ID = "0192e4b0-0000-7000-8000-000000000001"
@@ -110,7 +110,9 @@ async def test_the_record_is_read_under_the_owners_view_rule(client, sign_up, se
     assert read(bob, created[False], role="admin") == "public=False\n\nLava is molten rock."
     problems = []
     for record_id in (created[False], str(uuid.uuid4())):  # hidden, and missing
-        with pytest.raises(Problem) as refused:
+        with pytest.raises(DomainError) as refused:
             read(bob, record_id)
-        problems.append((refused.value.status_code, refused.value.detail, refused.value.extra))
-    assert problems[0] == problems[1] == (404, "No such record in notes", {"code": "not_found"})
+        problems.append((type(refused.value), refused.value.detail, refused.value.extra))
+    assert (
+        problems[0] == problems[1] == (NotFound, "No such record in notes", {"code": "not_found"})
+    )

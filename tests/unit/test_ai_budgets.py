@@ -15,6 +15,7 @@ from backend.ai.budgets import (
 from backend.ai.upstream import UpstreamError, check_chunk, check_completion
 from backend.config import settings_from_env
 from backend.identity import Principal
+from backend.problems import status_of
 
 SETTINGS = settings_from_env({"AI_COMPLETION_RESERVE_TOKENS": "500"})
 
@@ -74,7 +75,7 @@ def test_a_call_charges_its_key_user_and_org():
 
 def test_budget_problems_say_when_to_retry():
     spent = BudgetExceeded("user", "tokens", 90, 100, 3600)
-    assert spent.status_code == 429
+    assert status_of(spent) == 429
     assert spent.headers == {"Retry-After": "3600", "x-should-retry": "false"}
     assert spent.extra["code"] == "budget_exceeded"
     busy = BudgetExceeded("key", "requests", 60, 60, 12)

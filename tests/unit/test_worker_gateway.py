@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import settings_from_env
-from backend.problems import Problem
+from backend.errors import TooMany
 from workers.gateway import WorkerGateway, close_gateway, worker_gateway
 
 PROMPTS = Path(__file__).parents[2] / "prompts"
@@ -31,12 +31,12 @@ def test_coroutines_run_on_the_gateways_loop_and_errors_reach_the_task(settings)
             return threading.current_thread().name
 
         async def refused() -> None:
-            raise Problem(429, "over budget", code="budget_exceeded")
+            raise TooMany("over budget", code="budget_exceeded")
 
         assert gateway.call(where) == "model-gateway"
-        with pytest.raises(Problem) as raised:
+        with pytest.raises(TooMany) as raised:
             gateway.call(refused)
-        assert raised.value.status_code == 429
+        assert raised.value.code == "budget_exceeded"
         assert gateway.prompts.get("summarize") is not None
         assert gateway.runner.gateway is gateway.gateway
     finally:

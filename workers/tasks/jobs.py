@@ -208,8 +208,8 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
     from backend.ai.summaries import check_summary, record_text, summarize
     from backend.collections.service import compile_rules
     from backend.collections.spec import CollectionRegistry
+    from backend.errors import DomainError, UpstreamFailed
     from backend.identity import Principal
-    from backend.problems import Problem
     from workers.database import worker_engine
     from workers.gateway import worker_gateway
 
@@ -231,10 +231,9 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
         summary = gateway.call(
             lambda: summarize(gateway.runner, principal, prompt, job_input, fields, text)
         )
-    except Problem as exc:
-        extra = exc.extra if isinstance(exc.extra, dict) else {}
-        reason = f"{extra.get('code') or exc.status_code}: {exc.detail}"
-        if exc.status_code == 502:  # every upstream failed: worth another attempt
+    except DomainError as exc:
+        reason = f"{exc.code or type(exc).__name__}: {exc.detail}"
+        if isinstance(exc, UpstreamFailed):  # every upstream failed: worth another attempt
             raise RuntimeError(reason) from None
         raise JobFailed(reason) from None
     return msgspec.to_builtins(summary)  # type: ignore[no-any-return]
