@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ from backend.config import Settings
 from backend.errors import DomainError, Forbidden, Invalid, NotFound, Stale
 from backend.identity import Principal
 from backend.lib.clock import Clock
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("list", "view", "create", "update", "delete")
 SORTABLE_KINDS = frozenset({"text", "integer", "number", "bool", "uuid", "datetime"})
@@ -645,11 +648,15 @@ class RecordService(RecordReads):
         except IntegrityError as exc:
             raise self._integrity_problem(collection, exc) from None
         except DBAPIError as exc:
-            raise Invalid(f"The database refused the values: {exc.orig}") from None
+            # The database's own words (types, values, internals) go to the log, not the caller.
+            log.warning("the database refused a write to %s: %s", collection.name, exc.orig)
+            raise Invalid(
+                "The database refused the values (one is out of its column's range or form)"
+            ) from None
 
     @staticmethod
     def _integrity_problem(collection: Collection, exc: IntegrityError) -> Invalid:
-        constraint = str(getattr(exc.orig, "constraint_name", None) or exc.orig)
+        constraint = str(getattr(exc.orig, "constraint_name", None) or "a constraint")
         field = next(
             (name for name in collection.fields if f"_{name}_" in f"{constraint}_"), "body"
         )
