@@ -269,7 +269,8 @@ class AuthService:
 
     # --- sign-up, sign-in, refresh -------------------------------------------------------
 
-    async def sign_up(self, data: SignUp, client: ClientInfo) -> TokenResponse:
+    async def _new_user(self, data: SignUp) -> User | None:
+        """The account the sign-up makes; None if its address has one (nothing is kept)."""
         password_hash = await asyncio.to_thread(hash_password, data.password)
         name = None if data.name is None else data.name.strip()
         user = User(email=data.email.strip(), name=name, password_hash=password_hash)
@@ -278,7 +279,13 @@ class AuthService:
             await self.db.flush()
         except IntegrityError:
             await self.db.rollback()
-            raise _email_taken("email") from None
+            return None
+        return user
+
+    async def sign_up(self, data: SignUp, client: ClientInfo) -> TokenResponse:
+        user = await self._new_user(data)
+        if user is None:
+            raise _email_taken("email")
         response = await self._open_session(user, None, client)
         await self._send_email_token(user, VERIFY_EMAIL)
         return response
@@ -303,14 +310,8 @@ class AuthService:
                 )
             )
             return
-        password_hash = await asyncio.to_thread(hash_password, data.password)
-        name = None if data.name is None else data.name.strip()
-        user = User(email=data.email.strip(), name=name, password_hash=password_hash)
-        self.db.add(user)
-        try:
-            await self.db.flush()
-        except IntegrityError:  # the same address signed up at the same moment: one is enough
-            await self.db.rollback()
+        user = await self._new_user(data)
+        if user is None:  # the same address signed up at the same moment: one is enough
             return
         await self._send_email_token(user, VERIFY_EMAIL)
 

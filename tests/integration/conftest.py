@@ -61,7 +61,13 @@ def make_admin(sql):
 
 @pytest.fixture
 async def admin_tokens(client, sign_up, make_admin) -> dict[str, Any]:
-    """A new admin's token response, signed in after the promotion so the token carries it."""
+    """A new admin's token response."""
+    return await signed_in_admin(client, sign_up, make_admin)
+
+
+async def signed_in_admin(client, sign_up, make_admin) -> dict[str, Any]:
+    """A new admin's token response, signed in after the promotion so the token carries it
+    (for a test that needs more than one admin; else the ``admin_tokens`` fixture)."""
     account = await sign_up()
     make_admin(account["user"]["id"])
     response = await client.post(

@@ -12,7 +12,7 @@ import pytest
 
 from backend.jobs.schedules import fire_due_schedules
 from backend.lib.urls import libpq_database_url
-from tests.integration.conftest import PASSWORD, bearer
+from tests.integration.conftest import bearer, signed_in_admin
 
 SCHEDULES = "/jobs/schedules"
 SLEEP = {"type": "sleep", "input": {"seconds": 0}}
@@ -35,20 +35,10 @@ def settings(settings):
     )
 
 
-async def _admin(client, sign_up, make_admin) -> dict[str, str]:
-    """An admin's headers: the schedules here run sleep jobs, which only admins may start."""
-    account = await sign_up()
-    make_admin(account["user"]["id"])
-    signed_in = await client.post(
-        "/auth/token",
-        json={"grant_type": "password", "email": account["user"]["email"], "password": PASSWORD},
-    )
-    return bearer(signed_in.json()["access_token"])
-
-
 @pytest.fixture
 async def alice(client, sign_up, make_admin) -> dict[str, str]:
-    return await _admin(client, sign_up, make_admin)
+    """An admin: the schedules here run sleep jobs, which only admins may start."""
+    return bearer((await signed_in_admin(client, sign_up, make_admin))["access_token"])
 
 
 @pytest.fixture
