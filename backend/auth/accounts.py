@@ -1,0 +1,99 @@
+"""Accounts: sign-up (at once, or by mail when verification is required), my account,
+changing it, deleting it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.exc import IntegrityError
+
+from backend.auth.core import (
+    VERIFY_EMAIL,
+    _email_taken,
+)
+from backend.auth.email_tokens import EmailTokens
+from backend.auth.models import User
+from backend.auth.schemas import (
+    DeleteMe,
+    SignUp,
+    TokenResponse,
+    UpdateMe,
+)
+from backend.auth.secrets import (
+    hash_password,
+)
+from backend.identity import ClientInfo, Principal
+from backend.mail.service import MailMessage
+
+
+class Accounts(EmailTokens):
+    """Sign-up, my account, changing and deleting it."""
+
+    async def _new_user(self, data: SignUp) -> User | None:
+        """The account the sign-up makes; None if its address has one (nothing is kept)."""
+        password_hash = await asyncio.to_thread(hash_password, data.password)
+        name = None if data.name is None else data.name.strip()
+        user = User(email=data.email.strip(), name=name, password_hash=password_hash)
+        self.db.add(user)
+        try:
+            await self.db.flush()
+        except IntegrityError:
+            await self.db.rollback()
+            return None
+        return user
+
+    async def sign_up(self, data: SignUp, client: ClientInfo) -> TokenResponse:
+        user = await self._new_user(data)
+        if user is None:
+            raise _email_taken("email")
+        response = await self._open_session(user, None, client)
+        await self._send_email_token(user, VERIFY_EMAIL)
+        return response
+
+    async def sign_up_by_mail(self, data: SignUp) -> None:
+        """A sign-up while verification is required, done after the answer (the same for every
+        address, so it tells nobody which have accounts): a new address gets its account and
+        a verification mail; one that has an account gets a mail saying so, to its owner."""
+        existing = await self.users.get_by_email(data.email.strip())
+        if existing is not None:
+            base = self.settings.public_url.rstrip("/")
+            await self.mailer.send(
+                MailMessage(
+                    to=existing.email,
+                    subject="You already have an account",
+                    text=(
+                        "Someone, maybe you, tried to sign up with this address, which already "
+                        "has an account. Sign in, or if you forgot your password, ask for a "
+                        f"reset: POST {base}/auth/password/forgot.\n"
+                        "If it was not you, ignore this mail: nothing changed."
+                    ),
+                )
+            )
+            return
+        user = await self._new_user(data)
+        if user is None:  # the same address signed up at the same moment: one is enough
+            return
+        await self._send_email_token(user, VERIFY_EMAIL)
+
+    async def update_me(self, principal: Principal, data: UpdateMe) -> User:
+        user = await self.get_user(principal)
+        if data.name is not None:
+            user.name = data.name.strip()
+        if data.new_password is not None:
+            await self._check_password(
+                user,
+                data.current_password,
+                "Changing the password needs the current password",
+                field="current_password",
+            )
+            user.password_hash = await asyncio.to_thread(hash_password, data.new_password)
+            await self._revoke_sessions_of(user.id, keep=principal.session_id)
+            await self._end_mailed_tokens(user.id)
+        await self.db.commit()
+        return user
+
+    async def delete_me(self, principal: Principal, data: DeleteMe) -> None:
+        """Delete the caller's account, once its password is confirmed (see delete_user)."""
+        user = await self.get_user(principal)
+        await self._check_password(user, data.password, "Deleting the account needs its password")
+        await self._delete_user(user)

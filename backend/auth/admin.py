@@ -1,0 +1,93 @@
+"""Admin: list, change, disable and delete users; create the first admin."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+from advanced_alchemy.filters import (
+    CollectionFilter,
+    LimitOffset,
+    OrderBy,
+    SearchFilter,
+    StatementFilter,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.core import (
+    AuthCore,
+    UserService,
+    _clear_totp,
+)
+from backend.auth.models import User
+from backend.auth.schemas import (
+    AdminUserUpdate,
+)
+from backend.auth.secrets import (
+    hash_password,
+)
+from backend.errors import (
+    NotFound,
+)
+from backend.paging import Paging
+
+
+async def ensure_admin(db: AsyncSession, email: str, password: str) -> User:
+    """Create an admin with this email, or make the existing user an admin with this password."""
+    users = UserService(session=db)
+    user = await users.get_by_email(email)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    if user is None:
+        user = User(email=email.strip(), password_hash=password_hash, role="admin")
+        db.add(user)
+    else:
+        user.role, user.password_hash, user.disabled = "admin", password_hash, False
+    user.email_verified = True
+    await db.commit()
+    return user
+
+
+class Admin(AuthCore):
+    """Admins' operations on users."""
+
+    async def admin_delete_user(self, user_id: UUID) -> None:
+        user = await self.db.get(User, user_id)
+        if user is None:
+            raise NotFound("No such user", code="not_found")
+        await self._delete_user(user)
+
+    async def list_users(
+        self, paging: Paging, *, search: str | None = None, role: str | None = None
+    ) -> tuple[list[User], int]:
+        """Users, oldest first; ``search`` matches email or name (any case, wildcards literal)."""
+        filters: list[StatementFilter] = [
+            OrderBy("created_at", "asc"),
+            LimitOffset(limit=paging.limit, offset=paging.offset),
+        ]
+        if search:
+            filters.append(
+                SearchFilter({"email", "name"}, search, ignore_case=True, escape_wildcards=True)
+            )
+        if role:
+            filters.append(CollectionFilter("role", [role]))
+        users, total = await self.users.list_and_count(*filters)
+        return list(users), total
+
+    async def admin_update_user(self, user_id: UUID, data: AdminUserUpdate) -> User:
+        user = await self.db.get(User, user_id)
+        if user is None:
+            raise NotFound("No such user", code="not_found")
+        if data.role is not None and data.role != user.role:
+            user.role = data.role
+            # Access tokens carry the role: make the user sign in again to pick it up.
+            await self._revoke_sessions_of(user.id)
+            await self._revoke_keys_of(user.id)
+        if data.reset_totp:
+            _clear_totp(user)
+        if data.disabled is not None:
+            user.disabled = data.disabled
+            if data.disabled:
+                await self._revoke_sessions_of(user.id)
+                await self._revoke_keys_of(user.id)
+        await self.db.commit()
+        return user

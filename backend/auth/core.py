@@ -1,0 +1,423 @@
+"""What every part of auth shares: the service's clients, opening and revoking sessions,
+the session-state cache, mailbox proofs, and the small helpers around them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import msgspec
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from redis.asyncio import Redis
+from sqlalchemy import exists, func, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from backend.auth.models import ApiKey, AuthSession, EmailToken, OrgMember, RefreshToken, User
+from backend.auth.revocations import (
+    SessionState,
+    SessionStates,
+    publish_access_change,
+    publish_revocation,
+)
+from backend.auth.schemas import (
+    TokenResponse,
+    UserView,
+)
+from backend.auth.secrets import (
+    API_KEY_PREFIX,
+    REFRESH_TOKEN_PREFIX,
+    AccessClaims,
+    InvalidAccessToken,
+    hash_token,
+    issue_access_token,
+    new_token,
+    read_access_token,
+    verify_password,
+)
+from backend.config import Settings
+from backend.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    TooMany,
+    Unauthenticated,
+)
+from backend.identity import ClientInfo, Principal
+from backend.lib.clock import Clock
+from backend.lib.counters import count_in_window
+from backend.mail.service import Mailer
+
+log = logging.getLogger(__name__)
+SESSION_STATE_KEY = "litebase:auth:session:{}"
+GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
+SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
+MFA_PENDING_KEY = "litebase:auth:mfa-pending:{}"  # a first factor passed, awaiting the code
+MFA_TOKEN_PREFIX = "lbm_"  # noqa: S105 - a prefix, not a secret
+# An active session is cached as b"<user id> <role> <org id or ->" (its SessionOwner).
+REVOKED = b"0"
+API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
+VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
+SIGN_IN_CODE = "sign_in_code"
+SIGN_IN_CODE_DIGITS = 6
+
+
+def known_principal(
+    bearer: str, settings: Settings, clock: Clock, states: SessionStates
+) -> Principal | None:
+    """The caller of an access token whose session this process knows to be active, from
+    memory alone; None when that takes Redis or the database (an API key, a session not known
+    here) or the token is refused (``AuthService.authenticate`` says why)."""
+    if bearer.startswith(API_KEY_PREFIX):
+        return None
+    try:
+        claims = _access_claims(bearer, settings, clock)
+    except InvalidAccessToken:
+        return None
+    owner = states.get(claims.sid)
+    if not owner or owner[0] != claims.sub or owner[2] != claims.org:
+        return None
+    return _principal_of(claims, owner[1])
+
+
+def _access_claims(bearer: str, settings: Settings, clock: Clock) -> AccessClaims:
+    return read_access_token(
+        bearer,
+        secret_key=settings.secret_key,
+        now=clock.now(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+def _principal_of(claims: AccessClaims, role: str) -> Principal:
+    """The caller of a checked token; ``role`` is the user's, from the database."""
+    return Principal(
+        user_id=claims.sub,
+        role=role,
+        org_id=claims.org,
+        session_id=claims.sid,
+        expires_at=claims.exp,
+    )
+
+
+async def forget_session_states(redis: Redis, session_ids: Iterable[UUID]) -> None:
+    """Drop the sessions' cached states from Redis (their org changed: a member removed, an
+    org deleted); each process drops its own on hearing the ``member`` change."""
+    keys = [SESSION_STATE_KEY.format(session_id) for session_id in session_ids]
+    if keys:
+        await redis.delete(*keys)
+
+
+def _encode_state(state: SessionState) -> bytes:
+    return REVOKED if not state else f"{state[0]} {state[1]} {state[2] or '-'}".encode()
+
+
+def _decode_state(raw: bytes | str | None) -> SessionState | None:
+    """None when absent or unreadable (an older format): the database decides."""
+    text = raw.decode() if isinstance(raw, bytes) else (raw or "")
+    if text == REVOKED.decode():
+        return False
+    try:
+        user_id, role, org = text.split(" ")
+        return (UUID(user_id), role, None if org == "-" else UUID(org))
+    except ValueError:
+        return None
+
+
+def unauthorized(detail: str, code: str) -> Unauthenticated:
+    return Unauthenticated(detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _email_taken(field: str) -> Conflict:
+    return Conflict(
+        "An account with this email already exists",
+        code="email_taken",
+        errors=[{"field": field, "message": "already registered", "source": "body"}],
+    )
+
+
+async def require_verified(db: AsyncSession, settings: Settings, user_id: UUID, what: str) -> None:
+    """Refuse ``what`` to an account whose email is unverified, unless settings allow it:
+    whoever signed up with someone else's address must not keep keys or orgs behind."""
+    if settings.unverified_may_act:
+        return
+    verified = await db.scalar(select(User.email_verified).where(User.id == user_id))
+    if not verified:
+        raise Forbidden(f"Verify your email address before you {what}", code="email_not_verified")
+
+
+def invalid_grant(detail: str) -> Unauthenticated:
+    return Unauthenticated(detail, code="invalid_grant")
+
+
+def user_view(user: User) -> UserView:
+    return UserView(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role,
+        email_verified=user.email_verified,
+        created_at=user.created_at,
+        totp_enabled=user.totp_enabled_at is not None,
+    )
+
+
+class UserService(SQLAlchemyAsyncRepositoryService[User]):
+    class Repo(SQLAlchemyAsyncRepository[User]):
+        model_type = User
+
+    repository_type = Repo
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.get_one_or_none(func.lower(User.email) == email.strip().lower())
+
+
+def _clear_totp(user: User) -> None:
+    user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
+
+
+def _wrong_code() -> Invalid:
+    return Invalid(
+        "The code is not right, or was used already",
+        errors=[{"field": "code", "message": "incorrect", "source": "body"}],
+    )
+
+
+class AuthCore:
+    """The clients every part of auth works with, and what they share."""
+
+    def __init__(
+        self,
+        db: AsyncSession,
+        redis: Redis,
+        settings: Settings,
+        clock: Clock,
+        mailer: Mailer,
+        states: SessionStates,
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.states = states
+        self.settings = settings
+        self.clock = clock
+        self.mailer = mailer
+        self.users = UserService(session=db)
+
+    async def _after_first_factor(
+        self, user: User, org_id: UUID | None, client: ClientInfo
+    ) -> TokenResponse:
+        """Tokens now, or, with two-factor sign-in on, a 401 ``mfa_required`` carrying a
+        single-use ``mfa_token`` to send back with the app's code (grant_type mfa)."""
+        if user.totp_enabled_at is None:
+            return await self._open_session(user, org_id, client)
+        await self.db.commit()  # what the first factor changed (a rehash, a verified email)
+        token = new_token(MFA_TOKEN_PREFIX)
+        pending = {"user": str(user.id), "org": str(org_id) if org_id else None}
+        await self.redis.set(
+            MFA_PENDING_KEY.format(hash_token(token)),
+            msgspec.json.encode(pending),
+            ex=self.settings.mfa_token_ttl_seconds,
+        )
+        raise Unauthenticated(
+            "Enter the code from your authenticator app (grant_type mfa, with this mfa_token)",
+            code="mfa_required",
+            mfa_token=token,
+            expires_in=self.settings.mfa_token_ttl_seconds,
+        )
+
+    async def _count_attempt(self, email: str, client: ClientInfo) -> str:
+        """Count a sign-in attempt on the account from the caller's address, before checking
+        it, and answer 429 past AUTH_FAILED_SIGNIN_LIMIT; the counter's key, which a success
+        deletes. Counting first, in one transaction, means concurrent guesses cannot all slip
+        under the limit; keying by address too means nobody can lock a person out of their
+        account from somewhere else."""
+        who = f"{email.strip().lower()}\n{client.ip or '-'}"
+        key = SIGNIN_FAILURES_KEY.format(hash_token(who))
+        window = self.settings.auth_failed_signin_window_seconds
+        attempts, retry_after = await count_in_window(self.redis, key, window)
+        if attempts > self.settings.auth_failed_signin_limit:
+            raise TooMany(
+                "Too many failed sign-ins for this account; try again later",
+                code="too_many_attempts",
+                headers={"Retry-After": str(retry_after)},
+            )
+        return key
+
+    async def _open_session(
+        self, user: User, org_id: UUID | None, client: ClientInfo
+    ) -> TokenResponse:
+        if org_id is None:
+            org_id = await self._default_org(user.id)
+        else:
+            await self._require_membership(user.id, org_id)
+        now = self.clock.now()
+        session = AuthSession(
+            user_id=user.id,
+            org_id=org_id,
+            expires_at=now + timedelta(days=self.settings.session_idle_timeout_days),
+            last_used_at=now,
+            user_agent=(client.user_agent or "")[:300] or None,
+            ip=client.ip,
+        )
+        self.db.add(session)
+        await self.db.flush()
+        refresh = new_token(REFRESH_TOKEN_PREFIX)
+        self.db.add(
+            RefreshToken(session_id=session.id, token_hash=hash_token(refresh), created_at=now)
+        )
+        await self.db.commit()
+        await self._cache_session_state(session.id, (user.id, user.role, session.org_id))
+        return self._token_response(user, session, refresh, now)
+
+    def _token_response(
+        self, user: User, session: AuthSession, refresh: str, now: datetime
+    ) -> TokenResponse:
+        ttl = self.settings.access_token_ttl_seconds
+        access = issue_access_token(
+            secret_key=self.settings.secret_key,
+            user_id=user.id,
+            session_id=session.id,
+            role=user.role,
+            org_id=session.org_id,
+            now=now,
+            ttl=timedelta(seconds=ttl),
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+        )
+        return TokenResponse(
+            access_token=access, refresh_token=refresh, expires_in=ttl, user=user_view(user)
+        )
+
+    async def _default_org(self, user_id: UUID) -> UUID | None:
+        org_id: UUID | None = await self.db.scalar(
+            select(OrgMember.org_id)
+            .where(OrgMember.user_id == user_id)
+            .order_by(OrgMember.created_at)
+            .limit(1)
+        )
+        return org_id
+
+    async def _require_membership(self, user_id: UUID, org_id: UUID) -> None:
+        member = await self.db.scalar(
+            select(OrgMember.id).where(OrgMember.user_id == user_id, OrgMember.org_id == org_id)
+        )
+        if member is None:
+            raise Forbidden(
+                "You are not a member of that org",
+                code="not_a_member",
+                errors=[{"field": "org_id", "message": "not a member", "source": "body"}],
+            )
+
+    async def _cache_session_state(self, session_id: UUID, state: SessionState) -> None:
+        # Kept as long as an access token lives, so a revoked session stays refused.
+        await self.redis.set(
+            SESSION_STATE_KEY.format(session_id),
+            _encode_state(state),
+            ex=self.settings.access_token_ttl_seconds,
+        )
+
+    async def _revoke(self, session: AuthSession, now: datetime) -> None:
+        if session.revoked_at is None:
+            session.revoked_at = now
+        self.states.revoked(session.id)
+        await self._cache_session_state(session.id, False)
+        await publish_revocation(self.redis, session.id)
+
+    async def _revoke_sessions_of(self, user_id: UUID, *, keep: UUID | None = None) -> int:
+        sessions = (
+            await self.db.scalars(
+                select(AuthSession).where(
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.id != keep if keep else true(),
+                )
+            )
+        ).all()
+        now = self.clock.now()
+        for session in sessions:
+            await self._revoke(session, now)
+        return len(sessions)
+
+    async def _revoke_keys_of(self, user_id: UUID) -> None:
+        """Revoke every API key of the user: after a password reset, a disable or a role change
+        the keys made before are dead for good (re-enabling the user does not revive them)."""
+        await self.db.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=self.clock.now())
+        )
+        await publish_access_change(self.redis, "keys", user_id)
+
+    async def _end_mailed_tokens(self, user_id: UUID) -> None:
+        """Every unused mailed token of the user (reset, sign-in code, verification, a pending
+        email change) stops working: after a password change, what was mailed before must not
+        undo it or take the account elsewhere."""
+        await self.db.execute(
+            update(EmailToken)
+            .where(EmailToken.user_id == user_id, EmailToken.used_at.is_(None))
+            .values(used_at=self.clock.now())
+        )
+
+    async def prove_mailbox(self, user: User, *, keep: UUID | None = None) -> None:
+        """The account's mailbox answered (a verification, a sign-in code). If the account was
+        unverified, whoever signed it up may not own the address (pre-hijacking: sign up with
+        someone's email, wait for them to use it): every session but ``keep`` and every key of
+        it end."""
+        if user.email_verified:
+            return
+        user.email_verified = True
+        await self._revoke_sessions_of(user.id, keep=keep)
+        await self._revoke_keys_of(user.id)
+
+    async def _check_password(
+        self, user: User, password: str | None, detail: str, *, field: str = "password"
+    ) -> None:
+        """422 naming ``field`` unless ``password`` is the account's (a sensitive change)."""
+        if password is None or not await asyncio.to_thread(
+            verify_password, user.password_hash, password
+        ):
+            raise Invalid(
+                detail,
+                errors=[{"field": field, "message": "missing or incorrect", "source": "body"}],
+            )
+
+    async def get_user(self, principal: Principal) -> User:
+        user = await self.db.get(User, principal.user_id)
+        if user is None:
+            raise unauthorized("The account no longer exists", "invalid_token")
+        return user
+
+    async def _delete_user(self, user: User) -> None:
+        """Delete an account: its sessions end at once, its keys, jobs and schedules go with
+        it, records it owned stay without an owner (the collections' foreign keys say so).
+        Refused while it is the only owner of an org: hand the org over or delete it first."""
+        others = aliased(OrgMember)
+        sole = (
+            await self.db.scalars(
+                select(OrgMember.org_id).where(
+                    OrgMember.user_id == user.id,
+                    OrgMember.role == "owner",
+                    ~exists().where(
+                        others.org_id == OrgMember.org_id,
+                        others.role == "owner",
+                        others.user_id != user.id,
+                    ),
+                )
+            )
+        ).all()
+        if sole:
+            raise Conflict(
+                "The account is the only owner of an org: make someone else an owner, or"
+                " delete the org (DELETE /orgs/{id}), before deleting the account",
+                code="last_owner",
+                orgs=[str(org_id) for org_id in sole],
+            )
+        await self._revoke_sessions_of(user.id)
+        await self.db.delete(user)  # its budget overrides go by trigger (migration 0015)
+        await self.db.commit()
+        await publish_access_change(self.redis, "keys", user.id)  # deleted with the account

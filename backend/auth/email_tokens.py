@@ -1,0 +1,103 @@
+"""Single-use tokens sent by mail (verification, password reset, email change, sign-in
+codes): issued and stored hashed, found while unused and unexpired, taken once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from backend.auth.core import VERIFY_EMAIL, AuthCore
+from backend.auth.models import EmailToken, User
+from backend.auth.secrets import (
+    hash_token,
+    new_token,
+)
+from backend.errors import (
+    Rejected,
+)
+from backend.mail.service import MailMessage
+
+
+class EmailTokens(AuthCore):
+    """Issue, send, find and take mailed single-use tokens."""
+
+    async def _issue_email_token(
+        self, user: User, purpose: str, ttl: int, *, new_email: str | None = None
+    ) -> str:
+        """A new single-use token, stored hashed and committed; the caller mails it."""
+        token = new_token()
+        await self._store_email_token(user, purpose, ttl, hash_token(token), new_email=new_email)
+        return token
+
+    async def _store_email_token(
+        self, user: User, purpose: str, ttl: int, token_hash: str, *, new_email: str | None = None
+    ) -> None:
+        self.db.add(
+            EmailToken(
+                user_id=user.id,
+                purpose=purpose,
+                token_hash=token_hash,
+                expires_at=self.clock.now() + timedelta(seconds=ttl),
+                new_email=new_email,
+            )
+        )
+        await self.db.commit()
+
+    async def _usable_email_token(self, token_hash: str, purpose: str) -> EmailToken | None:
+        """The unused, unexpired token with this hash, locked for the caller's transaction."""
+        found: EmailToken | None = await self.db.scalar(
+            select(EmailToken)
+            .where(
+                EmailToken.token_hash == token_hash,
+                EmailToken.purpose == purpose,
+                EmailToken.used_at.is_(None),
+                EmailToken.expires_at > self.clock.now(),
+            )
+            .with_for_update()
+        )
+        return found
+
+    async def _send_email_token(self, user: User, purpose: str) -> None:
+        ttl = (
+            self.settings.verify_token_ttl_seconds
+            if purpose == VERIFY_EMAIL
+            else self.settings.reset_token_ttl_seconds
+        )
+        token = await self._issue_email_token(user, purpose, ttl)
+        base = self.settings.public_url.rstrip("/")
+        if purpose == VERIFY_EMAIL:
+            subject = "Confirm your email address"
+            text = (
+                f"Confirm your email address with this token:\n\n{token}\n\n"
+                f'POST {base}/auth/verify with {{"token": "{token}"}}.\n'
+                f"It expires in {ttl // 3600} hours. If you did not sign up, ignore this mail."
+            )
+        else:
+            subject = "Reset your password"
+            text = (
+                f"Reset your password with this token:\n\n{token}\n\n"
+                f"POST {base}/auth/password/reset with "
+                f'{{"token": "{token}", "new_password": "…"}}.\n'
+                f"It expires in {max(ttl // 60, 1)} minutes and works once. "
+                "If you did not ask for it, ignore this mail: your password is unchanged."
+            )
+        await self.mailer.send(MailMessage(to=user.email, subject=subject, text=text))
+
+    async def _use_email_token(self, token: str, purpose: str) -> User:
+        found = await self._take_email_token(token, purpose)
+        user = await self.db.get(User, found.user_id)
+        assert user is not None  # the foreign key cascades deletes
+        return user
+
+    async def _take_email_token(self, token: str, purpose: str) -> EmailToken:
+        """The token's row, marked used (in the caller's transaction); 400 if it can't be."""
+        found = await self._usable_email_token(hash_token(token), purpose)
+        if found is None:
+            raise Rejected(
+                "The token is not valid, already used, or expired",
+                code="invalid_token",
+                errors=[{"field": "token", "message": "invalid or expired", "source": "body"}],
+            )
+        found.used_at = self.clock.now()
+        return found

@@ -1,0 +1,171 @@
+"""What goes by mail: sign-in codes, email change, verification, password reset."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from uuid import UUID
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from backend.auth.core import (
+    EMAIL_CHANGE,
+    PASSWORD_RESET,
+    SIGN_IN_CODE,
+    SIGN_IN_CODE_DIGITS,
+    VERIFY_EMAIL,
+    _email_taken,
+    unauthorized,
+)
+from backend.auth.email_tokens import EmailTokens
+from backend.auth.models import EmailToken, User
+from backend.auth.schemas import (
+    ChangeEmail,
+    TokenResponse,
+)
+from backend.auth.secrets import (
+    hash_password,
+    hash_token,
+)
+from backend.errors import (
+    Invalid,
+)
+from backend.identity import ClientInfo, Principal
+from backend.mail.service import MailMessage
+
+
+def _sign_in_code_hash(user_id: UUID, code: str) -> str:
+    # Six digits repeat across accounts: the account is part of what is hashed.
+    return hash_token(f"{user_id}:{code}")
+
+
+class MailedTokens(EmailTokens):
+    """Sign-in codes, email change, verification and password reset by mail."""
+
+    async def send_sign_in_code(self, email: str) -> None:
+        """Mail a one-time sign-in code to an account's address (nothing, and the same answer,
+        when there is no such account). A new code replaces the ones sent before."""
+        user = await self.users.get_by_email(email)
+        if user is None or user.disabled:
+            return
+        await self.db.execute(
+            update(EmailToken)
+            .where(
+                EmailToken.user_id == user.id,
+                EmailToken.purpose == SIGN_IN_CODE,
+                EmailToken.used_at.is_(None),
+            )
+            .values(used_at=self.clock.now())
+        )
+        code = f"{secrets.randbelow(10**SIGN_IN_CODE_DIGITS):0{SIGN_IN_CODE_DIGITS}d}"
+        ttl = self.settings.sign_in_code_ttl_seconds
+        await self._store_email_token(user, SIGN_IN_CODE, ttl, _sign_in_code_hash(user.id, code))
+        await self.mailer.send(
+            MailMessage(
+                to=user.email,
+                subject=f"Your sign-in code: {code}",
+                text=(
+                    f"Sign in with this code:\n\n{code}\n\n"
+                    f"It works once, for {max(ttl // 60, 1)} minutes. If you did not ask for it,"
+                    " ignore this mail: nobody can sign in without it."
+                ),
+            )
+        )
+
+    async def sign_in_with_code(
+        self, email: str, code: str, org_id: UUID | None, client: ClientInfo
+    ) -> TokenResponse:
+        failures_key = await self._count_attempt(email, client)
+        user = await self.users.get_by_email(email)
+        found = None
+        if user is not None and not user.disabled:
+            found = await self._usable_email_token(_sign_in_code_hash(user.id, code), SIGN_IN_CODE)
+        if user is None or found is None:
+            raise unauthorized("Email or code is incorrect, used or expired", "invalid_credentials")
+        await self.redis.delete(failures_key)
+        found.used_at = self.clock.now()
+        await self.prove_mailbox(user)  # the code reached this mailbox
+        return await self._after_first_factor(user, org_id, client)
+
+    async def request_email_change(self, principal: Principal, data: ChangeEmail) -> None:
+        """Mail a token to the new address (the switch waits for it) and a notice to the old."""
+        user = await self.get_user(principal)
+        await self._check_password(
+            user, data.password, "Changing the email needs the account's password"
+        )
+        new_email = data.new_email.strip()
+        if new_email.lower() == user.email.lower():
+            raise Invalid(
+                "That is already the account's email address",
+                errors=[{"field": "new_email", "message": "unchanged", "source": "body"}],
+            )
+        if await self.users.get_by_email(new_email) is not None:
+            raise _email_taken("new_email")
+        ttl = self.settings.verify_token_ttl_seconds
+        token = await self._issue_email_token(user, EMAIL_CHANGE, ttl, new_email=new_email)
+        base = self.settings.public_url.rstrip("/")
+        await self.mailer.send(
+            MailMessage(
+                to=new_email,
+                subject="Confirm your new email address",
+                text=(
+                    f"Confirm the new email address of your account with this token:\n\n"
+                    f"{token}\n\n"
+                    f'POST {base}/auth/email/confirm with {{"token": "{token}"}}.\n'
+                    f"It expires in {max(ttl // 3600, 1)} hours and works once. If you did not"
+                    " ask for it, ignore this mail."
+                ),
+            )
+        )
+        await self.mailer.send(
+            MailMessage(
+                to=user.email,
+                subject="Your email address is being changed",
+                text=(
+                    f"Someone signed in to your account asked to change its email address to"
+                    f" {new_email}. It changes only once that address confirms it. If it was"
+                    " not you, change your password now: that signs out every other session."
+                ),
+            )
+        )
+
+    async def confirm_email_change(self, token: str) -> User:
+        found = await self._take_email_token(token, EMAIL_CHANGE)
+        user = await self.db.get(User, found.user_id)
+        assert user is not None and found.new_email is not None
+        user.email, user.email_verified = found.new_email, True  # the token reached it
+        try:
+            await self.db.commit()
+        except IntegrityError:  # the address was taken after the token was sent
+            await self.db.rollback()
+            raise _email_taken("token") from None
+        return user
+
+    async def request_verification(self, principal: Principal) -> None:
+        user = await self.get_user(principal)
+        if not user.email_verified:
+            await self._send_email_token(user, VERIFY_EMAIL)
+
+    async def confirm_verification(self, token: str, principal: Principal | None) -> User:
+        """The verification mail reached the account's mailbox; a session of the same account
+        confirming it is kept (every other session and key ends: ``prove_mailbox``)."""
+        user = await self._use_email_token(token, VERIFY_EMAIL)
+        keep = principal.session_id if principal and principal.user_id == user.id else None
+        await self.prove_mailbox(user, keep=keep)
+        await self.db.commit()
+        return user
+
+    async def forgot_password(self, email: str) -> None:
+        user = await self.users.get_by_email(email)
+        if user is not None and not user.disabled:
+            await self._send_email_token(user, PASSWORD_RESET)
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        user = await self._use_email_token(token, PASSWORD_RESET)
+        user.password_hash = await asyncio.to_thread(hash_password, new_password)
+        user.email_verified = True  # the reset mail reached them
+        await self._revoke_sessions_of(user.id)
+        await self._revoke_keys_of(user.id)
+        await self._end_mailed_tokens(user.id)
+        await self.db.commit()
