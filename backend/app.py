@@ -48,7 +48,7 @@ from backend.auth.revocations import SessionStates
 from backend.auth.routes import auth_routers
 from backend.collections.reads import Reader, create_read_pool
 from backend.collections.routes import collection_routers
-from backend.collections.service import compile_rules
+from backend.collections.rules import compile_rules
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings, SettingsError, get_settings
 from backend.db.base import metadata

@@ -502,7 +502,8 @@ async def filtered_recall(dsn: str, spec, settings) -> None:  # type: ignore[no-
     """Filtered recall@10 through the search service itself (planning and SQL as the API runs
     them), with queries drawn from the data's own distribution: their vectors are put in the
     query cache, as if a real model had embedded the query text."""
-    from backend.collections.service import RecordService, compile_rules
+    from backend.collections.rules import compile_rules
+    from backend.collections.service import RecordService
     from backend.lib.clock import SystemClock
     from backend.vectors.service import ActiveVersions, QueryEmbeddings, SearchService
 

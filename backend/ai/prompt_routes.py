@@ -35,7 +35,7 @@ from backend.ai.rag import (
     realtime_target,
 )
 from backend.auth.deps import BEARER
-from backend.collections.service import CompiledRules
+from backend.collections.rules import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.errors import DomainError

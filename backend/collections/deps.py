@@ -12,7 +12,8 @@ from typing import Any
 from litestar import Request
 
 from backend.auth.deps import principal_of
-from backend.collections.service import CompiledRules, RecordReads
+from backend.collections.reading import RecordReads
+from backend.collections.rules import CompiledRules
 from backend.config import Settings
 from backend.identity import Principal
 

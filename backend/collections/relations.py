@@ -25,7 +25,7 @@ from backend.collections.spec import Collection
 from backend.errors import Invalid
 
 if TYPE_CHECKING:
-    from backend.collections.service import CompiledRules
+    from backend.collections.rules import CompiledRules
 
 
 def relation_checks(

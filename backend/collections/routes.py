@@ -16,6 +16,8 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.collections.deps import Reading, reading_provider
+from backend.collections.reading import ListQuery, Row, etag_of
+from backend.collections.rules import CompiledRules
 from backend.collections.schemas import (
     BatchRequest,
     BatchResponse,
@@ -26,7 +28,7 @@ from backend.collections.schemas import (
     provided,
     record_types,
 )
-from backend.collections.service import CompiledRules, ListQuery, RecordService, Row, etag_of
+from backend.collections.service import RecordService
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.identity import Principal

@@ -35,7 +35,7 @@ from backend.collections.expressions import (
     parse,
 )
 from backend.collections.reads import Reader
-from backend.collections.service import CompiledRules
+from backend.collections.rules import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.identity import Principal

@@ -13,8 +13,8 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from backend.auth.deps import BEARER, principal_of
+from backend.collections.rules import CompiledRules
 from backend.collections.schemas import record_types
-from backend.collections.service import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.identity import Principal

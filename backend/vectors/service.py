@@ -38,8 +38,9 @@ from sqlalchemy import (
     select,
 )
 
+from backend.collections.reading import RecordReads, Row
 from backend.collections.reads import Reader
-from backend.collections.service import CompiledRules, RecordReads, Row
+from backend.collections.rules import CompiledRules
 from backend.collections.spec import Collection
 from backend.config import Settings
 from backend.errors import Forbidden, UpstreamFailed, invalid_field

@@ -13,7 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from backend.ai.prompts import load_library
 from backend.ai.summaries import check_summary, record_text
-from backend.collections.service import compile_rules
+from backend.collections.rules import compile_rules
 from backend.collections.spec import CollectionRegistry
 from backend.errors import DomainError, NotFound
 from backend.identity import Principal

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from backend.app_collections.notes import notes
 from backend.collections.compile import AuthContext
-from backend.collections.service import CompiledRules
+from backend.collections.rules import CompiledRules
 
 BUDGET = 10_000
 

@@ -10,7 +10,7 @@ import pytest
 from backend.app_collections.notes import Note
 from backend.collections.compile import AuthContext
 from backend.collections.expressions import ExpressionError
-from backend.collections.service import CompiledRules
+from backend.collections.rules import CompiledRules
 from backend.collections.spec import Collection, Rules
 from backend.config import settings_from_env
 

@@ -103,8 +103,8 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
 
     from backend.collections.compile import AuthContext, to_sql
     from backend.collections.relations import relation_checks, unviewable_relations
+    from backend.collections.rules import compile_rules
     from backend.collections.schemas import provided, record_types
-    from backend.collections.service import compile_rules
     from backend.collections.spec import CollectionRegistry
     from workers.database import worker_engine
 
@@ -206,7 +206,7 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
     """Read the record as the owner may view it, summarize it through the gateway as the owner
     (metered and budgeted under the prompt's name), and keep the summary as the result."""
     from backend.ai.summaries import check_summary, record_text, summarize
-    from backend.collections.service import compile_rules
+    from backend.collections.rules import compile_rules
     from backend.collections.spec import CollectionRegistry
     from backend.errors import DomainError, UpstreamFailed
     from backend.identity import Principal
