@@ -84,6 +84,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.standby_interval = standby_interval
         self.is_leader = False
+        self.reads = 0  # outbox reads made while leading: how far it has looked, for tests
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -130,6 +131,7 @@ class OutboxRelay:
         while not stop.is_set():
             self._wake.clear()
             row = await connection.fetchrow(_READ, last_id, str(horizon), self.batch_size)
+            self.reads += 1
             assert row is not None
             events = msgspec.json.decode(row["events"], type=list[OutboxEvent])
             if events:

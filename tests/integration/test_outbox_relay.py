@@ -27,9 +27,14 @@ class Recorder:
         self.ids += [event.id for event in events]
 
     async def wait_for(self, count: int, timeout: float = 20) -> None:
-        async with asyncio.timeout(timeout):
-            while len(set(self.ids)) < count:
-                await asyncio.sleep(0.02)
+        await until(lambda: len(set(self.ids)) >= count, timeout)
+
+
+async def until(condition, timeout: float = 20) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -89,19 +94,23 @@ async def test_changes_are_handed_on_in_order_and_the_position_is_kept(url):
     async with running(_relay(url, again)):
         _insert_notes(url, 5)
         await again.wait_for(5)
-        await asyncio.sleep(0.3)
+        # A later change arrives after anything handed on twice would have: then check.
+        _insert_notes(url, 1)
+        await again.wait_for(6)
     assert again.ids == _outbox_ids(url)[30:]
 
 
 async def test_overlapping_transactions_committing_out_of_order(url):
     recorder = Recorder()
-    async with running(_relay(url, recorder)):
+    async with running(_relay(url, recorder)) as relay:
         with _connect(url) as first, _connect(url) as second:
             first.execute("BEGIN")
             first.execute(NEW_NOTE, ("first",))
             second.execute(NEW_NOTE, ("second",))
-            await asyncio.sleep(0.5)
-            # The second commit is held back while the first (lower id) is in flight.
+            # The relay has read the outbox three times since the second commit...
+            seen = relay.reads
+            await until(lambda: relay.reads >= seen + 3)
+            # ... and held it back while the first (lower id) is in flight.
             assert recorder.ids == []
             first.execute("COMMIT")
         await recorder.wait_for(2)
@@ -146,10 +155,13 @@ async def test_a_rolled_back_transaction_leaves_no_event_and_no_stall(url):
 async def test_only_one_relay_leads(url):
     a, b = Recorder(), Recorder()
     async with running(_relay(url, a)) as first, running(_relay(url, b)) as second:
-        await asyncio.sleep(0.5)
+        await until(lambda: first.is_leader or second.is_leader)
         assert [first.is_leader, second.is_leader].count(True) == 1
         _insert_notes(url, 10)
-        await asyncio.sleep(1)
+        await until(lambda: len(set(a.ids) | set(b.ids)) >= 10)
+        # One more after them: anything the other handed on too would have come by now.
+        _insert_notes(url, 1)
+        await until(lambda: len(set(a.ids) | set(b.ids)) >= 11)
     assert sorted(a.ids + b.ids) == _outbox_ids(url)
 
 
@@ -169,10 +181,9 @@ async def test_the_standby_takes_over_when_the_leader_dies_mid_stream(url):
         running(_relay(url, a, batch_size=50)) as first,
         running(_relay(url, b, batch_size=50)) as second,
     ):
-        await asyncio.sleep(0.5)
+        await until(lambda: first.is_leader or second.is_leader)
         writer = asyncio.create_task(asyncio.to_thread(_write_slowly, url, 1000))
-        await asyncio.sleep(0.3)
-        leader = first if first.is_leader else second
+        await until(lambda: len(a.ids) + len(b.ids) > 0)  # mid-stream: events are flowing
         with _connect(url) as admin:
             killed = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks"
@@ -182,10 +193,7 @@ async def test_the_standby_takes_over_when_the_leader_dies_mid_stream(url):
         assert killed, "the leader held no advisory lock"
         await writer
         everything = set(_outbox_ids(url))
-        async with asyncio.timeout(30):
-            while set(a.ids) | set(b.ids) != everything:
-                await asyncio.sleep(0.05)
-        assert leader is not None
+        await until(lambda: set(a.ids) | set(b.ids) == everything, 30)
     assert len(everything) == 1000
 
 
