@@ -223,7 +223,18 @@ async def test_a_job_that_always_fails_stops_after_its_retries_marked_failed(api
     assert failed["status"] == "failed"
     assert failed["error"] == "RuntimeError: the disk is full"
     assert failed["attempts"] == 3 and failed["result"] is None
-    await asyncio.sleep(2.5)  # longer than the first backoff: a loop would have run it again
+    # A job the same workers start 3 s from now (longer than the first backoff) has run: a
+    # loop would have run the failed one again before it.
+    marker = await api.post(
+        "/jobs",
+        json={
+            "type": "import_records",
+            "input": {"collection": "notes", "format": "csv", "data": "title\nmarker"},
+            "countdown": 3,
+        },
+    )
+    assert marker.status_code == 202, marker.text
+    assert (await _finished(api, marker.json()["id"]))["status"] == "succeeded"
     assert (await api.get(f"/jobs/{job['id']}")).json() == failed
 
 
