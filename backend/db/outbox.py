@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import BigInteger, Column, MetaData, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+
 OUTBOX_TABLE = "outbox"
 NOTIFY_CHANNEL = "litebase_outbox"
 CAPTURE_FUNCTION = "litebase_outbox_capture"
@@ -36,3 +39,25 @@ def attach_outbox_sql(table: str, collection: str | None = None) -> str:
 def detach_outbox_sql(table: str) -> str:
     table = _checked_identifier(table)
     return f"DROP TRIGGER IF EXISTS {table}_outbox ON {table}"
+
+
+# The outbox and the relay's positions as SQLAlchemy tables, for the code that reads them
+# through SQL expressions (realtime's replay). Their own metadata: migrations create them, the
+# app's models do not describe them.
+_metadata = MetaData()
+outbox_table = Table(
+    OUTBOX_TABLE,
+    _metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("collection", Text),
+    Column("op", Text),
+    Column("record_id", Text),
+    Column("record", JSONB),
+    Column("old", JSONB),
+)
+relay_state_table = Table(
+    "outbox_relay_state",
+    _metadata,
+    Column("name", Text, primary_key=True),
+    Column("last_id", BigInteger),
+)

@@ -38,6 +38,7 @@ from backend.collections.reads import Reader
 from backend.collections.rules import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
+from backend.db.outbox import outbox_table, relay_state_table
 from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.realtime.protocol import (
@@ -739,30 +740,16 @@ class RealtimeConnection:
             await self.hub.channels.unsubscribe(subscription.subscriber)
 
 
-def _outbox_tables() -> tuple[Any, Any, Any]:
-    from sqlalchemy import BigInteger, Column, Float, MetaData, Table, Text, Uuid
+def _jobs_table() -> Any:
+    """The columns of ``jobs`` a job channel reads. Declared here, not imported: jobs and
+    realtime are independent layers (docs/decisions/0009-layers.md), and this is all realtime
+    needs of jobs to answer a ``job:`` subscription."""
+    from sqlalchemy import Column, Float, MetaData, Table, Text, Uuid
     from sqlalchemy.dialects.postgresql import JSONB
 
-    metadata = MetaData()
-    outbox = Table(
-        "outbox",
-        metadata,
-        Column("id", BigInteger, primary_key=True),
-        Column("collection", Text),
-        Column("op", Text),
-        Column("record_id", Text),
-        Column("record", JSONB),
-        Column("old", JSONB),
-    )
-    state = Table(
-        "outbox_relay_state",
-        metadata,
-        Column("name", Text, primary_key=True),
-        Column("last_id", BigInteger),
-    )
-    jobs = Table(
+    return Table(
         "jobs",
-        metadata,
+        MetaData(),
         Column("id", Uuid, primary_key=True),
         Column("owner", Uuid),
         Column("status", Text),
@@ -770,11 +757,9 @@ def _outbox_tables() -> tuple[Any, Any, Any]:
         Column("result", JSONB),
         Column("error", Text),
     )
-    return outbox, state, jobs
 
 
-# Hand-written tables (not models: Alembic's autogenerate must not see them twice).
-_OUTBOX, _STATE, _JOBS = _outbox_tables()
+_OUTBOX, _STATE, _JOBS = outbox_table, relay_state_table, _jobs_table()
 
 
 def change_to_publish(event: Any) -> tuple[bytes, str]:
