@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import msgspec
+from dotenv import dotenv_values
 
 from backend.lib.urls import with_password
 
@@ -345,6 +346,19 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
         raise SettingsError(f"invalid setting {key}: {message}") from exc
 
 
+def environ_with_dotenv(
+    environ: Mapping[str, str] | None = None, path: str | None = None
+) -> dict[str, str]:
+    """The environment with ``.env`` under it: variables set in the environment win over the
+    file's. The file is LITEBASE_ENV_FILE, else ``.env`` in the working directory; none is
+    fine (production sets the environment itself)."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("LITEBASE_ENV_FILE") or ".env"
+    from_file = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    return {**from_file, **environ}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return settings_from_env()
+    """The settings every command and the app read: the environment, over ``.env``."""
+    return settings_from_env(environ_with_dotenv())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -13,6 +14,11 @@ from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.support import Services, start_services, with_redis_db, worker_redis_db
 
 INTEGRATION_REDIS_DB = worker_redis_db(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test, and no process a test starts, reads the developer's own ``.env``."""
+    os.environ["LITEBASE_ENV_FILE"] = os.devnull
 
 
 @pytest.fixture(scope="session")
