@@ -48,7 +48,29 @@ async def test_beat_starts_a_due_schedules_job_once(stack, tmp_path):
                     break
                 assert time.monotonic() < deadline, (stack.log_dir / "beat.log").read_text()
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(2)  # more beats go by: none starts the run again
+            # A second schedule made due now starts only at a later beat: once its job is
+            # there, that beat (and any before it) has had its chance to start the first again.
+            later = await admin.post(
+                "/jobs/schedules",
+                json={
+                    "type": "reindex_collection",
+                    "input": {"collection": "notes"},
+                    "cron": "*/5 * * * *",
+                },
+            )
+            assert later.status_code == 201, later.text
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE job_schedules SET next_run_at = now() - interval '1 second'"
+                    " WHERE id = %s",
+                    (later.json()["id"],),
+                )
+            deadline = time.monotonic() + 30
+            path = f"/jobs/schedules/{later.json()['id']}"
+            while not (await admin.get(path)).json()["last_job_id"]:
+                assert time.monotonic() < deadline, (stack.log_dir / "beat.log").read_text()
+                await asyncio.sleep(0.2)
+            assert (await admin.delete(path)).status_code == 204
         finally:
             _stop(beat)
         assert job["status"] == "succeeded", job
