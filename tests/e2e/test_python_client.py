@@ -117,7 +117,7 @@ async def test_realtime_reconnects_and_misses_nothing(lb):
     async with lb.realtime(on_state=states.append, max_backoff=0.5) as live:
         await live.wait_open()
         subscription = await live.subscribe("collection:notes")
-        await asyncio.sleep(0.3)
+        await subscription.confirmed()
         first = await notes.create({"title": "before the drop"})
         assert (await subscription.next(10))["record"]["id"] == first["id"]
 
@@ -193,7 +193,7 @@ async def test_a_client_cut_off_for_ten_seconds_resumes_with_nothing_missing(sta
             async with far.realtime(on_state=states.append, max_backoff=1.0) as live:
                 await live.wait_open()
                 subscription = await live.subscribe("collection:notes")
-                await asyncio.sleep(0.3)
+                await subscription.confirmed()
                 first = await notes.create({"title": "before the partition"})
                 assert (await subscription.next(10))["record"]["id"] == first["id"]
 

@@ -39,8 +39,16 @@ class Subscription:
         self.last_event_id: int | None = options.pop("since", None)
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._seen: deque[int] = deque(maxlen=10_000)
+        # Set when the server answers this (re)subscription, with `subscribed` or an error.
+        self._answered = asyncio.Event()
+
+    async def confirmed(self, within: float = 10) -> None:
+        """Wait until the server has answered the subscription: after this, every change it
+        admits reaches it (an error answer comes out of ``next``)."""
+        await asyncio.wait_for(self._answered.wait(), within)
 
     def frame(self) -> dict[str, Any]:
+        self._answered.clear()  # sent (again): the answer to wait for is the next one
         frame = {"type": "subscribe", "id": self.id, "channel": self.channel, **self.options}
         if self.last_event_id is not None:
             frame["since"] = self.last_event_id
@@ -190,6 +198,10 @@ class Realtime:
                 if subscription.channel == frame.get("channel"):
                     subscription._offer(frame)
             return
+        if kind == "subscribed":
+            target = frame.get("id")
         subscription = self.subscriptions.get(target) if isinstance(target, str) else None
+        if subscription is not None and kind in ("subscribed", "error"):
+            subscription._answered.set()
         if subscription is not None and kind in ("event", "error"):
             subscription._offer(frame)
