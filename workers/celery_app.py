@@ -126,7 +126,9 @@ def create_celery_app(settings: Settings | None = None) -> LitebaseCelery:
         result_accept_content=["json"],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_track_started=True,
+        # Results live in Litebase's own tables (jobs, deliveries, embedding status); the
+        # result backend keeps only what asks for it (system.ping, a round-trip probe).
+        task_ignore_result=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         result_expires=24 * 3600,

@@ -11,6 +11,7 @@ from contextlib import aclosing
 from datetime import datetime
 
 import pytest
+import redis
 import websockets
 
 from tests.e2e.conftest import signed_up
@@ -145,3 +146,22 @@ async def test_the_per_user_limit_on_active_jobs(api, stack):
         await api.post(f"/jobs/{response.json()['id']}/cancel")
     for response in started:
         await _until(api, response.json()["id"], {"cancelled"}, within=40)
+
+
+async def test_a_job_leaves_nothing_in_the_celery_result_backend(stack):
+    """Its outcome is in the jobs table; Celery's result backend stores no copy (nor the
+    STARTED state) that nothing would read."""
+    store = redis.Redis.from_url(stack.redis_url)
+    before = set(store.scan_iter("celery-task-meta-*"))
+    async with aclosing(await signed_up(stack)) as user:
+        job = await user.post(
+            "/jobs",
+            json={
+                "type": "import_records",
+                "input": {"collection": "notes", "format": "csv", "data": "title\nquiet"},
+            },
+        )
+        assert job.status_code == 202, job.text
+        done = await _until(user, job.json()["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded"
+    assert set(store.scan_iter("celery-task-meta-*")) == before

@@ -14,7 +14,7 @@ from celery import shared_task
 QUEUE_METRICS_TASK = "system.queue_metrics"
 
 
-@shared_task(name="system.ping", bind=True)
+@shared_task(name="system.ping", bind=True, ignore_result=False)  # its caller reads the reply
 def ping(self: Any, payload: str = "pong") -> dict[str, str]:
     return {"payload": payload, "worker": str(self.request.hostname)}
 
