@@ -13,25 +13,31 @@ from backend.lib.urls import libpq_database_url
 from tests.e2e.conftest import _spawn, _stop, signed_up
 
 
+async def _due_reindex_schedule(admin, url: str) -> dict:
+    """A new schedule reindexing notes, made due now (not in up to 5 minutes)."""
+    created = await admin.post(
+        "/jobs/schedules",
+        json={
+            "type": "reindex_collection",
+            "input": {"collection": "notes"},
+            "cron": "*/5 * * * *",
+        },
+    )
+    assert created.status_code == 201, created.text
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE job_schedules SET next_run_at = now() - interval '1 second' WHERE id = %s",
+            (created.json()["id"],),
+        )
+    schedule: dict = created.json()
+    return schedule
+
+
 async def test_beat_starts_a_due_schedules_job_once(stack, tmp_path):
     admin = await signed_up(stack, admin=True)
     try:
-        created = await admin.post(
-            "/jobs/schedules",
-            json={
-                "type": "reindex_collection",
-                "input": {"collection": "notes"},
-                "cron": "*/5 * * * *",
-            },
-        )
-        assert created.status_code == 201, created.text
-        schedule = created.json()
         url = libpq_database_url(stack.database_url)
-        with psycopg.connect(url, autocommit=True) as conn:  # due now, not in up to 5 minutes
-            conn.execute(
-                "UPDATE job_schedules SET next_run_at = now() - interval '1 second' WHERE id = %s",
-                (schedule["id"],),
-            )
+        schedule = await _due_reindex_schedule(admin, url)
         env = {**stack.env, "JOBS_SCHEDULE_POLL_SECONDS": "1"}
         beat = _spawn(
             [sys.executable, "-m", "backend.cli", "beat", "--schedule", str(tmp_path / "beat")],
@@ -50,23 +56,9 @@ async def test_beat_starts_a_due_schedules_job_once(stack, tmp_path):
                 await asyncio.sleep(0.2)
             # A second schedule made due now starts only at a later beat: once its job is
             # there, that beat (and any before it) has had its chance to start the first again.
-            later = await admin.post(
-                "/jobs/schedules",
-                json={
-                    "type": "reindex_collection",
-                    "input": {"collection": "notes"},
-                    "cron": "*/5 * * * *",
-                },
-            )
-            assert later.status_code == 201, later.text
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE job_schedules SET next_run_at = now() - interval '1 second'"
-                    " WHERE id = %s",
-                    (later.json()["id"],),
-                )
+            later = await _due_reindex_schedule(admin, url)
             deadline = time.monotonic() + 30
-            path = f"/jobs/schedules/{later.json()['id']}"
+            path = f"/jobs/schedules/{later['id']}"
             while not (await admin.get(path)).json()["last_job_id"]:
                 assert time.monotonic() < deadline, (stack.log_dir / "beat.log").read_text()
                 await asyncio.sleep(0.2)
