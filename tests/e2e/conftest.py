@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -105,6 +107,15 @@ def litebase_api(env: dict[str, str], log: Path, ready: str = "/health") -> Iter
         _stop(process)
 
 
+@contextmanager
+def api_beside(stack: Stack, overrides: dict[str, str], log: Path) -> Iterator[Stack]:
+    """A second `litebase api` on the stack's database, Redis and worker, with some settings
+    (environment variables) changed; the stack it makes, until the block ends."""
+    env = {**stack.env, **overrides}
+    with litebase_api(env, log, "/ready") as base:
+        yield Stack(base, env, stack.database_url, stack.redis_url, stack.log_dir)
+
+
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,6 +130,27 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: flo
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def sql(stack: Stack, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run one statement on the stack's database (setup no route does, or a look at the rows);
+    its rows, if it returns any."""
+    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+async def finished_job(
+    client: httpx.AsyncClient, job_id: str, within: float = 30
+) -> dict[str, Any]:
+    """The job once it has finished (succeeded, failed or cancelled), polled over HTTP."""
+    deadline = time.monotonic() + within
+    while True:
+        job: dict[str, Any] = (await client.get(f"/jobs/{job_id}")).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        assert time.monotonic() < deadline, job
+        await asyncio.sleep(0.1)
 
 
 async def signed_up(stack: Stack, *, admin: bool = False) -> httpx.AsyncClient:

@@ -12,20 +12,13 @@ from typing import Any
 
 import httpx
 import openai
-import psycopg
 import pytest
 
 from backend.config import settings_from_env
-from backend.lib.urls import libpq_database_url
+from tests.e2e.conftest import sql
 from workers.celery_app import create_celery_app
 
 PASSWORD = "correct horse battery staple"
-
-
-def _sql(stack, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 async def _until(check, within: float = 15.0):
@@ -85,7 +78,7 @@ async def test_the_openai_client_streams_and_its_usage_is_recorded(stack, accoun
     assert text == f"echo: stream {tag} please"
     assert usage is not None and usage.completion_tokens == 4
     rows = await _until(
-        lambda: _sql(
+        lambda: sql(
             stack,
             "SELECT model, upstream_model, prompt_tokens, completion_tokens, outcome, user_id"
             " FROM ai_usage WHERE api_key_id = %s",
@@ -108,7 +101,7 @@ async def test_the_openai_client_streams_and_its_usage_is_recorded(stack, accoun
 
 async def test_a_budget_is_enforced_for_the_openai_client(stack, account):
     admin = account  # made admin below, then signed in again for a token with the role
-    _sql(stack, "UPDATE users SET role = 'admin' WHERE id = %s", account["user"]["id"])
+    sql(stack, "UPDATE users SET role = 'admin' WHERE id = %s", account["user"]["id"])
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
         token = (
             await http.post(
@@ -172,7 +165,7 @@ async def test_a_client_leaving_mid_stream_closes_the_upstream_stream(stack, acc
     assert record.outcome == "cancelled"
     assert record.chunks_sent < upstream.state.trickle_chunks
     rows = await _until(
-        lambda: _sql(
+        lambda: sql(
             stack,
             "SELECT outcome, completion_tokens FROM ai_usage WHERE api_key_id = %s",
             account["key_id"],
@@ -183,7 +176,7 @@ async def test_a_client_leaving_mid_stream_closes_the_upstream_stream(stack, acc
 
 async def test_the_usage_rollup_runs_on_a_worker(stack, account):
     old = uuid.uuid4()
-    _sql(
+    sql(
         stack,
         "INSERT INTO ai_usage (id, created_at, user_id, kind, model, prompt_tokens,"
         " completion_tokens, latency_ms, outcome)"
@@ -198,10 +191,10 @@ async def test_the_usage_rollup_runs_on_a_worker(stack, account):
     )
     celery.send_task("ai.rollup_usage")  # on the stack's worker; its effect is what counts
     deadline = time.monotonic() + 30
-    while _sql(stack, "SELECT count(*) FROM ai_usage WHERE id = %s", old) != [(0,)]:
+    while sql(stack, "SELECT count(*) FROM ai_usage WHERE id = %s", old) != [(0,)]:
         assert time.monotonic() < deadline, "the worker did not roll the old usage up"
         await asyncio.sleep(0.1)
-    assert _sql(
+    assert sql(
         stack,
         "SELECT sum(prompt_tokens + completion_tokens) FROM ai_usage_daily WHERE user_id = %s",
         account["user"]["id"],

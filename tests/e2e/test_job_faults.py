@@ -19,12 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import ROOT, _spawn, _stop
+from tests.e2e.conftest import ROOT, _spawn, _stop, finished_job, sql
 from tests.e2e.worker_tasks import EFFECTS_QUEUE
 
 PASSWORD = "correct horse battery staple"
@@ -50,21 +48,15 @@ async def api(stack):
     await client.aclose()
 
 
-def _sql(stack, statement: str, *params) -> list[tuple]:
-    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 @pytest.fixture
 def effects(stack) -> Iterator[None]:
     """The tables e2e_effect jobs write: one row per key (unique), one per run."""
-    _sql(
+    sql(
         stack,
         "CREATE TABLE IF NOT EXISTS e2e_effects (key text PRIMARY KEY, job_id uuid NOT NULL);"
         " CREATE TABLE IF NOT EXISTS e2e_effect_runs (key text NOT NULL)",
     )
-    _sql(stack, "TRUNCATE e2e_effects, e2e_effect_runs")
+    sql(stack, "TRUNCATE e2e_effects, e2e_effect_runs")
     yield
 
 
@@ -164,9 +156,9 @@ async def test_killing_workers_again_and_again_loses_and_duplicates_no_job(
         await asyncio.to_thread(workers.wait_ready)
         for _ in range(rounds):
             # Kill when a good share of work has run since the last round, much of it in flight.
-            runs = _sql(stack, "SELECT count(*) FROM e2e_effect_runs")[0][0]
+            runs = sql(stack, "SELECT count(*) FROM e2e_effect_runs")[0][0]
             deadline = time.monotonic() + 30
-            while _sql(stack, "SELECT count(*) FROM e2e_effect_runs")[0][0] < runs + 12:
+            while sql(stack, "SELECT count(*) FROM e2e_effect_runs")[0][0] < runs + 12:
                 assert time.monotonic() < deadline, "the workers made no progress"
                 await asyncio.sleep(0.02)
             workers.kill_all()
@@ -175,7 +167,7 @@ async def test_killing_workers_again_and_again_loses_and_duplicates_no_job(
         deadline = time.monotonic() + 60
         owners = dict(zip(ids, (c for c in clients for _ in range(per_user)), strict=True))
         while True:
-            pending = _sql(
+            pending = sql(
                 stack,
                 "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status <> ALL(%s)",
                 ids,
@@ -192,26 +184,16 @@ async def test_killing_workers_again_and_again_loses_and_duplicates_no_job(
         for client in clients:
             await client.aclose()
     assert [j["status"] for j in finished] == ["succeeded"] * len(ids)
-    count, distinct, owned = _sql(
+    count, distinct, owned = sql(
         stack,
         "SELECT count(*), count(DISTINCT key), count(*) FILTER (WHERE job_id = ANY(%s::uuid[]))"
         " FROM e2e_effects",
         ids,
     )[0]
     assert (count, distinct, owned) == (len(ids), len(ids), len(ids))  # none lost, none twice
-    runs = _sql(stack, "SELECT count(*) FROM e2e_effect_runs")[0][0]
+    runs = sql(stack, "SELECT count(*) FROM e2e_effect_runs")[0][0]
     rerun = sum(1 for j in finished if j["attempts"] > 1)
     assert runs > len(ids) and rerun, "no job was interrupted after its effect; kill sooner"
-
-
-async def _finished(client: httpx.AsyncClient, job_id: str, within: float = 60) -> dict:
-    deadline = time.monotonic() + within
-    while True:
-        job = (await client.get(f"/jobs/{job_id}")).json()
-        if job["status"] in FINISHED:
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.1)
 
 
 async def test_a_job_that_always_fails_stops_after_its_retries_marked_failed(api):
@@ -219,7 +201,7 @@ async def test_a_job_that_always_fails_stops_after_its_retries_marked_failed(api
     failed with the error, and never run again."""
     body = {"type": "e2e_fails", "input": {"message": "the disk is full"}}
     job = (await api.post("/jobs", json=body)).json()
-    failed = await _finished(api, job["id"])
+    failed = await finished_job(api, job["id"], within=60)
     assert failed["status"] == "failed"
     assert failed["error"] == "RuntimeError: the disk is full"
     assert failed["attempts"] == 3 and failed["result"] is None
@@ -234,14 +216,14 @@ async def test_a_job_that_always_fails_stops_after_its_retries_marked_failed(api
         },
     )
     assert marker.status_code == 202, marker.text
-    assert (await _finished(api, marker.json()["id"]))["status"] == "succeeded"
+    assert (await finished_job(api, marker.json()["id"], within=60))["status"] == "succeeded"
     assert (await api.get(f"/jobs/{job['id']}")).json() == failed
 
 
 async def test_a_job_over_its_timeout_is_stopped_and_failed_not_retried(api):
     """e2e_slow has a 1 s timeout and sleeps 30 s: stopped by the soft time limit, failed."""
     job = (await api.post("/jobs", json={"type": "e2e_slow", "input": {"seconds": 30}})).json()
-    failed = await _finished(api, job["id"], within=20)
+    failed = await finished_job(api, job["id"], within=20)
     assert failed["status"] == "failed" and failed["error"] == "timed out after 1s"
     assert failed["attempts"] == 1
 
@@ -250,7 +232,7 @@ async def test_a_job_that_kills_its_worker_every_time_is_failed_not_left_running
     """e2e_dies exits its worker process on every run (as an out-of-memory kill would); after
     CELERY_MAX_DELIVERIES runs the message is dropped and the job marked failed."""
     job = (await api.post("/jobs", json={"type": "e2e_dies", "input": {}})).json()
-    failed = await _finished(api, job["id"])
+    failed = await finished_job(api, job["id"], within=60)
     limit = int(stack.env["CELERY_MAX_DELIVERIES"])
     assert failed["status"] == "failed", failed
     assert failed["error"] == f"its worker died {limit} times running it; not run again"
@@ -290,14 +272,14 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
         ids = []
         for n in range(4):  # as POST /jobs does: the row, then the message
             job_id = uuid.uuid4()
-            _sql(
+            sql(
                 stack,
                 "INSERT INTO jobs (id, owner, type, created_at, updated_at)"
                 " VALUES (%s, %s, 'e2e_effect', now(), now())",
                 job_id,
                 owner,
             )
-            _sql(
+            sql(
                 stack,
                 "INSERT INTO job_inputs (id, job_id, input, created_at, updated_at)"
                 " VALUES (gen_random_uuid(), %s, %s, now(), now())",
@@ -313,12 +295,12 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
         own.stop()  # SHUTDOWN NOSAVE: the queue, the unacknowledged set, all gone
         own.start()  # the same socket, empty
         deadline = time.monotonic() + 45
-        while _sql(
+        while sql(
             stack,
             "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status <> 'succeeded'",
             ids,
         )[0][0]:
-            assert time.monotonic() < deadline, _sql(
+            assert time.monotonic() < deadline, sql(
                 stack, "SELECT status, attempts, error FROM jobs WHERE id = ANY(%s::uuid[])", ids
             )
             time.sleep(0.2)
@@ -328,7 +310,7 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
         celery.close()
         own.stop()
         shutil.rmtree(redis_dir, ignore_errors=True)
-    count, distinct = _sql(
+    count, distinct = sql(
         stack,
         "SELECT count(*), count(DISTINCT key) FROM e2e_effects WHERE job_id = ANY(%s::uuid[])",
         ids,
@@ -340,7 +322,7 @@ async def test_redis_restarting_with_its_state_gone_mid_job_loses_no_job(
 
 def _running(stack, ids: list[str]) -> int:
     return int(
-        _sql(
+        sql(
             stack,
             "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'",
             ids,

@@ -10,11 +10,9 @@ import uuid
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import PASSWORD, signed_up
+from tests.e2e.conftest import PASSWORD, finished_job, signed_up, sql
 
 NOTES = "/collections/notes/records"
 
@@ -22,22 +20,6 @@ NOTES = "/collections/notes/records"
 def _chats(upstream, marker: str) -> list:
     """The chat calls the fake upstream received about ``marker`` (embeddings are not)."""
     return [c for c in upstream.state.calls_with(marker) if c.path == "/v1/chat/completions"]
-
-
-def _sql(stack, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-async def _finished(client: httpx.AsyncClient, job_id: str, within: float = 30) -> dict:
-    deadline = time.monotonic() + within
-    while True:
-        job = (await client.get(f"/jobs/{job_id}")).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.1)
 
 
 async def _summarize(client: httpx.AsyncClient, record_id: str, **extra: Any) -> dict:
@@ -49,7 +31,7 @@ async def _summarize(client: httpx.AsyncClient, record_id: str, **extra: Any) ->
         },
     )
     assert submitted.status_code == 202, submitted.text
-    return await _finished(client, submitted.json()["id"])
+    return await finished_job(client, submitted.json()["id"])
 
 
 async def _note(client: httpx.AsyncClient, marker: str) -> dict:
@@ -110,7 +92,7 @@ async def test_a_summary_lands_in_the_result_with_its_usage_under_the_prompt(
     assert call.body["model"] == "fake-chat" and call.body["max_tokens"] == 600  # the prompt's
     deadline = time.monotonic() + 15
     while not (
-        rows := _sql(
+        rows := sql(
             stack,
             "SELECT user_id::text, org_id::text, api_key_id, kind, model, prompt_name,"
             " prompt_version, outcome, prompt_tokens, completion_tokens"
@@ -176,7 +158,7 @@ async def test_over_budget_the_job_fails_without_an_upstream_call(stack, alice, 
     assert _chats(upstream, marker) == []
     deadline = time.monotonic() + 15
     while not (
-        rows := _sql(
+        rows := sql(
             stack,
             "SELECT prompt_name, outcome, prompt_tokens + completion_tokens FROM ai_usage"
             " WHERE user_id = %s",

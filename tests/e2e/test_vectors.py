@@ -9,11 +9,9 @@ import time
 import uuid
 
 import httpx
-import psycopg
 import pytest
 
-from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import _spawn, _stop
+from tests.e2e.conftest import _spawn, _stop, sql
 
 PASSWORD = "correct horse battery staple"
 NOTES = "/collections/notes/records"
@@ -60,11 +58,6 @@ async def _until(check, within: float = 30.0, every: float = 0.2):
             return result
         assert time.monotonic() < deadline, "not in time"
         await asyncio.sleep(every)
-
-
-def _sql(stack, statement: str, *params) -> list[tuple]:
-    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-        return conn.execute(statement, params).fetchall()
 
 
 async def test_notes_become_searchable_edits_reembed_deletes_vanish(stack, alice, bob):
@@ -123,7 +116,7 @@ async def test_provider_errors_retry_then_land_in_the_failures_table(stack, alic
     assert items[0]["record"]["id"] == flaky["id"]
 
     async def recorded():
-        return _sql(
+        return sql(
             stack,
             "SELECT error, attempts FROM embedding_failures WHERE record_id = %s",
             doomed["id"],
@@ -132,7 +125,7 @@ async def test_provider_errors_retry_then_land_in_the_failures_table(stack, alic
     failures = await _until(recorded)
     # EMBEDDING_MAX_RETRIES=2: the first try and two retries, then recorded once.
     assert failures == [("the provider answered 429", 3)]
-    state = _sql(stack, "SELECT status FROM embedding_records WHERE record_id = %s", doomed["id"])
+    state = sql(stack, "SELECT status FROM embedding_records WHERE record_id = %s", doomed["id"])
     assert state == [("failed",)]
     assert upstream.state.failures >= 4  # 500 once, 429 three times
     # Fixed at the source, the record is embedded like any other.
@@ -161,7 +154,7 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
     # 1.0 whatever other notes' words collide with (hashing into 32 or 64 slots, some of the
     # hundreds of notes the e2e stack holds by now share slots with a shorter query).
     exact_text = f"r7 kumquat7 {marker}"
-    (before,) = _sql(
+    (before,) = sql(
         stack,
         "SELECT version FROM embedding_versions WHERE collection = 'notes' AND state = 'active'",
     )
@@ -179,7 +172,7 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
             nonlocal served_meanwhile
             items = await _search(alice, query=exact_text, mode="vector", k=3)
             served_meanwhile += items[0]["record"]["id"] == notes[7]["id"]
-            rows = _sql(
+            rows = sql(
                 stack,
                 "SELECT version, dimensions FROM embedding_versions WHERE collection = 'notes'"
                 " AND state = 'active'",
@@ -188,8 +181,8 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
 
         await _until(swapped, within=90, every=0.1)
         assert served_meanwhile >= 1  # every search while building found the right note
-        assert _sql(stack, "SELECT DISTINCT vector_dims(embedding) FROM notes_chunks") == [(32,)]
-        assert _sql(stack, "SELECT state FROM embedding_versions WHERE collection = 'notes'") == [
+        assert sql(stack, "SELECT DISTINCT vector_dims(embedding) FROM notes_chunks") == [(32,)]
+        assert sql(stack, "SELECT state FROM embedding_versions WHERE collection = 'notes'") == [
             ("active",)
         ]
         await asyncio.sleep(2.1)  # the API's view of the active version is cached two seconds

@@ -10,11 +10,9 @@ from collections.abc import Iterator
 from contextlib import aclosing
 
 import httpx
-import psycopg
 import pytest
 
-from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import Stack, litebase_api, signed_up
+from tests.e2e.conftest import Stack, api_beside, signed_up, sql
 
 pytestmark = pytest.mark.xdist_group("e2e")  # the e2e stack's database
 
@@ -28,22 +26,14 @@ IMPORT = {
 
 @pytest.fixture(scope="module")
 def capped(stack, tmp_path_factory) -> Iterator[Stack]:
-    env = {
-        **stack.env,
+    caps = {
         "JOBS_MAX_ACTIVE_PER_USER": str(CAP),
         "JOBS_MAX_SCHEDULES_PER_USER": str(CAP),
         "JOBS_SCHEDULABLE_TYPES": "import_records",
         "WEBHOOK_MAX_ENDPOINTS": str(CAP),
     }
-    with litebase_api(env, tmp_path_factory.mktemp("caps") / "api.log", "/ready") as base:
-        yield Stack(base, env, stack.database_url, stack.redis_url, stack.log_dir)
-
-
-def _count(stack, statement: str, *params) -> int:
-    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-        row = conn.execute(statement, params).fetchone()
-    assert row is not None
-    return int(row[0])
+    with api_beside(stack, caps, tmp_path_factory.mktemp("caps") / "api.log") as api:
+        yield api
 
 
 async def _at_once(client: httpx.AsyncClient, path: str, body: dict) -> list[int]:
@@ -61,7 +51,7 @@ async def test_concurrent_job_submissions_stay_within_the_cap(capped):
         codes = sorted(response.status_code for response in responses)
         try:
             assert codes == [202] * CAP + [429] * (AT_ONCE - CAP)
-            assert _count(capped, "SELECT count(*) FROM jobs WHERE owner = %s", owner) == CAP
+            assert sql(capped, "SELECT count(*) FROM jobs WHERE owner = %s", owner)[0][0] == CAP
         finally:
             for response in responses:
                 if response.status_code == 202:
@@ -73,11 +63,11 @@ async def test_concurrent_schedules_stay_within_the_cap(capped):
         codes = await _at_once(user, "/jobs/schedules", {**IMPORT, "cron": "0 3 * * *"})
         owner = user.tokens["user"]["id"]  # type: ignore[attr-defined]
     assert codes == [201] * CAP + [429] * (AT_ONCE - CAP)
-    assert _count(capped, "SELECT count(*) FROM job_schedules WHERE owner = %s", owner) == CAP
+    assert sql(capped, "SELECT count(*) FROM job_schedules WHERE owner = %s", owner)[0][0] == CAP
 
 
 async def test_concurrent_webhooks_stay_within_the_cap(capped):
-    have = _count(capped, "SELECT count(*) FROM webhook_endpoints")
+    have = sql(capped, "SELECT count(*) FROM webhook_endpoints")[0][0]
     room = max(CAP - have, 0)
     async with aclosing(await signed_up(capped, admin=True)) as admin:
         body = {"url": "https://1.1.1.1/h", "collection": "notes", "enabled": False}
@@ -88,7 +78,7 @@ async def test_concurrent_webhooks_stay_within_the_cap(capped):
         try:
             codes = sorted(r.status_code for r in responses)
             assert codes == [201] * room + [409] * (AT_ONCE - room)
-            assert _count(capped, "SELECT count(*) FROM webhook_endpoints") == max(have, CAP)
+            assert sql(capped, "SELECT count(*) FROM webhook_endpoints")[0][0] == max(have, CAP)
         finally:
             for hook_id in made:  # the stack's other tests deliver to the hooks there are
                 await admin.delete(f"/webhooks/{hook_id}")

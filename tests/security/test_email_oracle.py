@@ -15,7 +15,7 @@ from contextlib import aclosing
 import httpx
 import pytest
 
-from tests.e2e.conftest import PASSWORD, Stack, litebase_api, signed_up
+from tests.e2e.conftest import PASSWORD, Stack, api_beside, signed_up
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -49,9 +49,9 @@ async def _compare(client, path: str, known: dict, unknown) -> None:
 
 @pytest.fixture(scope="module")
 def verifying(stack, tmp_path_factory) -> Iterator[Stack]:
-    env = {**stack.env, "AUTH_REQUIRE_VERIFIED_EMAIL": "true"}
-    with litebase_api(env, tmp_path_factory.mktemp("oracle") / "api.log", "/ready") as base:
-        yield Stack(base, env, stack.database_url, stack.redis_url, stack.log_dir)
+    required = {"AUTH_REQUIRE_VERIFIED_EMAIL": "true"}
+    with api_beside(stack, required, tmp_path_factory.mktemp("oracle") / "api.log") as api:
+        yield api
 
 
 async def test_reset_and_sign_in_code_requests_do_not_tell_who_has_an_account(stack, inbox):

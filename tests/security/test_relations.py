@@ -5,14 +5,14 @@ realtime feed, and 201 against 422 told which ids exist) and assigned to any use
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
+from contextlib import aclosing
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import finished_job, signed_up
 from tests.integration.conftest import bearer, in_org
 
 
@@ -109,23 +109,21 @@ async def test_admins_may_point_relations_anywhere(client, sign_up, admin):
     assert task.status_code == 201, task.text
 
 
-async def _job_done(
-    api: httpx.AsyncClient, job_id: str, headers: dict[str, str], within: float = 30
-) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        job = (await api.get(f"/jobs/{job_id}", headers=headers)).json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.1)
+def _stack_sign_up(stack):
+    """A ``sign_up`` (as the integration fixture's) against the running stack."""
+
+    async def _sign_up() -> dict[str, Any]:
+        async with aclosing(await signed_up(stack)) as client:
+            return client.tokens  # type: ignore[attr-defined,no-any-return]
+
+    return _sign_up
 
 
 @pytest.mark.xdist_group("e2e")
 async def test_an_import_cannot_file_rows_under_another_orgs_project(stack):
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as api:
-        mine, my_project, _ = await _member_with_project(api, _signer(api), "Acme")
-        _, their_project, _ = await _member_with_project(api, _signer(api), "Globex")
+        mine, my_project, _ = await _member_with_project(api, _stack_sign_up(stack), "Acme")
+        _, their_project, _ = await _member_with_project(api, _stack_sign_up(stack), "Globex")
         data = "\n".join(
             f'{{"project": "{project}", "title": "row {n}"}}'
             for n, project in enumerate([my_project, their_project])
@@ -139,20 +137,9 @@ async def test_an_import_cannot_file_rows_under_another_orgs_project(stack):
             headers=mine,
         )
         assert job.status_code == 202, job.text
-        done = await _job_done(api, job.json()["id"], mine)
+        api.headers.update(mine)
+        done = await finished_job(api, job.json()["id"])
         assert done["status"] == "succeeded", done
         assert done["result"]["inserted"] == 1
         assert [e["row"] for e in done["result"]["errors"]] == [1]
         assert "project" in done["result"]["errors"][0]["message"]
-
-
-def _signer(api: httpx.AsyncClient):
-    async def _sign_up() -> dict[str, Any]:
-        email = f"rel-{uuid.uuid4().hex[:10]}@example.com"
-        response = await api.post(
-            "/auth/signup", json={"email": email, "password": "correct horse battery staple"}
-        )
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    return _sign_up

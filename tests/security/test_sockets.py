@@ -10,13 +10,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
-import psycopg
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import litebase_api
+from tests.e2e.conftest import litebase_api, sql
 from tests.integration.conftest import in_org
 
 pytestmark = pytest.mark.xdist_group("e2e")  # shares the e2e stack's worker
@@ -36,11 +34,6 @@ def second_api(stack, tmp_path_factory) -> Iterator[str]:
 async def api(stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
         yield client
-
-
-def _sql(stack, statement: str, *params) -> None:
-    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-        conn.execute(statement, params)
 
 
 async def _user(api) -> dict:
@@ -90,7 +83,7 @@ async def test_revoking_an_api_key_closes_its_sockets(api, second_api):
 
 async def test_disabling_a_user_closes_their_session_and_key_sockets(api, second_api, stack):
     admin = await _user(api)
-    _sql(stack, "UPDATE users SET role = 'admin' WHERE id = %s", admin["user"]["id"])
+    sql(stack, "UPDATE users SET role = 'admin' WHERE id = %s", admin["user"]["id"])
     admin_token = (
         await api.post(
             "/auth/token",
@@ -123,7 +116,7 @@ async def test_removing_a_member_closes_their_sockets_in_that_org(api, second_ap
     org_id = (
         await api.post("/orgs", json={"name": "acme"}, headers=_bearer(owner["access_token"]))
     ).json()["id"]
-    _sql(
+    sql(
         stack,
         "INSERT INTO org_members (id, org_id, user_id, role, created_at, updated_at)"
         " VALUES (gen_random_uuid(), %s, %s, 'member', now(), now())",

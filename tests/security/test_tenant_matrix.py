@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import Stack, signed_up
+from tests.e2e.conftest import Stack, finished_job, signed_up, sql
 from tests.integration.conftest import in_org
 
 pytestmark = pytest.mark.xdist_group("e2e")
@@ -51,12 +49,6 @@ class World:
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
 
-def _sql(stack: Stack, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(libpq_database_url(stack.database_url), autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 async def _until(condition, within: float = 30, what: str = "") -> Any:
     deadline = time.monotonic() + within
     while True:
@@ -65,15 +57,6 @@ async def _until(condition, within: float = 30, what: str = "") -> Any:
             return found
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.1)
-
-
-async def _job_done(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    async def finished():
-        job = (await client.get(f"/jobs/{job_id}")).json()
-        return job if job.get("status") in ("succeeded", "failed", "cancelled") else None
-
-    done: dict[str, Any] = await _until(finished, what=f"job {job_id} did not finish")
-    return done
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -106,7 +89,7 @@ async def world(stack) -> AsyncIterator[World]:
         stack, secret, victim, tokens["user"]["id"], note.json()["id"],
         project.json()["id"], task.json()["id"], imported.json()["id"], hush, clients=[victim],
     )  # fmt: skip
-    await _job_done(victim, world.job)
+    await finished_job(victim, world.job)
     # A gateway call of the victim's, so there is usage of theirs to leak.
     chat = await victim.post(
         "/v1/chat/completions",
@@ -136,7 +119,7 @@ async def world(stack) -> AsyncIterator[World]:
     rival = await in_org(other_org, other_org.tokens, theirs["id"])  # type: ignore[attr-defined]
     removed = await signed_up(stack)
     removed_id = removed.tokens["user"]["id"]  # type: ignore[attr-defined]
-    _sql(
+    sql(
         stack,
         "INSERT INTO org_members (id, org_id, user_id, role, created_at, updated_at)"
         " VALUES (gen_random_uuid(), %s, %s, 'member', now(), now())",
@@ -186,7 +169,7 @@ def _reads(w: World) -> list[tuple[str, str, Any]]:
 
 
 def _victim_org(w: World) -> str:
-    return str(_sql(w.stack, "SELECT org FROM projects WHERE id = %s", w.project)[0][0])
+    return str(sql(w.stack, "SELECT org FROM projects WHERE id = %s", w.project)[0][0])
 
 
 def _writes(w: World) -> list[tuple[str, str, Any]]:
@@ -210,12 +193,12 @@ def _writes(w: World) -> list[tuple[str, str, Any]]:
 
 
 def _victims_rows_are_untouched(w: World) -> None:
-    assert _sql(w.stack, "SELECT title, body FROM notes WHERE id = %s", w.note) == [
+    assert sql(w.stack, "SELECT title, body FROM notes WHERE id = %s", w.note) == [
         (w.secret, f"{w.secret} my diary {w.hush}")
     ]
-    assert _sql(w.stack, "SELECT title FROM tasks WHERE project = %s", w.project) == [(w.secret,)]
-    assert _sql(w.stack, "SELECT name FROM projects WHERE id = %s", w.project) == [(w.secret,)]
-    assert _sql(w.stack, "SELECT count(*) FROM webhook_endpoints WHERE url LIKE %s", "%steal") == [
+    assert sql(w.stack, "SELECT title FROM tasks WHERE project = %s", w.project) == [(w.secret,)]
+    assert sql(w.stack, "SELECT name FROM projects WHERE id = %s", w.project) == [(w.secret,)]
+    assert sql(w.stack, "SELECT count(*) FROM webhook_endpoints WHERE url LIKE %s", "%steal") == [
         (0,)
     ]
 
@@ -267,7 +250,7 @@ async def test_no_job_of_an_outsider_reads_or_writes_the_victims_records(world):
         assert {o for o, _, _ in started} <= {"other user", "other org"}  # the rest: refused
         for outsider, kind, job_id in started:
             client.headers.update(w.headers[outsider])
-            done = await _job_done(client, job_id)
+            done = await finished_job(client, job_id)
             assert w.secret not in json.dumps(done), (outsider, kind, done)
             if kind == "import":
                 assert done["result"]["inserted"] == 0, done
