@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, exists, false, literal, select
+from sqlalchemy import ColumnElement, exists, literal, select
 
 from backend.auth.models import OrgMember
 from backend.collections.compile import AuthContext
@@ -56,7 +56,7 @@ def relation_checks(
         if target is None:
             continue  # a table no collection serves: its foreign key is the only check
         table = target.collection.table
-        view = false() if "view" in target.admin_only else target.clause("view", auth, now)
+        view = target.clause("view", auth, now)
         checks[name] = exists(select(table.c.id).where(table.c.id == value, view))
     return checks
 

@@ -73,6 +73,9 @@ class CompiledRules:
                 self.timeless.add(action)
 
     def clause(self, action: str, auth: AuthContext, now: datetime) -> ColumnElement[bool]:
+        """The rule's SQL for a caller subject to rules (an admin-only rule admits none)."""
+        if action in self.admin_only:
+            return false()
         if action not in self.timeless:
             return to_sql(self.nodes[action], self.collection, auth, now)
         key = (action, auth)
@@ -148,6 +151,4 @@ def rule_clause(
     admin-only rule: none for anyone else). Requests and workers read records through it."""
     if principal is not None and principal.bypasses_rules:
         return true()
-    if action in compiled.admin_only:
-        return false()
     return compiled.clause(action, auth_context(principal), now)
