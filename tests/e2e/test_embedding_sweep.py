@@ -7,8 +7,8 @@ from __future__ import annotations
 import sys
 import uuid
 
-from tests.e2e.conftest import _spawn, _stop, signed_up
-from tests.e2e.test_vectors import NOTES, _search, _sql, _until
+from tests.e2e.conftest import _spawn, _stop, signed_up, sql
+from tests.e2e.test_vectors import NOTES, _search, _until
 
 STATUS = "/collections/notes/embedding-status"
 
@@ -29,7 +29,7 @@ async def test_failed_embeddings_are_retried_by_the_sweep_until_the_provider_is_
         ids = [note["id"] for note in notes]
 
         def states() -> list[tuple[str, int]]:
-            return _sql(
+            return sql(
                 stack,
                 "SELECT status, retries FROM embedding_records WHERE record_id = ANY(%s::uuid[])",
                 ids,
@@ -50,7 +50,7 @@ async def test_failed_embeddings_are_retried_by_the_sweep_until_the_provider_is_
         )
 
         def failures() -> int:
-            return _sql(
+            return sql(
                 stack,
                 "SELECT count(*) FROM embedding_failures WHERE record_id = ANY(%s::uuid[])",
                 ids,
