@@ -186,6 +186,7 @@ async def test_a_streamed_answer_sends_deltas_then_citations(client, library, up
     assert [c["n"] for c in done["citations"]] == [1, 2]
     assert marker in done["answer"]
     (stream,) = upstream.state.streams_with(marker)
+    assert await asyncio.to_thread(stream.ended.wait, 5)  # the fake marks it after [DONE]
     assert stream.outcome == "completed"
 
 
@@ -396,7 +397,9 @@ async def test_answers_over_channels_at_once_are_bounded(served_by, clock, upstr
             assert second.status_code == 429, second.text
             assert second.json()["code"] == "too_many_asks"
             assert (await first).status_code == 202
-            assert upstream.state.streams_with(marker)[0].outcome == "completed"
+            stream = upstream.state.streams_with(marker)[0]
+            assert await asyncio.to_thread(stream.ended.wait, 5)  # marked after [DONE]
+            assert stream.outcome == "completed"
             third = await client.post(
                 ASK, json={"question": "lava", "channel": f"user:{user_id}"}, headers=headers
             )

@@ -127,6 +127,7 @@ async def test_a_streamed_run_sends_deltas_then_the_result(client, alice, upstre
     assert done["finish_reason"] == "stop"
     assert done["usage"]["completion_tokens"] == len(done["output"].split())
     (stream,) = upstream.state.streams_with(marker)
+    assert await asyncio.to_thread(stream.ended.wait, 5)  # the fake marks it after [DONE]
     assert stream.outcome == "completed"
 
 
