@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from celery import shared_task
 
 from backend.ai.usage import roll_up_usage
-from backend.lib.urls import libpq_database_url
 from workers.celery_app import LitebaseCelery
+from workers.database import connection
 
 ROLLUP_USAGE_TASK = "ai.rollup_usage"
 
@@ -21,5 +20,5 @@ def rollup_usage(self: Any) -> int:
     """Idempotent: a second run finds nothing past the cutoff to move."""
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
-    with psycopg.connect(libpq_database_url(app.settings.database_url)) as conn:
+    with connection(app.settings, autocommit=False) as conn:
         return roll_up_usage(conn, app.settings.ai_usage_retention_days, datetime.now(UTC))

@@ -33,8 +33,8 @@ from backend.jobs.types import (
     SummarizeRecord,
     parse_input,
 )
-from backend.lib.urls import libpq_database_url
 from workers.celery_app import JOBS_QUEUE, LitebaseCelery, LitebaseTask
+from workers.database import connection, worker_engine
 
 REQUEUE_JOBS_TASK = "jobs.requeue"
 MAX_REPORTED_ERRORS = 100
@@ -106,7 +106,6 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
     from backend.collections.rules import compile_rules
     from backend.collections.schemas import provided, record_types
     from backend.collections.spec import CollectionRegistry
-    from workers.database import worker_engine
 
     registry = CollectionRegistry.discover()
     collection = registry.get(job_input.collection)
@@ -209,7 +208,6 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
     from backend.collections.spec import CollectionRegistry
     from backend.errors import DomainError, UpstreamFailed
     from backend.identity import Principal
-    from workers.database import worker_engine
     from workers.gateway import worker_gateway
 
     gateway = worker_gateway(ctx.settings)
@@ -270,7 +268,7 @@ class JobTask(LitebaseTask):
         app = self.app
         assert isinstance(app, LitebaseCelery) and app.settings.database_url
         job_id = args[0] if args else kwargs["job_id"]
-        with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as c:
+        with connection(app.settings) as c:
             c.execute(
                 "UPDATE jobs SET status = 'failed', error = %s, finished_at = now(),"
                 " updated_at = now() WHERE id = %s AND status IN ('queued', 'running')",
@@ -282,7 +280,7 @@ class JobTask(LitebaseTask):
 def run_job(self: Any, job_id: str) -> str:
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
-    with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
+    with connection(app.settings) as conn:
         claimed = conn.execute(
             "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()),"
             " attempts = attempts + 1, updated_at = now()"
@@ -352,7 +350,7 @@ def requeue_jobs(self: Any, after_seconds: float | None = None) -> int:
     queues = {name: job_type.queue or JOBS_QUEUE for name, job_type in JOB_TYPES.items()}
     busy = {queue for queue in set(queues.values()) if _messages_in(app, queue)}
     waiting = [name for name, queue in queues.items() if queue in busy]
-    with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
+    with connection(app.settings) as conn:
         lost = claim_lost_jobs(conn, after, waiting)
     for job_id, type_name in lost:
         send_job(app, job_id, type_name)
@@ -366,7 +364,7 @@ def fire_schedules(self: Any) -> int:
 
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
-    with psycopg.connect(libpq_database_url(app.settings.database_url), autocommit=True) as conn:
+    with connection(app.settings) as conn:
         created = fire_due_schedules(conn, datetime.now(UTC), app.settings)
         types = conn.execute(
             "SELECT id::text, type FROM jobs WHERE id = ANY(%s::uuid[])", (created,)

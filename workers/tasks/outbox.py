@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from celery import shared_task
 
-from backend.lib.urls import libpq_database_url
 from workers.celery_app import LitebaseCelery
+from workers.database import connection
 
 TRIM_OUTBOX_TASK = "outbox.trim"
 
@@ -20,7 +19,7 @@ def trim_outbox(self: Any) -> int:
     app = self.app
     assert isinstance(app, LitebaseCelery) and app.settings.database_url
     hours = app.settings.outbox_retention_hours
-    with psycopg.connect(libpq_database_url(app.settings.database_url)) as conn:
+    with connection(app.settings, autocommit=False) as conn:
         deleted = conn.execute(
             """
             WITH gone AS (

@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 from celery import shared_task
 from celery.signals import worker_ready
+from sqlalchemy.exc import DBAPIError
 
 from backend.collections.spec import Collection, CollectionRegistry
-from backend.lib.urls import libpq_database_url
 from backend.vectors import EMBED_TASK, REINDEX_TASK, RETRY_FAILED_TASK
 from backend.vectors.embedders import ProviderError
 from backend.vectors.sync import (
@@ -35,6 +35,7 @@ from backend.vectors.sync import (
     record_ids as batches_of_ids,
 )
 from workers.celery_app import LitebaseCelery
+from workers.database import connection
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, i
     assert settings.database_url is not None
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+    with connection(settings) as conn:
         live, _ = ensure_versions(conn, collection, settings, adopt=False)
         timings["connect"] = time.perf_counter() - started
         for version in live:
@@ -129,7 +130,7 @@ def reindex(self: Any, collection_name: str) -> int:
         return 0
     assert settings.database_url is not None
     sent = 0
-    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+    with connection(settings) as conn:
         ensure_versions(conn, collection, settings, adopt=False)
         for ids in batches_of_ids(conn, collection, settings.embedding_batch_records):
             app.send_task(EMBED_TASK, args=[collection.name, ids])
@@ -150,7 +151,7 @@ def retry_failed(self: Any) -> int:
     if not names or settings.embedding_sweep_max_retries == 0:
         return 0
     assert settings.database_url is not None
-    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+    with connection(settings) as conn:
         due = claim_due_failures(conn, names, settings)
     size = settings.embedding_batch_records
     for name, ids in due.items():
@@ -169,9 +170,7 @@ def start_versions(sender: Any = None, **_: Any) -> None:
     if not isinstance(app, LitebaseCelery) or not app.settings.database_url:
         return
     try:
-        with psycopg.connect(
-            libpq_database_url(app.settings.database_url), autocommit=True
-        ) as conn:
+        with connection(app.settings) as conn:
             for collection in _registry():
                 if collection.embed is None:
                     continue
@@ -179,5 +178,5 @@ def start_versions(sender: Any = None, **_: Any) -> None:
                 if started:
                     log.info("embedding settings of %s changed: re-embedding", collection.name)
                     send_reindex(app, collection.name)
-    except psycopg.Error as exc:  # the tasks ensure versions too; a worker still starts
+    except (psycopg.Error, DBAPIError) as exc:  # the tasks ensure versions too; a worker starts
         log.warning("could not check embedding versions at start: %s", exc)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from celery import shared_task
 
-from backend.lib.urls import libpq_database_url
 from backend.webhooks import DELIVER_TASK, REQUEUE_TASK, TRIM_TASK
 from backend.webhooks.delivery import deliver as deliver_once
 from backend.webhooks.delivery import overdue_deliveries, trim_deliveries
 from backend.webhooks.service import target_policy
 from workers.celery_app import LitebaseCelery
+from workers.database import connection
 
 
 def _app(task: Any) -> LitebaseCelery:
@@ -33,7 +32,7 @@ def deliver(self: Any, delivery_id: str) -> None:
     app = _app(self)
     settings = app.settings
     assert settings.database_url is not None
-    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+    with connection(settings) as conn:
         wait = deliver_once(conn, delivery_id, settings, target_policy(settings))
     if wait is not None:
         raise self.retry(countdown=wait)
@@ -45,7 +44,7 @@ def requeue(self: Any) -> int:
     app = _app(self)
     settings = app.settings
     assert settings.database_url is not None
-    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+    with connection(settings) as conn:
         overdue = overdue_deliveries(conn, settings.webhook_requeue_after_seconds)
     for delivery_id in overdue:
         app.send_task(DELIVER_TASK, args=[delivery_id])
@@ -58,5 +57,5 @@ def trim(self: Any) -> int:
     app = _app(self)
     settings = app.settings
     assert settings.database_url is not None
-    with psycopg.connect(libpq_database_url(settings.database_url), autocommit=True) as conn:
+    with connection(settings) as conn:
         return trim_deliveries(conn, settings.webhook_delivery_retention_days)
