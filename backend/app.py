@@ -53,6 +53,7 @@ from backend.collections.spec import CollectionRegistry
 from backend.config import Settings, SettingsError, get_settings
 from backend.db.base import metadata
 from backend.db.migrate import head_revisions
+from backend.db.transactions import owned_session, request_session
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
 from backend.identity import Principal
@@ -119,7 +120,9 @@ def _database_config(settings: Settings, database_url: str) -> SQLAlchemyAsyncCo
             pool_recycle=1800,
         ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
-        before_send_handler="autocommit",
+        # The plugin opens and closes the request's session; backend/db/transactions.py owns
+        # its transaction (decision 0011), as the ``db_session`` the routes ask for.
+        session_dependency_key="transaction_session",
     )
 
 
@@ -179,7 +182,7 @@ def create_app(
     @asynccontextmanager
     async def start_realtime(app: Litestar) -> AsyncIterator[None]:
         async def authenticate(token: str) -> Principal:
-            async with database.get_session() as db:
+            async with owned_session(database) as db:
                 return await auth_service_for(db, app.state, settings).authenticate(token)
 
         hub = RealtimeHub(
@@ -296,6 +299,7 @@ def create_app(
     dependencies: dict[str, Any] = {
         "settings": Provide(provide_settings, sync_to_thread=False),
         "paging": Provide(provide_paging, sync_to_thread=False),
+        "db_session": Provide(request_session),
         **AUTH_DEPENDENCIES,
     }
 

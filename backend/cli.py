@@ -137,13 +137,14 @@ async def _ensure_admin(database_url: str, email: str, password: str) -> str:
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
     from backend.auth.service import ensure_admin
+    from backend.db.transactions import transaction
     from backend.lib.urls import async_database_url
 
     engine = create_async_engine(async_database_url(database_url))
     try:
-        async with AsyncSession(engine, expire_on_commit=False) as db:
+        async with AsyncSession(engine, expire_on_commit=False) as db, transaction(db):
             user = await ensure_admin(db, email, password)
-            return str(user.id)
+        return str(user.id)
     finally:
         await engine.dispose()
 

@@ -4,7 +4,8 @@ Services, workers and helpers raise these; one place (backend/problems.py) turns
 problem+json with its status. A worker catches them by kind (``UpstreamFailed``: try again)
 rather than by status code. Each carries what the caller should read: a ``detail`` sentence, an
 optional machine ``code``, field ``errors`` (``[{field, message, source}]``), ``headers`` the
-answer must carry (``Retry-After``) and any extra members of the answer.
+answer must carry (``Retry-After``) and any extra members of the answer. ``keep_changes``: the
+refusal is itself a change, so what was done before it is committed (backend/db/transactions.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ class DomainError(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        keep_changes: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
         self.headers = headers
+        self.keep_changes = keep_changes
         self.extra = extra
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 from typing import cast
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from backend.ai.budgets import Budgets, Limits, SubjectKind, default_limits, per
 from backend.ai.models import AIBudget, delete_budget_override
 from backend.ai.schemas import BudgetLimits, BudgetView
 from backend.config import Settings
+from backend.db.transactions import after_commit
 from backend.lib.clock import Clock
 
 log = structlog.get_logger(__name__)
@@ -81,16 +83,13 @@ class BudgetService:
                 },
             )
         )
-        await self.db.commit()
-        await self.budgets.mirror(
-            kind, subject, Limits(limits.tokens_per_period, limits.requests_per_minute)
-        )
+        mirrored = Limits(limits.tokens_per_period, limits.requests_per_minute)
+        after_commit(self.db, partial(self.budgets.mirror, kind, subject, mirrored))
         return await self.get(kind, subject)
 
     async def clear(self, kind: SubjectKind, subject: UUID) -> None:
         await self.db.execute(delete_budget_override(kind, subject))
-        await self.db.commit()
-        await self.budgets.mirror(kind, subject, None)
+        after_commit(self.db, partial(self.budgets.mirror, kind, subject, None))
 
 
 async def copy_overrides(engine: AsyncEngine, budgets: Budgets) -> int:

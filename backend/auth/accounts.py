@@ -34,11 +34,10 @@ class Accounts(EmailTokens):
         password_hash = await asyncio.to_thread(hash_password, data.password)
         name = None if data.name is None else data.name.strip()
         user = User(email=data.email.strip(), name=name, password_hash=password_hash)
-        self.db.add(user)
         try:
-            await self.db.flush()
+            async with self.db.begin_nested():  # a taken address undoes this insert alone
+                self.db.add(user)
         except IntegrityError:
-            await self.db.rollback()
             return None
         return user
 
@@ -57,7 +56,7 @@ class Accounts(EmailTokens):
         existing = await self.users.get_by_email(data.email.strip())
         if existing is not None:
             base = self.settings.public_url.rstrip("/")
-            await self.mailer.send(
+            self._mail(
                 MailMessage(
                     to=existing.email,
                     subject="You already have an account",
@@ -89,7 +88,7 @@ class Accounts(EmailTokens):
             user.password_hash = await asyncio.to_thread(hash_password, data.new_password)
             await self._revoke_sessions_of(user.id, keep=principal.session_id)
             await self._end_mailed_tokens(user.id)
-        await self.db.commit()
+        await self.db.flush()
         return user
 
     async def delete_me(self, principal: Principal, data: DeleteMe) -> None:

@@ -43,7 +43,7 @@ async def ensure_admin(db: AsyncSession, email: str, password: str) -> User:
     else:
         user.role, user.password_hash, user.disabled = "admin", password_hash, False
     user.email_verified = True
-    await db.commit()
+    await db.flush()
     return user
 
 
@@ -89,5 +89,5 @@ class Admin(AuthCore):
             if data.disabled:
                 await self._revoke_sessions_of(user.id)
                 await self._revoke_keys_of(user.id)
-        await self.db.commit()
+        await self.db.flush()
         return user

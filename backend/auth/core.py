@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 from uuid import UUID
 
 import msgspec
@@ -40,6 +41,7 @@ from backend.auth.secrets import (
     verify_password,
 )
 from backend.config import Settings
+from backend.db.transactions import after_commit
 from backend.errors import (
     Conflict,
     Forbidden,
@@ -50,7 +52,7 @@ from backend.errors import (
 from backend.identity import ClientInfo, Principal
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
-from backend.mail.service import Mailer
+from backend.mail.service import Mailer, MailMessage
 
 log = logging.getLogger(__name__)
 SESSION_STATE_KEY = "litebase:auth:session:{}"
@@ -151,8 +153,8 @@ async def require_verified(db: AsyncSession, settings: Settings, user_id: UUID, 
         raise Forbidden(f"Verify your email address before you {what}", code="email_not_verified")
 
 
-def invalid_grant(detail: str) -> Unauthenticated:
-    return Unauthenticated(detail, code="invalid_grant")
+def invalid_grant(detail: str, *, keep_changes: bool = False) -> Unauthenticated:
+    return Unauthenticated(detail, code="invalid_grant", keep_changes=keep_changes)
 
 
 def user_view(user: User) -> UserView:
@@ -215,7 +217,7 @@ class AuthCore:
         single-use ``mfa_token`` to send back with the app's code (grant_type mfa)."""
         if user.totp_enabled_at is None:
             return await self._open_session(user, org_id, client)
-        await self.db.commit()  # what the first factor changed (a rehash, a verified email)
+        await self.db.flush()  # what the first factor changed (a rehash, a verified email)
         token = new_token(MFA_TOKEN_PREFIX)
         pending = {"user": str(user.id), "org": str(org_id) if org_id else None}
         await self.redis.set(
@@ -270,9 +272,15 @@ class AuthCore:
         self.db.add(
             RefreshToken(session_id=session.id, token_hash=hash_token(refresh), created_at=now)
         )
-        await self.db.commit()
-        await self._cache_session_state(session.id, (user.id, user.role, session.org_id))
+        await self.db.flush()
+        state: SessionState = (user.id, user.role, session.org_id)
+        after_commit(self.db, partial(self._cache_session_state, session.id, state))
         return self._token_response(user, session, refresh, now)
+
+    def _mail(self, message: MailMessage) -> None:
+        """Send ``message`` once the request's changes are committed (a token it carries is
+        stored by then; a request that fails mails nothing)."""
+        after_commit(self.db, partial(self.mailer.send, message))
 
     def _token_response(
         self, user: User, session: AuthSession, refresh: str, now: datetime
@@ -419,5 +427,6 @@ class AuthCore:
             )
         await self._revoke_sessions_of(user.id)
         await self.db.delete(user)  # its budget overrides go by trigger (migration 0015)
-        await self.db.commit()
-        await publish_access_change(self.redis, "keys", user.id)  # deleted with the account
+        await self.db.flush()
+        # Its keys were deleted with the account.
+        after_commit(self.db, partial(publish_access_change, self.redis, "keys", user.id))

@@ -13,6 +13,7 @@ from backend.auth.limits import count_request
 from backend.auth.scopes import ScopeError, check_request
 from backend.auth.service import AuthService, known_principal, unauthorized
 from backend.config import Settings
+from backend.db.transactions import owned_session
 from backend.identity import ClientInfo, Principal
 from backend.problems import Problem
 
@@ -49,7 +50,7 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
     settings: Settings = state.settings
     principal = known_principal(token, settings, state.clock, state.session_states)
     if principal is None:
-        async with state.database.get_session() as db:
+        async with owned_session(state.database) as db:
             principal = await auth_service_for(db, state, settings).authenticate(token)
     try:  # an API key's scopes and collection allow-list; sessions pass
         check_request(principal.scopes, principal.collections, request.method, request.url.path)

@@ -42,7 +42,7 @@ class EmailTokens(AuthCore):
                 new_email=new_email,
             )
         )
-        await self.db.commit()
+        await self.db.flush()
 
     async def _usable_email_token(self, token_hash: str, purpose: str) -> EmailToken | None:
         """The unused, unexpired token with this hash, locked for the caller's transaction."""
@@ -82,7 +82,7 @@ class EmailTokens(AuthCore):
                 f"It expires in {max(ttl // 60, 1)} minutes and works once. "
                 "If you did not ask for it, ignore this mail: your password is unchanged."
             )
-        await self.mailer.send(MailMessage(to=user.email, subject=subject, text=text))
+        self._mail(MailMessage(to=user.email, subject=subject, text=text))
 
     async def _use_email_token(self, token: str, purpose: str) -> User:
         found = await self._take_email_token(token, purpose)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from uuid import UUID
 
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from backend.auth.secrets import (
     hash_token,
     new_token,
 )
+from backend.db.transactions import after_commit
 from backend.errors import (
     Forbidden,
     Invalid,
@@ -117,7 +119,7 @@ class ApiKeys(AuthCore):
         await self.db.flush()
         await self.db.refresh(key)
         view = api_key_view(key)
-        await self.db.commit()
+        await self.db.flush()
         return CreatedApiKey(key=secret, api_key=view)
 
     async def list_api_keys(self, principal: Principal) -> list[ApiKeyView]:
@@ -133,5 +135,5 @@ class ApiKeys(AuthCore):
         if key is None or key.user_id != principal.user_id or key.revoked_at is not None:
             raise NotFound("No such API key", code="not_found")
         key.revoked_at = self.clock.now()
-        await self.db.commit()
-        await publish_access_change(self.redis, "key", key.id)
+        await self.db.flush()
+        after_commit(self.db, partial(publish_access_change, self.redis, "key", key.id))

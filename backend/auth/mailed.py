@@ -61,7 +61,7 @@ class MailedTokens(EmailTokens):
         code = f"{secrets.randbelow(10**SIGN_IN_CODE_DIGITS):0{SIGN_IN_CODE_DIGITS}d}"
         ttl = self.settings.sign_in_code_ttl_seconds
         await self._store_email_token(user, SIGN_IN_CODE, ttl, _sign_in_code_hash(user.id, code))
-        await self.mailer.send(
+        self._mail(
             MailMessage(
                 to=user.email,
                 subject=f"Your sign-in code: {code}",
@@ -105,7 +105,7 @@ class MailedTokens(EmailTokens):
         ttl = self.settings.verify_token_ttl_seconds
         token = await self._issue_email_token(user, EMAIL_CHANGE, ttl, new_email=new_email)
         base = self.settings.public_url.rstrip("/")
-        await self.mailer.send(
+        self._mail(
             MailMessage(
                 to=new_email,
                 subject="Confirm your new email address",
@@ -118,7 +118,7 @@ class MailedTokens(EmailTokens):
                 ),
             )
         )
-        await self.mailer.send(
+        self._mail(
             MailMessage(
                 to=user.email,
                 subject="Your email address is being changed",
@@ -136,9 +136,8 @@ class MailedTokens(EmailTokens):
         assert user is not None and found.new_email is not None
         user.email, user.email_verified = found.new_email, True  # the token reached it
         try:
-            await self.db.commit()
+            await self.db.flush()
         except IntegrityError:  # the address was taken after the token was sent
-            await self.db.rollback()
             raise _email_taken("token") from None
         return user
 
@@ -153,7 +152,7 @@ class MailedTokens(EmailTokens):
         user = await self._use_email_token(token, VERIFY_EMAIL)
         keep = principal.session_id if principal and principal.user_id == user.id else None
         await self.prove_mailbox(user, keep=keep)
-        await self.db.commit()
+        await self.db.flush()
         return user
 
     async def forgot_password(self, email: str) -> None:
@@ -168,4 +167,4 @@ class MailedTokens(EmailTokens):
         await self._revoke_sessions_of(user.id)
         await self._revoke_keys_of(user.id)
         await self._end_mailed_tokens(user.id)
-        await self.db.commit()
+        await self.db.flush()

@@ -95,8 +95,7 @@ class Sessions(AuthCore):
         user = await self.db.get(User, session.user_id)
         if user is None or user.disabled:
             await self._revoke(session, now)
-            await self.db.commit()
-            raise invalid_grant("The session has ended; sign in again")
+            raise invalid_grant("The session has ended; sign in again", keep_changes=True)
         if org_id is not None and org_id != session.org_id:
             await self._require_membership(user.id, org_id)
             session.org_id = org_id
@@ -118,7 +117,7 @@ class Sessions(AuthCore):
             msgspec.json.encode(response),
             ex=self.settings.refresh_reuse_grace_seconds + 5,
         )
-        await self.db.commit()
+        await self.db.flush()
         return response
 
     async def _replayed(
@@ -127,14 +126,15 @@ class Sessions(AuthCore):
         assert token.rotated_at is not None
         if now - token.rotated_at <= timedelta(seconds=self.settings.refresh_reuse_grace_seconds):
             cached = await self.redis.get(GRACE_RESPONSE_KEY.format(token_hash))
-            await self.db.rollback()
             if cached is not None:
                 return msgspec.json.decode(cached, type=TokenResponse)
             raise invalid_grant("The refresh token was just rotated; use the new one")
         log.warning("refresh token replayed after rotation; revoking session %s", session.id)
         await self._revoke(session, now)
-        await self.db.commit()
-        raise invalid_grant("This refresh token was already used; the session has been signed out")
+        raise invalid_grant(
+            "This refresh token was already used; the session has been signed out",
+            keep_changes=True,
+        )
 
     async def authenticate(self, bearer: str) -> Principal:
         if bearer.startswith(API_KEY_PREFIX):
@@ -186,7 +186,7 @@ class Sessions(AuthCore):
             await self.db.execute(
                 update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
             )
-            await self.db.commit()
+            await self.db.flush()
         return Principal(
             user_id=user.id,
             role=user.role,
@@ -239,7 +239,7 @@ class Sessions(AuthCore):
         session = await self.db.get(AuthSession, principal.session_id)
         if session is not None:
             await self._revoke(session, self.clock.now())
-            await self.db.commit()
+            await self.db.flush()
 
     async def list_sessions(self, principal: Principal) -> list[SessionView]:
         sessions = (
@@ -272,4 +272,4 @@ class Sessions(AuthCore):
         if session is None or session.user_id != principal.user_id:
             raise NotFound("No such session", code="not_found")
         await self._revoke(session, self.clock.now())
-        await self.db.commit()
+        await self.db.flush()

@@ -77,7 +77,7 @@ class TwoFactor(AuthCore):
             )
         secret = totp.new_secret()
         user.totp_secret, user.totp_last_step = totp.seal(self.settings.secret_key, secret), None
-        await self.db.commit()
+        await self.db.flush()
         uri = totp.provisioning_uri(secret, user.email, self.settings.totp_issuer)
         return TotpSecret(secret=secret, otpauth_uri=uri)
 
@@ -91,7 +91,7 @@ class TwoFactor(AuthCore):
         if step is None:
             raise _wrong_code()
         user.totp_enabled_at, user.totp_last_step = self.clock.now(), step
-        await self.db.commit()
+        await self.db.flush()
         return user
 
     async def disable_totp(self, principal: Principal, code: str) -> None:
@@ -101,4 +101,4 @@ class TwoFactor(AuthCore):
         if self._totp_step(user, code) is None:
             raise _wrong_code()
         _clear_totp(user)
-        await self.db.commit()
+        await self.db.flush()

@@ -211,7 +211,7 @@ class RecordService(RecordReads):
     ) -> Row:
         row = await self._create(collection, principal, data)
         values = values_of(collection, row)
-        await self.db.commit()
+        await self.db.flush()
         return values
 
     async def update(
@@ -224,7 +224,7 @@ class RecordService(RecordReads):
     ) -> Row:
         row = await self._update(collection, principal, record_id, changes, if_match)
         values = values_of(collection, row)
-        await self.db.commit()
+        await self.db.flush()
         return values
 
     async def delete(
@@ -235,7 +235,7 @@ class RecordService(RecordReads):
         if_match: str | None,
     ) -> None:
         await self._delete(collection, principal, record_id, if_match)
-        await self.db.commit()
+        await self.db.flush()
 
     async def batch(
         self,
@@ -261,10 +261,9 @@ class RecordService(RecordReads):
                 else:
                     row = await self._delete(collection, principal, record_id, if_match)
                     done.append((op, values_of(collection, row)))
-            except DomainError as problem:
-                await self.db.rollback()
+            except DomainError as problem:  # nothing of the batch is kept
                 raise _in_operation(problem, index) from None
-        await self.db.commit()
+        await self.db.flush()
         return done
 
     def now(self) -> datetime:

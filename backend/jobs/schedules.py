@@ -121,7 +121,7 @@ class ScheduleService:
             next_run_at=next_run(schedule, self.clock.now()),
         )
         self.db.add(row)
-        await self.db.commit()
+        await self.db.flush()
         return row
 
     async def _mine(
@@ -161,13 +161,13 @@ class ScheduleService:
         row.type, row.input, row.cron = type_name, job_input, expression
         if data.enabled is not None:
             row.enabled = data.enabled
-        await self.db.commit()
+        await self.db.flush()
         return row
 
     async def delete(self, principal: Principal, schedule_id: UUID) -> None:
         row = await self._mine(principal, schedule_id, lock=True)
         await self.db.delete(row)
-        await self.db.commit()
+        await self.db.flush()
 
 
 def run_key(schedule_id: str, due: datetime) -> str:

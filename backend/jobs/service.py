@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.db.locks import lock_subject
+from backend.db.transactions import after_commit
 from backend.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
 from backend.identity import Principal
 from backend.jobs.models import ACTIVE_STATUSES, Job, JobInput
@@ -188,8 +190,7 @@ class JobService:
         self.db.add(job)
         await self.db.flush()
         self.db.add(JobInput(job_id=job.id, input=data.input))
-        await self.db.commit()
-        await enqueue(self.celery, job.id, job.type, run_at)
+        after_commit(self.db, partial(enqueue, self.celery, job.id, job.type, run_at))
         return job
 
     async def _mine(self, principal: Principal, job_id: UUID, *, lock: bool = False) -> Job:
@@ -228,5 +229,5 @@ class JobService:
             job.cancel_requested = True
         else:
             raise Conflict(f"The job already {job.status}", code="job_finished")
-        await self.db.commit()
+        await self.db.flush()
         return job

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import cast
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from backend.auth.revocations import SessionStates, publish_access_change
 from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import forget_session_states, require_verified
 from backend.config import Settings
+from backend.db.transactions import after_commit
 from backend.errors import Conflict, Forbidden, NotFound, Rejected, TooMany
 from backend.identity import Principal
 from backend.lib.clock import Clock
@@ -91,7 +93,7 @@ class OrgService:
         await self.db.flush()
         await self.db.refresh(org)
         view = _org_view(org, "owner")
-        await self.db.commit()
+        await self.db.flush()
         return view
 
     async def _activate_if_none(self, principal: Principal, org_id: UUID) -> None:
@@ -123,7 +125,7 @@ class OrgService:
         assert org is not None
         org.name = data.name.strip()
         view = _org_view(org, member.role)
-        await self.db.commit()
+        await self.db.flush()
         return view
 
     async def delete(self, principal: Principal, org_id: UUID) -> None:
@@ -142,12 +144,15 @@ class OrgService:
             await self.db.scalars(select(AuthSession.id).where(AuthSession.org_id == org_id))
         ).all()
         await self.db.execute(delete(Org).where(Org.id == org_id))  # budget override: trigger
-        await self.db.commit()
-        # Tokens naming the org stop at once: their sessions act in none now.
-        await forget_session_states(self.redis, acting)
-        for user_id in members:  # here at once, other processes as they hear it; sockets close
-            self.states.forget_user(user_id)
-            await publish_access_change(self.redis, "member", user_id, org_id)
+
+        async def tokens_stop() -> None:
+            # Tokens naming the org stop at once: their sessions act in none now.
+            await forget_session_states(self.redis, acting)
+            for user_id in members:  # here at once, other processes as they hear; sockets close
+                self.states.forget_user(user_id)
+                await publish_access_change(self.redis, "member", user_id, org_id)
+
+        after_commit(self.db, tokens_stop)
 
     async def _count_invitation(self, user_id: UUID, org_id: UUID) -> None:
         """429 past INVITATIONS_PER_HOUR from this user for this org: each one mails a
@@ -230,7 +235,7 @@ class OrgService:
         user = await self.db.get(User, user_id)
         assert user is not None
         view = self._member_view(target, user)
-        await self.db.commit()
+        await self.db.flush()
         return view
 
     async def remove_member(self, principal: Principal, org_id: UUID, user_id: UUID) -> None:
@@ -257,11 +262,15 @@ class OrgService:
         for session in sessions:
             session.org_id = None
             acting.append(session.id)
-        await self.db.commit()
-        # Its access tokens naming the org stop at once, not when they expire.
-        await forget_session_states(self.redis, acting)
-        self.states.forget_user(user_id)  # here at once; other processes as they hear it
-        await publish_access_change(self.redis, "member", user_id, org_id)
+        await self.db.flush()
+
+        async def tokens_stop() -> None:
+            # Its access tokens naming the org stop at once, not when they expire.
+            await forget_session_states(self.redis, acting)
+            self.states.forget_user(user_id)  # here at once; other processes as they hear it
+            await publish_access_change(self.redis, "member", user_id, org_id)
+
+        after_commit(self.db, tokens_stop)
 
     async def invite(
         self, principal: Principal, org_id: UUID, data: NewInvitation
@@ -285,9 +294,9 @@ class OrgService:
         await self.db.flush()
         await self.db.refresh(invitation)
         view = _invitation_view(invitation)
-        await self.db.commit()
         base = self.settings.public_url.rstrip("/")
-        await self.mailer.send(
+        invited = partial(
+            self.mailer.send,
             MailMessage(
                 to=invitation.email,
                 subject=f"You are invited to {org.name}",
@@ -298,8 +307,9 @@ class OrgService:
                     f'{base}/invitations/accept with {{"token": "<the token>"}}.\n'
                     f"It expires in {self.settings.invitation_ttl_seconds // 86400} days."
                 ),
-            )
+            ),
         )
+        after_commit(self.db, invited)
         return view
 
     async def invitations(
@@ -333,7 +343,7 @@ class OrgService:
         if invitation.role == "owner" and actor.role != "owner":
             raise Forbidden("Only owners may revoke an owner's invitation", code="forbidden")
         await self.db.delete(invitation)
-        await self.db.commit()
+        await self.db.flush()
 
     async def accept(
         self,
@@ -370,5 +380,5 @@ class OrgService:
         org = await self.db.get(Org, invitation.org_id)
         assert org is not None
         view = _org_view(org, member.role)
-        await self.db.commit()
+        await self.db.flush()
         return view

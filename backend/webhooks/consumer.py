@@ -9,6 +9,7 @@ from celery import Celery
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from backend.collections.spec import CollectionRegistry
+from backend.db.transactions import transaction
 from backend.events.relay import Consumer, OutboxEvent
 from backend.webhooks.service import enqueue_deliveries, record_deliveries
 
@@ -23,7 +24,7 @@ def make_webhook_consumer(app: Any, engine: AsyncEngine) -> Consumer:
         events = [event for event in events if registry.get(event.collection) is not None]
         if not events:
             return
-        async with AsyncSession(engine, expire_on_commit=False) as db:
+        async with AsyncSession(engine, expire_on_commit=False) as db, transaction(db):
             created = await record_deliveries(db, events)
         # Committed first: a crash here leaves them pending, and beat's webhooks.requeue
         # sends them (a redelivered batch creates no second delivery).

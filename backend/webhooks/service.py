@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.db.locks import lock_subject
+from backend.db.transactions import after_commit
 from backend.errors import Conflict, Invalid, NotFound
 from backend.events.relay import OutboxEvent
 from backend.lib.clock import Clock
@@ -192,7 +194,7 @@ class WebhookService:
         await self.db.flush()
         await self.db.refresh(endpoint)
         view = self._with_secret(endpoint)
-        await self.db.commit()
+        await self.db.flush()
         return view
 
     async def list_all(self) -> list[EndpointView]:
@@ -221,12 +223,12 @@ class WebhookService:
         await self.db.flush()
         await self.db.refresh(endpoint)
         view = endpoint_view(endpoint)
-        await self.db.commit()
+        await self.db.flush()
         return view
 
     async def delete(self, endpoint_id: UUID) -> None:
         await self.db.delete(await self._endpoint(endpoint_id))
-        await self.db.commit()
+        await self.db.flush()
 
     async def rotate_secret(self, endpoint_id: UUID, data: SecretRotation) -> EndpointWithSecret:
         """A new secret signs from now on; the old one signs too (a second ``v1``) for the
@@ -248,7 +250,7 @@ class WebhookService:
         await self.db.flush()
         await self.db.refresh(endpoint)
         view = self._with_secret(endpoint)
-        await self.db.commit()
+        await self.db.flush()
         return view
 
     # --- deliveries
@@ -335,9 +337,8 @@ class WebhookService:
                 leased_until=None,
             )
         )
-        await self.db.commit()
-        await enqueue_deliveries(self.celery, [delivery_id])
         await self.db.refresh(delivery)
+        after_commit(self.db, partial(enqueue_deliveries, self.celery, [delivery_id]))
         return (await self._views([delivery]))[0]
 
 
@@ -375,5 +376,4 @@ async def record_deliveries(db: AsyncSession, events: Sequence[OutboxEvent]) -> 
             .returning(WebhookDelivery.id)
         )
         ids += created
-    await db.commit()
     return ids
