@@ -70,10 +70,10 @@ from backend.mail.service import Mailer
 from backend.orgs.routes import InvitationController, OrgController
 from backend.paging import provide_paging
 from backend.problems import Problem, problem_details_config
-from backend.realtime.consumer import make_realtime_consumer
+from backend.realtime.fanout import BoundedSubscriber, make_realtime_consumer
+from backend.realtime.hub import RealtimeHub
 from backend.realtime.rooms import Presence
 from backend.realtime.routes import realtime
-from backend.realtime.service import BoundedSubscriber, RealtimeHub
 from backend.system.routes import SystemController
 from backend.vectors.consumer import make_embedding_consumer
 from backend.vectors.metrics import refresh_gauges

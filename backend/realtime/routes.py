@@ -6,7 +6,8 @@ from typing import Any
 
 from litestar import WebSocket, websocket
 
-from backend.realtime.service import RealtimeConnection, RealtimeHub
+from backend.realtime.connection import RealtimeConnection
+from backend.realtime.hub import RealtimeHub
 
 
 @websocket("/realtime", name="realtime")

@@ -1,5 +1,6 @@
+from backend.realtime.changes import RecentIds
+from backend.realtime.fanout import BoundedSubscriber
 from backend.realtime.protocol import AuthFrame, SubscribeFrame, decode_client_frame
-from backend.realtime.service import BoundedSubscriber, RecentIds
 
 
 def test_recent_ids_remember_a_bounded_window():
