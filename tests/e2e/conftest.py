@@ -51,6 +51,8 @@ class Stack:
     database_url: str
     redis_url: str
     log_dir: Path
+    # The API's process, for a stack api_beside started (a test may kill it to see what follows).
+    process: subprocess.Popen[bytes] | None = None
 
 
 def run_python(
@@ -91,8 +93,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def litebase_api(env: dict[str, str], log: Path, ready: str = "/health") -> Iterator[str]:
-    """`litebase api` as shipped, on a free loopback port, until the block ends; its base URL."""
+def _running_api(
+    env: dict[str, str], log: Path, ready: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     process = _spawn(
         [sys.executable, "-m", "backend.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
@@ -102,18 +105,26 @@ def litebase_api(env: dict[str, str], log: Path, ready: str = "/health") -> Iter
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}{ready}", process, log)
-        yield base
+        yield base, process
     finally:
         _stop(process)
 
 
 @contextmanager
+def litebase_api(env: dict[str, str], log: Path, ready: str = "/health") -> Iterator[str]:
+    """`litebase api` as shipped, on a free loopback port, until the block ends; its base URL."""
+    with _running_api(env, log, ready) as (base, _):
+        yield base
+
+
+@contextmanager
 def api_beside(stack: Stack, overrides: dict[str, str], log: Path) -> Iterator[Stack]:
-    """A second `litebase api` on the stack's database, Redis and worker, with some settings
-    (environment variables) changed; the stack it makes, until the block ends."""
+    """A second `litebase api` with some settings (environment variables) changed, on the
+    stack's database, Redis and worker unless the changes name others; the stack it makes, with
+    its process, until the block ends."""
     env = {**stack.env, **overrides}
-    with litebase_api(env, log, "/ready") as base:
-        yield Stack(base, env, stack.database_url, stack.redis_url, stack.log_dir)
+    with _running_api(env, log, "/ready") as (base, process):
+        yield Stack(base, env, env["DATABASE_URL"], env["REDIS_URL"], stack.log_dir, process)
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
