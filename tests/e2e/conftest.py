@@ -56,13 +56,14 @@ class Stack:
 
 
 def run_python(
-    *args: str, env: dict[str, str], timeout: float = 60
+    *args: str, env: dict[str, str], timeout: float = 60, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m …`` from the repo root to completion, capturing its output."""
+    """Run ``python -m …`` (from the repo root, unless told) to completion, capturing its
+    output."""
     return subprocess.run(
         [sys.executable, "-m", *args],
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.e2e.conftest import ROOT, run_python, wait_for
+from tests.e2e.conftest import _spawn, _stop, run_python, wait_for
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -29,14 +29,7 @@ def _dev_argv(data_dir: Path, port: int) -> list[str]:
 
 
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", *_dev_argv(data_dir, port)],
-        env=_dev_env(),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+    return _spawn([sys.executable, "-m", *_dev_argv(data_dir, port)], _dev_env(), log)
 
 
 def _run_to_exit(data_dir: Path, port: int) -> subprocess.CompletedProcess[str]:
@@ -71,9 +64,14 @@ def _redis(data_dir: Path) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(data_dir / "redis" / "redis.sock"))
 
 
-def _stop(supervisor: subprocess.Popen[bytes], signum: int) -> int:
+def _stopped_by(signum: int, supervisor: subprocess.Popen[bytes]) -> int:
+    """Stop `litebase dev` as a person does (Ctrl-C, or SIGTERM from a process manager); its
+    exit code. If it does not stop by itself, it is stopped the e2e way, then SIGKILLed."""
     supervisor.send_signal(signum)
-    return supervisor.wait(timeout=30)
+    try:
+        return supervisor.wait(timeout=30)
+    finally:
+        _stop(supervisor)
 
 
 def test_dev_serves_stops_clean_and_keeps_data(tmp_path: Path):
@@ -101,10 +99,11 @@ def test_dev_serves_stops_clean_and_keeps_data(tmp_path: Path):
         assert same_port.returncode != 0
         assert "already in use" in same_port.stdout + same_port.stderr
     finally:
-        code = _stop(supervisor, signal.SIGINT)
+        code = _stopped_by(signal.SIGINT, supervisor)
     assert code == 0, log.read_text()[-3000:]
     assert _alive(pids) == set(), log.read_text()[-3000:]
 
+    log = tmp_path / "dev-again.log"
     supervisor = _start(data_dir, port, log)
     try:
         wait_for(f"http://127.0.0.1:{port}/ready", supervisor, log, timeout=60)
@@ -113,7 +112,7 @@ def test_dev_serves_stops_clean_and_keeps_data(tmp_path: Path):
             assert conn.execute("SELECT note FROM kept").fetchall() == [("survives a restart",)]
         assert _redis(data_dir).get("kept") == b"also survives"
     finally:
-        code = _stop(supervisor, signal.SIGTERM)
+        code = _stopped_by(signal.SIGTERM, supervisor)
     assert code == 0
     assert _alive(pids) == set()
     assert "stopped" in log.read_text()

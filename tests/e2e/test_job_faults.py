@@ -22,7 +22,7 @@ import httpx
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.e2e.conftest import ROOT, _spawn, _stop, finished_job, sql
+from tests.e2e.conftest import _spawn, _stop, finished_job, sql
 from tests.e2e.worker_tasks import EFFECTS_QUEUE
 
 PASSWORD = "correct horse battery staple"
@@ -72,11 +72,9 @@ class Workers:
         for _ in range(count):
             self.started += 1
             log = self.log_dir / f"worker-{self.started}.log"
-            process = subprocess.Popen(
-                [sys.executable, "-m", "backend.cli", "worker", *self.extra],
-                env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+            process = _spawn(
+                [sys.executable, "-m", "backend.cli", "worker", *self.extra], self.env, log
+            )
             self.running.append((process, log))
 
     def wait_ready(self, within: float = 60) -> None:

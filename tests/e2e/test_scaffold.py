@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -43,18 +41,14 @@ def test_a_new_collection_works_after_migrate(project: Path):
     assert module.exists() and test.exists()
     assert len(list((project / "backend/db/migrations/versions").glob("*_gadgets.py"))) == 1
 
-    lint = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", str(module), str(test)],
-        capture_output=True, text=True, check=False, cwd=ROOT,
-    )  # fmt: skip
+    lint = run_python("ruff", "check", str(module), str(test), env=dict(os.environ))
     assert lint.returncode == 0, lint.stdout
 
     # In the copy: its own test, plus the migrations test (models and migrations agree).
-    inner = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/integration/test_collection_gadgets.py", "tests/integration/test_migrations.py"],
-        cwd=project, env={**env, "PYTHONPATH": str(project)},
-        capture_output=True, text=True, timeout=240, check=False,
+    inner = run_python(
+        "pytest", "-q", "-p", "no:cacheprovider",
+        "tests/integration/test_collection_gadgets.py", "tests/integration/test_migrations.py",
+        env={**env, "PYTHONPATH": str(project)}, timeout=240, cwd=project,
     )  # fmt: skip
     assert inner.returncode == 0, inner.stdout[-3000:]
     assert "4 passed" in inner.stdout
