@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from backend.app import create_app
 from backend.collections.spec import CollectionRegistry
+from backend.db.transactions import transaction
 from backend.events.relay import OutboxEvent
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.webhooks import DELIVER_TASK
@@ -165,7 +166,7 @@ def _event(event_id: int, op: str = "insert", collection: str = "notes") -> Outb
 async def _record(settings, events) -> list:
     engine = create_async_engine(async_database_url(settings.database_url))
     try:
-        async with AsyncSession(engine) as db:
+        async with AsyncSession(engine) as db, transaction(db):  # as the relay consumer owns it
             return await record_deliveries(db, events)
     finally:
         await engine.dispose()
