@@ -77,8 +77,9 @@ from backend.realtime.routes import realtime
 from backend.system.routes import SystemController
 from backend.vectors.consumer import make_embedding_consumer
 from backend.vectors.metrics import refresh_gauges
+from backend.vectors.queries import QueryEmbeddings
 from backend.vectors.routes import vector_routers
-from backend.vectors.service import ActiveVersions, QueryEmbeddings
+from backend.vectors.versions import ActiveVersions
 from backend.webhooks.consumer import make_webhook_consumer
 from backend.webhooks.routes import WebhookController
 from workers.celery_app import create_celery_app

@@ -46,14 +46,9 @@ from backend.lib.urls import libpq_database_url  # noqa: E402
 from backend.vectors.chunking import chunk, source_text  # noqa: E402
 from backend.vectors.embedders import embedder_for, vector_literal  # noqa: E402
 from backend.vectors.schema import create_hnsw_index_sql, drop_hnsw_index_sql  # noqa: E402
-from backend.vectors.sync import (  # noqa: E402
-    PHASES,
-    LiveVersion,
-    embed_records,
-    ensure_versions,
-    hnsw_index_sql,
-    status,
-)
+from backend.vectors.status import status  # noqa: E402
+from backend.vectors.sync import PHASES, embed_records  # noqa: E402
+from backend.vectors.versions import LiveVersion, ensure_versions, hnsw_index_sql  # noqa: E402
 from bench.crud import (  # noqa: E402
     cpu_seconds,
     embedded_services,
@@ -505,7 +500,9 @@ async def filtered_recall(dsn: str, spec, settings) -> None:  # type: ignore[no-
     from backend.collections.rules import compile_rules
     from backend.collections.service import RecordService
     from backend.lib.clock import SystemClock
-    from backend.vectors.service import ActiveVersions, QueryEmbeddings, SearchService
+    from backend.vectors.queries import QueryEmbeddings
+    from backend.vectors.service import SearchService
+    from backend.vectors.versions import ActiveVersions
 
     registry = CollectionRegistry.discover()
     notes = registry.get("notes")

@@ -11,7 +11,8 @@ from prometheus_client import Gauge
 from backend.collections.reads import Reader
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
-from backend.vectors.service import ActiveVersions, embedding_status
+from backend.vectors.status import embedding_status
+from backend.vectors.versions import ActiveVersions
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,8 @@ because asyncpg caches plans and Postgres would not re-plan for a changed planne
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,32 +41,19 @@ from backend.collections.reads import Reader
 from backend.collections.rules import CompiledRules
 from backend.collections.spec import Collection
 from backend.config import Settings
-from backend.errors import Forbidden, UpstreamFailed, invalid_field
+from backend.errors import Forbidden, invalid_field
 from backend.identity import Principal
 from backend.vectors.chunking import EmbedVersion
-from backend.vectors.embedders import ProviderError, embedder_for, vector_literal
+from backend.vectors.queries import QueryEmbeddings
+from backend.vectors.ranking import Hit, best_per_record, fuse
 from backend.vectors.schema import TEXT_SEARCH_CONFIG, checked_version, chunks_table
-from backend.vectors.sync import (
-    VERSION_COLUMNS,
-    desired_version,
-    status_sql,
-    version_from_row,
-)
+from backend.vectors.status import embedding_status
+from backend.vectors.versions import ActiveVersions
 
 Mode = Literal["vector", "text", "hybrid"]
-RRF_K = 60
 HNSW_MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 HNSW_DEFAULT_EF_SEARCH = 40  # pgvector's default (hnsw.ef_search is never set for the session)
-_VERSIONS_TTL = 2.0
 _TOTALS_TTL = 30.0
-
-
-@dataclass(frozen=True)
-class Hit:
-    row: Row
-    score: float
-    chunk: int
-    content: str
 
 
 @dataclass(frozen=True)
@@ -86,68 +71,6 @@ class SearchPlan:
         if self.estimated_rows is not None:
             parts.append(f"estimated_rows={int(self.estimated_rows)}")
         return "; ".join(parts)
-
-
-class ActiveVersions:
-    """Which version each collection serves, read from the database and kept a moment."""
-
-    def __init__(self, reader: Reader) -> None:
-        self.reader = reader
-        self._cached: dict[str, tuple[float, EmbedVersion | None]] = {}
-
-    def is_cached(self, collection: str) -> bool:
-        hit = self._cached.get(collection)
-        return hit is not None and time.monotonic() - hit[0] < _VERSIONS_TTL
-
-    async def get(self, collection: str, *, fresh: bool = False) -> EmbedVersion | None:
-        if not fresh and self.is_cached(collection):
-            return self._cached[collection][1]
-        spec = await self._read(collection, "active")
-        if spec is not None:  # a first version is seen as soon as it exists
-            self._cached[collection] = (time.monotonic(), spec)
-        return spec
-
-    async def building(self, collection: str) -> EmbedVersion | None:
-        return await self._read(collection, "building")
-
-    async def _read(self, collection: str, state: str) -> EmbedVersion | None:
-        async with self.reader.pool.acquire() as connection:
-            row = await connection.fetchrow(
-                f"SELECT {VERSION_COLUMNS} FROM embedding_versions"  # noqa: S608 - constant
-                " WHERE collection = $1 AND state = $2",
-                collection,
-                state,
-            )
-        return None if row is None else version_from_row(tuple(row))
-
-
-class QueryEmbeddings:
-    """Query text → vector, per version, with a per-process LRU cache."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
-
-    async def vector(self, spec: EmbedVersion, text: str) -> str:
-        key = (spec.version, text)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
-        embedder = embedder_for(spec.choice, self.settings)
-        try:
-            (vector,) = await asyncio.to_thread(embedder.embed, [text])
-        except ProviderError as exc:
-            raise UpstreamFailed(
-                "The embedding provider could not embed the query; try again",
-                code="embedding_failed",
-            ) from exc
-        literal = vector_literal(vector)
-        if self.settings.vector_query_cache_size > 0:
-            self._cache[key] = literal
-            if len(self._cache) > self.settings.vector_query_cache_size:
-                self._cache.popitem(last=False)
-        return literal
 
 
 class _Where:
@@ -266,7 +189,7 @@ class SearchService:
             return await self._vector(collection, spec, where, filtered, query, k)
         if mode == "text":
             return await self._text(collection, spec, where, query, k)
-        return _fuse(
+        return fuse(
             await self._vector(collection, spec, where, filtered, query, k),
             await self._text(collection, spec, where, query, k),
             k,
@@ -351,7 +274,7 @@ class SearchService:
                     collection, spec, where.clause, query_vector, candidates, exact=False
                 )
                 rows = await self.reader.rows_with(statement, {"hnsw.ef_search": str(ef)})
-            hits = _best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
+            hits = best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
         if len(hits) < k:  # the index returned too few (or was not used): scan exactly
             if not exact:
                 self.last_plan = SearchPlan("hnsw+exact", ef, estimate)
@@ -360,7 +283,7 @@ class SearchService:
             rows = await self._vector_rows(
                 collection, spec, where, query_vector, candidates, exact=True
             )
-            hits = _best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
+            hits = best_per_record(rows, k, lambda row: 1.0 - row["_lb_distance"])
         return hits
 
     async def _vector_rows(
@@ -386,7 +309,7 @@ class SearchService:
             lambda: self._vector_statement(collection, spec, where.clause, "", limit, exact=exact),
             ["query_vector"],
         )
-        # Records, not dicts: _best_per_record copies only the rows it keeps.
+        # Records, not dicts: best_per_record copies only the rows it keeps.
         return await self.reader.shaped_records(shape, query_vector=query_vector)
 
     async def _total(self, collection: Collection) -> float:
@@ -427,66 +350,7 @@ class SearchService:
             .limit(k * self.settings.vector_candidates_per_result)
         )
         rows = await self.reader.rows(statement)
-        return _best_per_record(rows, k, lambda row: float(row["_lb_rank"]))
+        return best_per_record(rows, k, lambda row: float(row["_lb_rank"]))
 
 
 _TOTALS: dict[str, tuple[float, float]] = {}
-
-
-async def embedding_status(
-    reader: Reader, versions: ActiveVersions, settings: Settings, collection: Collection
-) -> dict[str, Any]:
-    """Counts for the active version (or the one the settings name, before any exists) and,
-    while a new one is building, for that one too."""
-    active = await versions.get(collection.name)
-    spec = active or desired_version(collection, settings)
-    building = await versions.building(collection.name)
-    report: dict[str, Any] = {
-        "version": spec.version,
-        "model": spec.model_label,
-        **await _counts(reader, collection, spec),
-    }
-    report["building"] = (
-        None
-        if building is None
-        else {
-            "version": building.version,
-            "model": building.model_label,
-            **await _counts(reader, collection, building),
-        }
-    )
-    return report
-
-
-async def _counts(reader: Reader, collection: Collection, spec: EmbedVersion) -> dict[str, int]:
-    async with reader.pool.acquire() as connection:
-        row = await connection.fetchrow(status_sql(collection, spec))
-    assert row is not None
-    return {"pending": row[0], "failed": row[1], "done": row[2]}
-
-
-def _best_per_record(rows: Sequence[Row | asyncpg.Record], k: int, score: Any) -> list[Hit]:
-    hits: list[Hit] = []
-    seen: set[Any] = set()
-    for row in rows:
-        if row["id"] in seen:
-            continue
-        seen.add(row["id"])
-        record = {name: value for name, value in row.items() if not name.startswith("_lb_")}
-        hits.append(Hit(record, score(row), row["_lb_chunk"], row["_lb_content"]))
-        if len(hits) == k:
-            break
-    return hits
-
-
-def _fuse(vector: list[Hit], text: list[Hit], k: int) -> list[Hit]:
-    """Reciprocal rank fusion: each list adds 1 / (60 + rank) to a record's score."""
-    scores: dict[Any, float] = {}
-    best: dict[Any, Hit] = {}
-    for hits in (vector, text):
-        for rank, hit in enumerate(hits, start=1):
-            key = hit.row["id"]
-            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
-            best.setdefault(key, hit)
-    ordered = sorted(scores, key=lambda key: scores[key], reverse=True)[:k]
-    return [Hit(best[key].row, scores[key], best[key].chunk, best[key].content) for key in ordered]

@@ -17,167 +17,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
 from backend.collections.spec import Collection
 from backend.config import Settings
-from backend.vectors.chunking import (
-    EmbedVersion,
-    chunk,
-    source_hash_sql,
-    source_text,
-    text_hash,
-)
-from backend.vectors.embedders import ModelChoice, ProviderError, embedder_for, vector_literal
-from backend.vectors.schema import (
-    checked_version,
-    chunks_table_name,
-    create_hnsw_index_sql,
-    drop_hnsw_index_sql,
+from backend.vectors.chunking import EmbedVersion, chunk, source_hash_sql, source_text, text_hash
+from backend.vectors.embedders import ProviderError, embedder_for, vector_literal
+from backend.vectors.failures import record_failures
+from backend.vectors.schema import chunks_table_name
+from backend.vectors.status import Status, status
+from backend.vectors.versions import (
+    LiveVersion,
+    drop_version,
+    ensure_versions,
+    hnsw_index_sql,
+    live_versions,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LiveVersion:
-    spec: EmbedVersion
-    state: str  # active | building
-
-    @property
-    def version(self) -> str:
-        return self.spec.version
-
-
-@dataclass(frozen=True)
-class Status:
-    pending: int
-    failed: int
-    done: int
-
-
-def desired_version(collection: Collection, settings: Settings) -> EmbedVersion:
-    assert collection.embed is not None
-    return EmbedVersion.of(
-        ModelChoice.from_settings(settings),
-        collection.embed.fields,
-        collection.embed.chunk_size,
-        collection.embed.chunk_overlap,
-    )
-
-
-VERSION_COLUMNS = "provider, model, dimensions, fields, chunk_size, chunk_overlap"
-
-
-def version_from_row(row: Sequence[Any]) -> EmbedVersion:
-    """An EmbedVersion from a row of VERSION_COLUMNS, in that order."""
-    provider, model, dimensions, fields, size, overlap = row
-    return EmbedVersion(provider, model, dimensions, tuple(fields), size, overlap)
-
-
-def live_versions(conn: psycopg.Connection, collection: str) -> list[LiveVersion]:
-    rows = conn.execute(
-        f"SELECT state, {VERSION_COLUMNS} FROM embedding_versions"  # noqa: S608
-        " WHERE collection = %s ORDER BY state",
-        (collection,),
-    ).fetchall()
-    return [LiveVersion(version_from_row(row[1:]), row[0]) for row in rows]
-
-
-def _insert_version(
-    conn: psycopg.Connection, collection: str, spec: EmbedVersion, state: str
-) -> None:
-    conn.execute(
-        f"INSERT INTO embedding_versions (collection, version, state, {VERSION_COLUMNS},"  # noqa: S608
-        " activated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-        " CASE WHEN %s = 'active' THEN now() END)",
-        (
-            collection,
-            spec.version,
-            state,
-            spec.provider,
-            spec.model,
-            spec.dimensions,
-            list(spec.fields),
-            spec.chunk_size,
-            spec.chunk_overlap,
-            state,
-        ),
-    )
-
-
-def _drop_version(conn: psycopg.Connection, collection: Collection, version: str) -> None:
-    """Forget a version: its row, its chunks, its index, its per-record state."""
-    version = checked_version(version)
-    conn.execute(
-        "DELETE FROM embedding_versions WHERE collection = %s AND version = %s",
-        (collection.name, version),
-    )
-    conn.execute(
-        f"DELETE FROM {chunks_table_name(collection.table.name)} WHERE version = %s",  # noqa: S608
-        (version,),
-    )
-    conn.execute(drop_hnsw_index_sql(collection.table.name, version))
-    conn.execute(
-        "DELETE FROM embedding_records WHERE collection = %s AND version = %s",
-        (collection.name, version),
-    )
-
-
-def ensure_versions(
-    conn: psycopg.Connection,
-    collection: Collection,
-    settings: Settings,
-    *,
-    adopt: bool = True,
-) -> tuple[list[LiveVersion], bool]:
-    """Make the settings' version live; returns the live versions and whether a rebuild began.
-
-    The first version of a collection is active at once (its index is built empty and grows).
-    With ``adopt`` (a worker starting, ``litebase reindex``), settings that name another
-    version start building it beside the active one, and settings that name the active one
-    again drop an unfinished build. Without it (every embedding task) only a first version is
-    made: during a rolling deploy, workers still on the old settings keep embedding every live
-    version and never undo the new one.
-    """
-    desired = desired_version(collection, settings)
-    started = False
-    with conn.transaction():
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('litebase embed ' || %s, 0))",
-            (collection.name,),
-        )
-        live = live_versions(conn, collection.name)
-        active = next((v for v in live if v.state == "active"), None)
-        building = next((v for v in live if v.state == "building"), None)
-        if active is not None and not adopt:
-            return live, False
-        if active is None:
-            _insert_version(conn, collection.name, desired, "active")
-            conn.execute(hnsw_index_sql(collection, desired, settings))
-        elif active.version == desired.version:
-            if building is not None:  # the settings went back before the rebuild finished
-                _drop_version(conn, collection, building.version)
-        elif building is None or building.version != desired.version:
-            if building is not None:
-                _drop_version(conn, collection, building.version)
-            _insert_version(conn, collection.name, desired, "building")
-            started = True
-    return live_versions(conn, collection.name), started
-
-
-def hnsw_index_sql(collection: Collection, spec: EmbedVersion, settings: Settings) -> str:
-    """The statement that builds a version's HNSW index with the settings' build parameters."""
-    return create_hnsw_index_sql(
-        collection.table.name,
-        spec.version,
-        spec.dimensions,
-        m=settings.vector_hnsw_m,
-        ef_construction=settings.vector_hnsw_ef_construction,
-    )
 
 
 def _plan(text: str, spec: EmbedVersion) -> list[tuple[str, str]]:
@@ -327,138 +185,6 @@ class _Phases:
             self.last = now
 
 
-# Failed records get a retry_at for the sweep: EMBEDDING_SWEEP_BACKOFF_SECONDS (%(base)s) after
-# they fail, doubled for each time the sweep already sent the same text again (e.retries), at
-# most %(cap)s. Failing from another text (or after a success) starts counting again.
-RECORD_FAILURE_SQL = """
-    INSERT INTO embedding_records AS e
-        (collection, version, record_id, status, source_hash, error, retries, retry_at)
-    VALUES (%(collection)s, %(version)s, %(record)s, 'failed', %(hash)s, %(error)s, 0,
-            now() + make_interval(secs => least(%(cap)s, %(base)s)))
-    ON CONFLICT (collection, version, record_id) DO UPDATE SET
-        status = 'failed',
-        retries = CASE WHEN e.status = 'failed' AND e.source_hash = excluded.source_hash
-                  THEN e.retries ELSE 0 END,
-        retry_at = now() + make_interval(secs => least(%(cap)s, %(base)s * 2 ^ (
-                  CASE WHEN e.status = 'failed' AND e.source_hash = excluded.source_hash
-                  THEN e.retries ELSE 0 END))),
-        source_hash = excluded.source_hash,
-        error = excluded.error,
-        updated_at = now()
-"""
-
-# The sweep's claim: due failures, oldest first, one more retry each, and their next retry_at
-# (the backoff after this retry) set at once, so a claim whose task is lost comes due again.
-CLAIM_DUE_SQL = """
-    WITH due AS (
-        SELECT collection, version, record_id FROM embedding_records
-        WHERE status = 'failed' AND retry_at <= now() AND retries < %(max)s
-          AND collection = ANY(%(collections)s)
-        ORDER BY retry_at
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE embedding_records e SET
-        retries = e.retries + 1,
-        retry_at = now() + make_interval(secs => least(%(cap)s, %(base)s * 2 ^ (e.retries + 1)))
-    FROM due
-    WHERE e.collection = due.collection AND e.version = due.version
-      AND e.record_id = due.record_id
-    RETURNING e.collection, e.record_id::text
-"""
-
-
-def record_failures(
-    conn: psycopg.Connection,
-    collection: Collection,
-    live: LiveVersion,
-    record_ids: Sequence[str],
-    error: str,
-    attempts: int,
-    settings: Settings,
-) -> None:
-    """Mark records failed for a version and log why, once per attempt.
-
-    Each gets a ``retry_at`` for the sweep (``retry_failed``): EMBEDDING_SWEEP_BACKOFF_SECONDS
-    from now, doubled for each time the sweep already sent the same text again; a record
-    whose text changed starts counting again."""
-    source_sql = source_hash_sql(live.spec.fields)
-    backoff = {
-        "base": settings.embedding_sweep_backoff_seconds,
-        "cap": settings.embedding_sweep_backoff_max_seconds,
-    }
-    with conn.transaction():
-        present = conn.execute(
-            f"SELECT r.id::text, {source_sql} FROM {collection.table.name} r"  # noqa: S608
-            " WHERE r.id = ANY(%s::uuid[])",
-            (list(record_ids),),
-        ).fetchall()
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                RECORD_FAILURE_SQL,
-                [
-                    {
-                        "collection": collection.name,
-                        "version": live.version,
-                        "record": rid,
-                        "hash": h,
-                        "error": error,
-                        **backoff,
-                    }
-                    for rid, h in present
-                ],
-            )
-            cursor.executemany(
-                "INSERT INTO embedding_failures (collection, version, record_id, error, attempts)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                [(collection.name, live.version, rid, error, attempts) for rid, _ in present],
-            )
-
-
-def claim_due_failures(
-    conn: psycopg.Connection, collections: Sequence[str], settings: Settings
-) -> dict[str, list[str]]:
-    """The failed records whose retry is due, by collection (oldest due first, at most
-    EMBEDDING_SWEEP_BATCH), claimed in one statement: each counts one more retry and its
-    ``retry_at`` moves on by the next backoff, so a claim whose task is lost on the way (the
-    broker down) comes due again later, and two sweeps never claim one record twice."""
-    rows = conn.execute(
-        CLAIM_DUE_SQL,
-        {
-            "max": settings.embedding_sweep_max_retries,
-            "collections": list(collections),
-            "limit": settings.embedding_sweep_batch,
-            "base": settings.embedding_sweep_backoff_seconds,
-            "cap": settings.embedding_sweep_backoff_max_seconds,
-        },
-    ).fetchall()
-    due: dict[str, dict[str, None]] = {}
-    for collection, record_id in rows:  # failed in two versions: one embed task covers both
-        due.setdefault(collection, {})[record_id] = None
-    return {collection: list(ids) for collection, ids in due.items()}
-
-
-def status_sql(collection: Collection, spec: EmbedVersion) -> str:
-    """One statement, no parameters (the names and version are checked): pending, failed, done."""
-    current = source_hash_sql(spec.fields)
-    # No input reaches this text: checked identifiers and a checked version.
-    return (
-        "SELECT"  # noqa: S608
-        f" count(*) FILTER (WHERE e.record_id IS NULL OR e.source_hash <> {current}),"
-        f" count(*) FILTER (WHERE e.status = 'failed' AND e.source_hash = {current}),"
-        f" count(*) FILTER (WHERE e.status = 'done' AND e.source_hash = {current})"
-        f" FROM {collection.table.name} r LEFT JOIN embedding_records e"
-        f" ON e.collection = '{collection.name}' AND e.version = '{checked_version(spec.version)}'"
-        " AND e.record_id = r.id"
-    )
-
-
-def status(conn: psycopg.Connection, collection: Collection, spec: EmbedVersion) -> Status:
-    row = conn.execute(status_sql(collection, spec)).fetchone()
-    assert row is not None
-    return Status(pending=row[0], failed=row[1], done=row[2])
-
-
 def maybe_activate(conn: psycopg.Connection, collection: Collection, settings: Settings) -> bool:
     """Swap in the building version if nothing of it is pending; True when it swapped."""
     live = live_versions(conn, collection.name)
@@ -495,7 +221,7 @@ def maybe_activate(conn: psycopg.Connection, collection: Collection, settings: S
             return False
         for old in live:
             if old.state == "active":
-                _drop_version(conn, collection, old.version)
+                drop_version(conn, collection, old.version)
         conn.execute(
             "UPDATE embedding_versions SET state = 'active', activated_at = now()"
             " WHERE collection = %s AND version = %s",

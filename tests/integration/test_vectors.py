@@ -24,14 +24,9 @@ from backend.config import Settings
 from backend.lib.urls import libpq_database_url
 from backend.vectors.chunking import source_hash_sql, source_text, text_hash
 from backend.vectors.embedders import HashEmbedder, vector_literal
-from backend.vectors.sync import (
-    PHASES,
-    claim_due_failures,
-    embed_records,
-    ensure_versions,
-    maybe_activate,
-    record_failures,
-)
+from backend.vectors.failures import claim_due_failures, record_failures
+from backend.vectors.sync import PHASES, embed_records, maybe_activate
+from backend.vectors.versions import ensure_versions
 from tests.integration.conftest import bearer
 
 NOTES = "/collections/notes/records"

@@ -21,7 +21,7 @@ from backend.vectors.embedders import (
     openai_batches,
     vector_literal,
 )
-from backend.vectors.service import Hit, _fuse
+from backend.vectors.ranking import Hit, fuse
 from workers.tasks.vectors import backoff
 
 
@@ -112,7 +112,7 @@ def test_reciprocal_rank_fusion_rewards_agreement():
     def hit(name: str) -> Hit:
         return Hit({"id": name}, 0.0, 0, name)
 
-    fused = _fuse([hit("a"), hit("b"), hit("c")], [hit("b"), hit("d"), hit("c")], 3)
+    fused = fuse([hit("a"), hit("b"), hit("c")], [hit("b"), hit("d"), hit("c")], 3)
     assert [h.row["id"] for h in fused] == ["b", "c", "a"]
     assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
 

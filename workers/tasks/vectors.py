@@ -24,16 +24,10 @@ from sqlalchemy.exc import DBAPIError
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.vectors import EMBED_TASK, REINDEX_TASK, RETRY_FAILED_TASK
 from backend.vectors.embedders import ProviderError
-from backend.vectors.sync import (
-    claim_due_failures,
-    embed_records,
-    ensure_versions,
-    maybe_activate,
-    record_failures,
-)
-from backend.vectors.sync import (
-    record_ids as batches_of_ids,
-)
+from backend.vectors.failures import claim_due_failures, record_failures
+from backend.vectors.sync import embed_records, maybe_activate
+from backend.vectors.sync import record_ids as batches_of_ids
+from backend.vectors.versions import ensure_versions
 from workers.celery_app import LitebaseCelery
 from workers.database import connection
 

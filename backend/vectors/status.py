@@ -1,0 +1,81 @@
+"""How far a collection's embedding has come: records pending, failed and done per version.
+
+A record is pending when no state row exists for it or the hash of its current fields differs
+from the one embedded, computed in SQL (docs/decisions/0003-embedding-versions.md), so even a
+change made with plain SQL shows. Workers read it on psycopg (``status``), the API and its
+gauges on asyncpg (``embedding_status``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from backend.collections.reads import Reader
+from backend.collections.spec import Collection
+from backend.config import Settings
+from backend.vectors.chunking import EmbedVersion, source_hash_sql
+from backend.vectors.schema import checked_version
+from backend.vectors.versions import ActiveVersions, desired_version
+
+
+@dataclass(frozen=True)
+class Status:
+    pending: int
+    failed: int
+    done: int
+
+
+def status_sql(collection: Collection, spec: EmbedVersion) -> str:
+    """One statement, no parameters (the names and version are checked): pending, failed, done."""
+    current = source_hash_sql(spec.fields)
+    # No input reaches this text: checked identifiers and a checked version.
+    return (
+        "SELECT"  # noqa: S608
+        f" count(*) FILTER (WHERE e.record_id IS NULL OR e.source_hash <> {current}),"
+        f" count(*) FILTER (WHERE e.status = 'failed' AND e.source_hash = {current}),"
+        f" count(*) FILTER (WHERE e.status = 'done' AND e.source_hash = {current})"
+        f" FROM {collection.table.name} r LEFT JOIN embedding_records e"
+        f" ON e.collection = '{collection.name}' AND e.version = '{checked_version(spec.version)}'"
+        " AND e.record_id = r.id"
+    )
+
+
+def status(conn: psycopg.Connection, collection: Collection, spec: EmbedVersion) -> Status:
+    row = conn.execute(status_sql(collection, spec)).fetchone()
+    assert row is not None
+    return Status(pending=row[0], failed=row[1], done=row[2])
+
+
+async def embedding_status(
+    reader: Reader, versions: ActiveVersions, settings: Settings, collection: Collection
+) -> dict[str, Any]:
+    """Counts for the active version (or the one the settings name, before any exists) and,
+    while a new one is building, for that one too."""
+    active = await versions.get(collection.name)
+    spec = active or desired_version(collection, settings)
+    building = await versions.building(collection.name)
+    report: dict[str, Any] = {
+        "version": spec.version,
+        "model": spec.model_label,
+        **await _counts(reader, collection, spec),
+    }
+    report["building"] = (
+        None
+        if building is None
+        else {
+            "version": building.version,
+            "model": building.model_label,
+            **await _counts(reader, collection, building),
+        }
+    )
+    return report
+
+
+async def _counts(reader: Reader, collection: Collection, spec: EmbedVersion) -> dict[str, int]:
+    async with reader.pool.acquire() as connection:
+        row = await connection.fetchrow(status_sql(collection, spec))
+    assert row is not None
+    return {"pending": row[0], "failed": row[1], "done": row[2]}
