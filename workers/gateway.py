@@ -13,8 +13,6 @@ Built lazily, once per process, and closed when the process shuts down (workers/
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +26,7 @@ from backend.ai.prompts import PromptLibrary, load_library
 from backend.ai.rag import PromptRunner
 from backend.config import Settings
 from backend.lib.clock import SystemClock
+from backend.lib.loop_thread import LoopThread
 from workers.per_process import PerProcess
 
 log = structlog.get_logger(__name__)
@@ -43,11 +42,7 @@ class WorkerGateway:
         self.settings = settings
         self.prompts: PromptLibrary = load_library(Path(settings.prompts_dir))
         catalog = load_catalog(settings)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="model-gateway", daemon=True
-        )
-        self._thread.start()
+        self.loop = LoopThread("model-gateway")
 
         async def build() -> tuple[Redis, Gateway]:
             redis = Redis.from_url(settings.redis_url or "")
@@ -62,12 +57,7 @@ class WorkerGateway:
         If the task is stopped while it waits (its soft time limit), the coroutine is cancelled,
         so the gateway settles the call (usage recorded as ``cancelled``) and closes its stream.
         """
-        future = asyncio.run_coroutine_threadsafe(make(), self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+        return self.loop.call(make)
 
     def close(self) -> None:
         async def shut() -> None:
@@ -75,11 +65,10 @@ class WorkerGateway:
             await self._redis.aclose()
 
         try:
-            asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
+            self.loop.call(shut, timeout=10)
         except Exception:
             log.warning("closing the worker's gateway failed", exc_info=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        self.loop.close()
 
 
 def _close(found: WorkerGateway, same_process: bool) -> None:

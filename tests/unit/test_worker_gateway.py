@@ -41,7 +41,7 @@ def test_coroutines_run_on_the_gateways_loop_and_errors_reach_the_task(settings)
         assert gateway.runner.gateway is gateway.gateway
     finally:
         gateway.close()
-    assert not gateway._thread.is_alive()
+    assert not gateway.loop.running
 
 
 def test_one_gateway_per_process_until_the_worker_stops(settings):
@@ -50,7 +50,7 @@ def test_one_gateway_per_process_until_the_worker_stops(settings):
         assert worker_gateway(settings) is first
     finally:
         close_gateway()
-    assert not first._thread.is_alive()
+    assert not first.loop.running
     second = worker_gateway(settings)
     try:
         assert second is not first
