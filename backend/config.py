@@ -141,7 +141,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedding_dimensions: int = 0
     embedding_base_url: str = ""
     embedding_api_key: str = ""
-    embedding_timeout_seconds: float = 30.0
+    embedding_timeout_seconds: PositiveFloat = 30.0
+    # Retries of one call on the provider (429, 5xx, timeouts), as an alias's AI_RETRIES are:
+    # the same transport (backend/lib/upstream.py); the embedding task's own retries come after.
+    embedding_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
     embedding_batch_records: PositiveInt = 64
     embedding_max_retries: int = 5
     embedding_retry_backoff_seconds: float = 2.0

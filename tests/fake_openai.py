@@ -10,6 +10,7 @@ error handling is exercised over real HTTP:
 - an input containing ``[[500-once]]`` fails with 500 the first time that exact input is seen;
 - an input containing any string in ``state.outages`` fails with 503 for as long as it is
   there (a provider down for a while: add a marker, remove it to recover);
+- an input containing ``[[slow]]`` is answered after ``state.slow_seconds``;
 - ``GET /_stats`` tells how many requests and inputs the server has embedded.
 
 ``POST /v1/chat/completions`` answers ``echo: <last message>`` as JSON or, with
@@ -336,6 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             state.requests += 1
             state.inputs += len(texts)
+        if any("[[slow]]" in text for text in texts):
+            time.sleep(state.slow_seconds)
         embedder = HashEmbedder("fake", int(body.get("dimensions") or 64))
         vectors = embedder.embed(texts)
         tokens = sum(len(text.split()) for text in texts)

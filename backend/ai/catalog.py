@@ -19,13 +19,11 @@ import msgspec
 import yaml
 
 from backend.config import Settings, SettingsError
+from backend.lib.upstream import NO_KEY, OPENAI_BASE_URL
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 SHORTCUT_PROVIDER = "openai"
 MAX_RETRIES = 10
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}")
-# The openai client refuses to start without a key; local servers (Ollama, vLLM) need none.
-NO_KEY = "unused"
 
 
 class CatalogError(SettingsError):

@@ -34,12 +34,12 @@ from redis.exceptions import RedisError
 
 from backend.ai.budgets import BudgetExceeded, Budgets, Reservation, capped_completion
 from backend.ai.catalog import Catalog, ModelAlias
-from backend.ai.upstream import ProviderClient, UpstreamError, UpstreamStream
 from backend.ai.usage import USAGE_QUEUE, UsageEvent
 from backend.config import Settings
 from backend.errors import NotFound, Rejected, Unavailable, UpstreamFailed
 from backend.identity import Principal
 from backend.lib.clock import Clock
+from backend.lib.upstream import ProviderClient, UpstreamError, UpstreamStream
 
 log = structlog.get_logger(__name__)
 

@@ -1,18 +1,26 @@
-"""Calls to one provider's OpenAI-compatible API over aiohttp, at the provider's base_url.
+"""How Litebase calls an OpenAI-compatible provider (``/chat/completions``, ``/embeddings``).
 
-The gateway speaks OpenAI's wire format to every provider (OpenAI, vLLM, Ollama, LM Studio,
-TGI…) with the transport the openai client itself runs on (its ``DefaultAioHttpClient`` is
-aiohttp), without the client's request building and parsing, which cost a call about four
-times the CPU of the HTTP exchange (docs/decisions/0006-gateway-transport.md). What the
-client did for us is kept, in OpenAI's terms: the bearer key, per-alias timeouts, retries of
-timeouts, dropped connections, 408/409/429/5xx with exponential backoff and jitter (honouring
-``retry-after`` and ``x-should-retry``), and server-sent events ending in ``[DONE]``.
+The one transport for every model call: the gateway's (backend/ai) and the ``openai``
+embedding provider's (backend/vectors, in the API for queries and in workers for records;
+docs/decisions/0011-one-embeddings-transport.md). It speaks OpenAI's wire format to every
+provider (OpenAI, vLLM, Ollama, LM Studio, TGI…) over aiohttp, the transport the openai client
+itself runs on, without the client's request building and parsing, which cost a call about
+four times the CPU of the HTTP exchange (docs/decisions/0006-gateway-transport.md). What the
+client did is kept, in OpenAI's terms: the bearer key, a timeout for connecting and for each
+read, retries of timeouts, dropped connections, 408/409/429/5xx with exponential backoff and
+jitter (honouring ``retry-after`` and ``x-should-retry``), certifi's CAs or SSL_CERT_FILE,
+proxies from HTTPS_PROXY / NO_PROXY, and server-sent events ending in ``[DONE]``.
 
 Bodies go through untouched but for ``model`` (the upstream name) and, on streams,
 ``stream_options.include_usage``. Every failure is an ``UpstreamError`` saying whether
 another alias may do better (``fallback``): timeouts, dropped connections, 5xx, 429 and
 malformed output may; a 400/413/422 says the request itself is at fault and would fail
-everywhere. Messages carry no upstream URL, key or body: they are logged, never shown.
+everywhere. ``retry`` says whether the same provider may answer if asked again (a caller with
+retries of its own, such as the embedding task, retries exactly those). Messages carry no
+upstream URL, key or body: they are logged, never shown.
+
+Standalone: callers pass where a provider is (``Endpoint``, e.g. the gateway's ``Provider``)
+and how to call one model on it (``CallPolicy``, e.g. a gateway alias).
 """
 
 from __future__ import annotations
@@ -23,16 +31,20 @@ import random
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import certifi
 import msgspec
 
-from backend.ai.catalog import ModelAlias, Provider
-
 T = TypeVar("T")
+
+# Where the OpenAI API is, for a provider that names no other base URL.
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# The key sent to a provider configured without one: local servers (Ollama, vLLM) need none,
+# and OpenAI answers 401 rather than a request going out without the header.
+NO_KEY = "unused"
 
 # The request is at fault: trying another model would not help.
 CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
@@ -45,6 +57,30 @@ INITIAL_RETRY_SECONDS, MAX_RETRY_SECONDS, MAX_RETRY_AFTER_SECONDS = 0.5, 8.0, 60
 MAX_LINE_BYTES = 2**20
 # Connections per provider and process: streams hold one for their whole length.
 MAX_CONNECTIONS = 1000
+
+
+class Endpoint(Protocol):
+    """A provider: its base URL (ending before ``/chat/completions``) and its key."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
+
+class CallPolicy(Protocol):
+    """One model on a provider: its upstream name, the timeout for connecting and for each
+    read, and how many times a failure the provider may get over is tried again."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def timeout_seconds(self) -> float: ...
+
+    @property
+    def retries(self) -> int: ...
 
 
 class UpstreamError(Exception):
@@ -200,14 +236,14 @@ class ProviderClient:
     """One aiohttp session per provider (its connection pool is shared by every alias on
     it), made on first use in the running event loop."""
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Endpoint, *, user_agent: str = "litebase-gateway") -> None:
         self.provider = provider
         self._base_url = provider.base_url.rstrip("/")
         self._headers = {
             "Authorization": f"Bearer {provider.api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "User-Agent": "litebase-gateway",
+            "User-Agent": user_agent,
         }
         self._session: aiohttp.ClientSession | None = None
 
@@ -232,26 +268,26 @@ class ProviderClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def complete(self, alias: ModelAlias, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, call: CallPolicy, body: dict[str, Any]) -> dict[str, Any]:
         path = "/chat/completions"
         return check_completion(
-            await self._retrying(alias, lambda: self._post_json(alias, path, body))
+            await self._retrying(call, lambda: self._post_json(call, path, body))
         )
 
-    async def embed(self, alias: ModelAlias, body: dict[str, Any]) -> dict[str, Any]:
+    async def embed(self, call: CallPolicy, body: dict[str, Any]) -> dict[str, Any]:
         path = "/embeddings"
         return check_embeddings(
-            await self._retrying(alias, lambda: self._post_json(alias, path, body))
+            await self._retrying(call, lambda: self._post_json(call, path, body))
         )
 
-    async def open_stream(self, alias: ModelAlias, body: dict[str, Any]) -> UpstreamStream:
+    async def open_stream(self, call: CallPolicy, body: dict[str, Any]) -> UpstreamStream:
         """Start a stream; the caller reads its ``chunks()`` and must ``close()`` it."""
         options = body.get("stream_options")
         stream_options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         sent = {**body, "stream": True, "stream_options": stream_options}
 
         async def open_once() -> UpstreamStream:
-            response = await self._send(alias, "/chat/completions", sent)
+            response = await self._send(call, "/chat/completions", sent)
             if response.status >= 300:
                 try:
                     raise status_error(response.status, await response.read(), response.headers)
@@ -259,10 +295,10 @@ class ProviderClient:
                     response.release()
             return UpstreamStream(response)
 
-        return await self._retrying(alias, open_once)
+        return await self._retrying(call, open_once)
 
-    async def _post_json(self, alias: ModelAlias, path: str, body: dict[str, Any]) -> object:
-        response = await self._send(alias, path, body)
+    async def _post_json(self, call: CallPolicy, path: str, body: dict[str, Any]) -> object:
+        response = await self._send(call, path, body)
         async with response:
             payload = await response.read()
             if response.status >= 300:
@@ -270,30 +306,30 @@ class ProviderClient:
             return msgspec.json.decode(payload)
 
     async def _send(
-        self, alias: ModelAlias, path: str, body: dict[str, Any]
+        self, call: CallPolicy, path: str, body: dict[str, Any]
     ) -> aiohttp.ClientResponse:
         # As the openai client's timeout: for connecting and for each read, not the whole
         # answer (a long stream is fine while it keeps coming).
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=alias.timeout_seconds, sock_read=alias.timeout_seconds
+            total=None, sock_connect=call.timeout_seconds, sock_read=call.timeout_seconds
         )
         return await self._http().post(
             self._base_url + path,
-            data=msgspec.json.encode({**body, "model": alias.model}),
+            data=msgspec.json.encode({**body, "model": call.model}),
             headers=self._headers,
             timeout=timeout,
             allow_redirects=False,
         )
 
-    async def _retrying(self, alias: ModelAlias, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()``, and up to ``alias.retries`` more times while the failure is one
+    async def _retrying(self, call: CallPolicy, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, and up to ``call.retries`` more times while the failure is one
         the same provider may get over; every failure comes out an UpstreamError."""
-        for tried in range(alias.retries + 1):
+        for tried in range(call.retries + 1):
             try:
                 return await attempt()
             except Exception as exc:
                 error = translate(exc)
-                if not error.retry or tried == alias.retries:
+                if not error.retry or tried == call.retries:
                     raise error from exc
             await asyncio.sleep(error.retry_after or backoff_seconds(tried))
         raise AssertionError("unreachable")  # pragma: no cover

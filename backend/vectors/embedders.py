@@ -2,12 +2,17 @@
 
 Every provider turns a batch of texts into unit-length vectors. Workers call ``embed`` for
 chunks; the API calls it for search queries (in a thread: the openai and local ones block).
-A provider error that may pass (429, 5xx, a timeout, a dropped connection) is a
-``ProviderError`` with ``retryable=True``; the embedding task retries those with backoff.
+The ``openai`` provider calls ``/embeddings`` through the gateway's own transport
+(backend/lib/upstream.py: the same timeouts, retries, proxies and failure sorting;
+docs/decisions/0011-one-embeddings-transport.md), on an event loop of its own. A provider
+error that may pass (429, 5xx, a timeout, a dropped connection) is a ``ProviderError`` with
+``retryable=True``; the embedding task retries those with backoff.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import math
 import re
@@ -17,6 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backend.config import Settings
+from backend.lib.loop_thread import LoopThread
+from backend.lib.upstream import (
+    NO_KEY,
+    OPENAI_BASE_URL,
+    ProviderClient,
+    UpstreamError,
+)
 
 DEFAULT_MODELS = {
     "hash": "hash-v1",
@@ -116,50 +128,88 @@ def openai_batches(texts: Sequence[str]) -> list[list[str]]:
     return batches
 
 
+@dataclass(frozen=True)
+class EmbeddingEndpoint:
+    """Where the ``openai`` provider is: EMBEDDING_BASE_URL / EMBEDDING_API_KEY, else the
+    OPENAI_* ones, else OpenAI itself."""
+
+    base_url: str
+    api_key: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddingEndpoint:
+        return cls(
+            base_url=settings.embedding_base_url or settings.openai_base_url or OPENAI_BASE_URL,
+            api_key=settings.embedding_api_key or settings.openai_api_key or NO_KEY,
+        )
+
+    def __repr__(self) -> str:  # never print a key
+        return f"EmbeddingEndpoint(base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True)
+class EmbeddingCall:
+    """How each ``/embeddings`` request is made: as a gateway alias is (``CallPolicy``)."""
+
+    model: str
+    timeout_seconds: float
+    retries: int
+
+
+# The loop the ``openai`` embedders' requests run on, for the synchronous callers (workers,
+# ``litebase reindex``, the API's search thread); its connections stay open between calls.
+_LOOP = LoopThread("embeddings")
+
+
 class OpenAIEmbedder:
     """Any OpenAI-compatible ``/embeddings`` endpoint (OpenAI, vLLM, Ollama, TEI…)."""
 
     provider = "openai"
 
     def __init__(self, model: str, dimensions: int, settings: Settings, *, send_dimensions: bool):
-        from openai import OpenAI
-
         self.model = model
         self.dimensions = dimensions
         self._send_dimensions = send_dimensions
-        self._client = OpenAI(
-            base_url=settings.embedding_base_url or None,
-            api_key=settings.embedding_api_key or None,
-            timeout=settings.embedding_timeout_seconds,
-            max_retries=0,  # the task retries, with backoff, and records what failed
+        self._call = EmbeddingCall(
+            model, settings.embedding_timeout_seconds, settings.embedding_retries
+        )
+        self._client = ProviderClient(
+            EmbeddingEndpoint.from_settings(settings), user_agent="litebase-embeddings"
         )
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        import openai
+        return _LOOP.call(lambda: self.embed_async(texts))
 
+    async def embed_async(self, texts: Sequence[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for batch in openai_batches(texts):
-            extra: dict[str, Any] = {"dimensions": self.dimensions} if self._send_dimensions else {}
+            body: dict[str, Any] = {"input": batch, "encoding_format": "float"}
+            if self._send_dimensions:
+                body["dimensions"] = self.dimensions
             try:
-                response = self._client.embeddings.create(
-                    model=self.model, input=batch, encoding_format="float", **extra
-                )
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                raise ProviderError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-            except openai.APIStatusError as exc:
-                retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-                raise ProviderError(
-                    f"the provider answered {exc.status_code}", retryable=retryable
-                ) from exc
-            data = sorted(response.data, key=lambda item: item.index)
-            if len(data) != len(batch) or any(len(d.embedding) != self.dimensions for d in data):
+                answer = await self._client.embed(self._call, body)
+            except UpstreamError as exc:
+                reason = f"the provider answered {exc.status}" if exc.status else exc.reason
+                raise ProviderError(reason, retryable=exc.retry) from exc
+            try:
+                data = [list(map(float, item["embedding"])) for item in _by_index(answer["data"])]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ProviderError("the provider's answer is malformed", retryable=False) from exc
+            if len(data) != len(batch) or any(len(vector) != self.dimensions for vector in data):
                 raise ProviderError(
                     f"the provider returned {len(data)} vectors for {len(batch)} inputs, or "
                     f"vectors not of {self.dimensions} dimensions",
                     retryable=False,
                 )
-            vectors.extend(_unit(list(d.embedding)) for d in data)
+            vectors.extend(_unit(vector) for vector in data)
         return vectors
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _by_index(items: list[Any]) -> list[Any]:
+    return sorted(items, key=lambda item: int(item["index"]))
 
 
 class LocalEmbedder:
@@ -193,12 +243,17 @@ class LocalEmbedder:
         return [[float(x) for x in vector] for vector in vectors]
 
 
-_EMBEDDERS: dict[tuple[ModelChoice, str, str], Embedder] = {}
+_EMBEDDERS: dict[tuple[ModelChoice, EmbeddingEndpoint, float, int], Embedder] = {}
 
 
 def embedder_for(choice: ModelChoice, settings: Settings) -> Embedder:
     """The embedder for a stored choice, built once per process (a local model loads once)."""
-    key = (choice, settings.embedding_base_url, settings.embedding_api_key)
+    key = (
+        choice,
+        EmbeddingEndpoint.from_settings(settings),
+        settings.embedding_timeout_seconds,
+        settings.embedding_retries,
+    )
     embedder = _EMBEDDERS.get(key)
     if embedder is None:
         if choice.provider == "hash":
@@ -218,6 +273,16 @@ def embedder_for(choice: ModelChoice, settings: Settings) -> Embedder:
             raise ProviderError(f"unknown embedding provider {choice.provider!r}", retryable=False)
         _EMBEDDERS[key] = embedder
     return embedder
+
+
+@atexit.register
+def _close_embedders() -> None:
+    """Close the openai embedders' connections (a process that ran tasks exits quietly)."""
+    for embedder in _EMBEDDERS.values():
+        if isinstance(embedder, OpenAIEmbedder) and _LOOP.running:
+            with contextlib.suppress(Exception):  # leaving anyway
+                _LOOP.call(embedder.close, timeout=5)
+    _LOOP.close()
 
 
 def vector_literal(vector: Sequence[float]) -> str:

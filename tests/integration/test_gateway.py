@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from backend.ai.catalog import ModelAlias, Provider
-from backend.ai.upstream import ProviderClient
+from backend.lib.upstream import ProviderClient
 from tests.integration.conftest import bearer
 
 GATEWAY_MODELS = """

@@ -12,9 +12,9 @@ from backend.ai.budgets import (
     period_bounds,
     subjects,
 )
-from backend.ai.upstream import UpstreamError, check_chunk, check_completion
 from backend.config import settings_from_env
 from backend.identity import Principal
+from backend.lib.upstream import UpstreamError, check_chunk, check_completion
 from backend.problems import status_of
 
 SETTINGS = settings_from_env({"AI_COMPLETION_RESERVE_TOKENS": "500"})

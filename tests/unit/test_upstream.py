@@ -4,7 +4,7 @@ which proxy a provider is reached through."""
 import aiohttp
 import pytest
 
-from backend.ai.upstream import (
+from backend.lib.upstream import (
     MAX_RETRY_SECONDS,
     backoff_seconds,
     check_chunk,
