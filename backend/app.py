@@ -214,7 +214,9 @@ def create_app(
             libpq_database_url(settings.database_url), settings.db_pool_size
         )
         app.state.reader = Reader(pool)
-        app.state.embedding_versions = ActiveVersions(app.state.reader)
+        app.state.embedding_versions = ActiveVersions(
+            app.state.reader, settings.vector_version_cache_seconds
+        )
         try:
             yield
         finally:

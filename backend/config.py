@@ -29,6 +29,7 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 # Budgets and limits: 0 means none.
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class SettingsError(ValueError):
@@ -162,6 +163,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vector_exact_scan_max_rows: int = 10_000
     vector_candidates_per_result: PositiveInt = 4
     vector_query_cache_size: int = 1024
+    # How long an API process keeps which embedding version is active before reading it again.
+    vector_version_cache_seconds: NonNegativeFloat = 2.0
     vector_status_refresh_seconds: float = 15.0
     vector_index_build_memory: str = "1GB"
     # HNSW build parameters of each new version's index (m is pgvector's default, ef_construction

@@ -516,7 +516,13 @@ async def filtered_recall(dsn: str, spec, settings) -> None:  # type: ignore[no-
         compile_rules(registry, settings.filter_max_length),
     )
     embeddings = QueryEmbeddings(settings)
-    service = SearchService(records, reader, settings, ActiveVersions(reader), embeddings)
+    service = SearchService(
+        records,
+        reader,
+        settings,
+        ActiveVersions(reader, settings.vector_version_cache_seconds),
+        embeddings,
+    )
     async with pool.acquire() as connection:
         queries = await _queries(connection)
     try:

@@ -28,8 +28,6 @@ from backend.vectors.schema import (
     drop_hnsw_index_sql,
 )
 
-_VERSIONS_TTL = 2.0
-
 
 @dataclass(frozen=True)
 class LiveVersion:
@@ -163,15 +161,17 @@ def hnsw_index_sql(collection: Collection, spec: EmbedVersion, settings: Setting
 
 
 class ActiveVersions:
-    """Which version each collection serves, read from the database and kept a moment."""
+    """Which version each collection serves, read from the database and kept ``ttl`` seconds
+    (VECTOR_VERSION_CACHE_SECONDS)."""
 
-    def __init__(self, reader: Reader) -> None:
+    def __init__(self, reader: Reader, ttl: float = 2.0) -> None:
         self.reader = reader
+        self.ttl = ttl
         self._cached: dict[str, tuple[float, EmbedVersion | None]] = {}
 
     def is_cached(self, collection: str) -> bool:
         hit = self._cached.get(collection)
-        return hit is not None and time.monotonic() - hit[0] < _VERSIONS_TTL
+        return hit is not None and time.monotonic() - hit[0] < self.ttl
 
     async def get(self, collection: str, *, fresh: bool = False) -> EmbedVersion | None:
         if not fresh and self.is_cached(collection):

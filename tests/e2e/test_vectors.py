@@ -185,9 +185,12 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
         assert sql(stack, "SELECT state FROM embedding_versions WHERE collection = 'notes'") == [
             ("active",)
         ]
-        await asyncio.sleep(2.1)  # the API's view of the active version is cached two seconds
-        items = await _search(alice, query=exact_text, mode="vector", k=3)
-        assert items[0]["record"]["id"] == notes[7]["id"]
+
+        async def found_in_the_new_version():
+            items = await _search(alice, query=exact_text, mode="vector", k=3)
+            return items and items[0]["record"]["id"] == notes[7]["id"] and items
+
+        items = await _until(found_in_the_new_version, within=10, every=0.1)
         assert items[0]["score"] == pytest.approx(1.0)
     finally:
         _stop(worker)

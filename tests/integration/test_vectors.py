@@ -330,7 +330,7 @@ async def test_two_sweeps_at_once_claim_a_failure_once(client, alice, settings, 
 
 
 async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
-    client, alice, settings
+    client, alice, settings, clock
 ):
     for i in range(5):
         await _note(client, alice, title=f"n{i}", body=f"granite basalt quartz {i}")
@@ -348,16 +348,24 @@ async def test_changing_the_model_reembeds_in_place_while_search_serves_the_old(
             return [v.state for v in live]
 
     assert sorted(await asyncio.to_thread(start_building)) == ["active", "building"]
-    # The old version still serves while the new one fills.
+    # The old version still serves while the new one fills (caching the active version).
     assert len(await _search(client, alice, query="basalt", mode="vector", k=5)) == 5
     half = [n["id"] for n in (await client.get(NOTES, headers=alice)).json()["items"][:2]]
     await embed_all(bigger, half)
-    await asyncio.sleep(2.1)  # the active version is cached for two seconds
-    assert len(await _search(client, alice, query="basalt", mode="vector", k=5)) == 5
-    await embed_all(bigger)  # the rest: the new version is complete and swaps in
-    await asyncio.sleep(2.1)
-    items = await _search(client, alice, query="basalt", mode="vector", k=5)
-    assert len(items) == 5
+    # Two APIs: one reads the active version for every search, one keeps it for an hour.
+    every_time = msgspec.structs.replace(settings, vector_version_cache_seconds=0.0)
+    an_hour = msgspec.structs.replace(settings, vector_version_cache_seconds=3600.0)
+    async with (
+        AsyncTestClient(create_app(every_time, clock=clock)) as reading,
+        AsyncTestClient(create_app(an_hour, clock=clock)) as keeping,
+    ):
+        for api in (reading, keeping):  # read now: the old version, still active
+            assert len(await _search(api, alice, query="basalt", mode="vector", k=5)) == 5
+        await embed_all(bigger)  # the rest: the new version is complete and swaps in
+        # Both serve the new one at once; the one keeping the old version finds none of its
+        # chunks (dropped with it), so it reads the active version again.
+        for api in (reading, keeping):
+            assert len(await _search(api, alice, query="basalt", mode="vector", k=5)) == 5
     dims = await asyncio.to_thread(_dims, settings)
     assert dims == {256}
     assert await asyncio.to_thread(_hnsw_options, settings) == [["m=8", "ef_construction=40"]]
