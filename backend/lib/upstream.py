@@ -2,7 +2,7 @@
 
 The one transport for every model call: the gateway's (backend/ai) and the ``openai``
 embedding provider's (backend/vectors, in the API for queries and in workers for records;
-docs/decisions/0011-one-embeddings-transport.md). It speaks OpenAI's wire format to every
+docs/decisions/0012-one-embeddings-transport.md). It speaks OpenAI's wire format to every
 provider (OpenAI, vLLM, Ollama, LM Studio, TGI…) over aiohttp, the transport the openai client
 itself runs on, without the client's request building and parsing, which cost a call about
 four times the CPU of the HTTP exchange (docs/decisions/0006-gateway-transport.md). What the

@@ -4,7 +4,7 @@ Every provider turns a batch of texts into unit-length vectors. Workers call ``e
 chunks; the API calls it for search queries (in a thread: the openai and local ones block).
 The ``openai`` provider calls ``/embeddings`` through the gateway's own transport
 (backend/lib/upstream.py: the same timeouts, retries, proxies and failure sorting;
-docs/decisions/0011-one-embeddings-transport.md), on an event loop of its own. A provider
+docs/decisions/0012-one-embeddings-transport.md), on an event loop of its own. A provider
 error that may pass (429, 5xx, a timeout, a dropped connection) is a ``ProviderError`` with
 ``retryable=True``; the embedding task retries those with backoff.
 """
