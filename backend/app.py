@@ -56,6 +56,7 @@ from backend.db.migrate import head_revisions
 from backend.db.transactions import owned_session, request_session
 from backend.events.consumers import build_consumers
 from backend.events.relay import OutboxRelay
+from backend.events.tracing import start_tracing
 from backend.identity import Principal
 from backend.inputs import refuse_nul_characters
 from backend.jobs.routes import JobController, ScheduleController
@@ -64,6 +65,7 @@ from backend.jobs.types import ReindexCollection, SummarizeRecord
 from backend.lib.background import running
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.request_metrics import RequestMetricsMiddleware
+from backend.lib.tracing import litestar_plugins
 from backend.lib.urls import async_database_url, libpq_database_url
 from backend.logs import RequestIdMiddleware, configure_logging
 from backend.mail.service import Mailer
@@ -142,6 +144,8 @@ def create_app(
     if not settings.redis_url:
         raise SettingsError("REDIS_URL is not set (`litebase dev` sets it for you)")
     configure_logging(settings)
+    # Off (no tracer installed) unless OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/tracing.md).
+    start_tracing(settings, "api")
     # Clients connect lazily: nothing here talks to Redis or the broker yet.
     # A bounded pool that makes a burst wait for a connection rather than fail at once.
     redis = Redis(
@@ -327,6 +331,7 @@ def create_app(
             SQLAlchemyPlugin(config=database),
             ProblemDetailsPlugin(problem_details_config()),
             channels,
+            *litestar_plugins(),
         ],
         middleware=[RequestIdMiddleware(), prometheus.middleware],
         # Postgres cannot store a NUL character: refused as a 422 before any route runs.

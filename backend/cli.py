@@ -339,6 +339,7 @@ def worker(
     celery_args: tuple[str, ...],
 ) -> None:
     """Run Celery workers (extra arguments go to `celery worker`)."""
+    from backend.events.tracing import start_tracing
     from backend.logs import configure_logging
     from workers.celery_app import create_celery_app
 
@@ -351,6 +352,7 @@ def worker(
     if not names:
         raise click.BadParameter("name at least one queue", param_hint="--queues")
     configure_logging(settings)
+    start_tracing(settings, "worker")
     app = create_celery_app(settings)
     app.worker_main(
         [
@@ -370,11 +372,13 @@ def worker(
 @click.option("--schedule", default="celerybeat-schedule", show_default=True)
 def beat(schedule: str) -> None:
     """Run Celery beat, the scheduler of periodic tasks."""
+    from backend.events.tracing import start_tracing
     from backend.logs import configure_logging
     from workers.celery_app import create_celery_app
 
     settings = _serving_settings("beat")
     configure_logging(settings)
+    start_tracing(settings, "beat")
     app = create_celery_app(settings)
     app.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={schedule}"])
 

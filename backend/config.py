@@ -60,6 +60,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # GET /metrics answers sources in these networks, or a bearer of METRICS_TOKEN; no one else.
     metrics_allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     metrics_token: str = ""
+    # Tracing (docs/tracing.md): spans go over OTLP/HTTP to this base URL (…/v1/traces is
+    # added); empty, the default, is off, with no tracer installed. The service name defaults
+    # to litebase-api, litebase-worker or litebase-beat by the process.
+    otel_exporter_otlp_endpoint: str = ""
+    otel_service_name: str = ""
     db_pool_size: PositiveInt = 10
     db_max_overflow: int = 10
     redis_max_connections: PositiveInt = 200

@@ -26,6 +26,7 @@ import asyncpg
 import msgspec
 
 from backend.db.outbox import NOTIFY_CHANNEL
+from backend.lib.tracing import span_continuing
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class OutboxEvent(msgspec.Struct, frozen=True, kw_only=True):
     record: dict[str, Any] | None
     old: dict[str, Any] | None
     created_at: datetime
+    # The writer's W3C trace context, when it was traced (backend/events/tracing.py).
+    traceparent: str | None = None
 
 
 Consumer = Callable[[Sequence[OutboxEvent]], Awaitable[None]]
@@ -55,7 +58,7 @@ SELECT
     (SELECT horizon::text::bigint FROM snap) AS horizon,
     coalesce(
         (SELECT json_agg(r ORDER BY r.id) FROM (
-            SELECT id, collection, op, record_id, record, old, created_at
+            SELECT id, collection, op, record_id, record, old, created_at, traceparent
             FROM outbox, snap
             WHERE (id > $1 OR xid >= $2::text::xid8) AND xid < snap.horizon
             ORDER BY id
@@ -135,8 +138,7 @@ class OutboxRelay:
             assert row is not None
             events = msgspec.json.decode(row["events"], type=list[OutboxEvent])
             if events:
-                for consumer in self.consumers:
-                    await consumer(events)
+                await self._hand_on(events)
                 last_id = max(last_id, events[-1].id)
             if events or row["horizon"] != horizon:
                 horizon = int(row["horizon"])
@@ -145,6 +147,17 @@ class OutboxRelay:
                 # Caught up: wait for a NOTIFY, or poll (also to see in-flight ones finish).
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wait(stop), self.poll_interval)
+
+    async def _hand_on(self, events: Sequence[OutboxEvent]) -> None:
+        # Traced, the batch's span continues its writer's trace (one writer) or links to
+        # each (several), and the tasks the consumers send carry it on to the workers.
+        with span_continuing(
+            "outbox hand-off",
+            (event.traceparent for event in events),
+            {"litebase.outbox.events": len(events), "litebase.outbox.last_id": events[-1].id},
+        ):
+            for consumer in self.consumers:
+                await consumer(events)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         stopping = asyncio.ensure_future(stop.wait())

@@ -17,7 +17,8 @@ another alias may do better (``fallback``): timeouts, dropped connections, 5xx, 
 malformed output may; a 400/413/422 says the request itself is at fault and would fail
 everywhere. ``retry`` says whether the same provider may answer if asked again (a caller with
 retries of its own, such as the embedding task, retries exactly those). Messages carry no
-upstream URL, key or body: they are logged, never shown.
+upstream URL, key or body: they are logged, never shown. Traced (backend/lib/tracing.py), each
+call, retries included, is one client span.
 
 Standalone: callers pass where a provider is (``Endpoint``, e.g. the gateway's ``Provider``)
 and how to call one model on it (``CallPolicy``, e.g. a gateway alias).
@@ -37,6 +38,8 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import certifi
 import msgspec
+
+from backend.lib.tracing import AttributeValue, client_span
 
 T = TypeVar("T")
 
@@ -246,6 +249,7 @@ class ProviderClient:
             "User-Agent": user_agent,
         }
         self._session: aiohttp.ClientSession | None = None
+        self._server = urlsplit(self._base_url).hostname or ""
 
     def _http(self) -> aiohttp.ClientSession:
         session = self._session
@@ -268,17 +272,27 @@ class ProviderClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
+    def _span_attributes(self, operation: str, call: CallPolicy) -> dict[str, AttributeValue]:
+        # OpenTelemetry's GenAI conventions; no prompt or answer (they may be personal).
+        return {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": call.model,
+            "server.address": self._server,
+        }
+
     async def complete(self, call: CallPolicy, body: dict[str, Any]) -> dict[str, Any]:
         path = "/chat/completions"
-        return check_completion(
-            await self._retrying(call, lambda: self._post_json(call, path, body))
-        )
+        with client_span(f"chat {call.model}", self._span_attributes("chat", call)):
+            return check_completion(
+                await self._retrying(call, lambda: self._post_json(call, path, body))
+            )
 
     async def embed(self, call: CallPolicy, body: dict[str, Any]) -> dict[str, Any]:
         path = "/embeddings"
-        return check_embeddings(
-            await self._retrying(call, lambda: self._post_json(call, path, body))
-        )
+        with client_span(f"embeddings {call.model}", self._span_attributes("embeddings", call)):
+            return check_embeddings(
+                await self._retrying(call, lambda: self._post_json(call, path, body))
+            )
 
     async def open_stream(self, call: CallPolicy, body: dict[str, Any]) -> UpstreamStream:
         """Start a stream; the caller reads its ``chunks()`` and must ``close()`` it."""
@@ -295,7 +309,9 @@ class ProviderClient:
                     response.release()
             return UpstreamStream(response)
 
-        return await self._retrying(call, open_once)
+        # The span ends when the answer starts (the stream is read after it returns).
+        with client_span(f"chat {call.model}", self._span_attributes("chat", call)):
+            return await self._retrying(call, open_once)
 
     async def _post_json(self, call: CallPolicy, path: str, body: dict[str, Any]) -> object:
         response = await self._send(call, path, body)
