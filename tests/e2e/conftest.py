@@ -27,9 +27,12 @@ from backend.mail.service import SENT_MAIL_KEY
 from backend.realtime.transport import uvicorn_flags
 from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
+from workers.celery_app import QUEUES
 
 PASSWORD = "correct horse battery staple"
 E2E_REDIS_DB = worker_redis_db(2)
+# The Redis database of a stack_apart (its broker and channels), clear of the tiers' ones.
+APART_REDIS_DB = 10 + worker_index()
 E2E_DATABASE = f"litebase_e2e_{worker_index()}"
 ROOT = Path(__file__).parents[2]
 E2E_MODELS = """
@@ -126,6 +129,47 @@ def api_beside(stack: Stack, overrides: dict[str, str], log: Path) -> Iterator[S
     env = {**stack.env, **overrides}
     with _running_api(env, log, "/ready") as (base, process):
         yield Stack(base, env, env["DATABASE_URL"], env["REDIS_URL"], stack.log_dir, process)
+
+
+@contextmanager
+def litebase_worker(env: dict[str, str], log: Path) -> Iterator[None]:
+    """`litebase worker` as shipped, one pool of one process on every queue, until the block
+    ends (nothing says when it is ready: tasks sent before then wait in the broker)."""
+    process = _spawn(
+        [
+            *(sys.executable, "-m", "backend.cli", "worker"),
+            *("--queues", ",".join(QUEUES), "--concurrency", "1"),
+        ],
+        env,
+        log,
+    )
+    try:
+        yield
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def stack_apart(
+    stack: Stack, services: Services, overrides: dict[str, str], log_dir: Path
+) -> Iterator[Stack]:
+    """A stack of its own, with some settings (environment variables) changed: a new database
+    and Redis database, `litebase api` (so its own outbox relay) and `litebase worker`, until
+    the block ends. The session stack's relay and worker never see its events and tasks."""
+    name = f"lbt_apart_{uuid.uuid4().hex[:8]}"
+    database_url = services.create_database(name)
+    redis_url = with_redis_db(services.redis_url, APART_REDIS_DB)
+    with redis.Redis.from_url(redis_url) as store:
+        store.flushdb()
+    env = {**stack.env, "DATABASE_URL": database_url, "REDIS_URL": redis_url, **overrides}
+    try:
+        with (
+            litebase_worker(env, log_dir / "worker.log"),
+            litebase_api(env, log_dir / "api.log", "/ready") as base,
+        ):
+            yield Stack(base, env, database_url, redis_url, log_dir)
+    finally:
+        services.drop_database(name)
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
