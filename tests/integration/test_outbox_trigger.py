@@ -68,3 +68,17 @@ def test_a_commit_notifies_listeners_once_per_collection(conn, database_url):
         notes = list(listener.notifies(timeout=2, stop_after=1))
         assert [n.payload for n in notes] == ["gadgets"]
         assert list(listener.notifies(timeout=0.3)) == []
+
+
+def test_rows_carry_the_traceparent_their_transaction_set_and_only_it(conn):
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with conn.transaction():
+        conn.execute("SELECT set_config('litebase.traceparent', %s, true)", (traceparent,))
+        conn.execute("INSERT INTO gadgets (name) VALUES ('traced')")
+    # The setting ended with its transaction (the session now reads ''), and a session that
+    # never set it reads null: neither leaves a traceparent.
+    conn.execute("INSERT INTO gadgets (name) VALUES ('after')")
+    with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+        other.execute("INSERT INTO gadgets (name) VALUES ('elsewhere')")
+    rows = conn.execute("SELECT record ->> 'name', traceparent FROM outbox ORDER BY id").fetchall()
+    assert rows == [("traced", traceparent), ("after", None), ("elsewhere", None)]
