@@ -5,7 +5,7 @@ So before a session flushes its changes it puts its span's ``traceparent`` in a
 transaction-local setting (``litebase.traceparent``), which the trigger copies into the row
 (migration 0016); the relay continues that trace when it hands the row on
 (backend/events/relay.py). One extra statement per writing transaction, only while tracing is
-on (docs/decisions/0011-tracing-through-the-outbox.md).
+on (docs/decisions/0013-tracing-through-the-outbox.md).
 """
 
 from __future__ import annotations
