@@ -1,0 +1,36 @@
+"""Auth: its routes and dependencies, the per-IP limits' store, mail, and the process's view
+of revoked sessions (kept current from Redis while the app runs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from litestar import Litestar
+from litestar.stores.redis import RedisStore
+
+from backend.auth.deps import AUTH_DEPENDENCIES
+from backend.auth.revocations import SessionStates
+from backend.auth.routes import auth_routers
+from backend.capability import Basics, Capability
+from backend.lib.background import running
+from backend.mail.service import Mailer
+
+
+def auth_capability(basics: Basics) -> Capability:
+    session_states = SessionStates(basics.settings.session_cache_seconds)
+
+    @asynccontextmanager
+    async def follow_revocations(app: Litestar) -> AsyncIterator[None]:
+        async with running(partial(session_states.follow, basics.redis), "revocations"):
+            yield
+
+    return Capability(
+        "auth",
+        routes=auth_routers(basics.settings),
+        dependencies=AUTH_DEPENDENCIES,
+        lifespans=[follow_revocations],
+        state={"session_states": session_states, "mailer": Mailer(basics.celery)},
+        stores={"rate_limit": RedisStore(basics.redis, namespace="litebase:ratelimit")},
+    )
