@@ -4,6 +4,7 @@
 made at start-up, and Litestar reads them as objects.)
 """
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -55,27 +56,25 @@ def _expansions(collection: Collection, registry: CollectionRegistry) -> dict[st
     }
 
 
-def _router_for(
-    collection: Collection,
-    types: RecordTypes,
-    settings: Settings,
-    expandable: dict[str, Collection],
-) -> Router:
-    Read, Create, Update, Page = types.read, types.create, types.update, types.page
-    name = collection.name
-    related_read = {field: record_types(target).read for field, target in expandable.items()}
+class _Expander:
+    """What ``?expand=`` may name on one collection (its relation fields), and inlining the
+    related records the caller may view."""
 
-    def read(row: Row | asyncpg.Record) -> Any:
-        return Read(**row)
+    def __init__(self, name: str, expandable: dict[str, Collection]) -> None:
+        self.name = name
+        self.expandable = expandable
+        self.related_read = {
+            field: record_types(target).read for field, target in expandable.items()
+        }
 
-    def expansion(text: str) -> dict[str, Collection]:
+    def fields(self, text: str) -> dict[str, Collection]:
         wanted = [part.strip() for part in text.split(",") if part.strip()]
-        unknown = [field for field in wanted if field not in expandable]
+        unknown = [field for field in wanted if field not in self.expandable]
         if unknown or not wanted:
-            choices = ", ".join(sorted(expandable)) or "none here"
+            choices = ", ".join(sorted(self.expandable)) or "none here"
             raise Problem(
                 422,
-                f"expand names relation fields of {name} ({choices})",
+                f"expand names relation fields of {self.name} ({choices})",
                 errors=[
                     {
                         "field": "expand",
@@ -86,23 +85,74 @@ def _router_for(
                     }
                 ],
             )
-        return {field: expandable[field] for field in wanted}
+        return {field: self.expandable[field] for field in wanted}
 
-    async def with_expanded(
-        reading: Reading, rows: list[Any], items: list[dict[str, Any]], text: str
+    async def attach(
+        self, reading: Reading, rows: list[Any], items: list[dict[str, Any]], text: str
     ) -> list[dict[str, Any]]:
-        fields = expansion(text)
+        fields = self.fields(text)
         found = await reading.records.related(reading.principal, rows, fields)
         for row, item in zip(rows, items, strict=True):
             item["expand"] = {
                 field: (
-                    related_read[field](**found[field][row[field]])
+                    self.related_read[field](**found[field][row[field]])
                     if row[field] in found[field]
                     else None
                 )
                 for field in fields
             }
         return items
+
+
+def _operations(
+    data: BatchRequest, create: type[Any], update: type[Any], most: int
+) -> Sequence[tuple[str, UUID | None, dict[str, Any], str | None]]:
+    """A batch's operations, each body checked against the collection's create or update
+    shape; the first that fails refuses the whole batch, naming its index."""
+    if not 1 <= len(data.operations) <= most:
+        raise Problem(
+            422,
+            f"A batch holds 1 to {most} operations",
+            errors=[
+                {"field": "operations", "message": "wrong number of operations", "source": "body"}
+            ],
+        )
+    operations = []
+    for index, operation in enumerate(data.operations):
+        try:
+            body = msgspec.convert(
+                operation.data or {}, create if operation.op == "create" else update
+            )
+        except msgspec.ValidationError as exc:
+            field, message = locate(str(exc), f"operations[{index}].data")
+            raise Problem(
+                422,
+                f"Operation {index} failed, so none were applied: {message}",
+                errors=[{"field": field, "message": message, "source": "body"}],
+            ) from None
+        operations.append(
+            (
+                operation.op,
+                operation.id,
+                provided(body) if operation.op != "delete" else {},
+                operation.if_match,
+            )
+        )
+    return operations
+
+
+def _router_for(
+    collection: Collection,
+    types: RecordTypes,
+    settings: Settings,
+    expandable: dict[str, Collection],
+) -> Router:
+    Read, Create, Update, Page = types.read, types.create, types.update, types.page
+    name = collection.name
+    expander = _Expander(name, expandable)
+
+    def read(row: Row | asyncpg.Record) -> Any:
+        return Read(**row)
 
     @get("/", operation_id=f"list_{name}", summary=f"List {name}")
     async def list_records(
@@ -133,7 +183,7 @@ def _router_for(
         shown = page.fields or list(collection.fields)
         items = [{field: row[field] for field in shown} for row in page.rows]
         if expand is not None:
-            items = await with_expanded(reading, list(page.rows), items, expand)
+            items = await expander.attach(reading, list(page.rows), items, expand)
         return Response({"items": items, "next_cursor": page.next_cursor, "total": page.total})
 
     @post("/", operation_id=f"create_{name}", summary=f"Create a record in {name}")
@@ -152,7 +202,7 @@ def _router_for(
         row = await reading.records.get(collection, reading.principal, record_id)
         if expand is None:
             return Response(read(row), headers={"ETag": etag_of(row)})
-        (item,) = await with_expanded(
+        (item,) = await expander.attach(
             reading, [row], [{field: row[field] for field in collection.fields}], expand
         )
         return Response(item, headers={"ETag": etag_of(row)})
@@ -188,38 +238,7 @@ def _router_for(
     async def batch_records(
         data: BatchRequest, records: RecordService, principal: Principal | None
     ) -> BatchResponse:
-        if not 1 <= len(data.operations) <= settings.batch_max_operations:
-            raise Problem(
-                422,
-                f"A batch holds 1 to {settings.batch_max_operations} operations",
-                errors=[
-                    {
-                        "field": "operations",
-                        "message": "wrong number of operations",
-                        "source": "body",
-                    }
-                ],
-            )
-        operations = []
-        for index, operation in enumerate(data.operations):
-            body_type = Create if operation.op == "create" else Update
-            try:
-                body = msgspec.convert(operation.data or {}, body_type)
-            except msgspec.ValidationError as exc:
-                field, message = locate(str(exc), f"operations[{index}].data")
-                raise Problem(
-                    422,
-                    f"Operation {index} failed, so none were applied: {message}",
-                    errors=[{"field": field, "message": message, "source": "body"}],
-                ) from None
-            operations.append(
-                (
-                    operation.op,
-                    operation.id,
-                    provided(body) if operation.op != "delete" else {},
-                    operation.if_match,
-                )
-            )
+        operations = _operations(data, Create, Update, settings.batch_max_operations)
         done = await records.batch(collection, principal, operations)
         return BatchResponse(
             results=[
