@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
 from uuid import UUID
@@ -18,6 +17,7 @@ from sqlalchemy import exists, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from backend.auth.access import SESSION_STATE_KEY, encode_state
 from backend.auth.models import ApiKey, AuthSession, EmailToken, OrgMember, RefreshToken, User
 from backend.auth.revocations import (
     SessionState,
@@ -30,14 +30,10 @@ from backend.auth.schemas import (
     UserView,
 )
 from backend.auth.secrets import (
-    API_KEY_PREFIX,
     REFRESH_TOKEN_PREFIX,
-    AccessClaims,
-    InvalidAccessToken,
     hash_token,
     issue_access_token,
     new_token,
-    read_access_token,
     verify_password,
 )
 from backend.config import Settings
@@ -55,80 +51,14 @@ from backend.lib.counters import count_in_window
 from backend.mail.service import Mailer, MailMessage
 
 log = logging.getLogger(__name__)
-SESSION_STATE_KEY = "litebase:auth:session:{}"
 GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
 SIGNIN_FAILURES_KEY = "litebase:auth:signin-failures:{}"
 MFA_PENDING_KEY = "litebase:auth:mfa-pending:{}"  # a first factor passed, awaiting the code
 MFA_TOKEN_PREFIX = "lbm_"  # noqa: S105 - a prefix, not a secret
-# An active session is cached as b"<user id> <role> <org id or ->" (its SessionOwner).
-REVOKED = b"0"
 API_KEY_TOUCH_INTERVAL = timedelta(seconds=60)
 VERIFY_EMAIL, PASSWORD_RESET, EMAIL_CHANGE = "verify_email", "password_reset", "email_change"
 SIGN_IN_CODE = "sign_in_code"
 SIGN_IN_CODE_DIGITS = 6
-
-
-def known_principal(
-    bearer: str, settings: Settings, clock: Clock, states: SessionStates
-) -> Principal | None:
-    """The caller of an access token whose session this process knows to be active, from
-    memory alone; None when that takes Redis or the database (an API key, a session not known
-    here) or the token is refused (``AuthService.authenticate`` says why)."""
-    if bearer.startswith(API_KEY_PREFIX):
-        return None
-    try:
-        claims = _access_claims(bearer, settings, clock)
-    except InvalidAccessToken:
-        return None
-    owner = states.get(claims.sid)
-    if not owner or owner[0] != claims.sub or owner[2] != claims.org:
-        return None
-    return _principal_of(claims, owner[1])
-
-
-def _access_claims(bearer: str, settings: Settings, clock: Clock) -> AccessClaims:
-    return read_access_token(
-        bearer,
-        secret_key=settings.secret_key,
-        now=clock.now(),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
-
-
-def _principal_of(claims: AccessClaims, role: str) -> Principal:
-    """The caller of a checked token; ``role`` is the user's, from the database."""
-    return Principal(
-        user_id=claims.sub,
-        role=role,
-        org_id=claims.org,
-        session_id=claims.sid,
-        expires_at=claims.exp,
-    )
-
-
-async def forget_session_states(redis: Redis, session_ids: Iterable[UUID]) -> None:
-    """Drop the sessions' cached states from Redis (their org changed: a member removed, an
-    org deleted); each process drops its own on hearing the ``member`` change."""
-    keys = [SESSION_STATE_KEY.format(session_id) for session_id in session_ids]
-    if keys:
-        await redis.delete(*keys)
-
-
-def _encode_state(state: SessionState) -> bytes:
-    return REVOKED if not state else f"{state[0]} {state[1]} {state[2] or '-'}".encode()
-
-
-def _decode_state(raw: bytes | str | None) -> SessionState | None:
-    """None when absent or unreadable (an older format): the database decides."""
-    text = raw.decode() if isinstance(raw, bytes) else (raw or "")
-    if text == REVOKED.decode():
-        return False
-    try:
-        user_id, role, org = text.split(" ")
-        return (UUID(user_id), role, None if org == "-" else UUID(org))
-    except ValueError:
-        return None
 
 
 def unauthorized(detail: str, code: str) -> Unauthenticated:
@@ -325,7 +255,7 @@ class AuthCore:
         # Kept as long as an access token lives, so a revoked session stays refused.
         await self.redis.set(
             SESSION_STATE_KEY.format(session_id),
-            _encode_state(state),
+            encode_state(state),
             ex=self.settings.access_token_ttl_seconds,
         )
 

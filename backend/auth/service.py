@@ -12,11 +12,10 @@ Each concern has its own module (core, sessions, two_factor, mailed, keys, accou
 
 from __future__ import annotations
 
+from backend.auth.access import forget_session_states, known_principal
 from backend.auth.accounts import Accounts
 from backend.auth.admin import Admin, ensure_admin
 from backend.auth.core import (
-    forget_session_states,
-    known_principal,
     require_verified,
     unauthorized,
     user_view,

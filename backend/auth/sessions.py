@@ -10,14 +10,11 @@ from uuid import UUID
 import msgspec
 from sqlalchemy import exists, select, update
 
+from backend.auth.access import SESSION_STATE_KEY, access_claims, decode_state, principal_of
 from backend.auth.core import (
     API_KEY_TOUCH_INTERVAL,
     GRACE_RESPONSE_KEY,
-    SESSION_STATE_KEY,
     AuthCore,
-    _access_claims,
-    _decode_state,
-    _principal_of,
     invalid_grant,
     log,
     unauthorized,
@@ -140,7 +137,7 @@ class Sessions(AuthCore):
         if bearer.startswith(API_KEY_PREFIX):
             return await self._authenticate_api_key(bearer)
         try:
-            claims = _access_claims(bearer, self.settings, self.clock)
+            claims = access_claims(bearer, self.settings, self.clock)
         except InvalidAccessToken as exc:
             raise unauthorized(f"The access token is not valid: {exc}", "invalid_token") from exc
         owner = await self._session_owner(claims.sid)
@@ -156,7 +153,7 @@ class Sessions(AuthCore):
                 " or switched); refresh for a new token",
                 "org_changed",
             )
-        return _principal_of(claims, owner[1])
+        return principal_of(claims, owner[1])
 
     async def _authenticate_api_key(self, secret: str) -> Principal:
         """The key's user, checked on every use: still enabled, still a member of the key's org,
@@ -207,7 +204,7 @@ class Sessions(AuthCore):
         state = (
             None
             if fresh
-            else _decode_state(await self.redis.get(SESSION_STATE_KEY.format(session_id)))
+            else decode_state(await self.redis.get(SESSION_STATE_KEY.format(session_id)))
         )
         if state is None:
             found = (
