@@ -168,13 +168,24 @@ async def test_refresh_tokens_are_stored_hashed(client, sign_up, sql):
 async def test_logout_reaches_every_api_process_at_once(client, sign_up, settings, clock):
     """Each process caches session state; a revocation on one is heard by the others."""
     from litestar.testing import AsyncTestClient
+    from redis.asyncio import Redis
 
     from backend.app import create_app
+    from backend.auth.revocations import REVOCATIONS_CHANNEL
+
+    async def listeners() -> int:
+        async with Redis.from_url(settings.redis_url) as redis:
+            return int(
+                dict(await redis.pubsub_numsub(REVOCATIONS_CHANNEL))[REVOCATIONS_CHANNEL.encode()]
+            )
 
     tokens = await sign_up()
+    before = await listeners()
     async with AsyncTestClient(create_app(settings, clock=clock)) as other_process:
         assert (await _me(other_process, tokens["access_token"])).status_code == 200  # cached
-        await asyncio.sleep(0.2)  # its revocation feed is subscribed
+        async with asyncio.timeout(5):  # its revocation feed is subscribed
+            while await listeners() == before:
+                await asyncio.sleep(0.02)
         await client.post("/auth/logout", headers=bearer(tokens["access_token"]))
         async with asyncio.timeout(2):
             while (await _me(other_process, tokens["access_token"])).status_code != 401:
