@@ -17,6 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.support import serving
+
 
 @dataclass(frozen=True)
 class ReceivedSpan:
@@ -108,10 +110,5 @@ def otlp_collector() -> Iterator[Collector]:
             pass
 
     server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield collector
-    finally:
-        server.shutdown()
-        server.server_close()

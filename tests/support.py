@@ -6,10 +6,12 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import HTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -124,3 +126,15 @@ def start_services() -> Iterator[Services]:
         if postgres is not None:
             postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def serving(server: HTTPServer) -> Iterator[None]:
+    """Serve ``server`` from a thread for the block (the fake receivers' servers)."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()

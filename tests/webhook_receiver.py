@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support import serving
+
 TOLERANCE_SECONDS = 300
 
 
@@ -110,10 +112,5 @@ def webhook_receiver(host: str = "127.0.0.1", **options: Any) -> Iterator[Receiv
 
     server = ThreadingHTTPServer((host, 0), Handler)
     receiver = Receiver(url=f"http://{host}:{server.server_address[1]}/hooks", **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
