@@ -5,6 +5,7 @@ assembled around the clients they share."""
 from __future__ import annotations
 
 import gc
+import importlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -116,10 +117,23 @@ def create_app(
         jobs_capability(registry),
         ai_capability(basics, registry, rules),
     ]
-    capabilities.append(
-        relay_capability(basics, [c for cap in capabilities for c in cap.consumers])
-    )
-    return _assemble(basics, capabilities, route_handlers)
+    consumers = [make for capability in capabilities for make in capability.consumers]
+    capabilities.append(relay_capability(basics, consumers))  # last: it feeds the others
+    return _assemble(basics, capabilities, [*route_handlers, *_your_routes(settings)])
+
+
+def _your_routes(settings: Settings) -> list[ControllerRouterHandler]:
+    """Import APP_MODULES (their job types register as they load); their ``route_handlers``."""
+    routes: list[ControllerRouterHandler] = []
+    for name in settings.app_modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            raise SettingsError(
+                f"APP_MODULES names {name!r}, which cannot be imported ({exc})"
+            ) from exc
+        routes += getattr(module, "route_handlers", [])
+    return routes
 
 
 def _assemble(

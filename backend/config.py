@@ -107,6 +107,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     filter_max_length: PositiveInt = 4096
     # Compiled client filters kept per collection, bounded by their total length (characters).
     filter_cache_chars: PositiveInt = 1_048_576
+    # Your own modules, imported by the API and the workers: routes, job types, tasks.
+    app_modules: tuple[str, ...] = ()
     page_default_limit: PositiveInt = 50
     page_max_limit: PositiveInt = 500
     batch_max_operations: PositiveInt = 100
@@ -310,6 +312,7 @@ _ENV_ALIASES = {
 }
 _LIST_FIELDS = frozenset(
     {
+        "app_modules",
         "cors_origins",
         "forwarded_allow_ips",
         "metrics_allowed_networks",

@@ -1,12 +1,12 @@
-"""The production app plus one echo route, so e2e tests can send bodies before any feature does,
-and the test-only job types of tests/e2e/worker_tasks.py."""
+"""The e2e stack's own module, loaded by `litebase api` through APP_MODULES as an app's would be:
+one echo route, so e2e tests can send bodies before any feature does, and the test-only job
+types of tests/e2e/worker_tasks.py."""
 
 from __future__ import annotations
 
 import msgspec
-from litestar import Litestar, post
+from litestar import post
 
-from backend.app import create_app
 from tests.e2e import worker_tasks  # noqa: F401 - the test-only job types
 
 
@@ -19,5 +19,4 @@ def echo(data: Echo) -> Echo:
     return data
 
 
-def create_app_with_test_routes() -> Litestar:
-    return create_app(route_handlers=[echo])
+route_handlers = [echo]

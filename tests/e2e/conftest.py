@@ -1,4 +1,4 @@
-"""The real stack for the e2e suite: the API under uvicorn and a Celery worker, as processes."""
+"""The real stack for the e2e suite: `litebase api` as shipped and a Celery worker, as processes."""
 
 from __future__ import annotations
 
@@ -21,10 +21,8 @@ import psycopg
 import pytest
 import redis
 
-from backend.config import settings_from_env
 from backend.lib.urls import libpq_database_url
 from backend.mail.service import SENT_MAIL_KEY
-from backend.realtime.transport import uvicorn_flags
 from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
 from workers.celery_app import QUEUES
@@ -54,7 +52,7 @@ class Stack:
     database_url: str
     redis_url: str
     log_dir: Path
-    # The API's process, for a stack api_beside started (a test may kill it to see what follows).
+    # The API's process (a test may kill it to see what follows).
     process: subprocess.Popen[bytes] | None = None
 
 
@@ -255,7 +253,6 @@ def stack(
     database_url = services.create_database(E2E_DATABASE)
     redis_url = with_redis_db(services.redis_url, E2E_REDIS_DB)
     log_dir = tmp_path_factory.mktemp("e2e-logs")
-    port = free_port()
     # Model aliases for the gateway, served by the fake upstream (tests/fake_openai.py).
     models_file = log_dir / "models.yaml"
     models_file.write_text(E2E_MODELS.format(base_url=upstream.base_url))
@@ -297,23 +294,9 @@ def stack(
         # The model gateway, against the same fake upstream.
         "LITEBASE_MODELS": str(models_file),
         "AI_USAGE_FLUSH_SECONDS": "0.1",
+        # As an app adds its own: the echo route and the test-only job types.
+        "APP_MODULES": "tests.e2e.app",
     }
-    api = _spawn(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.e2e.app:create_app_with_test_routes",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *uvicorn_flags(settings_from_env(env)),
-        ],
-        env,
-        log_dir / "api.log",
-    )
     worker = _spawn(
         [
             sys.executable,
@@ -329,10 +312,8 @@ def stack(
         log_dir / "worker.log",
     )
     try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_for(f"{base_url}/ready", api, log_dir / "api.log")
-        yield Stack(base_url, env, database_url, redis_url, log_dir)
+        with _running_api(env, log_dir / "api.log", "/ready") as (base_url, api):
+            yield Stack(base_url, env, database_url, redis_url, log_dir, api)
     finally:
-        _stop(api)
         _stop(worker)
         services.drop_database(E2E_DATABASE)
