@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import psycopg
+from celery.utils.time import get_exponential_backoff_interval
 
 from backend.jobs.types import JOB_TYPES
 
@@ -21,7 +22,7 @@ RETRY_BACKOFF_MAX_SECONDS = 60
 
 def retry_backoff(attempts: int) -> int:
     """Seconds before a failed job's next attempt: 2, 4, 8 … at most a minute."""
-    return int(min(RETRY_BACKOFF_MAX_SECONDS, 2**attempts))
+    return get_exponential_backoff_interval(1, attempts, RETRY_BACKOFF_MAX_SECONDS)
 
 
 def _grace(type_name: str, status: str, attempts: int) -> float:

@@ -54,7 +54,8 @@ CLIENT_FAULT_STATUSES = frozenset({400, 413, 422})
 # What the openai client retries besides timeouts and dropped connections.
 RETRY_STATUSES = frozenset({408, 409, 429})
 # The openai client's backoff: 0.5 s doubling to 8 s, less up to a quarter (jitter); a
-# provider's own retry-after is honoured up to a minute.
+# provider's own retry-after is honoured up to a minute. Kept by decisions 0006 and 0012 (this
+# transport keeps the client's retry rules; it waits inside one async call, not a Celery task).
 INITIAL_RETRY_SECONDS, MAX_RETRY_SECONDS, MAX_RETRY_AFTER_SECONDS = 0.5, 8.0, 60.0
 # An SSE line (one chunk of JSON) may be this long; aiohttp's default is 64 KiB.
 MAX_LINE_BYTES = 2**20

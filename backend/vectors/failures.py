@@ -19,6 +19,7 @@ from backend.vectors.versions import LiveVersion
 # Failed records get a retry_at for the sweep: EMBEDDING_SWEEP_BACKOFF_SECONDS (%(base)s) after
 # they fail, doubled for each time the sweep already sent the same text again (e.retries), at
 # most %(cap)s. Failing from another text (or after a success) starts counting again.
+# Computed in SQL, not by Celery: it is a row's due time, set in the statement that claims it.
 RECORD_FAILURE_SQL = """
     INSERT INTO embedding_records AS e
         (collection, version, record_id, status, source_hash, error, retries, retry_at)

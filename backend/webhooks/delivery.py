@@ -19,6 +19,7 @@ import httpx
 import msgspec
 import psycopg
 import uuid_utils.compat as uuid_utils
+from celery.utils.time import get_exponential_backoff_interval
 
 import backend
 from backend.config import Settings
@@ -54,13 +55,20 @@ class AttemptResult:
     error: str | None
 
 
+def _step(base: float, maximum: float, retries: int) -> float:
+    """``min(maximum, base * 2^retries)`` by Celery's backoff, in milliseconds: Celery's works
+    in whole units, the settings are seconds that may be fractions."""
+    millis = get_exponential_backoff_interval(round(base * 1000), retries, round(maximum * 1000))
+    return millis / 1000
+
+
 def retry_delay(
     round_attempt: int, base: float, maximum: float, rng: random.Random | None = None
 ) -> float:
     """Seconds to wait after the ``round_attempt``-th failed attempt (1, 2, …): exponential,
     capped, with equal jitter (between half the step and the step), so retries of many
     deliveries spread out but never come back at once."""
-    step = min(maximum, base * 2.0 ** (round_attempt - 1))
+    step = _step(base, maximum, round_attempt - 1)
     return step / 2 + (rng or _JITTER).uniform(0, step / 2)
 
 
@@ -70,7 +78,7 @@ def retry_schedule(base: float, maximum: float, window: float) -> list[float]:
     waits: list[float] = []
     elapsed = 0.0
     while True:
-        step = min(maximum, base * 2.0 ** len(waits))
+        step = _step(base, maximum, len(waits))
         if elapsed + step > window:
             return waits
         waits.append(step)

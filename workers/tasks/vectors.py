@@ -11,7 +11,6 @@ most EMBEDDING_SWEEP_MAX_RETRIES times until their text changes), so an outage h
 from __future__ import annotations
 
 import logging
-import random
 import time
 from functools import cache
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import psycopg
 from celery import shared_task
 from celery.signals import worker_ready
+from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from backend.collections.spec import Collection, CollectionRegistry
@@ -55,8 +55,13 @@ def send_reindex(app: LitebaseCelery, collection: str) -> None:
 
 
 def backoff(retries: int, base: float, maximum: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(maximum, base * 2^retries)]."""
-    return random.uniform(0, min(maximum, base * 2**retries))  # noqa: S311 - not for secrets
+    """Celery's exponential backoff with full jitter: uniform in [0, min(maximum, base *
+    2^retries)]. Counted in milliseconds: Celery's works in whole units, the settings are
+    seconds that may be fractions."""
+    millis = get_exponential_backoff_interval(
+        round(base * 1000), retries, round(maximum * 1000), full_jitter=True
+    )
+    return millis / 1000
 
 
 @shared_task(name=EMBED_TASK, bind=True, max_retries=None)
