@@ -19,7 +19,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 from litestar.plugins.problem_details import ProblemDetailsException
-from litestar.response import Stream
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.ai.budgets import SubjectKind, subjects
@@ -39,7 +39,6 @@ from backend.problems import (
     problem_from_http_exception,
 )
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _ERROR_TYPES: dict[int, str] = {
     401: "authentication_error",
     403: "permission_error",
@@ -124,8 +123,11 @@ def _check_body(data: Any, required: str) -> dict[str, Any]:
     return data
 
 
-def _event(chunk: dict[str, Any]) -> bytes:
-    return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+def _event(data: dict[str, Any] | str) -> ServerSentEventMessage:
+    """One event as OpenAI sends it: ``data: …`` and a blank line, lines ended by ``\\n``
+    (Litestar's default, ``\\r\\n``, is valid SSE but not byte for byte what OpenAI sends)."""
+    encoded = data if isinstance(data, str) else msgspec.json.encode(data)
+    return ServerSentEventMessage(data=encoded, sep="\n")
 
 
 def _gateway(request: Request[Any, Any, Any]) -> Gateway:
@@ -162,12 +164,12 @@ async def chat_completions(
     # Budget, model and upstream problems surface here, before any byte is sent.
     first = await anext(chunks)
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncIterator[ServerSentEventMessage]:
         try:
             yield _event(first)
             async for chunk in chunks:
                 yield _event(chunk)
-            yield b"data: [DONE]\n\n"
+            yield _event("[DONE]")
         except StreamFailed as exc:
             # OpenAI's clients raise on an event carrying `error`.
             yield _event(
@@ -176,7 +178,7 @@ async def chat_completions(
         finally:
             await chunks.aclose()
 
-    return Stream(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return ServerSentEvent(events())  # with no-cache and X-Accel-Buffering: no
 
 
 @post("/embeddings", status_code=200, summary="Embeddings (OpenAI's format)")

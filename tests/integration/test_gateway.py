@@ -143,6 +143,11 @@ async def test_stream_is_openai_sse_ending_in_done(client, alice):
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream"), response.text[:500]
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    # Byte for byte OpenAI's framing: `data: …` lines ended by \n, a blank line after each.
+    assert response.content.startswith(b'data: {"') and b"\r" not in response.content
+    assert response.content.endswith(b"}\n\ndata: [DONE]\n\n")
     events = sse_events(response.text)
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
