@@ -1,4 +1,9 @@
-"""Structured logs (structlog) for the API and workers, each line carrying the request id."""
+"""Structured logs for the API and workers, each line carrying the request id.
+
+One path: our modules log through stdlib ``logging`` (``logging.getLogger(__name__)``, fields
+as ``extra={...}``), as most of them and every library we run (uvicorn, Celery, SQLAlchemy)
+already did; structlog is only the formatter (``ProcessorFormatter``), JSON or console.
+"""
 
 from __future__ import annotations
 
@@ -13,35 +18,42 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import EventDict
 
 from backend.config import Settings
 from backend.problems import problem_from_unexpected
 
 REQUEST_ID_HEADER = "x-request-id"
 
-access_log = structlog.get_logger("litebase.access")
-_access_logger = logging.getLogger("litebase.access")  # the stdlib logger it writes to
+access_log = logging.getLogger("litebase.access")
 _HEADER = REQUEST_ID_HEADER.encode()
+# Loggers whose ``extra`` fields become keys of the line; other libraries' extras (uvicorn's
+# coloured copy of a message, Celery's task context) stay out of it.
+_OUR_LOGGERS = frozenset({"backend", "workers", "litebase"})
+_add_extra_fields = structlog.stdlib.ExtraAdder()
+
+
+def _add_our_fields(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    if record is not None and record.name.partition(".")[0] in _OUR_LOGGERS:
+        return _add_extra_fields(logger, method_name, event_dict)
+    return event_dict
 
 
 def configure_logging(settings: Settings) -> None:
-    """Route stdlib logging (uvicorn, celery, sqlalchemy) and structlog through one renderer."""
+    """Render every stdlib record (ours, uvicorn's, Celery's, SQLAlchemy's) with structlog,
+    adding the context bound for the request (its id)."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        _add_our_fields,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if settings.log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -101,13 +113,12 @@ class RequestIdMiddleware(ASGIMiddleware):
             problem.headers = {**(problem.headers or {}), REQUEST_ID_HEADER: request_id}
             raise problem from exc
         finally:
-            # structlog runs its processors before the stdlib level check: skip them outright.
-            if _access_logger.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "request",
-                    method=scope.get("method"),
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+            if access_log.isEnabledFor(logging.INFO):
+                fields = {
+                    "method": scope.get("method"),
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+                access_log.info("request", extra=fields)
             structlog.contextvars.reset_contextvars(**tokens)

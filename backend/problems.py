@@ -7,6 +7,7 @@ in ``errors``, and anything unexpected is a 500 that points at the request id in
 
 from __future__ import annotations
 
+import logging
 import re
 from http import HTTPStatus
 from typing import Any
@@ -19,7 +20,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from backend import errors
 from backend.lib.names import BLANK, NOT_BLANK
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class Problem(ProblemDetailsException):

@@ -13,11 +13,11 @@ Built lazily, once per process, and closed when the process shuts down (workers/
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
 from redis.asyncio import Redis
 
 from backend.ai.catalog import load_catalog
@@ -29,7 +29,7 @@ from backend.lib.clock import SystemClock
 from backend.lib.loop_thread import LoopThread
 from workers.per_process import PerProcess
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -20,6 +20,7 @@ recorded under the prompt.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -28,7 +29,6 @@ from typing import Any
 
 import anyio
 import msgspec
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -41,7 +41,7 @@ from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.lib.upstream import ProviderClient, UpstreamError, UpstreamStream
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 # KEYS: the ledgers the call charged, then the usage queue. ARGV: the correction from what was
 # held to what was used, then the encoded usage event. One command where a pipeline of
@@ -194,7 +194,7 @@ class Gateway:
             raise
         except RedisError as exc:
             # Without the ledgers no budget can be held: refuse rather than spend unmetered.
-            log.error("budgets unavailable", error=str(exc))
+            log.error("budgets unavailable", extra={"error": str(exc)})
             raise Unavailable(
                 "Model budgets cannot be checked right now; try again shortly",
                 code="budgets_unavailable",
@@ -252,12 +252,11 @@ class Gateway:
         try:
             await self._settle_and_record(keys=keys, args=args)
         except Exception:
-            log.exception("could not settle a model call's usage", model=model)
+            log.exception("could not settle a model call's usage", extra={"model": model})
 
     def _failed(self, alias: ModelAlias, exc: UpstreamError) -> None:
-        log.warning(
-            "model call failed", alias=alias.name, provider=alias.provider, reason=exc.reason
-        )
+        fields = {"alias": alias.name, "provider": alias.provider, "reason": exc.reason}
+        log.warning("model call failed", extra=fields)
 
     async def complete(
         self, principal: Principal, body: dict[str, Any], *, prompt: PromptUse | None = None

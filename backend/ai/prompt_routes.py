@@ -7,12 +7,12 @@ call fails after it started. A failure before the first token is an ordinary pro
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import msgspec
-import structlog
 from litestar import Request, Response, Router, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.channels import ChannelsPlugin
@@ -43,7 +43,7 @@ from backend.identity import Principal
 from backend.problems import Problem, problem_from_domain_error
 from backend.vectors.service import search_service_for
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class PromptView(msgspec.Struct, frozen=True, kw_only=True):

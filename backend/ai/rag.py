@@ -9,13 +9,13 @@ citations. Both answer at once or as a stream of text deltas ending in the full 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
-import structlog
 from litestar.channels import ChannelsPlugin
 
 from backend.ai.gateway import Gateway, PromptUse
@@ -29,7 +29,7 @@ from backend.realtime.protocol import encode
 from backend.realtime.rooms import room_channel, user_channel
 from backend.vectors.service import SearchService
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 SearchMode = Literal["vector", "text", "hybrid"]
 _CITED = re.compile(r"\[(\d{1,3})\]")
@@ -350,7 +350,7 @@ async def answer_over_channel(
             "ask.error", {"ask_id": ask_id, "status": status_of(exc), "detail": exc.detail}
         )
     except Exception:
-        log.exception("an answer over a channel failed", ask_id=ask_id)
+        log.exception("an answer over a channel failed", extra={"ask_id": ask_id})
         await publish(
             "ask.error",
             {"ask_id": ask_id, "status": 500, "detail": "The answer broke off; see the server log"},

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from functools import partial
 from typing import cast
 from uuid import UUID
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -20,7 +20,7 @@ from backend.config import Settings
 from backend.db.transactions import after_commit
 from backend.lib.clock import Clock
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class BudgetService:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 import psycopg
-import structlog
 from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, Select, case, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert
@@ -31,7 +31,7 @@ from backend.ai.models import AIUsage, AIUsageDaily
 from backend.config import Settings
 from backend.identity import Principal
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 USAGE_QUEUE = "litebase:ai:usage"
 DRAIN_LOCK = "litebase:ai:usage:drain"
@@ -101,7 +101,9 @@ class UsageWriter:
                     try:
                         rows.append(msgspec.structs.asdict(_decode.decode(item)))
                     except msgspec.DecodeError:
-                        log.error("dropping an unreadable usage event", event=item[:200])
+                        log.error(
+                            "dropping an unreadable usage event", extra={"usage_event": item[:200]}
+                        )
                 async with self._engine.begin() as conn:
                     if rows:
                         await conn.execute(insert(AIUsage).on_conflict_do_nothing(), rows)

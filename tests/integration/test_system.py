@@ -251,10 +251,8 @@ async def test_the_access_log_says_429_when_a_rate_limit_refuses(settings, caplo
         finally:
             access.removeHandler(caplog.handler)
     assert refused.status_code == 429
-    logged = [r.msg for r in caplog.records if r.name == "litebase.access"]
-    assert [(entry["path"], entry["status"]) for entry in logged] == [
-        ("/auth/password/forgot", 429)
-    ]
+    logged = [r for r in caplog.records if r.name == "litebase.access"]
+    assert [(entry.path, entry.status) for entry in logged] == [("/auth/password/forgot", 429)]
 
 
 async def test_a_rate_limited_refusal_carries_the_request_id(settings):
