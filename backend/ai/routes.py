@@ -28,6 +28,7 @@ from backend.ai.schemas import BudgetLimits, BudgetView, UsageReport
 from backend.ai.service import BudgetService
 from backend.ai.usage import GroupBy, usage_report
 from backend.auth.deps import BEARER
+from backend.auth.guards import admin_only
 from backend.config import Settings
 from backend.errors import DomainError
 from backend.identity import Principal
@@ -231,34 +232,45 @@ class BudgetController(Controller):
     security = BEARER
     dependencies = {"budget_service": Provide(provide_budget_service)}
 
-    @get("/", summary="Every budget override (admins)")
-    async def overrides(self, admin: Principal, budget_service: BudgetService) -> list[BudgetView]:
+    @get("/", summary="Every budget override (admins)", guards=[admin_only])
+    async def overrides(self, budget_service: BudgetService) -> list[BudgetView]:
         return await budget_service.overrides()
 
     @get("/me", summary="The limits in effect for your key, user and org, and what is used")
     async def mine(self, current: Principal, budget_service: BudgetService) -> list[BudgetView]:
         return [await budget_service.get(kind, subject) for kind, subject in subjects(current)]
 
-    @get("/{kind:str}/{subject_id:uuid}", summary="A subject's limits in effect (admins)")
+    @get(
+        "/{kind:str}/{subject_id:uuid}",
+        summary="A subject's limits in effect (admins)",
+        guards=[admin_only],
+    )
     async def get_budget(
-        self, kind: SubjectKind, subject_id: UUID, admin: Principal, budget_service: BudgetService
+        self, kind: SubjectKind, subject_id: UUID, budget_service: BudgetService
     ) -> BudgetView:
         return await budget_service.get(kind, subject_id)
 
-    @put("/{kind:str}/{subject_id:uuid}", summary="Override a key's, user's or org's limits")
+    @put(
+        "/{kind:str}/{subject_id:uuid}",
+        summary="Override a key's, user's or org's limits",
+        guards=[admin_only],
+    )
     async def put_budget(
         self,
         kind: SubjectKind,
         subject_id: UUID,
         data: BudgetLimits,
-        admin: Principal,
         budget_service: BudgetService,
     ) -> BudgetView:
         return await budget_service.put(kind, subject_id, data)
 
-    @delete("/{kind:str}/{subject_id:uuid}", summary="Back to the defaults from settings")
+    @delete(
+        "/{kind:str}/{subject_id:uuid}",
+        summary="Back to the defaults from settings",
+        guards=[admin_only],
+    )
     async def clear_budget(
-        self, kind: SubjectKind, subject_id: UUID, admin: Principal, budget_service: BudgetService
+        self, kind: SubjectKind, subject_id: UUID, budget_service: BudgetService
     ) -> None:
         await budget_service.clear(kind, subject_id)
 

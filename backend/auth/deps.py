@@ -1,4 +1,6 @@
-"""Dependencies for handlers: the auth service, and who is calling (optional, required, admin)."""
+"""Dependencies for handlers: the auth service, and who is calling (optional or required).
+
+Admins-only routes say so with a guard (backend/auth/guards.py), not a dependency."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from backend.problems import Problem
 
 # OpenAPI security requirement for routes that need a bearer token.
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# Where a request keeps its caller once known, so a guard and the handler's dependencies
+# authenticate it once.
+_PRINCIPAL = "litebase_principal"
 
 
 async def provide_auth_service(
@@ -37,10 +42,16 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
 
     Most requests are answered from memory (the verified token, the session known active);
     only the rest open an ORM session of their own, so a handler that needs none gets none.
+    Asked again for the same request (a guard, then a dependency), it answers from the first.
     """
+    scope_state = request.scope.setdefault("state", {})
+    if _PRINCIPAL in scope_state:
+        known: Principal | None = scope_state[_PRINCIPAL]
+        return known
     header = request.headers.get("authorization")
     if not header:
         await _count(request, None)
+        scope_state[_PRINCIPAL] = None
         return None
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -57,6 +68,7 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
     except ScopeError as exc:
         raise Problem(403, exc.detail, code=exc.code) from exc
     await _count(request, principal)
+    scope_state[_PRINCIPAL] = principal
     return principal
 
 
@@ -84,12 +96,6 @@ async def provide_current(principal: Principal | None) -> Principal:
     return principal
 
 
-async def provide_admin(current: Principal) -> Principal:
-    if not current.is_admin:
-        raise Problem(403, "Only admins may do this", code="forbidden")
-    return current
-
-
 def provide_client_info(request: Request[Any, Any, Any]) -> ClientInfo:
     return ClientInfo(
         ip=request.client.host if request.client else None,
@@ -101,6 +107,5 @@ AUTH_DEPENDENCIES: dict[str, Provide] = {
     "auth_service": Provide(provide_auth_service),
     "principal": Provide(provide_principal),
     "current": Provide(provide_current),
-    "admin": Provide(provide_admin),
     "client": Provide(provide_client_info, sync_to_thread=False),
 }

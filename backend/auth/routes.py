@@ -17,6 +17,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from backend.auth.deps import BEARER, auth_service_for
+from backend.auth.guards import admin_only
 from backend.auth.schemas import (
     Accepted,
     AdminUserUpdate,
@@ -304,11 +305,11 @@ class AdminController(Controller):
     path = "/admin"
     tags = ["admin"]
     security = BEARER
+    guards = [admin_only]
 
     @get("/users", summary="All users (admins only)")
     async def users(
         self,
-        admin: Principal,
         auth_service: AuthService,
         paging: Paging,
         q: Annotated[
@@ -329,12 +330,12 @@ class AdminController(Controller):
         summary="Delete a user (admins only)",
         description="As DELETE /auth/me does, without the password; 409 `last_owner` the same.",
     )
-    async def delete_user(self, user_id: UUID, admin: Principal, auth_service: AuthService) -> None:
+    async def delete_user(self, user_id: UUID, auth_service: AuthService) -> None:
         await auth_service.admin_delete_user(user_id)
 
     @patch("/users/{user_id:uuid}", summary="Change a user's role or disable them (admins only)")
     async def update_user(
-        self, user_id: UUID, data: AdminUserUpdate, admin: Principal, auth_service: AuthService
+        self, user_id: UUID, data: AdminUserUpdate, auth_service: AuthService
     ) -> UserView:
         return user_view(await auth_service.admin_update_user(user_id, data))
 

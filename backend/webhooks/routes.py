@@ -10,6 +10,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.deps import BEARER
+from backend.auth.guards import admin_only
 from backend.config import Settings
 from backend.identity import Principal
 from backend.paging import Paging
@@ -35,24 +36,21 @@ class WebhookController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]
     security = BEARER
+    guards = [admin_only]
     dependencies = {"webhook_service": Provide(provide_webhook_service)}
 
     @post("/", summary="Register an endpoint; the answer holds its secret, shown this once")
     async def create(
-        self, data: NewEndpoint, admin: Principal, webhook_service: WebhookService
+        self, data: NewEndpoint, current: Principal, webhook_service: WebhookService
     ) -> EndpointWithSecret:
-        return await webhook_service.create(admin.user_id, data)
+        return await webhook_service.create(current.user_id, data)
 
     @get("/", summary="Every endpoint, newest first")
-    async def list_all(
-        self, admin: Principal, webhook_service: WebhookService
-    ) -> list[EndpointView]:
+    async def list_all(self, webhook_service: WebhookService) -> list[EndpointView]:
         return await webhook_service.list_all()
 
     @get("/{webhook_id:uuid}", summary="An endpoint")
-    async def get_one(
-        self, webhook_id: UUID, admin: Principal, webhook_service: WebhookService
-    ) -> EndpointView:
+    async def get_one(self, webhook_id: UUID, webhook_service: WebhookService) -> EndpointView:
         return await webhook_service.get(webhook_id)
 
     @patch("/{webhook_id:uuid}", summary="Change an endpoint's URL, events, or enable/disable it")
@@ -60,15 +58,12 @@ class WebhookController(Controller):
         self,
         webhook_id: UUID,
         data: EndpointUpdate,
-        admin: Principal,
         webhook_service: WebhookService,
     ) -> EndpointView:
         return await webhook_service.update(webhook_id, data)
 
     @delete("/{webhook_id:uuid}", summary="Delete an endpoint and its delivery log")
-    async def remove(
-        self, webhook_id: UUID, admin: Principal, webhook_service: WebhookService
-    ) -> None:
+    async def remove(self, webhook_id: UUID, webhook_service: WebhookService) -> None:
         await webhook_service.delete(webhook_id)
 
     @post(
@@ -79,7 +74,6 @@ class WebhookController(Controller):
     async def rotate_secret(
         self,
         webhook_id: UUID,
-        admin: Principal,
         webhook_service: WebhookService,
         data: SecretRotation | None = None,
     ) -> EndpointWithSecret:
@@ -89,7 +83,6 @@ class WebhookController(Controller):
     async def deliveries(
         self,
         webhook_id: UUID,
-        admin: Principal,
         webhook_service: WebhookService,
         paging: Paging,
         status: DeliveryStatus | None = None,
@@ -97,9 +90,7 @@ class WebhookController(Controller):
         return await webhook_service.deliveries(webhook_id, status, paging)
 
     @get("/deliveries/{delivery_id:uuid}", summary="A delivery and its attempts")
-    async def delivery(
-        self, delivery_id: UUID, admin: Principal, webhook_service: WebhookService
-    ) -> DeliveryView:
+    async def delivery(self, delivery_id: UUID, webhook_service: WebhookService) -> DeliveryView:
         return await webhook_service.delivery(delivery_id)
 
     @post(
@@ -107,7 +98,5 @@ class WebhookController(Controller):
         summary="Send a finished delivery again",
         status_code=202,
     )
-    async def replay(
-        self, delivery_id: UUID, admin: Principal, webhook_service: WebhookService
-    ) -> DeliveryView:
+    async def replay(self, delivery_id: UUID, webhook_service: WebhookService) -> DeliveryView:
         return await webhook_service.replay(delivery_id)
