@@ -23,5 +23,5 @@ async def test_an_app_module_adds_its_routes_and_job_types(settings, clock):
 
 
 def test_a_module_that_cannot_be_imported_stops_the_api_naming_it(settings):
-    with pytest.raises(SettingsError, match="APP_MODULES names 'myapp.nowhere'"):
+    with pytest.raises(SettingsError, match=r"APP_MODULES names 'myapp\.nowhere'"):
         create_app(msgspec.structs.replace(settings, app_modules=("myapp.nowhere",)))
