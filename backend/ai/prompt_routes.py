@@ -128,16 +128,7 @@ def _prompts_router(prompts: PromptLibrary) -> Router:
     )
     async def list_prompts(current: Principal) -> PromptList:
         return PromptList(
-            items=[
-                PromptView(
-                    name=p.name,
-                    version=p.version,
-                    description=p.description,
-                    model=p.model,
-                    input_schema=dict(p.input_schema),
-                )
-                for p in prompts
-            ]
+            items=[msgspec.convert(p, PromptView, from_attributes=True) for p in prompts]
         )
 
     @post(

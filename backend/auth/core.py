@@ -88,15 +88,8 @@ def invalid_grant(detail: str, *, keep_changes: bool = False) -> Unauthenticated
 
 
 def user_view(user: User) -> UserView:
-    return UserView(
-        id=user.id,
-        email=user.email,
-        name=user.name,
-        role=user.role,
-        email_verified=user.email_verified,
-        created_at=user.created_at,
-        totp_enabled=user.totp_enabled_at is not None,
-    )
+    view = msgspec.convert(user, UserView, from_attributes=True)
+    return msgspec.structs.replace(view, totp_enabled=user.totp_enabled_at is not None)
 
 
 class UserService(SQLAlchemyAsyncRepositoryService[User]):

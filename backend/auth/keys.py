@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from uuid import UUID
 
+import msgspec
 from sqlalchemy import select
 
 from backend.auth.core import (
@@ -44,18 +45,8 @@ def _scope_problem(field: str, message: str) -> Invalid:
 
 
 def api_key_view(key: ApiKey) -> ApiKeyView:
-    return ApiKeyView(
-        id=key.id,
-        name=key.name,
-        prefix=key.prefix,
-        service=key.is_service,
-        org_id=key.org_id,
-        scopes=list(key.scopes),
-        collections=None if key.collections is None else list(key.collections),
-        created_at=key.created_at,
-        expires_at=key.expires_at,
-        last_used_at=key.last_used_at,
-    )
+    view = msgspec.convert(key, ApiKeyView, from_attributes=True)
+    return msgspec.structs.replace(view, service=key.is_service)  # the column's name differs
 
 
 class ApiKeys(AuthCore):

@@ -111,7 +111,7 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     user_agent: str | None
     ip: str | None
     org_id: UUID | None
-    current: bool
+    current: bool = False  # whether it is the session asking
 
 
 class VerifyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -153,7 +153,7 @@ class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     name: str
     prefix: str
-    service: bool
+    service: bool = False
     org_id: UUID | None
     scopes: list[str]
     collections: list[str] | None

@@ -251,14 +251,8 @@ class Sessions(AuthCore):
             )
         ).all()
         return [
-            SessionView(
-                id=s.id,
-                created_at=s.created_at,
-                last_used_at=s.last_used_at,
-                expires_at=s.expires_at,
-                user_agent=s.user_agent,
-                ip=s.ip,
-                org_id=s.org_id,
+            msgspec.structs.replace(
+                msgspec.convert(s, SessionView, from_attributes=True),
                 current=s.id == principal.session_id,
             )
             for s in sessions

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import psycopg
 from celery.schedules import crontab
 from psycopg.types.json import Jsonb
@@ -39,18 +40,7 @@ FIRE_SCHEDULES_TASK = "jobs.fire_schedules"
 
 
 def schedule_view(schedule: JobSchedule) -> ScheduleView:
-    return ScheduleView(
-        id=schedule.id,
-        type=schedule.type,
-        input=schedule.input,
-        cron=schedule.cron,
-        enabled=schedule.enabled,
-        next_run_at=schedule.next_run_at,
-        last_run_at=schedule.last_run_at,
-        last_job_id=schedule.last_job_id,
-        created_at=schedule.created_at,
-        updated_at=schedule.updated_at,
-    )
+    return msgspec.convert(schedule, ScheduleView, from_attributes=True)
 
 
 def _cron_problem(message: str) -> Invalid:

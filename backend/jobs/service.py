@@ -40,19 +40,7 @@ RUN_JOB_TASK = "jobs.run"
 
 
 def job_view(job: Job) -> JobView:
-    return JobView(
-        id=job.id,
-        type=job.type,
-        status=job.status,
-        progress=job.progress,
-        result=job.result,
-        error=job.error,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        run_at=job.run_at,
-    )
+    return msgspec.convert(job, JobView, from_attributes=True)
 
 
 def send_job(

@@ -12,6 +12,7 @@ from functools import partial
 from typing import cast
 from uuid import UUID
 
+import msgspec
 from redis.asyncio import Redis
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,14 +57,7 @@ def _org_view(org: Org, role: str) -> OrgView:
 
 
 def _invitation_view(invitation: OrgInvitation) -> InvitationView:
-    return InvitationView(
-        id=invitation.id,
-        org_id=invitation.org_id,
-        email=invitation.email,
-        role=as_role(invitation.role),
-        expires_at=invitation.expires_at,
-        accepted_at=invitation.accepted_at,
-    )
+    return msgspec.convert(invitation, InvitationView, from_attributes=True)
 
 
 class OrgService:

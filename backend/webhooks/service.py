@@ -86,17 +86,7 @@ def wants(endpoint_events: Sequence[str], op: str) -> bool:
 
 
 def endpoint_view(endpoint: WebhookEndpoint) -> EndpointView:
-    return EndpointView(
-        id=endpoint.id,
-        url=endpoint.url,
-        collection=endpoint.collection,
-        events=list(endpoint.events),
-        description=endpoint.description,
-        enabled=endpoint.enabled,
-        previous_secret_expires_at=endpoint.previous_secret_expires_at,
-        created_at=endpoint.created_at,
-        updated_at=endpoint.updated_at,
-    )
+    return msgspec.convert(endpoint, EndpointView, from_attributes=True)
 
 
 def _field_problem(field: str, message: str) -> Invalid:
