@@ -1,23 +1,84 @@
-"""How many rows a list route returns: ``?limit=`` (PAGE_DEFAULT_LIMIT when absent, at most
-PAGE_MAX_LIMIT) and ``?offset=``, as the ``paging`` dependency of every route that pages."""
+"""One paging shape for every list route outside collections (decision 0014): ``?limit=``
+(PAGE_DEFAULT_LIMIT when absent, at most PAGE_MAX_LIMIT) and an opaque ``?cursor=`` in,
+``Page[T]`` (``{items, next_cursor}``) out; the ``paging`` dependency reads the query and the
+helpers bound a statement or a list to one page.
+
+A cursor is base64url JSON: ``{"after": [...]}`` (keyset: the last row's sort key) where the
+query orders by a unique key, ``{"offset": n}`` otherwise. ``?offset=`` is still read, for
+clients written before the cursor; it cannot be given with one."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar, TypeVarTuple
 
+import msgspec
 from litestar.params import Parameter
+from sqlalchemy import Select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
 
 from backend.config import Settings
+from backend.errors import Invalid, invalid_field
 from backend.problems import field_problem
 
 MAX_OFFSET = 2**63 - 1  # Postgres' bigint: past it OFFSET is an error, not an empty page
+MAX_CURSOR_LENGTH = 1000
+
+T = TypeVar("T")
+U = TypeVar("U")
+Row = TypeVar("Row")
+Columns = TypeVarTuple("Columns")
+# What a keyset cursor may hold: a sort key's values, as JSON carries them.
+KeyValue = str | int | bool | None
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """One page of a list: ``next_cursor`` asks for the next, null on the last page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+    def map(self, view: Callable[[T], U]) -> Page[U]:
+        return Page(items=[view(item) for item in self.items], next_cursor=self.next_cursor)
+
+
+class _Cursor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)] | None = None
+    after: Annotated[list[KeyValue], msgspec.Meta(min_length=1, max_length=8)] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Paging:
     limit: int
-    offset: int
+    offset: int = 0
+    after: tuple[KeyValue, ...] | None = None  # a keyset cursor's values, not yet typed
+
+
+def _encode(cursor: _Cursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+
+
+def _bad_cursor() -> Invalid:
+    return invalid_field(
+        "The cursor is not valid for this list; start again without it",
+        "cursor",
+        "invalid",
+        "query",
+    )
+
+
+def _decode(text: str) -> _Cursor:
+    try:
+        cursor = msgspec.json.decode(base64.urlsafe_b64decode(text.encode() + b"=="), type=_Cursor)
+    except (ValueError, binascii.Error, msgspec.DecodeError):
+        raise _bad_cursor() from None
+    if (cursor.offset is None) == (cursor.after is None):
+        raise _bad_cursor()
+    return cursor
 
 
 def provide_paging(
@@ -30,15 +91,114 @@ def provide_paging(
             description="Rows to return: PAGE_DEFAULT_LIMIT when absent, at most PAGE_MAX_LIMIT",
         ),
     ] = None,
-    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
+    cursor: Annotated[
+        str | None,
+        Parameter(
+            required=False,
+            max_length=MAX_CURSOR_LENGTH,
+            description="The previous page's `next_cursor`; absent for the first page",
+        ),
+    ] = None,
+    offset: Annotated[
+        int | None,
+        Parameter(
+            ge=0,
+            le=MAX_OFFSET,
+            required=False,
+            description="Rows to skip (kept for older clients; follow `next_cursor` instead)",
+        ),
+    ] = None,
 ) -> Paging:
-    if limit is None:
-        return Paging(settings.page_default_limit, offset)
-    if limit > settings.page_max_limit:
+    if limit is not None and limit > settings.page_max_limit:
         raise field_problem(
             f"limit must be at most {settings.page_max_limit} (PAGE_MAX_LIMIT)",
             "limit",
             f"must be at most {settings.page_max_limit}",
             source="query",
         )
-    return Paging(limit, offset)
+    limit = settings.page_default_limit if limit is None else limit
+    if cursor is None:
+        return Paging(limit, offset or 0)
+    if offset is not None:
+        raise field_problem(
+            "Give a cursor or an offset, not both", "cursor", "not with offset", source="query"
+        )
+    decoded = _decode(cursor)
+    if decoded.after is not None:
+        return Paging(limit, after=tuple(decoded.after))
+    return Paging(limit, decoded.offset or 0)
+
+
+# --- one page of a statement -----------------------------------------------------------------
+
+
+def by_offset(statement: Select[*Columns], paging: Paging) -> Select[*Columns]:
+    """The page's rows of an ordered statement, and one more to tell whether a next exists."""
+    return statement.offset(offset_of(paging)).limit(paging.limit + 1)
+
+
+def offset_of(paging: Paging) -> int:
+    """Where a list ordered by no unique key starts: a keyset cursor is not one of its own."""
+    if paging.after is not None:
+        raise _bad_cursor()
+    return paging.offset
+
+
+def by_key(
+    statement: Select[*Columns],
+    paging: Paging,
+    *key: InstrumentedAttribute[Any],
+    descending: bool = False,
+) -> Select[*Columns]:
+    """The page's rows ordered by ``key`` (unique, every column the same direction), after the
+    cursor's key, and one more to tell whether a next page exists."""
+    ordered = statement.order_by(*(column.desc() if descending else column for column in key))
+    if paging.after is not None:
+        row, after = tuple_(*key), _after(paging.after, key)
+        ordered = ordered.where(row < after if descending else row > after)
+    elif paging.offset:
+        ordered = ordered.offset(paging.offset)
+    return ordered.limit(paging.limit + 1)
+
+
+def _after(values: tuple[KeyValue, ...], key: Sequence[InstrumentedAttribute[Any]]) -> Any:
+    """The cursor's values as the key's columns take them; a cursor is the client's text."""
+    if len(values) != len(key):
+        raise _bad_cursor()
+    typed: list[Any] = []
+    for value, column in zip(values, key, strict=True):
+        kind: Any = column.type.python_type
+        if kind is datetime:
+            kind = Annotated[datetime, msgspec.Meta(tz=True)]
+        elif kind is str and isinstance(value, str) and "\x00" in value:
+            raise _bad_cursor()
+        try:
+            typed.append(msgspec.convert(value, kind))
+        except msgspec.ValidationError:
+            raise _bad_cursor() from None
+    return tuple_(*typed, types=[column.type for column in key])
+
+
+def page_by_offset(rows: Sequence[Row], paging: Paging) -> Page[Row]:
+    """A page of what ``by_offset`` fetched (or of a whole list already in memory, sliced)."""
+    items = list(rows[: paging.limit])
+    more = len(rows) > paging.limit and paging.offset + paging.limit <= MAX_OFFSET
+    following = _encode(_Cursor(offset=paging.offset + paging.limit)) if more else None
+    return Page(items=items, next_cursor=following)
+
+
+def page_by_key(
+    rows: Sequence[Row], paging: Paging, key_of: Callable[[Row], Sequence[Any]]
+) -> Page[Row]:
+    """A page of what ``by_key`` fetched; the cursor holds the last row's key."""
+    items = list(rows[: paging.limit])
+    if len(rows) <= paging.limit:
+        return Page(items=items, next_cursor=None)
+    after = msgspec.to_builtins(list(key_of(items[-1])))
+    return Page(items=items, next_cursor=_encode(_Cursor(after=after)))
+
+
+def page_of_list(items: Sequence[T], paging: Paging) -> Page[T]:
+    """One page of a list the route holds whole (a few dozen items, read from files or settings)."""
+    start = offset_of(paging)
+    return page_by_offset(items[start : start + paging.limit + 1], paging)

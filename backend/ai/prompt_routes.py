@@ -40,6 +40,7 @@ from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.errors import DomainError
 from backend.identity import Principal
+from backend.paging import Page, Paging, page_of_list
 from backend.problems import Problem, problem_from_domain_error
 from backend.vectors.service import search_service_for
 
@@ -52,10 +53,6 @@ class PromptView(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     model: str
     input_schema: dict[str, Any]
-
-
-class PromptList(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[PromptView]
 
 
 class RunRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -126,10 +123,9 @@ def _prompts_router(prompts: PromptLibrary) -> Router:
         summary="The prompt templates, with the variables each takes (a JSON Schema)",
         security=BEARER,
     )
-    async def list_prompts(current: Principal) -> PromptList:
-        return PromptList(
-            items=[msgspec.convert(p, PromptView, from_attributes=True) for p in prompts]
-        )
+    async def list_prompts(current: Principal, paging: Paging) -> Page[PromptView]:
+        page = page_of_list(list(prompts), paging)
+        return page.map(lambda p: msgspec.convert(p, PromptView, from_attributes=True))
 
     @post(
         "/{name:str}/run",

@@ -33,6 +33,7 @@ from backend.config import Settings
 from backend.errors import DomainError
 from backend.identity import Principal
 from backend.inputs import utc_field
+from backend.paging import Page, Paging, page_of_list
 from backend.problems import (
     Problem,
     field_problem,
@@ -207,6 +208,7 @@ class UsageController(Controller):
         current: Principal,
         db_session: AsyncSession,
         state: State,
+        paging: Paging,
         start: Annotated[datetime | None, Parameter(query="from", required=False)] = None,
         end: Annotated[datetime | None, Parameter(query="to", required=False)] = None,
         group_by: GroupBy = "model",
@@ -222,8 +224,14 @@ class UsageController(Controller):
                 "`from` must be before `to`",
                 errors=[{"field": "from", "message": "must be before to", "source": "query"}],
             )
-        items = await usage_report(db_session, current, start, end, group_by)
-        return UsageReport(start=start, end=end, group_by=group_by, items=items)
+        page = await usage_report(db_session, current, start, end, group_by, paging)
+        return UsageReport(
+            items=page.items,
+            next_cursor=page.next_cursor,
+            start=start,
+            end=end,
+            group_by=group_by,
+        )
 
 
 class BudgetController(Controller):
@@ -233,12 +241,18 @@ class BudgetController(Controller):
     dependencies = {"budget_service": Provide(provide_budget_service)}
 
     @get("/", summary="Every budget override (admins)", guards=[admin_only])
-    async def overrides(self, budget_service: BudgetService) -> list[BudgetView]:
-        return await budget_service.overrides()
+    async def overrides(self, budget_service: BudgetService, paging: Paging) -> Page[BudgetView]:
+        return await budget_service.overrides(paging)
 
     @get("/me", summary="The limits in effect for your key, user and org, and what is used")
-    async def mine(self, current: Principal, budget_service: BudgetService) -> list[BudgetView]:
-        return [await budget_service.get(kind, subject) for kind, subject in subjects(current)]
+    async def mine(
+        self, current: Principal, budget_service: BudgetService, paging: Paging
+    ) -> Page[BudgetView]:
+        mine = page_of_list(subjects(current), paging)
+        return Page(
+            items=[await budget_service.get(kind, subject) for kind, subject in mine.items],
+            next_cursor=mine.next_cursor,
+        )
 
     @get(
         "/{kind:str}/{subject_id:uuid}",

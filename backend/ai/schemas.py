@@ -9,17 +9,19 @@ from uuid import UUID
 import msgspec
 
 from backend.ai.usage import UsageLine
+from backend.paging import Page
 
 # Bounded by their columns (bigint, integer): a larger number was a 500 from the driver.
 TokenLimit = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 RateLimit = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
-class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
+class UsageReport(Page[UsageLine], frozen=True, kw_only=True):
+    """A page of usage lines, with the range and grouping they answer."""
+
     start: datetime = msgspec.field(name="from")
     end: datetime = msgspec.field(name="to")
     group_by: str
-    items: list[UsageLine]
 
 
 class BudgetLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -19,6 +19,7 @@ from backend.ai.schemas import BudgetLimits, BudgetView
 from backend.config import Settings
 from backend.db.transactions import after_commit
 from backend.lib.clock import Clock
+from backend.paging import Page, Paging, by_key, page_by_key
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,17 @@ class BudgetService:
             period_end=end,
         )
 
-    async def overrides(self) -> list[BudgetView]:
-        rows = (
-            await self.db.scalars(
-                select(AIBudget).order_by(AIBudget.subject_kind, AIBudget.subject_id)
-            )
-        ).all()
-        return [await self._view(cast(SubjectKind, r.subject_kind), r.subject_id, r) for r in rows]
+    async def overrides(self, paging: Paging) -> Page[BudgetView]:
+        key = (AIBudget.subject_kind, AIBudget.subject_id)
+        rows = (await self.db.scalars(by_key(select(AIBudget), paging, *key))).all()
+        page = page_by_key(rows, paging, lambda r: (r.subject_kind, r.subject_id))
+        return Page(
+            items=[
+                await self._view(cast(SubjectKind, r.subject_kind), r.subject_id, r)
+                for r in page.items
+            ],
+            next_cursor=page.next_cursor,
+        )
 
     async def get(self, kind: SubjectKind, subject: UUID) -> BudgetView:
         row = await self.db.scalar(

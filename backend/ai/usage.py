@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from backend.ai.models import AIUsage, AIUsageDaily
 from backend.config import Settings
 from backend.identity import Principal
+from backend.paging import Page, Paging, by_offset, page_by_offset
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,10 @@ async def usage_report(
     start: datetime,
     end: datetime,
     group_by: GroupBy,
-) -> list[UsageLine]:
-    """Usage in [start, end) grouped by one dimension: the caller's own unless an admin.
+    paging: Paging,
+) -> Page[UsageLine]:
+    """Usage in [start, end) grouped by one dimension: the caller's own unless an admin; the
+    most tokens first (the key breaks ties, so pages do not overlap).
 
     Recent calls are counted exactly; rolled-up days count whole when the range touches them.
     """
@@ -190,10 +193,11 @@ async def usage_report(
             func.sum(both.c.completion_tokens),
         )
         .group_by(both.c.key)
-        .order_by(func.sum(both.c.prompt_tokens + both.c.completion_tokens).desc())
+        .order_by(func.sum(both.c.prompt_tokens + both.c.completion_tokens).desc(), both.c.key)
     )
+    page = page_by_offset((await db.execute(by_offset(query, paging))).all(), paging)
     lines = []
-    for key, requests, failed, prompt, completion in (await db.execute(query)).all():
+    for key, requests, failed, prompt, completion in page.items:
         lines.append(
             UsageLine(
                 key=None if key is None else str(key),
@@ -204,7 +208,7 @@ async def usage_report(
                 total_tokens=int(prompt) + int(completion),
             )
         )
-    return lines
+    return Page(items=lines, next_cursor=page.next_cursor)
 
 
 # Whole days past the cutoff leave ai_usage and add into ai_usage_daily, in one statement.

@@ -29,7 +29,7 @@ from backend.auth.secrets import (
 from backend.errors import (
     NotFound,
 )
-from backend.paging import Paging
+from backend.paging import Page, Paging, offset_of, page_by_offset
 
 
 async def ensure_admin(db: AsyncSession, email: str, password: str) -> User:
@@ -58,11 +58,12 @@ class Admin(AuthCore):
 
     async def list_users(
         self, paging: Paging, *, search: str | None = None, role: str | None = None
-    ) -> tuple[list[User], int]:
-        """Users, oldest first; ``search`` matches email or name (any case, wildcards literal)."""
+    ) -> tuple[Page[User], int]:
+        """Users, oldest first, and how many match; ``search`` matches email or name (any case,
+        wildcards literal)."""
         filters: list[StatementFilter] = [
             OrderBy("created_at", "asc"),
-            LimitOffset(limit=paging.limit, offset=paging.offset),
+            LimitOffset(limit=paging.limit + 1, offset=offset_of(paging)),
         ]
         if search:
             filters.append(
@@ -71,7 +72,7 @@ class Admin(AuthCore):
         if role:
             filters.append(CollectionFilter("role", [role]))
         users, total = await self.users.list_and_count(*filters)
-        return list(users), total
+        return page_by_offset(users, paging), total
 
     async def admin_update_user(self, user_id: UUID, data: AdminUserUpdate) -> User:
         user = await self.db.get(User, user_id)

@@ -35,6 +35,7 @@ from backend.errors import (
 )
 from backend.identity import Principal
 from backend.inputs import utc_field
+from backend.paging import Page, Paging, by_offset, page_by_offset
 
 
 def _scope_problem(field: str, message: str) -> Invalid:
@@ -113,13 +114,16 @@ class ApiKeys(AuthCore):
         await self.db.flush()
         return CreatedApiKey(key=secret, api_key=view)
 
-    async def list_api_keys(self, principal: Principal) -> list[ApiKeyView]:
+    async def list_api_keys(self, principal: Principal, paging: Paging) -> Page[ApiKeyView]:
         keys = await self.db.scalars(
-            select(ApiKey)
-            .where(ApiKey.user_id == principal.user_id, ApiKey.revoked_at.is_(None))
-            .order_by(ApiKey.created_at)
+            by_offset(
+                select(ApiKey)
+                .where(ApiKey.user_id == principal.user_id, ApiKey.revoked_at.is_(None))
+                .order_by(ApiKey.created_at),
+                paging,
+            )
         )
-        return [api_key_view(key) for key in keys]
+        return page_by_offset(keys.all(), paging).map(api_key_view)
 
     async def revoke_api_key(self, principal: Principal, key_id: UUID) -> None:
         key = await self.db.get(ApiKey, key_id)

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, patch, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
@@ -45,7 +44,7 @@ from backend.auth.service import AuthService, user_view
 from backend.config import Settings
 from backend.db.transactions import owned_session
 from backend.identity import ClientInfo, Principal
-from backend.paging import Paging
+from backend.paging import Page, Paging
 from backend.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -249,8 +248,10 @@ class AuthController(Controller):
         await auth_service.delete_me(current, data)
 
     @get("/sessions", summary="My signed-in sessions", security=BEARER)
-    async def sessions(self, current: Principal, auth_service: AuthService) -> list[SessionView]:
-        return await auth_service.list_sessions(current)
+    async def sessions(
+        self, current: Principal, auth_service: AuthService, paging: Paging
+    ) -> Page[SessionView]:
+        return await auth_service.list_sessions(current, paging)
 
     @delete("/sessions/{session_id:uuid}", summary="Revoke one of my sessions", security=BEARER)
     async def revoke_session(
@@ -279,8 +280,10 @@ class AuthController(Controller):
         return Accepted()
 
     @get("/api-keys", summary="My API keys (never their secrets)", security=BEARER)
-    async def api_keys(self, current: Principal, auth_service: AuthService) -> list[ApiKeyView]:
-        return await auth_service.list_api_keys(current)
+    async def api_keys(
+        self, current: Principal, auth_service: AuthService, paging: Paging
+    ) -> Page[ApiKeyView]:
+        return await auth_service.list_api_keys(current, paging)
 
     @post("/api-keys", summary="Create an API key; the secret is shown once", security=BEARER)
     async def create_api_key(
@@ -296,9 +299,8 @@ class AuthController(Controller):
         await auth_service.revoke_api_key(current, key_id)
 
 
-class UserPage(msgspec.Struct, frozen=True):
-    items: list[UserView]
-    total: int
+class UserPage(Page[UserView], frozen=True, kw_only=True):
+    total: int  # how many users match, on every page (the count comes with the page's query)
 
 
 class AdminController(Controller):
@@ -323,7 +325,8 @@ class AdminController(Controller):
         role: Literal["user", "admin"] | None = None,
     ) -> UserPage:
         users, total = await auth_service.list_users(paging, search=q, role=role)
-        return UserPage(items=[user_view(u) for u in users], total=total)
+        page = users.map(user_view)
+        return UserPage(items=page.items, next_cursor=page.next_cursor, total=total)
 
     @delete(
         "/users/{user_id:uuid}",

@@ -43,6 +43,7 @@ from backend.errors import (
     Rejected,
 )
 from backend.identity import ClientInfo, Principal
+from backend.paging import Page, Paging, by_offset, page_by_offset
 
 
 class Sessions(AuthCore):
@@ -238,25 +239,25 @@ class Sessions(AuthCore):
             await self._revoke(session, self.clock.now())
             await self.db.flush()
 
-    async def list_sessions(self, principal: Principal) -> list[SessionView]:
-        sessions = (
-            await self.db.scalars(
+    async def list_sessions(self, principal: Principal, paging: Paging) -> Page[SessionView]:
+        sessions = await self.db.scalars(
+            by_offset(
                 select(AuthSession)
                 .where(
                     AuthSession.user_id == principal.user_id,
                     AuthSession.revoked_at.is_(None),
                     AuthSession.expires_at > self.clock.now(),
                 )
-                .order_by(AuthSession.last_used_at.desc())
+                .order_by(AuthSession.last_used_at.desc()),
+                paging,
             )
-        ).all()
-        return [
-            msgspec.structs.replace(
-                msgspec.convert(s, SessionView, from_attributes=True),
-                current=s.id == principal.session_id,
-            )
-            for s in sessions
-        ]
+        )
+
+        def view(session: AuthSession) -> SessionView:
+            copied = msgspec.convert(session, SessionView, from_attributes=True)
+            return msgspec.structs.replace(copied, current=session.id == principal.session_id)
+
+        return page_by_offset(sessions.all(), paging).map(view)
 
     async def revoke_session(self, principal: Principal, session_id: UUID) -> None:
         session = await self.db.get(AuthSession, session_id)

@@ -33,6 +33,7 @@ from backend.collections.service import RecordService
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.identity import Principal
+from backend.paging import Page, Paging, page_of_list
 from backend.problems import Problem, locate
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
@@ -276,8 +277,8 @@ def collection_routers(
         summary="The collections and their fields",
         sync_to_thread=False,
     )
-    def list_collections() -> list[CollectionDescription]:
-        return described
+    def list_collections(paging: Paging) -> Page[CollectionDescription]:
+        return page_of_list(described, paging)
 
     routers = [Router("/collections", route_handlers=[list_collections], tags=["collections"])]
     routers += [

@@ -17,7 +17,7 @@ from backend.identity import Principal
 from backend.jobs.schedules import ScheduleService, schedule_view
 from backend.jobs.schemas import JobView, NewJob, NewSchedule, ScheduleChange, ScheduleView
 from backend.jobs.service import JobService, job_view
-from backend.paging import Paging
+from backend.paging import Page, Paging
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -48,8 +48,8 @@ class JobController(Controller):
         paging: Paging,
         status: Status | None = None,
         type_: Annotated[str | None, Parameter(query="type", required=False)] = None,
-    ) -> list[JobView]:
-        return [job_view(j) for j in await job_service.list_mine(current, status, type_, paging)]
+    ) -> Page[JobView]:
+        return (await job_service.list_mine(current, status, type_, paging)).map(job_view)
 
     @get("/{job_id:uuid}", summary="A job's status, progress and result")
     async def get_job(self, job_id: UUID, current: Principal, job_service: JobService) -> JobView:
@@ -80,9 +80,9 @@ class ScheduleController(Controller):
 
     @get("/", summary="My schedules")
     async def mine(
-        self, current: Principal, schedule_service: ScheduleService
-    ) -> list[ScheduleView]:
-        return [schedule_view(s) for s in await schedule_service.list_mine(current)]
+        self, current: Principal, schedule_service: ScheduleService, paging: Paging
+    ) -> Page[ScheduleView]:
+        return (await schedule_service.list_mine(current, paging)).map(schedule_view)
 
     @get("/{schedule_id:uuid}", summary="A schedule and when it runs next")
     async def get_schedule(

@@ -33,6 +33,7 @@ from backend.jobs.schemas import NewSchedule, ScheduleChange, ScheduleView
 from backend.jobs.service import check_job
 from backend.jobs.types import JOB_TYPES, InputChecks
 from backend.lib.clock import Clock
+from backend.paging import Page, Paging, by_offset, page_by_offset
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +129,16 @@ class ScheduleService:
     async def get(self, principal: Principal, schedule_id: UUID) -> JobSchedule:
         return await self._mine(principal, schedule_id)
 
-    async def list_mine(self, principal: Principal) -> list[JobSchedule]:
+    async def list_mine(self, principal: Principal, paging: Paging) -> Page[JobSchedule]:
         rows = await self.db.scalars(
-            select(JobSchedule)
-            .where(JobSchedule.owner == principal.user_id)
-            .order_by(JobSchedule.created_at)
+            by_offset(
+                select(JobSchedule)
+                .where(JobSchedule.owner == principal.user_id)
+                .order_by(JobSchedule.created_at),
+                paging,
+            )
         )
-        return list(rows)
+        return page_by_offset(rows.all(), paging)
 
     async def change(
         self, principal: Principal, schedule_id: UUID, data: ScheduleChange

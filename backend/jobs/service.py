@@ -31,7 +31,7 @@ from backend.jobs.types import (
     parse_input,
 )
 from backend.lib.clock import Clock
-from backend.paging import Paging
+from backend.paging import Page, Paging, by_key, page_by_key
 from backend.problems import locate
 
 log = logging.getLogger(__name__)
@@ -195,18 +195,16 @@ class JobService:
 
     async def list_mine(
         self, principal: Principal, status: str | None, job_type: str | None, paging: Paging
-    ) -> list[Job]:
+    ) -> Page[Job]:
         statement = select(Job).where(Job.owner == principal.user_id)
         if status:
             statement = statement.where(Job.status == status)
         if job_type:
             statement = statement.where(Job.type == job_type)
         rows = await self.db.scalars(
-            statement.order_by(Job.created_at.desc(), Job.id.desc())
-            .limit(paging.limit)
-            .offset(paging.offset)
+            by_key(statement, paging, Job.created_at, Job.id, descending=True)
         )
-        return list(rows)
+        return page_by_key(rows.all(), paging, lambda job: (job.created_at, job.id))
 
     async def cancel(self, principal: Principal, job_id: UUID) -> Job:
         """A queued job never starts; a running one stops at its next progress report."""

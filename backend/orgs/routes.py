@@ -25,7 +25,7 @@ from backend.orgs.schemas import (
     OrgView,
 )
 from backend.orgs.service import OrgService
-from backend.paging import Paging
+from backend.paging import Page, Paging
 
 
 async def provide_org_service(
@@ -47,8 +47,10 @@ class OrgController(Controller):
         return await org_service.create(current, data)
 
     @get("/", summary="The orgs I belong to")
-    async def mine(self, current: Principal, org_service: OrgService) -> list[OrgView]:
-        return await org_service.list_mine(current)
+    async def mine(
+        self, current: Principal, org_service: OrgService, paging: Paging
+    ) -> Page[OrgView]:
+        return await org_service.list_mine(current, paging)
 
     @get("/{org_id:uuid}", summary="An org I belong to, with my role in it")
     async def one(self, org_id: UUID, current: Principal, org_service: OrgService) -> OrgView:
@@ -70,7 +72,7 @@ class OrgController(Controller):
     @get("/{org_id:uuid}/members", summary="Members of an org I belong to")
     async def members(
         self, org_id: UUID, current: Principal, org_service: OrgService, paging: Paging
-    ) -> list[MemberView]:
+    ) -> Page[MemberView]:
         return await org_service.members(current, org_id, paging)
 
     @patch("/{org_id:uuid}/members/{user_id:uuid}", summary="Change a member's role")
@@ -99,7 +101,7 @@ class OrgController(Controller):
     @get("/{org_id:uuid}/invitations", summary="Invitations of an org (owners and admins)")
     async def invitations(
         self, org_id: UUID, current: Principal, org_service: OrgService, paging: Paging
-    ) -> list[InvitationView]:
+    ) -> Page[InvitationView]:
         return await org_service.invitations(current, org_id, paging)
 
     @delete(

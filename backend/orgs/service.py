@@ -37,7 +37,7 @@ from backend.orgs.schemas import (
     OrgUpdate,
     OrgView,
 )
-from backend.paging import Paging
+from backend.paging import Page, Paging, by_key, by_offset, page_by_key, page_by_offset
 
 MANAGERS = ("owner", "admin")
 
@@ -98,14 +98,18 @@ class OrgService:
         if session is not None and session.org_id is None:
             session.org_id = org_id
 
-    async def list_mine(self, principal: Principal) -> list[OrgView]:
+    async def list_mine(self, principal: Principal, paging: Paging) -> Page[OrgView]:
         rows = await self.db.execute(
-            select(Org, OrgMember.role)
-            .join(OrgMember, OrgMember.org_id == Org.id)
-            .where(OrgMember.user_id == principal.user_id)
-            .order_by(OrgMember.created_at)
+            by_offset(
+                select(Org, OrgMember.role)
+                .join(OrgMember, OrgMember.org_id == Org.id)
+                .where(OrgMember.user_id == principal.user_id)
+                .order_by(OrgMember.created_at),
+                paging,
+            )
         )
-        return [_org_view(org, role) for org, role in rows.tuples()]
+        found = page_by_offset(rows.tuples().all(), paging)
+        return found.map(lambda row: _org_view(*row))
 
     async def get(self, principal: Principal, org_id: UUID) -> OrgView:
         member = await self._require_member(principal, org_id)
@@ -191,17 +195,20 @@ class OrgService:
         )
         return int(count or 0)
 
-    async def members(self, principal: Principal, org_id: UUID, paging: Paging) -> list[MemberView]:
+    async def members(self, principal: Principal, org_id: UUID, paging: Paging) -> Page[MemberView]:
         await self._require_member(principal, org_id)
         rows = await self.db.execute(
-            select(OrgMember, User)
-            .join(User, User.id == OrgMember.user_id)
-            .where(OrgMember.org_id == org_id)
-            .order_by(OrgMember.created_at, OrgMember.id)
-            .limit(paging.limit)
-            .offset(paging.offset)
+            by_key(
+                select(OrgMember, User)
+                .join(User, User.id == OrgMember.user_id)
+                .where(OrgMember.org_id == org_id),
+                paging,
+                OrgMember.created_at,
+                OrgMember.id,
+            )
         )
-        return [self._member_view(member, user) for member, user in rows.tuples()]
+        found = page_by_key(rows.tuples().all(), paging, lambda row: (row[0].created_at, row[0].id))
+        return found.map(lambda row: self._member_view(*row))
 
     @staticmethod
     def _member_view(member: OrgMember, user: User) -> MemberView:
@@ -308,16 +315,18 @@ class OrgService:
 
     async def invitations(
         self, principal: Principal, org_id: UUID, paging: Paging
-    ) -> list[InvitationView]:
+    ) -> Page[InvitationView]:
         await self._require_manager(principal, org_id)
         found = await self.db.scalars(
-            select(OrgInvitation)
-            .where(OrgInvitation.org_id == org_id)
-            .order_by(OrgInvitation.created_at, OrgInvitation.id)
-            .limit(paging.limit)
-            .offset(paging.offset)
+            by_key(
+                select(OrgInvitation).where(OrgInvitation.org_id == org_id),
+                paging,
+                OrgInvitation.created_at,
+                OrgInvitation.id,
+            )
         )
-        return [_invitation_view(i) for i in found]
+        page = page_by_key(found.all(), paging, lambda i: (i.created_at, i.id))
+        return page.map(_invitation_view)
 
     async def revoke_invitation(
         self, principal: Principal, org_id: UUID, invitation_id: UUID

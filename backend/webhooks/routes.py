@@ -13,7 +13,7 @@ from backend.auth.deps import BEARER
 from backend.auth.guards import admin_only
 from backend.config import Settings
 from backend.identity import Principal
-from backend.paging import Paging
+from backend.paging import Page, Paging
 from backend.webhooks.schemas import (
     DeliveryStatus,
     DeliveryView,
@@ -46,8 +46,8 @@ class WebhookController(Controller):
         return await webhook_service.create(current.user_id, data)
 
     @get("/", summary="Every endpoint, newest first")
-    async def list_all(self, webhook_service: WebhookService) -> list[EndpointView]:
-        return await webhook_service.list_all()
+    async def list_all(self, webhook_service: WebhookService, paging: Paging) -> Page[EndpointView]:
+        return await webhook_service.list_all(paging)
 
     @get("/{webhook_id:uuid}", summary="An endpoint")
     async def get_one(self, webhook_id: UUID, webhook_service: WebhookService) -> EndpointView:
@@ -86,7 +86,7 @@ class WebhookController(Controller):
         webhook_service: WebhookService,
         paging: Paging,
         status: DeliveryStatus | None = None,
-    ) -> list[DeliveryView]:
+    ) -> Page[DeliveryView]:
         return await webhook_service.deliveries(webhook_id, status, paging)
 
     @get("/deliveries/{delivery_id:uuid}", summary="A delivery and its attempts")

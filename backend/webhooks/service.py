@@ -27,7 +27,7 @@ from backend.db.transactions import after_commit
 from backend.errors import Conflict, Invalid, NotFound
 from backend.events.relay import OutboxEvent
 from backend.lib.clock import Clock
-from backend.paging import Paging
+from backend.paging import Page, Paging, by_key, by_offset, page_by_key, page_by_offset
 from backend.webhooks import DELIVER_TASK
 from backend.webhooks.models import ALL_OPS, OPS, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from backend.webhooks.schemas import (
@@ -187,11 +187,11 @@ class WebhookService:
         await self.db.flush()
         return view
 
-    async def list_all(self) -> list[EndpointView]:
+    async def list_all(self, paging: Paging) -> Page[EndpointView]:
         rows = await self.db.scalars(
-            select(WebhookEndpoint).order_by(WebhookEndpoint.created_at.desc())
+            by_offset(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at.desc()), paging)
         )
-        return [endpoint_view(e) for e in rows]
+        return page_by_offset(rows.all(), paging).map(endpoint_view)
 
     async def get(self, endpoint_id: UUID) -> EndpointView:
         return endpoint_view(await self._endpoint(endpoint_id))
@@ -285,17 +285,15 @@ class WebhookService:
 
     async def deliveries(
         self, endpoint_id: UUID, status: str | None, paging: Paging
-    ) -> list[DeliveryView]:
+    ) -> Page[DeliveryView]:
         await self._endpoint(endpoint_id)
         statement = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
         if status:
             statement = statement.where(WebhookDelivery.status == status)
-        rows = await self.db.scalars(
-            statement.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-            .limit(paging.limit)
-            .offset(paging.offset)
-        )
-        return await self._views(list(rows))
+        key = (WebhookDelivery.created_at, WebhookDelivery.id)
+        rows = await self.db.scalars(by_key(statement, paging, *key, descending=True))
+        page = page_by_key(rows.all(), paging, lambda d: (d.created_at, d.id))
+        return Page(items=await self._views(page.items), next_cursor=page.next_cursor)
 
     async def _delivery(self, delivery_id: UUID, *, lock: bool = False) -> WebhookDelivery:
         statement = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)

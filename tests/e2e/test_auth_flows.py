@@ -127,7 +127,7 @@ def test_an_invitation_brings_a_new_user_into_the_org(api, inbox):
         },
     ).json()
     members = api.get(f"/orgs/{org['id']}/members", headers=_bearer(refreshed))
-    assert sorted(m["role"] for m in members.json()) == ["admin", "owner"]
+    assert sorted(m["role"] for m in members.json()["items"]) == ["admin", "owner"]
     assert api.get("/auth/me", headers=_bearer(refreshed)).json()["email_verified"] is True
 
 

@@ -59,9 +59,8 @@ async def test_a_job_runs_and_its_progress_is_pushed_live(stack, api):
     assert any(0 < f["progress"] < 1 for f in frames)
     done = (await api.get(f"/jobs/{job['id']}")).json()
     assert done["status"] == "succeeded" and done["attempts"] == 1 and done["finished_at"]
-    assert [j["id"] for j in (await api.get("/jobs", params={"status": "succeeded"})).json()] == [
-        job["id"]
-    ]
+    succeeded = (await api.get("/jobs", params={"status": "succeeded"})).json()["items"]
+    assert [j["id"] for j in succeeded] == [job["id"]]
 
 
 async def test_a_delayed_job_starts_when_it_is_due(api):

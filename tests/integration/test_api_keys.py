@@ -16,7 +16,7 @@ async def test_a_key_is_shown_once_stored_hashed_and_works_as_a_bearer(client, s
     assert created.status_code == 201
     secret = created.json()["key"]
     assert secret.startswith("lb_") and len(secret) > 40
-    listed = (await client.get("/auth/api-keys", headers=headers)).json()
+    listed = (await client.get("/auth/api-keys", headers=headers)).json()["items"]
     assert [k["name"] for k in listed] == ["ci"]
     assert secret not in str(listed)
     assert listed[0]["prefix"] == secret[:10]
@@ -25,7 +25,7 @@ async def test_a_key_is_shown_once_stored_hashed_and_works_as_a_bearer(client, s
     me = await client.get("/auth/me", headers=bearer(secret))
     assert me.status_code == 200
     assert me.json()["id"] == tokens["user"]["id"]
-    listed = (await client.get("/auth/api-keys", headers=headers)).json()
+    listed = (await client.get("/auth/api-keys", headers=headers)).json()["items"]
     assert listed[0]["last_used_at"] is not None
 
 
@@ -37,7 +37,7 @@ async def test_a_revoked_key_is_refused_at_once(client, sign_up):
     revoked = await client.delete(f"/auth/api-keys/{created['api_key']['id']}", headers=headers)
     assert revoked.status_code == 204
     assert (await client.get("/auth/me", headers=bearer(created["key"]))).status_code == 401
-    assert (await client.get("/auth/api-keys", headers=headers)).json() == []
+    assert (await client.get("/auth/api-keys", headers=headers)).json()["items"] == []
 
 
 async def test_a_key_expires(client, sign_up, clock):
@@ -78,7 +78,7 @@ async def test_an_unusable_expiry_is_a_422_not_a_500(client, sign_up, expires_at
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "expires_at"
     listed = await client.get("/auth/api-keys", headers=bearer(tokens["access_token"]))
-    assert listed.json() == []
+    assert listed.json()["items"] == []
 
 
 async def test_someone_elses_key_cannot_be_revoked(client, sign_up):

@@ -289,7 +289,10 @@ async def test_a_missing_ask_prompt_is_503_before_any_search(settings, clock, tm
         response = await client.post(ASK, json={"question": "lava"}, headers=headers)
         assert response.status_code == 503
         assert "ASK_PROMPT" in response.json()["detail"]
-        assert (await client.get("/ai/prompts", headers=headers)).json() == {"items": []}
+        assert (await client.get("/ai/prompts", headers=headers)).json() == {
+            "items": [],
+            "next_cursor": None,
+        }
 
 
 async def test_answers_are_recorded_under_rag_answer(client, library, sql):

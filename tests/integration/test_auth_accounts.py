@@ -290,7 +290,7 @@ async def test_the_only_owner_of_an_org_hands_it_over_before_leaving(client, sig
     members = await client.get(
         f"/orgs/{org['id']}/members", headers=bearer(colleague["access_token"])
     )
-    assert [m["user_id"] for m in members.json()] == [colleague["user"]["id"]]
+    assert [m["user_id"] for m in members.json()["items"]] == [colleague["user"]["id"]]
 
 
 async def _ask_email_change(client, tokens, new_email, password=PASSWORD):

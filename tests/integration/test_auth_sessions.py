@@ -104,7 +104,9 @@ async def test_sessions_are_listed_and_revoked_one_by_one(client, sign_up):
             headers={"User-Agent": "phone"},
         )
     ).json()
-    sessions = (await client.get("/auth/sessions", headers=bearer(laptop["access_token"]))).json()
+    sessions = (await client.get("/auth/sessions", headers=bearer(laptop["access_token"]))).json()[
+        "items"
+    ]
     assert len(sessions) == 2
     assert [s["current"] for s in sessions].count(True) == 1
     phone_session = next(s for s in sessions if s["user_agent"] == "phone")
@@ -118,7 +120,7 @@ async def test_sessions_are_listed_and_revoked_one_by_one(client, sign_up):
 
 async def test_someone_elses_session_is_not_found(client, sign_up):
     alice, bob = await sign_up(), await sign_up()
-    bobs = (await client.get("/auth/sessions", headers=bearer(bob["access_token"]))).json()
+    bobs = (await client.get("/auth/sessions", headers=bearer(bob["access_token"]))).json()["items"]
     response = await client.delete(
         f"/auth/sessions/{bobs[0]['id']}", headers=bearer(alice["access_token"])
     )

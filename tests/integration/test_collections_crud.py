@@ -322,7 +322,7 @@ async def test_cursor_pages_are_stable_while_rows_are_inserted(client, alice):
 
 
 async def test_the_collections_are_described(client):
-    described = {c["name"]: c for c in (await client.get("/collections")).json()}
+    described = {c["name"]: c for c in (await client.get("/collections")).json()["items"]}
     assert set(described) >= {"notes", "projects", "tasks", "messages"}
     title = next(f for f in described["notes"]["fields"] if f["name"] == "title")
     assert title == {**title, "kind": "text", "required": True, "max_length": 200}

@@ -236,7 +236,7 @@ async def test_budget_overrides_are_for_admins_and_take_effect_at_once(
     assert upstream.state.calls_with(tag) == []  # refused before any upstream call
 
     listed = await client.get("/ai/budgets", headers=admin)
-    assert [b["id"] for b in listed.json()] == [alice["user"]["id"]]
+    assert [b["id"] for b in listed.json()["items"]] == [alice["user"]["id"]]
     cleared = await client.delete(path, headers=admin)
     assert cleared.status_code == 204
     assert (await chat(client, alice["access_token"], tag)).status_code == 200
@@ -254,7 +254,7 @@ async def test_a_key_has_its_own_budget(client, sign_up, admin):
     refused = await chat(client, created["key"], "hello")
     assert refused.status_code == 429 and refused.json()["subject"] == "key"
     assert (await chat(client, alice["access_token"], "hello")).status_code == 200
-    mine = (await client.get("/ai/budgets/me", headers=bearer(created["key"]))).json()
+    mine = (await client.get("/ai/budgets/me", headers=bearer(created["key"]))).json()["items"]
     assert [(b["kind"], b["tokens_per_period"]) for b in mine] == [("key", 1), ("user", 0)]
 
 
@@ -281,7 +281,7 @@ async def test_a_limit_past_its_column_is_a_422_not_a_500(client, admin, limits,
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == field
     listed = await client.get("/ai/budgets", headers=admin)
-    assert str(subject) not in [b["id"] for b in listed.json()]
+    assert str(subject) not in [b["id"] for b in listed.json()["items"]]
 
 
 async def test_budgets_hold_under_concurrency(client, sign_up, admin, sql, upstream):

@@ -74,8 +74,9 @@ async def test_a_schedule_is_created_listed_changed_and_deleted(client, alice, b
     assert created["next_run_at"] == "2026-12-01T18:25:00Z"
     assert created["last_job_id"] is None
     path = f"{SCHEDULES}/{created['id']}"
-    assert [s["id"] for s in (await client.get(SCHEDULES, headers=alice)).json()] == [created["id"]]
-    assert (await client.get(SCHEDULES, headers=bob)).json() == []
+    listed = (await client.get(SCHEDULES, headers=alice)).json()
+    assert [s["id"] for s in listed["items"]] == [created["id"]] and listed["next_cursor"] is None
+    assert (await client.get(SCHEDULES, headers=bob)).json()["items"] == []
     assert (await client.get(path, headers=bob)).status_code == 404
     assert (await client.patch(path, json={"enabled": False}, headers=bob)).status_code == 404
 
@@ -149,7 +150,7 @@ async def test_a_due_schedule_starts_one_job_and_moves_to_its_next_time(
     assert after["next_run_at"] == "2026-12-01T18:30:00Z"
     assert after["last_run_at"] == "2026-12-01T18:25:00Z" and after["last_job_id"] == job_id
     # The owner sees it among their jobs.
-    assert job_id in [j["id"] for j in (await client.get("/jobs", headers=alice)).json()]
+    assert job_id in [j["id"] for j in (await client.get("/jobs", headers=alice)).json()["items"]]
     # The same moment again: nothing new.
     assert fire_due_schedules(conn, due + timedelta(seconds=4), settings) == []
 

@@ -45,7 +45,7 @@ async def test_the_creator_owns_the_org_and_sees_it(client, sign_up):
     )
     assert created.status_code == 201
     assert created.json()["role"] == "owner"
-    mine = (await client.get("/orgs", headers=bearer(tokens["access_token"]))).json()
+    mine = (await client.get("/orgs", headers=bearer(tokens["access_token"]))).json()["items"]
     assert [(o["name"], o["role"]) for o in mine] == [("Acme", "owner")]
     # The session had no org: its next token acts in this one.
     assert _org_claim((await _refresh(client, tokens)).json()) == created.json()["id"]
@@ -57,7 +57,7 @@ async def test_members_are_visible_to_members_only(client, team):
         f"/orgs/{org['id']}/members", headers=bearer(people["member"]["access_token"])
     )
     assert members.status_code == 200
-    assert sorted(m["role"] for m in members.json()) == ["admin", "member", "owner"]
+    assert sorted(m["role"] for m in members.json()["items"]) == ["admin", "member", "owner"]
     outsider = await client.get(
         f"/orgs/{org['id']}/members", headers=bearer(people["outsider"]["access_token"])
     )
@@ -88,7 +88,7 @@ async def test_who_may_invite_whom(client, team, actor, invited_role, status):
         listed = await client.get(
             f"/orgs/{org['id']}/invitations", headers=bearer(people[actor]["access_token"])
         )
-        assert response.json()["id"] in [i["id"] for i in listed.json()]
+        assert response.json()["id"] in [i["id"] for i in listed.json()["items"]]
 
 
 @pytest.mark.parametrize(
@@ -241,6 +241,7 @@ async def test_admin_routes_are_for_admins(client, sign_up, make_admin):
     page = await client.get("/admin/users?limit=1", headers=bearer(admin["access_token"]))
     assert page.status_code == 200
     assert page.json()["total"] == 2 and len(page.json()["items"]) == 1
+    assert page.json()["next_cursor"] is not None
     too_many = await client.get("/admin/users?limit=501", headers=bearer(admin["access_token"]))
     assert too_many.status_code == 422
     assert too_many.json()["errors"][0]["field"] == "limit"
@@ -290,7 +291,7 @@ async def test_members_read_the_org_and_managers_rename_it(client, team):
     assert renamed.status_code == 200
     assert (renamed.json()["name"], renamed.json()["role"]) == ("Acme Inc.", "admin")
     mine = await client.get("/orgs", headers=bearer(people["owner"]["access_token"]))
-    assert [o["name"] for o in mine.json()] == ["Acme Inc."]
+    assert [o["name"] for o in mine.json()["items"]] == ["Acme Inc."]
 
 
 @pytest.mark.parametrize(
@@ -341,7 +342,7 @@ async def test_a_revoked_invitation_can_no_longer_be_accepted(client, team, sign
     listed = await client.get(
         f"/orgs/{org['id']}/invitations", headers=bearer(people["admin"]["access_token"])
     )
-    assert invitation["id"] not in [i["id"] for i in listed.json()]
+    assert invitation["id"] not in [i["id"] for i in listed.json()["items"]]
 
     guest = await sign_up(email)
     accepted = await client.post(
@@ -374,7 +375,7 @@ async def test_revoking_an_accepted_or_owner_invitation(client, team, sign_up, s
     members = await client.get(
         f"/orgs/{org['id']}/members", headers=bearer(people["owner"]["access_token"])
     )
-    assert guest["user"]["id"] in [m["user_id"] for m in members.json()]
+    assert guest["user"]["id"] in [m["user_id"] for m in members.json()["items"]]
 
 
 async def test_only_owners_delete_an_org_and_its_records_go_with_it(client, team, sql):
@@ -398,7 +399,7 @@ async def test_only_owners_delete_an_org_and_its_records_go_with_it(client, team
 
     # The session acts in no org now, as the first token said: it works again.
     assert (await client.get(path, headers=owner)).status_code == 404
-    assert (await client.get("/orgs", headers=owner)).json() == []
+    assert (await client.get("/orgs", headers=owner)).json()["items"] == []
     assert sql("SELECT count(*) FROM org_members WHERE org_id = %s", org["id"]) == [(0,)]
     assert sql("SELECT count(*) FROM notes WHERE id = %s", note.json()["id"]) == [(0,)]
     # The delete reached the outbox like any other, for realtime, webhooks and vector sync.

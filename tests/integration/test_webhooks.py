@@ -341,7 +341,9 @@ async def test_deliveries_are_listed_and_replayed_by_hand(client, admin, setting
         replay = f"/webhooks/deliveries/{delivery_id}/replay"
         assert (await client.post(replay, headers=admin)).status_code == 409  # still pending
         assert _attempt(settings, delivery_id, webhook_allow_private_targets=True) is None
-        listed = (await client.get(f"/webhooks/{endpoint_id}/deliveries", headers=admin)).json()
+        listed = (await client.get(f"/webhooks/{endpoint_id}/deliveries", headers=admin)).json()[
+            "items"
+        ]
         assert [d["id"] for d in listed] == [delivery_id]
         assert listed[0]["status"] == "succeeded" and listed[0]["payload"]["event_id"] == 42
         assert [(a["attempt"], a["status_code"]) for a in listed[0]["attempts"]] == [(1, 200)]
@@ -355,7 +357,7 @@ async def test_deliveries_are_listed_and_replayed_by_hand(client, admin, setting
         failed = await client.get(
             f"/webhooks/{endpoint_id}/deliveries", params={"status": "failed"}, headers=admin
         )
-        assert failed.json() == []
+        assert failed.json() == {"items": [], "next_cursor": None}
     assert len(receiver.received) == 2 and not receiver.unverified
     missing = "/webhooks/deliveries/00000000-0000-0000-0000-000000000000/replay"
     assert (await client.post(missing, headers=admin)).status_code == 404
