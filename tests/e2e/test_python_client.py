@@ -36,6 +36,21 @@ async def test_collections_round_trip(lb):
     await notes.delete(created["id"])
 
 
+async def test_any_list_is_read_page_by_page(lb):
+    keys = [
+        (await lb._call("POST", "/auth/api-keys", json={"name": f"k{i}"}))["api_key"]["id"]
+        for i in range(3)
+    ]
+    first = await lb.page("/auth/api-keys", limit=2)
+    assert len(first["items"]) == 2 and first["next_cursor"] is not None
+    assert [key["id"] async for key in lb.pages("/auth/api-keys", limit=2)] == keys
+    notes = lb.collection("notes")
+    for i in range(3):
+        await notes.create({"title": f"paged {i}"})
+    mine = [n["title"] async for n in notes.pages(limit=2, filter="owner = @auth.id", sort="title")]
+    assert mine == ["paged 0", "paged 1", "paged 2"]
+
+
 async def test_related_records_come_inline_with_expand(lb):
     await lb._call("POST", "/orgs", json={"name": "client org"})
     await lb.refresh()  # the new session acts in its first org

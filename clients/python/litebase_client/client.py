@@ -1,9 +1,10 @@
-"""HTTP: sign-in, tokens that refresh themselves, and collections."""
+"""HTTP: sign-in, tokens that refresh themselves, collections, and the pages of any list."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -137,6 +138,28 @@ class Litebase:
             return None
         return response.json()
 
+    async def page(
+        self, path: str, *, limit: int | None = None, cursor: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """One page of a list route: ``{"items": [...], "next_cursor": str | None}``."""
+        query = {"limit": limit, "cursor": cursor, **params}
+        page: dict[str, Any] = await self._call(
+            "GET", path, params={k: v for k, v in query.items() if v is not None}
+        )
+        return page
+
+    async def pages(self, path: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a list route (``/jobs``, ``/auth/sessions``, a collection's records…),
+        fetched page by page as the loop asks for them."""
+        cursor = None
+        while True:
+            page = await self.page(path, cursor=cursor, **params)
+            for item in page["items"]:
+                yield item
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
     def collection(self, name: str) -> Collection:
         return Collection(self, name)
 
@@ -171,16 +194,14 @@ class Collection:
         page: dict[str, Any] = await self.client._call("GET", self.path, params=query)
         return page
 
+    def pages(self, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every matching record, page by page as the loop asks (``list``'s options)."""
+        query = {"count": "true" if options.pop("count", False) else None, **options}
+        return self.client.pages(self.path, **query)
+
     async def all(self, **options: Any) -> list[dict[str, Any]]:
         """Every matching record, following the cursor page by page."""
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            page = await self.list(cursor=cursor, **options)
-            items += page["items"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return items
+        return [record async for record in self.pages(**options)]
 
     async def get(self, record_id: str, *, expand: str | None = None) -> dict[str, Any]:
         params = {"expand": expand} if expand else None
