@@ -20,12 +20,14 @@ import msgspec
 import psycopg
 import pytest
 import redis
+from celery.exceptions import TimeoutError as CeleryTimeout
 
+from backend.config import settings_from_env
 from backend.lib.urls import libpq_database_url
 from backend.mail.service import SENT_MAIL_KEY
 from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
-from workers.celery_app import QUEUES
+from workers.celery_app import JOBS_QUEUE, QUEUES, create_celery_app
 
 PASSWORD = "correct horse battery staple"
 E2E_REDIS_DB = worker_redis_db(2)
@@ -131,8 +133,8 @@ def api_beside(stack: Stack, overrides: dict[str, str], log: Path) -> Iterator[S
 
 @contextmanager
 def litebase_worker(env: dict[str, str], log: Path) -> Iterator[None]:
-    """`litebase worker` as shipped, one pool of one process on every queue, until the block
-    ends (nothing says when it is ready: tasks sent before then wait in the broker)."""
+    """`litebase worker` as shipped, one pool of one process on every queue, ready (it answered
+    a ping), until the block ends."""
     process = _spawn(
         [
             *(sys.executable, "-m", "backend.cli", "worker"),
@@ -142,6 +144,7 @@ def litebase_worker(env: dict[str, str], log: Path) -> Iterator[None]:
         log,
     )
     try:
+        wait_for_worker(env, process, log)
         yield
     finally:
         _stop(process)
@@ -184,6 +187,37 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: flo
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def wait_for_worker(
+    env: dict[str, str],
+    process: subprocess.Popen[bytes],
+    log: Path,
+    queues: tuple[str | None, ...] = (None,),
+    timeout: float = 60,
+) -> None:
+    """Until a ``system.ping`` sent to each of ``queues`` (None: its own route) comes back from
+    the worker: its pools are up and consuming."""
+    celery = create_celery_app(settings_from_env(env))
+    deadline = time.monotonic() + timeout
+    try:
+        for queue in queues:
+            sent = celery.send_task("system.ping", args=["ready"], queue=queue)
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"worker exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+                    )
+                try:
+                    sent.get(timeout=0.5)
+                    break
+                except CeleryTimeout:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"worker not ready in {timeout}s:\n{log.read_text()[-3000:]}"
+                        ) from None
+    finally:
+        celery.close()
 
 
 def sql(stack: Stack, statement: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -313,6 +347,8 @@ def stack(
     )
     try:
         with _running_api(env, log_dir / "api.log", "/ready") as (base_url, api):
+            # Both pools: the system one (its own route) and the users' jobs one.
+            wait_for_worker(env, worker, log_dir / "worker.log", (None, JOBS_QUEUE))
             yield Stack(base_url, env, database_url, redis_url, log_dir, api)
     finally:
         _stop(worker)
