@@ -275,11 +275,19 @@ class ProviderClient:
 
     def _span_attributes(self, operation: str, call: CallPolicy) -> dict[str, AttributeValue]:
         # OpenTelemetry's GenAI conventions; no prompt or answer (they may be personal).
-        return {
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": operation,
             "gen_ai.request.model": call.model,
             "server.address": self._server,
         }
+        # The gateway's alias and provider names, where the caller has them (the embedder not).
+        for key, value in (
+            ("litebase.model_alias", getattr(call, "name", None)),
+            ("gen_ai.provider.name", getattr(self.provider, "name", None)),
+        ):
+            if isinstance(value, str):
+                attributes[key] = value
+        return attributes
 
     async def complete(self, call: CallPolicy, body: dict[str, Any]) -> dict[str, Any]:
         path = "/chat/completions"
