@@ -44,6 +44,7 @@ from backend.lib.clock import Clock, SystemClock
 from backend.lib.tracing import litestar_plugins
 from backend.lib.urls import async_database_url
 from backend.logs import configure_logging
+from backend.openapi import document_answers, operation_id_of
 from backend.orgs.capability import orgs_capability
 from backend.paging import provide_paging
 from backend.problems import problem_details_config
@@ -169,7 +170,7 @@ def _assemble(
     def provide_settings() -> Settings:
         return settings
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*(r for c in capabilities for r in c.routes), *route_handlers],
         plugins=[
             SQLAlchemyPlugin(config=basics.database),
@@ -214,6 +215,7 @@ def _assemble(
             version=backend.__version__,
             description="Auth, collections, realtime, vectors, model gateway and jobs.",
             path="/schema",
+            operation_id_creator=operation_id_of,
             render_plugins=[ScalarRenderPlugin()],
             components=Components(
                 security_schemes={
@@ -228,3 +230,6 @@ def _assemble(
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
     )
+    # Every answer, constraint and requirement in the document (backend/openapi.py).
+    document_answers(app)
+    return app

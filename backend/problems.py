@@ -48,6 +48,16 @@ class Problem(ProblemDetailsException):
         )
 
 
+# A route's ``opt`` names the problem statuses its logic answers with, beyond those its
+# parameters, body and caller show (backend/openapi.py puts them in the OpenAPI document).
+PROBLEMS_OPT = "problems"
+
+
+def may_answer(*statuses: int) -> dict[str, tuple[int, ...]]:
+    """``opt=may_answer(409)``: the route may answer 409 (a problem), as the document says."""
+    return {PROBLEMS_OPT: statuses}
+
+
 def field_problem(detail: str, field: str, message: str, source: str = "body") -> Problem:  # routes
     """A 422 naming the one field at fault: ``errors: [{field, message, source}]``."""
     return Problem(422, detail, errors=[{"field": field, "message": message, "source": source}])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncGenerator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -40,6 +40,7 @@ from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.errors import DomainError
 from backend.identity import Principal
+from backend.lib.names import NOT_BLANK
 from backend.paging import Page, Paging, page_of_list
 from backend.problems import Problem, problem_from_domain_error
 from backend.vectors.service import search_service_for
@@ -61,7 +62,7 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class AskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    question: str
+    question: Annotated[str, msgspec.Meta(pattern=NOT_BLANK)]
     k: int = 5
     stream: bool = False
     channel: str | None = None

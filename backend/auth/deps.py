@@ -4,7 +4,8 @@ Admins-only routes say so with a guard (backend/auth/guards.py), not a dependenc
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from litestar import Request
 from litestar.datastructures import State
@@ -21,6 +22,19 @@ from backend.problems import Problem
 
 # OpenAPI security requirement for routes that need a bearer token.
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# A dependency that reads the caller in line (``principal_of``) carries this attribute, so the
+# OpenAPI document knows its routes ask who is calling (backend/openapi.py).
+ASKS_WHO_CALLS = "litebase_asks_who_calls"
+_Provider = TypeVar("_Provider", bound=Callable[..., Any])
+
+
+def asks_who_calls(provider: _Provider) -> _Provider:
+    """Mark ``provider`` as one that calls ``principal_of`` itself rather than depending on
+    ``principal`` (in line, for speed): its routes take an optional bearer token."""
+    setattr(provider, ASKS_WHO_CALLS, True)
+    return provider
+
+
 # Where a request keeps its caller once known, so a guard and the handler's dependencies
 # authenticate it once.
 _PRINCIPAL = "litebase_principal"

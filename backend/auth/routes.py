@@ -45,7 +45,7 @@ from backend.config import Settings
 from backend.db.transactions import owned_session
 from backend.identity import ClientInfo, Principal
 from backend.paging import Page, Paging
-from backend.problems import Problem
+from backend.problems import Problem, may_answer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ def _after_answer(state: State, work: Callable[[AuthService], Awaitable[None]]) 
 
 @post(
     "/signup",
+    opt=may_answer(409),
     summary="Create an account and sign in (when verification is required: mail a link, 202)",
     status_code=201,
     responses={
@@ -104,6 +105,7 @@ async def sign_up(
 
 @post(
     "/token",
+    opt=may_answer(401),
     summary="Sign in (password, or otp: a mailed code; then mfa when two-factor is on) or refresh",
     status_code=HTTP_200_OK,
 )
@@ -143,6 +145,7 @@ async def forgot_password(
 
 @post(
     "/mfa/totp",
+    opt=may_answer(409),
     summary="Set up two-factor sign-in: a secret for an authenticator app (needs my password)",
     status_code=HTTP_200_OK,
     security=BEARER,
@@ -155,6 +158,7 @@ async def enroll_totp(
 
 @post(
     "/mfa/totp/enable",
+    opt=may_answer(409),
     summary="Turn two-factor sign-in on with a code from the app",
     status_code=HTTP_200_OK,
     security=BEARER,
@@ -165,6 +169,7 @@ async def enable_totp(data: TotpCode, current: Principal, auth_service: AuthServ
 
 @delete(
     "/mfa/totp",
+    opt=may_answer(409),
     summary="Turn two-factor sign-in off (needs a code from the app)",
     security=BEARER,
 )
@@ -215,6 +220,7 @@ class AuthController(Controller):
 
     @post(
         "/logout",
+        opt=may_answer(400),
         summary="Sign out: revoke this session",
         status_code=HTTP_204_NO_CONTENT,
         security=BEARER,

@@ -11,7 +11,7 @@ from typing import Any
 
 from litestar import Request
 
-from backend.auth.deps import principal_of
+from backend.auth.deps import asks_who_calls, principal_of
 from backend.collections.reading import RecordReads
 from backend.collections.rules import CompiledRules
 from backend.config import Settings
@@ -25,6 +25,7 @@ class Reading:
 
 
 def reading_provider(rules: dict[str, CompiledRules], settings: Settings) -> Any:
+    @asks_who_calls
     async def provide_reading(request: Request[Any, Any, Any]) -> Reading:
         state = request.app.state
         records = RecordReads(state.reader, settings, state.clock, rules)

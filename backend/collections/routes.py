@@ -4,7 +4,8 @@
 made at start-up, and Litestar reads them as objects.)
 """
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -37,14 +38,22 @@ from backend.paging import Page, Paging, page_of_list
 from backend.problems import Problem, locate
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
-Expand = Annotated[
-    str | None,
-    Parameter(
-        required=False,
-        description="Relation fields, comma-separated: each related record the caller may"
-        " view comes inline under `expand`",
-    ),
-]
+
+
+def expand_parameter(expandable: Iterable[str]) -> Any:
+    """``?expand=``: the collection's relation fields, comma-separated (blank parts ignored);
+    its pattern names them, so a collection without relations takes only a blank one."""
+    names = "|".join(re.escape(name) for name in sorted(expandable))
+    item = rf"\s*(?:{names})?\s*" if names else r"\s*"
+    return Annotated[
+        str | None,
+        Parameter(
+            required=False,
+            pattern=rf"^{item}(?:,{item})*$",
+            description="Relation fields, comma-separated: each related record the caller may"
+            " view comes inline under `expand`",
+        ),
+    ]
 
 
 def _expansions(collection: Collection, registry: CollectionRegistry) -> dict[str, Collection]:
@@ -71,7 +80,7 @@ class _Expander:
     def fields(self, text: str) -> dict[str, Collection]:
         wanted = [part.strip() for part in text.split(",") if part.strip()]
         unknown = [field for field in wanted if field not in self.expandable]
-        if unknown or not wanted:
+        if unknown:
             choices = ", ".join(sorted(self.expandable)) or "none here"
             raise Problem(
                 422,
@@ -79,9 +88,7 @@ class _Expander:
                 errors=[
                     {
                         "field": "expand",
-                        "message": f"not a relation to a collection: {', '.join(unknown)}"
-                        if unknown
-                        else "empty",
+                        "message": f"not a relation to a collection: {', '.join(unknown)}",
                         "source": "query",
                     }
                 ],
@@ -151,6 +158,7 @@ def _router_for(
     Read, Create, Update, Page = types.read, types.create, types.update, types.page
     name = collection.name
     expander = _Expander(name, expandable)
+    Expand = expand_parameter(expandable)
 
     def read(row: Row | asyncpg.Record) -> Any:
         return Read(**row)
@@ -166,8 +174,10 @@ def _router_for(
         cursor: Annotated[str | None, Parameter(required=False)] = None,
         fields: Annotated[str | None, Parameter(required=False)] = None,
         count: bool = False,
-        expand: Expand = None,
+        expand: Expand = None,  # type: ignore[valid-type]
     ) -> Page:  # type: ignore[valid-type]
+        # A blank ?expand= (or only commas) expands nothing.
+        expand = expand if expand and expander.fields(expand) else None
         page = await reading.records.list_page(
             collection,
             reading.principal,
@@ -198,8 +208,11 @@ def _router_for(
 
     @get("/{record_id:uuid}", operation_id=f"get_{name}", summary=f"Read a record of {name}")
     async def get_record(
-        record_id: UUID, reading: Reading, expand: Expand = None
+        record_id: UUID,
+        reading: Reading,
+        expand: Expand = None,  # type: ignore[valid-type]
     ) -> Response[Read]:  # type: ignore[valid-type]
+        expand = expand if expand and expander.fields(expand) else None
         row = await reading.records.get(collection, reading.principal, record_id)
         if expand is None:
             return Response(read(row), headers={"ETag": etag_of(row)})

@@ -15,7 +15,7 @@ from backend.config import Settings
 from backend.db.migrate import head_revisions
 from backend.lib.request_metrics import RequestMetricsMiddleware
 from backend.logs import RequestIdMiddleware
-from backend.problems import Problem
+from backend.problems import Problem, may_answer
 from backend.system.routes import SystemController
 
 
@@ -43,6 +43,7 @@ def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
 class MetricsController(PrometheusController):
     path = "/metrics"
     guards = [metrics_guard]
+    opt = may_answer(403)
 
 
 def system_capability() -> Capability:

@@ -5,25 +5,26 @@ start-up, and Litestar reads the annotations as objects.)
 """
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from backend.auth.deps import BEARER, principal_of
+from backend.auth.deps import BEARER, asks_who_calls, principal_of
 from backend.collections.rules import CompiledRules
 from backend.collections.schemas import record_types
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.identity import Principal
+from backend.lib.names import NOT_BLANK
 from backend.problems import Problem
 from backend.vectors.service import SearchService, search_service_for
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    query: str
+    query: Annotated[str, msgspec.Meta(pattern=NOT_BLANK)]
     mode: Literal["vector", "text", "hybrid"] = "hybrid"
     k: int = 10
     filter: str | None = None
@@ -77,7 +78,6 @@ def _router_for(collection: Collection) -> Router:
         operation_id=f"search_{name}",
         summary=f"Find {name} by meaning (vector), by words (text) or both (hybrid)",
         status_code=200,
-        security=BEARER,
     )
     async def search(data: SearchRequest, searching: Searching) -> Response[Results]:  # type: ignore[valid-type]
         search_service = searching.service
@@ -135,6 +135,7 @@ def vector_routers(
     def provide_search(state: State) -> SearchService:
         return search_service_for(state, settings, rules)
 
+    @asks_who_calls
     async def provide_searching(request: Request[Any, Any, Any]) -> Searching:
         return Searching(await principal_of(request), provide_search(request.app.state))
 
