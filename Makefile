@@ -28,7 +28,11 @@ LOWEST_VENV ?= .venv-lowest
 # The Python the lowest versions are resolved for: the oldest one pyproject.toml allows.
 LOWEST_PYTHON_VERSION ?= 3.11
 
-.PHONY: install dev test test-lowest lint format bench lock clean
+# The TypeScript client (clients/js): Node 20+ and npm, its lock installed as committed.
+JS := clients/js
+JS_STAMP := $(JS)/node_modules/.installed-stamp
+
+.PHONY: install dev test test-lowest lint format bench lock clean js
 
 $(UV_STAMP): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Litebase needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -48,6 +52,15 @@ $(CHECKOV_STAMP): requirements/checkov.txt $(UV_STAMP)
 	$(UV) pip sync --quiet --python $(INFRA_VENV)/bin/python --require-hashes requirements/checkov.txt
 	touch $(CHECKOV_STAMP)
 
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	@command -v node >/dev/null && node -e 'process.exit(parseInt(process.versions.node) < 20 ? 1 : 0)' || { echo "The JS client needs Node 20 or newer and npm: apt-get install -y nodejs npm"; exit 1; }
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
+
+# Type-check (strict, the tests' typed apps included) and build the client; prints its size.
+js: $(JS_STAMP)
+	cd $(JS) && npm run --silent typecheck && npm run --silent build
+
 dev: $(STAMP)
 	$(VENV)/bin/litebase dev
 
@@ -63,7 +76,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix backend workers tests bench clients/python/litebase_client
 	$(VENV)/bin/ruff format backend workers tests bench clients/python/litebase_client
 
-test: lint
+# The client's Node suite runs inside pytest (tests/e2e/test_js_client.py), against the e2e stack.
+test: lint js
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The floors in pyproject.toml, checked: the lowest version of every direct dependency (their

@@ -80,7 +80,7 @@ def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         env=env,
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
-        stdout=log.open("wb"),
+        stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -129,6 +129,38 @@ def api_beside(stack: Stack, overrides: dict[str, str], log: Path) -> Iterator[S
     env = {**stack.env, **overrides}
     with _running_api(env, log, "/ready") as (base, process):
         yield Stack(base, env, env["DATABASE_URL"], env["REDIS_URL"], stack.log_dir, process)
+
+
+class RestartableApi:
+    """`litebase api` on a port that stays the same when the process is stopped and started again
+    (a client's reconnects then reach the new process)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log, self.port = env, log, free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "backend.cli", "api", "--host", "127.0.0.1"]
+        self.process = _spawn([*argv, "--port", str(self.port)], self.env, self.log)
+        wait_for(f"{self.base_url}/ready", self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+
+
+@contextmanager
+def restartable_api(stack: Stack, overrides: dict[str, str], log: Path) -> Iterator[RestartableApi]:
+    """A second `litebase api` beside the stack (its database, Redis and worker) that a test may
+    stop and start again on the same port, until the block ends."""
+    api = RestartableApi({**stack.env, **overrides}, log)
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
 
 
 @contextmanager

@@ -1,0 +1,433 @@
+/** Sign-in, sessions that persist and refresh themselves (one refresh across every tab), API
+ * keys and orgs. */
+
+import { LitebaseError } from "./errors.js";
+import { type Credentials, type Http, type Page, toPage } from "./http.js";
+import type { SessionStore } from "./storage.js";
+
+export interface User {
+  id: string;
+  email: string;
+  name: string | null;
+  role: "user" | "admin";
+  email_verified: boolean;
+  totp_enabled?: boolean;
+  created_at: string;
+  [extra: string]: unknown;
+}
+
+/** What the token endpoint answers. */
+export interface TokenResponse {
+  access_token: string;
+  refresh_token: string;
+  token_type: "bearer";
+  expires_in: number;
+  user: User;
+}
+
+/** A signed-in session as the client keeps it: `expires_at` is milliseconds since the epoch, on
+ * this machine's clock (measured from when the answer came, so a skewed clock does no harm). */
+export interface Session extends TokenResponse {
+  expires_at: number;
+}
+
+export type AuthEvent = "INITIAL_SESSION" | "SIGNED_IN" | "SIGNED_OUT" | "TOKEN_REFRESHED" | "USER_UPDATED";
+export type AuthListener = (event: AuthEvent, session: Session | null) => void;
+
+export interface SessionInfo {
+  id: string;
+  current: boolean;
+  created_at: string;
+  [extra: string]: unknown;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  [extra: string]: unknown;
+}
+
+export interface NewApiKey {
+  name: string;
+  expires_at?: string;
+  scopes?: ("read" | "write" | "keys")[];
+  collections?: string[];
+  service?: boolean;
+  org_id?: string;
+}
+
+export interface Org {
+  id: string;
+  name: string;
+  role?: "owner" | "admin" | "member";
+  [extra: string]: unknown;
+}
+
+export interface Member {
+  user_id: string;
+  role: "owner" | "admin" | "member";
+  [extra: string]: unknown;
+}
+
+export interface Invitation {
+  id: string;
+  email: string;
+  role: string;
+  [extra: string]: unknown;
+}
+
+interface LockManager {
+  request<T>(name: string, callback: () => Promise<T>): Promise<T>;
+}
+
+const BAD_GRANT = new Set(["invalid_grant", "session_ended", "invalid_token"]);
+
+export interface AuthOptions {
+  storage: SessionStore;
+  storageKey: string;
+  /** Refresh in the background before the access token expires (default true). */
+  autoRefresh: boolean;
+}
+
+export class Auth implements Credentials {
+  private current: Session | null = null;
+  private listeners = new Set<AuthListener>();
+  private inflight: Promise<Session> | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private channel: BroadcastChannel | null = null;
+  /** An API key, when the client was made with one: it is sent instead of a session. */
+  apiKey: string | null = null;
+
+  constructor(
+    private readonly http: Http,
+    private readonly options: AuthOptions,
+  ) {
+    this.current = this.readStored();
+    if (typeof BroadcastChannel === "function") {
+      this.channel = new BroadcastChannel(`litebase:${options.storageKey}`);
+      this.channel.onmessage = (message: MessageEvent) => this.heard(message.data);
+      (this.channel as { unref?: () => void }).unref?.();
+    }
+    this.schedule();
+  }
+
+  /** The session now (null when signed out). */
+  get session(): Session | null {
+    return this.current;
+  }
+
+  get user(): User | null {
+    return this.current?.user ?? null;
+  }
+
+  /** Called on sign-in, sign-out, each refresh (here or in another tab) and user changes;
+   * at once with the current state. Returns the function that stops it. */
+  onAuthStateChange(listener: AuthListener): () => void {
+    this.listeners.add(listener);
+    queueMicrotask(() => this.listeners.has(listener) && listener("INITIAL_SESSION", this.current));
+    return () => void this.listeners.delete(listener);
+  }
+
+  // --- signing in -----------------------------------------------------------------------------
+
+  async signUp(email: string, password: string, name?: string): Promise<Session> {
+    const body = { email, password, ...(name ? { name } : {}) };
+    return this.keep(await this.http.json<TokenResponse>("POST", "/auth/signup", { body, auth: false }), "SIGNED_IN");
+  }
+
+  /** Throws `MfaRequiredError` (with `mfaToken`) when two-factor sign-in is on. */
+  async signInWithPassword(email: string, password: string, orgId?: string): Promise<Session> {
+    return this.grant({ grant_type: "password", email, password, ...(orgId ? { org_id: orgId } : {}) });
+  }
+
+  /** Mail a one-time sign-in code (the server answers the same whether the address exists). */
+  async sendSignInCode(email: string): Promise<void> {
+    await this.http.json("POST", "/auth/otp", { body: { email }, auth: false });
+  }
+
+  async signInWithCode(email: string, code: string, orgId?: string): Promise<Session> {
+    return this.grant({ grant_type: "otp", email, code, ...(orgId ? { org_id: orgId } : {}) });
+  }
+
+  /** The second step of two-factor sign-in: the `mfaToken` of the `MfaRequiredError` and the
+   * authenticator app's current code. */
+  async verifyTotp(mfaToken: string, code: string): Promise<Session> {
+    return this.grant({ grant_type: "mfa", mfa_token: mfaToken, code });
+  }
+
+  /** Start two-factor sign-in: scan `otpauth_uri`, then `enableTotp(code)`. */
+  async setupTotp(password: string): Promise<{ secret: string; otpauth_uri: string }> {
+    return this.http.json("POST", "/auth/mfa/totp", { body: { password } });
+  }
+
+  async enableTotp(code: string): Promise<User> {
+    const user = await this.http.json<User>("POST", "/auth/mfa/totp/enable", { body: { code } });
+    this.userChanged(user);
+    return user;
+  }
+
+  async disableTotp(code: string): Promise<void> {
+    await this.http.json("DELETE", "/auth/mfa/totp", { body: { code } });
+  }
+
+  /** Use a session obtained elsewhere (a server render, a test). */
+  async setSession(tokens: TokenResponse): Promise<Session> {
+    return this.keep(tokens, "SIGNED_IN");
+  }
+
+  /** Sign this device out (the session's refresh family is revoked), then forget it here and in
+   * every tab. */
+  async signOut(): Promise<void> {
+    try {
+      if (this.current) await this.http.json("POST", "/auth/logout");
+    } catch (error) {
+      if (!(error instanceof LitebaseError) || error.status !== 401) throw error;
+    } finally {
+      this.forget(true);
+    }
+  }
+
+  // --- the user ---------------------------------------------------------------------------------
+
+  async getUser(): Promise<User> {
+    const user = await this.http.json<User>("GET", "/auth/me");
+    this.userChanged(user);
+    return user;
+  }
+
+  async updateUser(changes: { name?: string; current_password?: string; new_password?: string }): Promise<User> {
+    const user = await this.http.json<User>("PATCH", "/auth/me", { body: changes });
+    this.userChanged(user);
+    return user;
+  }
+
+  async deleteAccount(password: string): Promise<void> {
+    await this.http.json("DELETE", "/auth/me", { body: { password } });
+    this.forget(true);
+  }
+
+  async requestVerification(): Promise<void> {
+    await this.http.json("POST", "/auth/verify", { body: {} });
+  }
+
+  async verifyEmail(token: string): Promise<void> {
+    await this.http.json("POST", "/auth/verify", { body: { token } });
+  }
+
+  async forgotPassword(email: string): Promise<void> {
+    await this.http.json("POST", "/auth/password/forgot", { body: { email }, auth: false });
+  }
+
+  async resetPassword(token: string, newPassword: string): Promise<void> {
+    await this.http.json("POST", "/auth/password/reset", { body: { token, new_password: newPassword }, auth: false });
+  }
+
+  // --- sessions and keys --------------------------------------------------------------------------
+
+  async listSessions(): Promise<Page<SessionInfo>> {
+    return toPage(await this.http.json("GET", "/auth/sessions"));
+  }
+
+  async revokeSession(id: string): Promise<void> {
+    await this.http.json("DELETE", `/auth/sessions/${id}`);
+  }
+
+  async listApiKeys(): Promise<Page<ApiKey>> {
+    return toPage(await this.http.json("GET", "/auth/api-keys"));
+  }
+
+  /** The `key` is shown this once. */
+  async createApiKey(key: NewApiKey): Promise<{ key: string; api_key: ApiKey }> {
+    return this.http.json("POST", "/auth/api-keys", { body: key });
+  }
+
+  async revokeApiKey(id: string): Promise<void> {
+    await this.http.json("DELETE", `/auth/api-keys/${id}`);
+  }
+
+  // --- orgs ---------------------------------------------------------------------------------------
+
+  /** Act in another org from now on (a refresh naming it): `@auth.org` in rules, rooms. */
+  async switchOrg(orgId: string): Promise<Session> {
+    return this.refreshSession({ orgId });
+  }
+
+  // --- tokens -------------------------------------------------------------------------------------
+
+  /** Credentials.token: the access token, refreshed first when it is about to expire. */
+  async token(): Promise<string | null> {
+    if (this.apiKey) return this.apiKey;
+    let session = this.current;
+    if (!session) return null;
+    if (Date.now() >= session.expires_at - margin(session)) {
+      try {
+        session = await this.refreshSession();
+      } catch (error) {
+        if (error instanceof LitebaseError && error.status === 0 && Date.now() < session.expires_at) {
+          return session.access_token; // offline, but the token still works: use it
+        }
+        throw error;
+      }
+    }
+    return session.access_token;
+  }
+
+  /** Credentials.refused: the server refused `token`; refresh unless it was already replaced. */
+  async refused(token: string): Promise<boolean> {
+    if (this.apiKey || !this.current) return false;
+    if (this.current.access_token !== token) return true;
+    await this.refreshSession({ stale: token });
+    return true;
+  }
+
+  /** Trade the refresh token for a new pair. Concurrent callers share one request; across tabs a
+   * Web Lock lets one tab refresh while the others wait and take its result. */
+  refreshSession(options: { orgId?: string; stale?: string } = {}): Promise<Session> {
+    if (options.orgId) return this.locked(() => this.refreshNow(options.orgId));
+    if (!this.inflight) {
+      const stale = options.stale ?? this.current?.access_token;
+      this.inflight = this.locked(() => this.refreshUnlessDone(stale)).finally(() => {
+        this.inflight = null;
+      });
+    }
+    return this.inflight;
+  }
+
+  private locked<T>(work: () => Promise<T>): Promise<T> {
+    const locks = (globalThis.navigator as { locks?: LockManager } | undefined)?.locks;
+    return locks ? locks.request(`litebase:refresh:${this.options.storageKey}`, work) : work();
+  }
+
+  private async refreshUnlessDone(stale: string | undefined): Promise<Session> {
+    // Another tab may have refreshed while this one waited for the lock: take its session.
+    const stored = this.readStored();
+    if (stored && stored.access_token !== stale && Date.now() < stored.expires_at - margin(stored)) {
+      if (stored.access_token !== this.current?.access_token) this.adopt(stored, "TOKEN_REFRESHED");
+      return stored;
+    }
+    return this.refreshNow();
+  }
+
+  private async refreshNow(orgId?: string): Promise<Session> {
+    const session = this.readStored() ?? this.current;
+    if (!session) throw new LitebaseError(401, { title: "Not signed in", code: "not_signed_in" });
+    const body = {
+      grant_type: "refresh_token",
+      refresh_token: session.refresh_token,
+      ...(orgId ? { org_id: orgId } : {}),
+    };
+    try {
+      const tokens = await this.http.json<TokenResponse>("POST", "/auth/token", { body, auth: false });
+      return this.keep(tokens, "TOKEN_REFRESHED");
+    } catch (error) {
+      if (error instanceof LitebaseError && error.status === 401 && BAD_GRANT.has(error.code ?? "")) {
+        // A tab without Web Locks may have rotated it first: its result is in the store.
+        const stored = this.readStored();
+        if (stored && stored.refresh_token !== session.refresh_token) {
+          this.adopt(stored, "TOKEN_REFRESHED");
+          return stored;
+        }
+        this.forget(true);
+      }
+      throw error;
+    }
+  }
+
+  // --- keeping the session ------------------------------------------------------------------------
+
+  private async grant(body: Record<string, string>): Promise<Session> {
+    return this.keep(await this.http.json<TokenResponse>("POST", "/auth/token", { body, auth: false }), "SIGNED_IN");
+  }
+
+  private keep(tokens: TokenResponse, event: AuthEvent): Session {
+    const session: Session = { ...tokens, expires_at: Date.now() + tokens.expires_in * 1000 };
+    this.options.storage.setItem(this.options.storageKey, JSON.stringify(session));
+    this.channel?.postMessage({ session, event });
+    this.adopt(session, event);
+    return session;
+  }
+
+  private adopt(session: Session, event: AuthEvent): void {
+    this.current = session;
+    this.schedule();
+    this.emit(event);
+  }
+
+  private forget(everywhere: boolean): void {
+    const had = this.current !== null;
+    this.current = null;
+    clearTimeout(this.timer);
+    if (everywhere) {
+      this.options.storage.removeItem(this.options.storageKey);
+      this.channel?.postMessage({ session: null, event: "SIGNED_OUT" });
+    }
+    if (had) this.emit("SIGNED_OUT");
+  }
+
+  private userChanged(user: User): void {
+    if (!this.current) return;
+    this.current = { ...this.current, user };
+    this.options.storage.setItem(this.options.storageKey, JSON.stringify(this.current));
+    this.emit("USER_UPDATED");
+  }
+
+  /** Another tab refreshed, signed in or out. */
+  private heard(message: { session: Session | null; event: AuthEvent }): void {
+    if (message.session) {
+      if (message.session.access_token !== this.current?.access_token) this.adopt(message.session, message.event);
+    } else {
+      this.forget(false);
+    }
+  }
+
+  private readStored(): Session | null {
+    try {
+      const raw = this.options.storage.getItem(this.options.storageKey);
+      return raw ? (JSON.parse(raw) as Session) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Refresh a little before expiry (a random part of the margin, so tabs rarely collide). */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    const session = this.current;
+    if (!session || !this.options.autoRefresh || this.apiKey) return;
+    const wait = session.expires_at - margin(session) * (0.5 + Math.random() / 2) - Date.now();
+    this.timer = setTimeout(() => {
+      this.refreshSession().catch(() => {
+        // offline or signed out elsewhere: the next call tries again, or SIGNED_OUT was emitted
+        if (this.current === session) this.timer = setTimeout(() => this.schedule(), 5_000);
+      });
+    }, Math.max(0, wait));
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  private emit(event: AuthEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event, this.current);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  /** Stop the timer and the tab channel (a client that is thrown away). */
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.channel?.close();
+    this.listeners.clear();
+  }
+}
+
+/** How long before expiry to refresh: a minute, or a quarter of a short-lived token's life. */
+function margin(session: Session): number {
+  return Math.min(60_000, session.expires_in * 250);
+}
+

@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { LitebaseError, MfaRequiredError, createClient, memoryStore } from "../dist/index.js";
+import { PASSWORD, URL, client, closeAll, countingFetch, email, mailTo, signedUp, totp, waitUntil } from "./helpers.mjs";
+
+after(closeAll);
+
+test("sign up, then a client on the same storage is still signed in", async () => {
+  const storage = memoryStore();
+  const first = client({ storage });
+  const events = [];
+  first.auth.onAuthStateChange((event) => events.push(event));
+  const address = email();
+  const session = await first.auth.signUp(address, PASSWORD, "Ada");
+  assert.equal(session.user.email, address);
+  await waitUntil(() => events.includes("SIGNED_IN"), { what: "SIGNED_IN" });
+  const reloaded = client({ storage });
+  assert.equal(reloaded.auth.user?.email, address);
+  assert.equal((await reloaded.auth.getUser()).name, "Ada");
+});
+
+test("password sign-in, and refusals are typed errors with code and field errors", async () => {
+  const { email: address } = await signedUp();
+  const lb = client();
+  await lb.auth.signInWithPassword(address, PASSWORD);
+  assert.equal((await lb.auth.getUser()).email, address);
+  const wrong = await client().auth.signInWithPassword(address, "not the password").catch((e) => e);
+  assert.ok(wrong instanceof LitebaseError);
+  assert.equal(wrong.status, 401);
+  assert.equal(wrong.code, "invalid_credentials");
+  const short = await client().auth.signUp(email(), "short").catch((e) => e);
+  assert.equal(short.status, 422);
+  assert.equal(short.errors[0].field, "password");
+  assert.ok(short.fieldError("password"));
+  assert.ok(short.requestId, "X-Request-Id is read from the answer");
+});
+
+test("sign in with a mailed code", async () => {
+  const { email: address } = await signedUp();
+  const lb = client();
+  await lb.auth.sendSignInCode(address);
+  const mail = await mailTo(address, "sign-in code");
+  const code = mail.subject.split(" ").at(-1);
+  await lb.auth.signInWithCode(address, code);
+  assert.equal(lb.auth.user.email, address);
+});
+
+test("two-factor sign-in: the TOTP step after the password", async () => {
+  const { lb, email: address } = await signedUp();
+  const { secret } = await lb.auth.setupTotp(PASSWORD);
+  const enabled = await lb.auth.enableTotp(totp(secret));
+  assert.equal(enabled.totp_enabled, true);
+  const second = client();
+  const step = await second.auth.signInWithPassword(address, PASSWORD).catch((e) => e);
+  assert.ok(step instanceof MfaRequiredError, String(step));
+  assert.ok(step.mfaToken.startsWith("lbm_"));
+  await second.auth.verifyTotp(step.mfaToken, totp(secret, Date.now() + 30_000)); // each code works once
+  assert.equal((await second.auth.getUser()).email, address);
+});
+
+test("20 parallel calls with an expired token make exactly one refresh", async () => {
+  const storage = memoryStore();
+  const { lb } = await signedUp({ storage });
+  const key = `litebase.session:${URL}`;
+  const stored = JSON.parse(storage.getItem(key));
+  storage.setItem(key, JSON.stringify({ ...stored, expires_at: Date.now() - 1000 }));
+  lb.close();
+  const counter = countingFetch();
+  const reloaded = client({ storage, fetch: counter.fetch });
+  const users = await Promise.all(Array.from({ length: 20 }, () => reloaded.auth.getUser()));
+  assert.equal(users.length, 20);
+  assert.equal(counter.refreshes, 1);
+  assert.notEqual(reloaded.auth.session.refresh_token, stored.refresh_token);
+});
+
+test("20 parallel calls refused with 401 share one refresh, then all succeed", async () => {
+  const storage = memoryStore();
+  const { lb } = await signedUp({ storage });
+  const key = `litebase.session:${URL}`;
+  const stored = JSON.parse(storage.getItem(key));
+  storage.setItem(key, JSON.stringify({ ...stored, access_token: `${stored.access_token}x` }));
+  lb.close();
+  const counter = countingFetch();
+  const reloaded = client({ storage, fetch: counter.fetch });
+  const users = await Promise.all(Array.from({ length: 20 }, () => reloaded.auth.getUser()));
+  assert.equal(users.length, 20);
+  assert.equal(counter.refreshes, 1);
+});
+
+test("two tabs without Web Locks refreshing at once keep one session (the rotation grace)", async () => {
+  const storage = memoryStore();
+  const { lb } = await signedUp({ storage });
+  const other = client({ storage });
+  const [a, b] = await Promise.all([lb.auth.refreshSession(), other.auth.refreshSession()]);
+  assert.equal(a.refresh_token, b.refresh_token);
+  const sessions = await other.auth.listSessions();
+  assert.equal(sessions.items.length, 1);
+  await lb.auth.refreshSession(); // the family is alive
+  assert.ok(await other.auth.getUser());
+});
+
+test("sessions: list, revoke another device; that device is signed out", async () => {
+  const { lb, email: address } = await signedUp();
+  const phone = client();
+  await phone.auth.signInWithPassword(address, PASSWORD);
+  const events = [];
+  phone.auth.onAuthStateChange((event) => events.push(event));
+  const sessions = await lb.auth.listSessions();
+  assert.equal(sessions.items.length, 2);
+  const theirs = sessions.items.find((s) => !s.current);
+  await lb.auth.revokeSession(theirs.id);
+  const refused = await phone.auth.getUser().catch((e) => e);
+  assert.equal(refused.status, 401);
+  assert.equal(phone.auth.session, null);
+  assert.ok(events.includes("SIGNED_OUT"));
+});
+
+test("sign out ends the session on the server and here", async () => {
+  const storage = memoryStore();
+  const { lb } = await signedUp({ storage });
+  const refresh = lb.auth.session.refresh_token;
+  await lb.auth.signOut();
+  assert.equal(lb.auth.session, null);
+  assert.equal(storage.getItem(`litebase.session:${URL}`), null);
+  const replay = await fetch(`${URL}/auth/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ grant_type: "refresh_token", refresh_token: refresh }),
+  });
+  assert.equal(replay.status, 401);
+});
+
+test("API keys: create, act with one, list, revoke", async () => {
+  const { lb } = await signedUp();
+  const { key, api_key } = await lb.auth.createApiKey({ name: "ci", scopes: ["read"] });
+  const bot = createClient(URL, { apiKey: key, storage: memoryStore() });
+  assert.equal((await bot.auth.getUser()).id, lb.auth.user.id);
+  const keys = await lb.auth.listApiKeys();
+  assert.deepEqual(keys.items.map((k) => k.id), [api_key.id]);
+  const denied = await bot.collection("notes").create({ title: "no" }).catch((e) => e);
+  assert.equal(denied.status, 403);
+  assert.equal(denied.code, "insufficient_scope");
+  await lb.auth.revokeApiKey(api_key.id);
+  assert.equal((await bot.auth.getUser().catch((e) => e)).status, 401);
+  bot.close();
+});
+
+test("orgs: create, switch org (the token's org changes), members, invite", async () => {
+  const { lb } = await signedUp();
+  const acme = await lb.orgs.create("Acme");
+  const beta = await lb.orgs.create("Beta");
+  const orgOf = (session) => JSON.parse(Buffer.from(session.access_token.split(".")[1], "base64url")).org;
+  assert.equal(orgOf(await lb.orgs.switchTo(beta.id)), beta.id);
+  assert.equal(orgOf(await lb.auth.switchOrg(acme.id)), acme.id);
+  const mine = await lb.orgs.list();
+  assert.deepEqual(mine.items.map((o) => o.name).sort(), ["Acme", "Beta"]);
+  assert.equal((await lb.orgs.get(acme.id)).name, "Acme");
+  const members = await lb.orgs.members(acme.id);
+  assert.equal(members.items.length, 1);
+  const invitee = email("invitee");
+  const invitation = await lb.orgs.invite(acme.id, invitee);
+  assert.equal(invitation.email, invitee);
+  const notMine = await lb.orgs.get("00000000-0000-7000-8000-000000000000").catch((e) => e);
+  assert.equal(notMine.status, 404);
+});

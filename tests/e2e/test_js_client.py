@@ -1,0 +1,134 @@
+"""The TypeScript client (clients/js) against the real stack: its Node suite runs with
+`node --test`, talking to a `litebase api` it may stop and start again, and to a small control
+server here for what only the test harness can do (read the mail, restart the API)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import msgspec
+import pytest
+import redis
+
+from backend.mail.service import SENT_MAIL_KEY
+from tests.e2e.conftest import ROOT, RestartableApi, Stack, restartable_api
+
+JS = ROOT / "clients" / "js"
+NODE_MISSING = "Node 20+ is needed for the JS client's tests: apt-get install -y nodejs npm"
+
+
+def built_client() -> Path:
+    """clients/js/dist, built (`make test` builds it first; a plain pytest run builds it here)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail(NODE_MISSING)
+    if not (JS / "node_modules").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True)
+    if not (JS / "dist" / "index.js").is_file():
+        subprocess.run(["npm", "run", "build"], cwd=JS, check=True)
+    return JS / "dist"
+
+
+class Control(ThreadingHTTPServer):
+    """What a Node test asks of the harness: the newest mail to an address, the API stopped or
+    started again."""
+
+    def __init__(self, api: RestartableApi, redis_url: str) -> None:
+        super().__init__(("127.0.0.1", 0), ControlHandler)
+        self.api = api
+        self.mail = redis.Redis.from_url(redis_url)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def wait_for_mail(self, to: str, subject: str, timeout: float = 30) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for raw in self.mail.lrange(SENT_MAIL_KEY, 0, -1):
+                mail: dict[str, Any] = msgspec.json.decode(raw)
+                if mail["to"] == to and subject in mail["subject"]:
+                    return mail
+            time.sleep(0.1)
+        return None
+
+
+class ControlHandler(BaseHTTPRequestHandler):
+    server: Control
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        if url.path == "/mail":
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            mail = self.server.wait_for_mail(query["to"], query["subject"])
+            self._answer(200 if mail else 404, mail)
+        else:
+            self._answer(404, None)
+
+    def do_POST(self) -> None:
+        if self.path == "/api/stop":
+            self.server.api.stop()
+        elif self.path == "/api/start":
+            self.server.api.start()
+        else:
+            return self._answer(404, None)
+        self._answer(200, {"ok": True})
+
+
+@pytest.fixture
+def control(stack: Stack) -> Iterator[tuple[RestartableApi, Control]]:
+    with restartable_api(stack, {}, stack.log_dir / "js-api.log") as api:
+        server = Control(api, stack.redis_url)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield api, server
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_the_node_suite_passes_against_the_stack(
+    stack: Stack, control: tuple[RestartableApi, Control]
+) -> None:
+    built_client()
+    api, server = control
+    env = {
+        **os.environ,
+        "LITEBASE_URL": api.base_url,
+        "LITEBASE_STABLE_URL": stack.base_url,
+        "LITEBASE_CONTROL_URL": server.url,
+    }
+    # JS_TESTS narrows the run to some files (test/realtime.test.mjs) while working on them.
+    files = os.environ.get("JS_TESTS", "test/").split()
+    result = subprocess.run(
+        ["node", "--experimental-websocket", "--test", "--test-concurrency=1", *files],
+        cwd=JS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    report = result.stdout[-12000:] + result.stderr[-4000:]
+    assert result.returncode == 0, report
