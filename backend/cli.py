@@ -249,6 +249,32 @@ def prompts_check(directory: Path | None, models_file: Path | None) -> None:
 
 
 @main.group()
+def gen() -> None:
+    """Write code from the collections."""
+
+
+@gen.command("types")
+@click.option("--lang", type=click.Choice(["ts", "py"]), default="ts", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: stdout."
+)
+def gen_types(lang: str, out: Path | None) -> None:
+    """Types of every collection's records, create and update bodies and relations: a
+    `Database` type for `createClient<Database>()` (ts), TypedDicts for the Python client (py)."""
+    from backend.collections.spec import CollectionRegistry
+    from backend.collections.typegen import python, typescript
+
+    registry = CollectionRegistry.discover()
+    text = typescript(registry) if lang == "ts" else python(registry)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        click.echo(f"wrote {out}", err=True)
+
+
+@main.group()
 def new() -> None:
     """Write new code from a template."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -21,7 +22,7 @@ import pytest
 import redis
 
 from backend.mail.service import SENT_MAIL_KEY
-from tests.e2e.conftest import ROOT, RestartableApi, Stack, restartable_api
+from tests.e2e.conftest import ROOT, RestartableApi, Stack, restartable_api, run_python
 
 JS = ROOT / "clients" / "js"
 NODE_MISSING = "Node 20+ is needed for the JS client's tests: apt-get install -y nodejs npm"
@@ -132,3 +133,74 @@ def test_the_node_suite_passes_against_the_stack(
     )
     report = result.stdout[-12000:] + result.stderr[-4000:]
     assert result.returncode == 0, report
+
+
+def _tsc(folder: Path, entry: str) -> subprocess.CompletedProcess[str]:
+    """Type-check one file of the folder, strict, with @litebase/client as published (dist)."""
+    config = {
+        "compilerOptions": {
+            "strict": True,
+            "noEmit": True,
+            "target": "ES2022",
+            "module": "ESNext",
+            "moduleResolution": "bundler",
+            "lib": ["ES2022", "DOM"],
+            "types": [],
+            "skipLibCheck": False,
+            "paths": {"@litebase/client": [str(JS / "dist" / "index.d.ts")]},
+        },
+        "files": [entry],
+    }
+    (folder / "tsconfig.json").write_text(json.dumps(config))
+    tsc = JS / "node_modules" / ".bin" / "tsc"
+    return subprocess.run(
+        [str(tsc), "-p", str(folder / "tsconfig.json"), "--pretty", "false"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_generated_types_make_the_client_typed(tmp_path: Path) -> None:
+    """`litebase gen types --lang ts` writes the Database type: a small app compiles against it,
+    and one with a mistake on each marked line fails on exactly those lines."""
+    built_client()
+    generated = run_python(
+        "backend.cli", "gen", "types", "--lang", "ts", "--out", str(tmp_path / "database.ts"),
+        env=dict(os.environ),
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stderr
+    for name in ("app.ts", "wrong.ts"):
+        shutil.copy(JS / "test" / "typed" / name, tmp_path / name)
+    good = _tsc(tmp_path, "app.ts")
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = _tsc(tmp_path, "wrong.ts")
+    lines = (tmp_path / "wrong.ts").read_text().splitlines()
+    marked = {n for n, line in enumerate(lines, 1) if line.endswith("// wrong")}
+    failing = {int(m) for m in re.findall(r"wrong\.ts\((\d+),\d+\): error", bad.stdout)}
+    assert bad.returncode != 0
+    assert failing == marked, bad.stdout
+
+
+def test_generated_python_types_type_the_python_client(tmp_path: Path) -> None:
+    """`litebase gen types --lang py` writes TypedDicts that mypy holds a caller to."""
+    module = tmp_path / "litebase_types.py"
+    generated = run_python(
+        "backend.cli", "gen", "types", "--lang", "py", "--out", str(module), env=dict(os.environ)
+    )
+    assert generated.returncode == 0, generated.stderr
+    (tmp_path / "app.py").write_text(
+        "from litebase_types import NotesInsert, TasksRow\n"
+        "good: NotesInsert = {'title': 'hi', 'tags': ['a']}\n"
+        "typo: NotesInsert = {'titel': 'hi'}  # wrong\n"
+        "def status(task: TasksRow) -> str:\n"
+        "    return task['status']\n"
+        "def wrong(task: TasksRow) -> int:\n"
+        "    return task['status']  # wrong\n"
+    )
+    checked = run_python(
+        "mypy", "--strict", "--no-incremental", "app.py", env=dict(os.environ), cwd=tmp_path
+    )
+    failing = {int(m) for m in re.findall(r"^app\.py:(\d+): error", checked.stdout, re.M)}
+    assert failing == {3, 7}, checked.stdout
