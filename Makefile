@@ -32,7 +32,7 @@ LOWEST_PYTHON_VERSION ?= 3.11
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed-stamp
 
-.PHONY: install dev test test-lowest lint format bench lock clean js
+.PHONY: install dev test test-lowest lint format bench lock clean js chromium
 
 $(UV_STAMP): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Litebase needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -57,9 +57,16 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund
 	touch $(JS_STAMP)
 
-# Type-check (strict, the tests' typed apps included) and build the client; prints its size.
+# Type-check (strict) and build the client; prints its size.
 js: $(JS_STAMP)
 	cd $(JS) && npm run --silent typecheck && npm run --silent build
+
+# The browser tests drive Debian's chromium (tests/e2e/test_js_browser.py): installed here when
+# missing and we are root (CI and these machines); anyone else is told the one command to run.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing for the browser tests: sudo apt-get install -y chromium"; exit 1; fi; }
 
 dev: $(STAMP)
 	$(VENV)/bin/litebase dev
@@ -77,7 +84,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format backend workers tests bench clients/python/litebase_client
 
 # The client's Node suite runs inside pytest (tests/e2e/test_js_client.py), against the e2e stack.
-test: lint js
+test: lint js chromium
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The floors in pyproject.toml, checked: the lowest version of every direct dependency (their

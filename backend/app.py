@@ -207,7 +207,11 @@ def _assemble(
                 },
             }
         ),
-        cors_config=CORSConfig(allow_origins=list(settings.cors_origins))
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            expose_headers=list(settings.cors_expose_headers),
+            max_age=settings.cors_max_age_seconds,
+        )
         if settings.cors_origins
         else None,
         openapi_config=OpenAPIConfig(

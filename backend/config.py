@@ -46,6 +46,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     celery_result_backend: str | None = None
     secret_key: str = DEV_SECRET_KEY
     cors_origins: tuple[str, ...] = ()
+    # Response headers a browser script may read (the rest stay hidden by CORS): ETags for
+    # If-Match, Retry-After on 429/503, the request id for support, the rate-limit headers.
+    cors_expose_headers: tuple[str, ...] = (
+        "ETag",
+        "Retry-After",
+        "X-Request-Id",
+        "RateLimit-Limit",
+        "RateLimit-Policy",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    )
+    # How long a browser caches a preflight (OPTIONS) answer: one preflight per route and
+    # origin per this many seconds instead of one before every non-simple request.
+    cors_max_age_seconds: NonNegativeInt = 600
     max_body_bytes: PositiveInt = 1_048_576
     # An idle keep-alive connection is closed after this; above a load balancer's own idle
     # timeout, so the balancer never reuses a connection the API is closing (a 502).
@@ -314,6 +328,7 @@ _LIST_FIELDS = frozenset(
     {
         "app_modules",
         "cors_origins",
+        "cors_expose_headers",
         "forwarded_allow_ips",
         "metrics_allowed_networks",
         "relay_consumers",
