@@ -157,8 +157,9 @@ def test_the_client_in_chromium(stack: Stack, site: ThreadingHTTPServer, tmp_pat
         made = first.evaluate("createNote('hello tab')")
         until(second, f"received.some((e) => e.record.id === '{made}')")
 
-        # The API restarts; a change made meanwhile arrives once the socket is back.
-        api.stop()
+        # The API process dies and starts again; a change made meanwhile arrives once the
+        # socket is back.
+        api.kill()
         until(second, "lb.realtime.state === 'reconnecting'")
         token = second.evaluate("lb.auth.session.access_token")
         meanwhile = httpx.post(

@@ -87,6 +87,9 @@ const BAD_GRANT = new Set(["invalid_grant", "session_ended", "invalid_token"]);
 export interface AuthOptions {
   storage: SessionStore;
   storageKey: string;
+  /** Share refreshes and sign-ins with other tabs (Web Locks + BroadcastChannel): on when the
+   * store is the browser's localStorage, which tabs share. */
+  crossTab: boolean;
   /** Refresh in the background before the access token expires (default true). */
   autoRefresh: boolean;
 }
@@ -105,7 +108,7 @@ export class Auth implements Credentials {
     private readonly options: AuthOptions,
   ) {
     this.current = this.readStored();
-    if (typeof BroadcastChannel === "function") {
+    if (options.crossTab && typeof BroadcastChannel === "function") {
       this.channel = new BroadcastChannel(`litebase:${options.storageKey}`);
       this.channel.onmessage = (message: MessageEvent) => this.heard(message.data);
       (this.channel as { unref?: () => void }).unref?.();
@@ -278,16 +281,18 @@ export class Auth implements Credentials {
   async refused(token: string): Promise<boolean> {
     if (this.apiKey || !this.current) return false;
     if (this.current.access_token !== token) return true;
-    await this.refreshSession({ stale: token });
+    await this.refreshSession();
     return true;
   }
 
   /** Trade the refresh token for a new pair. Concurrent callers share one request; across tabs a
    * Web Lock lets one tab refresh while the others wait and take its result. */
-  refreshSession(options: { orgId?: string; stale?: string } = {}): Promise<Session> {
+  refreshSession(options: { orgId?: string } = {}): Promise<Session> {
     if (options.orgId) return this.locked(() => this.refreshNow(options.orgId));
     if (!this.inflight) {
-      const stale = options.stale ?? this.current?.access_token;
+      // What "already refreshed" is measured against: the refresh token now (an access token
+      // minted in the same second with the same claims can be identical to the last one).
+      const stale = this.current?.refresh_token;
       this.inflight = this.locked(() => this.refreshUnlessDone(stale)).finally(() => {
         this.inflight = null;
       });
@@ -296,15 +301,15 @@ export class Auth implements Credentials {
   }
 
   private locked<T>(work: () => Promise<T>): Promise<T> {
-    const locks = (globalThis.navigator as { locks?: LockManager } | undefined)?.locks;
+    const locks = this.options.crossTab ? (globalThis.navigator as { locks?: LockManager } | undefined)?.locks : undefined;
     return locks ? locks.request(`litebase:refresh:${this.options.storageKey}`, work) : work();
   }
 
   private async refreshUnlessDone(stale: string | undefined): Promise<Session> {
     // Another tab may have refreshed while this one waited for the lock: take its session.
     const stored = this.readStored();
-    if (stored && stored.access_token !== stale && Date.now() < stored.expires_at - margin(stored)) {
-      if (stored.access_token !== this.current?.access_token) this.adopt(stored, "TOKEN_REFRESHED");
+    if (stored && stored.refresh_token !== stale && Date.now() < stored.expires_at - margin(stored)) {
+      if (stored.refresh_token !== this.current?.refresh_token) this.adopt(stored, "TOKEN_REFRESHED");
       return stored;
     }
     return this.refreshNow();
@@ -376,7 +381,7 @@ export class Auth implements Credentials {
   /** Another tab refreshed, signed in or out. */
   private heard(message: { session: Session | null; event: AuthEvent }): void {
     if (message.session) {
-      if (message.session.access_token !== this.current?.access_token) this.adopt(message.session, message.event);
+      if (message.session.refresh_token !== this.current?.refresh_token) this.adopt(message.session, message.event);
     } else {
       this.forget(false);
     }

@@ -18,6 +18,9 @@ export interface ClientOptions {
   apiKey?: string;
   /** Refresh before the access token expires (default true). */
   autoRefresh?: boolean;
+  /** One refresh across tabs (Web Locks) and sign-ins/outs shared (BroadcastChannel): default
+   * on with localStorage, off with another store (which other tabs may not share). */
+  crossTab?: boolean;
   fetch?: typeof globalThis.fetch;
   /** Where the runtime has none (Node 20 without --experimental-websocket): `ws`'s WebSocket. */
   WebSocket?: WebSocketConstructor;
@@ -40,10 +43,12 @@ export class LitebaseClient<DB extends GenericDatabase = AnyDatabase> {
     this.options = options;
     const fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.http = new Http(this.url, fetcher);
+    const storage = options.storage ?? defaultStore();
     this.auth = new Auth(this.http, {
-      storage: options.storage ?? defaultStore(),
+      storage,
       storageKey: options.storageKey ?? `litebase.session:${this.url}`,
       autoRefresh: options.autoRefresh ?? true,
+      crossTab: options.crossTab ?? storage === (globalThis as { localStorage?: unknown }).localStorage,
     });
     if (options.apiKey) this.auth.apiKey = options.apiKey;
     this.http.credentials = this.auth;
