@@ -157,6 +157,6 @@ export async function* serverEvents<T = unknown>(response: Response): AsyncGener
       }
     }
   } finally {
-    reader.releaseLock();
+    await reader.cancel().catch(() => undefined); // a loop that stopped early closes the request
   }
 }
