@@ -163,3 +163,60 @@ test("orgs: create, switch org (the token's org changes), members, invite", asyn
   const notMine = await lb.orgs.get("00000000-0000-7000-8000-000000000000").catch((e) => e);
   assert.equal(notMine.status, 404);
 });
+
+const tokenIn = (mail) => /token:\n\n(\S+)\n/.exec(mail.text)?.[1];
+
+test("the account: name, password change, verification, reset by mail, then deletion", async () => {
+  const { lb, email: address } = await signedUp();
+  const events = [];
+  lb.auth.onAuthStateChange((event) => events.push(event));
+  assert.equal((await lb.auth.updateUser({ name: "Grace" })).name, "Grace");
+  assert.ok(events.includes("USER_UPDATED"));
+  await lb.auth.updateUser({ current_password: PASSWORD, new_password: `${PASSWORD} 2` });
+  await lb.auth.requestVerification();
+  const verification = await mailTo(address, "Confirm your email address");
+  await lb.auth.verifyEmail(tokenIn(verification));
+  assert.equal((await lb.auth.getUser()).email_verified, true);
+  await client().auth.forgotPassword(address);
+  const reset = await mailTo(address, "Reset your password");
+  await client().auth.resetPassword(tokenIn(reset), `${PASSWORD} 3`);
+  const again = client();
+  await again.auth.signInWithPassword(address, `${PASSWORD} 3`);
+  const wrong = await again.auth.deleteAccount("not it").catch((e) => e);
+  assert.equal(wrong.status, 422);
+  assert.equal(wrong.errors[0].field, "password");
+  await again.auth.deleteAccount(`${PASSWORD} 3`);
+  assert.equal(again.auth.session, null);
+  const gone = await client().auth.signInWithPassword(address, `${PASSWORD} 3`).catch((e) => e);
+  assert.equal(gone.code, "invalid_credentials");
+});
+
+test("two-factor sign-in can be turned off again", async () => {
+  const { lb, email: address } = await signedUp();
+  const { secret } = await lb.auth.setupTotp(PASSWORD);
+  await lb.auth.enableTotp(totp(secret));
+  await lb.auth.disableTotp(totp(secret, Date.now() + 30_000));
+  const plain = client();
+  await plain.auth.signInWithPassword(address, PASSWORD); // no MfaRequiredError now
+  assert.equal(plain.auth.user.totp_enabled, false);
+});
+
+test("orgs administered: rename, roles, invitations revoked, members removed, deleted", async () => {
+  const { lb: owner } = await signedUp();
+  const { lb: member, email: memberEmail } = await signedUp();
+  const org = await owner.orgs.create("Admin org");
+  assert.equal((await owner.orgs.update(org.id, { name: "Admin org 2" })).name, "Admin org 2");
+  await owner.orgs.invite(org.id, memberEmail);
+  const mail = await mailTo(memberEmail, "invited to Admin org 2");
+  await member.orgs.acceptInvitation(/Invitation token:\s*(\S+)/.exec(mail.text)[1]);
+  const stray = await owner.orgs.invite(org.id, email("stray"));
+  const pending = await owner.orgs.invitations(org.id);
+  assert.ok(pending.items.some((i) => i.id === stray.id));
+  await owner.orgs.revokeInvitation(org.id, stray.id);
+  const memberId = member.auth.user.id;
+  assert.equal((await owner.orgs.setRole(org.id, memberId, "admin")).role, "admin");
+  await owner.orgs.removeMember(org.id, memberId);
+  assert.deepEqual((await owner.orgs.members(org.id)).items.map((m) => m.user_id), [owner.auth.user.id]);
+  await owner.orgs.delete(org.id);
+  assert.equal((await owner.orgs.get(org.id).catch((e) => e)).status, 404);
+});
