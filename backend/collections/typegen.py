@@ -122,8 +122,7 @@ def python(registry: CollectionRegistry) -> str:
     out = [
         f'"""{HEADER}"""',
         "",
-        "from __future__ import annotations",
-        "",
+        # No `from __future__ import annotations`: TypedDict reads Required[...] at run time.
         "from typing import Any, Literal, Required, TypedDict",
         "",
     ]
