@@ -28,6 +28,13 @@ PAGE = """<!doctype html>
 <title>litebase client</title>
 <script type="module">
   import * as litebase from "./client.js";
+  // Every frame the page sends on a socket, to see what the client does.
+  window.sentFrames = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    sentFrames.push(JSON.parse(data));
+    return send.call(this, data);
+  };
   window.litebase = litebase;
   window.lb = litebase.createClient("{api}");
   window.received = [];
@@ -173,4 +180,10 @@ def test_the_client_in_chromium(stack: Stack, site: ThreadingHTTPServer, tmp_pat
         until(second, f"received.some((e) => e.record.id === '{meanwhile}')")
         ids = second.evaluate("received.map((e) => e.event_id)")
         assert len(set(ids)) == len(ids)
+
+        # A tab shown again checks that its socket is alive: it pings.
+        second.evaluate("sentFrames.length = 0")
+        second.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        until(second, "sentFrames.some((f) => f.type === 'ping')")
+        assert second.evaluate("lb.realtime.state") == "open"
         browser.close()
