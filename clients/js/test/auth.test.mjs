@@ -58,15 +58,20 @@ test("two-factor sign-in: the TOTP step after the password", async () => {
   assert.equal((await second.auth.getUser()).email, address);
 });
 
-test("20 parallel calls with an expired token make exactly one refresh", async () => {
+// A signed-up session, changed in its storage, read back by a new client that counts fetches.
+async function reloadedWith(change) {
   const storage = memoryStore();
   const { lb } = await signedUp({ storage });
   const key = `litebase.session:${URL}`;
   const stored = JSON.parse(storage.getItem(key));
-  storage.setItem(key, JSON.stringify({ ...stored, expires_at: Date.now() - 1000 }));
+  storage.setItem(key, JSON.stringify({ ...stored, ...change(stored) }));
   lb.close();
   const counter = countingFetch();
-  const reloaded = client({ storage, fetch: counter.fetch });
+  return { stored, counter, reloaded: client({ storage, fetch: counter.fetch }) };
+}
+
+test("20 parallel calls with an expired token make exactly one refresh", async () => {
+  const { stored, counter, reloaded } = await reloadedWith(() => ({ expires_at: Date.now() - 1000 }));
   const users = await Promise.all(Array.from({ length: 20 }, () => reloaded.auth.getUser()));
   assert.equal(users.length, 20);
   assert.equal(counter.refreshes, 1);
@@ -74,14 +79,9 @@ test("20 parallel calls with an expired token make exactly one refresh", async (
 });
 
 test("20 parallel calls refused with 401 share one refresh, then all succeed", async () => {
-  const storage = memoryStore();
-  const { lb } = await signedUp({ storage });
-  const key = `litebase.session:${URL}`;
-  const stored = JSON.parse(storage.getItem(key));
-  storage.setItem(key, JSON.stringify({ ...stored, access_token: `${stored.access_token}x` }));
-  lb.close();
-  const counter = countingFetch();
-  const reloaded = client({ storage, fetch: counter.fetch });
+  const { counter, reloaded } = await reloadedWith((stored) => ({
+    access_token: `${stored.access_token}x`,
+  }));
   const users = await Promise.all(Array.from({ length: 20 }, () => reloaded.auth.getUser()));
   assert.equal(users.length, 20);
   assert.equal(counter.refreshes, 1);
