@@ -10,7 +10,6 @@ clients written before the cursor; it cannot be given with one."""
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,8 +57,15 @@ class Paging:
     after: tuple[KeyValue, ...] | None = None  # a keyset cursor's values, not yet typed
 
 
-def _encode(cursor: _Cursor) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+def encode_cursor(value: Any) -> str:
+    """A cursor's text: ``value`` as base64url JSON, unpadded (records' cursors too)."""
+    return base64.urlsafe_b64encode(msgspec.json.encode(value)).decode().rstrip("=")
+
+
+def decode_cursor(text: str, kind: type[T]) -> T:
+    """What ``encode_cursor`` wrote, as ``kind``; ValueError (binascii's included) or
+    msgspec.DecodeError when it is not."""
+    return msgspec.json.decode(base64.urlsafe_b64decode(text.encode() + b"=="), type=kind)
 
 
 def _bad_cursor() -> Invalid:
@@ -73,8 +79,8 @@ def _bad_cursor() -> Invalid:
 
 def _decode(text: str) -> _Cursor:
     try:
-        cursor = msgspec.json.decode(base64.urlsafe_b64decode(text.encode() + b"=="), type=_Cursor)
-    except (ValueError, binascii.Error, msgspec.DecodeError):
+        cursor = decode_cursor(text, _Cursor)
+    except (ValueError, msgspec.DecodeError):
         raise _bad_cursor() from None
     if (cursor.offset is None) == (cursor.after is None):
         raise _bad_cursor()
@@ -183,7 +189,7 @@ def page_by_offset(rows: Sequence[Row], paging: Paging) -> Page[Row]:
     """A page of what ``by_offset`` fetched (or of a whole list already in memory, sliced)."""
     items = list(rows[: paging.limit])
     more = len(rows) > paging.limit and paging.offset + paging.limit <= MAX_OFFSET
-    following = _encode(_Cursor(offset=paging.offset + paging.limit)) if more else None
+    following = encode_cursor(_Cursor(offset=paging.offset + paging.limit)) if more else None
     return Page(items=items, next_cursor=following)
 
 
@@ -195,7 +201,7 @@ def page_by_key(
     if len(rows) <= paging.limit:
         return Page(items=items, next_cursor=None)
     after = msgspec.to_builtins(list(key_of(items[-1])))
-    return Page(items=items, next_cursor=_encode(_Cursor(after=after)))
+    return Page(items=items, next_cursor=encode_cursor(_Cursor(after=after)))
 
 
 def page_of_list(items: Sequence[T], paging: Paging) -> Page[T]:

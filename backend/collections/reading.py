@@ -3,8 +3,6 @@ the view rule, and the records a list expands, through the asyncpg reader."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from backend.config import Settings
 from backend.errors import Forbidden, Invalid, NotFound
 from backend.identity import Principal
 from backend.lib.clock import Clock
+from backend.paging import decode_cursor, encode_cursor
 
 SORTABLE_KINDS = frozenset({"text", "integer", "number", "bool", "uuid", "datetime"})
 
@@ -167,7 +166,7 @@ class RecordReads:
         self, collection: Collection, cursor: str, keys: list[tuple[str, bool]]
     ) -> list[Any]:
         try:
-            raw = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode() + b"=="))
+            raw = decode_cursor(cursor, object)
             if not isinstance(raw, list) or len(raw) != len(keys):
                 raise ValueError("wrong shape")
             values = []
@@ -177,7 +176,7 @@ class RecordReads:
                 if not _fits(values[-1], kind):
                     raise ValueError(f"not a {kind}")
             return values
-        except (ValueError, binascii.Error, msgspec.DecodeError, ExpressionError):
+        except (ValueError, msgspec.DecodeError, ExpressionError):
             raise _field_problem(
                 "The cursor is not valid for this sort; start again without it",
                 "cursor",
@@ -186,8 +185,7 @@ class RecordReads:
 
     @staticmethod
     def _encode_cursor(row: Row | asyncpg.Record, keys: list[tuple[str, bool]]) -> str:
-        values = [row[name] for name, _ in keys]
-        return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
+        return encode_cursor([row[name] for name, _ in keys])
 
     @staticmethod
     def _after(
