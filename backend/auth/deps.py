@@ -87,11 +87,8 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
 
 
 async def _count(request: Request[Any, Any, Any], principal: Principal | None) -> None:
-    """Count the request against its caller's limit, once however often it is asked who."""
-    scope_state = request.scope.setdefault("state", {})
-    if scope_state.get("litebase_counted"):
-        return
-    scope_state["litebase_counted"] = True
+    """Count the request against its caller's limit (once: ``principal_of`` remembers the
+    caller it counted, and answers a second asking from that)."""
     state = request.app.state
     ip = request.client.host if request.client else None
     await count_request(state.redis, state.settings, principal, ip)
