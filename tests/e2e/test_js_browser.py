@@ -55,9 +55,12 @@ PAGE = """<!doctype html>
       rateLimit: signIn.headers.get("ratelimit-remaining"),
     };
   };
-  window.refreshAt = (at) => setTimeout(async () => {
-    window.refreshed = (await lb.auth.refreshSession()).refresh_token;
-  }, at - Date.now());
+  window.refreshAt = (at) => {
+    setTimeout(async () => {
+      window.refreshed = (await lb.auth.refreshSession()).refresh_token;
+    }, at - Date.now());
+    return at - Date.now();
+  };
   window.watchNotes = async () => {
     await lb.collection("notes").subscribe((event) => received.push(event)).ready;
   };
@@ -149,13 +152,20 @@ def test_the_client_in_chromium(stack: Stack, site: ThreadingHTTPServer, tmp_pat
         assert preflight.headers["access-control-max-age"] == "600"
 
         # Two tabs refreshing at the same moment: one request, one session, the same tokens.
-        refreshes.clear()
-        at = first.evaluate("Date.now() + 300")
-        for page in (first, second):
-            page.evaluate("(at) => refreshAt(at)", at)
-        tokens = {until(page, "window.refreshed") for page in (first, second)}
-        assert len(tokens) == 1
-        assert len(refreshes) == 1, refreshes
+        # Rounds, because the tab that waits can hear of the other's result in either order
+        # (the lock comes free before or after the message and localStorage reach it).
+        for _ in range(3):
+            refreshes.clear()
+            for page in (first, second):
+                page.evaluate("window.refreshed = null")
+            at = first.evaluate("Date.now() + 1000")
+            ahead = [page.evaluate("(at) => refreshAt(at)", at) for page in (first, second)]
+            # The premise: both tabs were told before the moment came (a tab told later refreshes
+            # after the other finished, with what it has, and the server's grace answers it).
+            assert min(ahead) > 0, ahead
+            tokens = {until(page, "window.refreshed") for page in (first, second)}
+            assert len(tokens) == 1
+            assert len(refreshes) == 1, refreshes
         sessions = first.evaluate("async () => (await lb.auth.listSessions()).items.length")
         assert sessions == 1
 

@@ -79,8 +79,14 @@ export interface Invitation {
 }
 
 interface LockManager {
-  request<T>(name: string, callback: () => Promise<T>): Promise<T>;
+  request<T>(name: string, callback: (lock: unknown) => Promise<T>): Promise<T>;
+  request<T>(name: string, options: { ifAvailable: boolean }, callback: (lock: unknown) => Promise<T>): Promise<T>;
 }
+
+/** How long a tab that waited for another tab's refresh waits for its result to reach it (the
+ * BroadcastChannel message; localStorage reaches other tabs' processes later still) before it
+ * refreshes itself. Past it, the server's rotation grace answers the old token with the same pair. */
+const NEWS_WAIT_MS = 2_000;
 
 const BAD_GRANT = new Set(["invalid_grant", "session_ended", "invalid_token"]);
 
@@ -100,6 +106,7 @@ export class Auth implements Credentials {
   private inflight: Promise<Session> | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private channel: BroadcastChannel | null = null;
+  private waiters = new Set<() => void>();
   /** An API key, when the client was made with one: it is sent instead of a session. */
   apiKey: string | null = null;
 
@@ -293,26 +300,59 @@ export class Auth implements Credentials {
       // What "already refreshed" is measured against: the refresh token now (an access token
       // minted in the same second with the same claims can be identical to the last one).
       const stale = this.current?.refresh_token;
-      this.inflight = this.locked(() => this.refreshUnlessDone(stale)).finally(() => {
+      this.inflight = this.locked((waited) => this.refreshUnlessDone(stale, waited)).finally(() => {
         this.inflight = null;
       });
     }
     return this.inflight;
   }
 
-  private locked<T>(work: () => Promise<T>): Promise<T> {
+  /** Run `work` holding the cross-tab refresh lock; `waited` says another tab held it first. */
+  private async locked<T>(work: (waited: boolean) => Promise<T>): Promise<T> {
     const locks = this.options.crossTab ? (globalThis.navigator as { locks?: LockManager } | undefined)?.locks : undefined;
-    return locks ? locks.request(`litebase:refresh:${this.options.storageKey}`, work) : work();
+    if (!locks) return work(false);
+    const name = `litebase:refresh:${this.options.storageKey}`;
+    const free = await locks.request(name, { ifAvailable: true }, async (lock) =>
+      lock === null ? null : { value: await work(false) },
+    );
+    return free ? free.value : locks.request(name, () => work(true));
   }
 
-  private async refreshUnlessDone(stale: string | undefined): Promise<Session> {
-    // Another tab may have refreshed while this one waited for the lock: take its session.
-    const stored = this.readStored();
-    if (stored && stored.refresh_token !== stale && Date.now() < stored.expires_at - margin(stored)) {
-      if (stored.refresh_token !== this.current?.refresh_token) this.adopt(stored, "TOKEN_REFRESHED");
-      return stored;
+  private async refreshUnlessDone(stale: string | undefined, waited: boolean): Promise<Session> {
+    // Another tab may have refreshed while this one waited for the lock: take its session. Its
+    // message can still be on the way when the lock comes free, so a tab that waited waits for it.
+    const fresh = this.newer(stale) ?? (waited ? await this.news(stale) : null);
+    if (fresh) {
+      if (fresh.refresh_token !== this.current?.refresh_token) this.adopt(fresh, "TOKEN_REFRESHED");
+      return fresh;
     }
     return this.refreshNow();
+  }
+
+  /** A usable session other than the one whose refresh token is `stale`, if this tab has one. */
+  private newer(stale: string | undefined): Session | null {
+    for (const session of [this.current, this.readStored()]) {
+      if (session && session.refresh_token !== stale && Date.now() < session.expires_at - margin(session)) return session;
+    }
+    return null;
+  }
+
+  /** Wait for another tab's new session to reach this one, up to NEWS_WAIT_MS. */
+  private news(stale: string | undefined): Promise<Session | null> {
+    return new Promise((resolve) => {
+      const done = (session: Session | null): void => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(session);
+      };
+      const check = (): void => {
+        const session = this.newer(stale);
+        if (session) done(session);
+      };
+      const timer = setTimeout(() => done(this.newer(stale)), NEWS_WAIT_MS);
+      this.waiters.add(check);
+      check();
+    });
   }
 
   private async refreshNow(orgId?: string): Promise<Session> {
@@ -358,6 +398,7 @@ export class Auth implements Credentials {
     this.current = session;
     this.schedule();
     this.emit(event);
+    for (const waiter of [...this.waiters]) waiter();
   }
 
   private forget(everywhere: boolean): void {
