@@ -114,6 +114,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sign_in_code_ttl_seconds: PositiveInt = 600
     mfa_token_ttl_seconds: PositiveInt = 300
     totp_issuer: str = "Litebase"
+    # Anonymous users (grant_type anonymous, docs/auth.md): off unless enabled; how many one
+    # client address may make in an hour; and after how many days without a session used
+    # (a sign-in or a refresh) beat deletes them.
+    auth_anonymous_enabled: bool = False
+    auth_anonymous_per_hour: PositiveInt = 30
+    auth_anonymous_idle_days: PositiveInt = 30
     invitation_ttl_seconds: int = 7 * 86_400
     # Invitations one user may send for one org in an hour (each mails a stranger); more: 429.
     invitations_per_hour: PositiveInt = 20

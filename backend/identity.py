@@ -23,6 +23,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     session_id: UUID | None = None
     api_key_id: UUID | None = None
     is_service: bool = False
+    # A user made by grant_type anonymous (the access token's ``is_anonymous`` claim):
+    # ``@auth.anonymous`` in rules.
+    is_anonymous: bool = False
     expires_at: int | None = None  # when the credential stops working (Unix seconds)
     # An API key's scopes and collection allow-list (backend/auth/scopes.py); None for a
     # session, which is not scoped.

@@ -22,6 +22,7 @@ TASK_MODULES = [
     "workers.tasks.vectors",
     "workers.tasks.webhooks",
     "workers.tasks.ai",
+    "workers.tasks.auth",
 ]
 
 
@@ -160,6 +161,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "requeue-webhooks": {"task": "webhooks.requeue", "schedule": 60.0},
         "trim-webhook-deliveries": {"task": "webhooks.trim", "schedule": 3600.0},
         "rollup-ai-usage": {"task": "ai.rollup_usage", "schedule": 3600.0},
+        "delete-idle-anonymous-users": {"task": "auth.delete_idle_anonymous", "schedule": 3600.0},
         **(
             {
                 "retry-failed-embeddings": {

@@ -55,6 +55,7 @@ def principal_of(claims: AccessClaims, role: str) -> Principal:
         role=role,
         org_id=claims.org,
         session_id=claims.sid,
+        is_anonymous=claims.is_anonymous,
         expires_at=claims.exp,
     )
 

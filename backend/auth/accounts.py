@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.auth.core import (
     VERIFY_EMAIL,
     _email_taken,
+    address_of,
 )
 from backend.auth.email_tokens import EmailTokens
 from backend.auth.models import User
@@ -58,7 +59,7 @@ class Accounts(EmailTokens):
             base = self.settings.public_url.rstrip("/")
             self._mail(
                 MailMessage(
-                    to=existing.email,
+                    to=address_of(existing, "be mailed"),
                     subject="You already have an account",
                     text=(
                         "Someone, maybe you, tried to sign up with this address, which already "
@@ -92,7 +93,11 @@ class Accounts(EmailTokens):
         return user
 
     async def delete_me(self, principal: Principal, data: DeleteMe) -> None:
-        """Delete the caller's account, once its password is confirmed (see delete_user)."""
+        """Delete the caller's account, once its password is confirmed (see delete_user); an
+        anonymous account that has none needs none."""
         user = await self.get_user(principal)
-        await self._check_password(user, data.password, "Deleting the account needs its password")
+        if not (user.is_anonymous and user.password_hash is None):
+            await self._check_password(
+                user, data.password, "Deleting the account needs its password"
+            )
         await self._delete_user(user)

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.auth.core import (
     AuthCore,
     UserService,
-    _clear_totp,
 )
 from backend.auth.models import User
 from backend.auth.schemas import (
@@ -84,7 +83,7 @@ class Admin(AuthCore):
             await self._revoke_sessions_of(user.id)
             await self._revoke_keys_of(user.id)
         if data.reset_totp:
-            _clear_totp(user)
+            await self._turn_off_totp(user)
         if data.disabled is not None:
             user.disabled = data.disabled
             if data.disabled:

@@ -13,12 +13,20 @@ import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from redis.asyncio import Redis
-from sqlalchemy import exists, func, select, true, update
+from sqlalchemy import delete, exists, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from backend.auth.access import SESSION_STATE_KEY, encode_state
-from backend.auth.models import ApiKey, AuthSession, EmailToken, OrgMember, RefreshToken, User
+from backend.auth.models import (
+    ApiKey,
+    AuthSession,
+    EmailToken,
+    OrgMember,
+    RecoveryCode,
+    RefreshToken,
+    User,
+)
 from backend.auth.revocations import (
     SessionState,
     SessionStates,
@@ -73,14 +81,50 @@ def _email_taken(field: str) -> Conflict:
     )
 
 
+def anonymous_refused(what: str) -> Forbidden:
+    return Forbidden(
+        f"An anonymous account cannot {what}: add an email and a password first"
+        " (POST /auth/convert)",
+        code="anonymous_user",
+    )
+
+
+async def require_permanent(db: AsyncSession, user_id: UUID, what: str) -> None:
+    """Refuse ``what`` to an anonymous account (read from the database: a token's claim may
+    be a refresh behind): what it builds must not outlive the idle sweep's deletion."""
+    if await db.scalar(select(User.is_anonymous).where(User.id == user_id)):
+        raise anonymous_refused(what)
+
+
 async def require_verified(db: AsyncSession, settings: Settings, user_id: UUID, what: str) -> None:
-    """Refuse ``what`` to an account whose email is unverified, unless settings allow it:
-    whoever signed up with someone else's address must not keep keys or orgs behind."""
+    """Refuse ``what`` to an anonymous account, and to one whose email is unverified unless
+    settings allow it: whoever signed up with someone else's address must not keep keys or
+    orgs behind."""
+    found = (
+        await db.execute(select(User.email_verified, User.is_anonymous).where(User.id == user_id))
+    ).first()
+    if found is not None and found.is_anonymous:
+        raise anonymous_refused(what)
     if settings.unverified_may_act:
         return
-    verified = await db.scalar(select(User.email_verified).where(User.id == user_id))
-    if not verified:
+    if found is None or not found.email_verified:
         raise Forbidden(f"Verify your email address before you {what}", code="email_not_verified")
+
+
+def became_permanent(user: User) -> None:
+    """The anonymous ``user`` now has a way back in of its own: a confirmed email and password
+    (POST /auth/convert), an OAuth identity, a passkey. Every such path calls this, and only
+    this: the account stops being anonymous for good, so the idle sweep passes it by, and its
+    next access token says ``is_anonymous: false`` (``@auth.anonymous`` in rules)."""
+    user.is_anonymous = False
+
+
+def address_of(user: User, what: str) -> str:
+    """The account's email, for a path that mails it; an anonymous account has none, and is
+    refused ``what``."""
+    if user.email is None:
+        raise anonymous_refused(what)
+    return user.email
 
 
 def invalid_grant(detail: str, *, keep_changes: bool = False) -> Unauthenticated:
@@ -100,10 +144,6 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
 
     async def get_by_email(self, email: str) -> User | None:
         return await self.get_one_or_none(func.lower(User.email) == email.strip().lower())
-
-
-def _clear_totp(user: User) -> None:
-    user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
 
 
 def _wrong_code() -> Invalid:
@@ -219,6 +259,7 @@ class AuthCore:
             ttl=timedelta(seconds=ttl),
             issuer=self.settings.jwt_issuer,
             audience=self.settings.jwt_audience,
+            is_anonymous=user.is_anonymous,
         )
         return TokenResponse(
             access_token=access, refresh_token=refresh, expires_in=ttl, user=user_view(user)
@@ -283,6 +324,11 @@ class AuthCore:
             .values(revoked_at=self.clock.now())
         )
         await publish_access_change(self.redis, "keys", user_id)
+
+    async def _turn_off_totp(self, user: User) -> None:
+        """Two-factor sign-in off: the app's secret and the recovery codes go."""
+        user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
+        await self.db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
 
     async def _end_mailed_tokens(self, user_id: UUID) -> None:
         """Every unused mailed token of the user (reset, sign-in code, verification, a pending

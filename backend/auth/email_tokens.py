@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from backend.auth.core import VERIFY_EMAIL, AuthCore
+from backend.auth.core import VERIFY_EMAIL, AuthCore, address_of
 from backend.auth.models import EmailToken, User
 from backend.auth.secrets import (
     hash_token,
@@ -59,6 +59,7 @@ class EmailTokens(AuthCore):
         return found
 
     async def _send_email_token(self, user: User, purpose: str) -> None:
+        to = address_of(user, "be mailed")
         ttl = (
             self.settings.verify_token_ttl_seconds
             if purpose == VERIFY_EMAIL
@@ -82,7 +83,7 @@ class EmailTokens(AuthCore):
                 f"It expires in {max(ttl // 60, 1)} minutes and works once. "
                 "If you did not ask for it, ignore this mail: your password is unchanged."
             )
-        self._mail(MailMessage(to=user.email, subject=subject, text=text))
+        self._mail(MailMessage(to=to, subject=subject, text=text))
 
     async def _use_email_token(self, token: str, purpose: str) -> User:
         found = await self._take_email_token(token, purpose)

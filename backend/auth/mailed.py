@@ -16,6 +16,8 @@ from backend.auth.core import (
     SIGN_IN_CODE_DIGITS,
     VERIFY_EMAIL,
     _email_taken,
+    address_of,
+    became_permanent,
     unauthorized,
 )
 from backend.auth.email_tokens import EmailTokens
@@ -63,7 +65,7 @@ class MailedTokens(EmailTokens):
         await self._store_email_token(user, SIGN_IN_CODE, ttl, _sign_in_code_hash(user.id, code))
         self._mail(
             MailMessage(
-                to=user.email,
+                to=address_of(user, "be mailed"),
                 subject=f"Your sign-in code: {code}",
                 text=(
                     f"Sign in with this code:\n\n{code}\n\n"
@@ -91,11 +93,12 @@ class MailedTokens(EmailTokens):
     async def request_email_change(self, principal: Principal, data: ChangeEmail) -> None:
         """Mail a token to the new address (the switch waits for it) and a notice to the old."""
         user = await self.get_user(principal)
+        old_email = address_of(user, "change its email")
         await self._check_password(
             user, data.password, "Changing the email needs the account's password"
         )
         new_email = data.new_email.strip()
-        if new_email.lower() == user.email.lower():
+        if new_email.lower() == old_email.lower():
             raise Invalid(
                 "That is already the account's email address",
                 errors=[{"field": "new_email", "message": "unchanged", "source": "body"}],
@@ -120,7 +123,7 @@ class MailedTokens(EmailTokens):
         )
         self._mail(
             MailMessage(
-                to=user.email,
+                to=old_email,
                 subject="Your email address is being changed",
                 text=(
                     f"Someone signed in to your account asked to change its email address to"
@@ -135,6 +138,8 @@ class MailedTokens(EmailTokens):
         user = await self.db.get(User, found.user_id)
         assert user is not None and found.new_email is not None
         user.email, user.email_verified = found.new_email, True  # the token reached it
+        if user.is_anonymous:  # POST /auth/convert: its password is in force from now
+            became_permanent(user)
         try:
             await self.db.flush()
         except IntegrityError:  # the address was taken after the token was sent

@@ -28,14 +28,24 @@ USER_ROLES = ("user", "admin")
 
 class User(UUIDv7AuditBase):
     __tablename__ = "users"
-    __table_args__ = (Index("users_email_lower_key", func.lower(text("email")), unique=True),)
+    __table_args__ = (
+        Index("users_email_lower_key", func.lower(text("email")), unique=True),
+        # The idle sweep's way to the anonymous users (backend/auth/anonymous.py).
+        Index(
+            "users_anonymous_created_at_idx", "created_at", postgresql_where=text("is_anonymous")
+        ),
+    )
 
-    email: Mapped[str] = mapped_column(String(320))
+    # None for an anonymous user (grant_type anonymous) until it confirms an address.
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
     name: Mapped[str | None] = mapped_column(String(200), default=None)
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Made by grant_type anonymous; false from its first way back in of its own
+    # (became_permanent: a confirmed email and password, an OAuth identity, a passkey).
+    is_anonymous: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # Two-factor sign-in (backend/auth/totp.py): the sealed secret, set when enrolling and
     # in force from totp_enabled_at; the last accepted time step refuses a replayed code.
     totp_secret: Mapped[str | None] = mapped_column(String(300), default=None)
@@ -70,6 +80,18 @@ class RefreshToken(BigIntBase):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     rotated_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class RecoveryCode(BigIntBase):
+    """One of the ten single-use codes that stand in for the authenticator app's code
+    (backend/auth/recovery_codes.py). Stored as an HMAC keyed from SECRET_KEY, never in clear."""
+
+    __tablename__ = "auth_recovery_codes"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
 
 class ApiKey(UUIDv7AuditBase):

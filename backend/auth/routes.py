@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, patch, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
@@ -23,19 +24,24 @@ from backend.auth.schemas import (
     ApiKeyView,
     ChangeEmail,
     ConfirmEmail,
+    ConvertAccount,
     CreatedApiKey,
     DeleteMe,
     ForgotPassword,
     NewApiKey,
+    RecoveryCodes,
     ResetPassword,
+    SecondFactor,
     SessionView,
     SignInCodeRequest,
     SignUp,
     TokenRequest,
     TokenResponse,
     TotpCode,
+    TotpEnabled,
     TotpEnroll,
     TotpSecret,
+    TwoFactorStatus,
     UpdateMe,
     UserView,
     VerifyRequest,
@@ -105,14 +111,23 @@ async def sign_up(
 
 @post(
     "/token",
-    opt=may_answer(401),
-    summary="Sign in (password, or otp: a mailed code; then mfa when two-factor is on) or refresh",
+    opt=may_answer(401, 403, 429),
+    summary="Sign in (password, or otp: a mailed code; then mfa when two-factor is on;"
+    " anonymous: a new anonymous user) or refresh",
     status_code=HTTP_200_OK,
 )
 async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
+    if data.grant_type == "anonymous":
+        return await auth_service.sign_in_anonymously(client)
     if data.grant_type == "mfa":
-        _require(data, "mfa_token", "code")
-        assert data.mfa_token is not None and data.code is not None
+        _require(data, "mfa_token")
+        assert data.mfa_token is not None
+        if data.recovery_code is not None:  # instead of the app's code
+            return await auth_service.sign_in_with_recovery_code(
+                data.mfa_token, data.recovery_code, client
+            )
+        _require(data, "code")
+        assert data.code is not None
         return await auth_service.sign_in_with_totp(data.mfa_token, data.code, client)
     if data.grant_type == "otp":
         _require(data, "email", "code")
@@ -163,18 +178,60 @@ async def enroll_totp(
     status_code=HTTP_200_OK,
     security=BEARER,
 )
-async def enable_totp(data: TotpCode, current: Principal, auth_service: AuthService) -> UserView:
-    return user_view(await auth_service.enable_totp(current, data.code))
+async def enable_totp(data: TotpCode, current: Principal, auth_service: AuthService) -> TotpEnabled:
+    """The user, and ten single-use recovery codes: shown this once, keep them safe."""
+    user, codes = await auth_service.enable_totp(current, data.code)
+    return TotpEnabled(**msgspec.structs.asdict(user_view(user)), recovery_codes=codes)
 
 
 @delete(
     "/mfa/totp",
     opt=may_answer(409),
-    summary="Turn two-factor sign-in off (needs a code from the app)",
+    summary="Turn two-factor sign-in off (needs a code from the app, or a recovery code)",
     security=BEARER,
 )
-async def disable_totp(data: TotpCode, current: Principal, auth_service: AuthService) -> None:
-    await auth_service.disable_totp(current, data.code)
+async def disable_totp(data: SecondFactor, current: Principal, auth_service: AuthService) -> None:
+    await auth_service.disable_totp(current, data)
+
+
+@post(
+    "/mfa/recovery-codes",
+    opt=may_answer(409),
+    summary="New recovery codes for the old ones (needs a code from the app, or a recovery code)",
+    description="Only while two-factor sign-in is on (409 `totp_not_enabled`). The ten new"
+    " codes are shown this once; every code before stops working.",
+    status_code=HTTP_200_OK,
+    security=BEARER,
+)
+async def regenerate_recovery_codes(
+    data: SecondFactor, current: Principal, auth_service: AuthService
+) -> RecoveryCodes:
+    codes = await auth_service.regenerate_recovery_codes(current, data)
+    return RecoveryCodes(recovery_codes=codes)
+
+
+@post(
+    "/convert",
+    opt=may_answer(409),
+    summary="Keep my anonymous account: give it an email and a password (mails a token)",
+    description="The caller's own anonymous account (409 `not_anonymous` otherwise). Always"
+    " `202`: the address gets a token for POST /auth/email/confirm, which sets the email"
+    " (verified) and makes the account permanent, its records kept; an address that has an"
+    " account gets a mail telling its owner instead.",
+    status_code=HTTP_202_ACCEPTED,
+    security=BEARER,
+)
+async def convert(
+    data: ConvertAccount,
+    current: Principal,
+    auth_service: AuthService,
+    request: Request[Any, Any, Any],
+) -> Response[Accepted]:
+    await auth_service.check_convertible(current)
+    work = _after_answer(request.app.state, lambda auth: auth.request_conversion(current, data))
+    return Response(
+        Accepted(status="check_your_mail"), status_code=HTTP_202_ACCEPTED, background=work
+    )
 
 
 @post("/otp", summary="Mail me a one-time sign-in code", status_code=HTTP_202_ACCEPTED)
@@ -228,6 +285,10 @@ class AuthController(Controller):
     async def logout(self, current: Principal, auth_service: AuthService) -> None:
         await auth_service.logout(current)
 
+    @get("/mfa", summary="My two-factor sign-in: on or off, recovery codes left", security=BEARER)
+    async def two_factor(self, current: Principal, auth_service: AuthService) -> TwoFactorStatus:
+        return await auth_service.two_factor_status(current)
+
     @get("/me", summary="The current user", security=BEARER)
     async def me(self, current: Principal, auth_service: AuthService) -> UserView:
         return user_view(await auth_service.get_user(current))
@@ -243,8 +304,9 @@ class AuthController(Controller):
         summary="Delete my account (needs my password)",
         description=(
             "Ends every session, deletes the account's API keys, jobs and schedules; records it"
-            " owned stay, without an owner. 409 `last_owner` (with `orgs`) while it is the only"
-            " owner of an org."
+            " owned go or stay without an owner, as each collection says. 409 `last_owner`"
+            " (with `orgs`) while it is the only owner of an org. An anonymous account without"
+            " a password needs none."
         ),
         security=BEARER,
     )
@@ -382,6 +444,8 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
                 enroll_totp,
                 enable_totp,
                 disable_totp,
+                regenerate_recovery_codes,
+                convert,
             ],
             middleware=[
                 _rate_limit("password", settings.rate_limit_password_per_minute).middleware

@@ -25,16 +25,53 @@ Name = Annotated[str, name_meta(200)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 # Six digits: a mailed sign-in code, or an authenticator app's.
 Code = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+# A two-factor recovery code as shown (``abcde-23456``); any case, the dash optional.
+RecoveryCodeText = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{5}-?[A-Za-z0-9]{5}$", examples=["k7mqd-x2p9a"])
+]
 
 
 class UserView(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
-    email: str
+    email: str | None  # None for an anonymous user until it confirms an address
     name: str | None
     role: str
     email_verified: bool
     created_at: datetime
     totp_enabled: bool = False
+    is_anonymous: bool = False
+
+
+class TotpEnabled(UserView, frozen=True, kw_only=True):
+    """The user, two-factor sign-in on, and its recovery codes: shown this once."""
+
+    recovery_codes: list[str]
+
+
+class RecoveryCodes(msgspec.Struct, frozen=True, kw_only=True):
+    """A new set of recovery codes, shown this once; the ones before no longer work."""
+
+    recovery_codes: list[str]
+
+
+class TwoFactorStatus(msgspec.Struct, frozen=True, kw_only=True):
+    totp_enabled: bool
+    recovery_codes_left: int  # unused recovery codes (0 while two-factor sign-in is off)
+
+
+class SecondFactor(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Proof of the second factor: the app's current code, or one unused recovery code."""
+
+    code: Code | None = None
+    recovery_code: RecoveryCodeText | None = None
+
+
+class ConvertAccount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An anonymous account's email and password, in force once the mailed token confirms."""
+
+    email: Email
+    password: Password
+    name: Name | None = None
 
 
 class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,16 +90,18 @@ class SignUp(msgspec.Struct, frozen=True, kw_only=True):
 
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """OAuth2-shaped: grant_type password (email, password), otp (email, code: a mailed
-    sign-in code) or refresh_token (refresh_token).
+    sign-in code), mfa (mfa_token, and code or recovery_code), anonymous (nothing: a new
+    anonymous user) or refresh_token (refresh_token).
 
     ``org_id`` makes that org the session's active org (the token's ``org`` claim).
     """
 
-    grant_type: Literal["password", "otp", "mfa", "refresh_token"]
+    grant_type: Literal["password", "otp", "mfa", "anonymous", "refresh_token"]
     email: Email | None = None
     password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     code: Code | None = None
     mfa_token: Token | None = None
+    recovery_code: RecoveryCodeText | None = None
     refresh_token: Token | None = None
     org_id: UUID | None = None
 
@@ -94,7 +133,8 @@ class ConfirmEmail(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class DeleteMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    password: Annotated[str, msgspec.Meta(max_length=256)]
+    # Required, except from an anonymous account (it has none).
+    password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
 class UpdateMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -61,6 +61,10 @@ class AccessClaims(msgspec.Struct, frozen=True, kw_only=True):
     sid: UUID
     role: str
     org: UUID | None
+    # Supabase's claim of the same name: a user made by grant_type anonymous. Absent from
+    # tokens issued before it existed (false). It can only go stale towards true (an account
+    # becomes permanent, never anonymous again), for at most one access token's life.
+    is_anonymous: bool = False
     iat: int
     exp: int
     iss: str
@@ -82,12 +86,14 @@ def issue_access_token(
     ttl: timedelta,
     issuer: str,
     audience: str,
+    is_anonymous: bool = False,
 ) -> str:
     claims = {
         "sub": str(user_id),
         "sid": str(session_id),
         "role": role,
         "org": str(org_id) if org_id else None,
+        "is_anonymous": is_anonymous,
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
         "iss": issuer,

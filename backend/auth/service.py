@@ -6,7 +6,8 @@ out at random; a replay after it means the token leaked, and the whole session i
 Access tokens name their session (``sid``), checked against a Redis cache of session state, so
 logout and revocation take effect at once on every API process.
 
-Each concern has its own module (core, sessions, two_factor, mailed, keys, accounts, admin);
+Each concern has its own module (core, sessions, two_factor, mailed, keys, accounts,
+anonymous, admin);
 ``AuthService`` is the one object routes are given, made of them.
 """
 
@@ -15,7 +16,11 @@ from __future__ import annotations
 from backend.auth.access import forget_session_states, known_principal
 from backend.auth.accounts import Accounts
 from backend.auth.admin import Admin, ensure_admin
+from backend.auth.anonymous import AnonymousUsers
 from backend.auth.core import (
+    anonymous_refused,
+    became_permanent,
+    require_permanent,
     require_verified,
     unauthorized,
     user_view,
@@ -27,14 +32,17 @@ from backend.auth.two_factor import TwoFactor
 
 __all__ = [
     "AuthService",
+    "anonymous_refused",
+    "became_permanent",
     "ensure_admin",
     "forget_session_states",
     "known_principal",
+    "require_permanent",
     "require_verified",
     "unauthorized",
     "user_view",
 ]
 
 
-class AuthService(Sessions, TwoFactor, MailedTokens, ApiKeys, Accounts, Admin):
+class AuthService(Sessions, TwoFactor, MailedTokens, ApiKeys, Accounts, AnonymousUsers, Admin):
     """Every auth operation, over one database session and the app's shared clients."""

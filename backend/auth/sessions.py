@@ -191,6 +191,7 @@ class Sessions(AuthCore):
             org_id=key.org_id,
             api_key_id=key.id,
             is_service=key.is_service,
+            is_anonymous=user.is_anonymous,
             expires_at=int(key.expires_at.timestamp()) if key.expires_at else None,
             scopes=frozenset(key.scopes),
             collections=None if key.collections is None else frozenset(key.collections),

@@ -1,41 +1,84 @@
-"""Two-factor sign-in with TOTP: enrol, turn on and off, and the mfa grant."""
+"""Two-factor sign-in with TOTP: enrol, turn on and off, the mfa grant, and the recovery codes
+that stand in for the app's code when the phone is lost."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
 import msgspec
+from sqlalchemy import delete, func, select, update
 
 from backend.auth import totp
 from backend.auth.core import (
     MFA_PENDING_KEY,
     AuthCore,
-    _clear_totp,
     _wrong_code,
+    address_of,
     invalid_grant,
     unauthorized,
 )
-from backend.auth.models import User
+from backend.auth.models import RecoveryCode, User
+from backend.auth.recovery_codes import code_hash, new_codes
 from backend.auth.schemas import (
+    SecondFactor,
     TokenResponse,
     TotpSecret,
+    TwoFactorStatus,
 )
 from backend.auth.secrets import (
     hash_token,
 )
 from backend.errors import (
     Conflict,
+    Invalid,
 )
 from backend.identity import ClientInfo, Principal
+from backend.mail.service import MailMessage
+
+
+def _wrong_recovery_code() -> Invalid:
+    return Invalid(
+        "The recovery code is not right, or was used already",
+        errors=[{"field": "recovery_code", "message": "incorrect", "source": "body"}],
+    )
 
 
 class TwoFactor(AuthCore):
-    """TOTP two-factor sign-in: enrol, turn on and off, the mfa grant."""
+    """TOTP two-factor sign-in: enrol, turn on and off, the mfa grant, recovery codes."""
 
     async def sign_in_with_totp(
         self, mfa_token: str, code: str, client: ClientInfo
     ) -> TokenResponse:
         """The second step: the app's code for the account whose first factor passed."""
+        key, user, org_id = await self._pending_second_step(mfa_token)
+        failures_key = await self._count_attempt(address_of(user, "sign in"), client)
+        step = self._totp_step(user, code)
+        if step is None:
+            raise unauthorized("The code is not right, or was used already", "invalid_code")
+        user.totp_last_step = step
+        await self.redis.delete(key, failures_key)
+        return await self._open_session(user, org_id, client)
+
+    async def sign_in_with_recovery_code(
+        self, mfa_token: str, recovery_code: str, client: ClientInfo
+    ) -> TokenResponse:
+        """The second step with one of the account's recovery codes instead of the app's
+        code: each works once, and using one mails the account."""
+        key, user, org_id = await self._pending_second_step(mfa_token)
+        failures_key = await self._count_attempt(address_of(user, "sign in"), client)
+        left = await self._use_recovery_code(user, recovery_code)
+        if left is None:
+            raise unauthorized(
+                "The recovery code is not right, or was used already", "invalid_code"
+            )
+        self._mail_recovery_code_used(
+            user, "sign in to your account", f"It works no more; {left} of your codes are left."
+        )
+        await self.redis.delete(key, failures_key)
+        return await self._open_session(user, org_id, client)
+
+    async def _pending_second_step(self, mfa_token: str) -> tuple[str, User, UUID | None]:
+        """The pending step's Redis key, its account (locked: one code at a time) and org."""
         key = MFA_PENDING_KEY.format(hash_token(mfa_token))
         raw = await self.redis.get(key)
         pending = msgspec.json.decode(raw) if raw is not None else None
@@ -46,14 +89,7 @@ class TwoFactor(AuthCore):
         )
         if pending is None or user is None or user.disabled or user.totp_enabled_at is None:
             raise invalid_grant("The sign-in step is not valid or has expired; sign in again")
-        failures_key = await self._count_attempt(user.email, client)
-        step = self._totp_step(user, code)
-        if step is None:
-            raise unauthorized("The code is not right, or was used already", "invalid_code")
-        user.totp_last_step = step
-        await self.redis.delete(key, failures_key)
-        org_id = UUID(pending["org"]) if pending["org"] else None
-        return await self._open_session(user, org_id, client)
+        return key, user, UUID(pending["org"]) if pending["org"] else None
 
     def _totp_step(self, user: User, code: str) -> int | None:
         """The time step ``code`` is valid for, if it is and is newer than the last one used."""
@@ -68,6 +104,7 @@ class TwoFactor(AuthCore):
     async def enroll_totp(self, principal: Principal, password: str) -> TotpSecret:
         """A new secret for the authenticator app; in force once a code confirms it."""
         user = await self.get_user(principal)
+        email = address_of(user, "set up two-factor sign-in")
         await self._check_password(
             user, password, "Setting up two-factor sign-in needs the account's password"
         )
@@ -78,10 +115,11 @@ class TwoFactor(AuthCore):
         secret = totp.new_secret()
         user.totp_secret, user.totp_last_step = totp.seal(self.settings.secret_key, secret), None
         await self.db.flush()
-        uri = totp.provisioning_uri(secret, user.email, self.settings.totp_issuer)
+        uri = totp.provisioning_uri(secret, email, self.settings.totp_issuer)
         return TotpSecret(secret=secret, otpauth_uri=uri)
 
-    async def enable_totp(self, principal: Principal, code: str) -> User:
+    async def enable_totp(self, principal: Principal, code: str) -> tuple[User, list[str]]:
+        """Two-factor sign-in on, and its ten recovery codes (shown this once)."""
         user = await self.get_user(principal)
         if user.totp_enabled_at is not None:
             raise Conflict("Two-factor sign-in is on already", code="totp_enabled")
@@ -91,14 +129,123 @@ class TwoFactor(AuthCore):
         if step is None:
             raise _wrong_code()
         user.totp_enabled_at, user.totp_last_step = self.clock.now(), step
-        await self.db.flush()
-        return user
+        codes = await self._new_recovery_codes(user)
+        return user, codes
 
-    async def disable_totp(self, principal: Principal, code: str) -> None:
+    async def disable_totp(self, principal: Principal, proof: SecondFactor) -> None:
+        """Two-factor sign-in off, proven by the app's code or a recovery code (a lost phone:
+        sign in with one code, turn it off with another, set it up again)."""
+        user = await self._enabled(principal)
+        await self._prove_second_factor(
+            user,
+            proof,
+            "turn two-factor sign-in off",
+            "Two-factor sign-in is off now, and the other codes with it.",
+        )
+        await self._turn_off_totp(user)
+        await self.db.flush()
+
+    async def regenerate_recovery_codes(
+        self, principal: Principal, proof: SecondFactor
+    ) -> list[str]:
+        """Ten new recovery codes for the old ones, proven by the app's code or a recovery
+        code (the second factor itself: a stolen session that learnt the password cannot)."""
+        user = await self._enabled(principal)
+        await self._prove_second_factor(
+            user, proof, "make new recovery codes", "Ten new codes replace all of the old ones."
+        )
+        return await self._new_recovery_codes(user)
+
+    async def two_factor_status(self, principal: Principal) -> TwoFactorStatus:
         user = await self.get_user(principal)
+        on = user.totp_enabled_at is not None
+        left = await self._recovery_codes_left(user.id) if on else 0
+        return TwoFactorStatus(totp_enabled=on, recovery_codes_left=left)
+
+    async def _enabled(self, principal: Principal) -> User:
+        user = await self.db.get(User, principal.user_id, with_for_update=True)
+        if user is None:
+            raise unauthorized("The account no longer exists", "invalid_token")
         if user.totp_enabled_at is None:
             raise Conflict("Two-factor sign-in is off", code="totp_not_enabled")
-        if self._totp_step(user, code) is None:
+        return user
+
+    async def _prove_second_factor(
+        self, user: User, proof: SecondFactor, what: str, outcome: str
+    ) -> None:
+        """422 naming the field unless ``proof`` holds exactly one right code; a recovery code
+        is spent, and mailed about (it was used to ``what``, with this ``outcome``)."""
+        if (proof.code is None) == (proof.recovery_code is None):
+            raise Invalid(
+                "Send the app's code or a recovery code (one of them)",
+                errors=[{"field": "code", "message": "code or recovery_code", "source": "body"}],
+            )
+        if proof.recovery_code is not None:
+            if await self._use_recovery_code(user, proof.recovery_code) is None:
+                raise _wrong_recovery_code()
+            self._mail_recovery_code_used(user, what, outcome)
+            return
+        assert proof.code is not None
+        step = self._totp_step(user, proof.code)
+        if step is None:
             raise _wrong_code()
-        _clear_totp(user)
+        user.totp_last_step = step  # spent, as at sign-in
+
+    async def _new_recovery_codes(self, user: User) -> list[str]:
+        """Ten new codes for ``user``, replacing every one before; stored as keyed hashes."""
+        await self.db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        codes = new_codes()
+        now = self.clock.now()
+        self.db.add_all(
+            RecoveryCode(
+                user_id=user.id,
+                code_hash=code_hash(self.settings.secret_key, user.id, code),
+                created_at=now,
+            )
+            for code in codes
+        )
         await self.db.flush()
+        return codes
+
+    async def _use_recovery_code(self, user: User, code: str) -> int | None:
+        """Spend one of ``user``'s unused codes, if ``code`` is one: how many are left then;
+        None if it is not one (wrong, used, another account's)."""
+        used = await self.db.scalar(
+            update(RecoveryCode)
+            .where(
+                RecoveryCode.user_id == user.id,
+                RecoveryCode.code_hash == code_hash(self.settings.secret_key, user.id, code),
+                RecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=self.clock.now())
+            .returning(RecoveryCode.id)
+        )
+        if used is None:
+            return None
+        return await self._recovery_codes_left(user.id)
+
+    async def _recovery_codes_left(self, user_id: UUID) -> int:
+        left = await self.db.scalar(
+            select(func.count())
+            .select_from(RecoveryCode)
+            .where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
+        )
+        return int(left or 0)
+
+    def _mail_recovery_code_used(self, user: User, what: str, outcome: str) -> None:
+        """Tell the account a recovery code was used (to ``what``; ``outcome``), after commit."""
+        # A plain notice for now; the mail templates of issue 21 (item 5) will render it.
+        self._mail(
+            MailMessage(
+                to=address_of(user, "use a recovery code"),
+                subject="A recovery code was used",
+                text=(
+                    f"One of your two-factor recovery codes was just used to {what}."
+                    f" {outcome} If you have lost your phone, make new codes"
+                    " (POST /auth/mfa/recovery-codes) or set two-factor sign-in up again.\n"
+                    "If it was not you, someone has your password and a recovery code: change"
+                    " your password now (that signs out every other session) and make new"
+                    " codes."
+                ),
+            )
+        )

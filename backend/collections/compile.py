@@ -52,6 +52,7 @@ class AuthContext:
     id: UUID | None = None
     role: str | None = None
     org: UUID | None = None
+    anonymous: bool | None = None  # a user made by grant_type anonymous
 
     def value(self, name: str) -> Any:
         return getattr(self, name)

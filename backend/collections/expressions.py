@@ -4,7 +4,7 @@
 
 Operators: ``= != > >= < <= ~ !~ ?=``, ``&& || !`` and parentheses; literals are strings,
 numbers, ``true false null``; operands are fields (``title``, one relation hop such as
-``owner.email``), ``@auth.id @auth.role @auth.org`` and ``@now``.
+``owner.email``), ``@auth.id @auth.role @auth.org @auth.anonymous`` and ``@now``.
 
 Semantics, shared by both compilers (SQL and Python) so they always agree:
 - ``=`` and ``!=`` are null-safe (``IS NOT DISTINCT FROM``): ``owner = null`` works.
@@ -27,7 +27,7 @@ from backend.lib.clock import as_utc
 Kind = Literal["text", "integer", "number", "bool", "uuid", "datetime", "text_list", "json"]
 ORDERED_KINDS = frozenset({"text", "integer", "number", "datetime"})
 NUMERIC_KINDS = frozenset({"integer", "number"})
-AUTH_KINDS: dict[str, Kind] = {"id": "uuid", "org": "uuid", "role": "text"}
+AUTH_KINDS: dict[str, Kind] = {"id": "uuid", "org": "uuid", "role": "text", "anonymous": "bool"}
 
 _GRAMMAR = r"""
 ?start: or_expr
@@ -85,7 +85,7 @@ class Field:
 
 @dataclass(frozen=True)
 class AuthVar:
-    name: str  # id, role, org
+    name: str  # id, role, org, anonymous
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ class _ToTree(Transformer[Token, Node]):
         name = str(token).removeprefix("@auth.")
         if name not in AUTH_KINDS:
             raise ExpressionError(
-                f"unknown @auth.{name}; use @auth.id, @auth.role or @auth.org", token.start_pos
+                f"unknown @auth.{name}; use @auth.id, @auth.role, @auth.org or @auth.anonymous",
+                token.start_pos,
             )
         return AuthVar(name)
 

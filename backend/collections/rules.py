@@ -141,7 +141,12 @@ def compile_rules(
 def auth_context(principal: Principal | None) -> AuthContext:
     if principal is None:
         return AuthContext()
-    return AuthContext(id=principal.user_id, role=principal.role, org=principal.org_id)
+    return AuthContext(
+        id=principal.user_id,
+        role=principal.role,
+        org=principal.org_id,
+        anonymous=principal.is_anonymous,
+    )
 
 
 def rule_clause(

@@ -31,7 +31,7 @@ class OrgView(msgspec.Struct, frozen=True, kw_only=True):
 
 class MemberView(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
-    email: str
+    email: str | None  # (an anonymous user has none; the API never makes one a member)
     name: str | None
     role: OrgRole
     joined_at: datetime

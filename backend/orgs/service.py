@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.auth.models import AuthSession, Org, OrgInvitation, OrgMember, User
 from backend.auth.revocations import SessionStates, publish_access_change
 from backend.auth.secrets import hash_token, new_token
-from backend.auth.service import forget_session_states, require_verified
+from backend.auth.service import (
+    anonymous_refused,
+    forget_session_states,
+    require_permanent,
+    require_verified,
+)
 from backend.config import Settings
 from backend.db.transactions import after_commit
 from backend.errors import Conflict, Forbidden, NotFound, Rejected, TooMany
@@ -276,6 +281,7 @@ class OrgService:
     async def invite(
         self, principal: Principal, org_id: UUID, data: NewInvitation
     ) -> InvitationView:
+        await require_permanent(self.db, principal.user_id, "send invitations")
         actor = await self._require_manager(principal, org_id)
         if data.role == "owner" and actor.role != "owner":
             raise Forbidden("Only owners may invite owners", code="forbidden")
@@ -368,6 +374,8 @@ class OrgService:
             )
         user = await self.db.get(User, principal.user_id)
         assert user is not None
+        if user.email is None:
+            raise anonymous_refused("accept invitations")
         if user.email.lower() != invitation.email.lower():
             raise Forbidden(
                 "This invitation was sent to another email address; sign in with that one",

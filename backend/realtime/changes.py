@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.exceptions import WebSocketDisconnect
 
 from backend.auth.scopes import check_collection
-from backend.collections.compile import AuthContext, Predicate, to_predicate
+from backend.collections.compile import Predicate, to_predicate
 from backend.collections.expressions import (
     ExpressionError,
     check,
@@ -22,6 +22,7 @@ from backend.collections.expressions import (
     coerce,
     parse,
 )
+from backend.collections.rules import auth_context
 from backend.collections.spec import Collection
 from backend.realtime.fanout import BoundedSubscriber
 from backend.realtime.history import count_missed, missed_changes, trimmed_through
@@ -89,7 +90,7 @@ def view_predicate(
     hub = connection.hub
     now = hub.clock.now()
     compiled = hub.rules[collection.name]
-    auth = AuthContext(id=principal.user_id, role=principal.role, org=principal.org_id)
+    auth = auth_context(principal)
     if principal.bypasses_rules:
         rule: Predicate = lambda record: True  # noqa: E731
     elif "view" in compiled.admin_only:

@@ -342,6 +342,9 @@ def stack(
         "RATE_LIMIT_TOKEN_PER_MINUTE": "10000",
         "RATE_LIMIT_PASSWORD_PER_MINUTE": "10000",
         "RATE_LIMIT_ANONYMOUS_PER_MINUTE": "10000",
+        # Anonymous users (grant_type anonymous) for the clients' and the matrix's guests.
+        "AUTH_ANONYMOUS_ENABLED": "true",
+        "AUTH_ANONYMOUS_PER_HOUR": "10000",
         "REALTIME_AUTH_TIMEOUT_SECONDS": "1",
         "REALTIME_MAX_SUBSCRIPTIONS": "5",
         "RELAY_POLL_SECONDS": "0.2",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -9,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 
 from backend.auth.secrets import hash_token
 from backend.lib.urls import libpq_database_url
@@ -127,6 +130,18 @@ def known_mailed_token(sql, user_id: str, purpose: str) -> str:
     )
     assert len(updated) == 1, f"no unused {purpose} token"
     return token
+
+
+def queued_mail(redis_url: str) -> list[dict[str, str]]:
+    """The mails the app handed to the broker and no worker took (integration tests run none):
+    each ``{"to", "subject", "text"}``, oldest last."""
+    with redis.Redis.from_url(redis_url) as broker:
+        messages = [json.loads(raw) for raw in broker.lrange("mail", 0, -1)]
+    mails = []
+    for message in messages:
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        mails.append(kwargs)
+    return mails
 
 
 async def in_org(client, tokens: dict[str, Any], org_id: str) -> dict[str, Any]:

@@ -85,7 +85,7 @@ LITERALS = {
     "title": st.sampled_from(WORDS).map(_quote) | st.just("null"),
     "n": st.integers(-4, 4).map(str) | st.sampled_from(["1.5", "-0.5", "null"]),
     "x": st.sampled_from(["0", "0.5", "-1.5", "2", "null"]),
-    "flag": st.sampled_from(["true", "false", "null"]),
+    "flag": st.sampled_from(["true", "false", "null", "@auth.anonymous"]),
     "ref": st.sampled_from([_quote(str(i)) for i in IDS] + ["@auth.id", "@auth.org", "null"]),
     "at": st.sampled_from([_quote(t.isoformat()) for t in TIMES] + ["@now", "null"]),
 }
@@ -123,7 +123,11 @@ expressions = st.recursive(
     max_leaves=6,
 )
 auths = st.sampled_from(
-    [AuthContext(), AuthContext(id=IDS[0], role="user", org=IDS[1]), AuthContext(id=IDS[2])]
+    [
+        AuthContext(),
+        AuthContext(id=IDS[0], role="user", org=IDS[1], anonymous=False),
+        AuthContext(id=IDS[2], anonymous=True),
+    ]
 )
 
 

@@ -4,7 +4,8 @@ provider). 0 leaks: no answer carries the victim's secret, no write changes anyt
 
 The outsiders: an anonymous caller, another user (no org), a member of another org, a member
 removed from the victim's org (the token from before the removal), the victim's revoked API key,
-and the victim's read-only key (theirs to read with, never to write). Families: REST, batch,
+a guest (an anonymous user: grant_type anonymous), and the victim's read-only key (theirs to read
+with, never to write). Families: REST, batch,
 expand, search, ask, jobs, import, summaries, webhooks, gateway usage, and realtime collection,
 room, user and job channels."""
 
@@ -29,7 +30,8 @@ from tests.integration.conftest import in_org
 pytestmark = pytest.mark.xdist_group("e2e")
 
 NOTES, TASKS, PROJECTS = (f"/collections/{c}/records" for c in ("notes", "tasks", "projects"))
-OUTSIDERS = ("anonymous", "other user", "other org", "removed member", "revoked key")
+OUTSIDERS = ("anonymous", "other user", "other org", "removed member", "revoked key", "guest")
+NO_ORG = ("other user", "guest")  # signed in, in no org
 EVERYONE = (*OUTSIDERS, "read-only key")
 
 
@@ -132,7 +134,10 @@ async def world(stack) -> AsyncIterator[World]:
     gone = await victim.delete(f"/orgs/{org['id']}/members/{removed_id}")
     assert gone.status_code == 204, gone.text  # ...and is removed
 
+    guest = await victim.post("/auth/token", json={"grant_type": "anonymous"}, headers={})
+    assert guest.status_code == 200, guest.text
     world.tokens = {
+        "guest": guest.json()["access_token"],
         "other user": other_user.tokens["access_token"],  # type: ignore[attr-defined]
         "other org": rival["access_token"],
         "removed member": was_member["access_token"],
@@ -165,6 +170,7 @@ def _reads(w: World) -> list[tuple[str, str, Any]]:
         ("GET", "/webhooks", None),
         ("GET", "/collections/notes/embedding-status", None),
         ("GET", f"/orgs/{_victim_org(w)}/members", None),
+        ("GET", "/auth/mfa", None),
     ]
 
 
@@ -189,6 +195,13 @@ def _writes(w: World) -> list[tuple[str, str, Any]]:
         ("POST", TASKS, {"project": w.project, "title": "planted"}),
         ("POST", f"/jobs/{w.job}/cancel", None),
         ("POST", "/webhooks", {"url": "https://1.1.1.1/steal", "collection": "notes"}),
+        ("POST", "/auth/mfa/recovery-codes", {"code": "000000"}),
+        ("DELETE", "/auth/mfa/totp", {"recovery_code": "aaaaa-aaaaa"}),
+        (
+            "POST",
+            f"/orgs/{_victim_org(w)}/invitations",
+            {"email": "x@example.com", "role": "owner"},
+        ),
     ]
 
 
@@ -247,7 +260,8 @@ async def test_no_job_of_an_outsider_reads_or_writes_the_victims_records(world):
                 assert response.status_code < 500, response.text
                 if response.status_code == 202:
                     started.append((outsider, kind, response.json()["id"]))
-        assert {o for o, _, _ in started} <= {"other user", "other org"}  # the rest: refused
+        # The rest: refused.
+        assert {o for o, _, _ in started} <= {"other user", "other org", "guest"}
         for outsider, kind, job_id in started:
             client.headers.update(w.headers[outsider])
             done = await finished_job(client, job_id)
@@ -295,7 +309,7 @@ async def test_no_realtime_channel_leaks_the_victims_changes(world):
         await witness.send(json.dumps({"type": "subscribe", "id": sub, "channel": channel}))
         await _until_frame(witness, lambda f, sub=sub: f.get("id") == sub, [])
 
-    for outsider in ("other user", "other org", "read-only key"):
+    for outsider in ("other user", "other org", "guest", "read-only key"):
         socket = await _socket(w, w.tokens[outsider])
         seen: list[dict[str, Any]] = []
         await _until_frame(socket, lambda f: f["type"] == "ready", seen)
@@ -347,7 +361,7 @@ async def test_no_realtime_channel_leaks_the_victims_changes(world):
             )  # fmt: skip
             # Heard back (self: true), or refused to a caller in no org (no room to be in).
             heard = await _until_frame(socket, lambda f: f["type"] in ("broadcast", "error"), seen)
-            assert heard["type"] == ("error" if outsider == "other user" else "broadcast"), heard
+            assert heard["type"] == ("error" if outsider in NO_ORG else "broadcast"), heard
             leaked = [f for f in seen if w.secret in json.dumps(f)]
             assert leaked == [], (outsider, leaked)
         await socket.close()

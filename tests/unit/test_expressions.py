@@ -158,6 +158,15 @@ ME = uuid4()
         ("owner = null", {"owner": None}, AuthContext(), True),  # null-safe = between the rest
         ("@auth.id != null", {}, AuthContext(), False),
         ("@auth.id != null", {}, AuthContext(id=ME), True),
+        # @auth.anonymous: a user made by grant_type anonymous, false for everyone else
+        # signed in, null (so never a match) for a caller who is not signed in.
+        ("@auth.anonymous = false", {}, AuthContext(id=ME, anonymous=False), True),
+        ("@auth.anonymous = false", {}, AuthContext(id=ME, anonymous=True), False),
+        ("@auth.anonymous = false", {}, AuthContext(), False),
+        ("@auth.anonymous != true", {}, AuthContext(), False),
+        ("@auth.anonymous = true", {}, AuthContext(id=ME, anonymous=True), True),
+        ("public = @auth.anonymous", {"public": True}, AuthContext(id=ME, anonymous=True), True),
+        ("public = @auth.anonymous", {"public": True}, AuthContext(id=ME, anonymous=False), False),
         ("n > 1", {"n": None}, AuthContext(), False),
         ("!(n > 1)", {"n": None}, AuthContext(), True),  # two-valued: no NULL leaks through !
         ("title ~ 'DRAFT'", {"title": "my draft note"}, AuthContext(), True),

@@ -49,8 +49,9 @@ class JobFailed(Exception):
 
 
 class JobContext:
-    """What a job function gets: its input, its owner (and their role when the job was
-    claimed; None if they no longer exist), and a way to report progress."""
+    """What a job function gets: its input, its owner (and their role, and whether they are
+    an anonymous user, when the job was claimed; None if they no longer exist), and a way to
+    report progress."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class JobContext:
         owner: str,
         org: str | None,
         role: str | None,
+        anonymous: bool | None = None,
     ) -> None:
         assert settings.database_url is not None
         self.conn = conn
@@ -69,6 +71,7 @@ class JobContext:
         self.owner = owner
         self.org = org
         self.role = role
+        self.anonymous = anonymous
 
     def progress(self, fraction: float) -> None:
         """Record progress (0..1); raises Cancelled if the owner cancelled meanwhile."""
@@ -118,6 +121,7 @@ def _import_records(ctx: JobContext, job_input: ImportRecords) -> dict[str, Any]
         id=uuid.UUID(ctx.owner),
         role=ctx.role,
         org=uuid.UUID(ctx.org) if ctx.org else None,
+        anonymous=ctx.anonymous,
     )
     rows = _rows(job_input)
     errors: list[dict[str, Any]] = []
@@ -215,6 +219,7 @@ def _summarize_record(ctx: JobContext, job_input: SummarizeRecord) -> dict[str, 
         user_id=uuid.UUID(ctx.owner),
         role=ctx.role or "user",
         org_id=uuid.UUID(ctx.org) if ctx.org else None,
+        is_anonymous=bool(ctx.anonymous),
     )
     try:
         # Checked at submit; again here, for a schedule's job or a prompt file removed since.
@@ -286,7 +291,8 @@ def run_job(self: Any, job_id: str) -> str:
             " attempts = attempts + 1, updated_at = now()"
             " WHERE id = %s AND status IN ('queued', 'running') AND NOT cancel_requested"
             " RETURNING type, owner::text, org::text, attempts,"
-            " (SELECT role FROM users WHERE users.id = jobs.owner)",
+            " (SELECT role FROM users WHERE users.id = jobs.owner),"
+            " (SELECT is_anonymous FROM users WHERE users.id = jobs.owner)",
             (job_id,),
         ).fetchone()
         if claimed is None:
@@ -296,14 +302,14 @@ def run_job(self: Any, job_id: str) -> str:
                 (job_id,),
             )
             return "not run"
-        type_name, owner, org, attempts, role = claimed
+        type_name, owner, org, attempts, role, anonymous = claimed
         job_type = JOB_TYPES[type_name]
         if job_type.admin_only and role != "admin":
             # Checked at submit too; this covers an owner demoted since (or a schedule's job).
             _finish(conn, job_id, "failed", error=f"only admins may run {type_name} jobs")
             return "failed"
         raw = conn.execute("SELECT input FROM job_inputs WHERE job_id = %s", (job_id,)).fetchone()
-        context = JobContext(conn, app.settings, job_id, owner, org, role)
+        context = JobContext(conn, app.settings, job_id, owner, org, role, anonymous)
         try:
             result = JOB_FUNCTIONS[type_name](context, parse_input(job_type, raw[0] if raw else {}))
         except Cancelled:
