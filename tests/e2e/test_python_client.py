@@ -119,6 +119,39 @@ async def test_two_factor_sign_in_through_the_client(stack):
         assert (await lb.me())["email"] == email
 
 
+async def test_an_anonymous_user_keeps_its_note_once_it_keeps_the_account(stack, inbox):
+    email = f"client-guest-{uuid.uuid4().hex[:8]}@example.com"
+    async with Litebase(stack.base_url) as lb:
+        guest = await lb.sign_in_anonymously()
+        assert (guest["user"]["email"], guest["user"]["is_anonymous"]) == (None, True)
+        note = await lb.collection("notes").create({"title": "made as a guest"})
+        await lb.convert_account(email, PASSWORD)
+        mail = await asyncio.to_thread(inbox, email, "Confirm your email")
+        token = mail["text"].split("token:\n\n", 1)[1].split("\n", 1)[0]
+        user = await lb.confirm_email(token)
+        assert (user["email"], user["is_anonymous"]) == (email, False)
+        assert lb.user is not None and lb.user["is_anonymous"] is False  # refreshed
+        assert (await lb.collection("notes").get(note["id"]))["title"] == "made as a guest"
+    async with Litebase(stack.base_url) as again:
+        assert (await again.sign_in(email, PASSWORD))["user"]["id"] == user["id"]
+
+
+async def test_a_recovery_code_signs_in_through_the_client(stack, inbox):
+    email = f"client-recovery-{uuid.uuid4().hex[:8]}@example.com"
+    async with Litebase(stack.base_url) as lb:
+        await lb.sign_up(email, PASSWORD)
+        setup = await lb._call("POST", "/auth/mfa/totp", json={"password": PASSWORD})
+        codes = (await lb.enable_totp(pyotp.TOTP(setup["secret"]).now()))["recovery_codes"]
+        assert len(codes) == 10
+        with pytest.raises(ApiError) as asked:
+            await lb.sign_in(email, PASSWORD)
+        await lb.sign_in_with_recovery_code(asked.value.problem["mfa_token"], codes[0])
+        assert await lb.two_factor_status() == {"totp_enabled": True, "recovery_codes_left": 9}
+        await asyncio.to_thread(inbox, email, "A recovery code was used")
+        fresh = await lb.regenerate_recovery_codes(recovery_code=codes[1])
+        assert len(fresh) == 10 and codes[2] not in fresh
+
+
 async def test_tokens_refresh_themselves(lb):
     old = lb.refresh_token
     await lb.refresh()

@@ -7,13 +7,29 @@ import type { SessionStore } from "./storage.js";
 
 export interface User {
   id: string;
-  email: string;
+  /** null for an anonymous user until it confirms an address (`convertAccount`). */
+  email: string | null;
   name: string | null;
   role: "user" | "admin";
   email_verified: boolean;
   totp_enabled?: boolean;
+  /** Made by `signInAnonymously` and not yet made permanent (`@auth.anonymous` in rules). */
+  is_anonymous?: boolean;
   created_at: string;
   [extra: string]: unknown;
+}
+
+/** What `enableTotp` answers: the user, and its ten recovery codes, shown this once. */
+export interface TotpEnabled extends User {
+  recovery_codes: string[];
+}
+
+/** Proof of the second factor: the app's current code, or one unused recovery code. */
+export type SecondFactor = { code: string } | { recovery_code: string };
+
+export interface TwoFactorStatus {
+  totp_enabled: boolean;
+  recovery_codes_left: number;
 }
 
 /** What the token endpoint answers. */
@@ -167,19 +183,60 @@ export class Auth implements Credentials {
     return this.grant({ grant_type: "mfa", mfa_token: mfaToken, code });
   }
 
+  /** The second step of two-factor sign-in with one of the account's recovery codes instead of
+   * the app's code (a lost phone): each works once, and the account is mailed about it. */
+  async verifyRecoveryCode(mfaToken: string, recoveryCode: string): Promise<Session> {
+    return this.grant({ grant_type: "mfa", mfa_token: mfaToken, recovery_code: recoveryCode });
+  }
+
   /** Start two-factor sign-in: scan `otpauth_uri`, then `enableTotp(code)`. */
   async setupTotp(password: string): Promise<{ secret: string; otpauth_uri: string }> {
     return this.http.json("POST", "/auth/mfa/totp", { body: { password } });
   }
 
-  async enableTotp(code: string): Promise<User> {
-    const user = await this.http.json<User>("POST", "/auth/mfa/totp/enable", { body: { code } });
+  /** Two-factor sign-in on; the answer's `recovery_codes` are shown this once: have the user
+   * keep them. */
+  async enableTotp(code: string): Promise<TotpEnabled> {
+    const enabled = await this.http.json<TotpEnabled>("POST", "/auth/mfa/totp/enable", { body: { code } });
+    const { recovery_codes: _codes, ...user } = enabled;
     this.userChanged(user);
-    return user;
+    return enabled;
   }
 
-  async disableTotp(code: string): Promise<void> {
-    await this.http.json("DELETE", "/auth/mfa/totp", { body: { code } });
+  /** Two-factor sign-in off: the app's code (a string), or `{ recovery_code }`. */
+  async disableTotp(proof: string | SecondFactor): Promise<void> {
+    await this.http.json("DELETE", "/auth/mfa/totp", { body: typeof proof === "string" ? { code: proof } : proof });
+  }
+
+  /** Ten new recovery codes for the old ones (which stop working), shown this once. */
+  async regenerateRecoveryCodes(proof: SecondFactor): Promise<string[]> {
+    const answer = await this.http.json<{ recovery_codes: string[] }>("POST", "/auth/mfa/recovery-codes", { body: proof });
+    return answer.recovery_codes;
+  }
+
+  /** Whether two-factor sign-in is on, and how many recovery codes are left. */
+  async getTwoFactorStatus(): Promise<TwoFactorStatus> {
+    return this.http.json("GET", "/auth/mfa");
+  }
+
+  /** Sign in as a new anonymous user (when the server allows it: `AUTH_ANONYMOUS_ENABLED`). What
+   * it makes stays its own when it later keeps the account (`convertAccount`). */
+  async signInAnonymously(): Promise<Session> {
+    return this.grant({ grant_type: "anonymous" });
+  }
+
+  /** Keep the signed-in anonymous account: the address gets a token; `confirmEmail(token)` sets
+   * the email and password and makes the account permanent, its records kept. */
+  async convertAccount(email: string, password: string, name?: string): Promise<void> {
+    await this.http.json("POST", "/auth/convert", { body: { email, password, ...(name ? { name } : {}) } });
+  }
+
+  /** Confirm an address with the mailed token (a new email, or a converted anonymous account's).
+   * When it is this session's account, the session is refreshed so its token says so. */
+  async confirmEmail(token: string): Promise<User> {
+    const user = await this.http.json<User>("POST", "/auth/email/confirm", { body: { token }, auth: false });
+    if (this.current?.user.id === user.id) await this.refreshSession();
+    return user;
   }
 
   /** Use a session obtained elsewhere (a server render, a test). */
@@ -213,8 +270,9 @@ export class Auth implements Credentials {
     return user;
   }
 
-  async deleteAccount(password: string): Promise<void> {
-    await this.http.json("DELETE", "/auth/me", { body: { password } });
+  /** The password, except for an anonymous account that has none. */
+  async deleteAccount(password?: string): Promise<void> {
+    await this.http.json("DELETE", "/auth/me", { body: password === undefined ? {} : { password } });
     this.forget(true);
   }
 

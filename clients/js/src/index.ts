@@ -1,7 +1,22 @@
 /** @litebase/client: auth, collections, realtime, search, jobs and AI for a Litebase server. */
 
 export { createClient, LitebaseClient, type ClientOptions } from "./client.js";
-export type { ApiKey, AuthEvent, AuthListener, Invitation, Member, NewApiKey, Org, Session, SessionInfo, TokenResponse, User } from "./auth.js";
+export type {
+  ApiKey,
+  AuthEvent,
+  AuthListener,
+  Invitation,
+  Member,
+  NewApiKey,
+  Org,
+  SecondFactor,
+  Session,
+  SessionInfo,
+  TokenResponse,
+  TotpEnabled,
+  TwoFactorStatus,
+  User,
+} from "./auth.js";
 export { Auth } from "./auth.js";
 export { CollectionClient, etagOf } from "./collections.js";
 export type { AskAnswer, AskEvent, BatchOperation, BatchResult, Citation, EmbeddingStatus, ListOptions, SearchHit, SearchOptions } from "./collections.js";

@@ -58,6 +58,44 @@ test("two-factor sign-in: the TOTP step after the password", async () => {
   assert.equal((await second.auth.getUser()).email, address);
 });
 
+test("two-factor recovery codes: shown once, one signs in, counted, made anew", async () => {
+  const { lb, email: address } = await signedUp();
+  const { secret } = await lb.auth.setupTotp(PASSWORD);
+  const enabled = await lb.auth.enableTotp(totp(secret));
+  assert.equal(enabled.recovery_codes.length, 10);
+  assert.equal(lb.auth.user.recovery_codes, undefined, "the codes are not kept with the session");
+  const phoneless = client();
+  const step = await phoneless.auth.signInWithPassword(address, PASSWORD).catch((e) => e);
+  assert.ok(step instanceof MfaRequiredError, String(step));
+  await phoneless.auth.verifyRecoveryCode(step.mfaToken, enabled.recovery_codes[0]);
+  assert.equal(phoneless.auth.user.email, address);
+  await mailTo(address, "A recovery code was used");
+  assert.deepEqual(await phoneless.auth.getTwoFactorStatus(), { totp_enabled: true, recovery_codes_left: 9 });
+  const fresh = await phoneless.auth.regenerateRecoveryCodes({ recovery_code: enabled.recovery_codes[1] });
+  assert.equal(fresh.length, 10);
+  await phoneless.auth.disableTotp({ recovery_code: fresh[0] });
+  assert.deepEqual(await lb.auth.getTwoFactorStatus(), { totp_enabled: false, recovery_codes_left: 0 });
+});
+
+test("anonymous: sign in with nothing, keep the note after keeping the account", async () => {
+  const lb = client();
+  const guest = await lb.auth.signInAnonymously();
+  assert.equal(guest.user.email, null);
+  assert.equal(guest.user.is_anonymous, true);
+  const note = await lb.collection("notes").create({ title: "made as a guest" });
+  const address = email("guest");
+  await lb.auth.convertAccount(address, PASSWORD);
+  const mail = await mailTo(address, "Confirm your email");
+  const token = mail.text.match(/token:\n\n(\S+)\n/)[1];
+  const user = await lb.auth.confirmEmail(token);
+  assert.equal(user.email, address);
+  assert.equal(lb.auth.user.is_anonymous, false, "the session was refreshed");
+  assert.equal((await lb.collection("notes").get(note.id)).title, "made as a guest");
+  const again = client();
+  await again.auth.signInWithPassword(address, PASSWORD);
+  assert.equal(again.auth.user.id, user.id);
+});
+
 // A signed-up session, changed in its storage, read back by a new client that counts fetches.
 async function reloadedWith(change) {
   const storage = memoryStore();

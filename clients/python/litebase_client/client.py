@@ -79,13 +79,68 @@ class Litebase:
         body = {"grant_type": "mfa", "mfa_token": mfa_token, "code": code}
         return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
 
+    async def sign_in_with_recovery_code(
+        self, mfa_token: str, recovery_code: str
+    ) -> dict[str, Any]:
+        """The second step with one of the account's recovery codes instead of the app's code
+        (a lost phone): each works once, and the account is mailed about it."""
+        body = {"grant_type": "mfa", "mfa_token": mfa_token, "recovery_code": recovery_code}
+        return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
+
+    async def enable_totp(self, code: str) -> dict[str, Any]:
+        """Two-factor sign-in on (after ``POST /auth/mfa/totp``): the user, with its ten
+        ``recovery_codes``, shown this once."""
+        enabled: dict[str, Any] = await self._call(
+            "POST", "/auth/mfa/totp/enable", json={"code": code}
+        )
+        return enabled
+
+    async def regenerate_recovery_codes(
+        self, *, code: str | None = None, recovery_code: str | None = None
+    ) -> list[str]:
+        """Ten new recovery codes for the old ones; proven by the app's ``code`` or a
+        ``recovery_code``."""
+        proof = {"code": code} if code is not None else {"recovery_code": recovery_code}
+        answer = await self._call("POST", "/auth/mfa/recovery-codes", json=proof)
+        codes: list[str] = answer["recovery_codes"]
+        return codes
+
+    async def two_factor_status(self) -> dict[str, Any]:
+        """``{"totp_enabled": …, "recovery_codes_left": …}``."""
+        status: dict[str, Any] = await self._call("GET", "/auth/mfa")
+        return status
+
+    async def sign_in_anonymously(self) -> dict[str, Any]:
+        """A new anonymous user, signed in (when the server has AUTH_ANONYMOUS_ENABLED)."""
+        body = {"grant_type": "anonymous"}
+        return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
+
+    async def convert_account(self, email: str, password: str, name: str | None = None) -> None:
+        """Keep the signed-in anonymous account: ``email`` gets a token, and ``confirm_email``
+        with it sets the email and password and makes the account permanent."""
+        body = {"email": email, "password": password, **({"name": name} if name else {})}
+        await self._call("POST", "/auth/convert", json=body)
+
+    async def confirm_email(self, token: str) -> dict[str, Any]:
+        """Confirm an address with its mailed token; when it is this client's account, its
+        session is refreshed so the new token says so (``is_anonymous``)."""
+        user: dict[str, Any] = await self._call(
+            "POST", "/auth/email/confirm", json={"token": token}, auth=False
+        )
+        if self.user is not None and self.user["id"] == user["id"] and self.refresh_token:
+            await self.refresh()
+        return user
+
     async def me(self) -> dict[str, Any]:
         user: dict[str, Any] = await self._call("GET", "/auth/me")
         return user
 
-    async def delete_account(self, password: str) -> None:
-        """Delete the signed-in account (see DELETE /auth/me); the client is signed out."""
-        await self._call("DELETE", "/auth/me", json={"password": password})
+    async def delete_account(self, password: str | None = None) -> None:
+        """Delete the signed-in account (see DELETE /auth/me; an anonymous one that has no
+        password needs none); the client is signed out."""
+        await self._call(
+            "DELETE", "/auth/me", json={} if password is None else {"password": password}
+        )
         self.access_token = self.refresh_token = None
 
     async def refresh(self, org_id: str | None = None) -> dict[str, Any]:
