@@ -108,7 +108,7 @@ def create_app(
     rules = compile_rules(registry, settings)
     # In this order: each may use what an earlier one put in app.state at start-up.
     capabilities = [
-        system_capability(),
+        system_capability(settings),
         auth_capability(basics),
         orgs_capability(),
         collections_capability(basics, registry, rules),

@@ -32,6 +32,18 @@ NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
 
+# The settings holding the app's pages that mails link to (backend/mail/compose.py).
+MAIL_PAGE_FIELDS = (
+    "mail_verify_path",
+    "mail_reset_path",
+    "mail_email_change_path",
+    "mail_invitation_path",
+    "mail_sign_in_path",
+    "mail_forgot_password_path",
+    "mail_security_path",
+)
+
+
 class SettingsError(ValueError):
     """The environment describes settings the app cannot run with."""
 
@@ -230,14 +242,38 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ai_usage_flush_seconds: PositiveFloat = 1.0
     ai_usage_batch_size: PositiveInt = 1000
     ai_usage_retention_days: PositiveInt = 30
-    # mail
+    # mail (docs/auth.md#mail)
+    # console: the worker prints each mail and keeps the newest in Redis (GET /dev/mail in dev);
+    # smtp: a real server. Prod refuses console unless MAIL_ALLOW_CONSOLE_IN_PROD says so.
     mail_backend: Literal["console", "smtp"] = "console"
+    mail_allow_console_in_prod: bool = False
     mail_from: str = "Litebase <no-reply@localhost>"
+    # The operator's templates, searched before the shipped ones (backend/mail/templates).
+    mail_templates_dir: str = ""
+    # Mails link to the app, not the API: APP_URL + the page's path (+ ?token=…). Unset: the
+    # API's PUBLIC_URL in dev and test; prod refuses to start without it.
+    app_name: str = "Litebase"
+    app_url: str = ""
+    mail_verify_path: str = "/verify"
+    mail_reset_path: str = "/reset-password"
+    mail_email_change_path: str = "/confirm-email"
+    mail_invitation_path: str = "/accept-invitation"
+    mail_sign_in_path: str = "/sign-in"
+    mail_forgot_password_path: str = "/forgot-password"  # noqa: S105 - a page, not a secret
+    mail_security_path: str = "/account/security"
+    # Mail a person when their account is signed in to from a device and address it was not
+    # used from before (backend/auth/core.py).
+    auth_new_sign_in_mail: bool = True
     smtp_host: str = "localhost"
-    smtp_port: int = 587
+    smtp_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
     smtp_username: str = ""
     smtp_password: str = ""
-    smtp_starttls: bool = True
+    # starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465);
+    # none: no encryption (a relay on the same host only).
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_seconds: PositiveFloat = 30.0
+    # The CA bundle SMTP servers' certificates are checked against; empty: the system's.
+    smtp_ca_file: str = ""
     # prompts and asking a collection (docs/ai.md)
     prompts_dir: str = "prompts"
     ask_prompt: str = "rag_answer"
@@ -278,6 +314,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                         " (10.0.0.1, 10.0.0.0/8, fd00::/8)"
                     ) from None
         self._check_webhooks()
+        self._check_mail()
 
     def check_secret_key(self, who: str) -> None:
         """Refuse a placeholder or short SECRET_KEY: anyone can forge tokens with one."""
@@ -311,6 +348,44 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "WEBHOOK_ALLOW_PRIVATE_TARGETS is on: webhooks may reach loopback and private "
                 "addresses (SSRF). Never in production."
             )
+
+    def _check_mail(self) -> None:
+        for name in MAIL_PAGE_FIELDS:
+            if not getattr(self, name).startswith("/"):
+                raise SettingsError(f"{name.upper()} must be a path starting with /")
+        if self.app_url and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", self.app_url):
+            raise SettingsError("APP_URL must be an http(s) URL such as https://app.example.com")
+        if self.mail_templates_dir and not os.path.isdir(self.mail_templates_dir):
+            raise SettingsError(f"MAIL_TEMPLATES_DIR {self.mail_templates_dir!r} is not a folder")
+        if self.env != "prod":
+            return
+        if not self.app_url:
+            raise SettingsError(
+                "APP_URL is not set; LITEBASE_ENV=prod refuses to start without it: mails link"
+                " to your app's pages (APP_URL + MAIL_VERIFY_PATH, …)"
+            )
+        if self.mail_backend == "console" and not self.mail_allow_console_in_prod:
+            raise SettingsError(
+                "MAIL_BACKEND=console only prints mail; LITEBASE_ENV=prod refuses it. Set"
+                " MAIL_BACKEND=smtp and the SMTP_* settings, or MAIL_ALLOW_CONSOLE_IN_PROD=true"
+                " if nobody is to get mail"
+            )
+        if self.mail_backend == "smtp" and self.smtp_username:
+            if self.smtp_password in PLACEHOLDER_SECRETS:
+                raise SettingsError(
+                    "SMTP_PASSWORD is missing or a placeholder; LITEBASE_ENV=prod refuses to"
+                    " start with SMTP_USERNAME set and no real password"
+                )
+            if self.smtp_security == "none":
+                raise SettingsError(
+                    "SMTP_SECURITY=none would send SMTP_PASSWORD unencrypted; LITEBASE_ENV=prod"
+                    " refuses it (use starttls or tls)"
+                )
+
+    @property
+    def mail_app_url(self) -> str:
+        """The base of every link in mail: APP_URL, or (dev and test) PUBLIC_URL."""
+        return (self.app_url or self.public_url).rstrip("/")
 
     @property
     def is_dev(self) -> bool:

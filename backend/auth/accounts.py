@@ -24,7 +24,8 @@ from backend.auth.secrets import (
     hash_password,
 )
 from backend.identity import ClientInfo, Principal
-from backend.mail.service import MailMessage
+from backend.mail.compose import MailKind
+from backend.mail.locales import normalize_locale
 
 
 class Accounts(EmailTokens):
@@ -34,7 +35,8 @@ class Accounts(EmailTokens):
         """The account the sign-up makes; None if its address has one (nothing is kept)."""
         password_hash = await asyncio.to_thread(hash_password, data.password)
         name = None if data.name is None else data.name.strip()
-        user = User(email=data.email.strip(), name=name, password_hash=password_hash)
+        locale = None if data.locale is None else normalize_locale(data.locale)
+        user = User(email=data.email.strip(), name=name, password_hash=password_hash, locale=locale)
         try:
             async with self.db.begin_nested():  # a taken address undoes this insert alone
                 self.db.add(user)
@@ -46,7 +48,7 @@ class Accounts(EmailTokens):
         user = await self._new_user(data)
         if user is None:
             raise _email_taken("email")
-        response = await self._open_session(user, None, client)
+        response = await self._open_session(user, None, client, sign_in=False)
         await self._send_email_token(user, VERIFY_EMAIL)
         return response
 
@@ -56,19 +58,7 @@ class Accounts(EmailTokens):
         a verification mail; one that has an account gets a mail saying so, to its owner."""
         existing = await self.users.get_by_email(data.email.strip())
         if existing is not None:
-            base = self.settings.public_url.rstrip("/")
-            self._mail(
-                MailMessage(
-                    to=address_of(existing, "be mailed"),
-                    subject="You already have an account",
-                    text=(
-                        "Someone, maybe you, tried to sign up with this address, which already "
-                        "has an account. Sign in, or if you forgot your password, ask for a "
-                        f"reset: POST {base}/auth/password/forgot.\n"
-                        "If it was not you, ignore this mail: nothing changed."
-                    ),
-                )
-            )
+            self._mail_user(existing, MailKind.ACCOUNT_EXISTS)
             return
         user = await self._new_user(data)
         if user is None:  # the same address signed up at the same moment: one is enough
@@ -79,6 +69,8 @@ class Accounts(EmailTokens):
         user = await self.get_user(principal)
         if data.name is not None:
             user.name = data.name.strip()
+        if data.locale is not None:
+            user.locale = normalize_locale(data.locale)
         if data.new_password is not None:
             await self._check_password(
                 user,

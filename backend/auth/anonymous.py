@@ -25,7 +25,7 @@ from backend.auth.secrets import hash_password, hash_token
 from backend.errors import Conflict, Forbidden, TooMany
 from backend.identity import ClientInfo, Principal
 from backend.lib.counters import count_in_window
-from backend.mail.service import MailMessage
+from backend.mail.compose import Mail, MailKind
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +78,7 @@ class AnonymousUsers(EmailTokens):
         email = data.email.strip()
         existing = await self.users.get_by_email(email)
         if existing is not None:
-            self._mail(
-                MailMessage(
-                    to=address_of(existing, "be mailed"),
-                    subject="You already have an account",
-                    text=(
-                        "Someone, maybe you, tried to save a guest account under this address,"
-                        " which already has an account: nothing changed. Sign in with it"
-                        " instead. If it was not you, ignore this mail."
-                    ),
-                )
-            )
+            self._mail_user(existing, MailKind.ACCOUNT_EXISTS)
             return
         user.password_hash = await asyncio.to_thread(hash_password, data.password)
         if data.name is not None:
@@ -105,18 +95,12 @@ class AnonymousUsers(EmailTokens):
         )
         ttl = self.settings.verify_token_ttl_seconds
         token = await self._issue_email_token(user, EMAIL_CHANGE, ttl, new_email=email)
-        base = self.settings.public_url.rstrip("/")
         self._mail(
-            MailMessage(
+            Mail(
+                kind=MailKind.EMAIL_CHANGE,
                 to=email,
-                subject="Confirm your email address",
-                text=(
-                    f"Confirm this address to keep your account, with this token:\n\n"
-                    f"{token}\n\n"
-                    f'POST {base}/auth/email/confirm with {{"token": "{token}"}}.\n'
-                    f"It expires in {max(ttl // 3600, 1)} hours and works once. If you did not"
-                    " ask for it, ignore this mail."
-                ),
+                locale=user.locale,
+                values={"token": token, "hours": max(ttl // 3600, 1), "new_email": email},
             )
         )
 

@@ -56,7 +56,8 @@ from backend.errors import (
 from backend.identity import ClientInfo, Principal
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
-from backend.mail.service import Mailer, MailMessage
+from backend.mail.compose import Mail, MailKind, mail_time
+from backend.mail.service import Mailer
 
 log = logging.getLogger(__name__)
 GRACE_RESPONSE_KEY = "litebase:auth:refresh-grace:{}"
@@ -214,8 +215,12 @@ class AuthCore:
         return key
 
     async def _open_session(
-        self, user: User, org_id: UUID | None, client: ClientInfo
+        self, user: User, org_id: UUID | None, client: ClientInfo, *, sign_in: bool = True
     ) -> TokenResponse:
+        """A new session of ``user`` and its tokens. ``sign_in`` (every way of signing in; not
+        a sign-up) mails the owner when the device and address are new to the account."""
+        if sign_in:
+            await self._mail_if_new_device(user, client)
         if org_id is None:
             org_id = await self._default_org(user.id)
         else:
@@ -240,10 +245,43 @@ class AuthCore:
         after_commit(self.db, partial(self._cache_session_state, session.id, state))
         return self._token_response(user, session, refresh, now)
 
-    def _mail(self, message: MailMessage) -> None:
-        """Send ``message`` once the request's changes are committed (a token it carries is
+    def _mail(self, mail: Mail) -> None:
+        """Send ``mail`` once the request's changes are committed (a token it carries is
         stored by then; a request that fails mails nothing)."""
-        after_commit(self.db, partial(self.mailer.send, message))
+        after_commit(self.db, partial(self.mailer.send, mail))
+
+    def _mail_user(self, user: User, kind: MailKind, **values: str | int) -> None:
+        """Mail ``user`` a ``kind`` of mail, in their language, after the commit; ``values``
+        are what that kind's templates need (backend/mail/compose.py: VALUES)."""
+        self._mail(
+            Mail(kind=kind, to=address_of(user, "be mailed"), locale=user.locale, values=values)
+        )
+
+    async def _mail_if_new_device(self, user: User, client: ClientInfo) -> None:
+        """Tell the account's owner of a sign-in from a device and address (the pair) none
+        of its sessions came from before; the very first sign-in of an account is not news."""
+        if not self.settings.auth_new_sign_in_mail:
+            return
+        user_agent = (client.user_agent or "")[:300] or None
+        earlier = await self.db.execute(
+            select(
+                exists().where(AuthSession.user_id == user.id),
+                exists().where(
+                    AuthSession.user_id == user.id,
+                    AuthSession.user_agent.is_not_distinct_from(user_agent),
+                    AuthSession.ip.is_not_distinct_from(client.ip),
+                ),
+            )
+        )
+        any_session, same_device = earlier.one()
+        if any_session and not same_device:
+            self._mail_user(
+                user,
+                MailKind.NEW_SIGN_IN,
+                when=mail_time(self.clock.now()),
+                device=user_agent or "-",
+                ip=client.ip or "-",
+            )
 
     def _token_response(
         self, user: User, session: AuthSession, refresh: str, now: datetime

@@ -16,7 +16,7 @@ from backend.auth.secrets import (
 from backend.errors import (
     Rejected,
 )
-from backend.mail.service import MailMessage
+from backend.mail.compose import MailKind
 
 
 class EmailTokens(AuthCore):
@@ -66,24 +66,11 @@ class EmailTokens(AuthCore):
             else self.settings.reset_token_ttl_seconds
         )
         token = await self._issue_email_token(user, purpose, ttl)
-        base = self.settings.public_url.rstrip("/")
         if purpose == VERIFY_EMAIL:
-            subject = "Confirm your email address"
-            text = (
-                f"Confirm your email address with this token:\n\n{token}\n\n"
-                f'POST {base}/auth/verify with {{"token": "{token}"}}.\n'
-                f"It expires in {ttl // 3600} hours. If you did not sign up, ignore this mail."
-            )
+            self._mail_user(user, MailKind.VERIFY_EMAIL, token=token, hours=max(ttl // 3600, 1))
         else:
-            subject = "Reset your password"
-            text = (
-                f"Reset your password with this token:\n\n{token}\n\n"
-                f"POST {base}/auth/password/reset with "
-                f'{{"token": "{token}", "new_password": "…"}}.\n'
-                f"It expires in {max(ttl // 60, 1)} minutes and works once. "
-                "If you did not ask for it, ignore this mail: your password is unchanged."
-            )
-        self._mail(MailMessage(to=to, subject=subject, text=text))
+            minutes = max(ttl // 60, 1)
+            self._mail_user(user, MailKind.PASSWORD_RESET, token=token, minutes=minutes)
 
     async def _use_email_token(self, token: str, purpose: str) -> User:
         found = await self._take_email_token(token, purpose)

@@ -34,7 +34,7 @@ from backend.errors import (
     Invalid,
 )
 from backend.identity import ClientInfo, Principal
-from backend.mail.service import MailMessage
+from backend.mail.compose import Mail, MailKind
 
 
 def _sign_in_code_hash(user_id: UUID, code: str) -> str:
@@ -63,17 +63,7 @@ class MailedTokens(EmailTokens):
         code = f"{secrets.randbelow(10**SIGN_IN_CODE_DIGITS):0{SIGN_IN_CODE_DIGITS}d}"
         ttl = self.settings.sign_in_code_ttl_seconds
         await self._store_email_token(user, SIGN_IN_CODE, ttl, _sign_in_code_hash(user.id, code))
-        self._mail(
-            MailMessage(
-                to=address_of(user, "be mailed"),
-                subject=f"Your sign-in code: {code}",
-                text=(
-                    f"Sign in with this code:\n\n{code}\n\n"
-                    f"It works once, for {max(ttl // 60, 1)} minutes. If you did not ask for it,"
-                    " ignore this mail: nobody can sign in without it."
-                ),
-            )
-        )
+        self._mail_user(user, MailKind.SIGN_IN_CODE, code=code, minutes=max(ttl // 60, 1))
 
     async def sign_in_with_code(
         self, email: str, code: str, org_id: UUID | None, client: ClientInfo
@@ -107,31 +97,15 @@ class MailedTokens(EmailTokens):
             raise _email_taken("new_email")
         ttl = self.settings.verify_token_ttl_seconds
         token = await self._issue_email_token(user, EMAIL_CHANGE, ttl, new_email=new_email)
-        base = self.settings.public_url.rstrip("/")
         self._mail(
-            MailMessage(
+            Mail(
+                kind=MailKind.EMAIL_CHANGE,
                 to=new_email,
-                subject="Confirm your new email address",
-                text=(
-                    f"Confirm the new email address of your account with this token:\n\n"
-                    f"{token}\n\n"
-                    f'POST {base}/auth/email/confirm with {{"token": "{token}"}}.\n'
-                    f"It expires in {max(ttl // 3600, 1)} hours and works once. If you did not"
-                    " ask for it, ignore this mail."
-                ),
+                locale=user.locale,
+                values={"token": token, "hours": max(ttl // 3600, 1), "new_email": new_email},
             )
         )
-        self._mail(
-            MailMessage(
-                to=old_email,
-                subject="Your email address is being changed",
-                text=(
-                    f"Someone signed in to your account asked to change its email address to"
-                    f" {new_email}. It changes only once that address confirms it. If it was"
-                    " not you, change your password now: that signs out every other session."
-                ),
-            )
-        )
+        self._mail_user(user, MailKind.EMAIL_CHANGE_NOTICE, new_email=new_email)
 
     async def confirm_email_change(self, token: str) -> User:
         found = await self._take_email_token(token, EMAIL_CHANGE)

@@ -46,6 +46,8 @@ class User(UUIDv7AuditBase):
     # Made by grant_type anonymous; false from its first way back in of its own
     # (became_permanent: a confirmed email and password, an OAuth identity, a passkey).
     is_anonymous: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # The language of the user's mails (a BCP 47 tag: de, de-AT); None: English.
+    locale: Mapped[str | None] = mapped_column(String(35), default=None)
     # Two-factor sign-in (backend/auth/totp.py): the sealed secret, set when enrolling and
     # in force from totp_enabled_at; the last accepted time step refuses a replayed code.
     totp_secret: Mapped[str | None] = mapped_column(String(300), default=None)

@@ -50,6 +50,8 @@ from backend.auth.service import AuthService, user_view
 from backend.config import Settings
 from backend.db.transactions import owned_session
 from backend.identity import ClientInfo, Principal
+from backend.mail.compose import mail_locales
+from backend.mail.locales import negotiate_locale
 from backend.paging import Page, Paging
 from backend.problems import Problem, may_answer
 
@@ -100,6 +102,7 @@ async def sign_up(
     client: ClientInfo,
     settings: Settings,
 ) -> Response[Any]:
+    data = with_request_locale(data, request, settings)
     if settings.auth_require_verified_email:
         return Response(
             Accepted(status="check_your_mail"),
@@ -107,6 +110,17 @@ async def sign_up(
             background=_after_answer(request.app.state, lambda auth: auth.sign_up_by_mail(data)),
         )
     return Response(await auth_service.sign_up(data, client), status_code=201)
+
+
+def with_request_locale(
+    data: SignUp, request: Request[Any, Any, Any], settings: Settings
+) -> SignUp:
+    """The sign-up with a locale: its own, else the best of the request's Accept-Language
+    that mail can be written in, else none (English)."""
+    if data.locale is not None:
+        return data
+    found = negotiate_locale(request.headers.get("accept-language"), mail_locales(settings))
+    return data if found is None else msgspec.structs.replace(data, locale=found)
 
 
 @post(
@@ -293,7 +307,7 @@ class AuthController(Controller):
     async def me(self, current: Principal, auth_service: AuthService) -> UserView:
         return user_view(await auth_service.get_user(current))
 
-    @patch("/me", summary="Change my name or password", security=BEARER)
+    @patch("/me", summary="Change my name, my mails' language or my password", security=BEARER)
     async def update_me(
         self, data: UpdateMe, current: Principal, auth_service: AuthService
     ) -> UserView:

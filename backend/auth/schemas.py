@@ -10,6 +10,7 @@ import msgspec
 
 from backend.auth.scopes import Scope
 from backend.lib.names import name_meta
+from backend.mail.locales import LOCALE_MAX_LENGTH, LOCALE_PATTERN
 
 Email = Annotated[
     str,
@@ -23,6 +24,15 @@ Email = Annotated[
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 Name = Annotated[str, name_meta(200)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Locale = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=LOCALE_MAX_LENGTH,
+        pattern=LOCALE_PATTERN,
+        description="A language tag (BCP 47): the language of the user's mails",
+        examples=["de", "en-GB"],
+    ),
+]
 # Six digits: a mailed sign-in code, or an authenticator app's.
 Code = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
 # A two-factor recovery code as shown (``abcde-23456``); any case, the dash optional.
@@ -40,6 +50,7 @@ class UserView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     totp_enabled: bool = False
     is_anonymous: bool = False
+    locale: str | None = None  # the language of the user's mails; None: English
 
 
 class TotpEnabled(UserView, frozen=True, kw_only=True):
@@ -86,6 +97,9 @@ class SignUp(msgspec.Struct, frozen=True, kw_only=True):
     email: Email
     password: Password
     name: Name | None = None
+    # The language of the account's mails; unset: the best of the request's Accept-Language
+    # that mail templates exist for, else none (English).
+    locale: Locale | None = None
 
 
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -139,6 +153,7 @@ class DeleteMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 class UpdateMe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Name | None = None
+    locale: Locale | None = None  # the language of my mails
     current_password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     new_password: Password | None = None
 

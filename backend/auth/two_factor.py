@@ -33,7 +33,7 @@ from backend.errors import (
     Invalid,
 )
 from backend.identity import ClientInfo, Principal
-from backend.mail.service import MailMessage
+from backend.mail.compose import MailKind, mail_time
 
 
 def _wrong_recovery_code() -> Invalid:
@@ -71,9 +71,7 @@ class TwoFactor(AuthCore):
             raise unauthorized(
                 "The recovery code is not right, or was used already", "invalid_code"
             )
-        self._mail_recovery_code_used(
-            user, "sign in to your account", f"It works no more; {left} of your codes are left."
-        )
+        self._mail_recovery_code_used(user, left)
         await self.redis.delete(key, failures_key)
         return await self._open_session(user, org_id, client)
 
@@ -136,12 +134,7 @@ class TwoFactor(AuthCore):
         """Two-factor sign-in off, proven by the app's code or a recovery code (a lost phone:
         sign in with one code, turn it off with another, set it up again)."""
         user = await self._enabled(principal)
-        await self._prove_second_factor(
-            user,
-            proof,
-            "turn two-factor sign-in off",
-            "Two-factor sign-in is off now, and the other codes with it.",
-        )
+        await self._prove_second_factor(user, proof)
         await self._turn_off_totp(user)
         await self.db.flush()
 
@@ -151,9 +144,7 @@ class TwoFactor(AuthCore):
         """Ten new recovery codes for the old ones, proven by the app's code or a recovery
         code (the second factor itself: a stolen session that learnt the password cannot)."""
         user = await self._enabled(principal)
-        await self._prove_second_factor(
-            user, proof, "make new recovery codes", "Ten new codes replace all of the old ones."
-        )
+        await self._prove_second_factor(user, proof)
         return await self._new_recovery_codes(user)
 
     async def two_factor_status(self, principal: Principal) -> TwoFactorStatus:
@@ -170,20 +161,19 @@ class TwoFactor(AuthCore):
             raise Conflict("Two-factor sign-in is off", code="totp_not_enabled")
         return user
 
-    async def _prove_second_factor(
-        self, user: User, proof: SecondFactor, what: str, outcome: str
-    ) -> None:
+    async def _prove_second_factor(self, user: User, proof: SecondFactor) -> None:
         """422 naming the field unless ``proof`` holds exactly one right code; a recovery code
-        is spent, and mailed about (it was used to ``what``, with this ``outcome``)."""
+        is spent, and mailed about."""
         if (proof.code is None) == (proof.recovery_code is None):
             raise Invalid(
                 "Send the app's code or a recovery code (one of them)",
                 errors=[{"field": "code", "message": "code or recovery_code", "source": "body"}],
             )
         if proof.recovery_code is not None:
-            if await self._use_recovery_code(user, proof.recovery_code) is None:
+            left = await self._use_recovery_code(user, proof.recovery_code)
+            if left is None:
                 raise _wrong_recovery_code()
-            self._mail_recovery_code_used(user, what, outcome)
+            self._mail_recovery_code_used(user, left)
             return
         assert proof.code is not None
         step = self._totp_step(user, proof.code)
@@ -232,20 +222,8 @@ class TwoFactor(AuthCore):
         )
         return int(left or 0)
 
-    def _mail_recovery_code_used(self, user: User, what: str, outcome: str) -> None:
-        """Tell the account a recovery code was used (to ``what``; ``outcome``), after commit."""
-        # A plain notice for now; the mail templates of issue 21 (item 5) will render it.
-        self._mail(
-            MailMessage(
-                to=address_of(user, "use a recovery code"),
-                subject="A recovery code was used",
-                text=(
-                    f"One of your two-factor recovery codes was just used to {what}."
-                    f" {outcome} If you have lost your phone, make new codes"
-                    " (POST /auth/mfa/recovery-codes) or set two-factor sign-in up again.\n"
-                    "If it was not you, someone has your password and a recovery code: change"
-                    " your password now (that signs out every other session) and make new"
-                    " codes."
-                ),
-            )
+    def _mail_recovery_code_used(self, user: User, left: int) -> None:
+        """Tell the account a recovery code was used, and how many are left, after commit."""
+        self._mail_user(
+            user, MailKind.RECOVERY_CODE_USED, when=mail_time(self.clock.now()), remaining=left
         )

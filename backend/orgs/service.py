@@ -32,7 +32,8 @@ from backend.errors import Conflict, Forbidden, NotFound, Rejected, TooMany
 from backend.identity import Principal
 from backend.lib.clock import Clock
 from backend.lib.counters import count_in_window
-from backend.mail.service import Mailer, MailMessage
+from backend.mail.compose import Mail, MailKind
+from backend.mail.service import Mailer
 from backend.orgs.schemas import (
     InvitationView,
     MemberView,
@@ -301,19 +302,27 @@ class OrgService:
         await self.db.flush()
         await self.db.refresh(invitation)
         view = _invitation_view(invitation)
-        base = self.settings.public_url.rstrip("/")
+        inviter = await self.db.get(User, principal.user_id)
+        assert inviter is not None
+        # In the invitee's language if they have an account, else in the inviter's.
+        invitee = (
+            await self.db.execute(
+                select(User.locale).where(func.lower(User.email) == invitation.email.lower())
+            )
+        ).first()
         invited = partial(
             self.mailer.send,
-            MailMessage(
+            Mail(
+                kind=MailKind.INVITATION,
                 to=invitation.email,
-                subject=f"You are invited to {org.name}",
-                text=(
-                    f"You are invited to join {org.name} as {data.role}.\n\n"
-                    f"Invitation token:\n\n{token}\n\n"
-                    f"Sign in (or sign up with this email), then POST "
-                    f'{base}/invitations/accept with {{"token": "<the token>"}}.\n'
-                    f"It expires in {self.settings.invitation_ttl_seconds // 86400} days."
-                ),
+                locale=inviter.locale if invitee is None else invitee.locale,
+                values={
+                    "token": token,
+                    "org": org.name,
+                    "role": data.role,
+                    "inviter": inviter.name or inviter.email,
+                    "days": max(self.settings.invitation_ttl_seconds // 86400, 1),
+                },
             ),
         )
         after_commit(self.db, invited)

@@ -1,4 +1,5 @@
-"""System: health and readiness, and /metrics for the operator's scraper."""
+"""System: health and readiness, /metrics for the operator's scraper, and in dev the mail
+the console backend delivered (/dev/mail)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from backend.db.migrate import head_revisions
 from backend.lib.request_metrics import RequestMetricsMiddleware
 from backend.logs import RequestIdMiddleware
 from backend.problems import Problem, may_answer
+from backend.system.devmail import DevMailController
 from backend.system.routes import SystemController
 
 
@@ -46,7 +48,7 @@ class MetricsController(PrometheusController):
     opt = may_answer(403)
 
 
-def system_capability() -> Capability:
+def system_capability(settings: Settings) -> Capability:
     prometheus = PrometheusConfig(
         app_name="litebase",
         prefix="litebase",
@@ -56,7 +58,12 @@ def system_capability() -> Capability:
     )
     return Capability(
         "system",
-        routes=[SystemController, MetricsController],
+        routes=[
+            SystemController,
+            MetricsController,
+            # Dev only: outside LITEBASE_ENV=dev the route does not exist (404).
+            *([DevMailController] if settings.is_dev else []),
+        ],
         # The request id first: every later middleware and handler logs with it.
         middleware=[RequestIdMiddleware(), prometheus.middleware],
         state={"migration_heads": head_revisions()},

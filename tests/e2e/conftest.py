@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import msgspec
@@ -301,10 +303,35 @@ async def signed_up(stack: Stack, *, admin: bool = False) -> httpx.AsyncClient:
     return client
 
 
+# The app's pages that mails link to, in every stack (APP_URL + MAIL_*_PATH).
+APP_URL = "https://app.example.com"
+_TOKEN_LINK = re.compile(r"https?://\S+[?&]token=[^\s&]+")
+
+
+def mailed_link(mail: dict[str, str]) -> str:
+    """The link with a token in a mail's text part (verify, reset, email change, invitation)."""
+    found = _TOKEN_LINK.search(mail["text"])
+    assert found, mail["text"]
+    return found.group(0)
+
+
+def mailed_token(mail: dict[str, str]) -> str:
+    """The token of a mail's link, as the app's page reads it from its query."""
+    return parse_qs(urlsplit(mailed_link(mail)).query)["token"][0]
+
+
+def mailed_code(mail: dict[str, str]) -> str:
+    """The six-digit code of a sign-in code mail (on a line of its own in the text part)."""
+    found = re.search(r"^([0-9]{6})$", mail["text"], re.MULTILINE)
+    assert found, mail["text"]
+    return found.group(1)
+
+
 @pytest.fixture
 def inbox(stack: Stack) -> Callable[[str, str], dict[str, str]]:
     """Wait for the mail to an address whose subject holds a phrase; the worker delivers to
-    the console backend, which keeps the newest mails in Redis."""
+    the console backend, which keeps the newest mails in Redis (to, subject, text, html, kind,
+    locale: backend/mail/service.py's SentMail)."""
     store = redis.Redis.from_url(stack.redis_url)
 
     def _wait_for(to: str, subject_part: str, timeout: float = 30) -> dict[str, str]:
@@ -349,6 +376,7 @@ def stack(
         "REALTIME_MAX_SUBSCRIPTIONS": "5",
         "RELAY_POLL_SECONDS": "0.2",
         "CORS_ORIGINS": "https://app.example.com",
+        "APP_URL": APP_URL,
         "PYTHONUNBUFFERED": "1",
         # Embeddings through the openai provider, against the fake upstream on loopback.
         "EMBEDDING_PROVIDER": "openai",

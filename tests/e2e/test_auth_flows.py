@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import run_python
+from tests.e2e.conftest import APP_URL, mailed_code, mailed_link, mailed_token, run_python
 
 PASSWORD = "correct horse battery staple"
 
@@ -24,10 +23,13 @@ def api(stack):
         yield client
 
 
-def _token_in(mail: dict[str, str]) -> str:
-    match = re.search(r"token:\n\n(\S+)\n", mail["text"])
-    assert match, mail["text"]
-    return match.group(1)
+def _token_in(mail: dict[str, str], page: str) -> str:
+    """The token of the mail's link, which leads to ``page`` of the app (APP_URL), not the API;
+    the HTML part links to the same place."""
+    link = mailed_link(mail)
+    assert link.startswith(f"{APP_URL}{page}?token="), link
+    assert f'href="{link}"' in mail["html"]
+    return mailed_token(mail)
 
 
 def _bearer(tokens) -> dict[str, str]:
@@ -43,7 +45,7 @@ def _sign_up(api, email: str) -> dict:
 def test_sign_up_mails_a_verification_token_that_works_once(api, inbox):
     email = _email("verify")
     tokens = _sign_up(api, email)
-    token = _token_in(inbox(email, "Confirm your email"))
+    token = _token_in(inbox(email, "Confirm your email"), "/verify")
     # Confirmed from the signed-in app (its bearer sent along), so that session stays; every
     # other session of a newly verified account ends (docs/security.md, pre-hijacking).
     confirmed = api.post("/auth/verify", json={"token": token}, headers=_bearer(tokens))
@@ -58,10 +60,10 @@ def test_sign_up_mails_a_verification_token_that_works_once(api, inbox):
 def test_a_verification_mail_can_be_requested_again(api, inbox):
     email = _email("reverify")
     tokens = _sign_up(api, email)
-    first = _token_in(inbox(email, "Confirm your email"))
+    first = _token_in(inbox(email, "Confirm your email"), "/verify")
     assert api.post("/auth/verify", json={}, headers=_bearer(tokens)).status_code == 200
     deadline = time.monotonic() + 30
-    while (second := _token_in(inbox(email, "Confirm your email"))) == first:
+    while (second := _token_in(inbox(email, "Confirm your email"), "/verify")) == first:
         assert time.monotonic() < deadline, "no second verification mail"
         time.sleep(0.1)
     assert api.post("/auth/verify", json={"token": second}).status_code == 200
@@ -75,7 +77,7 @@ def test_forgot_password_is_202_either_way_and_the_reset_works_once(api, inbox):
     known = api.post("/auth/password/forgot", json={"email": email})
     assert unknown.status_code == known.status_code == 202
     assert unknown.json() == known.json()
-    token = _token_in(inbox(email, "Reset your password"))
+    token = _token_in(inbox(email, "Reset your password"), "/reset-password")
     reset = api.post(
         "/auth/password/reset", json={"token": token, "new_password": "a new password!"}
     )
@@ -103,7 +105,7 @@ def test_an_invitation_brings_a_new_user_into_the_org(api, inbox):
         headers=_bearer(owner),
     )
     assert invited.status_code == 201
-    token = _token_in(inbox(guest_email, "invited to Acme"))
+    token = _token_in(inbox(guest_email, "invited to Acme"), "/accept-invitation")
 
     stranger = _sign_up(api, _email("stranger"))
     wrong = api.post("/invitations/accept", json={"token": token}, headers=_bearer(stranger))
@@ -166,7 +168,7 @@ def test_changing_the_email_waits_for_the_new_address_to_confirm(api, inbox):
     assert new_email in notice["text"]
     # Nothing changes until the new address confirms.
     assert api.get("/auth/me", headers=_bearer(tokens)).json()["email"] == old_email
-    token = _token_in(inbox(new_email, "Confirm your new email"))
+    token = _token_in(inbox(new_email, "Confirm your new email"), "/confirm-email")
     confirmed = api.post("/auth/email/confirm", json={"token": token})
     assert confirmed.status_code == 200, confirmed.text
     assert (confirmed.json()["email"], confirmed.json()["email_verified"]) == (new_email, True)
@@ -181,7 +183,7 @@ def test_a_mailed_sign_in_code_signs_in_without_the_password(api, inbox):
     _sign_up(api, email)
     assert api.post("/auth/otp", json={"email": email}).status_code == 202
     mail = inbox(email, "sign-in code")
-    code = re.search(r"code:\n\n([0-9]{6})\n", mail["text"]).group(1)
+    code = mailed_code(mail)
     assert code in mail["subject"]
     grant = {"grant_type": "otp", "email": email, "code": code}
     tokens = api.post("/auth/token", json=grant)

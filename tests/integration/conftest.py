@@ -9,12 +9,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 import redis
 
 from backend.auth.secrets import hash_token
 from backend.lib.urls import libpq_database_url
+from backend.mail.compose import Mail
+from backend.mail.service import SEND_MAIL_TASK
 
 PASSWORD = "correct horse battery staple"
 
@@ -114,6 +117,25 @@ async def mailed_sign_in_code(client, sql, email: str, user_id: str) -> str:
         user_id,
     )
     return code
+
+
+@pytest.fixture
+def queued_mail(redis_url) -> Callable[[], list[Mail]]:
+    """The mail the API queued for the workers (no worker runs in these tests): each mail.send
+    task in the broker's ``mail`` queue, oldest first, as the worker would read it."""
+
+    def _queued() -> list[Mail]:
+        with redis.Redis.from_url(redis_url) as broker:
+            messages = [json.loads(raw) for raw in broker.lrange("mail", 0, -1)]
+        mails = []
+        for message in reversed(messages):  # kombu pushes on the left
+            if message["headers"]["task"] != SEND_MAIL_TASK:
+                continue
+            _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+            mails.append(msgspec.convert(kwargs, Mail))
+        return mails
+
+    return _queued
 
 
 def known_mailed_token(sql, user_id: str, purpose: str) -> str:

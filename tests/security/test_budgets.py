@@ -51,7 +51,13 @@ async def test_a_callers_own_limit_is_passed_on_untouched(client, sign_up, upstr
 
 def test_prod_ships_a_budget_and_a_rate_for_every_user():
     prod = settings_from_env(
-        {"LITEBASE_ENV": "prod", "SECRET_KEY": "k" * 48, "EMBEDDING_PROVIDER": "openai"}
+        {
+            "LITEBASE_ENV": "prod",
+            "SECRET_KEY": "k" * 48,
+            "EMBEDDING_PROVIDER": "openai",
+            "APP_URL": "https://app.example.com",
+            "MAIL_ALLOW_CONSOLE_IN_PROD": "true",
+        }
     )
     limits = default_limits(prod, "user")
     assert limits.tokens_per_period > 0 and limits.requests_per_minute > 0

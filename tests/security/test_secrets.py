@@ -77,7 +77,12 @@ async def test_the_role_comes_from_the_database_not_the_claim(
 
 
 def test_prod_refuses_the_hash_embedder_unless_told():
-    prod = {"LITEBASE_ENV": "prod", "SECRET_KEY": REAL_KEY}
+    prod = {
+        "LITEBASE_ENV": "prod",
+        "SECRET_KEY": REAL_KEY,
+        "APP_URL": "https://app.example.com",
+        "MAIL_ALLOW_CONSOLE_IN_PROD": "true",
+    }
     with pytest.raises(SettingsError, match="EMBEDDING_PROVIDER=hash"):
         settings_from_env(prod)
     assert settings_from_env({**prod, "EMBEDDING_ALLOW_HASH": "true"}).embedding_provider == "hash"

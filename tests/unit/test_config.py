@@ -55,11 +55,70 @@ def test_prod_refuses_a_missing_placeholder_or_short_secret(secret):
         settings_from_env(environ)
 
 
+# What prod needs besides a secret: a real embedder, the app's URL and a way to send mail.
+PROD = {
+    "LITEBASE_ENV": "prod",
+    "SECRET_KEY": STRONG_KEY,
+    "EMBEDDING_PROVIDER": "openai",
+    "APP_URL": "https://app.example.com",
+    "MAIL_BACKEND": "smtp",
+    "SMTP_HOST": "email-smtp.eu-west-1.amazonaws.com",
+    "SMTP_USERNAME": "AKIAEXAMPLE",
+    "SMTP_PASSWORD": "a-real-smtp-password",
+}
+
+
 def test_prod_starts_with_a_strong_secret():
-    settings = settings_from_env(
-        {"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY, "EMBEDDING_PROVIDER": "openai"}
-    )
+    settings = settings_from_env(PROD)
     assert settings.secret_key == STRONG_KEY
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"MAIL_BACKEND": "console"}, "MAIL_BACKEND=console only prints mail"),
+        ({"APP_URL": ""}, "APP_URL is not set"),
+        ({"SMTP_PASSWORD": ""}, "SMTP_PASSWORD is missing or a placeholder"),
+        ({"SMTP_PASSWORD": "change-me"}, "SMTP_PASSWORD is missing or a placeholder"),
+        ({"SMTP_SECURITY": "none"}, "SMTP_SECURITY=none would send SMTP_PASSWORD"),
+    ],
+)
+def test_prod_refuses_mail_that_would_not_reach_anyone_safely(changes, message):
+    with pytest.raises(SettingsError, match=message):
+        settings_from_env({**PROD, **changes})
+
+
+def test_prod_may_print_mail_or_use_a_local_relay_when_told_so():
+    console = settings_from_env(
+        {**PROD, "MAIL_BACKEND": "console", "MAIL_ALLOW_CONSOLE_IN_PROD": "true"}
+    )
+    assert console.mail_backend == "console"
+    relay = {**PROD, "SMTP_USERNAME": "", "SMTP_PASSWORD": "", "SMTP_SECURITY": "none"}
+    assert settings_from_env(relay).smtp_security == "none"  # no login: nothing to leak
+
+
+def test_dev_and_test_send_mail_to_the_console_with_links_to_the_api_url():
+    for env in ("dev", "test"):
+        settings = settings_from_env({"LITEBASE_ENV": env, "PUBLIC_URL": "http://127.0.0.1:9/"})
+        assert (settings.mail_backend, settings.mail_app_url) == ("console", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"MAIL_VERIFY_PATH": "verify"}, "MAIL_VERIFY_PATH must be a path"),
+        ({"MAIL_SECURITY_PATH": "https://elsewhere.example/x"}, "MAIL_SECURITY_PATH must be a"),
+        ({"APP_URL": "app.example.com"}, "APP_URL must be an http"),
+        ({"APP_URL": "https://app.example.com/?x=1"}, "APP_URL must be an http"),
+        ({"MAIL_TEMPLATES_DIR": "/no/such/folder"}, "MAIL_TEMPLATES_DIR"),
+        ({"SMTP_SECURITY": "ssl"}, "SMTP_SECURITY"),
+        ({"SMTP_TIMEOUT_SECONDS": "0"}, "SMTP_TIMEOUT_SECONDS"),
+        ({"SMTP_PORT": "70000"}, "SMTP_PORT"),
+    ],
+)
+def test_mail_settings_are_checked(environ, message):
+    with pytest.raises(SettingsError, match=message):
+        settings_from_env(environ)
 
 
 def test_dev_and_test_run_with_the_dev_secret():

@@ -1,25 +1,30 @@
-"""mail.send: deliver one mail through the configured backend, retrying transient failures."""
+"""mail.send: render one mail in its recipient's language and deliver it through the
+configured backend, retrying what may pass later (the SMTP server down, a 4xx answer)."""
 
 from __future__ import annotations
 
-import smtplib
 from typing import Any
 
+import msgspec
 from celery import shared_task
 
-from backend.mail.service import SEND_MAIL_TASK, MailMessage, deliver
+from backend.mail.compose import Mail
+from backend.mail.service import SEND_MAIL_TASK, TransientMailError, deliver
 from workers.celery_app import LitebaseCelery
 
 
 @shared_task(
     name=SEND_MAIL_TASK,
     bind=True,
-    autoretry_for=(smtplib.SMTPException, OSError),
+    autoretry_for=(TransientMailError,),
     retry_backoff=True,
     retry_backoff_max=600,
     max_retries=8,
 )
-def send_mail(self: Any, to: str, subject: str, text: str) -> None:
+def send_mail(
+    self: Any, kind: str, to: str, locale: str | None = None, values: dict[str, Any] | None = None
+) -> None:
     app = self.app
     assert isinstance(app, LitebaseCelery)
-    deliver(app.settings, MailMessage(to=to, subject=subject, text=text), app.redis())
+    mail = msgspec.convert({"kind": kind, "to": to, "locale": locale, "values": values or {}}, Mail)
+    deliver(app.settings, mail, app.redis())

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { LitebaseError, MfaRequiredError, createClient, memoryStore } from "../dist/index.js";
-import { PASSWORD, URL, client, closeAll, countingFetch, email, mailTo, signedUp, totp, waitUntil } from "./helpers.mjs";
+import { PASSWORD, URL, client, closeAll, countingFetch, email, mailTo, signedUp, tokenIn, totp, waitUntil } from "./helpers.mjs";
 
 after(closeAll);
 
@@ -202,7 +202,6 @@ test("orgs: create, switch org (the token's org changes), members, invite", asyn
   assert.equal(notMine.status, 404);
 });
 
-const tokenIn = (mail) => /token:\n\n(\S+)\n/.exec(mail.text)?.[1];
 
 test("the account: name, password change, verification, reset by mail, then deletion", async () => {
   const { lb, email: address } = await signedUp();
@@ -250,7 +249,7 @@ test("orgs administered: rename, roles, invitations revoked, members removed, de
   assert.equal((await owner.orgs.update(org.id, { name: "Admin org 2" })).name, "Admin org 2");
   await owner.orgs.invite(org.id, memberEmail);
   const mail = await mailTo(memberEmail, "invited to Admin org 2");
-  await member.orgs.acceptInvitation(/Invitation token:\s*(\S+)/.exec(mail.text)[1]);
+  await member.orgs.acceptInvitation(tokenIn(mail));
   const stray = await owner.orgs.invite(org.id, email("stray"));
   const pending = await owner.orgs.invitations(org.id);
   assert.ok(pending.items.some((i) => i.id === stray.id));

@@ -59,6 +59,13 @@ export async function mailTo(to, subject) {
   return response.json();
 }
 
+/** The token of a mail's link to the app (APP_URL/verify?token=…, /reset-password?token=…). */
+export function tokenIn(mail) {
+  const link = /https?:\/\/\S+[?&]token=[^\s&]+/.exec(mail.text)?.[0];
+  if (!link) throw new Error(`no link with a token in: ${mail.text}`);
+  return new globalThis.URL(link).searchParams.get("token"); // URL here is the API's address
+}
+
 export async function api(action) {
   const response = await fetch(`${CONTROL}/api/${action}`, { method: "POST" });
   if (!response.ok) throw new Error(`api ${action}: ${response.status}`);

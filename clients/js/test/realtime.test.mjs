@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, test } from "node:test";
 import { RealtimeError } from "../dist/index.js";
-import { PASSWORD, STABLE_URL, api, client, closeAll, mailTo, signedUp, waitUntil } from "./helpers.mjs";
+import { PASSWORD, STABLE_URL, api, client, closeAll, mailTo, signedUp, tokenIn, waitUntil } from "./helpers.mjs";
 
 after(closeAll);
 
@@ -34,8 +34,7 @@ test("rooms: broadcast and presence among an org's members", async () => {
   const { lb: bob, email: bobEmail } = await signedUp();
   await ada.orgs.invite(org.id, bobEmail);
   const mail = await mailTo(bobEmail, "invited to Room org");
-  const token = /Invitation token:\s*(\S+)/.exec(mail.text)?.[1];
-  assert.ok(token, `an invitation token in: ${mail.text}`);
+  const token = tokenIn(mail);
   await bob.orgs.acceptInvitation(token);
   await bob.auth.switchOrg(org.id);
   const heard = [];
