@@ -54,15 +54,15 @@ class SmtpServer:
             "SMTP_TIMEOUT_SECONDS": "10",
         }
 
-    def wait_for(self, to: str, timeout: float = 30) -> EmailMessage:
-        """The first message to ``to``, once it has arrived."""
+    def wait_for(self, to: str, subject: str = "", timeout: float = 30) -> EmailMessage:
+        """The first message to ``to`` whose subject holds ``subject``, once it has arrived."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for message in self.messages:
-                if message["To"] == to:
+            for message in list(self.messages):
+                if message["To"] == to and subject in message["Subject"]:
                     return message
             time.sleep(0.05)
-        raise AssertionError(f"no mail to {to} within {timeout}s")
+        raise AssertionError(f"no mail to {to} about {subject!r} within {timeout}s")
 
 
 class _Handler:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import httpx
 import msgspec
@@ -316,8 +316,9 @@ def mailed_link(mail: dict[str, str]) -> str:
 
 
 def mailed_token(mail: dict[str, str]) -> str:
-    """The token of a mail's link, as the app's page reads it from its query."""
-    return parse_qs(urlsplit(mailed_link(mail)).query)["token"][0]
+    """The token of a mail's link, as the app's page reads it from its query (which is in the
+    fragment when a page's path is, e.g. MAIL_VERIFY_PATH=/#/verify)."""
+    return parse_qs(mailed_link(mail).split("?", 1)[1])["token"][0]
 
 
 def mailed_code(mail: dict[str, str]) -> str:

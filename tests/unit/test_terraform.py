@@ -29,6 +29,9 @@ OPERATOR_INPUTS = {
     "certificate_arn",
     "image_tag",
     "openai_api_key_secret_arn",
+    "app_url",
+    "mail_from",
+    "smtp_credentials_secret_arn",
     "cors_origins",
     "settings",
 }
@@ -193,6 +196,37 @@ def test_the_stack_defaults_to_the_safe_side():
         for toggle in toggles:
             pattern = rf"\b{toggle}\s*=\s*optional\(bool,\s*true\)"
             assert re.search(pattern, variables[variable]["type"]), f"{variable}.{toggle}"
+
+
+def test_the_workers_send_mail_through_ses_with_credentials_from_secrets_manager():
+    """Prod refuses to start with the console mail backend: the stack gives every task the SES
+    SMTP settings, the credentials from a secret the execution role may read, and the workers
+    (which send the mail; the API only queues it) a way out on port 587."""
+    service = _parsed(TERRAFORM / "modules" / "service" / "main.tf")
+    smtp = {k: _name(str(v)) for k, v in service["locals"][0]["smtp_settings"].items()}
+    assert smtp["MAIL_BACKEND"] == "smtp" and smtp["SMTP_PORT"] == "587"
+    assert smtp["SMTP_SECURITY"] == "starttls" and "email-smtp." in smtp["SMTP_HOST"]
+    text = (TERRAFORM / "modules" / "service" / "main.tf").read_text()
+    for name, key in (("SMTP_USERNAME", "username"), ("SMTP_PASSWORD", "password")):
+        pattern = rf'name = "{name}", valueFrom = "\$\{{var.smtp_credentials_secret_arn\}}:{key}::"'
+        assert re.search(pattern, text), name
+    assert re.search(r"secret_arns = compact\(\[[^\]]*var\.smtp_credentials_secret_arn", text)
+    environment = _blocks(STACK, "module")["service"]["environment"]
+    assert "APP_URL = var.app_url" in environment and "MAIL_FROM = var.mail_from" in environment
+    assert _blocks(STACK, "module")["service"]["smtp_credentials_secret_arn"] == (
+        "${var.smtp_credentials_secret_arn}"
+    )
+    [rule] = [
+        body
+        for path in (TERRAFORM / "modules" / "network").glob("*.tf")
+        for block in _parsed(path).get("resource", [])
+        for kind, resources in block.items()
+        if _name(kind) == "aws_vpc_security_group_egress_rule"
+        for body in resources.values()
+        if body.get("from_port") == 587
+    ]
+    assert rule["to_port"] == 587 and _name(rule["ip_protocol"]) == "tcp"
+    assert rule["security_group_id"] == "${aws_security_group.worker.id}"
 
 
 def test_the_image_is_multi_stage_non_root_and_checks_its_health():

@@ -73,9 +73,13 @@ module "service" {
   redis_url                    = "rediss://${module.cache.primary_endpoint}:6379/0?ssl_cert_reqs=required"
   redis_password_secret_arn    = module.cache.auth_token_secret_arn
   openai_api_key_secret_arn    = var.openai_api_key_secret_arn
+  smtp_credentials_secret_arn  = var.smtp_credentials_secret_arn
+  smtp_host                    = var.smtp_host
   environment = merge(
     {
       PUBLIC_URL   = "https://${var.domain_name}"
+      APP_URL      = var.app_url
+      MAIL_FROM    = var.mail_from
       CORS_ORIGINS = join(",", var.cors_origins)
       # Longer than the ALB's, so it never sends a request down a connection the API is closing.
       HTTP_KEEPALIVE_SECONDS = tostring(module.edge.idle_timeout_seconds + 5)

@@ -31,6 +31,27 @@ variable "openai_api_key_secret_arn" {
   default     = ""
 }
 
+variable "app_url" {
+  type        = string
+  description = "Your app's URL, e.g. https://app.example.com: mails link to its pages (APP_URL)."
+}
+
+variable "mail_from" {
+  type        = string
+  description = "The From of every mail, e.g. Acme <no-reply@example.com>; its domain must be a verified SES identity."
+}
+
+variable "smtp_credentials_secret_arn" {
+  type        = string
+  description = "Secrets Manager secret, JSON {\"username\": …, \"password\": …}, with SES SMTP credentials (docs/deploy.md); empty: no mail."
+}
+
+variable "smtp_host" {
+  type        = string
+  description = "The SMTP server (empty: Amazon SES in the stack's region)."
+  default     = ""
+}
+
 variable "cors_origins" {
   type        = list(string)
   description = "Browser origins allowed to call the API."

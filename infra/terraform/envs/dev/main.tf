@@ -4,14 +4,17 @@
 module "stack" {
   source = "../../stack"
 
-  name                      = "litebase-${var.environment}"
-  availability_zones        = var.availability_zones
-  domain_name               = var.domain_name
-  certificate_arn           = var.certificate_arn
-  image_tag                 = var.image_tag
-  openai_api_key_secret_arn = var.openai_api_key_secret_arn
-  cors_origins              = var.cors_origins
-  settings                  = var.settings
+  name                        = "litebase-${var.environment}"
+  availability_zones          = var.availability_zones
+  domain_name                 = var.domain_name
+  certificate_arn             = var.certificate_arn
+  image_tag                   = var.image_tag
+  openai_api_key_secret_arn   = var.openai_api_key_secret_arn
+  app_url                     = var.app_url
+  mail_from                   = var.mail_from
+  smtp_credentials_secret_arn = var.smtp_credentials_secret_arn
+  cors_origins                = var.cors_origins
+  settings                    = var.settings
 
   key_deletion_window_days = 7
   single_nat_gateway       = true

@@ -37,6 +37,21 @@ variable "openai_api_key_secret_arn" {
   default     = ""
 }
 
+variable "app_url" {
+  type        = string
+  description = "Your app's URL, e.g. https://app.example.com: mails link to its pages."
+}
+
+variable "mail_from" {
+  type        = string
+  description = "The From of every mail, e.g. Acme <no-reply@example.com> (a verified SES identity)."
+}
+
+variable "smtp_credentials_secret_arn" {
+  type        = string
+  description = "Secrets Manager secret with the SES SMTP credentials, JSON {\"username\": …, \"password\": …} (docs/deploy.md)."
+}
+
 variable "cors_origins" {
   type        = list(string)
   description = "Browser origins allowed to call the API."

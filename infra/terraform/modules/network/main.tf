@@ -6,6 +6,8 @@ locals {
   zones      = var.availability_zones
   nat_count  = var.single_nat_gateway ? 1 : length(local.zones)
   https_cidr = "0.0.0.0/0"
+  # SES's SMTP endpoint (email-smtp.<region>.amazonaws.com) has no fixed addresses.
+  smtp_cidr = "0.0.0.0/0"
 }
 
 resource "aws_vpc" "this" {
@@ -203,6 +205,16 @@ resource "aws_vpc_security_group_egress_rule" "app_https" {
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
+}
+
+# The workers send the mail (the API only queues it): SMTP with STARTTLS on port 587.
+resource "aws_vpc_security_group_egress_rule" "worker_smtp" {
+  security_group_id = aws_security_group.worker.id
+  description       = "SMTP submission (STARTTLS) to Amazon SES"
+  cidr_ipv4         = local.smtp_cidr
+  ip_protocol       = "tcp"
+  from_port         = 587
+  to_port           = 587
 }
 
 resource "aws_vpc_security_group_egress_rule" "app_postgres" {

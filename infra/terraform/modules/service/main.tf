@@ -8,6 +8,13 @@ data "aws_region" "current" {}
 
 locals {
   metrics_namespace = "Litebase/${var.name}"
+  smtp              = var.smtp_credentials_secret_arn != ""
+  smtp_settings = {
+    MAIL_BACKEND  = "smtp"
+    SMTP_HOST     = var.smtp_host != "" ? var.smtp_host : "email-smtp.${data.aws_region.current.name}.amazonaws.com"
+    SMTP_PORT     = "587"
+    SMTP_SECURITY = "starttls"
+  }
   environment = merge(
     {
       LITEBASE_ENV            = "prod"
@@ -16,6 +23,8 @@ locals {
       REDIS_URL               = var.redis_url
       QUEUE_METRICS_NAMESPACE = local.metrics_namespace
     },
+    # Mail over SMTP submission with STARTTLS (the network opens port 587 to the workers).
+    { for name, value in local.smtp_settings : name => value if local.smtp },
     var.environment,
   )
   secrets = concat(
@@ -27,12 +36,17 @@ locals {
     var.openai_api_key_secret_arn == "" ? [] : [
       { name = "OPENAI_API_KEY", valueFrom = var.openai_api_key_secret_arn },
     ],
+    local.smtp ? [
+      { name = "SMTP_USERNAME", valueFrom = "${var.smtp_credentials_secret_arn}:username::" },
+      { name = "SMTP_PASSWORD", valueFrom = "${var.smtp_credentials_secret_arn}:password::" },
+    ] : [],
   )
   secret_arns = compact([
     aws_secretsmanager_secret.secret_key.arn,
     var.database_password_secret_arn,
     var.redis_password_secret_arn,
     var.openai_api_key_secret_arn,
+    var.smtp_credentials_secret_arn,
   ])
 }
 

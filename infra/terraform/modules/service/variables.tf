@@ -69,6 +69,17 @@ variable "openai_api_key_secret_arn" {
   default     = ""
 }
 
+variable "smtp_credentials_secret_arn" {
+  type        = string
+  description = "Secrets Manager secret, JSON {\"username\": …, \"password\": …}: the SES SMTP credentials the workers send mail with (empty: no SMTP; the tasks then refuse to start unless settings say MAIL_ALLOW_CONSOLE_IN_PROD=true)."
+}
+
+variable "smtp_host" {
+  type        = string
+  description = "The SMTP server (empty: Amazon SES in this region, email-smtp.<region>.amazonaws.com)."
+  default     = ""
+}
+
 variable "environment" {
   type        = map(string)
   description = "Other settings for every task (see .env.example), e.g. PUBLIC_URL, CORS_ORIGINS."
