@@ -94,6 +94,16 @@ async def test_sign_in_with_a_mailed_code_then_delete_the_account(stack, inbox):
         assert gone.value.status == 401
 
 
+async def test_the_language_of_my_mails_is_given_at_sign_up(stack, inbox):
+    email = f"client-locale-{uuid.uuid4().hex[:8]}@example.com"
+    async with Litebase(stack.base_url) as lb:
+        signed = await lb.sign_up(email, PASSWORD, locale="de")
+        assert signed["user"]["locale"] == "de"
+        assert (await lb.me())["locale"] == "de"
+    mail = await asyncio.to_thread(inbox, email, "Bestätige deine E-Mail-Adresse")
+    assert mail["locale"] == "de"
+
+
 async def test_two_factor_sign_in_through_the_client(stack):
     email = f"client-mfa-{uuid.uuid4().hex[:8]}@example.com"
     async with Litebase(stack.base_url) as lb:

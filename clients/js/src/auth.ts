@@ -15,6 +15,8 @@ export interface User {
   totp_enabled?: boolean;
   /** Made by `signInAnonymously` and not yet made permanent (`@auth.anonymous` in rules). */
   is_anonymous?: boolean;
+  /** The language of the user's mails (a BCP 47 tag such as "de"); null: English. */
+  locale?: string | null;
   created_at: string;
   [extra: string]: unknown;
 }
@@ -264,7 +266,7 @@ export class Auth implements Credentials {
     return user;
   }
 
-  async updateUser(changes: { name?: string; current_password?: string; new_password?: string }): Promise<User> {
+  async updateUser(changes: { name?: string; locale?: string; current_password?: string; new_password?: string }): Promise<User> {
     const user = await this.http.json<User>("PATCH", "/auth/me", { body: changes });
     this.userChanged(user);
     return user;

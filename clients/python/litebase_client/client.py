@@ -50,8 +50,13 @@ class Litebase:
         self._expires_at = time.monotonic() + tokens["expires_in"]
         return tokens
 
-    async def sign_up(self, email: str, password: str, name: str | None = None) -> dict[str, Any]:
-        body = {"email": email, "password": password, **({"name": name} if name else {})}
+    async def sign_up(
+        self, email: str, password: str, name: str | None = None, locale: str | None = None
+    ) -> dict[str, Any]:
+        """Create an account and sign in; ``locale`` (e.g. "de") is the language of its mails."""
+        body = {"email": email, "password": password}
+        body |= {"name": name} if name else {}
+        body |= {"locale": locale} if locale else {}
         return self._keep(await self._call("POST", "/auth/signup", json=body, auth=False))
 
     async def sign_in(self, email: str, password: str, org_id: str | None = None) -> dict[str, Any]:
