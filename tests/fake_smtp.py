@@ -7,7 +7,6 @@ import datetime
 import ipaddress
 import ssl
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,9 +25,10 @@ from cryptography.x509.oid import NameOID
 from tests.support import free_port
 
 USERNAME, PASSWORD = "litebase-smtp-user", "a-real-smtp-password"
-# aiosmtpd counts only STARTTLS as TLS when it weighs AUTH; with implicit TLS (auth_require_tls
-# off below) the connection is encrypted all the same.
-warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+# aiosmtpd counts only STARTTLS as TLS when it weighs AUTH, and warns when implicit TLS turns
+# auth_require_tls off (below); the connection is encrypted all the same. Tests of implicit TLS
+# ignore the warning with this mark.
+IMPLICIT_TLS_WARNING = "ignore:Requiring AUTH while not requiring TLS:UserWarning"
 
 
 @dataclass

@@ -5,7 +5,6 @@ notice of a sign-in from a new device."""
 from __future__ import annotations
 
 import msgspec
-import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
@@ -123,9 +122,8 @@ async def test_a_sign_in_from_a_new_device_is_mailed_to_the_owner(client, sign_u
     assert len(notices()) == 1
 
 
-@pytest.mark.parametrize("setting", [False])
-async def test_the_new_sign_in_mail_can_be_turned_off(settings, clock, queued_mail, setting):
-    quiet = msgspec.structs.replace(settings, auth_new_sign_in_mail=setting)
+async def test_the_new_sign_in_mail_can_be_turned_off(settings, clock, queued_mail):
+    quiet = msgspec.structs.replace(settings, auth_new_sign_in_mail=False)
     async with AsyncTestClient(create_app(quiet, clock=clock)) as client:
         email = new_email()
         await client.post("/auth/signup", json={"email": email, "password": PASSWORD})

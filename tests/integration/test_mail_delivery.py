@@ -4,6 +4,9 @@ failures worth retrying from final ones."""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import aiosmtplib
 import msgspec
 import pytest
@@ -12,7 +15,7 @@ import redis
 from backend.config import settings_from_env
 from backend.mail.compose import Mail, MailKind
 from backend.mail.service import SENT_MAIL_KEY, SentMail, TransientMailError, deliver
-from tests.fake_smtp import USERNAME, smtp_server
+from tests.fake_smtp import IMPLICIT_TLS_WARNING, USERNAME, smtp_server
 from tests.support import free_port
 
 APP = "https://app.example.com"
@@ -46,6 +49,7 @@ def test_the_console_backend_keeps_the_rendered_mail_for_reading(redis_url):
     assert f'href="{LINK}"' in sent.html
 
 
+@pytest.mark.filterwarnings(IMPLICIT_TLS_WARNING)
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_smtp_delivers_html_and_text_over_tls_with_a_login(tmp_path, security):
     with smtp_server(tmp_path, security) as server:
@@ -88,3 +92,23 @@ def test_a_4xx_answer_or_no_server_is_tried_again_a_5xx_answer_is_not(tmp_path):
     nobody = _smtp_settings(server, "starttls", SMTP_PORT=str(free_port()))
     with pytest.raises(TransientMailError):
         deliver(nobody, MAIL, None)
+
+
+def test_a_server_that_never_answers_is_given_up_on_after_smtp_timeout_seconds(tmp_path):
+    """It accepts the connection and says nothing: the worker gives up after the timeout (and
+    the task tries again later) instead of holding its process for good."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        settings = settings_from_env(
+            {
+                "MAIL_BACKEND": "smtp",
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(port),
+                "SMTP_SECURITY": "none",
+                "SMTP_TIMEOUT_SECONDS": "0.5",
+            }
+        )
+        started = time.monotonic()
+        with pytest.raises(TransientMailError):
+            deliver(settings, MAIL, None)
+        assert time.monotonic() - started < 5
