@@ -77,6 +77,7 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/litebase prompts check
+	$(VENV)/bin/litebase mail check
 	$(CHECKOV) -d infra/terraform --framework terraform --quiet --compact --skip-download
 
 format: $(STAMP)

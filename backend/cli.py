@@ -249,6 +249,37 @@ def prompts_check(directory: Path | None, models_file: Path | None) -> None:
 
 
 @main.group()
+def mail() -> None:
+    """Mail templates (backend/mail/templates, MAIL_TEMPLATES_DIR)."""
+
+
+@mail.command("check")
+def mail_check() -> None:
+    """Render every mail in every language with sample values (the worker does this before it
+    starts); exit 1 naming each template that does not render."""
+    from backend.mail.compose import check_templates
+
+    rendered, problems = check_templates(_settings())
+    for problem in problems:
+        click.echo(f"error  {problem}")
+    click.echo(f"{rendered} mails ok, {len(problems)} problems")
+    if problems:
+        sys.exit(1)
+
+
+def _check_mail_templates(settings: Settings) -> None:
+    """A worker renders the mail: it refuses to start with a template that cannot render,
+    rather than fail each such mail later."""
+    from backend.mail.compose import check_templates
+
+    _, problems = check_templates(settings)
+    if problems:
+        raise click.ClickException(
+            "mail templates do not render (`litebase mail check`):\n" + "\n".join(problems)
+        )
+
+
+@main.group()
 def gen() -> None:
     """Write code from the collections."""
 
@@ -370,6 +401,7 @@ def worker(
     from workers.celery_app import create_celery_app
 
     settings = _serving_settings("worker")
+    _check_mail_templates(settings)
     if queues is None:
         from workers.pools import run_pools
 

@@ -70,6 +70,24 @@ def mail_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+# A value of each name in VALUES, to render every template with (``check_templates``).
+SAMPLE_VALUES: Mapping[str, str | int] = {
+    "token": "sample-token",
+    "hours": 24,
+    "minutes": 10,
+    "days": 7,
+    "code": "123456",
+    "new_email": "new@example.com",
+    "org": "Example Org",
+    "role": "member",
+    "inviter": "Ada",
+    "when": "2026-01-01 12:00 UTC",
+    "ip": "203.0.113.7",
+    "device": "Firefox on Linux",
+    "remaining": 9,
+}
+
+
 class Mail(msgspec.Struct, frozen=True, kw_only=True):
     """One mail to send: its kind, the address, the recipient's language (None: English)
     and the values its templates need (``VALUES``). Small and JSON-able: it is the mail
@@ -135,6 +153,24 @@ def compose(settings: Settings, mail: Mail) -> RenderedMail:
     return RenderedMail(
         kind=mail.kind, to=mail.to, locale=lang, subject=subject, text=text, html=body
     )
+
+
+def check_templates(settings: Settings) -> tuple[int, list[str]]:
+    """Render every kind in every language there are templates for (the operator's too)
+    with sample values: how many rendered, and a line for each that did not."""
+    rendered, problems = 0, []
+    for lang in sorted(mail_locales(settings)):
+        for kind in MailKind:
+            values = {name: SAMPLE_VALUES[name] for name in VALUES[kind]}
+            try:
+                compose(
+                    settings, Mail(kind=kind, to="someone@example.com", locale=lang, values=values)
+                )
+            except MailTemplateError as exc:
+                problems.append(str(exc))
+            else:
+                rendered += 1
+    return rendered, problems
 
 
 def mail_locales(settings: Settings) -> frozenset[str]:

@@ -171,6 +171,9 @@ def _reads(w: World) -> list[tuple[str, str, Any]]:
         ("GET", "/collections/notes/embedding-status", None),
         ("GET", f"/orgs/{_victim_org(w)}/members", None),
         ("GET", "/auth/mfa", None),
+        # Every mail the stack sent, with its tokens, in dev; not mounted here (tests/integration/
+        # test_dev_mail.py has the 404 and the loopback guard).
+        ("GET", "/dev/mail", None),
     ]
 
 

@@ -171,3 +171,28 @@ def test_a_broken_override_names_the_template(tmp_path):
     settings = settings_from_env({"MAIL_TEMPLATES_DIR": str(tmp_path)})
     with pytest.raises(MailTemplateError, match=r"en verify_email.*nme"):
         compose(settings, _mail(MailKind.VERIFY_EMAIL, "en"))
+
+
+def test_mail_check_renders_every_mail_and_names_a_broken_one(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from backend.cli import main
+    from backend.config import get_settings
+
+    monkeypatch.setenv("MAIL_TEMPLATES_DIR", "")
+    get_settings.cache_clear()
+    try:
+        shipped = CliRunner().invoke(main, ["mail", "check"])
+        assert shipped.exit_code == 0, shipped.output
+        assert f"{len(MailKind) * 2} mails ok, 0 problems" in shipped.output
+        (tmp_path / "de").mkdir()
+        (tmp_path / "de" / "invitation.txt").write_text("{{ organisation }}")
+        monkeypatch.setenv("MAIL_TEMPLATES_DIR", str(tmp_path))
+        get_settings.cache_clear()
+        broken = CliRunner().invoke(main, ["mail", "check"])
+    finally:
+        get_settings.cache_clear()
+    assert broken.exit_code == 1
+    assert "error  the de invitation mail cannot render: 'organisation' is undefined" in (
+        broken.output
+    )
