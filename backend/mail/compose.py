@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -65,11 +65,6 @@ TOKEN_PAGES: Mapping[MailKind, str] = {
 }
 
 
-def mail_time(moment: datetime) -> str:
-    """A moment as mails show it (the reader's zone is not known): 2026-12-06 05:59 UTC."""
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 # A value of each name in VALUES, to render every template with (``check_templates``).
 SAMPLE_VALUES: Mapping[str, str | int] = {
     "token": "sample-token",
@@ -115,6 +110,11 @@ class RenderedMail(msgspec.Struct, frozen=True, kw_only=True):
 
 class MailTemplateError(Exception):
     """A mail template is missing or cannot render (an operator's override, most likely)."""
+
+
+def mail_time(moment: datetime) -> str:
+    """A moment as mails state it (the ``when`` values): 2026-12-08 09:30 UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def app_link(settings: Settings, path: str, **query: str) -> str:

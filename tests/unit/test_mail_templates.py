@@ -16,6 +16,7 @@ from backend.mail.compose import (
     app_link,
     compose,
     mail_locales,
+    mail_time,
 )
 
 APP = "https://app.example.com"
@@ -196,3 +197,10 @@ def test_mail_check_renders_every_mail_and_names_a_broken_one(tmp_path, monkeypa
     assert "error  the de invitation mail cannot render: 'organisation' is undefined" in (
         broken.output
     )
+
+
+def test_moments_are_stated_in_utc():
+    from datetime import datetime, timedelta, timezone
+
+    berlin = timezone(timedelta(hours=1))
+    assert mail_time(datetime(2026, 12, 8, 10, 30, tzinfo=berlin)) == "2026-12-08 09:30 UTC"
