@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from backend.auth.core import (
     VERIFY_EMAIL,
     _email_taken,
-    address_of,
 )
 from backend.auth.email_tokens import EmailTokens
 from backend.auth.models import User

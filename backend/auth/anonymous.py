@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import exists, select, update
 
-from backend.auth.core import EMAIL_CHANGE, address_of
+from backend.auth.core import EMAIL_CHANGE
 from backend.auth.email_tokens import EmailTokens
 from backend.auth.models import AuthSession, EmailToken, User
 from backend.auth.schemas import ConvertAccount, TokenResponse

@@ -260,8 +260,8 @@ class AuthCore:
     async def _mail_if_new_device(self, user: User, client: ClientInfo) -> None:
         """Tell the account's owner of a sign-in from a device and address (the pair) none
         of its sessions came from before; the very first sign-in of an account is not news."""
-        if not self.settings.auth_new_sign_in_mail:
-            return
+        if not self.settings.auth_new_sign_in_mail or user.email is None:
+            return  # off, or an anonymous account: it has no address
         user_agent = (client.user_agent or "")[:300] or None
         earlier = await self.db.execute(
             select(

@@ -59,7 +59,7 @@ class EmailTokens(AuthCore):
         return found
 
     async def _send_email_token(self, user: User, purpose: str) -> None:
-        to = address_of(user, "be mailed")
+        address_of(user, "be mailed")  # no address (anonymous): refused before a token exists
         ttl = (
             self.settings.verify_token_ttl_seconds
             if purpose == VERIFY_EMAIL

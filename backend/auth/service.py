@@ -18,6 +18,7 @@ from backend.auth.accounts import Accounts
 from backend.auth.admin import Admin, ensure_admin
 from backend.auth.anonymous import AnonymousUsers
 from backend.auth.core import (
+    address_of,
     anonymous_refused,
     became_permanent,
     require_permanent,
@@ -32,6 +33,7 @@ from backend.auth.two_factor import TwoFactor
 
 __all__ = [
     "AuthService",
+    "address_of",
     "anonymous_refused",
     "became_permanent",
     "ensure_admin",

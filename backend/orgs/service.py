@@ -21,6 +21,7 @@ from backend.auth.models import AuthSession, Org, OrgInvitation, OrgMember, User
 from backend.auth.revocations import SessionStates, publish_access_change
 from backend.auth.secrets import hash_token, new_token
 from backend.auth.service import (
+    address_of,
     anonymous_refused,
     forget_session_states,
     require_permanent,
@@ -320,7 +321,7 @@ class OrgService:
                     "token": token,
                     "org": org.name,
                     "role": data.role,
-                    "inviter": inviter.name or inviter.email,
+                    "inviter": inviter.name or address_of(inviter, "invite"),
                     "days": max(self.settings.invitation_ttl_seconds // 86400, 1),
                 },
             ),

@@ -154,18 +154,6 @@ def known_mailed_token(sql, user_id: str, purpose: str) -> str:
     return token
 
 
-def queued_mail(redis_url: str) -> list[dict[str, str]]:
-    """The mails the app handed to the broker and no worker took (integration tests run none):
-    each ``{"to", "subject", "text"}``, oldest last."""
-    with redis.Redis.from_url(redis_url) as broker:
-        messages = [json.loads(raw) for raw in broker.lrange("mail", 0, -1)]
-    mails = []
-    for message in messages:
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        mails.append(kwargs)
-    return mails
-
-
 async def in_org(client, tokens: dict[str, Any], org_id: str) -> dict[str, Any]:
     """``tokens``' session switched to act in ``org_id``: the new token response."""
     refreshed = await client.post(

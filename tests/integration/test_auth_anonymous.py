@@ -14,12 +14,12 @@ from litestar.testing import AsyncTestClient
 from backend.app import create_app
 from backend.app_collections.notes import Note
 from backend.collections.spec import Collection, CollectionRegistry, Rules
+from backend.mail.compose import MailKind
 from tests.integration.conftest import (
     PASSWORD,
     bearer,
     known_mailed_token,
     new_email,
-    queued_mail,
 )
 from workers.celery_app import create_celery_app
 
@@ -106,7 +106,7 @@ async def test_anonymous_users_per_address_are_limited_per_hour(settings, clock)
         assert signed_up.status_code == 201
 
 
-async def test_converting_keeps_the_account_and_its_records(client, sql, redis_url):
+async def test_converting_keeps_the_account_and_its_records(client, sql, queued_mail):
     tokens = await _anonymous(client)
     user_id = tokens["user"]["id"]
     note = await client.post(NOTES, json={"title": "mine"}, headers=bearer(tokens["access_token"]))
@@ -114,8 +114,8 @@ async def test_converting_keeps_the_account_and_its_records(client, sql, redis_u
     email = new_email("kept")
     asked = await _convert(client, tokens, email, name="Ada")
     assert (asked.status_code, asked.json()) == (202, {"status": "check_your_mail"})
-    mail = [m for m in queued_mail(redis_url) if m["to"] == email]
-    assert [m["subject"] for m in mail] == ["Confirm your email address"]
+    mail = [m for m in queued_mail() if m.to == email]
+    assert [m.kind for m in mail] == [MailKind.EMAIL_CHANGE]
     # Not yet: the address has to answer first.
     me = (await client.get("/auth/me", headers=bearer(tokens["access_token"]))).json()
     assert (me["email"], me["is_anonymous"]) == (None, True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import PASSWORD, bearer, new_email, queued_mail
+from backend.mail.compose import MailKind
+from tests.integration.conftest import PASSWORD, bearer, new_email
 from tests.integration.test_auth_totp import _code, _mfa_grant, _password_grant
 
 
@@ -55,14 +56,14 @@ async def test_ten_distinct_codes_are_shown_once_and_counted(client, protected):
     assert "recovery_codes" not in (await client.get("/auth/me", headers=me)).json()
 
 
-async def test_a_recovery_code_signs_in_once_and_is_mailed_about(client, protected, redis_url):
+async def test_a_recovery_code_signs_in_once_and_is_mailed_about(client, protected, queued_mail):
     email, _, me, codes = protected
     signed_in = await _recovery_grant(client, await _mfa_token(client, email), codes[0])
     assert signed_in.status_code == 200, signed_in.text
     assert signed_in.json()["user"]["email"] == email
-    notices = [m for m in queued_mail(redis_url) if m["subject"] == "A recovery code was used"]
-    assert [m["to"] for m in notices] == [email]
-    assert "9 of your codes are left" in notices[0]["text"]
+    notices = [m for m in queued_mail() if m.kind == MailKind.RECOVERY_CODE_USED]
+    assert [m.to for m in notices] == [email]
+    assert notices[0].values["remaining"] == 9
     assert await _status(client, me) == {"totp_enabled": True, "recovery_codes_left": 9}
     again = await _recovery_grant(client, await _mfa_token(client, email), codes[0])
     assert (again.status_code, again.json()["code"]) == (401, "invalid_code")

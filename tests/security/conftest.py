@@ -9,6 +9,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures, found by name
     admin,
     admin_tokens,
     make_admin,
+    queued_mail,
     sign_up,
     sql,
 )
