@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from dotenv import dotenv_values
@@ -132,6 +133,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_anonymous_enabled: bool = False
     auth_anonymous_per_hour: PositiveInt = 30
     auth_anonymous_idle_days: PositiveInt = 30
+    # Passkeys (WebAuthn, backend/auth/passkeys.py). The relying party id is the site's host name
+    # (example.com covers app.example.com too); origins are the pages allowed to use them. Unset
+    # outside prod: localhost, from any http(s)://localhost:<port> page. In prod both or neither
+    # (neither: passkeys are off).
+    webauthn_rp_id: str = ""
+    webauthn_rp_name: str = "Litebase"
+    webauthn_origins: tuple[str, ...] = ()
+    # How long a passkey ceremony (its single-use challenge) may take.
+    webauthn_challenge_ttl_seconds: PositiveInt = 300
+    webauthn_max_passkeys_per_user: PositiveInt = 20
     invitation_ttl_seconds: int = 7 * 86_400
     # Invitations one user may send for one org in an hour (each mails a stranger); more: 429.
     invitations_per_hour: PositiveInt = 20
@@ -315,6 +326,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     ) from None
         self._check_webhooks()
         self._check_mail()
+        self._check_webauthn()
 
     def check_secret_key(self, who: str) -> None:
         """Refuse a placeholder or short SECRET_KEY: anyone can forge tokens with one."""
@@ -387,6 +399,57 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The base of every link in mail: APP_URL, or (dev and test) PUBLIC_URL."""
         return (self.app_url or self.public_url).rstrip("/")
 
+    def _check_webauthn(self) -> None:
+        """A relying party browsers will accept: a bare host name, and origins on it (https, or
+        http on localhost). Refused at start rather than at a user's first passkey."""
+        rp_id = self.passkey_rp_id
+        if self.webauthn_rp_id and not _HOST_NAME.fullmatch(self.webauthn_rp_id):
+            raise SettingsError(
+                f"WEBAUTHN_RP_ID must be a host name such as example.com (no scheme, port or"
+                f" path, lower case, not an address); got {self.webauthn_rp_id!r}"
+            )
+        if not rp_id:
+            if self.webauthn_origins:
+                raise SettingsError("WEBAUTHN_ORIGINS needs WEBAUTHN_RP_ID (the site's host name)")
+            return
+        if not self.webauthn_origins and rp_id != "localhost":
+            raise SettingsError(
+                f"WEBAUTHN_RP_ID={rp_id} needs WEBAUTHN_ORIGINS: the pages that use passkeys,"
+                f" e.g. https://{rp_id}"
+            )
+        for origin in self.webauthn_origins:
+            if origin.startswith("android:apk-key-hash:"):
+                continue  # an Android app's origin (its signing key), not a web page
+            parts = urlsplit(origin)
+            host = parts.hostname or ""
+            secure = parts.scheme == "https" or (parts.scheme == "http" and _is_localhost(host))
+            if not secure or parts.path or parts.query or parts.fragment or origin.endswith("/"):
+                raise SettingsError(
+                    f"WEBAUTHN_ORIGINS: {origin!r} is not an origin browsers allow passkeys on"
+                    " (https://host[:port], or http://localhost[:port])"
+                )
+            if host != rp_id and not host.endswith(f".{rp_id}"):
+                raise SettingsError(
+                    f"WEBAUTHN_ORIGINS: {origin!r} is not on WEBAUTHN_RP_ID={rp_id}"
+                    " (the host must be it or one of its subdomains)"
+                )
+
+    @property
+    def passkey_rp_id(self) -> str:
+        """The relying party id passkeys are made for; empty: passkeys are off (prod, unset)."""
+        if self.webauthn_rp_id:
+            return self.webauthn_rp_id
+        return "" if self.env == "prod" else "localhost"
+
+    def passkey_origins(self, seen: str) -> list[str]:
+        """The origins a ceremony that happened on ``seen`` may come from: WEBAUTHN_ORIGINS, or,
+        when it is unset outside prod, ``seen`` itself if it is a page on localhost."""
+        if self.webauthn_origins:
+            return list(self.webauthn_origins)
+        parts = urlsplit(seen)
+        local = parts.scheme in ("http", "https") and _is_localhost(parts.hostname or "")
+        return [seen] if local and seen == f"{parts.scheme}://{parts.netloc}" else []
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
@@ -397,6 +460,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.auth_unverified_keys_and_orgs is not None:
             return self.auth_unverified_keys_and_orgs
         return self.env != "prod"
+
+
+# A host name as a WebAuthn relying party id: lower-case labels, no port, not an address.
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$)(?![0-9.]+$){_LABEL}(\.{_LABEL})*")
+
+
+def _is_localhost(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
 
 
 # Variables whose name is not LITEBASE_<FIELD> or <FIELD> in upper case.
@@ -415,6 +487,7 @@ _LIST_FIELDS = frozenset(
         "relay_consumers",
         "jobs_schedulable_types",
         "webhook_allowed_networks",
+        "webauthn_origins",
         "openai_models",
     }
 )

@@ -23,6 +23,7 @@ from backend.auth.models import (
     AuthSession,
     EmailToken,
     OrgMember,
+    Passkey,
     RecoveryCode,
     RefreshToken,
     User,
@@ -128,6 +129,14 @@ def address_of(user: User, what: str) -> str:
     return user.email
 
 
+async def passkey_count(db: AsyncSession, user_id: UUID) -> int:
+    """How many passkeys the user has: each is a way to sign in (and a second factor)."""
+    count = await db.scalar(
+        select(func.count()).select_from(Passkey).where(Passkey.user_id == user_id)
+    )
+    return int(count or 0)
+
+
 def invalid_grant(detail: str, *, keep_changes: bool = False) -> Unauthenticated:
     return Unauthenticated(detail, code="invalid_grant", keep_changes=keep_changes)
 
@@ -178,9 +187,14 @@ class AuthCore:
         self, user: User, org_id: UUID | None, client: ClientInfo
     ) -> TokenResponse:
         """Tokens now, or, with two-factor sign-in on, a 401 ``mfa_required`` carrying a
-        single-use ``mfa_token`` to send back with the app's code (grant_type mfa)."""
+        single-use ``mfa_token`` to send back with the app's code or a passkey (grant_type mfa);
+        ``methods`` says which the account has. A passkey alone does not turn two-factor
+        sign-in on (docs/decisions/0017)."""
         if user.totp_enabled_at is None:
             return await self._open_session(user, org_id, client)
+        methods = ["totp"]
+        if self.settings.passkey_rp_id and await passkey_count(self.db, user.id):
+            methods.append("passkey")
         await self.db.flush()  # what the first factor changed (a rehash, a verified email)
         token = new_token(MFA_TOKEN_PREFIX)
         pending = {"user": str(user.id), "org": str(org_id) if org_id else None}
@@ -194,7 +208,24 @@ class AuthCore:
             code="mfa_required",
             mfa_token=token,
             expires_in=self.settings.mfa_token_ttl_seconds,
+            methods=methods,
         )
+
+    async def _pending_mfa(self, mfa_token: str) -> tuple[str, UUID | None, User]:
+        """The account whose first factor passed with ``mfa_token`` (locked: one second step at
+        a time), its pending key in Redis and the org it asked for; 401 ``invalid_grant`` when
+        the step is unknown, expired, or the account changed meanwhile."""
+        key = MFA_PENDING_KEY.format(hash_token(mfa_token))
+        raw = await self.redis.get(key)
+        pending = msgspec.json.decode(raw) if raw is not None else None
+        user = (
+            await self.db.get(User, UUID(pending["user"]), with_for_update=True)
+            if pending
+            else None
+        )
+        if pending is None or user is None or user.disabled or user.totp_enabled_at is None:
+            raise invalid_grant("The sign-in step is not valid or has expired; sign in again")
+        return key, UUID(pending["org"]) if pending["org"] else None, user
 
     async def _count_attempt(self, email: str, client: ClientInfo) -> str:
         """Count a sign-in attempt on the account from the caller's address, before checking

@@ -29,6 +29,11 @@ from backend.auth.schemas import (
     DeleteMe,
     ForgotPassword,
     NewApiKey,
+    NewPasskey,
+    PasskeyOptions,
+    PasskeyRename,
+    PasskeySignInOptions,
+    PasskeyView,
     RecoveryCodes,
     ResetPassword,
     SecondFactor,
@@ -125,8 +130,8 @@ def with_request_locale(
 
 @post(
     "/token",
-    opt=may_answer(401, 403, 429),
-    summary="Sign in (password, or otp: a mailed code; then mfa when two-factor is on;"
+    opt=may_answer(401, 403, 429, 503),
+    summary="Sign in (password, otp: a mailed code, or passkey; then mfa when two-factor is on;"
     " anonymous: a new anonymous user) or refresh",
     status_code=HTTP_200_OK,
 )
@@ -136,6 +141,10 @@ async def token(data: TokenRequest, auth_service: AuthService, client: ClientInf
     if data.grant_type == "mfa":
         _require(data, "mfa_token")
         assert data.mfa_token is not None
+        if data.credential is not None:
+            return await auth_service.sign_in_with_passkey_mfa(
+                data.mfa_token, data.credential, client
+            )
         if data.recovery_code is not None:  # instead of the app's code
             return await auth_service.sign_in_with_recovery_code(
                 data.mfa_token, data.recovery_code, client
@@ -143,6 +152,10 @@ async def token(data: TokenRequest, auth_service: AuthService, client: ClientInf
         _require(data, "code")
         assert data.code is not None
         return await auth_service.sign_in_with_totp(data.mfa_token, data.code, client)
+    if data.grant_type == "passkey":
+        _require(data, "credential")
+        assert data.credential is not None
+        return await auth_service.sign_in_with_passkey(data.credential, data.org_id, client)
     if data.grant_type == "otp":
         _require(data, "email", "code")
         assert data.email is not None and data.code is not None
@@ -161,6 +174,20 @@ def _require(data: TokenRequest, *fields: str) -> None:
     missing = [field for field in fields if getattr(data, field) is None]
     if missing:
         raise _missing(*missing)
+
+
+@post(
+    "/passkeys/sign-in/options",
+    opt=may_answer(401, 409, 503),
+    summary="Options to sign in with a passkey (grant_type passkey), or, with an mfa_token, to"
+    " complete two-factor sign-in with one (grant_type mfa)",
+    status_code=HTTP_200_OK,
+)
+async def passkey_sign_in_options(
+    data: PasskeySignInOptions, auth_service: AuthService
+) -> PasskeyOptions:
+    # Anyone may ask (it is how signing in starts): per IP, under the token route's limit.
+    return await auth_service.passkey_sign_in_options(data.mfa_token)
 
 
 @post("/password/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
@@ -374,6 +401,53 @@ class AuthController(Controller):
         served = frozenset(collection.name for collection in state.collections)
         return await auth_service.create_api_key(current, data, served)
 
+    @post(
+        "/passkeys/register/options",
+        opt=may_answer(503),
+        summary="Options to register a passkey (navigator.credentials.create); signed-in"
+        " sessions only, not API keys",
+        status_code=HTTP_200_OK,
+        security=BEARER,
+    )
+    async def passkey_registration_options(
+        self, current: Principal, auth_service: AuthService
+    ) -> PasskeyOptions:
+        return await auth_service.passkey_registration_options(current)
+
+    @post(
+        "/passkeys",
+        opt=may_answer(409, 503),
+        summary="Register a passkey: the browser's answer to the registration options",
+        security=BEARER,
+    )
+    async def register_passkey(
+        self, data: NewPasskey, current: Principal, auth_service: AuthService
+    ) -> PasskeyView:
+        return await auth_service.register_passkey(current, data)
+
+    @get("/passkeys", summary="My passkeys", security=BEARER)
+    async def passkeys(
+        self, current: Principal, auth_service: AuthService, paging: Paging
+    ) -> Page[PasskeyView]:
+        return await auth_service.list_passkeys(current, paging)
+
+    @patch("/passkeys/{passkey_id:uuid}", summary="Rename one of my passkeys", security=BEARER)
+    async def rename_passkey(
+        self, passkey_id: UUID, data: PasskeyRename, current: Principal, auth_service: AuthService
+    ) -> PasskeyView:
+        return await auth_service.rename_passkey(current, passkey_id, data.name)
+
+    @delete(
+        "/passkeys/{passkey_id:uuid}",
+        opt=may_answer(409),
+        summary="Remove one of my passkeys (409 last_sign_in_method when it is the last way in)",
+        security=BEARER,
+    )
+    async def remove_passkey(
+        self, passkey_id: UUID, current: Principal, auth_service: AuthService
+    ) -> None:
+        await auth_service.remove_passkey(current, passkey_id)
+
     @delete("/api-keys/{key_id:uuid}", summary="Revoke an API key now", security=BEARER)
     async def revoke_api_key(
         self, key_id: UUID, current: Principal, auth_service: AuthService
@@ -443,7 +517,7 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
         ),
         Router(
             "/auth",
-            route_handlers=[token],
+            route_handlers=[token, passkey_sign_in_options],
             middleware=[_rate_limit("token", settings.rate_limit_token_per_minute).middleware],
             tags=["auth"],
         ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -102,18 +102,79 @@ class SignUp(msgspec.Struct, frozen=True, kw_only=True):
     locale: Locale | None = None
 
 
+def _base64url(max_length: int) -> msgspec.Meta:
+    return msgspec.Meta(
+        pattern=r"^[A-Za-z0-9_-]*$", max_length=max_length, description="base64url, unpadded"
+    )
+
+
+# A credential id is at most 1023 bytes (WebAuthn): 1364 characters in base64url.
+CredentialId = Annotated[str, _base64url(1364)]
+ClientDataJson = Annotated[str, _base64url(4096)]
+AttestationObject = Annotated[str, _base64url(32768)]
+AuthenticatorData = Annotated[str, _base64url(4096)]
+Signature = Annotated[str, _base64url(2048)]
+UserHandle = Annotated[str, _base64url(128)]
+Attachment = Literal["platform", "cross-platform"]
+
+
+class AttestationResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``response`` of a new credential (the browser's ``toJSON()`` adds more: ignored)."""
+
+    client_data_json: ClientDataJson = msgspec.field(name="clientDataJSON")
+    attestation_object: AttestationObject = msgspec.field(name="attestationObject")
+    transports: (
+        Annotated[list[Annotated[str, msgspec.Meta(max_length=16)]], msgspec.Meta(max_length=8)]
+        | None
+    ) = None
+
+
+class PasskeyAttestation(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``navigator.credentials.create()`` gives, as JSON (``PublicKeyCredential.toJSON()``)."""
+
+    id: CredentialId
+    raw_id: CredentialId = msgspec.field(name="rawId")
+    type: Literal["public-key"]
+    response: AttestationResponse
+    authenticator_attachment: Attachment | None = msgspec.field(
+        name="authenticatorAttachment", default=None
+    )
+
+
+class AssertionResponse(msgspec.Struct, frozen=True, kw_only=True):
+    client_data_json: ClientDataJson = msgspec.field(name="clientDataJSON")
+    authenticator_data: AuthenticatorData = msgspec.field(name="authenticatorData")
+    signature: Signature
+    user_handle: UserHandle | None = msgspec.field(name="userHandle", default=None)
+
+
+class PasskeyAssertion(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``navigator.credentials.get()`` gives, as JSON (``PublicKeyCredential.toJSON()``)."""
+
+    id: CredentialId
+    raw_id: CredentialId = msgspec.field(name="rawId")
+    type: Literal["public-key"]
+    response: AssertionResponse
+    authenticator_attachment: Attachment | None = msgspec.field(
+        name="authenticatorAttachment", default=None
+    )
+
+
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """OAuth2-shaped: grant_type password (email, password), otp (email, code: a mailed
-    sign-in code), mfa (mfa_token, and code or recovery_code), anonymous (nothing: a new
-    anonymous user) or refresh_token (refresh_token).
+    sign-in code), passkey (credential: an assertion for options from
+    POST /auth/passkeys/sign-in/options), mfa (mfa_token, and code, recovery_code or credential:
+    the second step of two-factor sign-in), anonymous (nothing: a new anonymous user) or
+    refresh_token (refresh_token).
 
     ``org_id`` makes that org the session's active org (the token's ``org`` claim).
     """
 
-    grant_type: Literal["password", "otp", "mfa", "anonymous", "refresh_token"]
+    grant_type: Literal["password", "otp", "passkey", "mfa", "anonymous", "refresh_token"]
     email: Email | None = None
     password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     code: Code | None = None
+    credential: PasskeyAssertion | None = None
     mfa_token: Token | None = None
     recovery_code: RecoveryCodeText | None = None
     refresh_token: Token | None = None
@@ -131,6 +192,39 @@ class TotpSecret(msgspec.Struct, frozen=True, kw_only=True):
 
 class TotpCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     code: Code
+
+
+class PasskeyOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Options for the browser's WebAuthn call, in their JSON form (binary fields base64url):
+    ``navigator.credentials.create({publicKey})`` to register, ``.get({publicKey})`` to sign in
+    (or ``PublicKeyCredential.parseCreationOptionsFromJSON`` / ``parseRequestOptionsFromJSON``)."""
+
+    public_key: dict[str, Any] = msgspec.field(name="publicKey")
+
+
+class PasskeySignInOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Without ``mfa_token``: sign in with any passkey of this site (the browser offers the
+    person theirs). With it: the second step of two-factor sign-in, with a passkey of that
+    account."""
+
+    mfa_token: Token | None = None
+
+
+class NewPasskey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    credential: PasskeyAttestation
+    name: Annotated[str, name_meta(100)] | None = None
+
+
+class PasskeyRename(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, name_meta(100)]
+
+
+class PasskeyView(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    name: str
+    transports: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
 
 
 class SignInCodeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

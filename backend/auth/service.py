@@ -6,7 +6,7 @@ out at random; a replay after it means the token leaked, and the whole session i
 Access tokens name their session (``sid``), checked against a Redis cache of session state, so
 logout and revocation take effect at once on every API process.
 
-Each concern has its own module (core, sessions, two_factor, mailed, keys, accounts,
+Each concern has its own module (core, sessions, two_factor, passkeys, mailed, keys, accounts,
 anonymous, admin);
 ``AuthService`` is the one object routes are given, made of them.
 """
@@ -28,6 +28,7 @@ from backend.auth.core import (
 )
 from backend.auth.keys import ApiKeys
 from backend.auth.mailed import MailedTokens
+from backend.auth.passkeys import Passkeys
 from backend.auth.sessions import Sessions
 from backend.auth.two_factor import TwoFactor
 
@@ -46,5 +47,7 @@ __all__ = [
 ]
 
 
-class AuthService(Sessions, TwoFactor, MailedTokens, ApiKeys, Accounts, AnonymousUsers, Admin):
+class AuthService(
+    Sessions, TwoFactor, Passkeys, MailedTokens, ApiKeys, Accounts, AnonymousUsers, Admin
+):
     """Every auth operation, over one database session and the app's shared clients."""

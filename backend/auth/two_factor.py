@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import msgspec
 from sqlalchemy import delete, func, select, update
 
 from backend.auth import totp
 from backend.auth.core import (
-    MFA_PENDING_KEY,
     AuthCore,
     _wrong_code,
     address_of,
-    invalid_grant,
     unauthorized,
 )
 from backend.auth.models import RecoveryCode, User
@@ -24,9 +21,6 @@ from backend.auth.schemas import (
     TokenResponse,
     TotpSecret,
     TwoFactorStatus,
-)
-from backend.auth.secrets import (
-    hash_token,
 )
 from backend.errors import (
     Conflict,
@@ -50,7 +44,7 @@ class TwoFactor(AuthCore):
         self, mfa_token: str, code: str, client: ClientInfo
     ) -> TokenResponse:
         """The second step: the app's code for the account whose first factor passed."""
-        key, user, org_id = await self._pending_second_step(mfa_token)
+        key, org_id, user = await self._pending_mfa(mfa_token)
         failures_key = await self._count_attempt(address_of(user, "sign in"), client)
         step = self._totp_step(user, code)
         if step is None:
@@ -64,7 +58,7 @@ class TwoFactor(AuthCore):
     ) -> TokenResponse:
         """The second step with one of the account's recovery codes instead of the app's
         code: each works once, and using one mails the account."""
-        key, user, org_id = await self._pending_second_step(mfa_token)
+        key, org_id, user = await self._pending_mfa(mfa_token)
         failures_key = await self._count_attempt(address_of(user, "sign in"), client)
         left = await self._use_recovery_code(user, recovery_code)
         if left is None:
@@ -74,20 +68,6 @@ class TwoFactor(AuthCore):
         self._mail_recovery_code_used(user, left)
         await self.redis.delete(key, failures_key)
         return await self._open_session(user, org_id, client)
-
-    async def _pending_second_step(self, mfa_token: str) -> tuple[str, User, UUID | None]:
-        """The pending step's Redis key, its account (locked: one code at a time) and org."""
-        key = MFA_PENDING_KEY.format(hash_token(mfa_token))
-        raw = await self.redis.get(key)
-        pending = msgspec.json.decode(raw) if raw is not None else None
-        user = (
-            await self.db.get(User, UUID(pending["user"]), with_for_update=True)
-            if pending
-            else None
-        )
-        if pending is None or user is None or user.disabled or user.totp_enabled_at is None:
-            raise invalid_grant("The sign-in step is not valid or has expired; sign in again")
-        return key, user, UUID(pending["org"]) if pending["org"] else None
 
     def _totp_step(self, user: User, code: str) -> int | None:
         """The time step ``code`` is valid for, if it is and is newer than the last one used."""

@@ -18,6 +18,7 @@ from backend.auth.secrets import hash_token
 from backend.lib.urls import libpq_database_url
 from backend.mail.compose import Mail
 from backend.mail.service import SEND_MAIL_TASK
+from tests.soft_authenticator import SoftAuthenticator
 
 PASSWORD = "correct horse battery staple"
 
@@ -167,3 +168,28 @@ async def in_org(client, tokens: dict[str, Any], org_id: str) -> dict[str, Any]:
     assert refreshed.status_code == 200, refreshed.text
     switched: dict[str, Any] = refreshed.json()
     return switched
+
+
+async def registered_passkey(
+    client, headers: dict[str, str], authenticator: SoftAuthenticator, name: str | None = None
+) -> dict[str, Any]:
+    """Register a passkey of ``authenticator`` for the caller of ``headers``: its view."""
+    options = await client.post("/auth/passkeys/register/options", headers=headers)
+    assert options.status_code == 200, options.text
+    credential = authenticator.create(options.json()["publicKey"])
+    body = {"credential": credential, **({"name": name} if name else {})}
+    made = await client.post("/auth/passkeys", json=body, headers=headers)
+    assert made.status_code == 201, made.text
+    view: dict[str, Any] = made.json()
+    return view
+
+
+async def passkey_assertion(
+    client, authenticator: SoftAuthenticator, mfa_token: str | None = None, **how: Any
+) -> dict[str, Any]:
+    """Ask for sign-in options (for the second step of ``mfa_token``'s sign-in, when given) and
+    answer them with ``authenticator`` (``how``: its ``credential`` or ``origin``)."""
+    body = {"mfa_token": mfa_token} if mfa_token else {}
+    options = await client.post("/auth/passkeys/sign-in/options", json=body)
+    assert options.status_code == 200, options.text
+    return authenticator.get(options.json()["publicKey"], **how)

@@ -187,3 +187,57 @@ def test_idle_connections_outlive_a_clients_keepalive_by_default():
     assert settings_from_env({}).http_keepalive_seconds > 5
     with pytest.raises(SettingsError, match="HTTP_KEEPALIVE_SECONDS"):
         settings_from_env({"HTTP_KEEPALIVE_SECONDS": "0"})
+
+
+def test_passkeys_default_to_localhost_outside_prod_and_off_in_prod():
+    dev = settings_from_env({})
+    assert dev.passkey_rp_id == "localhost"
+    assert dev.passkey_origins("http://localhost:5173") == ["http://localhost:5173"]
+    for elsewhere in ("http://127.0.0.1:5173", "https://evil.example", "http://localhost:1/x"):
+        assert dev.passkey_origins(elsewhere) == []
+    prod = {"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY, "EMBEDDING_PROVIDER": "openai"}
+    assert settings_from_env(prod).passkey_rp_id == ""
+    configured = settings_from_env(
+        {
+            **prod,
+            "WEBAUTHN_RP_ID": "example.com",
+            "WEBAUTHN_ORIGINS": "https://example.com, https://app.example.com:8443",
+        }
+    )
+    assert configured.passkey_rp_id == "example.com"
+    assert configured.passkey_origins("http://localhost:5173") == [
+        "https://example.com",
+        "https://app.example.com:8443",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "complaint"),
+    [
+        ({"WEBAUTHN_RP_ID": "https://example.com"}, "WEBAUTHN_RP_ID must be a host name"),
+        ({"WEBAUTHN_RP_ID": "example.com:443"}, "WEBAUTHN_RP_ID must be a host name"),
+        ({"WEBAUTHN_RP_ID": "10.0.0.1"}, "WEBAUTHN_RP_ID must be a host name"),
+        ({"WEBAUTHN_RP_ID": "example.com"}, "needs WEBAUTHN_ORIGINS"),
+        ({"WEBAUTHN_ORIGINS": "https://example.com"}, "WEBAUTHN_ORIGINS needs WEBAUTHN_RP_ID"),
+        (
+            {"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "http://example.com"},
+            "not an origin browsers allow",
+        ),
+        (
+            {"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://example.com/app"},
+            "not an origin browsers allow",
+        ),
+        (
+            {"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://example.org"},
+            "is not on WEBAUTHN_RP_ID",
+        ),
+        (
+            {"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://badexample.com"},
+            "is not on WEBAUTHN_RP_ID",
+        ),
+    ],
+)
+def test_a_relying_party_browsers_would_refuse_does_not_start(environ, complaint):
+    prod = {"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY, "EMBEDDING_PROVIDER": "openai"}
+    with pytest.raises(SettingsError, match=complaint):
+        settings_from_env({**prod, **environ})
