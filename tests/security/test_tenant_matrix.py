@@ -7,7 +7,7 @@ removed from the victim's org (the token from before the removal), the victim's 
 a guest (an anonymous user: grant_type anonymous), and the victim's read-only key (theirs to read
 with, never to write). Families: REST, batch,
 expand, search, ask, jobs, import, summaries, webhooks, gateway usage, and realtime collection,
-room, user and job channels."""
+room, user and job channels, and the victim's passkeys."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Stack, finished_job, signed_up, sql
-from tests.integration.conftest import in_org
+from tests.integration.conftest import in_org, registered_passkey
+from tests.soft_authenticator import SoftAuthenticator
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -46,6 +47,7 @@ class World:
     task: str
     job: str
     hush: str  # a word of the note's body that is not the secret: what outsiders search for
+    passkey: str = ""
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # outsider → headers
     tokens: dict[str, str] = field(default_factory=dict)  # outsider → what a socket signs in with
     clients: list[httpx.AsyncClient] = field(default_factory=list)
@@ -106,6 +108,7 @@ async def world(stack) -> AsyncIterator[World]:
         return any(i["record"]["id"] == world.note for i in found.json().get("items", []))
 
     await _until(searchable, what="the victim's note was not embedded")
+    world.passkey = (await registered_passkey(victim, {}, SoftAuthenticator(), secret))["id"]
 
     keys = {}
     for name, scopes in (("revoked key", ["read", "write"]), ("read-only key", ["read"])):
@@ -174,6 +177,7 @@ def _reads(w: World) -> list[tuple[str, str, Any]]:
         # Every mail the stack sent, with its tokens, in dev; not mounted here (tests/integration/
         # test_dev_mail.py has the 404 and the loopback guard).
         ("GET", "/dev/mail", None),
+        ("GET", "/auth/passkeys", None),
     ]
 
 
@@ -205,6 +209,8 @@ def _writes(w: World) -> list[tuple[str, str, Any]]:
             f"/orgs/{_victim_org(w)}/invitations",
             {"email": "x@example.com", "role": "owner"},
         ),
+        ("PATCH", f"/auth/passkeys/{w.passkey}", {"name": "pwned"}),
+        ("DELETE", f"/auth/passkeys/{w.passkey}", None),
     ]
 
 
@@ -217,6 +223,7 @@ def _victims_rows_are_untouched(w: World) -> None:
     assert sql(w.stack, "SELECT count(*) FROM webhook_endpoints WHERE url LIKE %s", "%steal") == [
         (0,)
     ]
+    assert sql(w.stack, "SELECT name FROM auth_passkeys WHERE id = %s", w.passkey) == [(w.secret,)]
 
 
 async def test_no_http_route_leaks_or_changes_the_victims_records(world):

@@ -3,6 +3,7 @@
 
 import { LitebaseError } from "./errors.js";
 import { type Credentials, type Http, type Page, toPage } from "./http.js";
+import { createPasskey, type Passkey, type PasskeyOptions, usePasskey } from "./passkeys.js";
 import type { SessionStore } from "./storage.js";
 
 export interface User {
@@ -189,6 +190,41 @@ export class Auth implements Credentials {
    * the app's code (a lost phone): each works once, and the account is mailed about it. */
   async verifyRecoveryCode(mfaToken: string, recoveryCode: string): Promise<Session> {
     return this.grant({ grant_type: "mfa", mfa_token: mfaToken, recovery_code: recoveryCode });
+  }
+
+  /** Sign in with a passkey and nothing else: the browser offers the person the passkeys they
+   * have for this site. Throws the browser's `NotAllowedError` if they cancel. */
+  async signInWithPasskey(orgId?: string): Promise<Session> {
+    const options = await this.http.json<PasskeyOptions>("POST", "/auth/passkeys/sign-in/options", { body: {}, auth: false });
+    return this.grant({ grant_type: "passkey", credential: await usePasskey(options), ...(orgId ? { org_id: orgId } : {}) });
+  }
+
+  /** The second step of two-factor sign-in with a passkey instead of the app's code (when the
+   * `MfaRequiredError`'s `methods` include `"passkey"`). */
+  async verifyPasskey(mfaToken: string): Promise<Session> {
+    const body = { mfa_token: mfaToken };
+    const options = await this.http.json<PasskeyOptions>("POST", "/auth/passkeys/sign-in/options", { body, auth: false });
+    return this.grant({ grant_type: "mfa", mfa_token: mfaToken, credential: await usePasskey(options) });
+  }
+
+  /** Make a passkey for the signed-in account on this device (or a phone, a security key). */
+  async registerPasskey(name?: string): Promise<Passkey> {
+    const options = await this.http.json<PasskeyOptions>("POST", "/auth/passkeys/register/options");
+    const body = { credential: await createPasskey(options), ...(name ? { name } : {}) };
+    return this.http.json<Passkey>("POST", "/auth/passkeys", { body });
+  }
+
+  async listPasskeys(): Promise<Page<Passkey>> {
+    return toPage(await this.http.json("GET", "/auth/passkeys"));
+  }
+
+  async renamePasskey(id: string, name: string): Promise<Passkey> {
+    return this.http.json<Passkey>("PATCH", `/auth/passkeys/${id}`, { body: { name } });
+  }
+
+  /** Refused (409 `last_sign_in_method`) when it is the account's last way to sign in. */
+  async removePasskey(id: string): Promise<void> {
+    await this.http.json("DELETE", `/auth/passkeys/${id}`);
   }
 
   /** Start two-factor sign-in: scan `otpauth_uri`, then `enableTotp(code)`. */
@@ -442,7 +478,7 @@ export class Auth implements Credentials {
 
   // --- keeping the session ------------------------------------------------------------------------
 
-  private async grant(body: Record<string, string>): Promise<Session> {
+  private async grant(body: Record<string, unknown>): Promise<Session> {
     return this.keep(await this.http.json<TokenResponse>("POST", "/auth/token", { body, auth: false }), "SIGNED_IN");
   }
 

@@ -63,14 +63,18 @@ export class ConflictError<Row = Record<string, unknown>> extends LitebaseError 
 }
 
 /** The first factor was right and two-factor sign-in is on: call
- * `auth.verifyTotp(error.mfaToken, code)` with the authenticator app's code. */
+ * `auth.verifyTotp(error.mfaToken, code)` with the authenticator app's code, or
+ * `auth.verifyPasskey(error.mfaToken)` when `methods` include `"passkey"`. */
 export class MfaRequiredError extends LitebaseError {
   override readonly name = "MfaRequiredError";
   readonly mfaToken: string;
+  /** The second steps the account has: `"totp"`, and `"passkey"` when it has one. */
+  readonly methods: string[];
 
   constructor(status: number, problem: Problem, headers?: Headers) {
     super(status, problem, headers);
     this.mfaToken = String(problem.mfa_token ?? "");
+    this.methods = Array.isArray(problem.methods) ? (problem.methods as string[]) : ["totp"];
   }
 }
 

@@ -28,5 +28,7 @@ export { Realtime, Room, Subscription } from "./realtime.js";
 export type { BroadcastMessage, JobUpdate, PresenceChange, PresenceEntry, RealtimeState, RecordEvent, SubscribeOptions, WebSocketConstructor } from "./realtime.js";
 export { AI, Jobs, Orgs } from "./services.js";
 export type { Job, Prompt, PromptEvent, PromptRun, Usage, UsageRow } from "./services.js";
+export { fromBase64url, toBase64url } from "./passkeys.js";
+export type { Passkey, PasskeyOptions } from "./passkeys.js";
 export { memoryStore, type SessionStore } from "./storage.js";
 export type { AnyDatabase, CollectionName, CollectionTypes, Expanded, GenericDatabase, InsertOf, RowOf, UpdateOf } from "./types.js";
