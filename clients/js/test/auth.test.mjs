@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { LitebaseError, MfaRequiredError, createClient, memoryStore } from "../dist/index.js";
+import { LitebaseError, MfaRequiredError, createClient, fromBase64url, memoryStore, toBase64url } from "../dist/index.js";
 import { PASSWORD, URL, client, closeAll, countingFetch, email, mailTo, signedUp, tokenIn, totp, waitUntil } from "./helpers.mjs";
 
 after(closeAll);
@@ -54,6 +54,7 @@ test("two-factor sign-in: the TOTP step after the password", async () => {
   const step = await second.auth.signInWithPassword(address, PASSWORD).catch((e) => e);
   assert.ok(step instanceof MfaRequiredError, String(step));
   assert.ok(step.mfaToken.startsWith("lbm_"));
+  assert.deepEqual(step.methods, ["totp"]); // no passkey: the app's code is the only second step
   await second.auth.verifyTotp(step.mfaToken, totp(secret, Date.now() + 30_000)); // each code works once
   assert.equal((await second.auth.getUser()).email, address);
 });
@@ -85,8 +86,7 @@ test("anonymous: sign in with nothing, keep the note after keeping the account",
   const note = await lb.collection("notes").create({ title: "made as a guest" });
   const address = email("guest");
   await lb.auth.convertAccount(address, PASSWORD);
-  const mail = await mailTo(address, "Confirm your email");
-  const token = mail.text.match(/token:\n\n(\S+)\n/)[1];
+  const token = tokenIn(await mailTo(address, "Confirm your new email address"));
   const user = await lb.auth.confirmEmail(token);
   assert.equal(user.email, address);
   assert.equal(lb.auth.user.is_anonymous, false, "the session was refreshed");
@@ -94,6 +94,20 @@ test("anonymous: sign in with nothing, keep the note after keeping the account",
   const again = client();
   await again.auth.signInWithPassword(address, PASSWORD);
   assert.equal(again.auth.user.id, user.id);
+});
+
+test("passkeys: base64url both ways, and a runtime without WebAuthn is a typed refusal", async () => {
+  const bytes = new Uint8Array([0, 1, 62, 63, 254, 255, 128]);
+  const text = toBase64url(bytes);
+  assert.equal(text, "AAE-P_7_gA"); // unpadded, - and _ for + and /
+  assert.deepEqual(new Uint8Array(fromBase64url(text)), bytes);
+  assert.equal(toBase64url(bytes.subarray(2, 4)), "Pj8");
+  // The options come from the server; Node has no navigator.credentials to answer them.
+  const refused = await client().auth.signInWithPasskey().catch((e) => e);
+  assert.ok(refused instanceof LitebaseError, String(refused));
+  assert.equal(refused.code, "passkeys_unsupported");
+  const { lb } = await signedUp();
+  assert.deepEqual((await lb.auth.listPasskeys()).items, []);
 });
 
 // A signed-up session, changed in its storage, read back by a new client that counts fetches.
