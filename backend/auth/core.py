@@ -412,13 +412,14 @@ class AuthCore:
     async def prove_mailbox(self, user: User, *, keep: UUID | None = None) -> None:
         """The account's mailbox answered (a verification, a sign-in code). If the account was
         unverified, whoever signed it up may not own the address (pre-hijacking: sign up with
-        someone's email, wait for them to use it): every session but ``keep`` and every key of
-        it end."""
+        someone's email, wait for them to use it): every session but ``keep``, every key and
+        every passkey of it end."""
         if user.email_verified:
             return
         user.email_verified = True
         await self._revoke_sessions_of(user.id, keep=keep)
         await self._revoke_keys_of(user.id)
+        await self.db.execute(delete(Passkey).where(Passkey.user_id == user.id))
 
     async def _check_password(
         self, user: User, password: str | None, detail: str, *, field: str = "password"

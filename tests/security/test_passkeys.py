@@ -9,6 +9,7 @@ import pyotp
 from tests.integration.conftest import (
     PASSWORD,
     bearer,
+    known_mailed_token,
     new_email,
     passkey_assertion,
     registered_passkey,
@@ -130,3 +131,19 @@ async def test_a_passkey_made_for_another_site_is_refused(client, sign_up):
     made = SoftAuthenticator().create(elsewhere)
     refused = await client.post("/auth/passkeys", json={"credential": made}, headers=me)
     assert refused.status_code == 422 and "RP ID" in refused.json()["detail"]
+
+
+async def test_a_squatters_passkey_goes_when_the_mailbox_answers(client, sign_up, sql):
+    """Pre-hijacking: someone signs up with the victim's address (unverified) and adds a
+    passkey; when the victim proves the mailbox is theirs, the squatter's way in ends with the
+    squatter's sessions and keys."""
+    squatter = await sign_up()
+    squatters_key = SoftAuthenticator()
+    await registered_passkey(client, bearer(squatter["access_token"]), squatters_key)
+    user_id = squatter["user"]["id"]
+    await client.post("/auth/verify", json={}, headers=bearer(squatter["access_token"]))
+    token = known_mailed_token(sql, user_id, "verify_email")
+    assert (await client.post("/auth/verify", json={"token": token})).status_code == 200
+    assert sql("SELECT count(*) FROM auth_passkeys WHERE user_id = %s", user_id) == [(0,)]
+    refused = await _grant(client, await passkey_assertion(client, squatters_key))
+    assert (refused.status_code, refused.json()["code"]) == (401, "invalid_credentials")
