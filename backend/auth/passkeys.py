@@ -161,13 +161,12 @@ class Passkeys(AuthCore):
     def _verified_registration(
         self, credential: RegistrationCredential, challenge: bytes, rp_id: str
     ) -> VerifiedRegistration:
-        origin = parse_client_data_json(credential.response.client_data_json).origin
         try:
             return verify_registration_response(
                 credential=credential,
                 expected_challenge=challenge,
                 expected_rp_id=rp_id,
-                expected_origin=self.settings.passkey_origins(origin),
+                expected_origin=self._origins(credential.response.client_data_json),
                 require_user_verification=True,
             )
         except WebAuthnException as exc:
@@ -280,13 +279,12 @@ class Passkeys(AuthCore):
         *,
         require_uv: bool,
     ) -> None:
-        origin = parse_client_data_json(credential.response.client_data_json).origin
         try:
             verified = verify_authentication_response(
                 credential=credential,
                 expected_challenge=challenge,
                 expected_rp_id=rp_id,
-                expected_origin=self.settings.passkey_origins(origin),
+                expected_origin=self._origins(credential.response.client_data_json),
                 credential_public_key=passkey.public_key,
                 credential_current_sign_count=passkey.sign_count,
                 require_user_verification=require_uv,
@@ -360,6 +358,12 @@ class Passkeys(AuthCore):
                 code="passkeys_off",
             )
         return rp_id
+
+    def _origins(self, client_data_json: bytes) -> list[str]:
+        """The origins the page that signed ``client_data_json`` may have (its own origin is
+        checked against them by py_webauthn)."""
+        seen = parse_client_data_json(client_data_json).origin
+        return self.settings.passkey_origins(seen) if isinstance(seen, str) else []
 
     @staticmethod
     def _require_session(principal: Principal) -> None:

@@ -338,3 +338,17 @@ async def test_configured_origins_only(settings, clock):
         assert local.status_code == 401 and "origin" in local.json()["detail"]
         good = await _passkey_grant(client, await passkey_assertion(client, key))
         assert good.status_code == 200, good.text
+
+
+async def test_client_data_of_the_wrong_shape_is_refused_not_a_crash(client, sign_up):
+    """Only the challenge has to be right to reach the checks past it: an origin that is not a
+    string there is a refusal, not a crash."""
+    me = bearer((await sign_up())["access_token"])
+    key = SoftAuthenticator()
+    await registered_passkey(client, me, key)
+    odd = await _passkey_grant(client, await passkey_assertion(client, key, origin=5))
+    assert (odd.status_code, odd.json()["code"]) == (401, "invalid_credentials")
+    options = (await client.post("/auth/passkeys/register/options", headers=me)).json()
+    made = key.create(options["publicKey"], origin=["http://localhost:8000"])
+    refused = await client.post("/auth/passkeys", json={"credential": made}, headers=me)
+    assert refused.status_code == 422, refused.text
