@@ -266,7 +266,7 @@ class Passkeys(AuthCore):
             raise _refused("This passkey is not registered here (it may have been removed)")
         passkey, user = found
         handle = credential.response.user_handle
-        if handle is not None and handle != user.id.bytes:
+        if handle and handle != user.id.bytes:  # none (or empty) from some security keys
             raise _refused("The passkey's user is not the one it was registered for")
         return passkey, user
 
