@@ -103,12 +103,13 @@ class Passkeys(AuthCore):
         user = await self.get_user(principal)
         mine = await self._passkeys_of(user.id)
         self._check_room(len(mine))
+        label = user.email or str(user.id)  # what the browser lists the passkey under
         options = generate_registration_options(
             rp_id=rp_id,
             rp_name=self.settings.webauthn_rp_name,
-            user_name=user.email,
+            user_name=label,
             user_id=user.id.bytes,
-            user_display_name=user.name or user.email,
+            user_display_name=user.name or label,
             timeout=self.settings.webauthn_challenge_ttl_seconds * 1000,
             attestation=AttestationConveyancePreference.NONE,
             authenticator_selection=AuthenticatorSelectionCriteria(
@@ -129,8 +130,8 @@ class Passkeys(AuthCore):
             client_data = parse_client_data_json(credential.response.client_data_json)
         except (WebAuthnException, ValueError) as exc:
             raise _bad_credential(f"The new passkey's answer does not parse: {exc}") from exc
-        challenge = await self._take_challenge(client_data.challenge)
-        if challenge is None or challenge != {"for": REGISTER, "user": str(principal.user_id)}:
+        intent = await self._take_challenge(client_data.challenge)
+        if intent != {"for": REGISTER, "user": str(principal.user_id)}:
             raise _bad_credential(
                 "The passkey answers no registration of yours that is open: ask for new options"
                 " (POST /auth/passkeys/register/options) and try again"
