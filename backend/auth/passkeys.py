@@ -18,6 +18,7 @@ from uuid import UUID
 
 import msgspec
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -43,7 +44,13 @@ from webauthn.helpers.structs import (
 )
 from webauthn.registration.verify_registration_response import VerifiedRegistration
 
-from backend.auth.core import AuthCore, address_of, passkey_count, unauthorized
+from backend.auth.core import (
+    AuthCore,
+    address_of,
+    became_permanent,
+    passkey_count,
+    unauthorized,
+)
 from backend.auth.models import Passkey, User
 from backend.auth.schemas import (
     NewPasskey,
@@ -155,7 +162,11 @@ class Passkeys(AuthCore):
             name=(data.name or "Passkey").strip(),
         )
         self.db.add(passkey)
-        await self.db.flush()
+        became_permanent(user)  # a guest with a passkey has a way back in of its own
+        try:
+            await self.db.flush()
+        except IntegrityError:  # the same passkey registered at the same moment elsewhere
+            raise Conflict("This passkey is registered already", code="passkey_taken") from None
         await self.db.refresh(passkey)
         return passkey_view(passkey)
 

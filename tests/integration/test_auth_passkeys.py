@@ -311,7 +311,12 @@ async def test_malformed_assertions_are_refused_naming_what(client, credential):
 
 async def test_passkeys_are_off_in_prod_until_configured(settings, clock):
     prod = msgspec.structs.replace(
-        settings, env="prod", secret_key="k" * 40, embedding_allow_hash=True
+        settings,
+        env="prod",
+        secret_key="k" * 40,
+        embedding_allow_hash=True,
+        app_url="https://app.example.com",
+        mail_allow_console_in_prod=True,
     )
     async with AsyncTestClient(create_app(prod, clock=clock)) as client:
         off = await client.post("/auth/passkeys/sign-in/options", json={})

@@ -195,11 +195,10 @@ def test_passkeys_default_to_localhost_outside_prod_and_off_in_prod():
     assert dev.passkey_origins("http://localhost:5173") == ["http://localhost:5173"]
     for elsewhere in ("http://127.0.0.1:5173", "https://evil.example", "http://localhost:1/x"):
         assert dev.passkey_origins(elsewhere) == []
-    prod = {"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY, "EMBEDDING_PROVIDER": "openai"}
-    assert settings_from_env(prod).passkey_rp_id == ""
+    assert settings_from_env(PROD).passkey_rp_id == ""
     configured = settings_from_env(
         {
-            **prod,
+            **PROD,
             "WEBAUTHN_RP_ID": "example.com",
             "WEBAUTHN_ORIGINS": "https://example.com, https://app.example.com:8443",
         }
@@ -238,6 +237,5 @@ def test_passkeys_default_to_localhost_outside_prod_and_off_in_prod():
     ],
 )
 def test_a_relying_party_browsers_would_refuse_does_not_start(environ, complaint):
-    prod = {"LITEBASE_ENV": "prod", "SECRET_KEY": STRONG_KEY, "EMBEDDING_PROVIDER": "openai"}
     with pytest.raises(SettingsError, match=complaint):
-        settings_from_env({**prod, **environ})
+        settings_from_env({**PROD, **environ})

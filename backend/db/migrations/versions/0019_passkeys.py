@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0019_passkeys"
-down_revision: str | None = "0016_outbox_traceparent"
+down_revision: str | None = "0017_user_locale"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020_anonymous_and_recovery"
-down_revision: str | None = "0017_user_locale"
+down_revision: str | None = "0019_passkeys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
