@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 from dotenv import dotenv_values
 
+from backend.lib.redirects import redirect_url_is_valid
 from backend.lib.urls import with_password
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,75 @@ MAIL_PAGE_FIELDS = (
 
 class SettingsError(ValueError):
     """The environment describes settings the app cannot run with."""
+
+
+# A sign-in provider's name: the {provider} of /auth/oauth/{provider}/... and of OAUTH_<NAME>_*.
+OAUTH_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# What each provider's OAUTH_<NAME>_<FIELD> variables set (docs/auth.md); list fields split on
+# commas or spaces.
+OAUTH_CLIENT_FIELDS = (
+    "client_id",
+    "client_secret",
+    "preset",
+    "issuer",
+    "scopes",
+    "display_name",
+    "authorize_url",
+    "token_url",
+    "userinfo_url",
+    "team_id",
+    "key_id",
+    "private_key",
+)
+
+
+class OAuthClient(msgspec.Struct, frozen=True, kw_only=True):
+    """This app's registration at one sign-in provider (docs/auth.md#sign-in-with-google-github-or-any-openid-provider).
+
+    ``preset`` (google, github, microsoft, apple, gitlab, discord) knows the provider's
+    endpoints; without one, ``issuer`` names any OpenID provider (found by discovery). The
+    endpoint URLs override what the preset or discovery says. Apple signs in with a client
+    secret made from ``team_id``, ``key_id`` and ``private_key`` (a .p8 key, PEM)."""
+
+    name: str
+    client_id: str
+    client_secret: str = ""
+    preset: str = ""
+    issuer: str = ""
+    scopes: tuple[str, ...] = ()
+    display_name: str = ""
+    authorize_url: str = ""
+    token_url: str = ""
+    userinfo_url: str = ""
+    team_id: str = ""
+    key_id: str = ""
+    private_key: str = ""
+
+    def __repr__(self) -> str:
+        # Never the secret or the key: settings end up in logs and tracebacks.
+        hidden = "'***'" if self.client_secret else "''"
+        key = ", private_key='***'" if self.private_key else ""
+        return (
+            f"OAuthClient(name={self.name!r}, client_id={self.client_id!r},"
+            f" client_secret={hidden}, preset={self.preset!r}, issuer={self.issuer!r}{key})"
+        )
+
+    __str__ = __repr__
+
+    def check(self, env: str) -> None:
+        """Refuse what cannot work, and outside dev and test a missing or placeholder secret."""
+        where = f"OAUTH_{self.name.upper().replace('-', '_')}"
+        if not OAUTH_NAME.match(self.name):
+            raise SettingsError(
+                f"OAuth provider name {self.name!r}: lower-case letters, digits and '-'"
+            )
+        if not self.client_id:
+            raise SettingsError(f"{where}_CLIENT_ID is not set")
+        if env == "prod" and not self.private_key and self.client_secret in PLACEHOLDER_SECRETS:
+            raise SettingsError(
+                f"{where}_CLIENT_SECRET is missing or a placeholder; LITEBASE_ENV=prod refuses"
+                " to start (the provider gives you one when you register the app)"
+            )
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,6 +216,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     invitation_ttl_seconds: int = 7 * 86_400
     # Invitations one user may send for one org in an hour (each mails a stranger); more: 429.
     invitations_per_hour: PositiveInt = 20
+    # Sign-in with OAuth / OpenID providers (docs/auth.md). Where the browser may be sent back
+    # to after it: exact URLs, or a prefix ending in /* (same origin, that path and below).
+    auth_redirect_urls: tuple[str, ...] = ()
+    # The providers, from OAUTH_PROVIDERS + OAUTH_<NAME>_* variables (settings_from_env) and
+    # from the YAML file OAUTH_PROVIDERS_FILE (read when the app starts; the variables win).
+    oauth_providers: tuple[str, ...] = ()
+    oauth_clients: tuple[OAuthClient, ...] = ()
+    oauth_providers_file: str = ""
+    oauth_state_ttl_seconds: PositiveInt = 600  # from leaving for the provider to coming back
+    oauth_code_ttl_seconds: PositiveInt = 60  # the one-time code the app exchanges
+    oauth_discovery_cache_seconds: NonNegativeInt = 3600  # a provider's metadata and keys
+    oauth_timeout_seconds: PositiveFloat = 10.0  # each call to a provider
+    rate_limit_oauth_per_minute: PositiveInt = 30
     # collections
     filter_max_length: PositiveInt = 4096
     # Compiled client filters kept per collection, bounded by their total length (characters).
@@ -327,6 +410,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_webhooks()
         self._check_mail()
         self._check_webauthn()
+        self._check_oauth()
 
     def check_secret_key(self, who: str) -> None:
         """Refuse a placeholder or short SECRET_KEY: anyone can forge tokens with one."""
@@ -450,6 +534,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         local = parts.scheme in ("http", "https") and _is_localhost(parts.hostname or "")
         return [seen] if local and seen == f"{parts.scheme}://{parts.netloc}" else []
 
+    def _check_oauth(self) -> None:
+        for client in self.oauth_clients:
+            client.check(self.env)
+        for url in self.auth_redirect_urls:
+            if not redirect_url_is_valid(url):
+                raise SettingsError(
+                    f"AUTH_REDIRECT_URLS: {url!r} is not an absolute URL (scheme://host/path),"
+                    " or has a '*' anywhere but at the end after a '/'"
+                )
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
@@ -489,8 +583,24 @@ _LIST_FIELDS = frozenset(
         "webhook_allowed_networks",
         "webauthn_origins",
         "openai_models",
+        "auth_redirect_urls",
+        "oauth_providers",
     }
 )
+
+
+def _oauth_clients(environ: Mapping[str, str], names: list[str]) -> list[dict[str, Any]]:
+    """OAUTH_<NAME>_<FIELD> of each provider named in OAUTH_PROVIDERS."""
+    clients = []
+    for name in names:
+        prefix = f"OAUTH_{name.upper().replace('-', '_')}_"
+        found: dict[str, Any] = {"name": name}
+        for field in OAUTH_CLIENT_FIELDS:
+            value = environ.get(prefix + field.upper())
+            if value:
+                found[field] = value.replace(",", " ").split() if field == "scopes" else value
+        clients.append(found)
+    return clients
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -506,6 +616,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: Any
             raw[name] = [item.strip() for item in value.split(",") if item.strip()]
         else:
             raw[name] = value
+    if "oauth_providers" in raw and "oauth_clients" not in overrides:
+        raw["oauth_clients"] = _oauth_clients(environ, raw["oauth_providers"])
     raw.update(overrides)
     # A password given on its own (a secret) goes into its URL.
     for url_key, password_key in (

@@ -13,6 +13,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.limits import count_request
+from backend.auth.oauth_flow import SignInFlows
 from backend.auth.scopes import ScopeError, check_request
 from backend.auth.service import AuthService, known_principal, unauthorized
 from backend.config import Settings
@@ -107,6 +108,10 @@ async def provide_current(principal: Principal | None) -> Principal:
     return principal
 
 
+def provide_sign_in_flows(state: State, settings: Settings) -> SignInFlows:
+    return SignInFlows(state.redis, settings, state.sign_in_providers)
+
+
 def provide_client_info(request: Request[Any, Any, Any]) -> ClientInfo:
     return ClientInfo(
         ip=request.client.host if request.client else None,
@@ -119,4 +124,5 @@ AUTH_DEPENDENCIES: dict[str, Provide] = {
     "principal": Provide(provide_principal),
     "current": Provide(provide_current),
     "client": Provide(provide_client_info, sync_to_thread=False),
+    "sign_in_flows": Provide(provide_sign_in_flows, sync_to_thread=False),
 }

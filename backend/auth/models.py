@@ -150,6 +150,23 @@ class EmailToken(UUIDv7AuditBase):
     new_email: Mapped[str | None] = mapped_column(String(320), default=None)
 
 
+class Identity(UUIDv7AuditBase):
+    """An account at a sign-in provider (Google, GitHub, an OpenID provider) that signs in as
+    a user: the provider's name in this app and its stable id for the person (``subject``),
+    with the email it last gave and whether it vouched for it."""
+
+    __tablename__ = "auth_identities"
+    __table_args__ = (
+        UniqueConstraint("provider", "subject", name="auth_identities_provider_subject_key"),
+    )
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+
+
 ORG_ROLES = ("owner", "admin", "member")
 
 

@@ -11,15 +11,25 @@ import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, patch, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import Body, Parameter
+from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from backend.auth.deps import BEARER, auth_service_for
 from backend.auth.guards import admin_only
+from backend.auth.oauth_flow import SignInFlows
 from backend.auth.schemas import (
     Accepted,
+    AuthorizeUrl,
+    CallbackForm,
+    CodeChallenge,
+    IdentityView,
+    LinkStart,
+    OAuthProviderView,
+    RedirectTo,
     AdminUserUpdate,
     ApiKeyView,
     ChangeEmail,
@@ -130,14 +140,20 @@ def with_request_locale(
 
 @post(
     "/token",
-    opt=may_answer(401, 403, 429, 503),
-    summary="Sign in (password, otp: a mailed code, or passkey; then mfa when two-factor is on;"
-    " anonymous: a new anonymous user) or refresh",
+    opt=may_answer(401, 403, 409, 429, 503),
+    summary="Sign in (password; otp: a mailed code; passkey; oauth_code: a sign-in provider's;"
+    " then mfa when two-factor is on; anonymous: a new anonymous user) or refresh",
     status_code=HTTP_200_OK,
 )
 async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
     if data.grant_type == "anonymous":
         return await auth_service.sign_in_anonymously(client)
+    if data.grant_type == "oauth_code":
+        _require(data, "code", "code_verifier")
+        assert data.code is not None and data.code_verifier is not None
+        return await auth_service.sign_in_with_oauth_code(
+            data.code, data.code_verifier, data.org_id, client
+        )
     if data.grant_type == "mfa":
         _require(data, "mfa_token")
         assert data.mfa_token is not None
@@ -312,6 +328,83 @@ async def confirm_email(data: ConfirmEmail, auth_service: AuthService) -> UserVi
     return user_view(await auth_service.confirm_email_change(data.token))
 
 
+@get(
+    "/oauth/providers",
+    summary="The sign-in providers this app offers (anyone may ask)",
+)
+async def oauth_providers(state: State) -> list[OAuthProviderView]:
+    return [
+        OAuthProviderView(name=p.name, display_name=p.display_name, kind=p.kind)
+        for p in state.sign_in_providers.providers.values()
+    ]
+
+
+@get(
+    "/oauth/{provider:str}/authorize",
+    opt=may_answer(400, 502),
+    summary="Sign in with a provider: sends the browser there (302), then back to redirect_to",
+    description=(
+        "Open in the browser (not with fetch). The app makes a PKCE pair first and sends its"
+        " S256 code_challenge; the browser comes back to redirect_to with `?code=` (one-time,"
+        " short-lived), which the app exchanges at POST /auth/token with grant_type oauth_code"
+        " and its code_verifier, or with `?error=` and `error_description`. redirect_to must"
+        " match AUTH_REDIRECT_URLS (else 400). Anyone may call it."
+    ),
+    status_code=302,
+    responses={302: ResponseSpec(None, description="To the provider's sign-in page")},
+)
+async def oauth_authorize(
+    provider: str,
+    redirect_to: Annotated[str, Parameter(max_length=2048, min_length=1)],
+    code_challenge: Annotated[
+        str, Parameter(pattern=r"^[A-Za-z0-9_-]{43}$", description="PKCE S256 challenge")
+    ],
+    sign_in_flows: SignInFlows,
+    code_challenge_method: Literal["S256"] = "S256",
+) -> Redirect:
+    return Redirect(await sign_in_flows.start(provider, redirect_to, code_challenge))
+
+
+_CALLBACK = (
+    "Where the provider sends the browser back: to the app's redirect_to with `?code=` (or"
+    " `?error=`). A state that was never issued, was used or expired: 400 problem+json."
+)
+
+
+@get(
+    "/oauth/{provider:str}/callback",
+    opt=may_answer(400),
+    summary="A provider sends the browser back here (302 to the app)",
+    description=_CALLBACK,
+    status_code=302,
+    responses={302: ResponseSpec(None, description="Back to the app's redirect_to")},
+)
+async def oauth_callback(
+    provider: str,
+    sign_in_flows: SignInFlows,
+    code: Annotated[str | None, Parameter(max_length=2048)] = None,
+    oauth_state: Annotated[str | None, Parameter(query="state", max_length=200)] = None,
+    error: Annotated[str | None, Parameter(max_length=200)] = None,
+) -> Redirect:
+    return Redirect(await sign_in_flows.finish(provider, code, oauth_state, error))
+
+
+@post(
+    "/oauth/{provider:str}/callback",
+    opt=may_answer(400),
+    summary="A provider posts the browser back here (form_post: Apple; 302 to the app)",
+    description=_CALLBACK,
+    status_code=302,
+    responses={302: ResponseSpec(None, description="Back to the app's redirect_to")},
+)
+async def oauth_callback_form(
+    provider: str,
+    data: Annotated[CallbackForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    sign_in_flows: SignInFlows,
+) -> Redirect:
+    return Redirect(await sign_in_flows.finish(provider, data.code, data.state, data.error))
+
+
 class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
@@ -387,6 +480,44 @@ class AuthController(Controller):
             )
         await auth_service.request_verification(principal)
         return Accepted()
+
+    @get("/identities", summary="My linked sign-in provider accounts", security=BEARER)
+    async def identities(
+        self, current: Principal, auth_service: AuthService, paging: Paging
+    ) -> Page[IdentityView]:
+        return await auth_service.list_identities(current, paging)
+
+    @post(
+        "/identities/{provider:str}/link",
+        opt=may_answer(400, 502),
+        summary="Link a sign-in provider to my account: the URL to send the browser to",
+        description=(
+            "A signed-in session only (not an API key). The browser goes to `url`, then back"
+            " to redirect_to with `?code=`; POST /auth/token with grant_type oauth_code and"
+            " the code_verifier links the provider's account to mine (409 `identity_taken` if"
+            " it signs in to another account) and answers a new session of my account."
+        ),
+        status_code=HTTP_200_OK,
+        security=BEARER,
+    )
+    async def link_identity(
+        self, provider: str, data: LinkStart, current: Principal, sign_in_flows: SignInFlows
+    ) -> AuthorizeUrl:
+        url = await sign_in_flows.start(
+            provider, data.redirect_to, data.code_challenge, source="body", link=current
+        )
+        return AuthorizeUrl(url=url)
+
+    @delete(
+        "/identities/{identity_id:uuid}",
+        opt=may_answer(409),
+        summary="Unlink a sign-in provider from my account (not my last way to sign in: 409)",
+        security=BEARER,
+    )
+    async def unlink_identity(
+        self, identity_id: UUID, current: Principal, auth_service: AuthService
+    ) -> None:
+        await auth_service.unlink_identity(current, identity_id)
 
     @get("/api-keys", summary="My API keys (never their secrets)", security=BEARER)
     async def api_keys(
@@ -540,6 +671,13 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
             ],
             tags=["auth"],
         ),
+        Router(
+            "/auth",  # a trip to a sign-in provider: state kept in Redis, calls to the provider
+            route_handlers=[oauth_authorize, oauth_callback, oauth_callback_form],
+            middleware=[_rate_limit("oauth", settings.rate_limit_oauth_per_minute).middleware],
+            tags=["auth"],
+        ),
+        Router("/auth", route_handlers=[oauth_providers], tags=["auth"]),
         AuthController,
         AdminController,
     ]

@@ -39,6 +39,33 @@ Code = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
 RecoveryCodeText = Annotated[
     str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{5}-?[A-Za-z0-9]{5}$", examples=["k7mqd-x2p9a"])
 ]
+# grant_type otp and mfa: six digits; oauth_code: the one-time code the sign-in callback sent.
+GrantCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^([0-9]{6}|lbo_[A-Za-z0-9_-]{43})$",
+        description="Six digits (otp, mfa), or the lbo_ code of a sign-in callback (oauth_code)",
+    ),
+]
+# RFC 7636: the app's PKCE verifier, and the S256 challenge it sends first.
+CodeVerifier = Annotated[
+    str, msgspec.Meta(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")
+]
+CodeChallenge = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9_-]{43}$",
+        description="BASE64URL(SHA-256(code_verifier)) without padding (PKCE, S256)",
+    ),
+]
+RedirectTo = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=2048,
+        description="Where the browser comes back to; must match AUTH_REDIRECT_URLS",
+    ),
+]
 
 
 class UserView(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,17 +190,21 @@ class PasskeyAssertion(msgspec.Struct, frozen=True, kw_only=True):
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """OAuth2-shaped: grant_type password (email, password), otp (email, code: a mailed
     sign-in code), passkey (credential: an assertion for options from
-    POST /auth/passkeys/sign-in/options), mfa (mfa_token, and code, recovery_code or credential:
-    the second step of two-factor sign-in), anonymous (nothing: a new anonymous user) or
-    refresh_token (refresh_token).
+    POST /auth/passkeys/sign-in/options), oauth_code (code: what a sign-in provider's callback
+    sent the app, code_verifier: the app's PKCE verifier), mfa (mfa_token, and code,
+    recovery_code or credential: the second step of two-factor sign-in), anonymous (nothing: a
+    new anonymous user) or refresh_token (refresh_token).
 
     ``org_id`` makes that org the session's active org (the token's ``org`` claim).
     """
 
-    grant_type: Literal["password", "otp", "passkey", "mfa", "anonymous", "refresh_token"]
+    grant_type: Literal[
+        "password", "otp", "passkey", "oauth_code", "mfa", "anonymous", "refresh_token"
+    ]
     email: Email | None = None
     password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
-    code: Code | None = None
+    code: GrantCode | None = None
+    code_verifier: CodeVerifier | None = None
     credential: PasskeyAssertion | None = None
     mfa_token: Token | None = None
     recovery_code: RecoveryCodeText | None = None
@@ -322,3 +353,42 @@ class AdminUserUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     role: Literal["user", "admin"] | None = None
     disabled: bool | None = None
     reset_totp: bool = False  # turn the user's two-factor sign-in off (a lost phone)
+
+
+class OAuthProviderView(msgspec.Struct, frozen=True, kw_only=True):
+    """A sign-in provider this app offers: GET /auth/oauth/{name}/authorize starts it."""
+
+    name: str
+    display_name: str
+    kind: Literal["oidc", "github", "discord"]
+
+
+class LinkStart(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    redirect_to: RedirectTo
+    code_challenge: CodeChallenge
+    code_challenge_method: Literal["S256"] = "S256"
+
+
+class AuthorizeUrl(msgspec.Struct, frozen=True, kw_only=True):
+    """Send the browser here (the provider's page); it comes back to redirect_to."""
+
+    url: str
+
+
+class CallbackForm(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's answer posted back (response_mode form_post: Sign in with Apple)."""
+
+    state: str | None = None
+    code: str | None = None
+    error: str | None = None
+    user: str | None = None  # Apple's first-time name, unused
+
+
+class IdentityView(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider account linked to mine."""
+
+    id: UUID
+    provider: str
+    email: str | None
+    email_verified: bool
+    created_at: datetime

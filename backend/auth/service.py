@@ -7,7 +7,7 @@ Access tokens name their session (``sid``), checked against a Redis cache of ses
 logout and revocation take effect at once on every API process.
 
 Each concern has its own module (core, sessions, two_factor, passkeys, mailed, keys, accounts,
-anonymous, admin);
+anonymous, identities, admin);
 ``AuthService`` is the one object routes are given, made of them.
 """
 
@@ -17,6 +17,7 @@ from backend.auth.access import forget_session_states, known_principal
 from backend.auth.accounts import Accounts
 from backend.auth.admin import Admin, ensure_admin
 from backend.auth.anonymous import AnonymousUsers
+from backend.auth.identities import Identities
 from backend.auth.core import (
     address_of,
     anonymous_refused,
@@ -48,6 +49,14 @@ __all__ = [
 
 
 class AuthService(
-    Sessions, TwoFactor, Passkeys, MailedTokens, ApiKeys, Accounts, AnonymousUsers, Admin
+    Sessions,
+    TwoFactor,
+    Passkeys,
+    MailedTokens,
+    ApiKeys,
+    Accounts,
+    AnonymousUsers,
+    Identities,
+    Admin,
 ):
     """Every auth operation, over one database session and the app's shared clients."""

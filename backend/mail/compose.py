@@ -40,6 +40,7 @@ class MailKind(StrEnum):
     NEW_SIGN_IN = "new_sign_in"
     RECOVERY_CODE_USED = "recovery_code_used"
     ACCOUNT_EXISTS = "account_exists"  # a sign-up with an address that has an account
+    IDENTITY_LINKED = "identity_linked"  # a sign-in provider's account can now sign in
 
 
 # What the sender of each kind must give its templates, besides what every mail gets
@@ -54,6 +55,7 @@ VALUES: Mapping[MailKind, frozenset[str]] = {
     MailKind.NEW_SIGN_IN: frozenset({"when", "ip", "device"}),
     MailKind.RECOVERY_CODE_USED: frozenset({"when", "remaining"}),
     MailKind.ACCOUNT_EXISTS: frozenset(),
+    MailKind.IDENTITY_LINKED: frozenset({"provider", "when"}),
 }
 # The kinds that carry a token, and the setting holding the app page that takes it: their
 # templates get ``link``, e.g. https://app.example.com/verify?token=….
@@ -80,6 +82,7 @@ SAMPLE_VALUES: Mapping[str, str | int] = {
     "ip": "203.0.113.7",
     "device": "Firefox on Linux",
     "remaining": 9,
+    "provider": "GitHub",
 }
 
 

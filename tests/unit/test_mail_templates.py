@@ -35,6 +35,7 @@ SAMPLE: dict[str, str | int] = {
     "ip": "203.0.113.9",
     "device": "Firefox on Linux",
     "remaining": 7,
+    "provider": "GitHub",
 }
 # Where each kind sends the reader: its token page, or the app page it points to.
 LINKS = {
@@ -46,6 +47,7 @@ LINKS = {
     MailKind.NEW_SIGN_IN: f"{APP}/account/security",
     MailKind.RECOVERY_CODE_USED: f"{APP}/account/security",
     MailKind.ACCOUNT_EXISTS: f"{APP}/sign-in",
+    MailKind.IDENTITY_LINKED: f"{APP}/account/security",
     MailKind.SIGN_IN_CODE: None,
 }
 SUBJECTS = {
@@ -67,6 +69,8 @@ SUBJECTS = {
     ("de", MailKind.RECOVERY_CODE_USED): "Ein Wiederherstellungscode wurde verwendet",
     ("en", MailKind.ACCOUNT_EXISTS): "You already have an account",
     ("de", MailKind.ACCOUNT_EXISTS): "Du hast bereits ein Konto",
+    ("en", MailKind.IDENTITY_LINKED): "GitHub can now sign in to your Acme Notes account",
+    ("de", MailKind.IDENTITY_LINKED): "GitHub kann dich jetzt bei deinem Acme Notes-Konto anmelden",
 }
 
 

@@ -1,0 +1,332 @@
+"""Sign-in with OAuth / OpenID Connect, end to end through the redirects: a real OpenID
+provider on loopback (oidc-provider-mock), a small fake of GitHub, the API in process. The
+attacks (forged state, replayed codes, stolen codes, tampered nonces, open redirects,
+squatters) are in tests/security/test_oauth_attacks.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from backend.config import OAuthClient, Settings, settings_from_env
+from tests.integration.conftest import PASSWORD, bearer, new_email
+from tests.oidc import (
+    APP,
+    APP_RETURN,
+    FakeGitHub,
+    GitHubUser,
+    at_provider,
+    fake_github,
+    oidc_provider,
+    path_of,
+    pkce_pair,
+    provider_user,
+    query_of,
+)
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[str]:
+    with oidc_provider() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[FakeGitHub]:
+    with fake_github() as fake:
+        yield fake
+
+
+def oauth_settings(database_url: str, redis_url: str, issuer: str, **more: Any) -> Settings:
+    return settings_from_env(
+        {},
+        env="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        relay_enabled=False,
+        auth_redirect_urls=[APP_RETURN, f"{APP}/app/*"],
+        oauth_clients=[
+            OAuthClient(
+                name="mock", client_id="litebase", client_secret="s3cret", issuer=issuer,
+                display_name="Mock ID",
+            ),
+            *more.pop("clients", []),
+        ],
+        **more,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def settings(database_url, redis_url, issuer, github) -> Settings:
+    return oauth_settings(
+        database_url,
+        redis_url,
+        issuer,
+        clients=[
+            OAuthClient(
+                name="github",
+                client_id="gh-app",
+                client_secret="gh-secret",
+                authorize_url=f"{github.base_url}/login/oauth/authorize",
+                token_url=f"{github.base_url}/login/oauth/access_token",
+                userinfo_url=f"{github.base_url}/user",
+            )
+        ],
+    )
+
+
+def person(issuer: str, *, verified: bool = True, email: str | None = None) -> tuple[str, str]:
+    """A person at the provider: (subject, email)."""
+    subject = f"sub-{uuid.uuid4().hex[:10]}"
+    address = email or new_email("oidc")
+    provider_user(issuer, subject, email=address, email_verified=verified, name="Ada")
+    return subject, address
+
+
+async def trip(
+    client, subject: str, *, provider: str = "mock", redirect_to: str = APP_RETURN
+) -> tuple[dict[str, str], str]:
+    """Sign in at the provider as ``subject``: (what the app's redirect_to is given, verifier)."""
+    verifier, challenge = pkce_pair()
+    started = await client.get(
+        f"/auth/oauth/{provider}/authorize",
+        params={"redirect_to": redirect_to, "code_challenge": challenge},
+        follow_redirects=False,
+    )
+    assert started.status_code == 302, started.text
+    back = at_provider(started.headers["location"], subject)
+    returned = await client.get(path_of(back), follow_redirects=False)
+    assert returned.status_code == 302, returned.text
+    location = returned.headers["location"]
+    assert location.startswith(redirect_to), location
+    return query_of(location), verifier
+
+
+async def exchange(client, code: str, verifier: str, **more: Any):
+    return await client.post(
+        "/auth/token",
+        json={"grant_type": "oauth_code", "code": code, "code_verifier": verifier, **more},
+    )
+
+
+async def sign_in(client, subject: str) -> dict[str, Any]:
+    returned, verifier = await trip(client, subject)
+    response = await exchange(client, returned["code"], verifier)
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+
+
+async def test_the_providers_are_listed_to_anyone(client):
+    listed = await client.get("/auth/oauth/providers")
+    assert listed.status_code == 200
+    assert {(p["name"], p["display_name"], p["kind"]) for p in listed.json()} == {
+        ("mock", "Mock ID", "oidc"),
+        ("github", "GitHub", "github"),
+    }
+
+
+async def test_first_sign_in_makes_a_verified_account_and_the_next_finds_it(client, issuer, sql):
+    subject, address = person(issuer)
+    first = await sign_in(client, subject)
+    assert first["user"]["email"] == address
+    assert first["user"]["email_verified"] is True
+    assert first["user"]["name"] == "Ada"
+    me = await client.get("/auth/me", headers=bearer(first["access_token"]))
+    assert me.json()["id"] == first["user"]["id"]
+    again = await sign_in(client, subject)
+    assert again["user"]["id"] == first["user"]["id"]
+    assert again["refresh_token"] != first["refresh_token"]  # a session of its own
+    assert sql("SELECT password_hash FROM users WHERE id = %s", first["user"]["id"]) == [(None,)]
+    listed = await client.get("/auth/identities", headers=bearer(again["access_token"]))
+    assert [(i["provider"], i["email"], i["email_verified"]) for i in listed.json()["items"]] == [
+        ("mock", address, True)
+    ]
+
+
+async def test_the_redirect_keeps_the_apps_own_query(client, issuer):
+    subject, _ = person(issuer)
+    returned, verifier = await trip(client, subject, redirect_to=f"{APP}/app/cb?next=%2Fhome")
+    assert returned["next"] == "/home"
+    assert (await exchange(client, returned["code"], verifier)).status_code == 200
+
+
+async def test_a_verified_provider_email_signs_in_to_the_verified_account_that_has_it(
+    client, issuer, sign_up, sql
+):
+    account = await sign_up()
+    user_id, address = account["user"]["id"], account["user"]["email"]
+    sql("UPDATE users SET email_verified = true WHERE id = %s", user_id)
+    subject, _ = person(issuer, email=address.upper())  # the case of an address is no matter
+    tokens = await sign_in(client, subject)
+    assert tokens["user"]["id"] == user_id
+    assert sql("SELECT provider, subject FROM auth_identities WHERE user_id = %s", user_id) == [
+        ("mock", subject)
+    ]
+    # The password still works too.
+    signed = await client.post(
+        "/auth/token", json={"grant_type": "password", "email": address, "password": PASSWORD}
+    )
+    assert signed.status_code == 200
+
+
+async def test_link_from_a_signed_in_session_keeps_the_account(client, issuer, sign_up, sql):
+    account = await sign_up()  # unverified: linking from a session needs no email proof
+    headers = bearer(account["access_token"])
+    subject, _ = person(issuer, verified=False)
+    verifier, challenge = pkce_pair()
+    started = await client.post(
+        "/auth/identities/mock/link",
+        json={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        headers=headers,
+    )
+    assert started.status_code == 200, started.text
+    back = at_provider(started.json()["url"], subject)
+    returned = await client.get(path_of(back), follow_redirects=False)
+    code = query_of(returned.headers["location"])["code"]
+    linked = await exchange(client, code, verifier)
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["user"]["id"] == account["user"]["id"]
+    # From now on the provider signs in to that account.
+    assert (await sign_in(client, subject))["user"]["id"] == account["user"]["id"]
+    identities = (await client.get("/auth/identities", headers=headers)).json()["items"]
+    assert [(i["provider"], i["email_verified"]) for i in identities] == [("mock", False)]
+    # A password and an identity: the identity may go, then it no longer signs in.
+    gone = await client.delete(f"/auth/identities/{identities[0]['id']}", headers=headers)
+    assert gone.status_code == 204, gone.text
+    assert sql("SELECT count(*) FROM auth_identities WHERE subject = %s", subject) == [(0,)]
+    returned, verifier = await trip(client, subject)
+    refused = await exchange(client, returned["code"], verifier)
+    assert refused.status_code == 403  # unknown now, and its email is not vouched for
+    assert refused.json()["code"] == "provider_email_unverified"
+
+
+async def test_a_provider_account_linked_elsewhere_is_not_taken(client, issuer, sign_up):
+    subject, _ = person(issuer)
+    await sign_in(client, subject)
+    other = await sign_up()
+    verifier, challenge = pkce_pair()
+    started = await client.post(
+        "/auth/identities/mock/link",
+        json={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        headers=bearer(other["access_token"]),
+    )
+    back = at_provider(started.json()["url"], subject)
+    code = query_of((await client.get(path_of(back), follow_redirects=False)).headers["location"])[
+        "code"
+    ]
+    taken = await exchange(client, code, verifier)
+    assert taken.status_code == 409
+    assert taken.json()["code"] == "identity_taken"
+
+
+async def test_the_last_way_to_sign_in_cannot_be_unlinked(client, issuer):
+    subject, _ = person(issuer)
+    tokens = await sign_in(client, subject)  # no password: the identity is the only way in
+    headers = bearer(tokens["access_token"])
+    [identity] = (await client.get("/auth/identities", headers=headers)).json()["items"]
+    refused = await client.delete(f"/auth/identities/{identity['id']}", headers=headers)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "last_sign_in_method"
+    assert (await client.get("/auth/identities", headers=headers)).json()["items"] == [identity]
+
+
+async def test_an_api_key_can_neither_link_nor_unlink(client, issuer, sign_up):
+    account = await sign_up()
+    key = await client.post(
+        "/auth/api-keys", json={"name": "k"}, headers=bearer(account["access_token"])
+    )
+    headers = bearer(key.json()["key"])
+    _, challenge = pkce_pair()
+    link = await client.post(
+        "/auth/identities/mock/link",
+        json={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        headers=headers,
+    )
+    assert link.status_code == 403
+    assert link.json()["code"] == "session_required"
+
+
+async def test_the_provider_saying_no_goes_back_to_the_app_with_an_error(client):
+    _, challenge = pkce_pair()
+    started = await client.get(
+        "/auth/oauth/mock/authorize",
+        params={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        follow_redirects=False,
+    )
+    state = query_of(started.headers["location"])["state"]
+    back = await client.get(
+        "/auth/oauth/mock/callback",
+        params={"state": state, "error": "access_denied"},
+        follow_redirects=False,
+    )
+    assert back.status_code == 302
+    assert query_of(back.headers["location"])["error"] == "access_denied"
+    assert "code" not in query_of(back.headers["location"])
+
+
+async def test_an_unknown_provider_is_404(client):
+    _, challenge = pkce_pair()
+    response = await client.get(
+        "/auth/oauth/nope/authorize",
+        params={"redirect_to": APP_RETURN, "code_challenge": challenge},
+    )
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_github_signs_in_with_its_verified_primary_email(client, github, sql):
+    login = f"octo{uuid.uuid4().hex[:6]}"
+    address = new_email("gh")
+    github.users[login] = GitHubUser(
+        id=4242 + len(github.users),
+        login=login,
+        emails=[
+            {"email": new_email("unverified"), "primary": False, "verified": False},
+            {"email": address, "primary": True, "verified": True},
+        ],
+    )
+    verifier, challenge = pkce_pair()
+    started = await client.get(
+        "/auth/oauth/github/authorize",
+        params={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        follow_redirects=False,
+    )
+    assert started.status_code == 302
+    assert query_of(started.headers["location"])["scope"] == "read:user user:email"
+    back = github.sign_in(started.headers["location"], login)
+    returned = await client.get(path_of(back), follow_redirects=False)
+    code = query_of(returned.headers["location"])["code"]
+    tokens = await exchange(client, code, verifier)
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["user"]["email"] == address
+    assert tokens.json()["user"]["email_verified"] is True
+    assert github.token_requests[-1]["client_secret"] == "gh-secret"
+    assert sql(
+        "SELECT subject, email FROM auth_identities WHERE user_id = %s", tokens.json()["user"]["id"]
+    ) == [(str(github.users[login].id), address)]
+
+
+async def test_github_without_a_verified_email_signs_nobody_in(client, github):
+    login = f"octo{uuid.uuid4().hex[:6]}"
+    github.users[login] = GitHubUser(
+        id=9000 + len(github.users),
+        login=login,
+        emails=[{"email": new_email("gh"), "primary": True, "verified": False}],
+    )
+    verifier, challenge = pkce_pair()
+    started = await client.get(
+        "/auth/oauth/github/authorize",
+        params={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        follow_redirects=False,
+    )
+    back = github.sign_in(started.headers["location"], login)
+    code = query_of((await client.get(path_of(back), follow_redirects=False)).headers["location"])[
+        "code"
+    ]
+    refused = await exchange(client, code, verifier)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "provider_email_unverified"
