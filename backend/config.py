@@ -71,7 +71,7 @@ OAUTH_CLIENT_FIELDS = (
 
 
 class OAuthClient(msgspec.Struct, frozen=True, kw_only=True):
-    """This app's registration at one sign-in provider (docs/auth.md#sign-in-with-google-github-or-any-openid-provider).
+    """This app's registration at one sign-in provider (docs/auth.md, "Sign in with …").
 
     ``preset`` (google, github, microsoft, apple, gitlab, discord) knows the provider's
     endpoints; without one, ``issuer`` names any OpenID provider (found by discovery). The

@@ -17,7 +17,6 @@ from backend.auth.access import forget_session_states, known_principal
 from backend.auth.accounts import Accounts
 from backend.auth.admin import Admin, ensure_admin
 from backend.auth.anonymous import AnonymousUsers
-from backend.auth.identities import Identities
 from backend.auth.core import (
     address_of,
     anonymous_refused,
@@ -27,6 +26,7 @@ from backend.auth.core import (
     unauthorized,
     user_view,
 )
+from backend.auth.identities import Identities
 from backend.auth.keys import ApiKeys
 from backend.auth.mailed import MailedTokens
 from backend.auth.passkeys import Passkeys
