@@ -570,6 +570,8 @@ _ENV_ALIASES = {
     "env": "LITEBASE_ENV",
     "data_dir": "LITEBASE_DATA_DIR",
     "models_file": "LITEBASE_MODELS",
+    # Not one variable: OAUTH_<NAME>_CLIENT_ID and the rest, per name in OAUTH_PROVIDERS.
+    "oauth_clients": "OAUTH_<NAME>_CLIENT_ID",
 }
 _LIST_FIELDS = frozenset(
     {

@@ -10,6 +10,7 @@ import hashlib
 import json
 import secrets
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import httpx
 import oidc_provider_mock
 
+from backend.config import OAuthClient, Settings, settings_from_env
+from tests.integration.conftest import new_email
 from tests.support import serving
 
 APP = "https://app.example.com"
@@ -66,6 +69,70 @@ def path_of(url: str) -> str:
 
 def query_of(url: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
+# --- the app's part, against the API in process -----------------------------------------------
+
+
+def oauth_settings(database_url: str, redis_url: str, issuer: str, **more: Any) -> Settings:
+    return settings_from_env(
+        {},
+        env="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        relay_enabled=False,
+        auth_redirect_urls=[APP_RETURN, f"{APP}/app/*"],
+        oauth_clients=[
+            OAuthClient(
+                name="mock", client_id="litebase", client_secret="s3cret", issuer=issuer,
+                display_name="Mock ID",
+            ),
+            *more.pop("clients", []),
+        ],
+        **more,
+    )  # fmt: skip
+
+
+def person(issuer: str, *, verified: bool = True, email: str | None = None) -> tuple[str, str]:
+    """A person at the provider: (subject, email)."""
+    subject = f"sub-{uuid.uuid4().hex[:10]}"
+    address = email or new_email("oidc")
+    provider_user(issuer, subject, email=address, email_verified=verified, name="Ada")
+    return subject, address
+
+
+async def trip(
+    client, subject: str, *, provider: str = "mock", redirect_to: str = APP_RETURN
+) -> tuple[dict[str, str], str]:
+    """Sign in at the provider as ``subject``: (what the app's redirect_to is given, verifier)."""
+    verifier, challenge = pkce_pair()
+    started = await client.get(
+        f"/auth/oauth/{provider}/authorize",
+        params={"redirect_to": redirect_to, "code_challenge": challenge},
+        follow_redirects=False,
+    )
+    assert started.status_code == 302, started.text
+    back = at_provider(started.headers["location"], subject)
+    returned = await client.get(path_of(back), follow_redirects=False)
+    assert returned.status_code == 302, returned.text
+    location = returned.headers["location"]
+    assert location.startswith(redirect_to), location
+    return query_of(location), verifier
+
+
+async def exchange(client, code: str, verifier: str, **more: Any):
+    return await client.post(
+        "/auth/token",
+        json={"grant_type": "oauth_code", "code": code, "code_verifier": verifier, **more},
+    )
+
+
+async def sign_in(client, subject: str) -> dict[str, Any]:
+    returned, verifier = await trip(client, subject)
+    response = await exchange(client, returned["code"], verifier)
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
 
 
 # --- a fake of GitHub's OAuth endpoints and API ----------------------------------------------

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from backend.config import OAuthClient, Settings, settings_from_env
+from backend.config import OAuthClient, Settings
 from tests.integration.conftest import PASSWORD, bearer, new_email
 from tests.oidc import (
     APP,
@@ -19,12 +18,16 @@ from tests.oidc import (
     FakeGitHub,
     GitHubUser,
     at_provider,
+    exchange,
     fake_github,
+    oauth_settings,
     oidc_provider,
     path_of,
+    person,
     pkce_pair,
-    provider_user,
     query_of,
+    sign_in,
+    trip,
 )
 
 
@@ -38,25 +41,6 @@ def issuer() -> Iterator[str]:
 def github() -> Iterator[FakeGitHub]:
     with fake_github() as fake:
         yield fake
-
-
-def oauth_settings(database_url: str, redis_url: str, issuer: str, **more: Any) -> Settings:
-    return settings_from_env(
-        {},
-        env="test",
-        database_url=database_url,
-        redis_url=redis_url,
-        relay_enabled=False,
-        auth_redirect_urls=[APP_RETURN, f"{APP}/app/*"],
-        oauth_clients=[
-            OAuthClient(
-                name="mock", client_id="litebase", client_secret="s3cret", issuer=issuer,
-                display_name="Mock ID",
-            ),
-            *more.pop("clients", []),
-        ],
-        **more,
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -76,48 +60,6 @@ def settings(database_url, redis_url, issuer, github) -> Settings:
             )
         ],
     )
-
-
-def person(issuer: str, *, verified: bool = True, email: str | None = None) -> tuple[str, str]:
-    """A person at the provider: (subject, email)."""
-    subject = f"sub-{uuid.uuid4().hex[:10]}"
-    address = email or new_email("oidc")
-    provider_user(issuer, subject, email=address, email_verified=verified, name="Ada")
-    return subject, address
-
-
-async def trip(
-    client, subject: str, *, provider: str = "mock", redirect_to: str = APP_RETURN
-) -> tuple[dict[str, str], str]:
-    """Sign in at the provider as ``subject``: (what the app's redirect_to is given, verifier)."""
-    verifier, challenge = pkce_pair()
-    started = await client.get(
-        f"/auth/oauth/{provider}/authorize",
-        params={"redirect_to": redirect_to, "code_challenge": challenge},
-        follow_redirects=False,
-    )
-    assert started.status_code == 302, started.text
-    back = at_provider(started.headers["location"], subject)
-    returned = await client.get(path_of(back), follow_redirects=False)
-    assert returned.status_code == 302, returned.text
-    location = returned.headers["location"]
-    assert location.startswith(redirect_to), location
-    return query_of(location), verifier
-
-
-async def exchange(client, code: str, verifier: str, **more: Any):
-    return await client.post(
-        "/auth/token",
-        json={"grant_type": "oauth_code", "code": code, "code_verifier": verifier, **more},
-    )
-
-
-async def sign_in(client, subject: str) -> dict[str, Any]:
-    returned, verifier = await trip(client, subject)
-    response = await exchange(client, returned["code"], verifier)
-    assert response.status_code == 200, response.text
-    tokens: dict[str, Any] = response.json()
-    return tokens
 
 
 async def test_the_providers_are_listed_to_anyone(client):
