@@ -23,6 +23,7 @@ import redis
 
 from backend.mail.service import SENT_MAIL_KEY
 from tests.e2e.conftest import ROOT, RestartableApi, Stack, restartable_api, run_python
+from tests.oidc import oidc_provider
 
 JS = ROOT / "clients" / "js"
 NODE_MISSING = "Node 20+ is needed for the JS client's tests: apt-get install -y nodejs npm"
@@ -99,8 +100,23 @@ class ControlHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def control(stack: Stack) -> Iterator[tuple[RestartableApi, Control]]:
-    with restartable_api(stack, {}, stack.log_dir / "js-api.log") as api:
+def oidc_issuer() -> Iterator[str]:
+    """An OpenID provider on loopback, which the Node suite's API signs people in with."""
+    with oidc_provider() as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def control(stack: Stack, oidc_issuer: str) -> Iterator[tuple[RestartableApi, Control]]:
+    oauth = {
+        "OAUTH_PROVIDERS": "mock",
+        "OAUTH_MOCK_CLIENT_ID": "litebase-js",
+        "OAUTH_MOCK_CLIENT_SECRET": "js-secret",
+        "OAUTH_MOCK_ISSUER": oidc_issuer,
+        "AUTH_REDIRECT_URLS": "https://app.example.com/*",
+        "RATE_LIMIT_OAUTH_PER_MINUTE": "10000",
+    }
+    with restartable_api(stack, oauth, stack.log_dir / "js-api.log") as api:
         server = Control(api, stack.redis_url)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -112,7 +128,7 @@ def control(stack: Stack) -> Iterator[tuple[RestartableApi, Control]]:
 
 
 def test_the_node_suite_passes_against_the_stack(
-    stack: Stack, control: tuple[RestartableApi, Control]
+    stack: Stack, control: tuple[RestartableApi, Control], oidc_issuer: str
 ) -> None:
     built_client()
     api, server = control
@@ -121,6 +137,7 @@ def test_the_node_suite_passes_against_the_stack(
         "LITEBASE_URL": api.base_url,
         "LITEBASE_STABLE_URL": stack.base_url,
         "LITEBASE_CONTROL_URL": server.url,
+        "LITEBASE_OIDC_URL": oidc_issuer,
     }
     # JS_TESTS narrows the run to some files (test/realtime.test.mjs) while working on them.
     files = os.environ.get("JS_TESTS", "test/").split()

@@ -6,8 +6,8 @@ The outsiders: an anonymous caller, another user (no org), a member of another o
 removed from the victim's org (the token from before the removal), the victim's revoked API key,
 a guest (an anonymous user: grant_type anonymous), and the victim's read-only key (theirs to read
 with, never to write). Families: REST, batch,
-expand, search, ask, jobs, import, summaries, webhooks, gateway usage, and realtime collection,
-room, user and job channels, and the victim's passkeys."""
+expand, search, ask, jobs, import, summaries, webhooks, gateway usage, linked sign-in providers,
+and realtime collection, room, user and job channels, and the victim's passkeys."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class World:
     job: str
     hush: str  # a word of the note's body that is not the secret: what outsiders search for
     passkey: str = ""
+    identity: str = ""  # a sign-in provider's account linked to the victim's
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # outsider → headers
     tokens: dict[str, str] = field(default_factory=dict)  # outsider → what a socket signs in with
     clients: list[httpx.AsyncClient] = field(default_factory=list)
@@ -94,6 +95,18 @@ async def world(stack) -> AsyncIterator[World]:
         project.json()["id"], task.json()["id"], imported.json()["id"], hush, clients=[victim],
     )  # fmt: skip
     await finished_job(victim, world.job)
+    # A provider account linked to the victim's (as a sign-in with it would link it).
+    world.identity = str(
+        sql(
+            stack,
+            "INSERT INTO auth_identities (id, user_id, provider, subject, email, email_verified,"
+            " created_at, updated_at) VALUES (gen_random_uuid(), %s, 'google', %s, %s, true,"
+            " now(), now()) RETURNING id",
+            world.victim_id,
+            f"sub-{secret}",
+            f"{secret.lower()}@example.com",
+        )[0][0]
+    )
     # A gateway call of the victim's, so there is usage of theirs to leak.
     chat = await victim.post(
         "/v1/chat/completions",
@@ -178,6 +191,7 @@ def _reads(w: World) -> list[tuple[str, str, Any]]:
         # test_dev_mail.py has the 404 and the loopback guard).
         ("GET", "/dev/mail", None),
         ("GET", "/auth/passkeys", None),
+        ("GET", "/auth/identities", None),
     ]
 
 
@@ -211,6 +225,7 @@ def _writes(w: World) -> list[tuple[str, str, Any]]:
         ),
         ("PATCH", f"/auth/passkeys/{w.passkey}", {"name": "pwned"}),
         ("DELETE", f"/auth/passkeys/{w.passkey}", None),
+        ("DELETE", f"/auth/identities/{w.identity}", None),
     ]
 
 
@@ -224,6 +239,9 @@ def _victims_rows_are_untouched(w: World) -> None:
         (0,)
     ]
     assert sql(w.stack, "SELECT name FROM auth_passkeys WHERE id = %s", w.passkey) == [(w.secret,)]
+    assert sql(w.stack, "SELECT user_id FROM auth_identities WHERE id = %s", w.identity) == [
+        (uuid.UUID(w.victim_id),)
+    ]
 
 
 async def test_no_http_route_leaks_or_changes_the_victims_records(world):

@@ -109,8 +109,34 @@ const NEWS_WAIT_MS = 2_000;
 
 const BAD_GRANT = new Set(["invalid_grant", "session_ended", "invalid_token"]);
 
+/** A sign-in provider the server offers (`GET /auth/oauth/providers`). */
+export interface OAuthProvider {
+  name: string;
+  display_name: string;
+  kind: "oidc" | "github" | "discord";
+}
+
+/** A provider account linked to mine. */
+export interface Identity {
+  id: string;
+  provider: string;
+  email: string | null;
+  email_verified: boolean;
+  created_at: string;
+}
+
+export interface OAuthOptions {
+  /** Where the browser comes back to: must be in the server's AUTH_REDIRECT_URLS. */
+  redirectTo: string;
+  /** Only make and return the URL; do not send the browser there (default: go, in a browser). */
+  skipBrowserRedirect?: boolean;
+}
+
 export interface AuthOptions {
   storage: SessionStore;
+  /** Where the PKCE verifier waits while the browser is at the provider: the tab's
+   * sessionStorage in a browser (it survives the trip, and no other tab sees it). */
+  verifierStorage: SessionStore;
   storageKey: string;
   /** Share refreshes and sign-ins with other tabs (Web Locks + BroadcastChannel): on when the
    * store is the browser's localStorage, which tabs share. */
@@ -476,6 +502,97 @@ export class Auth implements Credentials {
     }
   }
 
+  // --- signing in with a provider (OAuth 2.0 / OpenID Connect) ------------------------------------
+
+  /** The sign-in providers the server offers. */
+  async listOAuthProviders(): Promise<OAuthProvider[]> {
+    return this.http.json<OAuthProvider[]>("GET", "/auth/oauth/providers", { auth: false });
+  }
+
+  /** Sign in with a provider: makes a PKCE pair, keeps the verifier (sessionStorage), and sends
+   * the browser to the provider (`skipBrowserRedirect`: only returns the URL). The browser comes
+   * back to `redirectTo` with `?code=`: call `handleOAuthRedirect()` (or `exchangeOAuthCode`). */
+  async signInWithOAuth(provider: string, options: OAuthOptions): Promise<{ url: string }> {
+    const challenge = await this.newVerifier();
+    const query = new URLSearchParams({ redirect_to: options.redirectTo, code_challenge: challenge, code_challenge_method: "S256" });
+    const url = `${this.http.url}/auth/oauth/${encodeURIComponent(provider)}/authorize?${query}`;
+    return this.go(url, options);
+  }
+
+  /** Link a provider to the signed-in account (any session, an anonymous one too: the account
+   * keeps its id and records). Comes back like `signInWithOAuth`; the exchange answers a new
+   * session of the same account. */
+  async linkIdentity(provider: string, options: OAuthOptions): Promise<{ url: string }> {
+    const challenge = await this.newVerifier();
+    const body = { redirect_to: options.redirectTo, code_challenge: challenge, code_challenge_method: "S256" };
+    const { url } = await this.http.json<{ url: string }>("POST", `/auth/identities/${encodeURIComponent(provider)}/link`, { body });
+    return this.go(url, options);
+  }
+
+  /** Exchange the one-time `code` the provider's trip brought back, with the kept verifier (or
+   * the one given): signed in. The verifier is forgotten either way (a code works once). */
+  async exchangeOAuthCode(code: string, codeVerifier?: string): Promise<Session> {
+    const verifier = codeVerifier ?? this.options.verifierStorage.getItem(this.verifierKey);
+    this.options.verifierStorage.removeItem(this.verifierKey);
+    if (!verifier) {
+      throw new LitebaseError(400, { title: "Bad Request", code: "no_code_verifier", detail: "No PKCE verifier is kept for this code: start the sign-in again (in this tab)" });
+    }
+    return this.grant({ grant_type: "oauth_code", code, code_verifier: verifier });
+  }
+
+  /** Read the URL the browser came back to (default: this page's): signed in when it carries
+   * `?code=`, a `LitebaseError` (code `access_denied`, `provider_refused`…) when it carries
+   * `?error=`, null when neither. Removes them from the address bar in a browser. */
+  async handleOAuthRedirect(url?: string): Promise<Session | null> {
+    const here = (globalThis as { location?: { href: string } }).location;
+    const address = new URL(url ?? here?.href ?? "");
+    const code = address.searchParams.get("code");
+    const error = address.searchParams.get("error");
+    if (!code && !error) return null;
+    if (url === undefined) this.cleanAddress(address);
+    if (error) {
+      this.options.verifierStorage.removeItem(this.verifierKey);
+      throw new LitebaseError(400, { title: "Sign-in failed", code: error, detail: address.searchParams.get("error_description") ?? error });
+    }
+    return this.exchangeOAuthCode(code as string);
+  }
+
+  /** My linked provider accounts. */
+  async listIdentities(): Promise<Page<Identity>> {
+    return toPage<Identity>(await this.http.json("GET", "/auth/identities"));
+  }
+
+  /** Unlink one (409 `last_sign_in_method` when it is the account's last way in). */
+  async unlinkIdentity(id: string): Promise<void> {
+    await this.http.json("DELETE", `/auth/identities/${encodeURIComponent(id)}`);
+  }
+
+  private get verifierKey(): string {
+    return `${this.options.storageKey}:pkce`;
+  }
+
+  /** A new PKCE verifier, kept; its S256 challenge. */
+  private async newVerifier(): Promise<string> {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    const verifier = base64url(bytes);
+    this.options.verifierStorage.setItem(this.verifierKey, verifier);
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+    return base64url(new Uint8Array(digest));
+  }
+
+  private go(url: string, options: OAuthOptions): { url: string } {
+    const here = (globalThis as { location?: { assign(url: string): void } }).location;
+    if (!options.skipBrowserRedirect && here && typeof here.assign === "function") here.assign(url);
+    return { url };
+  }
+
+  private cleanAddress(address: URL): void {
+    const history = (globalThis as { history?: { replaceState(data: unknown, unused: string, url: string): void } }).history;
+    if (!history) return;
+    for (const name of ["code", "error", "error_description"]) address.searchParams.delete(name);
+    history.replaceState(null, "", address.toString());
+  }
+
   // --- keeping the session ------------------------------------------------------------------------
 
   private async grant(body: Record<string, unknown>): Promise<Session> {
@@ -566,6 +683,12 @@ export class Auth implements Credentials {
     this.channel?.close();
     this.listeners.clear();
   }
+}
+
+function base64url(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** How long before expiry to refresh: a minute, or a quarter of a short-lived token's life. */

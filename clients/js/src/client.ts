@@ -5,7 +5,7 @@ import { CollectionClient } from "./collections.js";
 import { Http } from "./http.js";
 import { Realtime, type WebSocketConstructor } from "./realtime.js";
 import { AI, Jobs, Orgs } from "./services.js";
-import { defaultStore, type SessionStore } from "./storage.js";
+import { defaultStore, tabStore, type SessionStore } from "./storage.js";
 import type { AnyDatabase, CollectionName, GenericDatabase } from "./types.js";
 
 export interface ClientOptions {
@@ -14,6 +14,9 @@ export interface ClientOptions {
   /** The key it is kept under (default `litebase.session:<url>`); tabs with the same key share
    * one session and one refresh. */
   storageKey?: string;
+  /** Where a sign-in with a provider keeps its PKCE verifier during the trip: the tab's
+   * sessionStorage in a browser, else `storage`. */
+  verifierStorage?: SessionStore;
   /** Act with an API key instead of a session (servers, scripts). */
   apiKey?: string;
   /** Refresh before the access token expires (default true). */
@@ -46,6 +49,7 @@ export class LitebaseClient<DB extends GenericDatabase = AnyDatabase> {
     const storage = options.storage ?? defaultStore();
     this.auth = new Auth(this.http, {
       storage,
+      verifierStorage: options.verifierStorage ?? tabStore() ?? storage,
       storageKey: options.storageKey ?? `litebase.session:${this.url}`,
       autoRefresh: options.autoRefresh ?? true,
       crossTab: options.crossTab ?? storage === (globalThis as { localStorage?: unknown }).localStorage,

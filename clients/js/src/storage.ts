@@ -28,3 +28,18 @@ export function defaultStore(): SessionStore {
   }
   return memoryStore();
 }
+
+/** The browser tab's sessionStorage (it outlives a trip to a sign-in provider and back, and
+ * other tabs never see it), or null where there is none. */
+export function tabStore(): SessionStore | null {
+  try {
+    const tab = (globalThis as { sessionStorage?: SessionStore }).sessionStorage;
+    if (tab) {
+      tab.getItem("litebase.probe");
+      return tab;
+    }
+  } catch {
+    // blocked storage: fall back
+  }
+  return null;
+}

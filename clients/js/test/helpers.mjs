@@ -88,3 +88,35 @@ export function totp(secret, time = Date.now()) {
   const offset = hash[19] & 15;
   return String((hash.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
 }
+
+/** The OpenID provider on loopback that the API signs people in with (provider "mock"). */
+export const OIDC = process.env.LITEBASE_OIDC_URL;
+
+/** A person at the provider: their subject. */
+export async function providerUser(claims) {
+  const sub = `js-${randomUUID().slice(0, 8)}`;
+  const answer = await fetch(`${OIDC}/users/${encodeURIComponent(sub)}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(claims),
+  });
+  if (answer.status !== 204) throw new Error(`the provider refused the user: ${answer.status}`);
+  return sub;
+}
+
+/** The browser's trip: from the authorize URL (Litebase's or the provider's) through the
+ * provider's form, as `sub`, and the Litebase callback; the URL it comes back to the app with. */
+export async function throughProvider(url, sub) {
+  let next = url;
+  if (next.startsWith(URL)) {
+    const leaving = await fetch(next, { redirect: "manual" });
+    if (leaving.status !== 302) throw new Error(`authorize answered ${leaving.status}: ${await leaving.text()}`);
+    next = leaving.headers.get("location");
+  }
+  const chosen = await fetch(next, { method: "POST", body: new URLSearchParams({ sub }), redirect: "manual" });
+  if (chosen.status !== 302) throw new Error(`the provider answered ${chosen.status}`);
+  const callback = new globalThis.URL(chosen.headers.get("location"));
+  const back = await fetch(`${URL}${callback.pathname}${callback.search}`, { redirect: "manual" });
+  if (back.status !== 302) throw new Error(`the callback answered ${back.status}: ${await back.text()}`);
+  return back.headers.get("location");
+}
