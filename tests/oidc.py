@@ -61,6 +61,20 @@ def at_provider(url: str, sub: str) -> str:
         return chosen.headers["location"]
 
 
+def through_provider(api_url: str, url: str, sub: str) -> str:
+    """The whole trip against an API on a port (the Python client's tests): from its authorize
+    URL (or the provider's, for a link) through the provider as ``sub`` and the API's callback;
+    the URL the app is sent back to."""
+    with httpx.Client(timeout=10) as browser:
+        if url.startswith(api_url):
+            leaving = browser.get(url)
+            assert leaving.status_code == 302, leaving.text
+            url = leaving.headers["location"]
+        back = browser.get(api_url + path_of(at_provider(url, sub)))
+        assert back.status_code == 302, back.text
+        return back.headers["location"]
+
+
 def path_of(url: str) -> str:
     """``url`` without its scheme and host (the in-process test client's request target)."""
     parts = urlsplit(url)

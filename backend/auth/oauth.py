@@ -18,8 +18,8 @@ from typing import Any, Literal
 import httpx
 import msgspec
 import yaml
+from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.oauth2 import OAuth2Error
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import ECKey, KeySet
@@ -294,7 +294,7 @@ class SignInProviders:
                 token: dict[str, Any] = dict(
                     await client.fetch_token(endpoint, code=code, code_verifier=verifier)
                 )
-            except OAuth2Error as exc:
+            except AuthlibBaseError as exc:  # the provider's error answer (invalid_grant, …)
                 raise ProviderRefused(
                     "provider_refused", f"The provider refused the code: {exc.error}"
                 ) from exc

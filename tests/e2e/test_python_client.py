@@ -10,6 +10,9 @@ import pyotp
 import pytest
 from litebase_client import ApiError, Litebase, RealtimeError
 
+from tests.e2e.conftest import api_beside
+from tests.oidc import APP, APP_RETURN, oidc_provider, provider_user, query_of, through_provider
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -282,3 +285,40 @@ async def test_realtime_errors_reach_the_subscription(lb):
         with pytest.raises(RealtimeError) as error:
             await subscription.next(10)
         assert error.value.code == "bad_filter"
+
+
+async def test_sign_in_with_a_provider_and_link_one(stack):
+    with (
+        oidc_provider() as issuer,
+        api_beside(
+            stack,
+            {
+                "OAUTH_PROVIDERS": "mock",
+                "OAUTH_MOCK_CLIENT_ID": "litebase-py",
+                "OAUTH_MOCK_CLIENT_SECRET": "py-secret",
+                "OAUTH_MOCK_ISSUER": issuer,
+                "AUTH_REDIRECT_URLS": f"{APP}/*",
+            },
+            stack.log_dir / "py-oauth-api.log",
+        ) as api,
+    ):
+        address = f"py-{uuid.uuid4().hex[:8]}@example.com"
+        provider_user(issuer, "py-person", email=address, email_verified=True)
+        async with Litebase(api.base_url) as lb:
+            url, verifier = lb.oauth_authorize_url("mock", APP_RETURN)
+            back = await asyncio.to_thread(through_provider, api.base_url, url, "py-person")
+            signed = await lb.exchange_oauth_code(query_of(back)["code"], verifier)
+            assert signed["user"]["email"] == address
+            assert (await lb.me())["id"] == signed["user"]["id"]
+            [identity] = await lb.identities()
+            with pytest.raises(ApiError) as last:
+                await lb.unlink_identity(identity["id"])
+            assert last.value.status == 409
+        provider_user(issuer, "py-other", email="other@example.com", email_verified=False)
+        async with Litebase(api.base_url) as lb:
+            await lb.sign_up(f"py-{uuid.uuid4().hex[:8]}@example.com", PASSWORD)
+            url, verifier = await lb.link_identity_url("mock", APP_RETURN)
+            back = await asyncio.to_thread(through_provider, api.base_url, url, "py-other")
+            linked = await lb.exchange_oauth_code(query_of(back)["code"], verifier)
+            assert linked["user"]["id"] == lb.user["id"]  # type: ignore[index]
+            assert [i["provider"] for i in await lb.identities()] == ["mock"]

@@ -210,6 +210,23 @@ async def test_the_provider_saying_no_goes_back_to_the_app_with_an_error(client)
     assert "code" not in query_of(back.headers["location"])
 
 
+async def test_a_code_the_provider_refuses_goes_back_to_the_app_with_an_error(client, issuer):
+    subject, _ = person(issuer)
+    _, challenge = pkce_pair()
+    started = await client.get(
+        "/auth/oauth/mock/authorize",
+        params={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        follow_redirects=False,
+    )
+    back = at_provider(started.headers["location"], subject)
+    bogus = back.replace(f"code={query_of(back)['code']}", "code=not-the-providers")
+    returned = await client.get(path_of(bogus), follow_redirects=False)
+    assert returned.status_code == 302, returned.text
+    told = query_of(returned.headers["location"])
+    assert told["error"] == "provider_refused"
+    assert "code" not in told
+
+
 async def test_an_unknown_provider_is_404(client):
     _, challenge = pkce_pair()
     response = await client.get(

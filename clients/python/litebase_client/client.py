@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -22,6 +26,12 @@ class ApiError(Exception):
         super().__init__(f"{status}: {problem.get('detail') or problem.get('title')}")
         self.status = status
         self.problem = problem
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636 S256: BASE64URL(SHA-256(verifier)), no padding."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 class Litebase:
@@ -135,6 +145,50 @@ class Litebase:
         if self.user is not None and self.user["id"] == user["id"] and self.refresh_token:
             await self.refresh()
         return user
+
+    # --- sign-in with a provider (OAuth 2.0 / OpenID Connect) --------------------------------
+
+    def oauth_authorize_url(
+        self, provider: str, redirect_to: str, *, code_verifier: str | None = None
+    ) -> tuple[str, str]:
+        """(the URL to send the browser to, the PKCE code_verifier to keep for the exchange).
+        The browser comes back to ``redirect_to`` (in the server's AUTH_REDIRECT_URLS) with
+        ``?code=``: give it to ``exchange_oauth_code`` with the verifier."""
+        verifier = code_verifier or secrets.token_urlsafe(48)
+        query = urlencode(
+            {
+                "redirect_to": redirect_to,
+                "code_challenge": pkce_challenge(verifier),
+                "code_challenge_method": "S256",
+            }
+        )
+        return f"{self.base_url}/auth/oauth/{quote(provider, safe='')}/authorize?{query}", verifier
+
+    async def exchange_oauth_code(
+        self, code: str, code_verifier: str, org_id: str | None = None
+    ) -> dict[str, Any]:
+        """Sign in with the one-time ``code`` a provider's trip brought back (it works once)."""
+        body = {"grant_type": "oauth_code", "code": code, "code_verifier": code_verifier}
+        if org_id:
+            body["org_id"] = org_id
+        return self._keep(await self._call("POST", "/auth/token", json=body, auth=False))
+
+    async def link_identity_url(self, provider: str, redirect_to: str) -> tuple[str, str]:
+        """Link a provider to the signed-in account: (the URL to send the browser to, the
+        verifier); the code it comes back with goes to ``exchange_oauth_code``."""
+        verifier = secrets.token_urlsafe(48)
+        body = {"redirect_to": redirect_to, "code_challenge": pkce_challenge(verifier)}
+        started = await self._call(
+            "POST", f"/auth/identities/{quote(provider, safe='')}/link", json=body
+        )
+        return str(started["url"]), verifier
+
+    async def identities(self) -> list[dict[str, Any]]:
+        """My linked provider accounts."""
+        return [identity async for identity in self.pages("/auth/identities")]
+
+    async def unlink_identity(self, identity_id: str) -> None:
+        await self._call("DELETE", f"/auth/identities/{identity_id}")
 
     async def me(self) -> dict[str, Any]:
         user: dict[str, Any] = await self._call("GET", "/auth/me")
