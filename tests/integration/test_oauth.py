@@ -5,12 +5,17 @@ squatters) are in tests/security/test_oauth_attacks.py."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from backend.config import OAuthClient, Settings
+from backend.auth.oauth import SignInProviders
+from backend.config import OAuthClient, Settings, settings_from_env
+from backend.errors import UpstreamFailed
 from tests.integration.conftest import PASSWORD, bearer, new_email
 from tests.oidc import (
     APP,
@@ -29,6 +34,7 @@ from tests.oidc import (
     sign_in,
     trip,
 )
+from tests.support import serving
 
 
 @pytest.fixture(scope="module")
@@ -289,3 +295,68 @@ async def test_github_without_a_verified_email_signs_nobody_in(client, github):
     refused = await exchange(client, code, verifier)
     assert refused.status_code == 403
     assert refused.json()["code"] == "provider_email_unverified"
+
+
+class _Discovery(BaseHTTPRequestHandler):
+    """An OpenID configuration that counts how often it is read; /slow never answers in time."""
+
+    hits = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(3)  # longer than the provider timeout the test sets: a provider that hangs
+            return
+        type(self).hits += 1
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        body = json.dumps(
+            {"issuer": base, "authorization_endpoint": f"{base}/authorize", "jwks_uri": f"{base}/k"}
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+async def _authorize_at(providers: SignInProviders) -> str:
+    return await providers.authorization_url(
+        providers.get("idp"), redirect_uri="http://x/cb", state="s", nonce="n", verifier="v" * 43
+    )
+
+
+@pytest.mark.parametrize(("cache_seconds", "reads"), [(3600, 1), (0, 3)])
+async def test_discovery_is_cached_for_the_setting(cache_seconds, reads):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Discovery)
+    issuer = f"http://127.0.0.1:{server.server_address[1]}"
+    _Discovery.hits = 0
+    settings = settings_from_env(
+        {},
+        oauth_discovery_cache_seconds=cache_seconds,
+        oauth_clients=[OAuthClient(name="idp", client_id="c", issuer=issuer)],
+    )
+    providers = SignInProviders(settings)
+    with serving(server):
+        for _ in range(3):
+            assert (await _authorize_at(providers)).startswith(f"{issuer}/authorize?")
+    await providers.aclose()
+    assert _Discovery.hits == reads
+
+
+async def test_a_provider_that_hangs_is_given_up_on_after_the_timeout():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Discovery)
+    issuer = f"http://127.0.0.1:{server.server_address[1]}/slow"
+    settings = settings_from_env(
+        {},
+        oauth_timeout_seconds=0.3,
+        oauth_clients=[OAuthClient(name="idp", client_id="c", issuer=issuer)],
+    )
+    providers = SignInProviders(settings)
+    with serving(server):
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailed):
+            await _authorize_at(providers)
+        assert time.monotonic() - started < 2
+    await providers.aclose()
