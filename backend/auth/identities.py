@@ -25,7 +25,7 @@ from backend.auth.core import AuthCore, invalid_grant
 from backend.auth.models import AuthSession, Identity, User
 from backend.auth.oauth_flow import OAuthGrant, pkce_matches, take_grant
 from backend.auth.schemas import IdentityView, TokenResponse
-from backend.errors import Conflict, Forbidden, NotFound
+from backend.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from backend.identity import ClientInfo, Principal
 from backend.mail.compose import MailKind, mail_time
 from backend.paging import Page, Paging, by_offset, page_by_offset
@@ -67,7 +67,12 @@ class Identities(AuthCore):
             raise Forbidden(
                 "Verify your email address before signing in", code="email_not_verified"
             )
-        return await self._after_first_factor(user, org_id, client)
+        try:
+            return await self._after_first_factor(user, org_id, client)
+        except Unauthenticated as exc:
+            if exc.code == "mfa_required":  # the link stands; the session waits for the code
+                exc.keep_changes = True
+            raise
 
     async def _user_of(self, grant: OAuthGrant) -> User:
         """The account this provider's person signs in to (see the module's docstring)."""

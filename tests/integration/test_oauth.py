@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pyotp
 import pytest
 
 from backend.auth.oauth import SignInProviders
@@ -360,3 +361,35 @@ async def test_a_provider_that_hangs_is_given_up_on_after_the_timeout():
             await _authorize_at(providers)
         assert time.monotonic() - started < 2
     await providers.aclose()
+
+
+async def test_two_factor_still_guards_an_account_a_provider_signs_in_to(
+    client, issuer, sign_up, sql, clock
+):
+    account = await sign_up()
+    me = bearer(account["access_token"])
+    sql("UPDATE users SET email_verified = true WHERE id = %s", account["user"]["id"])
+    secret = (await client.post("/auth/mfa/totp", json={"password": PASSWORD}, headers=me)).json()
+    code = pyotp.TOTP(secret["secret"]).at(clock.now())
+    assert (await client.post("/auth/mfa/totp/enable", json={"code": code}, headers=me)).is_success
+    subject, _ = person(issuer, email=account["user"]["email"])
+    returned, verifier = await trip(client, subject)
+    asked = await exchange(client, returned["code"], verifier)
+    assert asked.status_code == 401
+    assert asked.json()["code"] == "mfa_required"
+    assert "access_token" not in asked.text
+    # The provider is linked all the same: the next sign-in with it asks for the code again.
+    assert sql("SELECT user_id FROM auth_identities WHERE subject = %s", subject) == [
+        (uuid.UUID(account["user"]["id"]),)
+    ]
+    clock.advance(seconds=30)
+    second = await client.post(
+        "/auth/token",
+        json={
+            "grant_type": "mfa",
+            "mfa_token": asked.json()["mfa_token"],
+            "code": pyotp.TOTP(secret["secret"]).at(clock.now()),
+        },
+    )
+    assert second.status_code == 200, second.text
+    assert second.json()["user"]["id"] == account["user"]["id"]
