@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {
     "apple": Preset(
         "Apple",
         issuer="https://appleid.apple.com",
-        scopes=("openid", "email", "name"),
+        scopes=("name", "email"),  # Apple's two; it sends the ID token regardless
         # Apple posts the answer back (a form) when it is asked for the email or name.
         authorize_params={"response_mode": "form_post"},
         token_auth="client_secret_post",  # noqa: S106 - a method, not a secret

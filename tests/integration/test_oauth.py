@@ -393,3 +393,25 @@ async def test_two_factor_still_guards_an_account_a_provider_signs_in_to(
     )
     assert second.status_code == 200, second.text
     assert second.json()["user"]["id"] == account["user"]["id"]
+
+
+async def test_a_provider_may_post_the_answer_back(client, issuer):
+    """response_mode=form_post (Sign in with Apple): the same answer, as a form."""
+    subject, address = person(issuer)
+    verifier, challenge = pkce_pair()
+    started = await client.get(
+        "/auth/oauth/mock/authorize",
+        params={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        follow_redirects=False,
+    )
+    answer = query_of(at_provider(started.headers["location"], subject))
+    posted = await client.post(
+        "/auth/oauth/mock/callback",
+        data={"code": answer["code"], "state": answer["state"], "user": "{}"},
+        follow_redirects=False,
+    )
+    assert posted.status_code == 302, posted.text
+    code = query_of(posted.headers["location"])["code"]
+    tokens = await exchange(client, code, verifier)
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["user"]["email"] == address

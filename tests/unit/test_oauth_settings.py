@@ -170,3 +170,47 @@ def test_the_apps_query_is_kept_on_the_way_back():
     assert with_query("https://a.example/cb?next=%2Fx", code="c1") == (
         "https://a.example/cb?next=%2Fx&code=c1"
     )
+
+
+def test_apple_signs_its_client_secret_with_the_apps_key():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    from backend.auth.oauth import SignInProviders
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    settings = settings_from_env(
+        {
+            "OAUTH_PROVIDERS": "apple",
+            "OAUTH_APPLE_CLIENT_ID": "com.example.web",
+            "OAUTH_APPLE_TEAM_ID": "TEAM123456",
+            "OAUTH_APPLE_KEY_ID": "KEY1234567",
+            "OAUTH_APPLE_PRIVATE_KEY": pem,
+        }
+    )
+    assert "BEGIN PRIVATE KEY" not in repr(settings)
+    providers = SignInProviders(settings)
+    secret = providers._apple_secret(providers.get("apple"))
+    public = ECKey.import_key(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    token = jwt.decode(secret, public, algorithms=["ES256"])
+    assert token.header["kid"] == "KEY1234567"
+    assert token.claims["iss"] == "TEAM123456"
+    assert token.claims["sub"] == "com.example.web"
+    assert token.claims["aud"] == "https://appleid.apple.com"
+
+
+def test_apple_without_a_secret_or_a_key_is_refused():
+    settings = settings_from_env({"OAUTH_PROVIDERS": "apple", "OAUTH_APPLE_CLIENT_ID": "x"})
+    with pytest.raises(SettingsError, match="OAUTH_APPLE_TEAM_ID"):
+        configured_providers(settings)
