@@ -172,6 +172,22 @@ async def test_a_provider_account_linked_elsewhere_is_not_taken(client, issuer, 
     assert taken.json()["code"] == "identity_taken"
 
 
+async def link_as(client, headers: dict[str, str], subject: str) -> None:
+    """Link the provider's ``subject`` to the account of ``headers``' session."""
+    verifier, challenge = pkce_pair()
+    started = await client.post(
+        "/auth/identities/mock/link",
+        json={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        headers=headers,
+    )
+    assert started.status_code == 200, started.text
+    back = await client.get(
+        path_of(at_provider(started.json()["url"], subject)), follow_redirects=False
+    )
+    linked = await exchange(client, query_of(back.headers["location"])["code"], verifier)
+    assert linked.status_code == 200, linked.text
+
+
 async def test_the_last_way_to_sign_in_cannot_be_unlinked(client, issuer):
     subject, _ = person(issuer)
     tokens = await sign_in(client, subject)  # no password: the identity is the only way in
@@ -181,6 +197,14 @@ async def test_the_last_way_to_sign_in_cannot_be_unlinked(client, issuer):
     assert refused.status_code == 409
     assert refused.json()["code"] == "last_sign_in_method"
     assert (await client.get("/auth/identities", headers=headers)).json()["items"] == [identity]
+    # With a second provider account linked, either may go, and the other is then the last.
+    other, _ = person(issuer, verified=False)
+    await link_as(client, headers, other)
+    gone = await client.delete(f"/auth/identities/{identity['id']}", headers=headers)
+    assert gone.status_code == 204, gone.text
+    [left] = (await client.get("/auth/identities", headers=headers)).json()["items"]
+    refused = await client.delete(f"/auth/identities/{left['id']}", headers=headers)
+    assert refused.status_code == 409
 
 
 async def test_an_api_key_can_neither_link_nor_unlink(client, issuer, sign_up):
@@ -197,6 +221,12 @@ async def test_an_api_key_can_neither_link_nor_unlink(client, issuer, sign_up):
     )
     assert link.status_code == 403
     assert link.json()["code"] == "session_required"
+    subject, _ = person(issuer)
+    await link_as(client, bearer(account["access_token"]), subject)
+    [identity] = (await client.get("/auth/identities", headers=headers)).json()["items"]
+    unlink = await client.delete(f"/auth/identities/{identity['id']}", headers=headers)
+    assert unlink.status_code == 403
+    assert unlink.json()["code"] == "session_required"
 
 
 async def test_the_provider_saying_no_goes_back_to_the_app_with_an_error(client):

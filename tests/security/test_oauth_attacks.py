@@ -4,15 +4,26 @@ tampered nonce, open redirects, merging into a squatter's account, and the limit
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Iterator
 
 import msgspec
 import pytest
 import redis
+from redis.asyncio import Redis
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from backend.auth.models import User
 from backend.auth.oauth_flow import CODE_KEY, STATE_KEY
 from backend.auth.secrets import hash_token
+from backend.auth.service import AuthService
 from backend.config import Settings
+from backend.errors import Conflict
+from backend.identity import Principal
+from backend.lib.urls import async_database_url
 from tests.integration.conftest import bearer
 from tests.oidc import (
     APP,
@@ -251,3 +262,69 @@ async def test_a_disabled_account_cannot_sign_in_with_its_provider(client, issue
     sql("UPDATE users SET disabled = true WHERE id = %s", tokens["user"]["id"])
     returned, verifier = await trip(client, subject)
     assert_problem(await exchange(client, returned["code"], verifier), 403, "account_disabled")
+
+
+async def test_two_unlinks_at_once_never_leave_an_account_without_a_way_in(
+    client, issuer, database_url, redis_url, settings, clock
+):
+    """Two unlinks of an account's last two identities, at the same moment: the account's row
+    lock makes them count one after the other, so one is refused. The test holds that row
+    until both wait for it (without the lock neither waits, and the test says so)."""
+    subject, _ = person(issuer)
+    tokens = await sign_in(client, subject)
+    headers = bearer(tokens["access_token"])
+    other, _ = person(issuer)
+    verifier, challenge = pkce_pair()
+    started = await client.post(
+        "/auth/identities/mock/link",
+        json={"redirect_to": APP_RETURN, "code_challenge": challenge},
+        headers=headers,
+    )
+    back = await client.get(
+        path_of(at_provider(started.json()["url"], other)), follow_redirects=False
+    )
+    assert (await exchange(client, query_of(back.headers["location"])["code"], verifier)).is_success
+    ids = [i["id"] for i in (await client.get("/auth/identities", headers=headers)).json()["items"]]
+    user_id = uuid.UUID(tokens["user"]["id"])
+    me = Principal(user_id=user_id, role="user", org_id=None, session_id=uuid.uuid4())
+
+    engine = create_async_engine(async_database_url(database_url))
+    store = Redis.from_url(redis_url)
+    sessions = [AsyncSession(engine, expire_on_commit=False) for _ in range(3)]
+    holder, *both = sessions
+    try:
+        await holder.execute(select(User.id).where(User.id == user_id).with_for_update())
+        unlinks = {
+            asyncio.create_task(
+                AuthService(db, store, settings, clock, None, None).unlink_identity(
+                    me, uuid.UUID(identity)
+                )
+            ): db
+            for db, identity in zip(both, ids, strict=True)
+        }
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        deadline = time.monotonic() + 15
+        while True:
+            # pg_stat_activity is a snapshot per transaction: cleared before each look.
+            await holder.execute(text("SELECT pg_stat_clear_snapshot()"))
+            if await holder.scalar(waiting) == 2:
+                break
+            assert time.monotonic() < deadline, (
+                "the unlinks did not wait for the account's row",
+                [t.exception() if t.done() else "pending" for t in unlinks],
+            )
+            await asyncio.sleep(0.05)
+        await holder.rollback()
+        done, pending = await asyncio.wait(unlinks, return_when=asyncio.FIRST_COMPLETED)
+        [first] = done
+        assert first.exception() is None  # the first to get the row unlinks...
+        await unlinks[first].commit()
+        [second] = pending
+        with pytest.raises(Conflict):  # ...and the second then finds the last way in
+            await second
+    finally:
+        for db in sessions:
+            await db.close()
+        await engine.dispose()
+        await store.aclose()
+    assert len((await client.get("/auth/identities", headers=headers)).json()["items"]) == 1
