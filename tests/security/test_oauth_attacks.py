@@ -302,7 +302,10 @@ async def test_two_unlinks_at_once_never_leave_an_account_without_a_way_in(
             ): db
             for db, identity in zip(both, ids, strict=True)
         }
-        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
         deadline = time.monotonic() + 15
         while True:
             # pg_stat_activity is a snapshot per transaction: cleared before each look.
