@@ -22,6 +22,7 @@ from backend.auth.models import (
     ApiKey,
     AuthSession,
     EmailToken,
+    Identity,
     OrgMember,
     Passkey,
     RecoveryCode,
@@ -135,6 +136,20 @@ async def passkey_count(db: AsyncSession, user_id: UUID) -> int:
         select(func.count()).select_from(Passkey).where(Passkey.user_id == user_id)
     )
     return int(count or 0)
+
+
+async def ways_to_sign_in(db: AsyncSession, user: User) -> int:
+    """How many ways ``user`` has to sign in: a password, each linked provider account and
+    each passkey. The one place that counts them: removing a way (unlinking a provider,
+    removing a passkey) never takes the last one."""
+    identities = await db.scalar(
+        select(func.count()).select_from(Identity).where(Identity.user_id == user.id)
+    )
+    return (
+        int(user.password_hash is not None)
+        + int(identities or 0)
+        + await passkey_count(db, user.id)
+    )
 
 
 def invalid_grant(detail: str, *, keep_changes: bool = False) -> Unauthenticated:

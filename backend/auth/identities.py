@@ -17,11 +17,10 @@ from __future__ import annotations
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.auth.core import AuthCore, invalid_grant
+from backend.auth.core import AuthCore, became_permanent, invalid_grant, ways_to_sign_in
 from backend.auth.models import AuthSession, Identity, User
 from backend.auth.oauth_flow import OAuthGrant, pkce_matches, take_grant
 from backend.auth.schemas import IdentityView, TokenResponse
@@ -29,16 +28,6 @@ from backend.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from backend.identity import ClientInfo, Principal
 from backend.mail.compose import MailKind, mail_time
 from backend.paging import Page, Paging, by_offset, page_by_offset
-
-
-async def ways_to_sign_in(db: AsyncSession, user: User) -> int:
-    """How many ways ``user`` has to sign in: a password, and each linked provider account.
-    The one place that counts them: a new way (passkeys) adds its count here, and unlinking
-    never takes the last one."""
-    identities = await db.scalar(
-        select(func.count()).select_from(Identity).where(Identity.user_id == user.id)
-    )
-    return int(user.password_hash is not None) + int(identities or 0)
 
 
 class Identities(AuthCore):
@@ -133,6 +122,7 @@ class Identities(AuthCore):
         if known is not None:
             self._remember_email(known, grant)
             return user
+        became_permanent(user)  # a guest with a provider account has a way back in of its own
         self._tell_linked(user, grant.provider)
         return await self._add_identity(user, grant)
 

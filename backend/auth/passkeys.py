@@ -50,6 +50,7 @@ from backend.auth.core import (
     became_permanent,
     passkey_count,
     unauthorized,
+    ways_to_sign_in,
 )
 from backend.auth.models import Passkey, User
 from backend.auth.schemas import (
@@ -338,11 +339,10 @@ class Passkeys(AuthCore):
         if user is None:
             raise unauthorized("The account no longer exists", "invalid_token")
         passkey = await self._mine(principal, passkey_id)
-        others = (user.password_hash is not None) + await passkey_count(self.db, user.id) - 1
-        if others < 1:
+        if await ways_to_sign_in(self.db, user) <= 1:
             raise Conflict(
-                "This passkey is the account's last way to sign in: set a password or add"
-                " another passkey first",
+                "This passkey is the account's last way to sign in: set a password, link a"
+                " sign-in provider or add another passkey first",
                 code="last_sign_in_method",
             )
         await self.db.delete(passkey)

@@ -11,13 +11,16 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import msgspec
 import pyotp
 import pytest
+from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
 from backend.auth.oauth import SignInProviders
 from backend.config import OAuthClient, Settings, settings_from_env
 from backend.errors import UpstreamFailed
-from tests.integration.conftest import PASSWORD, bearer, new_email
+from tests.integration.conftest import PASSWORD, bearer, new_email, registered_passkey
 from tests.oidc import (
     APP,
     APP_RETURN,
@@ -35,6 +38,7 @@ from tests.oidc import (
     sign_in,
     trip,
 )
+from tests.soft_authenticator import SoftAuthenticator
 from tests.support import serving
 
 
@@ -445,3 +449,44 @@ async def test_a_provider_may_post_the_answer_back(client, issuer):
     tokens = await exchange(client, code, verifier)
     assert tokens.status_code == 200, tokens.text
     assert tokens.json()["user"]["email"] == address
+
+
+NOTES = "/collections/notes/records"
+
+
+async def test_a_guest_that_links_a_provider_is_a_guest_no_more(settings, clock, issuer, sql):
+    guests = msgspec.structs.replace(settings, auth_anonymous_enabled=True)
+    async with AsyncTestClient(create_app(guests, clock=clock)) as client:
+        made = await client.post("/auth/token", json={"grant_type": "anonymous"})
+        assert made.status_code == 200, made.text
+        guest = made.json()
+        headers = bearer(guest["access_token"])
+        note = await client.post(
+            "/collections/notes/records", json={"title": "mine"}, headers=headers
+        )
+        assert note.status_code == 201, note.text
+        subject, _ = person(issuer)
+        await link_as(client, headers, subject)
+        user_id = guest["user"]["id"]
+        assert sql("SELECT is_anonymous FROM users WHERE id = %s", user_id) == [(False,)]
+        signed_in = await sign_in(client, subject)  # the provider now signs in to the same one
+        assert signed_in["user"]["id"] == user_id
+        kept = await client.get(
+            f"{NOTES}/{note.json()['id']}",
+            headers=bearer(signed_in["access_token"]),
+        )
+        assert kept.status_code == 200, kept.text
+
+
+async def test_a_passkey_counts_as_a_way_to_sign_in(client, issuer):
+    subject, _ = person(issuer)
+    tokens = await sign_in(client, subject)  # no password: the identity is the only way in
+    headers = bearer(tokens["access_token"])
+    passkey = await registered_passkey(client, headers, SoftAuthenticator())
+    [identity] = (await client.get("/auth/identities", headers=headers)).json()["items"]
+    # The passkey is a way in: the provider account may go…
+    gone = await client.delete(f"/auth/identities/{identity['id']}", headers=headers)
+    assert gone.status_code == 204, gone.text
+    # …and then the passkey is the last one.
+    refused = await client.delete(f"/auth/passkeys/{passkey['id']}", headers=headers)
+    assert (refused.status_code, refused.json()["code"]) == (409, "last_sign_in_method")

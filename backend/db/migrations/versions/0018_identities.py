@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018_identities"
-down_revision: str | None = "0016_outbox_traceparent"
+down_revision: str | None = "0017_user_locale"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
