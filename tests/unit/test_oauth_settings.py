@@ -11,6 +11,7 @@ from backend.auth.oauth_flow import pkce_matches, with_query
 from backend.config import SettingsError, settings_from_env
 from backend.lib.redirects import redirect_allowed, redirect_url_is_valid
 from tests.oidc import pkce_pair
+from tests.unit.test_config import PROD
 
 ALLOWED = ["https://app.example.com/auth/done", "https://app.example.com/app/*", "myapp://in"]
 
@@ -129,9 +130,7 @@ def test_a_provider_without_an_issuer_or_preset_is_refused():
 
 def test_prod_refuses_a_provider_without_a_secret():
     base = {
-        "LITEBASE_ENV": "prod",
-        "SECRET_KEY": "k" * 48,
-        "EMBEDDING_PROVIDER": "openai",
+        **PROD,
         "OAUTH_PROVIDERS": "google",
         "OAUTH_GOOGLE_CLIENT_ID": "g-id",
     }
