@@ -374,6 +374,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ask_max_k: PositiveInt = 20
     ask_max_question_chars: PositiveInt = 4000
     ask_max_background: PositiveInt = 100
+    # files (docs/files.md): where their bytes live, and the limits of uploads and downloads
+    files_storage: Literal["local", "s3"] = "local"
+    # local: under this folder (empty: <data dir>/files)
+    files_local_dir: str = ""
+    # s3: a bucket (any S3-compatible server at FILES_S3_ENDPOINT); keys, when not set, come
+    # from the standard AWS chain (environment, web identity, the ECS task role, the instance)
+    files_s3_bucket: str = ""
+    files_s3_prefix: str = ""
+    files_s3_region: str = ""
+    files_s3_endpoint: str = ""
+    files_s3_access_key_id: str = ""
+    files_s3_secret_access_key: str = ""
+    files_s3_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] = "AES256"
+    files_s3_kms_key_id: str = ""
+    # Uploads go up in parts of this size (S3's floor is 5 MiB), this many at once: the memory
+    # one upload may hold is about their product.
+    files_upload_part_bytes: Annotated[int, msgspec.Meta(ge=5 * 1024 * 1024)] = 8 * 1024 * 1024
+    files_upload_concurrency: PositiveInt = 2
+    # A multipart create or update: its whole body, and how many parts it may have.
+    files_max_upload_bytes: PositiveInt = 104_857_600
+    files_max_parts: PositiveInt = 50
+    # A stored file name (sanitized, with its random suffix) is at most this long.
+    files_name_max_chars: Annotated[int, msgspec.Meta(ge=32, le=255)] = 100
+    # POST /files/token: how long a file token (?token= on a download) lasts.
+    files_token_ttl_seconds: PositiveInt = 120
+    # The sweeper (beat) removes files no record holds: uploads left unfinished for this long
+    # (a crash between upload and commit), and files whose record let go of them.
+    files_sweep_interval_seconds: PositiveInt = 3600
+    files_pending_grace_seconds: PositiveInt = 21_600
+    files_sweep_batch: PositiveInt = 1000
 
     def __post_init__(self) -> None:
         if self.page_default_limit > self.page_max_limit:
@@ -411,6 +441,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_mail()
         self._check_webauthn()
         self._check_oauth()
+        self._check_files()
 
     def check_secret_key(self, who: str) -> None:
         """Refuse a placeholder or short SECRET_KEY: anyone can forge tokens with one."""
@@ -543,6 +574,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                     f"AUTH_REDIRECT_URLS: {url!r} is not an absolute URL (scheme://host/path),"
                     " or has a '*' anywhere but at the end after a '/'"
                 )
+
+    def _check_files(self) -> None:
+        if self.files_storage != "s3":
+            return
+        if not self.files_s3_bucket:
+            raise SettingsError("FILES_STORAGE=s3 needs FILES_S3_BUCKET")
+        if self.files_s3_access_key_id and not self.files_s3_secret_access_key:
+            raise SettingsError(
+                "FILES_S3_ACCESS_KEY_ID is set without FILES_S3_SECRET_ACCESS_KEY (leave both"
+                " empty to use the AWS chain: the task role, the instance profile)"
+            )
+        if self.env == "prod" and self.files_s3_endpoint.startswith("http://"):
+            raise SettingsError(
+                "FILES_S3_ENDPOINT is plain http; LITEBASE_ENV=prod refuses to send files and"
+                " keys unencrypted. Use https"
+            )
+        if self.files_s3_kms_key_id and self.files_s3_encryption == "AES256":
+            raise SettingsError("FILES_S3_KMS_KEY_ID needs FILES_S3_ENCRYPTION=aws:kms")
 
     @property
     def is_dev(self) -> bool:

@@ -11,7 +11,14 @@ import redis
 from backend.config import Settings, settings_from_env
 from backend.lib.clock import FrozenClock
 from tests.fake_openai import FakeOpenAI, fake_openai
-from tests.support import Services, start_services, with_redis_db, worker_redis_db
+from tests.support import (
+    S3Server,
+    Services,
+    s3_on_loopback,
+    start_services,
+    with_redis_db,
+    worker_redis_db,
+)
 
 INTEGRATION_REDIS_DB = worker_redis_db(1)
 
@@ -52,11 +59,24 @@ def redis_url(services: Services) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str) -> Settings:
-    # The relay has tests of its own; an app per test need not start one.
+def settings(database_url: str, redis_url: str, tmp_path) -> Settings:
+    # The relay has tests of its own; an app per test need not start one. Files go to the
+    # test's own folder, never to the working directory's data dir.
     return settings_from_env(
-        {}, env="test", database_url=database_url, redis_url=redis_url, relay_enabled=False
+        {},
+        env="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        relay_enabled=False,
+        files_local_dir=str(tmp_path / "files"),
     )
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 on loopback (its server mode speaks the S3 wire protocol), for the session."""
+    with s3_on_loopback() as running:
+        yield running
 
 
 @pytest.fixture
