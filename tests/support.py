@@ -146,7 +146,7 @@ class S3Server:
 
     endpoint: str
     access_key_id: str = "testing"
-    secret_access_key: str = "testing"  # noqa: S105 - moto accepts any key
+    secret_access_key: str = "testing"
     region: str = "us-east-1"
 
     def client(self) -> object:

@@ -13,6 +13,7 @@ the same store offers without an event loop.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,19 +111,15 @@ class Storage:
     async def delete(self, keys: Sequence[str]) -> None:
         """Delete ``keys``; a key with no object is already done."""
         for key in keys:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 await obstore.delete_async(self._store, key)
-            except FileNotFoundError:
-                pass
 
     # --- for workers (no event loop) -----------------------------------------------------
 
     def delete_sync(self, keys: Sequence[str]) -> None:
         for key in keys:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 obstore.delete(self._store, key)
-            except FileNotFoundError:
-                pass
 
     def list_sync(self, prefix: str) -> Iterator[StoredObject]:
         """Every object whose key starts with ``prefix/`` (a folder: ``notes/<id>``)."""

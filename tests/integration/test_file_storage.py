@@ -96,7 +96,10 @@ async def test_deleting_a_prefix_takes_its_folder_and_nothing_beside_it(storage)
     for key in ("notes/r1/a", "notes/r1/thumbs/100x100/a", "notes/r10/b", "notes/r2/c"):
         await storage.put(key, chunks(10))
     assert storage.delete_prefix_sync("notes/r1") == 2
-    assert sorted(found.key for found in storage.list_sync("notes")) == ["notes/r10/b", "notes/r2/c"]
+    assert sorted(found.key for found in storage.list_sync("notes")) == [
+        "notes/r10/b",
+        "notes/r2/c",
+    ]
     await storage.delete(["notes/r10/b"])
     assert await storage.head("notes/r10/b") is None
 

@@ -1,0 +1,1 @@
+"""Files on records: storage, uploads, downloads, file tokens, and their clean-up."""
