@@ -38,6 +38,7 @@ from backend.db.base import metadata
 from backend.db.transactions import request_session
 from backend.events.capability import relay_capability
 from backend.events.tracing import start_tracing
+from backend.files.capability import files_capability
 from backend.inputs import refuse_nul_characters
 from backend.jobs.capability import jobs_capability
 from backend.lib.clock import Clock, SystemClock
@@ -112,6 +113,7 @@ def create_app(
         auth_capability(basics),
         orgs_capability(),
         collections_capability(basics, registry, rules),
+        files_capability(basics, registry, rules),
         realtime_capability(basics, registry, rules),
         vectors_capability(basics, registry, rules),
         webhooks_capability(basics),

@@ -23,6 +23,7 @@ TASK_MODULES = [
     "workers.tasks.webhooks",
     "workers.tasks.ai",
     "workers.tasks.auth",
+    "workers.tasks.files",
 ]
 
 
@@ -162,6 +163,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "trim-webhook-deliveries": {"task": "webhooks.trim", "schedule": 3600.0},
         "rollup-ai-usage": {"task": "ai.rollup_usage", "schedule": 3600.0},
         "delete-idle-anonymous-users": {"task": "auth.delete_idle_anonymous", "schedule": 3600.0},
+        "sweep-files": {
+            "task": "files.sweep",
+            "schedule": float(settings.files_sweep_interval_seconds),
+        },
         **(
             {
                 "retry-failed-embeddings": {

@@ -1,10 +1,12 @@
-"""notes: private by default, shareable with `public`; title and body are embedded for search."""
+"""notes: private by default, shareable with `public`; title and body are embedded for search;
+attachments (PDFs and images) readable by whoever may view the note (docs/files.md)."""
 
 from __future__ import annotations
 
 from sqlalchemy import ARRAY, Boolean, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.collections.files import file_field
 from backend.collections.spec import Collection, CollectionModel, Embed, Rules
 
 
@@ -15,6 +17,13 @@ class Note(CollectionModel):
     body: Mapped[str] = mapped_column(Text, default="", server_default="")
     public: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(50)), default=list, server_default="{}")
+    attachments: Mapped[list[str]] = file_field(
+        max_size="20MB",
+        mime=["application/pdf", "image/*"],
+        max_files=10,
+        thumbs=["100x100", "640x0"],
+        protected=True,
+    )
 
 
 notes = Collection(

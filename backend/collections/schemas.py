@@ -66,7 +66,9 @@ def record_types(collection: Collection) -> RecordTypes:
             (f.name, _type_of(f))
             if f.required_on_create
             else (f.name, _type_of(f) | msgspec.UnsetType, msgspec.UNSET)
+            # Files come as multipart parts, never as names in JSON (docs/files.md).
             for f in writable
+            if f.file is None
         ],
         kw_only=True,
         forbid_unknown_fields=True,
@@ -115,6 +117,16 @@ class BatchResponse(msgspec.Struct, frozen=True, kw_only=True):
     results: list[BatchResult]
 
 
+class FileDescription(msgspec.Struct, frozen=True, kw_only=True):
+    """What a file field accepts (docs/files.md)."""
+
+    max_size: int
+    mime: list[str]
+    max_files: int
+    thumbs: list[str]
+    protected: bool
+
+
 class FieldDescription(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     kind: str
@@ -124,6 +136,7 @@ class FieldDescription(msgspec.Struct, frozen=True, kw_only=True):
     max_length: int | None = None
     choices: list[str] | None = None
     relation: str | None = None
+    file: FileDescription | None = None
 
 
 class CollectionDescription(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,6 +159,15 @@ def describe(collection: Collection) -> CollectionDescription:
                 max_length=f.max_length,
                 choices=list(f.choices) if f.choices else None,
                 relation=f.relation,
+                file=FileDescription(
+                    max_size=f.file.max_size,
+                    mime=list(f.file.mime),
+                    max_files=f.file.max_files,
+                    thumbs=list(f.file.thumbs),
+                    protected=f.file.protected,
+                )
+                if f.file
+                else None,
             )
             for f in collection.fields.values()
         ],

@@ -100,8 +100,16 @@ class RecordService(RecordReads):
                 raise problem
 
     async def _create(
-        self, collection: Collection, principal: Principal | None, data: dict[str, Any]
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        data: dict[str, Any],
+        files: Mapping[str, list[str]] | None = None,
+        record_id: UUID | None = None,
     ) -> CollectionModel:
+        data = {**data, **with_files(collection, {}, data, files)}
+        if record_id is not None:  # chosen before its files were stored under it
+            data["id"] = record_id
         await self._check_relations(
             collection, principal, data, principal.org_id if principal else None
         )
@@ -126,8 +134,11 @@ class RecordService(RecordReads):
         record_id: UUID,
         changes: dict[str, Any],
         if_match: str | None,
+        files: Mapping[str, list[str]] | None = None,
     ) -> CollectionModel:
         row = await self._lock_to_change(collection, principal, record_id, "update", if_match)
+        current = {name: list(getattr(row, name)) for name in collection.file_fields}
+        changes = {**changes, **with_files(collection, current, changes, files)}
         await self._check_relations(collection, principal, changes, row.org)
         for name, value in changes.items():
             setattr(row, name, value)
@@ -207,9 +218,15 @@ class RecordService(RecordReads):
         )
 
     async def create(
-        self, collection: Collection, principal: Principal | None, data: dict[str, Any]
+        self,
+        collection: Collection,
+        principal: Principal | None,
+        data: dict[str, Any],
+        files: Mapping[str, list[str]] | None = None,
+        record_id: UUID | None = None,
     ) -> Row:
-        row = await self._create(collection, principal, data)
+        """A new record; ``files``: names of files already stored under ``record_id``."""
+        row = await self._create(collection, principal, data, files, record_id)
         values = values_of(collection, row)
         await self.db.flush()
         return values
@@ -221,8 +238,11 @@ class RecordService(RecordReads):
         record_id: UUID,
         changes: dict[str, Any],
         if_match: str | None,
+        files: Mapping[str, list[str]] | None = None,
     ) -> Row:
-        row = await self._update(collection, principal, record_id, changes, if_match)
+        """Change a record; ``files``: names of files just stored under it, added to its
+        file fields after the names ``changes`` keeps."""
+        row = await self._update(collection, principal, record_id, changes, if_match, files)
         values = values_of(collection, row)
         await self.db.flush()
         return values
@@ -268,6 +288,49 @@ class RecordService(RecordReads):
 
     def now(self) -> datetime:
         return self.clock.now()
+
+
+def with_files(
+    collection: Collection,
+    current: Mapping[str, list[str]],
+    changes: Mapping[str, Any],
+    added: Mapping[str, list[str]] | None,
+) -> dict[str, list[str]]:
+    """The file fields' new values: the names ``changes`` keeps (only names the record holds:
+    a name in JSON removes or reorders, it never adds), then the files just stored. 422 naming
+    the field past its ``max_files``."""
+    values: dict[str, list[str]] = {}
+    for name, spec in collection.file_fields.items():
+        held = current.get(name, [])
+        kept = changes.get(name, held)
+        unknown = [n for n in kept if n not in held]
+        if unknown or len(set(kept)) != len(kept):
+            raise Invalid(
+                f"{name} may only keep files the record holds; upload new ones as"
+                " multipart/form-data parts",
+                errors=[
+                    {
+                        "field": name,
+                        "message": "names a file the record does not hold, or one twice",
+                        "source": "body",
+                    }
+                ],
+            )
+        new = list(kept) + list((added or {}).get(name, []))
+        if len(new) > spec.max_files:
+            raise Invalid(
+                f"{name} holds at most {spec.max_files} files",
+                errors=[
+                    {
+                        "field": name,
+                        "message": f"more than {spec.max_files} files",
+                        "source": "body",
+                    }
+                ],
+            )
+        if name in changes or (added and name in added):
+            values[name] = new
+    return values
 
 
 def _in_operation(error: DomainError, index: int) -> DomainError:

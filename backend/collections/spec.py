@@ -54,6 +54,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from backend.collections.expressions import Kind, fields_read, parse
+from backend.collections.files import FILE_FIELD_INFO, FileField
 
 READ_ONLY_FIELDS = frozenset({"id", "owner", "org", "created_at", "updated_at"})
 # What a rule or filter may read through a relation to users: never password hashes.
@@ -120,10 +121,11 @@ class FieldSpec:
     max_length: int | None = None  # of the string, or of each string in a text_list
     choices: tuple[str, ...] | None = None
     relation: str | None = None  # the table a foreign key points at
+    file: FileField | None = None  # a file field's declaration (backend/collections/files.py)
 
     @property
     def required_on_create(self) -> bool:
-        return not (self.read_only or self.nullable or self.has_default)
+        return not (self.read_only or self.nullable or self.has_default or self.file)
 
 
 def _kind(type_: TypeEngine[Any]) -> Kind:
@@ -165,6 +167,7 @@ def _field_spec(column: Column[Any]) -> FieldSpec:
         max_length=_max_length(type_),
         choices=tuple(type_.enums) if isinstance(type_, Enum) else None,
         relation=foreign.target_fullname.split(".")[0] if foreign is not None else None,
+        file=column.info.get(FILE_FIELD_INFO),
     )
 
 
@@ -238,6 +241,11 @@ class Collection:
     @property
     def table(self) -> Any:
         return self.model.__table__
+
+    @property
+    def file_fields(self) -> dict[str, FileField]:
+        """The collection's file fields and what each accepts."""
+        return {name: f.file for name, f in self.fields.items() if f.file is not None}
 
     # FieldTypes / SqlFields, for the expression compilers
 

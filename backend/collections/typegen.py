@@ -2,7 +2,8 @@
 
 TypeScript gets a `Database` type that `createClient<Database>()` (clients/js) is generic over:
 each collection's record as read (`Row`), the body that creates one (`Insert`: required fields
-required, the server's own fields absent), the body that changes one (`Update`: every writable
+required, the server's own fields and file fields absent: files come by multipart), the body
+that changes one (`Update`: every writable
 field optional) and its relations to other collections (`Relations`, for `expand`). Python gets
 TypedDicts of the same three shapes for the Python client.
 """
@@ -49,6 +50,11 @@ def relations_of(collection: Collection, registry: CollectionRegistry) -> dict[s
     }
 
 
+def _insertable(specs: Iterable[FieldSpec]) -> list[FieldSpec]:
+    """A create's JSON names no files (they come as multipart parts, docs/files.md)."""
+    return [spec for spec in specs if spec.file is None]
+
+
 def _ts_value(spec: FieldSpec) -> str:
     value = (
         " | ".join(json.dumps(choice) for choice in spec.choices)
@@ -76,7 +82,7 @@ def typescript(registry: CollectionRegistry) -> str:
         out += [
             f"    {json.dumps(collection.name)}: {{",
             f"      Row: {_ts_fields(specs, optional=False)};",
-            f"      Insert: {_ts_fields(writable, optional=None)};",
+            f"      Insert: {_ts_fields(_insertable(writable), optional=None)};",
             f"      Update: {_ts_fields(writable, optional=True)};",
             "      Relations: {"
             + "".join(f" {json.dumps(k)}: {json.dumps(v)};" for k, v in relations.items())
@@ -132,7 +138,7 @@ def python(registry: CollectionRegistry) -> str:
         specs = list(collection.fields.values())
         writable = [s for s in specs if not s.read_only]
         out += _py_typed_dict(f"{prefix}Row", specs, optional=False)
-        out += _py_typed_dict(f"{prefix}Insert", writable, optional=None)
+        out += _py_typed_dict(f"{prefix}Insert", _insertable(writable), optional=None)
         out += _py_typed_dict(f"{prefix}Update", writable, optional=True)
         relations[collection.name] = relations_of(collection, registry)
     names = sorted(c.name for c in registry)

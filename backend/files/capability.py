@@ -1,0 +1,21 @@
+"""Files: the storage every file route and upload shares, and the relay consumer that sends
+the files records let go of to the workers."""
+
+from __future__ import annotations
+
+from backend.capability import Basics, Capability
+from backend.collections.rules import CompiledRules
+from backend.collections.spec import CollectionRegistry
+from backend.files.cleanup import make_cleanup_consumer
+from backend.files.storage import open_storage
+
+
+def files_capability(
+    basics: Basics, registry: CollectionRegistry, rules: dict[str, CompiledRules]
+) -> Capability:
+    storage = open_storage(basics.settings)
+    return Capability(
+        "files",
+        state={"storage": storage},
+        consumers=[make_cleanup_consumer],
+    )

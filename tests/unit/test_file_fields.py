@@ -1,0 +1,97 @@
+"""File fields as declared (backend/collections/files.py), and which names a change releases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.app_collections.notes import notes
+from backend.collections.files import file_field, parse_size, thumb_box
+from backend.collections.schemas import describe, record_types
+from backend.collections.spec import CollectionRegistry
+from backend.events.relay import OutboxEvent
+from backend.files.cleanup import released_files
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("20MB", 20 * 1024**2), ("500kb", 500 * 1024), ("1GB", 1024**3), ("12", 12), (7, 7)],
+)
+def test_sizes_read_as_people_write_them(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "MB", "0MB", "20 TB", "-1", "1.5MB", 0])
+def test_a_size_that_is_not_one_stops_the_declaration(text):
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
+def test_thumb_sizes_allow_one_free_side():
+    assert thumb_box("100x100") == (100, 100)
+    assert thumb_box("640x0") == (640, 0)
+    for wrong in ("0x0", "100", "100x100x1", "axb", "-1x10"):
+        with pytest.raises(ValueError, match="thumb"):
+            thumb_box(wrong)
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        {"mime": ["pdf"]},
+        {"mime": ["application/pdf; charset=x"]},
+        {"max_files": 0},
+        {"thumbs": ["big"]},
+        {"max_size": "lots"},
+    ],
+)
+def test_a_wrong_declaration_stops_the_app(declaration):
+    with pytest.raises(ValueError):
+        file_field(**declaration)
+
+
+def test_a_field_accepts_its_types_and_families():
+    spec = notes.file_fields["attachments"]
+    assert spec.accepts("application/pdf") and spec.accepts("image/png")
+    assert not spec.accepts("text/html") and not spec.accepts("application/pdfx")
+    assert spec.max_size == 20 * 1024**2 and spec.max_files == 10 and spec.protected
+
+
+def test_a_file_field_is_described_and_never_set_by_a_create():
+    described = {f.name: f for f in describe(notes).fields}
+    assert described["attachments"].kind == "text_list"
+    assert described["attachments"].file.mime == ["application/pdf", "image/*"]
+    assert described["attachments"].required is False
+    assert described["title"].file is None
+    types = record_types(notes)
+    assert "attachments" not in types.create.__struct_fields__
+    assert "attachments" in types.update.__struct_fields__
+    assert "attachments" in types.read.__struct_fields__
+
+
+def _event(op: str, record: dict | None, old: dict | None) -> OutboxEvent:
+    return OutboxEvent(
+        id=1,
+        collection="notes",
+        op=op,
+        record_id="r1",
+        record=record,
+        old=old,
+        created_at=datetime.now(UTC),
+    )
+
+
+def test_changes_release_the_names_their_record_let_go_of():
+    registry = CollectionRegistry([notes])
+    events = [
+        _event("insert", {"attachments": ["a.pdf"]}, None),
+        _event("update", {"attachments": ["a.pdf"]}, {"attachments": ["a.pdf"]}),
+        _event("update", {"attachments": ["b.png"]}, {"attachments": ["a.pdf", "b.png"]}),
+        _event("delete", None, {"attachments": ["b.png", "c.png"]}),
+        _event("delete", None, {"attachments": []}),
+    ]
+    assert released_files(registry, events) == [
+        ("notes", "r1", ["a.pdf"]),
+        ("notes", "r1", ["b.png", "c.png"]),
+    ]
