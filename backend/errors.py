@@ -77,6 +77,10 @@ class TooLarge(DomainError):
     """The input is larger than a limit allows."""
 
 
+class Unsupported(DomainError):
+    """The input is of a kind the target does not take (a file's type)."""
+
+
 class TooMany(DomainError):
     """A rate, budget or count limit is reached; ``Retry-After`` says when to try again."""
 

@@ -31,7 +31,16 @@ import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIResponse, Operation
+from litestar.openapi.spec import (
+    Encoding,
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.response import Response
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_204_NO_CONTENT
@@ -39,6 +48,7 @@ from litestar.types import Method
 
 from backend.auth.deps import ASKS_WHO_CALLS
 from backend.auth.guards import admin_only
+from backend.collections.uploads import FILE_PARTS_OPT
 from backend.problems import PROBLEMS_OPT
 
 PROBLEM_JSON = "application/problem+json"
@@ -88,6 +98,39 @@ class ProblemOperation(Operation):
         if isinstance(answer, OpenAPIResponse) and PROBLEM_JSON not in (answer.content or {}):
             assert self.responses is not None
             del self.responses["400"]
+
+
+def _with_file_parts(names: list[str]) -> type[ProblemOperation]:
+    """An operation whose JSON body may also come as multipart/form-data: the same object as
+    a ``data`` part (JSON), and each file field as repeated file parts (docs/files.md)."""
+
+    @dataclass
+    class FilePartsOperation(ProblemOperation):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            body = self.request_body
+            if not isinstance(body, RequestBody) or "application/json" not in body.content:
+                return
+            record = body.content["application/json"].schema
+            if record is None:
+                return
+            files = Schema(
+                type=OpenAPIType.ARRAY,
+                items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
+                description="Files for this file field: one part each, with a filename",
+            )
+            body.content["multipart/form-data"] = OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.OBJECT,
+                    properties={
+                        "data": record,
+                        **{name: files for name in names},
+                    },
+                ),
+                encoding={"data": Encoding(content_type="application/json")},
+            )
+
+    return FilePartsOperation
 
 
 def _http_routes(app: Litestar) -> Iterator[HTTPRoute]:
@@ -170,7 +213,10 @@ def document_answers(app: Litestar) -> None:
             for status in sorted(answers_of(handler, has_path_parameters=has_path_parameters)):
                 declared.setdefault(status, _problem(status))
             handler.responses = declared
-            handler.operation_class = ProblemOperation
+            file_parts = handler.opt.get(FILE_PARTS_OPT)
+            handler.operation_class = (
+                _with_file_parts(file_parts) if file_parts else ProblemOperation
+            )
             # Litestar adds the layers' requirements together; the handler's stands alone.
             handler._resolved_security = security_of(handler) or []
 

@@ -141,6 +141,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.Conflict: 409,
     errors.Stale: 412,
     errors.TooLarge: 413,
+    errors.Unsupported: 415,
     errors.Invalid: 422,
     errors.TooMany: 429,
     errors.Broken: 500,

@@ -1,4 +1,5 @@
-"""projects and their tasks: shared by everyone in the org that owns them."""
+"""projects and their tasks: shared by everyone in the org that owns them; a project's cover
+image is public (served to anyone holding its URL, for a public page: docs/files.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from uuid import UUID
 from sqlalchemy import Enum, ForeignKey, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from backend.collections.files import file_field
 from backend.collections.spec import Collection, CollectionModel, Rules
 
 SAME_ORG = "org = @auth.org"
@@ -18,6 +20,9 @@ class Project(CollectionModel):
 
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text, default=None)
+    cover: Mapped[list[str]] = file_field(
+        max_size="2MB", mime=["image/png", "image/jpeg", "image/webp"], thumbs=["320x180"]
+    )
 
 
 class Task(CollectionModel):

@@ -32,10 +32,11 @@ from backend.collections.schemas import (
 )
 from backend.collections.service import RecordService
 from backend.collections.spec import Collection, CollectionRegistry
+from backend.collections.uploads import FILE_PARTS_OPT, multipart_writes
 from backend.config import Settings
 from backend.identity import Principal
 from backend.paging import Page, Paging, page_of_list
-from backend.problems import Problem, locate
+from backend.problems import Problem, locate, may_answer
 
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
 
@@ -163,6 +164,13 @@ def _router_for(
     def read(row: Row | asyncpg.Record) -> Any:
         return Read(**row)
 
+    # With file fields, create and update also take multipart/form-data (docs/files.md).
+    with_files: dict[str, Any] = (
+        {**may_answer(413, 415), FILE_PARTS_OPT: sorted(collection.file_fields)}
+        if collection.file_fields
+        else {}
+    )
+
     @get("/", operation_id=f"list_{name}", summary=f"List {name}")
     async def list_records(
         reading: Reading,
@@ -197,7 +205,13 @@ def _router_for(
             items = await expander.attach(reading, list(page.rows), items, expand)
         return Response({"items": items, "next_cursor": page.next_cursor, "total": page.total})
 
-    @post("/", operation_id=f"create_{name}", summary=f"Create a record in {name}")
+    @post(
+        "/",
+        operation_id=f"create_{name}",
+        summary=f"Create a record in {name}",
+        before_request=multipart_writes(collection, read, creating=True),
+        opt=with_files,
+    )
     async def create_record(
         data: Create,  # type: ignore[valid-type]
         records: RecordService,
@@ -221,7 +235,13 @@ def _router_for(
         )
         return Response(item, headers={"ETag": etag_of(row)})
 
-    @patch("/{record_id:uuid}", operation_id=f"update_{name}", summary=f"Change a record of {name}")
+    @patch(
+        "/{record_id:uuid}",
+        operation_id=f"update_{name}",
+        summary=f"Change a record of {name}",
+        before_request=multipart_writes(collection, read, creating=False),
+        opt=with_files,
+    )
     async def update_record(
         record_id: UUID,
         data: Update,  # type: ignore[valid-type]

@@ -8,6 +8,7 @@ from backend.collections.rules import CompiledRules
 from backend.collections.spec import CollectionRegistry
 from backend.files.cleanup import make_cleanup_consumer
 from backend.files.storage import open_storage
+from backend.files.uploads import Uploads
 
 
 def files_capability(
@@ -16,6 +17,6 @@ def files_capability(
     storage = open_storage(basics.settings)
     return Capability(
         "files",
-        state={"storage": storage},
+        state={"storage": storage, "record_uploads": Uploads(storage, basics.settings, rules)},
         consumers=[make_cleanup_consumer],
     )

@@ -1,4 +1,4 @@
-"""Files: the ledger of stored files, and notes.attachments (docs/files.md).
+"""Files: the ledger of stored files, notes.attachments and projects.cover (docs/files.md).
 
 Revision ID: 0021_files
 Revises: 0016_outbox_traceparent
@@ -51,9 +51,14 @@ def upgrade() -> None:
         "notes",
         sa.Column("attachments", sa.ARRAY(sa.Text()), server_default="{}", nullable=False),
     )
+    op.add_column(
+        "projects",
+        sa.Column("cover", sa.ARRAY(sa.Text()), server_default="{}", nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("projects", "cover")
     op.drop_column("notes", "attachments")
     op.drop_index("ix_stored_files_attached_created_at", table_name="stored_files")
     op.drop_table("stored_files")
