@@ -6,7 +6,7 @@ collection rules allow. A key narrows that:
 - ``read``: GET (and HEAD/OPTIONS), plus the read-only POSTs: search and ask;
 - ``write``: everything else (create, update, delete, jobs, model calls, realtime broadcast);
 - ``keys``: may create API keys, never wider than itself;
-- ``collections``: when set, only these collections' routes and realtime channels.
+- ``collections``: when set, only these collections' routes, files and realtime channels.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ DEFAULT_SCOPES: Final[tuple[Scope, ...]] = ("read", "write")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READ_ONLY_POST = re.compile(r"^/collections/[^/]+/(search|ask)/?$")
 _COLLECTION_PATH = re.compile(r"^/collections/([^/:]+)")
+# A collection's files: /files/{collection}/{record}/{name} (not /files/token).
+_FILE_PATH = re.compile(r"^/files/([^/]+)/")
 
 
 class ScopeError(Exception):
@@ -55,7 +57,7 @@ def check_request(
         if not (reading and "read" in scopes):
             needed = "read" if reading else "write"
             raise ScopeError(f"This API key has no {needed!r} scope", "insufficient_scope")
-    match = _COLLECTION_PATH.match(path)
+    match = _COLLECTION_PATH.match(path) or _FILE_PATH.match(path)
     if match and collections is not None and match.group(1) not in collections:
         raise ScopeError(
             f"This API key may not use the collection {match.group(1)!r}", "insufficient_scope"

@@ -30,6 +30,7 @@ from backend.auth.schemas import (
 from backend.auth.secrets import (
     API_KEY_PREFIX,
     REFRESH_TOKEN_PREFIX,
+    AccessClaims,
     InvalidAccessToken,
     hash_password,
     hash_token,
@@ -141,6 +142,11 @@ class Sessions(AuthCore):
             claims = access_claims(bearer, self.settings, self.clock)
         except InvalidAccessToken as exc:
             raise unauthorized(f"The access token is not valid: {exc}", "invalid_token") from exc
+        return await self.session_principal(claims)
+
+    async def session_principal(self, claims: AccessClaims) -> Principal:
+        """The caller of verified token claims (an access token's, or a file token's: they
+        carry the same), if its session is still active, its user's and in the same org."""
         owner = await self._session_owner(claims.sid)
         if owner and owner[2] != claims.org:  # the session switched org since it was cached
             owner = await self._session_owner(claims.sid, fresh=True)

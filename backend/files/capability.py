@@ -7,6 +7,7 @@ from backend.capability import Basics, Capability
 from backend.collections.rules import CompiledRules
 from backend.collections.spec import CollectionRegistry
 from backend.files.cleanup import make_cleanup_consumer
+from backend.files.routes import file_routers
 from backend.files.storage import open_storage
 from backend.files.uploads import Uploads
 
@@ -17,6 +18,7 @@ def files_capability(
     storage = open_storage(basics.settings)
     return Capability(
         "files",
+        routes=file_routers(registry, rules),
         state={"storage": storage, "record_uploads": Uploads(storage, basics.settings, rules)},
         consumers=[make_cleanup_consumer],
     )

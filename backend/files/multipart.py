@@ -18,7 +18,6 @@ from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMul
 
 from backend.errors import Invalid, TooLarge, invalid_field
 
-
 _ENDED = object()  # the body is over (the parser's own end of a part is None)
 
 

@@ -402,6 +402,8 @@ def stack(
         "AI_USAGE_FLUSH_SECONDS": "0.1",
         # As an app adds its own: the echo route and the test-only job types.
         "APP_MODULES": "tests.e2e.app",
+        # Files on the local disk, in the session's own folder (the worker deletes there too).
+        "FILES_LOCAL_DIR": str(tmp_path_factory.mktemp("e2e-files")),
     }
     worker = _spawn(
         [

@@ -7,7 +7,8 @@ removed from the victim's org (the token from before the removal), the victim's 
 a guest (an anonymous user: grant_type anonymous), and the victim's read-only key (theirs to read
 with, never to write). Families: REST, batch,
 expand, search, ask, jobs, import, summaries, webhooks, gateway usage, linked sign-in providers,
-and realtime collection, room, user and job channels, and the victim's passkeys."""
+realtime collection, room, user and job channels, the victim's passkeys, and files (download,
+file tokens, multipart writes)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Stack, finished_job, signed_up, sql
+from tests.files_support import PDF
 from tests.integration.conftest import in_org, registered_passkey
 from tests.soft_authenticator import SoftAuthenticator
 
@@ -52,6 +54,7 @@ class World:
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # outsider → headers
     tokens: dict[str, str] = field(default_factory=dict)  # outsider → what a socket signs in with
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    file: str = ""  # the name of the note's attachment (a PDF holding the secret)
 
 
 async def _until(condition, within: float = 30, what: str = "") -> Any:
@@ -107,6 +110,12 @@ async def world(stack) -> AsyncIterator[World]:
             f"{secret.lower()}@example.com",
         )[0][0]
     )
+    attached = await victim.patch(
+        f"{NOTES}/{world.note}",
+        files=[("attachments", ("diary.pdf", PDF + secret.encode(), "application/pdf"))],
+    )
+    assert attached.status_code == 200, attached.text
+    world.file = attached.json()["attachments"][0]
     # A gateway call of the victim's, so there is usage of theirs to leak.
     chat = await victim.post(
         "/v1/chat/completions",
@@ -192,7 +201,12 @@ def _reads(w: World) -> list[tuple[str, str, Any]]:
         ("GET", "/dev/mail", None),
         ("GET", "/auth/passkeys", None),
         ("GET", "/auth/identities", None),
+        ("GET", _file_url(w), None),
     ]
+
+
+def _file_url(w: World) -> str:
+    return f"/files/notes/{w.note}/{w.file}"
 
 
 def _victim_org(w: World) -> str:
@@ -242,6 +256,8 @@ def _victims_rows_are_untouched(w: World) -> None:
     assert sql(w.stack, "SELECT user_id FROM auth_identities WHERE id = %s", w.identity) == [
         (uuid.UUID(w.victim_id),)
     ]
+    assert sql(w.stack, "SELECT attachments FROM notes WHERE id = %s", w.note) == [([w.file],)]
+    assert sql(w.stack, "SELECT name FROM stored_files WHERE record_id = %s", w.note) == [(w.file,)]
 
 
 async def test_no_http_route_leaks_or_changes_the_victims_records(world):
@@ -263,8 +279,44 @@ async def test_no_http_route_leaks_or_changes_the_victims_records(world):
                 )
                 if response.status_code < 400:
                     leaks.append((outsider, method, path, response.status_code))
+            # Files come by multipart on the record's own routes.
+            planted = [("attachments", ("planted.pdf", PDF, "application/pdf"))]
+            for method, path in (("PATCH", f"{NOTES}/{w.note}"), ("POST", NOTES)):
+                response = await client.request(
+                    method, path, files=planted, headers=w.headers[outsider]
+                )
+                assert response.status_code < 500, (outsider, path, response.text)
+                # A create is a write of their own, for those who may write at all.
+                own = method == "POST" and outsider in ("other user", "other org")
+                if response.status_code < 400 and not own:
+                    leaks.append((outsider, method, path, response.status_code))
         assert leaks == []
     _victims_rows_are_untouched(w)
+
+
+async def test_no_file_token_opens_the_victims_files(world):
+    """Outsiders get file tokens for themselves, if anyone: none opens the victim's file, even
+    one that names it. Keys get none (they send themselves as the bearer)."""
+    w = world
+    scopes = [None, {"collection": "notes", "record": w.note, "name": w.file}]
+    async with httpx.AsyncClient(base_url=w.stack.base_url, timeout=30) as client:
+        for outsider in EVERYONE:
+            for scope in scopes:
+                issued = await client.post("/files/token", json=scope, headers=w.headers[outsider])
+                assert issued.status_code < 500, issued.text
+                if outsider in ("other user", "other org"):
+                    assert issued.status_code == 200, issued.text
+                else:  # no session (anonymous, keys) or one that no longer holds
+                    assert issued.status_code in (401, 403), (outsider, issued.text)
+                    continue
+                token = issued.json()["token"]
+                opened = await client.get(_file_url(w), params={"token": token})
+                assert opened.status_code == 404, (outsider, opened.status_code)
+                assert w.secret not in opened.text
+        # The victim's own token opens it, so the 404s above are the rules, not a broken route.
+        own = (await w.victim.post("/files/token", json=scopes[1])).json()["token"]
+        opened = await client.get(_file_url(w), params={"token": own})
+        assert opened.status_code == 200 and w.secret in opened.text
 
 
 async def test_no_job_of_an_outsider_reads_or_writes_the_victims_records(world):

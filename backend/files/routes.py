@@ -1,0 +1,179 @@
+"""HTTP routes under /files: downloading a record's file, and file tokens for ``?token=``.
+
+- ``GET /files/{collection}/{record}/{name}``: anyone; a protected field's file needs a caller
+  who may view the record — a bearer (access token or API key) or ``?token=`` (a file token).
+  Streamed, with ``Range``, ``ETag`` (the file's SHA-256) and ``If-None-Match``.
+- ``POST /files/token``: a signed-in person (a session; API keys send themselves as the
+  bearer instead). Answers a token valid for FILES_TOKEN_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Request, Router, get, post
+from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+from litestar.response import Stream
+from litestar.status_codes import HTTP_200_OK, HTTP_206_PARTIAL_CONTENT, HTTP_304_NOT_MODIFIED
+
+from backend.auth.deps import asks_who_calls, auth_service_for, principal_of
+from backend.auth.limits import count_request
+from backend.collections.rules import CompiledRules
+from backend.collections.spec import CollectionRegistry
+from backend.config import Settings
+from backend.db.transactions import owned_session
+from backend.errors import Forbidden, NotFound
+from backend.files.downloads import INLINE_TYPES, FileReads, FileToRead, byte_range
+from backend.files.storage import Storage
+from backend.files.tokens import FileScope, issue_file_token, read_file_token
+from backend.identity import Principal
+from backend.problems import Problem, may_answer
+
+
+class FileToken(msgspec.Struct, frozen=True, kw_only=True):
+    token: str
+    expires_in: int
+
+
+@asks_who_calls
+async def provide_file_reader(request: Request[Any, Any, Any]) -> Principal | None:
+    """Who reads: the bearer when there is one; else the user of ``?token=`` (a file token,
+    its session still active, counted against that user's rate); else nobody."""
+    token = request.query_params.get("token")
+    if not token or request.headers.get("authorization"):
+        return await principal_of(request)
+    state = request.app.state
+    settings: Settings = state.settings
+    claims, scope = read_file_token(token, settings, state.clock.now())
+    async with owned_session(state.database) as db:
+        principal = await auth_service_for(db, state, settings).session_principal(claims)
+    params = request.path_params
+    if not scope.admits(params["collection"], params["record_id"], params["name"]):
+        raise NotFound("No such file", code="not_found")
+    await count_request(
+        state.redis, settings, principal, request.client.host if request.client else None
+    )
+    return principal
+
+
+def _disposition(file: FileToRead, download: bool) -> str:
+    kind = "inline" if file.content_type in INLINE_TYPES and not download else "attachment"
+    return f'{kind}; filename="{file.name}"'
+
+
+def _headers(file: FileToRead, download: bool) -> dict[str, str]:
+    return {
+        "ETag": file.etag,
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": _disposition(file, download),
+        "X-Content-Type-Options": "nosniff",
+        # A stored file never changes (a new upload gets a new name): keep public ones, and
+        # ask again for protected ones (the caller's right to read them may have ended).
+        "Cache-Control": "private, no-cache"
+        if file.protected
+        else "public, max-age=31536000, immutable",
+        # Nothing a file holds runs: PDFs are left alone (Chromium does not show a sandboxed one).
+        **(
+            {} if file.content_type == "application/pdf" else {"Content-Security-Policy": "sandbox"}
+        ),
+    }
+
+
+def file_routers(registry: CollectionRegistry, rules: dict[str, CompiledRules]) -> list[Router]:
+    @get(
+        "/{collection:str}/{record_id:uuid}/{name:str}",
+        operation_id="get_file",
+        summary="A record's file (Range, ETag); protected files need the bearer or ?token=",
+        opt=may_answer(416),
+        responses={
+            206: ResponseSpec(None, description="The asked range of the file (Range)"),
+            304: ResponseSpec(None, description="Not modified (If-None-Match)"),
+        },
+    )
+    async def get_file(
+        collection: str,
+        record_id: UUID,
+        name: str,
+        request: Request[Any, Any, Any],
+        who_reads: Principal | None,
+        token: Annotated[
+            str | None,
+            Parameter(required=False, description="A file token from POST /files/token"),
+        ] = None,
+        download: Annotated[
+            bool, Parameter(description="Answer as an attachment, not inline")
+        ] = False,
+    ) -> Stream:
+        state = request.app.state
+        file = await FileReads(state.reader, registry, rules, state.clock).locate(
+            collection, record_id, name, who_reads
+        )
+        headers = _headers(file, download)
+        if request.headers.get("if-none-match") == file.etag:
+            return Stream([], status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        wanted = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if if_range is not None and if_range != file.etag:
+            wanted = None
+        try:
+            span = byte_range(wanted, file.size)
+        except ValueError:
+            raise Problem(
+                416,
+                "The range is not within the file",
+                headers={"Content-Range": f"bytes */{file.size}"},
+            ) from None
+        storage: Storage = state.storage
+        try:
+            if span is None:
+                opened = await storage.open(file.key)
+            else:
+                opened = await storage.open(file.key, span[0], span[1] + 1)
+        except FileNotFoundError:
+            raise NotFound("No such file", code="not_found") from None
+        headers["Content-Length"] = str(opened.end - opened.start)
+        if span is not None:
+            headers["Content-Range"] = f"bytes {opened.start}-{opened.end - 1}/{opened.object.size}"
+        return Stream(
+            opened.chunks,
+            status_code=HTTP_206_PARTIAL_CONTENT if span is not None else HTTP_200_OK,
+            media_type=file.content_type,
+            headers=headers,
+        )
+
+    @post(
+        "/token",
+        operation_id="post_files_token",
+        summary="A short-lived token for ?token= on downloads (<img src>), as the signed-in user",
+        status_code=200,
+    )
+    async def file_token(
+        current: Principal,
+        settings: Settings,
+        request: Request[Any, Any, Any],
+        data: FileScope | None = None,
+    ) -> FileToken:
+        if current.session_id is None:
+            raise Forbidden(
+                "File tokens are for signed-in sessions; an API key sends itself as the bearer",
+                code="forbidden",
+            )
+        scope = data or FileScope()
+        scope.check()
+        return FileToken(
+            token=issue_file_token(settings, current, scope, request.app.state.clock.now()),
+            expires_in=settings.files_token_ttl_seconds,
+        )
+
+    return [
+        Router(
+            "/files",
+            route_handlers=[get_file, file_token],
+            tags=["files"],
+            dependencies={"who_reads": Provide(provide_file_reader)},
+        )
+    ]

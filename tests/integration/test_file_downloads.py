@@ -1,0 +1,148 @@
+"""Downloading a record's file: streamed, with Range, ETag and Content-Disposition; public
+fields without a caller; a file the record let go of is gone at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tests.files_support import PDF, png
+from tests.integration.conftest import bearer
+
+NOTES = "/collections/notes/records"
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+
+
+@pytest.fixture
+async def alice(sign_up):
+    return bearer((await sign_up())["access_token"])
+
+
+async def _note_with(client, headers, *files):
+    created = await client.post(
+        NOTES,
+        data={"data": json.dumps({"title": "n"})},
+        files=[("attachments", file) for file in files],
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def _url(note, index=0, collection="notes", field="attachments") -> str:
+    return f"/files/{collection}/{note['id']}/{note[field][index]}"
+
+
+async def test_the_owner_downloads_a_file_whole(client, alice):
+    note = await _note_with(client, alice, ("report.pdf", PDF, "application/pdf"))
+    got = await client.get(_url(note), headers=alice)
+    assert got.status_code == 200, got.text
+    assert got.content == PDF
+    assert got.headers["content-type"] == "application/pdf"
+    assert got.headers["etag"] == f'"{hashlib.sha256(PDF).hexdigest()}"'
+    assert got.headers["content-length"] == str(len(PDF))
+    assert got.headers["content-disposition"] == f'inline; filename="{note["attachments"][0]}"'
+    assert got.headers["accept-ranges"] == "bytes"
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["cache-control"] == "private, no-cache"
+
+    again = await client.get(_url(note), headers={**alice, "If-None-Match": got.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    attachment = await client.get(_url(note) + "?download=true", headers=alice)
+    assert attachment.headers["content-disposition"].startswith("attachment;")
+
+
+RANGES = [
+    ("bytes=0-3", 206, PDF[:4], f"bytes 0-3/{len(PDF)}"),
+    ("bytes=10-", 206, PDF[10:], f"bytes 10-{len(PDF) - 1}/{len(PDF)}"),
+    ("bytes=-6", 206, PDF[-6:], f"bytes {len(PDF) - 6}-{len(PDF) - 1}/{len(PDF)}"),
+    ("bytes=5-100000", 206, PDF[5:], f"bytes 5-{len(PDF) - 1}/{len(PDF)}"),
+    (f"bytes={len(PDF)}-", 416, None, f"bytes */{len(PDF)}"),
+    ("bytes=0-1,4-5", 200, PDF, None),  # several ranges: the whole file
+    ("lines=1-2", 200, PDF, None),
+]
+
+
+async def test_ranges(client, alice):
+    note = await _note_with(client, alice, ("report.pdf", PDF, "application/pdf"))
+    for range_, status, body, content_range in RANGES:
+        got = await client.get(_url(note), headers={**alice, "Range": range_})
+        assert got.status_code == status, (range_, got.text)
+        if body is not None:
+            assert got.content == body, range_
+        assert got.headers.get("content-range") == content_range, range_
+
+
+async def test_a_range_against_another_version_is_the_whole_file(client, alice):
+    note = await _note_with(client, alice, ("report.pdf", PDF, "application/pdf"))
+    stale = await client.get(_url(note), headers={**alice, "Range": "bytes=0-3", "If-Range": '"x"'})
+    assert stale.status_code == 200 and stale.content == PDF
+
+
+async def test_what_a_browser_would_run_is_a_sandboxed_download(client, alice):
+    note = await _note_with(client, alice, ("drawing.svg", SVG, "image/svg+xml"))
+    got = await client.get(_url(note), headers=alice)
+    assert got.status_code == 200
+    assert got.headers["content-type"].startswith("image/svg+xml")
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert got.headers["content-security-policy"] == "sandbox"
+
+
+async def test_a_public_field_is_served_without_a_caller(client, sign_up):
+    owner = await sign_up()
+    org = (
+        await client.post("/orgs", json={"name": "o"}, headers=bearer(owner["access_token"]))
+    ).json()
+    switched = await client.post(
+        "/auth/token",
+        json={
+            "grant_type": "refresh_token",
+            "refresh_token": owner["refresh_token"],
+            "org_id": org["id"],
+        },
+    )
+    headers = bearer(switched.json()["access_token"])
+    picture = png()
+    project = (
+        await client.post(
+            "/collections/projects/records",
+            data={"data": json.dumps({"name": "p"})},
+            files=[("cover", ("cover.png", picture, "image/png"))],
+            headers=headers,
+        )
+    ).json()
+    got = await client.get(_url(project, collection="projects", field="cover"))
+    assert got.status_code == 200 and got.content == picture
+    assert got.headers["content-type"] == "image/png"
+    assert got.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+async def test_a_file_the_record_let_go_of_is_gone_at_once(client, alice):
+    note = await _note_with(
+        client, alice, ("a.pdf", PDF, "application/pdf"), ("b.pdf", PDF, "application/pdf")
+    )
+    _, second = note["attachments"]
+    url = f"{NOTES}/{note['id']}"
+    await client.patch(url, json={"attachments": [second]}, headers=alice)
+    assert (await client.get(_url(note, 0), headers=alice)).status_code == 404
+    assert (await client.get(_url(note, 1), headers=alice)).status_code == 200
+    await client.delete(url, headers=alice)
+    assert (await client.get(_url(note, 1), headers=alice)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/files/nothing/00000000-0000-0000-0000-000000000000/a_0123456789.pdf",
+        "/files/messages/00000000-0000-0000-0000-000000000000/a_0123456789.pdf",
+        "/files/notes/00000000-0000-0000-0000-000000000000/a_0123456789.pdf",
+        "/files/notes/00000000-0000-0000-0000-000000000000/..%2F..%2Fetc%2Fpasswd",
+        "/files/notes/00000000-0000-0000-0000-000000000000/no-suffix.pdf",
+    ],
+)
+async def test_what_is_not_a_stored_file_is_404(client, alice, path):
+    got = await client.get(path, headers=alice)
+    assert got.status_code == 404, got.text
+    assert got.headers["content-type"].startswith("application/problem+json")
