@@ -4,6 +4,7 @@ change may drop or reorder a record's files, never name new ones."""
 
 from __future__ import annotations
 
+import msgspec
 import psycopg
 import pytest
 
@@ -117,7 +118,10 @@ async def test_the_sweeper_removes_what_no_record_holds_and_keeps_the_rest(
     deleted = await _stored_note(client, sql, storage, alice, ["x.pdf"])
     sql("DELETE FROM notes WHERE id = %s", deleted["id"])
 
-    assert sweep(conn, storage, registry, settings) == 3
+    # FILES_SWEEP_BATCH bounds each step of a run: one unattached upload, one released file.
+    one_at_a_time = msgspec.structs.replace(settings, files_sweep_batch=1)
+    assert sweep(conn, storage, registry, one_at_a_time) == 2
+    assert sweep(conn, storage, registry, settings) == 1
     assert _objects(storage, held["id"]) == ["held.pdf", "thumbs/100x100/held.pdf"]
     assert _objects(storage, young["id"]) == ["thumbs/100x100/young.pdf", "young.pdf"]
     assert _objects(storage, old["id"]) == []

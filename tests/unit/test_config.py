@@ -239,3 +239,43 @@ def test_passkeys_default_to_localhost_outside_prod_and_off_in_prod():
 def test_a_relying_party_browsers_would_refuse_does_not_start(environ, complaint):
     with pytest.raises(SettingsError, match=complaint):
         settings_from_env({**PROD, **environ})
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"FILES_STORAGE": "s3"}, "FILES_S3_BUCKET"),
+        (
+            {"FILES_STORAGE": "s3", "FILES_S3_BUCKET": "b", "FILES_S3_ACCESS_KEY_ID": "k"},
+            "FILES_S3_SECRET_ACCESS_KEY",
+        ),
+        (
+            {"FILES_STORAGE": "s3", "FILES_S3_BUCKET": "b", "FILES_S3_KMS_KEY_ID": "k"},
+            "FILES_S3_KMS_KEY_ID",
+        ),
+        ({"FILES_UPLOAD_PART_BYTES": "1048576"}, "FILES_UPLOAD_PART_BYTES"),
+        ({"FILES_NAME_MAX_CHARS": "10"}, "FILES_NAME_MAX_CHARS"),
+        ({"FILES_MAX_UPLOAD_BYTES": "0"}, "FILES_MAX_UPLOAD_BYTES"),
+        ({"FILES_TOKEN_TTL_SECONDS": "0"}, "FILES_TOKEN_TTL_SECONDS"),
+    ],
+)
+def test_file_settings_that_cannot_work_are_refused(environ, named):
+    with pytest.raises(SettingsError, match=named):
+        settings_from_env(environ)
+
+
+def test_prod_refuses_sending_files_to_s3_in_the_clear():
+    environ = {
+        "LITEBASE_ENV": "prod",
+        "SECRET_KEY": STRONG_KEY,
+        "EMBEDDING_PROVIDER": "openai",
+        "FILES_STORAGE": "s3",
+        "FILES_S3_BUCKET": "b",
+        "FILES_S3_ENDPOINT": "http://minio:9000",
+    }
+    with pytest.raises(SettingsError, match="FILES_S3_ENDPOINT"):
+        settings_from_env(environ)
+    assert (
+        settings_from_env({**environ, "FILES_S3_ENDPOINT": "https://minio:9000"}).files_storage
+        == "s3"
+    )

@@ -12,6 +12,9 @@ from backend.collections.schemas import describe, record_types
 from backend.collections.spec import CollectionRegistry
 from backend.events.relay import OutboxEvent
 from backend.files.cleanup import released_files
+from backend.files.names import looks_stored, stored_name
+from backend.files.sniff import sniff
+from tests.files_support import PDF, png
 
 
 @pytest.mark.parametrize(
@@ -95,3 +98,36 @@ def test_changes_release_the_names_their_record_let_go_of():
         ("notes", "r1", ["a.pdf"]),
         ("notes", "r1", ["b.png", "c.png"]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "stem", "extension"),
+    [
+        ("../../Quarterly Réport.PDF", "Quarterly_Report", ".pdf"),
+        ("..\\..\\windows\\evil.exe", "evil", ".exe"),
+        ("/etc/passwd", "passwd", ""),
+        (".bashrc", "file", ".bashrc"),
+        ("a<script>.html", "a_script", ".html"),
+        ("名前.png", "file", ".png"),
+        ("x." + "y" * 40, "x", "." + "y" * 10),
+    ],
+)
+def test_stored_names_are_safe_and_unique(given, stem, extension):
+    name = stored_name(given, 100)
+    assert name.startswith(stem + "_") and name.endswith(extension)
+    assert looks_stored(name), name
+    assert stored_name(given, 100) != name  # the random suffix
+
+
+def test_a_stored_name_keeps_to_the_longest_allowed():
+    name = stored_name("a" * 300 + ".pdf", 40)
+    assert len(name) == 40 and name.endswith(".pdf") and looks_stored(name)
+
+
+def test_sniffing_names_types_from_bytes():
+    assert sniff(PDF) == "application/pdf"
+    assert sniff(png()) == "image/png"
+    assert sniff(b"just words\n") == "text/plain"
+    assert sniff("héllo".encode()[:2]) == "text/plain"  # cut inside a character
+    assert sniff(b"\x00\x01\x02\x03binary") == "application/octet-stream"
+    assert sniff(b"") == "application/octet-stream"
