@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def _stored(stack, note_id: str) -> list[str]:
 
 
 async def test_a_records_files_leave_storage_when_it_lets_go_of_them(stack):
-    async with await signed_up(stack) as alice:
+    async with aclosing(await signed_up(stack)) as alice:
         created = await alice.post(
             NOTES,
             data={"data": json.dumps({"title": "with files"})},
@@ -74,7 +75,10 @@ async def test_a_records_files_leave_storage_when_it_lets_go_of_them(stack):
 
 
 async def test_file_changes_reach_realtime_and_webhooks_as_record_changes(stack):
-    async with await signed_up(stack) as alice, await signed_up(stack, admin=True) as admin:
+    async with (
+        aclosing(await signed_up(stack)) as alice,
+        aclosing(await signed_up(stack, admin=True)) as admin,
+    ):
         with webhook_receiver() as receiver:
             hook = await admin.post("/webhooks", json={"url": receiver.url, "collection": "notes"})
             assert hook.status_code == 201, hook.text
