@@ -2,6 +2,7 @@
 
 import { Auth } from "./auth.js";
 import { CollectionClient } from "./collections.js";
+import { Files } from "./files.js";
 import { Http } from "./http.js";
 import { Realtime, type WebSocketConstructor } from "./realtime.js";
 import { AI, Jobs, Orgs } from "./services.js";
@@ -37,6 +38,8 @@ export class LitebaseClient<DB extends GenericDatabase = AnyDatabase> {
   readonly orgs: Orgs;
   readonly jobs: Jobs;
   readonly ai: AI;
+  /** File tokens and URLs for `<img src>` (docs/files.md). */
+  readonly files: Files;
   private readonly http: Http;
   private live: Realtime | null = null;
   private readonly options: ClientOptions;
@@ -60,11 +63,13 @@ export class LitebaseClient<DB extends GenericDatabase = AnyDatabase> {
     this.orgs = new Orgs(this.http, this.auth);
     this.jobs = new Jobs(this.http, realtime);
     this.ai = new AI(this.http);
+    this.files = new Files(this.http, this.auth);
     let userId = this.auth.user?.id;
     this.auth.onAuthStateChange((event, session) => {
       const live = this.live;
       const changed = session !== null && userId !== undefined && session.user.id !== userId;
       userId = session?.user.id;
+      if (event === "SIGNED_OUT" || changed) this.files.clear();
       if (!live) return;
       if (event === "SIGNED_OUT") live.reset();
       else if (changed) {

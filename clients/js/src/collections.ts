@@ -2,7 +2,8 @@
  * `for await`, batches, search and ask. */
 
 import { ConflictError, LitebaseError } from "./errors.js";
-import { everyItem, type Http, type Page, readJson, serverEvents, toPage } from "./http.js";
+import { fileUrl, type UploadOptions, uploadForm } from "./files.js";
+import { everyItem, type Http, type Page, type RequestOptions, readJson, serverEvents, toPage } from "./http.js";
 import type { RecordEvent, Realtime, Subscription } from "./realtime.js";
 import type {
   CollectionName,
@@ -143,21 +144,25 @@ export class CollectionClient<DB extends GenericDatabase, C extends CollectionNa
     return remember((await readJson(response)) as Expanded<DB, C, E>, response);
   }
 
-  async create(data: InsertOf<DB, C>): Promise<RowOf<DB, C>> {
-    const response = await this.http.send("POST", `${this.path}/records`, { body: data });
+  /** A new record; with `files`, they come with it (multipart: docs/files.md). */
+  async create(data: InsertOf<DB, C>, options: UploadOptions = {}): Promise<RowOf<DB, C>> {
+    const response = await this.http.send("POST", `${this.path}/records`, this.body(data, options));
     return remember((await readJson(response)) as RowOf<DB, C>, response);
   }
 
   /** Change fields. With `ifMatch` (an ETag, or a record you read) the change happens only if
-   * nobody changed the record since; otherwise a `ConflictError` carries it as it is now. */
+   * nobody changed the record since; otherwise a `ConflictError` carries it as it is now.
+   * `files` adds files after the names a file field keeps (`data` may list fewer: the others
+   * are removed). */
   async update(
     id: string,
     data: UpdateOf<DB, C>,
-    options: { ifMatch?: string | RowOf<DB, C> } = {},
+    options: UploadOptions & { ifMatch?: string | RowOf<DB, C> } = {},
   ): Promise<RowOf<DB, C>> {
     const headers = this.precondition(options.ifMatch);
     try {
-      const response = await this.http.send("PATCH", `${this.path}/records/${id}`, { body: data, headers });
+      const request = { ...this.body(data, options), ...(headers ? { headers } : {}) };
+      const response = await this.http.send("PATCH", `${this.path}/records/${id}`, request);
       return remember((await readJson(response)) as RowOf<DB, C>, response);
     } catch (error) {
       throw await this.withCurrent(error, id);
@@ -217,6 +222,29 @@ export class CollectionClient<DB extends GenericDatabase, C extends CollectionNa
     options: { filter?: string; since?: number; onError?: (error: Error) => void } = {},
   ): Subscription {
     return this.realtime().subscribe(`collection:${this.name}`, onChange as (frame: unknown) => void, options);
+  }
+
+  /** The URL of one of a record's files (`token`: a file token, for a protected file in
+   * `<img src>`; `lb.files.url(…)` fetches one for you). */
+  fileUrl(record: string | { id: string }, name: string, options: { token?: string; download?: boolean } = {}): string {
+    return fileUrl(this.http.url, this.name, record, name, options);
+  }
+
+  /** One of a record's files, read with your credential. */
+  async download(record: string | { id: string }, name: string, options: { signal?: AbortSignal } = {}): Promise<Blob> {
+    const id = typeof record === "string" ? record : record.id;
+    const path = `/files/${encodeURIComponent(this.name)}/${encodeURIComponent(id)}/${encodeURIComponent(name)}`;
+    const response = await this.http.send("GET", path, options.signal ? { signal: options.signal } : {});
+    return response.blob();
+  }
+
+  private body(data: unknown, options: UploadOptions): RequestOptions {
+    const request: RequestOptions = options.files
+      ? { form: uploadForm(data, options.files) }
+      : { body: data };
+    if (options.onProgress) request.onProgress = options.onProgress;
+    if (options.signal) request.signal = options.signal;
+    return request;
   }
 
   private precondition(ifMatch: string | RowOf<DB, C> | undefined): Record<string, string> | undefined {

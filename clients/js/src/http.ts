@@ -8,6 +8,11 @@ export type Query = Record<string, string | number | boolean | readonly string[]
 export interface RequestOptions {
   query?: Query;
   body?: unknown;
+  /** A multipart body instead of JSON (files); its Content-Type is set by the runtime. */
+  form?: FormData;
+  /** Bytes of the body sent so far, of the total: through XMLHttpRequest where the runtime has
+   * it (browsers), as the upload goes; elsewhere (fetch has no upload progress) once, at the end. */
+  onProgress?: (sent: number, total: number) => void;
   headers?: Record<string, string>;
   /** Send the bearer credential (default true). */
   auth?: boolean;
@@ -61,7 +66,9 @@ export class Http {
   async send(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
     const headers: Record<string, string> = { accept: "application/json", ...options.headers };
     let body: BodyInit | undefined;
-    if (options.body !== undefined) {
+    if (options.form !== undefined) {
+      body = options.form;
+    } else if (options.body !== undefined) {
       headers["content-type"] = "application/json";
       body = JSON.stringify(options.body);
     }
@@ -75,14 +82,24 @@ export class Http {
         const init: RequestInit = { method, headers };
         if (body !== undefined) init.body = body;
         if (options.signal) init.signal = options.signal;
-        response = await this.fetch(target, init);
+        response =
+          options.onProgress && options.form && typeof XMLHttpRequest !== "undefined"
+            ? await sendWithProgress(target, init, options.form, options.onProgress)
+            : await this.fetch(target, init);
+
       } catch (cause) {
         if (options.signal?.aborted) throw cause;
         const error = new LitebaseError(0, { title: "Network error", detail: String(cause), code: "network" });
         (error as { cause?: unknown }).cause = cause;
         throw error;
       }
-      if (response.ok) return response;
+      if (response.ok) {
+        if (options.onProgress && options.form && typeof XMLHttpRequest === "undefined") {
+          const total = formSize(options.form);
+          options.onProgress(total, total);
+        }
+        return response;
+      }
       if (response.status === 401 && token && attempt === 0) {
         // The token died early (revoked, the clock was off, another tab switched org): once more.
         const again = await this.credentials!.refused(token).catch(() => false);
@@ -101,6 +118,44 @@ export class Http {
     const response = await this.send(method, path, options);
     return (await readJson(response)) as T;
   }
+}
+
+/** The bytes a form's parts hold (what the progress of an upload counts). */
+function formSize(form: FormData): number {
+  let total = 0;
+  for (const [, value] of form.entries()) total += typeof value === "string" ? new TextEncoder().encode(value).length : value.size;
+  return total;
+}
+
+/** One request through XMLHttpRequest, for its upload progress; answered as a fetch Response. */
+function sendWithProgress(
+  url: string,
+  init: RequestInit,
+  form: FormData,
+  onProgress: (sent: number, total: number) => void,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(init.method ?? "POST", url);
+    for (const [name, value] of Object.entries((init.headers ?? {}) as Record<string, string>)) xhr.setRequestHeader(name, value);
+    xhr.responseType = "text";
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    };
+    xhr.onload = () => {
+      const headers = new Headers();
+      for (const line of xhr.getAllResponseHeaders().trim().split(/[\r\n]+/)) {
+        const at = line.indexOf(":");
+        if (at > 0) headers.append(line.slice(0, at).trim(), line.slice(at + 1).trim());
+      }
+      const status = xhr.status;
+      resolve(new Response(status === 204 || status === 304 ? null : xhr.responseText, { status, headers }));
+    };
+    xhr.onerror = () => reject(new TypeError("the upload failed (network)"));
+    xhr.onabort = () => reject(new DOMException("The upload was aborted", "AbortError"));
+    init.signal?.addEventListener("abort", () => xhr.abort());
+    xhr.send(form);
+  });
 }
 
 export async function readJson(response: Response): Promise<unknown> {

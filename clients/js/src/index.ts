@@ -24,6 +24,8 @@ export { Auth } from "./auth.js";
 export { CollectionClient, etagOf } from "./collections.js";
 export type { AskAnswer, AskEvent, BatchOperation, BatchResult, Citation, EmbeddingStatus, ListOptions, SearchHit, SearchOptions } from "./collections.js";
 export { ConflictError, LitebaseError, MfaRequiredError, RealtimeError } from "./errors.js";
+export { Files, fileUrl, uploadForm } from "./files.js";
+export type { FileScope, FilesToUpload, UploadOptions } from "./files.js";
 export type { FieldError, Problem } from "./errors.js";
 export { toPage } from "./http.js";
 export type { Page } from "./http.js";
