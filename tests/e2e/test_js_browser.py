@@ -1,10 +1,12 @@
 """The built JS client in a real browser: Debian's Chromium, driven by Playwright, loads a small
 page from another origin than the API's (so CORS is real) and signs up, stays signed in across a
-reload, refreshes in two tabs at once with one request, sees a record made in the other tab, and
-resumes its socket after the API process restarts."""
+reload, refreshes in two tabs at once with one request, uploads a file with progress and shows a
+protected picture through a file token, sees a record made in the other tab, and resumes its
+socket after the API process restarts."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import shutil
 import threading
@@ -20,6 +22,7 @@ from playwright.sync_api import Page, Request, sync_playwright
 
 from tests.e2e.conftest import Stack, restartable_api
 from tests.e2e.test_js_client import built_client
+from tests.files_support import png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 INSTALL = "apt-get install -y chromium"
@@ -65,6 +68,26 @@ PAGE = """<!doctype html>
     await lb.collection("notes").subscribe((event) => received.push(event)).ready;
   };
   window.createNote = async (title) => (await lb.collection("notes").create({ title })).id;
+  // A file sent with progress (XMLHttpRequest here), then shown by <img> through a file token.
+  window.uploadAndShow = async (pngBase64, size) => {
+    const notes = lb.collection("notes");
+    const big = new Uint8Array(size);
+    big.set(new TextEncoder().encode("%PDF-1.4\\n"));
+    const progress = [];
+    const files = { attachments: new File([big], "big.pdf") };
+    const onProgress = (n, total) => progress.push([n, total]);
+    const sent = await notes.create({ title: "upload" }, { files, onProgress });
+    const png = Uint8Array.from(atob(pngBase64), (c) => c.charCodeAt(0));
+    const picture = { attachments: new File([png], "p.png") };
+    const pictured = await notes.create({ title: "picture" }, { files: picture });
+    const image = new Image();
+    image.src = await lb.files.url("notes", pictured, pictured.attachments[0]);
+    await image.decode();
+    const bare = new Image();
+    bare.src = notes.fileUrl(pictured, pictured.attachments[0]);
+    const refused = await bare.decode().then(() => false, () => true);
+    return { progress, names: sent.attachments, width: image.naturalWidth, refused };
+  };
   document.title = "ready";
 </script>
 """
@@ -113,9 +136,13 @@ def test_the_client_in_chromium(stack: Stack, site: ThreadingHTTPServer, tmp_pat
         context = browser.new_context()
         refreshes: list[str] = []
 
+        uploads: list[str] = []  # how each multipart body left the page: "xhr" or "fetch"
+
         def count_refreshes(request: Request) -> None:
             if request.url.endswith("/auth/token") and "refresh_token" in (request.post_data or ""):
                 refreshes.append(request.url)
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                uploads.append(request.resource_type)
 
         context.on("request", count_refreshes)
         first, second = context.new_page(), context.new_page()
@@ -150,6 +177,20 @@ def test_the_client_in_chromium(stack: Stack, site: ThreadingHTTPServer, tmp_pat
         )
         assert preflight.status_code in (200, 204), preflight.text
         assert preflight.headers["access-control-max-age"] == "600"
+
+        # Files: an upload's progress from XMLHttpRequest, and a protected picture in <img>
+        # through a file token (without one, the same URL is refused).
+        size = 3 * 1024 * 1024
+        shown = first.evaluate(
+            "([png, size]) => uploadAndShow(png, size)",
+            [base64.b64encode(png(4, 3)).decode(), size],
+        )
+        assert len(shown["names"]) == 1, shown
+        sent, total = shown["progress"][-1]
+        assert sent == total and total > size, shown["progress"]
+        assert shown["width"] == 4 and shown["refused"] is True, shown
+        # With onProgress the upload went through XMLHttpRequest; without, through fetch.
+        assert uploads == ["xhr", "fetch"], uploads
 
         # Two tabs refreshing at the same moment: one request, one session, the same tokens.
         # Rounds, because the tab that waits can hear of the other's result in either order
