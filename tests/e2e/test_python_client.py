@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import httpx
 import pyotp
 import pytest
 from litebase_client import ApiError, Litebase, RealtimeError
@@ -37,6 +38,42 @@ async def test_collections_round_trip(lb):
     assert refused.value.status == 422
     assert refused.value.problem["errors"][0]["field"] == "title"
     await notes.delete(created["id"])
+
+
+async def test_files_go_up_with_progress_and_come_back(lb, tmp_path):
+    from tests.files_support import PDF, png
+
+    report = tmp_path / "Report One.pdf"
+    report.write_bytes(PDF + b"%" * 200_000)
+    notes = lb.collection("notes")
+    progress: list[tuple[int, int]] = []
+    note = await notes.create(
+        {"title": "with files"},
+        files={"attachments": [report, ("chart.png", png())]},
+        on_progress=lambda sent, total: progress.append((sent, total)),
+    )
+    first, chart = note["attachments"]
+    assert first.startswith("Report_One_") and chart.startswith("chart_")
+    total = report.stat().st_size + len(png())
+    assert progress[-1] == (total, total) and len(progress) > 2  # as the body went
+    assert await notes.download(note["id"], first) == report.read_bytes()
+
+    kept = await notes.update(
+        note["id"], {"attachments": [chart]}, files={"attachments": ("more.pdf", PDF)}
+    )
+    assert kept["attachments"][0] == chart and kept["attachments"][1].startswith("more_")
+
+    # A URL for a page: plain, the protected file is refused; with a file token, it opens.
+    plain = notes.file_url(note["id"], chart)
+    assert plain == f"{lb.base_url}/files/notes/{note['id']}/{chart}"
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(plain)).status_code == 404
+        token = await lb.file_token(collection="notes", record=note["id"])
+        opened = await browser.get(notes.file_url(note["id"], chart, token=token))
+        assert opened.status_code == 200 and opened.content == png()
+    with pytest.raises(ApiError) as refused:
+        await notes.create({"title": "x"}, files={"attachments": ("x.pdf", b"<html></html>")})
+    assert refused.value.status == 415
 
 
 async def test_any_list_is_read_page_by_page(lb):

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
+import json
+import os
 import secrets
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -277,6 +282,31 @@ class Litebase:
     def collection(self, name: str) -> Collection:
         return Collection(self, name)
 
+    # --- files (docs/files.md) -----------------------------------------------------------
+
+    def file_url(
+        self, collection: str, record_id: str, name: str, *, token: str | None = None,
+        download: bool = False,
+    ) -> str:  # fmt: skip
+        """The URL of a record's file; ``token`` (a file token) for a protected one where no
+        header can be sent (an ``<img src>`` in a page you render)."""
+        query = {
+            k: v for k, v in (("token", token), ("download", "true" if download else None)) if v
+        }
+        path = "/".join(quote(part, safe="") for part in (collection, record_id, name))
+        return f"{self.base_url}/files/{path}" + (f"?{urlencode(query)}" if query else "")
+
+    async def file_token(
+        self, *, collection: str | None = None, record: str | None = None, name: str | None = None
+    ) -> str:
+        """A short-lived file token for ``?token=`` (signed-in sessions; an API key sends
+        itself instead), narrowed to a collection, a record or a file when given."""
+        scope = {
+            k: v for k, v in (("collection", collection), ("record", record), ("name", name)) if v
+        }
+        issued: dict[str, Any] = await self._call("POST", "/files/token", json=scope)
+        return str(issued["token"])
+
     def realtime(self, **options: Any) -> Realtime:
         from litebase_client.realtime import Realtime
 
@@ -286,6 +316,7 @@ class Litebase:
 class Collection:
     def __init__(self, client: Litebase, name: str) -> None:
         self.client = client
+        self.name = name
         self.base = f"/collections/{name}"
         self.path = f"{self.base}/records"
 
@@ -323,18 +354,42 @@ class Collection:
         record: dict[str, Any] = await self.client._call("GET", path, params=params)
         return record
 
-    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
-        record: dict[str, Any] = await self.client._call("POST", self.path, json=data)
+    async def create(
+        self, data: dict[str, Any], *, files: Files | None = None,
+        on_progress: Progress | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A new record; ``files`` come with it: ``{"attachments": ["a.pdf", Path("b.png"),
+        ("c.txt", b"bytes")]}`` (a path, or a name with bytes or a binary file), streamed from
+        disk. ``on_progress(sent, total)`` is called as the body goes."""
+        with _body(data, files, on_progress) as body:
+            record: dict[str, Any] = await self.client._call("POST", self.path, **body)
         return record
 
     async def update(
-        self, record_id: str, data: dict[str, Any], *, if_match: str | None = None
-    ) -> dict[str, Any]:
+        self, record_id: str, data: dict[str, Any], *, if_match: str | None = None,
+        files: Files | None = None, on_progress: Progress | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Change fields; ``files`` are added after the names a file field keeps (``data`` may
+        list fewer: the others are removed)."""
         headers = {"If-Match": if_match} if if_match else None
-        record: dict[str, Any] = await self.client._call(
-            "PATCH", f"{self.path}/{record_id}", json=data, headers=headers
-        )
+        with _body(data, files, on_progress) as body:
+            record: dict[str, Any] = await self.client._call(
+                "PATCH", f"{self.path}/{record_id}", headers=headers, **body
+            )
         return record
+
+    def file_url(self, record_id: str, name: str, *, token: str | None = None) -> str:
+        return self.client.file_url(self.name, record_id, name, token=token)
+
+    async def download(self, record_id: str, name: str) -> bytes:
+        """One of a record's files, read with your credential."""
+        headers = {"Authorization": f"Bearer {await self.client.token()}"}
+        response = await self.client.http.get(
+            self.client.file_url(self.name, record_id, name), headers=headers
+        )
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, response.json())
+        return response.content
 
     async def delete(self, record_id: str) -> None:
         await self.client._call("DELETE", f"{self.path}/{record_id}")
@@ -363,3 +418,72 @@ class Collection:
         result: dict[str, Any] = await self.client._call("POST", f"{self.base}/search", json=body)
         items: list[dict[str, Any]] = result["items"]
         return items
+
+
+# New files by field: a path, or (filename, bytes or a binary file).
+FileSource = str | os.PathLike[str] | tuple[str, bytes | BinaryIO]
+Files = dict[str, FileSource | list[FileSource]]
+Progress = Callable[[int, int], None]
+
+
+class _Counted:
+    """A binary file whose reads report how far the upload has got."""
+
+    def __init__(self, file: BinaryIO, seen: Callable[[int], None]) -> None:
+        self.file = file
+        self.seen = seen
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.file.read(size)
+        self.seen(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:  # httpx rewinds a file it re-sends
+        return self.file.seek(offset, whence)
+
+
+@contextmanager
+def _body(
+    data: dict[str, Any], files: Files | None, on_progress: Progress | None
+) -> Iterator[dict[str, Any]]:
+    """httpx's arguments for a JSON body, or, with files, a multipart one: ``data`` as JSON,
+    then one part per file (files are streamed from disk, not read whole; those opened here are
+    closed when the block ends)."""
+    if not files:
+        yield {"json": data}
+        return
+    parts: list[tuple[str, tuple[str, Any]]] = []
+    opened: list[BinaryIO] = []
+    try:
+        for field, given in files.items():
+            for source in given if isinstance(given, list) else [given]:
+                if isinstance(source, tuple):
+                    filename, content = source
+                    file = io.BytesIO(content) if isinstance(content, bytes) else content
+                else:
+                    path = Path(os.fspath(source))
+                    filename, file = path.name, path.open("rb")
+                    opened.append(file)
+                parts.append((field, (filename, file)))
+        if on_progress is not None:
+            total = sum(_size(file) for _, (_, file) in parts)
+            sent = [0]
+
+            def seen(count: int) -> None:
+                sent[0] += count
+                if count:
+                    on_progress(min(sent[0], total), total)
+
+            parts = [(field, (name, _Counted(file, seen))) for field, (name, file) in parts]
+        yield {"data": {"data": json.dumps(data)}, "files": parts}
+    finally:
+        for file in opened:
+            file.close()
+
+
+def _size(file: BinaryIO) -> int:
+    here = file.tell()
+    file.seek(0, os.SEEK_END)
+    size = file.tell() - here
+    file.seek(here)
+    return size
