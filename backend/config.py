@@ -397,6 +397,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     files_max_parts: PositiveInt = 50
     # A stored file name (sanitized, with its random suffix) is at most this long.
     files_name_max_chars: Annotated[int, msgspec.Meta(ge=32, le=255)] = 100
+    # Thumbnails (?thumb=WxH): made at most this many at once per API process, and only of
+    # images of at most this many pixels (read from the header, before decoding: bombs).
+    files_thumb_concurrency: PositiveInt = 2
+    files_thumb_max_pixels: PositiveInt = 40_000_000
     # POST /files/token: how long a file token (?token= on a download) lasts.
     files_token_ttl_seconds: PositiveInt = 120
     # The sweeper (beat) removes files no record holds: uploads left unfinished for this long

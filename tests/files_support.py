@@ -30,3 +30,19 @@ def png(width: int = 2, height: int = 2, padding: int = 0) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` by ``height`` pixels: a decompression bomb as
+    a thumbnailer sees it before decoding."""
+    real = png()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = b"IHDR" + header
+    start = 8  # after the signature: length, then the chunk
+    return (
+        real[:start]
+        + struct.pack(">I", 13)
+        + ihdr
+        + struct.pack(">I", zlib.crc32(ihdr))
+        + real[start + 25 :]
+    )

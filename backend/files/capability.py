@@ -18,7 +18,7 @@ def files_capability(
     storage = open_storage(basics.settings)
     return Capability(
         "files",
-        routes=file_routers(registry, rules),
+        routes=file_routers(registry, rules, basics.settings),
         state={"storage": storage, "record_uploads": Uploads(storage, basics.settings, rules)},
         consumers=[make_cleanup_consumer],
     )

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -26,12 +29,16 @@ from backend.collections.rules import CompiledRules
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
 from backend.db.transactions import owned_session
-from backend.errors import Forbidden, NotFound
+from backend.errors import Forbidden, NotFound, invalid_field
 from backend.files.downloads import INLINE_TYPES, FileReads, FileToRead, byte_range
+from backend.files.models import thumb_key
 from backend.files.storage import Storage
+from backend.files.thumbs import NotThumbnailable, ThumbMaker, thumb_type
 from backend.files.tokens import FileScope, issue_file_token, read_file_token
 from backend.identity import Principal
 from backend.problems import Problem, may_answer
+
+log = logging.getLogger(__name__)
 
 
 class FileToken(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,7 +90,38 @@ def _headers(file: FileToRead, download: bool) -> dict[str, str]:
     }
 
 
-def file_routers(registry: CollectionRegistry, rules: dict[str, CompiledRules]) -> list[Router]:
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _thumb_of(
+    file: FileToRead, size: str, storage: Storage, maker: ThumbMaker, collection: str, record: UUID
+) -> FileToRead:
+    """The thumbnail of ``size`` to serve instead of ``file``: kept in storage, or made now and
+    kept. The file itself when it is not an image a thumbnail can be made of."""
+    kind = thumb_type(file.content_type)
+    if kind is None:
+        return file
+    key = thumb_key(collection, record, size, file.name)
+    etag = f'"{file.etag.strip(chr(34))}-{size}"'
+    kept = await storage.head(key)
+    if kept is None:
+        try:
+            made = await maker.make(await storage.read(file.key), file.content_type, size)
+        except NotThumbnailable as exc:
+            log.info("no %s thumbnail of %s: %s", size, file.key, exc)
+            return file
+        except FileNotFoundError:
+            raise NotFound("No such file", code="not_found") from None
+        kept = await storage.put(key, _once(made))
+    return replace(file, key=key, content_type=kind, size=kept.size, etag=etag)
+
+
+def file_routers(
+    registry: CollectionRegistry, rules: dict[str, CompiledRules], settings: Settings
+) -> list[Router]:
+    maker = ThumbMaker(settings.files_thumb_concurrency, settings.files_thumb_max_pixels)
+
     @get(
         "/{collection:str}/{record_id:uuid}/{name:str}",
         operation_id="get_file",
@@ -107,11 +145,30 @@ def file_routers(registry: CollectionRegistry, rules: dict[str, CompiledRules]) 
         download: Annotated[
             bool, Parameter(description="Answer as an attachment, not inline")
         ] = False,
+        thumb: Annotated[
+            str | None,
+            Parameter(
+                required=False,
+                pattern=r"^[0-9]{1,4}x[0-9]{1,4}$",
+                description="A thumbnail of this size (one the field declares) of an image",
+            ),
+        ] = None,
     ) -> Stream:
         state = request.app.state
         file = await FileReads(state.reader, registry, rules, state.clock).locate(
             collection, record_id, name, who_reads
         )
+        storage: Storage = state.storage
+        if thumb is not None:
+            sizes = registry.get(collection).file_fields[file.field].thumbs  # type: ignore[union-attr]
+            if thumb not in sizes:
+                raise invalid_field(
+                    f"{file.field} makes thumbnails of {', '.join(sizes) or 'no size'}",
+                    "thumb",
+                    "not a size the field declares",
+                    "query",
+                )
+            file = await _thumb_of(file, thumb, storage, maker, collection, record_id)
         headers = _headers(file, download)
         if request.headers.get("if-none-match") == file.etag:
             return Stream([], status_code=HTTP_304_NOT_MODIFIED, headers=headers)
@@ -127,7 +184,6 @@ def file_routers(registry: CollectionRegistry, rules: dict[str, CompiledRules]) 
                 "The range is not within the file",
                 headers={"Content-Range": f"bytes */{file.size}"},
             ) from None
-        storage: Storage = state.storage
         try:
             if span is None:
                 opened = await storage.open(file.key)

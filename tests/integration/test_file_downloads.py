@@ -4,11 +4,14 @@ fields without a caller; a file the record let go of is gone at once."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import pytest
+from PIL import Image
 
-from tests.files_support import PDF, png
+from backend.files.storage import open_storage
+from tests.files_support import PDF, png, png_claiming
 from tests.integration.conftest import bearer
 
 NOTES = "/collections/notes/records"
@@ -146,3 +149,40 @@ async def test_what_is_not_a_stored_file_is_404(client, alice, path):
     got = await client.get(path, headers=alice)
     assert got.status_code == 404, got.text
     assert got.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_thumbnails_of_the_declared_sizes_are_made_once_and_kept(client, alice, settings):
+    picture = png(200, 100)
+    note = await _note_with(client, alice, ("wide.png", picture, "image/png"))
+    url = _url(note) + "?thumb="
+    square = await client.get(url + "100x100", headers=alice)
+    assert square.status_code == 200, square.text
+    assert square.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(square.content)).size == (100, 100)
+    original = await client.get(_url(note), headers=alice)
+    assert square.headers["etag"] != original.headers["etag"]
+    key = f"notes/{note['id']}/thumbs/100x100/{note['attachments'][0]}"
+    storage = open_storage(settings)
+    assert (await storage.head(key)).size == len(square.content)
+    again = await client.get(url + "100x100", headers=alice)
+    assert again.content == square.content and again.headers["etag"] == square.headers["etag"]
+    # Never enlarged: 640 wide is more than the picture has.
+    wide = await client.get(url + "640x0", headers=alice)
+    assert Image.open(io.BytesIO(wide.content)).size == (200, 100)
+    refused = await client.get(url + "50x50", headers=alice)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "thumb"
+    # Files of the same record the caller may not view get no thumbnail either.
+    assert (await client.get(url + "100x100")).status_code == 404
+
+
+async def test_a_thumbnail_is_never_made_of_a_bomb_or_a_document(client, alice, settings):
+    bomb = png_claiming(30_000, 30_000)  # 900 million pixels, in a few bytes
+    note = await _note_with(
+        client, alice, ("bomb.png", bomb, "image/png"), ("doc.pdf", PDF, "application/pdf")
+    )
+    served = await client.get(_url(note, 0) + "?thumb=100x100", headers=alice)
+    assert served.status_code == 200 and served.content == bomb  # the file itself, undecoded
+    document = await client.get(_url(note, 1) + "?thumb=100x100", headers=alice)
+    assert document.status_code == 200 and document.content == PDF
+    storage = open_storage(settings)
+    assert [o.key for o in storage.list_sync(f"notes/{note['id']}/thumbs")] == []

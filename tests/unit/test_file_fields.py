@@ -14,7 +14,7 @@ from backend.events.relay import OutboxEvent
 from backend.files.cleanup import released_files
 from backend.files.names import looks_stored, stored_name
 from backend.files.sniff import sniff
-from tests.files_support import PDF, png
+from tests.files_support import PDF, png, png_claiming
 
 
 @pytest.mark.parametrize(
@@ -131,3 +131,33 @@ def test_sniffing_names_types_from_bytes():
     assert sniff("héllo".encode()[:2]) == "text/plain"  # cut inside a character
     assert sniff(b"\x00\x01\x02\x03binary") == "application/octet-stream"
     assert sniff(b"") == "application/octet-stream"
+
+
+def test_a_thumbnail_is_refused_past_the_pixel_limit_before_decoding():
+    from backend.files.thumbs import NotThumbnailable, make_thumb
+
+    picture = png(200, 100)
+    assert make_thumb(picture, "image/png", "100x100", max_pixels=20_000)
+    with pytest.raises(NotThumbnailable, match="FILES_THUMB_MAX_PIXELS"):
+        make_thumb(picture, "image/png", "100x100", max_pixels=19_999)
+    # A bomb is refused from its header (by Pillow's own guard first, at this size).
+    with pytest.raises(NotThumbnailable, match="pixels"):
+        make_thumb(png_claiming(30_000, 30_000), "image/png", "100x100", max_pixels=40_000_000)
+    with pytest.raises(NotThumbnailable, match="FILES_THUMB_MAX_PIXELS"):
+        make_thumb(png_claiming(6_000, 6_000), "image/png", "100x100", max_pixels=30_000_000)
+
+
+def test_thumbnail_boxes_crop_or_fit():
+    import io
+
+    from PIL import Image
+
+    from backend.files.thumbs import make_thumb
+
+    def size(box: str) -> tuple[int, int]:
+        return Image.open(io.BytesIO(make_thumb(png(200, 100), "image/png", box, 10**6))).size
+
+    assert size("100x100") == (100, 100)
+    assert size("50x0") == (50, 25)
+    assert size("0x20") == (40, 20)
+    assert size("400x400") == (200, 100)
