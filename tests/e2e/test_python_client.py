@@ -71,6 +71,8 @@ async def test_files_go_up_with_progress_and_come_back(lb, tmp_path):
         token = await lb.file_token(collection="notes", record=note["id"])
         opened = await browser.get(notes.file_url(note["id"], chart, token=token))
         assert opened.status_code == 200 and opened.content == png()
+        thumb = await browser.get(notes.file_url(note["id"], chart, token=token, thumb="100x100"))
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
     with pytest.raises(ApiError) as refused:
         await notes.create({"title": "x"}, files={"attachments": ("x.pdf", b"<html></html>")})
     assert refused.value.status == 415

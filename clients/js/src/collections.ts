@@ -226,7 +226,11 @@ export class CollectionClient<DB extends GenericDatabase, C extends CollectionNa
 
   /** The URL of one of a record's files (`token`: a file token, for a protected file in
    * `<img src>`; `lb.files.url(…)` fetches one for you). */
-  fileUrl(record: string | { id: string }, name: string, options: { token?: string; download?: boolean } = {}): string {
+  fileUrl(
+    record: string | { id: string },
+    name: string,
+    options: { token?: string; download?: boolean; thumb?: string } = {},
+  ): string {
     return fileUrl(this.http.url, this.name, record, name, options);
   }
 

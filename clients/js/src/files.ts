@@ -36,16 +36,18 @@ export function uploadForm(data: unknown, files: FilesToUpload): FormData {
 }
 
 /** The URL of a record's file; `token` (a file token) for a protected one where no header can
- * go, `download` to have the browser save it rather than show it. */
+ * go, `download` to have the browser save it rather than show it, `thumb` ("100x100", a size
+ * the field declares) for a thumbnail of an image. */
 export function fileUrl(
   base: string,
   collection: string,
   record: string | { id: string },
   name: string,
-  options: { token?: string | undefined; download?: boolean } = {},
+  options: { token?: string | undefined; download?: boolean; thumb?: string } = {},
 ): string {
   const id = typeof record === "string" ? record : record.id;
   const query = new URLSearchParams();
+  if (options.thumb) query.set("thumb", options.thumb);
   if (options.token) query.set("token", options.token);
   if (options.download) query.set("download", "true");
   const text = query.toString();
@@ -79,7 +81,7 @@ export class Files {
     collection: string,
     record: string | { id: string },
     name: string,
-    options: { download?: boolean } = {},
+    options: { download?: boolean; thumb?: string } = {},
   ): Promise<string> {
     const token = this.auth.user && !this.auth.apiKey ? await this.token() : undefined;
     return fileUrl(this.http.url, collection, record, name, { ...options, token });

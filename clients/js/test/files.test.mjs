@@ -52,6 +52,7 @@ test("a file URL with a file token opens a protected file without a header", asy
   // The token is kept and reused while it lasts.
   assert.equal(await lb.files.token(), new globalThis.URL(url).searchParams.get("token"));
   assert.equal(fileUrl(URL, "notes", note.id, "x.pdf", { download: true }), `${URL}/files/notes/${note.id}/x.pdf?download=true`);
+  assert.equal(notes.fileUrl(note.id, "x.png", { thumb: "100x100", token: "t" }), `${URL}/files/notes/${note.id}/x.png?thumb=100x100&token=t`);
 });
 
 test("a refused upload is a LitebaseError naming the field", async () => {

@@ -286,13 +286,13 @@ class Litebase:
 
     def file_url(
         self, collection: str, record_id: str, name: str, *, token: str | None = None,
-        download: bool = False,
+        download: bool = False, thumb: str | None = None,
     ) -> str:  # fmt: skip
         """The URL of a record's file; ``token`` (a file token) for a protected one where no
-        header can be sent (an ``<img src>`` in a page you render)."""
-        query = {
-            k: v for k, v in (("token", token), ("download", "true" if download else None)) if v
-        }
+        header can be sent (an ``<img src>`` in a page you render); ``thumb`` ("100x100", a
+        size the field declares) for a thumbnail of an image."""
+        pairs = (("thumb", thumb), ("token", token), ("download", "true" if download else None))
+        query = {k: v for k, v in pairs if v}
         path = "/".join(quote(part, safe="") for part in (collection, record_id, name))
         return f"{self.base_url}/files/{path}" + (f"?{urlencode(query)}" if query else "")
 
@@ -378,8 +378,10 @@ class Collection:
             )
         return record
 
-    def file_url(self, record_id: str, name: str, *, token: str | None = None) -> str:
-        return self.client.file_url(self.name, record_id, name, token=token)
+    def file_url(
+        self, record_id: str, name: str, *, token: str | None = None, thumb: str | None = None
+    ) -> str:
+        return self.client.file_url(self.name, record_id, name, token=token, thumb=thumb)
 
     async def download(self, record_id: str, name: str) -> bytes:
         """One of a record's files, read with your credential."""
