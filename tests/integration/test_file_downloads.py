@@ -7,9 +7,12 @@ import hashlib
 import io
 import json
 
+import msgspec
 import pytest
+from litestar.testing import AsyncTestClient
 from PIL import Image
 
+from backend.app import create_app
 from backend.files.storage import open_storage
 from tests.files_support import PDF, png, png_claiming
 from tests.integration.conftest import bearer
@@ -186,3 +189,19 @@ async def test_a_thumbnail_is_never_made_of_a_bomb_or_a_document(client, alice, 
     assert document.status_code == 200 and document.content == PDF
     storage = open_storage(settings)
     assert [o.key for o in storage.list_sync(f"notes/{note['id']}/thumbs")] == []
+
+
+async def test_uploads_and_downloads_work_the_same_on_s3(settings, clock, s3_server):
+    bucket = s3_server.new_bucket()
+    on_s3 = msgspec.structs.replace(settings, **s3_server.settings_for(bucket))
+    async with AsyncTestClient(create_app(on_s3, clock=clock)) as client:
+        signed_up = await client.post(
+            "/auth/signup", json={"email": "s3@example.com", "password": "a long passphrase"}
+        )
+        headers = bearer(signed_up.json()["access_token"])
+        note = await _note_with(client, headers, ("report.pdf", PDF, "application/pdf"))
+        got = await client.get(_url(note), headers={**headers, "Range": "bytes=0-3"})
+        assert got.status_code == 206 and got.content == PDF[:4]
+        assert (await client.get(_url(note), headers=headers)).content == PDF
+    listed = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in listed] == [f"notes/{note['id']}/{note['attachments'][0]}"]
