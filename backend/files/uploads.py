@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import anyio
 import msgspec
 import uuid_utils.compat as uuid_utils
 from litestar import Request
@@ -117,7 +118,9 @@ class Uploads:
                 await self._attach(db, staged)
             return row
         except BaseException:
-            await self._discard(state, staged)
+            # Shielded: a client that hung up cancels the request, not the clean-up.
+            with anyio.CancelScope(shield=True):
+                await self._discard(state, staged)
             raise
 
     async def _may_write(

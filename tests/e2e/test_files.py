@@ -124,3 +124,47 @@ async def test_file_changes_reach_realtime_and_webhooks_as_record_changes(stack)
                 assert payload["record"]["attachments"] == note["attachments"]
             finally:
                 await admin.delete(f"/webhooks/{hook.json()['id']}")
+
+
+async def test_an_upload_broken_off_leaves_nothing(stack):
+    async with aclosing(await signed_up(stack)) as alice:
+        user_id = (await alice.get("/auth/me")).json()["id"]
+        boundary = "cutoffboundary"
+        head = (
+            (
+                f"--{boundary}\r\nContent-Disposition: form-data; name=data\r\n\r\n"
+                '{"title": "cut off"}\r\n'
+                f"--{boundary}\r\nContent-Disposition: form-data; name=attachments;"
+                ' filename="a.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+            ).encode()
+            + PDF
+            + b"%" * 200_000
+        )
+        host, port = stack.base_url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                f"POST {NOTES} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: {alice.headers['Authorization']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {len(head) + 5_000_000}\r\n\r\n"
+            ).encode()
+            + head
+        )
+        await writer.drain()
+
+        def pending():
+            return sql(
+                stack,
+                "SELECT record_id::text, name FROM stored_files"
+                " WHERE uploaded_by = %s AND NOT attached",
+                user_id,
+            )
+
+        # The upload has begun (its ledger row is committed before its bytes go)...
+        ((record_id, name),) = await _until(pending, what="the upload never began")
+        writer.close()  # ...and the client hangs up part way: its row and bytes go.
+        await _until(lambda: pending() == [], what="the broken upload's row stayed")
+        stored = Path(stack.env["FILES_LOCAL_DIR"]) / "notes" / record_id / name
+        assert not stored.exists()
+        assert sql(stack, "SELECT count(*) FROM notes WHERE owner = %s", user_id) == [(0,)]
