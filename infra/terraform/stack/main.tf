@@ -57,6 +57,17 @@ module "edge" {
   deletion_protection = var.load_balancer_deletion_protection
 }
 
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+
+module "files" {
+  source                  = "../modules/files"
+  name                    = "${var.name}-files-${data.aws_caller_identity.current.account_id}"
+  kms_key_arn             = module.keys.key_arn
+  noncurrent_version_days = var.files_noncurrent_version_days
+  force_destroy           = var.files_force_destroy
+}
+
 module "service" {
   source                       = "../modules/service"
   name                         = var.name
@@ -75,6 +86,7 @@ module "service" {
   openai_api_key_secret_arn    = var.openai_api_key_secret_arn
   smtp_credentials_secret_arn  = var.smtp_credentials_secret_arn
   smtp_host                    = var.smtp_host
+  files_bucket_arn             = module.files.bucket_arn
   environment = merge(
     {
       PUBLIC_URL   = "https://${var.domain_name}"
@@ -88,6 +100,12 @@ module "service" {
       FORWARDED_ALLOW_IPS = module.network.cidr_block
       # /metrics for a scraper inside the VPC; the ALB's clients are outside it.
       METRICS_ALLOWED_NETWORKS = module.network.cidr_block
+      # Files in the bucket, encrypted with the environment's key; credentials from the task role.
+      FILES_STORAGE        = "s3"
+      FILES_S3_BUCKET      = module.files.bucket_name
+      FILES_S3_REGION      = data.aws_region.current.name
+      FILES_S3_ENCRYPTION  = "aws:kms"
+      FILES_S3_KMS_KEY_ID  = module.keys.key_arn
     },
     var.settings,
   )

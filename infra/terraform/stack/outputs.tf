@@ -37,3 +37,8 @@ output "worker_security_group_id" {
   description = "Security group for one-off tasks."
   value       = module.network.security_group_ids.worker
 }
+
+output "files_bucket" {
+  description = "The files bucket (FILES_S3_BUCKET of every task)."
+  value       = module.files.bucket_name
+}

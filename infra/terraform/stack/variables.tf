@@ -79,6 +79,18 @@ variable "single_nat_gateway" {
   default     = false
 }
 
+variable "files_noncurrent_version_days" {
+  type        = number
+  description = "Days a deleted or replaced file's old version stays in the files bucket."
+  default     = 30
+}
+
+variable "files_force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the files bucket while it holds files (dev only)."
+  default     = false
+}
+
 variable "keep_images" {
   type        = number
   description = "Tagged images the registry keeps; older ones expire."

@@ -19,6 +19,9 @@ module "stack" {
   key_deletion_window_days = 7
   single_nat_gateway       = true
   keep_images              = 10
+  # Torn down with its files; old versions kept a week.
+  files_force_destroy           = true
+  files_noncurrent_version_days = 7
   database = {
     instance_class        = "db.t4g.micro"
     allocated_storage_gb  = 20

@@ -149,12 +149,35 @@ resource "aws_iam_role_policy" "execution" {
   policy = data.aws_iam_policy_document.execution.json
 }
 
-# The tasks themselves call no AWS API (metrics leave as structured logs); the role exists so
-# that nothing borrows the execution role's rights.
+# The tasks' own role: the files bucket (metrics leave as structured logs), nothing else, and
+# apart from the execution role's rights.
 resource "aws_iam_role" "task" {
   name               = "${var.name}-ecs-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
   tags               = var.tags
+}
+
+data "aws_iam_policy_document" "task" {
+  statement {
+    sid       = "FilesObjects"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    resources = ["${var.files_bucket_arn}/*"]
+  }
+  statement {
+    sid       = "FilesListing"
+    actions   = ["s3:ListBucket"]
+    resources = [var.files_bucket_arn]
+  }
+  statement {
+    sid       = "FilesEncryption"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "task" {
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task.json
 }
 
 # --- task definitions --------------------------------------------------------------------

@@ -80,6 +80,11 @@ variable "smtp_host" {
   default     = ""
 }
 
+variable "files_bucket_arn" {
+  type        = string
+  description = "The files bucket: the task role (and no other) may read, write and delete in it."
+}
+
 variable "environment" {
   type        = map(string)
   description = "Other settings for every task (see .env.example), e.g. PUBLIC_URL, CORS_ORIGINS."
