@@ -14,7 +14,7 @@ the same store offers without an event loop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,13 +61,27 @@ class Storage:
     """Objects by key (``notes/<record id>/<name>``) in one store."""
 
     def __init__(
-        self, store: Any, *, part_bytes: int, concurrency: int, kind: str, where: str
+        self,
+        store: Callable[[], Any],
+        *,
+        part_bytes: int,
+        concurrency: int,
+        kind: str,
+        where: str,
     ) -> None:
-        self._store = store
+        self._make_store = store
+        self._made: Any = None
         self.part_bytes = part_bytes
         self.concurrency = concurrency
         self.kind = kind
         self.where = where  # for people: the folder, or s3://bucket/prefix
+
+    @property
+    def _store(self) -> Any:
+        """The obstore store, made on first use (a local one makes its folder then)."""
+        if self._made is None:
+            self._made = self._make_store()
+        return self._made
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredObject:
         """Write ``key`` from ``chunks``; if they raise, nothing is written and it re-raises."""
@@ -139,14 +153,18 @@ def local_files_dir(settings: Settings) -> Path:
 
 
 def open_storage(settings: Settings) -> Storage:
-    """The store FILES_STORAGE names. Opening talks to nothing: the first call does."""
+    """The store FILES_STORAGE names. Opening touches nothing (no folder, no connection):
+    the first call does."""
     part_bytes = settings.files_upload_part_bytes
     concurrency = settings.files_upload_concurrency
     if settings.files_storage == "local":
         folder = local_files_dir(settings)
-        store: Any = LocalStore(folder, mkdir=True)
         return Storage(
-            store, part_bytes=part_bytes, concurrency=concurrency, kind="local", where=str(folder)
+            lambda: LocalStore(folder, mkdir=True),
+            part_bytes=part_bytes,
+            concurrency=concurrency,
+            kind="local",
+            where=str(folder),
         )
     config: dict[str, Any] = {"server_side_encryption": settings.files_s3_encryption}
     if settings.files_s3_kms_key_id:
@@ -161,10 +179,15 @@ def open_storage(settings: Settings) -> Storage:
         # the instance profile.
         config["access_key_id"] = settings.files_s3_access_key_id
         config["secret_access_key"] = settings.files_s3_secret_access_key
-    store = S3Store(
-        settings.files_s3_bucket,
-        prefix=settings.files_s3_prefix or None,
-        config=config,  # type: ignore[arg-type]
-    )
     where = f"s3://{settings.files_s3_bucket}/{settings.files_s3_prefix}"
-    return Storage(store, part_bytes=part_bytes, concurrency=concurrency, kind="s3", where=where)
+    return Storage(
+        lambda: S3Store(
+            settings.files_s3_bucket,
+            prefix=settings.files_s3_prefix or None,
+            config=config,  # type: ignore[arg-type]
+        ),
+        part_bytes=part_bytes,
+        concurrency=concurrency,
+        kind="s3",
+        where=where,
+    )

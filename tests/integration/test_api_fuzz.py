@@ -92,6 +92,8 @@ def fuzzed(
             rate_limit_user_per_minute=0,
             rate_limit_key_per_minute=0,
             rate_limit_anonymous_per_minute=0,
+            # Uploads the fuzzer makes go to the session's folder, not the working directory.
+            files_local_dir=str(tmp_path_factory.mktemp("fuzz-files")),
         )
         app = create_app(app_settings)
         try:
