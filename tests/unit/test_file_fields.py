@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -161,3 +162,29 @@ def test_thumbnail_boxes_crop_or_fit():
     assert size("50x0") == (50, 25)
     assert size("0x20") == (40, 20)
     assert size("400x400") == (200, 100)
+
+
+async def test_thumbnails_are_made_at_most_the_cap_at_once(monkeypatch):
+    import threading
+    import time
+
+    from backend.files import thumbs
+
+    active, most, lock = [0], [0], threading.Lock()
+
+    def working(source, content_type, size, max_pixels):  # a thumbnail that takes 50 ms
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return b"thumb"
+
+    monkeypatch.setattr(thumbs, "make_thumb", working)
+    for cap in (1, 2):
+        most[0] = 0
+        maker = thumbs.ThumbMaker(concurrency=cap, max_pixels=10**6)
+        made = await asyncio.gather(*(maker.make(b"", "image/png", "1x1") for _ in range(4)))
+        assert made == [b"thumb"] * 4
+        assert most[0] == cap
