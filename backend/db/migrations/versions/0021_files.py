@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021_files"
-down_revision: str | None = "0016_outbox_traceparent"
+down_revision: str | None = "0020_anonymous_and_recovery"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
