@@ -11,7 +11,7 @@ import pyotp
 import pytest
 from litebase_client import ApiError, Litebase, RealtimeError
 
-from tests.e2e.conftest import api_beside
+from tests.e2e.conftest import api_beside, mailed_token
 from tests.oidc import APP, APP_RETURN, oidc_provider, provider_user, query_of, through_provider
 
 PASSWORD = "correct horse battery staple"
@@ -178,8 +178,8 @@ async def test_an_anonymous_user_keeps_its_note_once_it_keeps_the_account(stack,
         assert (guest["user"]["email"], guest["user"]["is_anonymous"]) == (None, True)
         note = await lb.collection("notes").create({"title": "made as a guest"})
         await lb.convert_account(email, PASSWORD)
-        mail = await asyncio.to_thread(inbox, email, "Confirm your email")
-        token = mail["text"].split("token:\n\n", 1)[1].split("\n", 1)[0]
+        mail = await asyncio.to_thread(inbox, email, "Confirm your new email address")
+        token = mailed_token(mail)
         user = await lb.confirm_email(token)
         assert (user["email"], user["is_anonymous"]) == (email, False)
         assert lb.user is not None and lb.user["is_anonymous"] is False  # refreshed

@@ -266,9 +266,7 @@ def test_file_settings_that_cannot_work_are_refused(environ, named):
 
 def test_prod_refuses_sending_files_to_s3_in_the_clear():
     environ = {
-        "LITEBASE_ENV": "prod",
-        "SECRET_KEY": STRONG_KEY,
-        "EMBEDDING_PROVIDER": "openai",
+        **PROD,
         "FILES_STORAGE": "s3",
         "FILES_S3_BUCKET": "b",
         "FILES_S3_ENDPOINT": "http://minio:9000",
