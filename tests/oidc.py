@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 import threading
 import uuid
@@ -23,7 +22,7 @@ import oidc_provider_mock
 
 from backend.config import OAuthClient, Settings, settings_from_env
 from tests.integration.conftest import new_email
-from tests.support import serving
+from tests.support import answer_json, serving
 
 APP = "https://app.example.com"
 APP_RETURN = f"{APP}/auth/done"
@@ -186,14 +185,6 @@ class _GitHubHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _json(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         fake = self.server.fake
         url = urlsplit(self.path)
@@ -211,15 +202,15 @@ class _GitHubHandler(BaseHTTPRequestHandler):
             return
         login = fake.tokens.get(self.headers.get("authorization", "").removeprefix("Bearer "))
         if login is None:
-            return self._json(401, {"message": "Bad credentials"})
+            return answer_json(self, 401, {"message": "Bad credentials"})
         user = fake.users[login]
         if url.path == "/user":
-            return self._json(
-                200, {"id": user.id, "login": user.login, "name": None, "email": None}
+            return answer_json(
+                self, 200, {"id": user.id, "login": user.login, "name": None, "email": None}
             )
         if url.path == "/user/emails":
-            return self._json(200, user.emails)
-        self._json(404, {"message": "Not Found"})
+            return answer_json(self, 200, user.emails)
+        answer_json(self, 404, {"message": "Not Found"})
 
     def do_POST(self) -> None:
         fake = self.server.fake
@@ -227,7 +218,7 @@ class _GitHubHandler(BaseHTTPRequestHandler):
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
         fake.token_requests.append(form)
         if urlsplit(self.path).path != "/login/oauth/access_token":
-            return self._json(404, {"message": "Not Found"})
+            return answer_json(self, 404, {"message": "Not Found"})
         with fake.lock:
             found = fake.codes.pop(form.get("code", ""), None)
         challenge = (
@@ -239,10 +230,11 @@ class _GitHubHandler(BaseHTTPRequestHandler):
         )
         if found is None or found[1] != challenge or found[2] != form.get("redirect_uri"):
             # GitHub answers a bad code with 200 and an error member.
-            return self._json(200, {"error": "bad_verification_code"})
+            return answer_json(self, 200, {"error": "bad_verification_code"})
         token = secrets.token_urlsafe(16)
         fake.tokens[token] = found[0]
-        self._json(200, {"access_token": token, "token_type": "bearer", "scope": "user:email"})
+        granted = {"access_token": token, "token_type": "bearer", "scope": "user:email"}
+        answer_json(self, 200, granted)
 
 
 class _GitHubServer(ThreadingHTTPServer):

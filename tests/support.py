@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -126,6 +127,16 @@ def start_services() -> Iterator[Services]:
         if postgres is not None:
             postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def answer_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> None:
+    """A test server's JSON answer: ``body`` with its status, type and length."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ import redis
 from backend.mail.service import SENT_MAIL_KEY
 from tests.e2e.conftest import ROOT, RestartableApi, Stack, restartable_api, run_python
 from tests.oidc import oidc_provider
+from tests.support import answer_json
 
 JS = ROOT / "clients" / "js"
 NODE_MISSING = "Node 20+ is needed for the JS client's tests: apt-get install -y nodejs npm"
@@ -70,22 +71,14 @@ class ControlHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _answer(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/mail":
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             mail = self.server.wait_for_mail(query["to"], query["subject"])
-            self._answer(200 if mail else 404, mail)
+            answer_json(self, 200 if mail else 404, mail)
         else:
-            self._answer(404, None)
+            answer_json(self, 404, None)
 
     def do_POST(self) -> None:
         if self.path == "/api/stop":
@@ -95,8 +88,8 @@ class ControlHandler(BaseHTTPRequestHandler):
         elif self.path == "/api/start":
             self.server.api.start()
         else:
-            return self._answer(404, None)
-        self._answer(200, {"ok": True})
+            return answer_json(self, 404, None)
+        answer_json(self, 200, {"ok": True})
 
 
 @pytest.fixture

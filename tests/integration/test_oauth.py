@@ -5,7 +5,6 @@ squatters) are in tests/security/test_oauth_attacks.py."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from tests.oidc import (
     trip,
 )
 from tests.soft_authenticator import SoftAuthenticator
-from tests.support import serving
+from tests.support import answer_json, serving
 
 
 @pytest.fixture(scope="module")
@@ -346,14 +345,8 @@ class _Discovery(BaseHTTPRequestHandler):
             return
         type(self).hits += 1
         base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        body = json.dumps(
-            {"issuer": base, "authorization_endpoint": f"{base}/authorize", "jwks_uri": f"{base}/k"}
-        ).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        found = {"issuer": base, "authorization_endpoint": f"{base}/authorize"}
+        answer_json(self, 200, {**found, "jwks_uri": f"{base}/k"})
 
 
 async def _authorize_at(providers: SignInProviders) -> str:
