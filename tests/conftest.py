@@ -107,3 +107,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(getattr(pytest.mark, tier))
         if "/tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.xdist_group("e2e"))
+    _refuse_duplicate_node_ids(items)
+
+
+def _refuse_duplicate_node_ids(items: list[pytest.Item]) -> None:
+    """Two tests with one node id are one test to pytest-xdist: it runs the first and reports it
+    for all. pytest 9.2 gave every schemathesis-parametrized case the same id, so the API fuzz
+    ran one operation of ~100 and passed; this makes such a run fail at collection instead."""
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
+    repeated = sorted(node for node, count in seen.items() if count > 1)
+    if repeated:
+        raise pytest.UsageError(
+            f"{len(repeated)} node ids name more than one test, e.g. {repeated[0]}: "
+            "pytest-xdist would run one of each"
+        )
