@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -29,6 +28,7 @@ from backend.lib.urls import libpq_database_url
 from backend.mail.service import SENT_MAIL_KEY
 from tests.fake_openai import FakeOpenAI
 from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
+from tests.waiting import eventually
 from workers.celery_app import JOBS_QUEUE, QUEUES, create_celery_app
 
 PASSWORD = "correct horse battery staple"
@@ -270,17 +270,23 @@ def sql(stack: Stack, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
+async def job_reaching(
+    client: httpx.AsyncClient, job_id: str, statuses: set[str], within: float = 30
+) -> dict[str, Any]:
+    """The job, polled over HTTP, once its status is one of ``statuses``."""
+
+    async def job() -> dict[str, Any] | None:
+        current: dict[str, Any] = (await client.get(f"/jobs/{job_id}")).json()
+        return current if current["status"] in statuses else None
+
+    return await eventually(job, within=within, what=f"job {job_id} in {sorted(statuses)}")
+
+
 async def finished_job(
     client: httpx.AsyncClient, job_id: str, within: float = 30
 ) -> dict[str, Any]:
     """The job once it has finished (succeeded, failed or cancelled), polled over HTTP."""
-    deadline = time.monotonic() + within
-    while True:
-        job: dict[str, Any] = (await client.get(f"/jobs/{job_id}")).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.1)
+    return await job_reaching(client, job_id, {"succeeded", "failed", "cancelled"}, within)
 
 
 async def signed_up(stack: Stack, *, admin: bool = False) -> httpx.AsyncClient:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import httpx
 import pytest
 import websockets
+
+from tests.waiting import eventually
 
 PASSWORD = "correct horse battery staple"
 NOTES = "/collections/notes/records"
@@ -61,18 +62,14 @@ async def notes(alice, bob):
         NOTES, json={"title": "Diary", "body": f"{marker} BOBSECRET lava basalt pumice"}
     )
     assert secret.status_code == 201
-    deadline = time.monotonic() + 30
-    while True:  # the relay and the worker embed them
-        found = await client.post(
-            "/collections/notes/search", json={"query": marker, "mode": "text", "k": 10}
-        )
-        bobs = await bob[0].post(
-            "/collections/notes/search", json={"query": marker, "mode": "text", "k": 10}
-        )
-        if len(found.json()["items"]) == 2 and len(bobs.json()["items"]) == 1:
-            break
-        assert time.monotonic() < deadline, "not embedded in time"
-        await asyncio.sleep(0.2)
+
+    async def embedded() -> bool:  # the relay and the worker embed them
+        search = {"query": marker, "mode": "text", "k": 10}
+        found = await client.post("/collections/notes/search", json=search)
+        bobs = await bob[0].post("/collections/notes/search", json=search)
+        return len(found.json()["items"]) == 2 and len(bobs.json()["items"]) == 1
+
+    await eventually(embedded, what="the notes embedded")
     return marker, mine, secret.json()
 
 

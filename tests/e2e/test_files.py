@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from contextlib import aclosing
 from pathlib import Path
@@ -16,22 +15,11 @@ import websockets
 
 from tests.e2e.conftest import signed_up, sql
 from tests.files_support import PDF, png
+from tests.waiting import eventually
 from tests.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.xdist_group("e2e")
 NOTES = "/collections/notes/records"
-
-
-async def _until(check, within: float = 20.0, what: str = "not in time"):
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
 
 
 def _stored(stack, note_id: str) -> list[str]:
@@ -57,15 +45,15 @@ async def test_a_records_files_leave_storage_when_it_lets_go_of_them(stack):
         # An update drops one: the relay hands the change on, a worker deletes its object.
         kept = await alice.patch(f"{NOTES}/{note['id']}", json={"attachments": [second]})
         assert kept.status_code == 200, kept.text
-        await _until(lambda: _stored(stack, note["id"]) == [second], what="a.pdf stayed")
+        await eventually(lambda: _stored(stack, note["id"]) == [second], what="a.pdf stayed")
         assert sql(stack, "SELECT name FROM stored_files WHERE record_id = %s", note["id"]) == [
             (second,)
         ]
 
         # Deleting the record takes the rest, folder and all.
         assert (await alice.delete(f"{NOTES}/{note['id']}")).status_code == 204
-        await _until(lambda: _stored(stack, note["id"]) == [], what="the folder stayed")
-        await _until(
+        await eventually(lambda: _stored(stack, note["id"]) == [], what="the folder stayed")
+        await eventually(
             lambda: (
                 sql(stack, "SELECT count(*) FROM stored_files WHERE record_id = %s", note["id"])
                 == [(0,)]
@@ -119,7 +107,7 @@ async def test_file_changes_reach_realtime_and_webhooks_as_record_changes(stack)
                         if item.payload["record_id"] == note["id"]
                     ]
 
-                (payload,) = await _until(delivered, what="no webhook delivery")
+                (payload,) = await eventually(delivered, what="no webhook delivery")
                 assert payload["op"] == "insert"
                 assert payload["record"]["attachments"] == note["attachments"]
             finally:
@@ -162,9 +150,9 @@ async def test_an_upload_broken_off_leaves_nothing(stack):
             )
 
         # The upload has begun (its ledger row is committed before its bytes go)...
-        ((record_id, name),) = await _until(pending, what="the upload never began")
+        ((record_id, name),) = await eventually(pending, what="the upload never began")
         writer.close()  # ...and the client hangs up part way: its row and bytes go.
-        await _until(lambda: pending() == [], what="the broken upload's row stayed")
+        await eventually(lambda: pending() == [], what="the broken upload's row stayed")
         stored = Path(stack.env["FILES_LOCAL_DIR"]) / "notes" / record_id / name
         assert not stored.exists()
         assert sql(stack, "SELECT count(*) FROM notes WHERE owner = %s", user_id) == [(0,)]

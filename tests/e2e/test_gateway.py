@@ -6,7 +6,6 @@ through a real worker."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -16,17 +15,10 @@ import pytest
 
 from backend.config import settings_from_env
 from tests.e2e.conftest import sql
+from tests.waiting import eventually
 from workers.celery_app import create_celery_app
 
 PASSWORD = "correct horse battery staple"
-
-
-async def _until(check, within: float = 15.0):
-    deadline = time.monotonic() + within
-    while not (result := check()):
-        assert time.monotonic() < deadline, "not in time"
-        await asyncio.sleep(0.1)
-    return result
 
 
 @pytest.fixture
@@ -77,7 +69,7 @@ async def test_the_openai_client_streams_and_its_usage_is_recorded(stack, accoun
             usage = chunk.usage
     assert text == f"echo: stream {tag} please"
     assert usage is not None and usage.completion_tokens == 4
-    rows = await _until(
+    rows = await eventually(
         lambda: sql(
             stack,
             "SELECT model, upstream_model, prompt_tokens, completion_tokens, outcome, user_id"
@@ -160,11 +152,11 @@ async def test_a_client_leaving_mid_stream_closes_the_upstream_stream(stack, acc
             lines += line.startswith("data: ")
             if lines == 3:
                 break
-    (record,) = await _until(lambda: upstream.state.streams_with(tag))
+    (record,) = await eventually(lambda: upstream.state.streams_with(tag))
     assert await asyncio.to_thread(record.ended.wait, 10), "upstream stream still open"
     assert record.outcome == "cancelled"
     assert record.chunks_sent < upstream.state.trickle_chunks
-    rows = await _until(
+    rows = await eventually(
         lambda: sql(
             stack,
             "SELECT outcome, completion_tokens FROM ai_usage WHERE api_key_id = %s",
@@ -190,10 +182,10 @@ async def test_the_usage_rollup_runs_on_a_worker(stack, account):
         )
     )
     celery.send_task("ai.rollup_usage")  # on the stack's worker; its effect is what counts
-    deadline = time.monotonic() + 30
-    while sql(stack, "SELECT count(*) FROM ai_usage WHERE id = %s", old) != [(0,)]:
-        assert time.monotonic() < deadline, "the worker did not roll the old usage up"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: sql(stack, "SELECT count(*) FROM ai_usage WHERE id = %s", old) == [(0,)],
+        what="the worker rolling the old usage up",
+    )
     assert sql(
         stack,
         "SELECT sum(prompt_tokens + completion_tokens) FROM ai_usage_daily WHERE user_id = %s",

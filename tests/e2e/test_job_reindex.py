@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import httpx
@@ -11,7 +9,7 @@ import psycopg
 import pytest
 
 from backend.lib.urls import libpq_database_url
-from tests.e2e.conftest import signed_up
+from tests.e2e.conftest import finished_job, job_reaching, signed_up
 
 
 @pytest.fixture
@@ -26,16 +24,6 @@ async def member(stack):
     client = await signed_up(stack, admin=False)
     yield client
     await client.aclose()
-
-
-async def _until(client, job_id: str, statuses: set[str], within: float = 30) -> dict:
-    deadline = time.monotonic() + within
-    while True:
-        job = (await client.get(f"/jobs/{job_id}")).json()
-        if job["status"] in statuses:
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.1)
 
 
 def _stats(upstream) -> int:
@@ -56,7 +44,7 @@ async def test_an_admin_reindexes_a_collection_and_every_record_is_embedded_agai
         json={"type": "reindex_collection", "input": {"collection": "notes", "force": True}},
     )
     assert submitted.status_code == 202, submitted.text
-    done = await _until(admin, submitted.json()["id"], {"succeeded", "failed", "cancelled"})
+    done = await finished_job(admin, submitted.json()["id"])
     assert done["status"] == "succeeded", done
     assert done["progress"] == 1.0
     result = done["result"]
@@ -99,9 +87,9 @@ async def test_a_cancelled_reindex_stops_after_the_batch_it_is_in(stack, admin):
                 "/jobs", json={"type": "reindex_collection", "input": {"collection": "notes"}}
             )
         ).json()
-        await _until(admin, job["id"], {"running"})
+        await job_reaching(admin, job["id"], {"running"})
         assert (await admin.post(f"/jobs/{job['id']}/cancel")).status_code == 202
         holder.rollback()  # let the batch finish
-    cancelled = await _until(admin, job["id"], {"succeeded", "failed", "cancelled"})
+    cancelled = await finished_job(admin, job["id"])
     assert cancelled["status"] == "cancelled", cancelled
     assert cancelled["progress"] < 1 and cancelled["result"] is None

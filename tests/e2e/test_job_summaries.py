@@ -4,8 +4,6 @@ may not see fails as a missing one does, and a spent budget fails before any ups
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -13,6 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import PASSWORD, finished_job, signed_up, sql
+from tests.waiting import eventually
 
 NOTES = "/collections/notes/records"
 
@@ -90,18 +89,17 @@ async def test_a_summary_lands_in_the_result_with_its_usage_under_the_prompt(
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     (call,) = _chats(upstream, marker)
     assert call.body["model"] == "fake-chat" and call.body["max_tokens"] == 600  # the prompt's
-    deadline = time.monotonic() + 15
-    while not (
-        rows := sql(
+    rows = await eventually(
+        lambda: sql(
             stack,
             "SELECT user_id::text, org_id::text, api_key_id, kind, model, prompt_name,"
             " prompt_version, outcome, prompt_tokens, completion_tokens"
             " FROM ai_usage WHERE user_id = %s",
             me["id"],
-        )
-    ):
-        assert time.monotonic() < deadline, "no usage row"
-        await asyncio.sleep(0.1)
+        ),
+        within=15,
+        what="a usage row",
+    )
     assert rows == [
         (
             me["id"],
@@ -156,15 +154,14 @@ async def test_over_budget_the_job_fails_without_an_upstream_call(stack, alice, 
     assert job["error"].startswith("budget_exceeded: The user's token budget"), job["error"]
     assert job["attempts"] == 1
     assert _chats(upstream, marker) == []
-    deadline = time.monotonic() + 15
-    while not (
-        rows := sql(
+    rows = await eventually(
+        lambda: sql(
             stack,
             "SELECT prompt_name, outcome, prompt_tokens + completion_tokens FROM ai_usage"
             " WHERE user_id = %s",
             me["id"],
-        )
-    ):
-        assert time.monotonic() < deadline, "no usage row"
-        await asyncio.sleep(0.1)
+        ),
+        within=15,
+        what="a usage row",
+    )
     assert rows == [("summarize", "budget_exceeded", 0)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from contextlib import aclosing
 from datetime import datetime
 
@@ -14,7 +13,7 @@ import pytest
 import redis
 import websockets
 
-from tests.e2e.conftest import signed_up
+from tests.e2e.conftest import job_reaching, signed_up
 
 
 @pytest.fixture
@@ -23,16 +22,6 @@ async def api(stack):
     client = await signed_up(stack, admin=True)
     yield client
     await client.aclose()
-
-
-async def _until(api, job_id: str, statuses: set[str], within: float = 30) -> dict:
-    deadline = time.monotonic() + within
-    while True:
-        job = (await api.get(f"/jobs/{job_id}")).json()
-        if job["status"] in statuses:
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.1)
 
 
 async def test_a_job_runs_and_its_progress_is_pushed_live(stack, api):
@@ -67,7 +56,7 @@ async def test_a_delayed_job_starts_when_it_is_due(api):
     body = {"type": "sleep", "input": {"seconds": 0}, "countdown": 1.5}
     job = (await api.post("/jobs", json=body)).json()
     assert job["status"] == "queued" and job["run_at"]
-    done = await _until(api, job["id"], {"succeeded", "failed"}, within=20)
+    done = await job_reaching(api, job["id"], {"succeeded", "failed"}, within=20)
     assert done["status"] == "succeeded"
     started, due = (datetime.fromisoformat(t) for t in (done["started_at"], job["run_at"]))
     assert started >= due
@@ -105,9 +94,9 @@ async def test_cancel_a_running_job_and_a_finished_one(api):
     job = (
         await api.post("/jobs", json={"type": "sleep", "input": {"seconds": 30, "steps": 300}})
     ).json()
-    await _until(api, job["id"], {"running"})
+    await job_reaching(api, job["id"], {"running"})
     assert (await api.post(f"/jobs/{job['id']}/cancel")).status_code == 202
-    cancelled = await _until(api, job["id"], {"cancelled"}, within=10)
+    cancelled = await job_reaching(api, job["id"], {"cancelled"}, within=10)
     assert cancelled["progress"] < 1
     assert (await api.post(f"/jobs/{job['id']}/cancel")).status_code == 409
 
@@ -124,7 +113,7 @@ async def test_import_records_reports_bad_rows_and_inserts_the_rest(stack):
                 },
             )
         ).json()
-        done = await _until(user, job["id"], {"succeeded", "failed"})
+        done = await job_reaching(user, job["id"], {"succeeded", "failed"})
         assert done["status"] == "succeeded", done
         assert done["result"]["rows"] == 3 and done["result"]["inserted"] == 2
         assert [e["row"] for e in done["result"]["errors"]] == [2]
@@ -144,7 +133,7 @@ async def test_the_per_user_limit_on_active_jobs(api, stack):
     for response in started:
         await api.post(f"/jobs/{response.json()['id']}/cancel")
     for response in started:
-        await _until(api, response.json()["id"], {"cancelled"}, within=40)
+        await job_reaching(api, response.json()["id"], {"cancelled"}, within=40)
 
 
 async def test_a_job_leaves_nothing_in_the_celery_result_backend(stack):
@@ -161,6 +150,6 @@ async def test_a_job_leaves_nothing_in_the_celery_result_backend(stack):
             },
         )
         assert job.status_code == 202, job.text
-        done = await _until(user, job.json()["id"], {"succeeded", "failed"})
+        done = await job_reaching(user, job.json()["id"], {"succeeded", "failed"})
     assert done["status"] == "succeeded"
     assert set(store.scan_iter("celery-task-meta-*")) == before

@@ -22,6 +22,7 @@ from websockets.uri import parse_uri
 from tests.e2e.conftest import Stack, api_beside, sql
 from tests.integration.conftest import in_org
 from tests.support import with_redis_db
+from tests.waiting import eventually
 
 PASSWORD = "correct horse battery staple"
 
@@ -427,22 +428,27 @@ async def test_history_past_retention_is_trimmed_and_said_to_be_gone(stack, api)
     ).json()
     [(event_id,)] = sql(stack, "SELECT id FROM outbox WHERE record_id = %s", note["id"])
     sql(stack, "UPDATE outbox SET created_at = now() - interval '25 hours' WHERE id = %s", event_id)
-    deadline = time.monotonic() + 10
-    while sql(
-        stack, "SELECT coalesce(max(last_id), 0) FROM outbox_relay_state WHERE name = 'default'"
-    ) < [(event_id,)]:
-        assert time.monotonic() < deadline, "the relay did not pass the event"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: (
+            sql(
+                stack,
+                "SELECT coalesce(max(last_id), 0) FROM outbox_relay_state WHERE name = 'default'",
+            )
+            >= [(event_id,)]
+        ),
+        within=10,
+        what="the relay passing the event",
+    )
     celery = create_celery_app(
         settings_from_env(
             {}, env="test", database_url=stack.database_url, redis_url=stack.redis_url
         )
     )
     celery.send_task("outbox.trim")  # on the stack's worker; its effect is what counts
-    deadline = time.monotonic() + 30
-    while sql(stack, "SELECT count(*) FROM outbox WHERE id = %s", event_id) != [(0,)]:
-        assert time.monotonic() < deadline, "the worker did not trim the old event"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: sql(stack, "SELECT count(*) FROM outbox WHERE id = %s", event_id) == [(0,)],
+        what="the worker trimming the old event",
+    )
 
     socket = await _connect(stack, alice)
     await _subscribe(socket, "old", since=event_id - 1)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import _spawn, _stop, sql
+from tests.waiting import eventually
 
 PASSWORD = "correct horse battery staple"
 NOTES = "/collections/notes/records"
@@ -50,16 +51,6 @@ async def _search(client, **body) -> list[dict]:
     return response.json()["items"]
 
 
-async def _until(check, within: float = 30.0, every: float = 0.2):
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "not in time"
-        await asyncio.sleep(every)
-
-
 async def test_notes_become_searchable_edits_reembed_deletes_vanish(stack, alice, bob):
     marker = uuid.uuid4().hex[:8]
     created = await asyncio.gather(
@@ -76,7 +67,7 @@ async def test_notes_become_searchable_edits_reembed_deletes_vanish(stack, alice
         return items if len(items) == 50 else None
 
     started = time.monotonic()
-    await _until(all_found)
+    await eventually(all_found)
     took = time.monotonic() - started
     assert took < 30
     # By meaning (here: the fake upstream's lexical vectors) the one note with pebble7 is first.
@@ -98,7 +89,7 @@ async def test_notes_become_searchable_edits_reembed_deletes_vanish(stack, alice
         gone = all(item["record"]["id"] != edited for item in old)
         return gone and [item["record"]["id"] for item in new] == [edited]
 
-    await _until(reembedded)
+    await eventually(reembedded)
     await alice.delete(f"{NOTES}/{notes[5]['id']}")
     # Deleted rows take their chunks with them at once (ON DELETE CASCADE).
     items = await _search(alice, query=f"pebble5 {marker}", mode="hybrid", k=50)
@@ -112,7 +103,7 @@ async def test_provider_errors_retry_then_land_in_the_failures_table(stack, alic
     async def flaky_found():
         return await _search(alice, query="quince", mode="text")
 
-    items = await _until(flaky_found)
+    items = await eventually(flaky_found)
     assert items[0]["record"]["id"] == flaky["id"]
 
     async def recorded():
@@ -122,7 +113,7 @@ async def test_provider_errors_retry_then_land_in_the_failures_table(stack, alic
             doomed["id"],
         )
 
-    failures = await _until(recorded)
+    failures = await eventually(recorded)
     # EMBEDDING_MAX_RETRIES=2: the first try and two retries, then recorded once.
     assert failures == [("the provider answered 429", 3)]
     state = sql(stack, "SELECT status FROM embedding_records WHERE record_id = %s", doomed["id"])
@@ -134,7 +125,7 @@ async def test_provider_errors_retry_then_land_in_the_failures_table(stack, alic
     async def fixed():
         return await _search(alice, query="medlar", mode="text")
 
-    assert (await _until(fixed))[0]["record"]["id"] == doomed["id"]
+    assert (await eventually(fixed))[0]["record"]["id"] == doomed["id"]
 
 
 async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, alice):
@@ -149,7 +140,7 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
     async def all_found():
         return len(await _search(alice, query=marker, mode="text", k=20)) == 20
 
-    await _until(all_found)
+    await eventually(all_found)
     # Note 7's own words (title and body): the same hashed vector in any size, so it scores
     # 1.0 whatever other notes' words collide with (hashing into 32 or 64 slots, some of the
     # hundreds of notes the e2e stack holds by now share slots with a shorter query).
@@ -179,7 +170,7 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
             )
             return rows[0][0] != before[0] and rows[0][1] == 32
 
-        await _until(swapped, within=90, every=0.1)
+        await eventually(swapped, within=90, every=0.1)
         assert served_meanwhile >= 1  # every search while building found the right note
         assert sql(stack, "SELECT DISTINCT vector_dims(embedding) FROM notes_chunks") == [(32,)]
         assert sql(stack, "SELECT state FROM embedding_versions WHERE collection = 'notes'") == [
@@ -190,7 +181,7 @@ async def test_a_new_model_reembeds_in_place_while_search_keeps_serving(stack, a
             items = await _search(alice, query=exact_text, mode="vector", k=3)
             return items and items[0]["record"]["id"] == notes[7]["id"] and items
 
-        items = await _until(found_in_the_new_version, within=10, every=0.1)
+        items = await eventually(found_in_the_new_version, within=10, every=0.1)
         assert items[0]["score"] == pytest.approx(1.0)
     finally:
         _stop(worker)

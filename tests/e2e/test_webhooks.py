@@ -19,6 +19,7 @@ import pytest
 
 from backend.lib.urls import libpq_database_url
 from backend.webhooks.signing import signature_header
+from tests.waiting import eventually
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 PASSWORD = "correct horse battery staple"
@@ -56,18 +57,6 @@ async def _register(admin: httpx.AsyncClient, receiver: Receiver, **body) -> dic
     return hook
 
 
-async def _until(check, within: float = 20.0):
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        assert time.monotonic() < deadline, "not in time"
-        await asyncio.sleep(0.1)
-
-
 def _mine(receiver: Receiver, record_ids: set[str]) -> dict[int, dict]:
     """Verified deliveries of events about these records, by event id."""
     return {
@@ -93,7 +82,7 @@ async def test_every_change_arrives_once_signed_and_verified(stack, admin):
         for record_id in ids[-3:]:
             assert (await admin.delete(f"{PROJECTS}/{record_id}")).status_code == 204
 
-        got = await _until(lambda: (m := _mine(receiver, set(ids))) and len(m) == 28 and m)
+        got = await eventually(lambda: (m := _mine(receiver, set(ids))) and len(m) == 28 and m)
         ops = sorted(p["op"] for p in got.values())
         assert ops == ["delete"] * 3 + ["insert"] * 20 + ["update"] * 5
         assert receiver.unverified == []  # every request carried a valid signature
@@ -116,7 +105,7 @@ async def test_a_failing_receiver_gets_retries_every_attempt_logged_then_replay(
     with webhook_receiver(fail_first=3) as receiver:
         hook = await _register(admin, receiver)
         record = (await admin.post(PROJECTS, json={"name": "flaky"})).json()
-        got = await _until(lambda: _mine(receiver, {record["id"]}))
+        got = await eventually(lambda: _mine(receiver, {record["id"]}))
         (event_id,) = got
         tries = [r for r in receiver.received if r.event_id == event_id]
         assert len(tries) == 4 and all(r.verified_with for r in tries)
@@ -125,7 +114,7 @@ async def test_a_failing_receiver_gets_retries_every_attempt_logged_then_replay(
             (delivery,) = (await admin.get(f"/webhooks/{hook['id']}/deliveries")).json()["items"]
             return delivery if delivery["status"] == "succeeded" else None
 
-        delivery = await _until(logged)
+        delivery = await eventually(logged)
         attempts = delivery["attempts"]
         assert [(a["attempt"], a["status_code"], a["succeeded"]) for a in attempts] == [
             (1, 500, False), (2, 500, False), (3, 500, False), (4, 200, True),
@@ -135,10 +124,10 @@ async def test_a_failing_receiver_gets_retries_every_attempt_logged_then_replay(
 
         replayed = await admin.post(f"/webhooks/deliveries/{delivery['id']}/replay")
         assert replayed.status_code == 202
-        await _until(lambda: len([r for r in receiver.received if r.event_id == event_id]) == 5)
+        await eventually(lambda: len([r for r in receiver.received if r.event_id == event_id]) == 5)
         again = [r for r in receiver.received if r.event_id == event_id][-1]
         assert again.verified_with and again.body == tries[-1].body  # the same event, re-signed
-        done = await _until(logged)
+        done = await eventually(logged)
         assert [a["attempt"] for a in done["attempts"]] == [1, 2, 3, 4, 5]
 
 
@@ -151,19 +140,19 @@ async def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends(stack
         ).json()
         receiver.secrets = [rotated["secret"]]  # a receiver already on the new secret …
         first = (await admin.post(PROJECTS, json={"name": "rolled"})).json()
-        got = await _until(lambda: _mine(receiver, {first["id"]}))
+        got = await eventually(lambda: _mine(receiver, {first["id"]}))
         (item,) = [r for r in receiver.received if r.event_id in got]
         assert item.headers["litebase-signature"].count("v1=") == 2
         receiver.secrets = [old]  # … and one still on the old one both verify
         second = (await admin.post(PROJECTS, json={"name": "rolled too"})).json()
-        await _until(lambda: _mine(receiver, {second["id"]}))
+        await eventually(lambda: _mine(receiver, {second["id"]}))
         # Overlap over (0): only the newest secret signs.
         newest = (
             await admin.post(f"/webhooks/{hook['id']}/rotate-secret", json={"overlap_seconds": 0})
         ).json()
         receiver.secrets = [newest["secret"]]
         third = (await admin.post(PROJECTS, json={"name": "rolled thrice"})).json()
-        got = await _until(lambda: _mine(receiver, {third["id"]}))
+        got = await eventually(lambda: _mine(receiver, {third["id"]}))
         (item,) = [r for r in receiver.received if r.event_id in got]
         assert item.headers["litebase-signature"].count("v1=") == 1
         assert receiver.unverified == []

@@ -4,7 +4,6 @@ their records once they confirm an email and a password, deleted by beat once id
 from __future__ import annotations
 
 import asyncio
-import time
 
 import jwt
 import msgspec
@@ -23,6 +22,7 @@ from tests.integration.conftest import (
     registered_passkey,
 )
 from tests.soft_authenticator import SoftAuthenticator
+from tests.waiting import eventually
 from workers.celery_app import create_celery_app
 
 NOTES = "/collections/notes/records"
@@ -216,13 +216,12 @@ async def _sweep(settings) -> int:
     return deleted
 
 
-async def _until_refused(client, tokens: dict, within: float = 10) -> int:
-    deadline = time.monotonic() + within
-    while True:
+async def _until_refused(client, tokens: dict) -> int:
+    async def refused() -> int | None:
         status = (await client.get("/auth/me", headers=bearer(tokens["access_token"]))).status_code
-        if status == 401 or time.monotonic() > deadline:
-            return status
-        await asyncio.sleep(0.05)
+        return status if status == 401 else None
+
+    return await eventually(refused, within=10, every=0.05, what="the token refused")
 
 
 async def test_beat_deletes_idle_anonymous_users_with_their_records(client, sign_up, settings, sql):

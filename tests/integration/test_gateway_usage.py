@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -23,6 +22,7 @@ from backend.identity import Principal
 from backend.lib.urls import libpq_database_url
 from tests.integration.conftest import PASSWORD, bearer
 from tests.integration.test_gateway import GATEWAY_MODELS, chat_body, marker
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -50,13 +50,12 @@ def usage_rows(sql, user_id: str) -> list[dict[str, Any]]:
 
 async def rows_for(sql, user_id: str, count: int, within: float = 10.0) -> list[dict[str, Any]]:
     """Wait for the background drain to write ``count`` rows for the user."""
-    deadline = time.monotonic() + within
-    while True:
-        rows = usage_rows(sql, user_id)
-        if len(rows) >= count:
-            return rows
-        assert time.monotonic() < deadline, f"{len(rows)} of {count} usage rows written"
-        await asyncio.sleep(0.05)
+    return await eventually(
+        lambda: rows if len(rows := usage_rows(sql, user_id)) >= count else None,
+        within=within,
+        every=0.05,
+        what=lambda: f"{len(usage_rows(sql, user_id))} of {count} usage rows written",
+    )
 
 
 async def test_each_call_is_recorded_off_the_request_path(client, sign_up, sql):
@@ -429,10 +428,10 @@ async def test_overrides_are_copied_back_into_a_redis_that_lost_them(
     assert (await chat(client, alice["access_token"], "x")).status_code == 200
     async with tuned(ai_budget_sync_seconds=0.05) as other:  # another API process
         # It copies the overrides from Postgres within a sync or two: refused from then on.
-        deadline = time.monotonic() + 5
-        while (await chat(other, alice["access_token"], "x")).status_code != 429:
-            assert time.monotonic() < deadline, "the override was never copied back to Redis"
-            await asyncio.sleep(0.05)
+        async def refused() -> bool:
+            return (await chat(other, alice["access_token"], "x")).status_code == 429
+
+        await eventually(refused, within=5, every=0.05, what="the override copied back to Redis")
 
 
 async def test_a_call_answered_just_before_shutdown_is_still_recorded(tuned, upstream, sql):

@@ -13,6 +13,7 @@ from contextlib import aclosing
 import pytest
 
 from tests.e2e.conftest import signed_up
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("e2e")  # the e2e stack's worker
 
@@ -27,13 +28,11 @@ async def test_users_may_not_start_sleep_jobs(stack):
 
 
 async def _until_running(client, ids: list[str], count: int, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while True:
+    async def running() -> bool:
         states = [(await client.get(f"/jobs/{job_id}")).json()["status"] for job_id in ids]
-        if states.count("running") >= count:
-            return
-        assert time.monotonic() < deadline, states
-        await asyncio.sleep(0.1)
+        return states.count("running") >= count
+
+    await eventually(running, within=within, what=f"{count} of the jobs running")
 
 
 async def test_ten_long_jobs_do_not_delay_a_sign_in_code_or_an_embedding(stack, inbox):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from tests.e2e.conftest import Stack, finished_job, signed_up, sql
 from tests.files_support import PDF
 from tests.integration.conftest import in_org, registered_passkey
 from tests.soft_authenticator import SoftAuthenticator
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("e2e")
 
@@ -55,16 +55,6 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)  # outsider → what a socket signs in with
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     file: str = ""  # the name of the note's attachment (a PDF holding the secret)
-
-
-async def _until(condition, within: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        found = await condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -129,7 +119,7 @@ async def world(stack) -> AsyncIterator[World]:
         )
         return any(i["record"]["id"] == world.note for i in found.json().get("items", []))
 
-    await _until(searchable, what="the victim's note was not embedded")
+    await eventually(searchable, what="the victim's note was not embedded")
     world.passkey = (await registered_passkey(victim, {}, SoftAuthenticator(), secret))["id"]
 
     keys = {}
