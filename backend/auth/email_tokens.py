@@ -7,12 +7,13 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from backend.auth.core import VERIFY_EMAIL, AuthCore, address_of
+from backend.auth.core import VERIFY_EMAIL, AuthCore
 from backend.auth.models import EmailToken, User
 from backend.auth.secrets import (
     hash_token,
     new_token,
 )
+from backend.auth.standing import address_of
 from backend.errors import (
     Rejected,
 )

@@ -20,10 +20,11 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from backend.auth.core import AuthCore, became_permanent, invalid_grant, ways_to_sign_in
+from backend.auth.core import AuthCore, invalid_grant
 from backend.auth.models import AuthSession, Identity, User
 from backend.auth.oauth_flow import OAuthGrant, pkce_matches, take_grant
 from backend.auth.schemas import IdentityView, TokenResponse
+from backend.auth.standing import became_permanent, ways_to_sign_in
 from backend.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from backend.identity import ClientInfo, Principal
 from backend.mail.compose import MailKind, mail_time

@@ -8,10 +8,7 @@ from uuid import UUID
 import msgspec
 from sqlalchemy import select
 
-from backend.auth.core import (
-    AuthCore,
-    require_verified,
-)
+from backend.auth.core import AuthCore
 from backend.auth.models import ApiKey
 from backend.auth.revocations import (
     publish_access_change,
@@ -27,6 +24,7 @@ from backend.auth.secrets import (
     hash_token,
     new_token,
 )
+from backend.auth.standing import require_verified
 from backend.db.transactions import after_commit
 from backend.errors import (
     Forbidden,

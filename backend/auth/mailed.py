@@ -16,8 +16,6 @@ from backend.auth.core import (
     SIGN_IN_CODE_DIGITS,
     VERIFY_EMAIL,
     _email_taken,
-    address_of,
-    became_permanent,
     unauthorized,
 )
 from backend.auth.email_tokens import EmailTokens
@@ -30,6 +28,7 @@ from backend.auth.secrets import (
     hash_password,
     hash_token,
 )
+from backend.auth.standing import address_of, became_permanent
 from backend.errors import (
     Invalid,
 )

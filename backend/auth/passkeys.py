@@ -44,14 +44,7 @@ from webauthn.helpers.structs import (
 )
 from webauthn.registration.verify_registration_response import VerifiedRegistration
 
-from backend.auth.core import (
-    AuthCore,
-    address_of,
-    became_permanent,
-    passkey_count,
-    unauthorized,
-    ways_to_sign_in,
-)
+from backend.auth.core import AuthCore, unauthorized
 from backend.auth.models import Passkey, User
 from backend.auth.schemas import (
     NewPasskey,
@@ -61,6 +54,7 @@ from backend.auth.schemas import (
     TokenResponse,
 )
 from backend.auth.secrets import hash_token
+from backend.auth.standing import address_of, became_permanent, passkey_count, ways_to_sign_in
 from backend.errors import (
     Conflict,
     Forbidden,

@@ -6,9 +6,9 @@ out at random; a replay after it means the token leaked, and the whole session i
 Access tokens name their session (``sid``), checked against a Redis cache of session state, so
 logout and revocation take effect at once on every API process.
 
-Each concern has its own module (core, sessions, two_factor, passkeys, mailed, keys, accounts,
-anonymous, identities, admin);
-``AuthService`` is the one object routes are given, made of them.
+Each concern has its own module (core, standing, sessions, two_factor, passkeys, mailed, keys,
+accounts, anonymous, identities, admin); ``AuthService`` is the one object routes are given, made
+of them.
 """
 
 from __future__ import annotations
@@ -17,20 +17,19 @@ from backend.auth.access import forget_session_states, known_principal
 from backend.auth.accounts import Accounts
 from backend.auth.admin import Admin, ensure_admin
 from backend.auth.anonymous import AnonymousUsers
-from backend.auth.core import (
-    address_of,
-    anonymous_refused,
-    became_permanent,
-    require_permanent,
-    require_verified,
-    unauthorized,
-    user_view,
-)
+from backend.auth.core import unauthorized, user_view
 from backend.auth.identities import Identities
 from backend.auth.keys import ApiKeys
 from backend.auth.mailed import MailedTokens
 from backend.auth.passkeys import Passkeys
 from backend.auth.sessions import Sessions
+from backend.auth.standing import (
+    address_of,
+    anonymous_refused,
+    became_permanent,
+    require_permanent,
+    require_verified,
+)
 from backend.auth.two_factor import TwoFactor
 
 __all__ = [

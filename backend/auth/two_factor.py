@@ -8,12 +8,7 @@ from uuid import UUID
 from sqlalchemy import delete, func, select, update
 
 from backend.auth import totp
-from backend.auth.core import (
-    AuthCore,
-    _wrong_code,
-    address_of,
-    unauthorized,
-)
+from backend.auth.core import AuthCore, _wrong_code, unauthorized
 from backend.auth.models import RecoveryCode, User
 from backend.auth.recovery_codes import code_hash, new_codes
 from backend.auth.schemas import (
@@ -22,6 +17,7 @@ from backend.auth.schemas import (
     TotpSecret,
     TwoFactorStatus,
 )
+from backend.auth.standing import address_of
 from backend.errors import (
     Conflict,
     Invalid,

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from backend.auth.oauth import PRESETS, configured_providers
 from backend.auth.oauth_flow import pkce_matches, with_query
+from backend.auth.oauth_providers import PRESETS, configured_providers
 from backend.config import SettingsError, settings_from_env
 from backend.lib.redirects import redirect_allowed, redirect_url_is_valid
 from tests.oidc import pkce_pair
