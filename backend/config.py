@@ -1,4 +1,9 @@
-"""Settings, read from environment variables once and cached (see .env.example)."""
+"""Settings, read from environment variables once and cached (see .env.example).
+
+Longer than the ~400 lines other modules keep to, on purpose: ``Settings`` is the one list of
+every setting, a field and the comment that explains it each, beside the checks that span
+several of them, so .env.example and docs/configuration.md are checked against one place
+(tests/unit/test_config.py)."""
 
 from __future__ import annotations
 

@@ -144,6 +144,22 @@ def test_every_setting_is_listed_in_env_example():
         assert _ENV_ALIASES.get(name, name.upper()) in listed, name
 
 
+def test_every_setting_is_explained_in_docs():
+    from pathlib import Path
+
+    from backend.config import _ENV_ALIASES, Settings
+
+    docs = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    missing = [
+        variable
+        for variable in (
+            _ENV_ALIASES.get(name, name.upper()) for name in Settings.__struct_fields__
+        )
+        if f"`{variable}`" not in docs
+    ]
+    assert missing == [], "docs/configuration.md has no row for these"
+
+
 @pytest.mark.parametrize(
     "variable",
     [
