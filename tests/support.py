@@ -23,6 +23,19 @@ from backend.db.migrate import upgrade
 from backend.lib.embedded import EmbeddedPostgres, EmbeddedRedis
 from backend.lib.urls import libpq_database_url
 
+# The least a prod process starts with: a real secret, a real embedder, the app's URL and a way
+# to send mail. Tests of prod behaviour start here and change what they are about.
+PROD_ENV = {
+    "LITEBASE_ENV": "prod",
+    "SECRET_KEY": "k" * 48,
+    "EMBEDDING_PROVIDER": "openai",
+    "APP_URL": "https://app.example.com",
+    "MAIL_BACKEND": "smtp",
+    "SMTP_HOST": "email-smtp.eu-west-1.amazonaws.com",
+    "SMTP_USERNAME": "AKIAEXAMPLE",
+    "SMTP_PASSWORD": "a-real-smtp-password",
+}
+
 
 def worker_index() -> int:
     """This pytest-xdist worker's number, 0 when the tests run in one process. Each worker

@@ -11,6 +11,7 @@ from backend.ai.budgets import default_limits
 from backend.config import settings_from_env
 from tests.integration.conftest import bearer
 from tests.integration.test_gateway import GATEWAY_MODELS, chat_body, marker
+from tests.support import PROD_ENV
 
 RESERVE = 32
 
@@ -50,15 +51,7 @@ async def test_a_callers_own_limit_is_passed_on_untouched(client, sign_up, upstr
 
 
 def test_prod_ships_a_budget_and_a_rate_for_every_user():
-    prod = settings_from_env(
-        {
-            "LITEBASE_ENV": "prod",
-            "SECRET_KEY": "k" * 48,
-            "EMBEDDING_PROVIDER": "openai",
-            "APP_URL": "https://app.example.com",
-            "MAIL_ALLOW_CONSOLE_IN_PROD": "true",
-        }
-    )
+    prod = settings_from_env(PROD_ENV)
     limits = default_limits(prod, "user")
     assert limits.tokens_per_period > 0 and limits.requests_per_minute > 0
     # Still a setting: 0 says none, in prod too; dev and test default to none.

@@ -14,7 +14,7 @@ from backend.auth.secrets import issue_access_token
 from backend.config import DEV_SECRET_KEY, SettingsError, settings_from_env
 from tests.e2e.conftest import litebase_api, run_python
 from tests.integration.conftest import bearer, new_email
-from tests.support import with_redis_db
+from tests.support import PROD_ENV, with_redis_db
 
 REAL_KEY = "k" * 48
 
@@ -77,12 +77,7 @@ async def test_the_role_comes_from_the_database_not_the_claim(
 
 
 def test_prod_refuses_the_hash_embedder_unless_told():
-    prod = {
-        "LITEBASE_ENV": "prod",
-        "SECRET_KEY": REAL_KEY,
-        "APP_URL": "https://app.example.com",
-        "MAIL_ALLOW_CONSOLE_IN_PROD": "true",
-    }
+    prod = {k: v for k, v in PROD_ENV.items() if k != "EMBEDDING_PROVIDER"}
     with pytest.raises(SettingsError, match="EMBEDDING_PROVIDER=hash"):
         settings_from_env(prod)
     assert settings_from_env({**prod, "EMBEDDING_ALLOW_HASH": "true"}).embedding_provider == "hash"

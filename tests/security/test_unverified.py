@@ -10,6 +10,7 @@ import pytest
 from backend.auth.secrets import hash_token
 from backend.config import settings_from_env
 from tests.integration.conftest import PASSWORD, bearer, known_mailed_token, new_email
+from tests.support import PROD_ENV
 
 
 @pytest.fixture
@@ -36,13 +37,7 @@ async def test_an_unverified_account_cannot_mint_keys_or_make_orgs(client, sign_
 
 
 def test_prod_refuses_unverified_accounts_keys_and_orgs_unless_told():
-    prod = {
-        "LITEBASE_ENV": "prod",
-        "SECRET_KEY": "k" * 48,
-        "EMBEDDING_PROVIDER": "openai",
-        "APP_URL": "https://app.example.com",
-        "MAIL_ALLOW_CONSOLE_IN_PROD": "true",
-    }
+    prod = PROD_ENV
     assert settings_from_env(prod).unverified_may_act is False
     allowed = settings_from_env({**prod, "AUTH_UNVERIFIED_KEYS_AND_ORGS": "true"})
     assert allowed.unverified_may_act is True

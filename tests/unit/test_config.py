@@ -3,6 +3,7 @@ from uvicorn.importer import import_from_string
 
 from backend.config import DEV_SECRET_KEY, SettingsError, settings_from_env
 from backend.realtime.transport import BoundedWebSocketProtocol, uvicorn_flags, uvicorn_options
+from tests.support import PROD_ENV
 
 STRONG_KEY = "k" * 48
 
@@ -55,17 +56,7 @@ def test_prod_refuses_a_missing_placeholder_or_short_secret(secret):
         settings_from_env(environ)
 
 
-# What prod needs besides a secret: a real embedder, the app's URL and a way to send mail.
-PROD = {
-    "LITEBASE_ENV": "prod",
-    "SECRET_KEY": STRONG_KEY,
-    "EMBEDDING_PROVIDER": "openai",
-    "APP_URL": "https://app.example.com",
-    "MAIL_BACKEND": "smtp",
-    "SMTP_HOST": "email-smtp.eu-west-1.amazonaws.com",
-    "SMTP_USERNAME": "AKIAEXAMPLE",
-    "SMTP_PASSWORD": "a-real-smtp-password",
-}
+PROD = PROD_ENV
 
 
 def test_prod_starts_with_a_strong_secret():

@@ -11,7 +11,7 @@ from backend.auth.oauth_providers import PRESETS, configured_providers
 from backend.config import SettingsError, settings_from_env
 from backend.lib.redirects import redirect_allowed, redirect_url_is_valid
 from tests.oidc import pkce_pair
-from tests.unit.test_config import PROD
+from tests.support import PROD_ENV as PROD
 
 ALLOWED = ["https://app.example.com/auth/done", "https://app.example.com/app/*", "myapp://in"]
 

@@ -21,6 +21,7 @@ from backend.webhooks.targets import (
     parse_target,
     refusal,
 )
+from tests.support import PROD_ENV
 from tests.webhook_receiver import verify
 
 DEFAULT = TargetPolicy()
@@ -210,14 +211,7 @@ def test_webhook_settings_are_checked():
     with pytest.raises(SettingsError, match="WEBHOOK_ALLOWED_NETWORKS"):
         settings_from_env({"WEBHOOK_ALLOWED_NETWORKS": "intranet"})
     with pytest.raises(SettingsError, match=r"WEBHOOK_ALLOW_PRIVATE_TARGETS.*prod refuses"):
-        settings_from_env(
-            {
-                "LITEBASE_ENV": "prod",
-                "SECRET_KEY": "s" * 40,
-                "EMBEDDING_PROVIDER": "openai",
-                "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
-            }
-        )
+        settings_from_env({**PROD_ENV, "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1"})
     with pytest.raises(SettingsError, match="below CELERY_VISIBILITY_TIMEOUT_SECONDS"):
         settings_from_env({"WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": "3600"})
     with pytest.raises(SettingsError, match="WEBHOOK_TIMEOUT_SECONDS"):
