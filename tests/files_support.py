@@ -9,6 +9,32 @@ PDF = (
     b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
     b"trailer\n<< /Root 1 0 R >>\n%%EOF\n"
 )
+
+
+def pdf_page(
+    width: int = 200, height: int = 100, rgb: tuple[float, float, float] = (0, 0, 1)
+) -> bytes:
+    """A one-page PDF of ``width`` by ``height`` points, all of it filled with ``rgb``: a page
+    a thumbnail can be drawn of, written out with its cross-reference table."""
+    content = b"%g %g %g rg 0 0 %d %d re f" % (*rgb, width, height)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents 4 0 R >>" % (width, height),
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+    return out + trailer % (len(objects) + 1, table)
+
+
 HTML = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>\n"
 
 

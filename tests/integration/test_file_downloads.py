@@ -14,7 +14,7 @@ from PIL import Image
 
 from backend.app import create_app
 from backend.files.storage import open_storage
-from tests.files_support import PDF, png, png_claiming
+from tests.files_support import PDF, pdf_page, png, png_claiming
 from tests.integration.conftest import bearer
 
 NOTES = "/collections/notes/records"
@@ -178,7 +178,19 @@ async def test_thumbnails_of_the_declared_sizes_are_made_once_and_kept(client, a
     assert (await client.get(url + "100x100")).status_code == 404
 
 
-async def test_a_thumbnail_is_never_made_of_a_bomb_or_a_document(client, alice, settings):
+async def test_a_pdfs_thumbnail_is_its_first_page(client, alice, settings):
+    note = await _note_with(client, alice, ("report.pdf", pdf_page(200, 100), "application/pdf"))
+    thumb = await client.get(_url(note) + "?thumb=100x100", headers=alice)
+    assert thumb.status_code == 200, thumb.text
+    assert thumb.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(thumb.content)).convert("RGB")
+    assert image.size == (100, 100) and image.getpixel((50, 50))[2] > 200  # the page's blue
+    key = f"notes/{note['id']}/thumbs/100x100/{note['attachments'][0]}"
+    assert (await open_storage(settings).head(key)).size == len(thumb.content)
+    assert (await client.get(_url(note) + "?thumb=100x100")).status_code == 404  # its rules
+
+
+async def test_a_thumbnail_is_never_made_of_a_bomb_or_a_broken_document(client, alice, settings):
     bomb = png_claiming(30_000, 30_000)  # 900 million pixels, in a few bytes
     note = await _note_with(
         client, alice, ("bomb.png", bomb, "image/png"), ("doc.pdf", PDF, "application/pdf")

@@ -15,7 +15,7 @@ from backend.events.relay import OutboxEvent
 from backend.files.cleanup import released_files
 from backend.files.names import looks_stored, stored_name
 from backend.files.sniff import sniff
-from tests.files_support import PDF, png, png_claiming
+from tests.files_support import PDF, pdf_page, png, png_claiming
 
 
 @pytest.mark.parametrize(
@@ -162,6 +162,29 @@ def test_thumbnail_boxes_crop_or_fit():
     assert size("50x0") == (50, 25)
     assert size("0x20") == (40, 20)
     assert size("400x400") == (200, 100)
+
+
+def test_a_pdfs_thumbnail_is_its_first_page_drawn_to_the_box():
+    import io
+
+    from PIL import Image
+
+    from backend.files.thumbs import NotThumbnailable, make_thumb
+
+    def drawn(box: str, max_pixels: int = 10**6) -> Image.Image:
+        made = make_thumb(pdf_page(200, 100, (0, 0, 1)), "application/pdf", box, max_pixels)
+        return Image.open(io.BytesIO(made))
+
+    square = drawn("100x100")
+    assert (square.format, square.size) == ("PNG", (100, 100))
+    red, green, blue = square.convert("RGB").getpixel((50, 50))
+    assert blue > 200 and red < 50 and green < 50  # the page's blue, not a blank
+    assert drawn("640x0").size == (640, 320)  # drawn, not enlarged: a page has no pixel size
+    # Never past the pixel limit: 10,000 pixels of a 2:1 page.
+    assert drawn("640x0", max_pixels=10_000).size == (140, 70)
+    for broken in (PDF, b"%PDF-1.4 and then nothing"):  # a catalog with no pages; no body
+        with pytest.raises(NotThumbnailable, match="pdfium can open"):
+            make_thumb(broken, "application/pdf", "100x100", 10**6)
 
 
 async def test_thumbnails_are_made_at_most_the_cap_at_once(monkeypatch):
