@@ -37,7 +37,7 @@ export function uploadForm(data: unknown, files: FilesToUpload): FormData {
 
 /** The URL of a record's file; `token` (a file token) for a protected one where no header can
  * go, `download` to have the browser save it rather than show it, `thumb` ("100x100", a size
- * the field declares) for a thumbnail of an image. */
+ * the field declares) for a thumbnail of an image or of a PDF (its first page). */
 export function fileUrl(
   base: string,
   collection: string,

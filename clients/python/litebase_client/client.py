@@ -290,7 +290,7 @@ class Litebase:
     ) -> str:  # fmt: skip
         """The URL of a record's file; ``token`` (a file token) for a protected one where no
         header can be sent (an ``<img src>`` in a page you render); ``thumb`` ("100x100", a
-        size the field declares) for a thumbnail of an image."""
+        size the field declares) for a thumbnail of an image or of a PDF (its first page)."""
         pairs = (("thumb", thumb), ("token", token), ("download", "true" if download else None))
         query = {k: v for k, v in pairs if v}
         path = "/".join(quote(part, safe="") for part in (collection, record_id, name))
