@@ -98,14 +98,15 @@ async def client(settings: Settings, clock: FrozenClock) -> AsyncIterator[object
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by its folder, so `pytest -m unit` (or integration, e2e) selects a tier.
 
-    Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) the e2e tests form
-    one group: they share one running stack and run on one worker, in file order, while the
-    other workers take the integration and unit tests one by one."""
+    Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) the e2e tests on the
+    running stack form one group: they share it and run on one worker, in file order, while the
+    other workers take the rest one by one — e2e tests that start their own processes
+    (`litebase dev`, a scaffolded project) among them, beside the stack's."""
     for item in items:
         for tier in ("unit", "integration", "e2e", "security"):
             if f"/tests/{tier}/" in str(item.path):
                 item.add_marker(getattr(pytest.mark, tier))
-        if "/tests/e2e/" in str(item.path):
+        if "/tests/e2e/" in str(item.path) and "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("e2e"))
     _refuse_duplicate_node_ids(items)
 

@@ -8,7 +8,8 @@ import sys
 import uuid
 
 from tests.e2e.conftest import _spawn, _stop, signed_up, sql
-from tests.e2e.test_vectors import NOTES, _search, _until
+from tests.e2e.test_vectors import NOTES, _search
+from tests.waiting import eventually
 
 STATUS = "/collections/notes/embedding-status"
 
@@ -39,7 +40,7 @@ async def test_failed_embeddings_are_retried_by_the_sweep_until_the_provider_is_
             found = states()
             return len(found) == 3 and all(status == "failed" for status, _ in found)
 
-        await _until(all_failed)  # the task's own retries (EMBEDDING_MAX_RETRIES) are spent
+        await eventually(all_failed)  # the task's own retries (EMBEDDING_MAX_RETRIES) are spent
         during = (await alice.get(STATUS)).json()
         assert during["failed"] >= 3
 
@@ -62,7 +63,7 @@ async def test_failed_embeddings_are_retried_by_the_sweep_until_the_provider_is_
             return again and failures() >= 6  # each failed for good twice: sent again, refused
 
         # Still down: the sweep sends them again and they fail again, counted.
-        await _until(retried_while_down, within=30)
+        await eventually(retried_while_down, within=30)
         assert await _search(alice, query=marker, mode="text") == []
 
         upstream.state.outages.discard(marker)  # the provider is back
@@ -71,7 +72,7 @@ async def test_failed_embeddings_are_retried_by_the_sweep_until_the_provider_is_
             found = states()
             return all(status == "done" for status, _ in found) and found
 
-        await _until(all_done, within=30)
+        await eventually(all_done, within=30)
         items = await _search(alice, query=marker, mode="text", k=10)
         assert {item["record"]["id"] for item in items} == set(ids)
         for note in notes:  # nobody edited them
