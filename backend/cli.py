@@ -166,6 +166,7 @@ def reindex(collection: str, force: bool, queue: bool, data_dir: Path | None) ->
     from backend.lib.urls import libpq_database_url
     from backend.vectors import REINDEX_TASK
     from backend.vectors.sync import reindex as reindex_here
+    from workers.tasks.vectors import file_reader
 
     settings = _settings()
     found = CollectionRegistry.discover().get(collection)
@@ -189,6 +190,7 @@ def reindex(collection: str, force: bool, queue: bool, data_dir: Path | None) ->
             settings,
             force=force,
             progress=lambda n: click.echo(f"{n} records", err=True),
+            read_file=file_reader(settings),
         )
     click.echo(f"{collection}: {done.done} done, {done.failed} failed, {done.pending} pending")
     if done.failed:

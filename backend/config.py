@@ -294,6 +294,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedding_sweep_backoff_seconds: PositiveFloat = 60.0
     embedding_sweep_backoff_max_seconds: PositiveFloat = 3600.0
     embedding_sweep_batch: PositiveInt = 1000
+    # Files an Embed(files=[...]) names (docs/files.md): a PDF is read for at most this many
+    # pages, any file for at most this many characters of text (the rest is left out, and the
+    # file's status says so); a file larger than FILE_MAX_BYTES is failed without being read.
+    embedding_file_max_pages: PositiveInt = 500
+    embedding_file_max_chars: PositiveInt = 1_000_000
+    embedding_file_max_bytes: PositiveInt = 100 * 1024 * 1024
+    # GET …/embedding-status lists at most this many failed files (newest first).
+    embedding_status_max_failed_files: PositiveInt = 50
     vector_search_max_k: PositiveInt = 100
     # The longest search query, in characters; longer is 422 (it is embedded and matched).
     search_max_query_chars: PositiveInt = 4000

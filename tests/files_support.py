@@ -72,3 +72,40 @@ def png_claiming(width: int, height: int) -> bytes:
         + struct.pack(">I", zlib.crc32(ihdr))
         + real[start + 25 :]
     )
+
+
+def pdf(pages: list[str]) -> bytes:
+    """A valid PDF of one page per text (an empty text: a page with no text layer, as a scan
+    without OCR reads), built by hand: catalog, pages, Helvetica, a content stream a page."""
+
+    def escaped(text: str) -> bytes:
+        return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode("latin-1")
+
+    objects: list[bytes] = []
+    count = len(pages)
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode())
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for i, text in enumerate(pages):
+        page, content = 4 + 2 * i, 5 + 2 * i
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources"
+            f" << /Font << /F1 3 0 R >> >> /Contents {content} 0 R >>".encode()
+        )
+        stream = b"BT /F1 12 Tf 72 720 Td (" + escaped(text) + b") Tj ET" if text else b""
+        objects.append(
+            b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream
+            + b"\nendstream"
+        )  # fmt: skip
+        assert page == len(objects) - 1
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)

@@ -65,6 +65,10 @@ class Citation(msgspec.Struct, frozen=True, kw_only=True):
     chunk: ChunkRef
     score: float
     cited: bool = False
+    # The document the chunk is from (Embed(files=...)) and its page (PDFs, from 1); left out
+    # for a chunk of the record's text fields.
+    file: str | msgspec.UnsetType = msgspec.UNSET
+    page: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
@@ -276,6 +280,8 @@ class AskService:
                 record_id=str(hit.row["id"]),
                 chunk=ChunkRef(index=hit.chunk, content=hit.content),
                 score=hit.score,
+                file=hit.file or msgspec.UNSET,
+                page=msgspec.UNSET if hit.page is None else hit.page,
             )
             for n, hit in enumerate(hits, start=1)
         ]

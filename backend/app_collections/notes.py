@@ -1,5 +1,6 @@
-"""notes: private by default, shareable with `public`; title and body are embedded for search;
-attachments (PDFs and images) readable by whoever may view the note (docs/files.md)."""
+"""notes: private by default, shareable with `public`; title, body and the text of attached
+documents are embedded for search; attachments (PDFs and images) readable by whoever may view
+the note (docs/files.md)."""
 
 from __future__ import annotations
 
@@ -35,5 +36,5 @@ notes = Collection(
         update="owner = @auth.id",
         delete="owner = @auth.id",
     ),
-    embed=Embed(fields=["title", "body"], chunk_size=800, chunk_overlap=100),
+    embed=Embed(fields=["title", "body"], chunk_size=800, chunk_overlap=100, files=["attachments"]),
 )

@@ -104,11 +104,14 @@ class Rules:
 @dataclass(frozen=True)
 class Embed:
     """Which text fields feed the collection's embeddings, and how they are cut into chunks
-    (characters per chunk, characters shared by neighbours). See docs/vectors.md."""
+    (characters per chunk, characters shared by neighbours). ``files`` names file fields whose
+    documents (PDF, Markdown, HTML, plain text) are embedded too, each file's text chunked on
+    its own. See docs/vectors.md and docs/files.md."""
 
     fields: tuple[str, ...] | list[str]
     chunk_size: int = 800
     chunk_overlap: int = 100
+    files: tuple[str, ...] | list[str] = ()
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,12 @@ class Collection:
                 raise ValueError(
                     f"{self.name}: Embed(fields=...) must name text fields of the collection"
                     f" (not {', '.join(wrong) or 'none'})"
+                )
+            not_files = [f for f in self.embed.files if f not in self.file_fields]
+            if not_files:
+                raise ValueError(
+                    f"{self.name}: Embed(files=...) must name file fields of the collection"
+                    f" (not {', '.join(not_files)})"
                 )
             if not 0 <= self.embed.chunk_overlap < self.embed.chunk_size:
                 raise ValueError(f"{self.name}: Embed needs 0 <= chunk_overlap < chunk_size")

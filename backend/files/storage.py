@@ -135,6 +135,13 @@ class Storage:
             with contextlib.suppress(FileNotFoundError):
                 obstore.delete(self._store, key)
 
+    def iter_sync(self, key: str) -> Iterator[bytes]:
+        """``key``'s bytes as they stream from storage, in chunks of about STREAM_CHUNK_BYTES
+        (documents read for vector search). FileNotFoundError when there is no such object."""
+        result = obstore.get(self._store, key)
+        for chunk in result.stream(min_chunk_size=STREAM_CHUNK_BYTES):
+            yield bytes(chunk)
+
     def list_sync(self, prefix: str) -> Iterator[StoredObject]:
         """Every object whose key starts with ``prefix/`` (a folder: ``notes/<id>``)."""
         for batch in obstore.list(self._store, prefix=prefix.rstrip("/") + "/"):

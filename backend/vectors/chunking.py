@@ -36,12 +36,26 @@ class EmbedVersion:
     fields: tuple[str, ...]
     chunk_size: int
     chunk_overlap: int
+    files: tuple[str, ...] = ()  # file fields whose documents are embedded too
 
     @classmethod
     def of(
-        cls, choice: ModelChoice, fields: Sequence[str], size: int, overlap: int
+        cls,
+        choice: ModelChoice,
+        fields: Sequence[str],
+        size: int,
+        overlap: int,
+        files: Sequence[str] = (),
     ) -> EmbedVersion:
-        return cls(choice.provider, choice.model, choice.dimensions, tuple(fields), size, overlap)
+        return cls(
+            choice.provider,
+            choice.model,
+            choice.dimensions,
+            tuple(fields),
+            size,
+            overlap,
+            tuple(files),
+        )
 
     @property
     def choice(self) -> ModelChoice:
@@ -51,7 +65,10 @@ class EmbedVersion:
     def version(self) -> str:
         # Kept on the instance (the fields are frozen): search names the version a few times
         # per request, and this is a JSON dump and a SHA-256 each time.
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        described = asdict(self)
+        if not self.files:  # versions named before files could be embedded keep their name
+            del described["files"]
+        canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ class Hit:
     score: float
     chunk: int
     content: str
+    file: str | None = None  # the document the chunk is from (None: the text fields)
+    page: int | None = None  # its page, from 1 (PDFs)
 
 
 def best_per_record(rows: Sequence[Row | asyncpg.Record], k: int, score: Any) -> list[Hit]:
@@ -29,7 +32,16 @@ def best_per_record(rows: Sequence[Row | asyncpg.Record], k: int, score: Any) ->
             continue
         seen.add(row["id"])
         record = {name: value for name, value in row.items() if not name.startswith("_lb_")}
-        hits.append(Hit(record, score(row), row["_lb_chunk"], row["_lb_content"]))
+        hits.append(
+            Hit(
+                record,
+                score(row),
+                row["_lb_chunk"],
+                row["_lb_content"],
+                row["_lb_file"] or None,
+                row["_lb_page"],
+            )
+        )
         if len(hits) == k:
             break
     return hits
@@ -45,4 +57,4 @@ def fuse(vector: list[Hit], text: list[Hit], k: int) -> list[Hit]:
             scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
             best.setdefault(key, hit)
     ordered = sorted(scores, key=lambda key: scores[key], reverse=True)[:k]
-    return [Hit(best[key].row, scores[key], best[key].chunk, best[key].content) for key in ordered]
+    return [dataclasses.replace(best[key], score=scores[key]) for key in ordered]

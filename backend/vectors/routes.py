@@ -5,6 +5,7 @@ start-up, and Litestar reads the annotations as objects.)
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -36,6 +37,25 @@ class ChunkRef(msgspec.Struct, frozen=True, kw_only=True):
     content: str
 
 
+class FailedFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A document that could not be embedded, and why (no text layer, unreadable, …)."""
+
+    record_id: str
+    file: str
+    reason: str
+    failed_at: datetime
+
+
+class FileStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The documents of ``Embed(files=[...])``, per file: pending, failed, done; the failed
+    ones listed with their reasons (newest first, at most EMBEDDING_STATUS_MAX_FAILED_FILES)."""
+
+    pending: int
+    failed: int
+    done: int
+    failures: list[FailedFile]
+
+
 class VersionStatus(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     model: str
@@ -51,6 +71,8 @@ class EmbeddingStatus(msgspec.Struct, frozen=True, kw_only=True):
     failed: int
     done: int
     building: VersionStatus | None = None
+    # Only for a collection that embeds files (Embed(files=[...])).
+    files: FileStatus | msgspec.UnsetType = msgspec.UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +87,17 @@ class Searching:
 def _router_for(collection: Collection) -> Router:
     Read = record_types(collection).read
     title = Read.__name__.removesuffix("Record")
+    # file and page: the hit is a chunk of one of the record's documents (Embed(files=...));
+    # page is a PDF's, from 1. Both are left out for a chunk of the record's text fields.
     Item = msgspec.defstruct(
         f"{title}SearchItem",
-        [("record", Read), ("score", float), ("chunk", ChunkRef)],
+        [
+            ("record", Read),
+            ("score", float),
+            ("chunk", ChunkRef),
+            ("file", str | msgspec.UnsetType, msgspec.UNSET),
+            ("page", int | msgspec.UnsetType, msgspec.UNSET),
+        ],
         kw_only=True,
     )
     Results = msgspec.defstruct(f"{title}SearchResults", [("items", list[Item])], kw_only=True)  # type: ignore[valid-type]
@@ -96,6 +126,8 @@ def _router_for(collection: Collection) -> Router:
                     record=Read(**hit.row),
                     score=hit.score,
                     chunk=ChunkRef(index=hit.chunk, content=hit.content),
+                    file=hit.file or msgspec.UNSET,
+                    page=msgspec.UNSET if hit.page is None else hit.page,
                 )
                 for hit in hits
             ]

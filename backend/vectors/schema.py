@@ -1,7 +1,9 @@
 """Tables behind vector search: one chunks table per embedded collection, plus shared state.
 
 ``<collection>_chunks`` holds each record's chunks for each embedding *version* (a provider,
-model, size and chunking). Its ``embedding`` column is an untyped ``vector`` so that two
+model, size and chunking): those of its text fields (``file`` empty) and those of each of its
+files that ``Embed(files=...)`` names (``file`` the stored name, ``page`` the PDF page, from 1).
+Its ``embedding`` column is an untyped ``vector`` so that two
 versions of different sizes can live side by side while a collection is re-embedded; each
 version gets its own partial HNSW index over ``embedding::vector(<dims>)``, and queries name
 the version and the size literally so the planner can match that index.
@@ -40,16 +42,41 @@ def create_chunks_table_sql(collection_table: str) -> list[str]:
         f"""CREATE TABLE {chunks} (
             record_id uuid NOT NULL REFERENCES {table}(id) ON DELETE CASCADE,
             version text NOT NULL,
+            file text NOT NULL DEFAULT '',
             chunk integer NOT NULL,
+            page integer,
             content text NOT NULL,
             content_hash text NOT NULL,
             model text NOT NULL,
             embedding vector NOT NULL,
             tsv tsvector GENERATED ALWAYS AS (to_tsvector('{TEXT_SEARCH_CONFIG}', content)) STORED,
-            PRIMARY KEY (record_id, version, chunk)
+            PRIMARY KEY (record_id, version, file, chunk)
         )""",
         f"CREATE INDEX {chunks}_tsv ON {chunks} USING gin (tsv)",
         f"CREATE INDEX {chunks}_reuse ON {chunks} (model, content_hash)",
+    ]
+
+
+def add_file_chunks_sql(collection_table: str) -> list[str]:
+    """DDL that gives a chunks table made before files were embedded (migration 0022) its
+    ``file`` and ``page`` columns and the primary key that names the file; idempotent."""
+    chunks = chunks_table_name(collection_table)
+    return [
+        f"ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS file text NOT NULL DEFAULT '',"
+        " ADD COLUMN IF NOT EXISTS page integer",
+        f"ALTER TABLE {chunks} DROP CONSTRAINT IF EXISTS {chunks}_pkey,"
+        " ADD PRIMARY KEY (record_id, version, file, chunk)",
+    ]
+
+
+def drop_file_chunks_sql(collection_table: str) -> list[str]:
+    """add_file_chunks_sql undone: the files' chunks go, then the columns."""
+    chunks = chunks_table_name(collection_table)
+    return [
+        f"DELETE FROM {chunks} WHERE file <> ''",  # noqa: S608 - a checked identifier
+        f"ALTER TABLE {chunks} DROP CONSTRAINT IF EXISTS {chunks}_pkey,"
+        " ADD PRIMARY KEY (record_id, version, chunk)",
+        f"ALTER TABLE {chunks} DROP COLUMN IF EXISTS file, DROP COLUMN IF EXISTS page",
     ]
 
 
@@ -93,7 +120,9 @@ def chunks_table(collection_table: str) -> sa.Table:
         _metadata,
         sa.Column("record_id", sa.Uuid(), primary_key=True),
         sa.Column("version", sa.Text(), primary_key=True),
+        sa.Column("file", sa.Text(), primary_key=True),
         sa.Column("chunk", sa.Integer(), primary_key=True),
+        sa.Column("page", sa.Integer()),
         sa.Column("content", sa.Text()),
         sa.Column("content_hash", sa.Text()),
         sa.Column("model", sa.Text()),

@@ -230,6 +230,8 @@ class SearchService:
                 table,
                 chunks.c.chunk.label("_lb_chunk"),
                 chunks.c.content.label("_lb_content"),
+                chunks.c.file.label("_lb_file"),
+                chunks.c.page.label("_lb_page"),
                 distance.label("_lb_distance"),
             )
             .select_from(joined)
@@ -342,11 +344,13 @@ class SearchService:
                 table,
                 chunks.c.chunk.label("_lb_chunk"),
                 chunks.c.content.label("_lb_content"),
+                chunks.c.file.label("_lb_file"),
+                chunks.c.page.label("_lb_page"),
                 rank.label("_lb_rank"),
             )
             .select_from(joined)
             .where(version, where.clause, chunks.c.tsv.op("@@")(ts_query))
-            .order_by(rank.desc(), chunks.c.record_id)
+            .order_by(rank.desc(), chunks.c.record_id, chunks.c.file, chunks.c.chunk)
             .limit(k * self.settings.vector_candidates_per_result)
         )
         rows = await self.reader.rows(statement)

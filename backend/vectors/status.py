@@ -4,6 +4,11 @@ A record is pending when no state row exists for it or the hash of its current f
 from the one embedded, computed in SQL (docs/decisions/0003-embedding-versions.md), so even a
 change made with plain SQL shows. Workers read it on psycopg (``status``), the API and its
 gauges on asyncpg (``embedding_status``).
+
+Documents (``Embed(files=[...])``) have a status of their own, per file: every document a
+record holds now (its ledger row in ``stored_files`` of a document type, its name in one of
+the embedded file fields) is pending until ``embedding_files`` has a row for it in the
+version: done, or failed with the reason.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import psycopg
 from backend.collections.reads import Reader
 from backend.collections.spec import Collection
 from backend.config import Settings
+from backend.db.outbox import _checked_identifier
 from backend.vectors.chunking import EmbedVersion, source_hash_sql
+from backend.vectors.extract import DOCUMENT_TYPES
 from backend.vectors.schema import checked_version
 from backend.vectors.versions import ActiveVersions, desired_version
 
@@ -43,6 +50,41 @@ def status_sql(collection: Collection, spec: EmbedVersion) -> str:
     )
 
 
+def file_status_sql(collection: Collection, spec: EmbedVersion) -> str:
+    """One statement, no parameters: the documents pending, failed and done in a version."""
+    held = " OR ".join(f"f.name = ANY(r.{_checked_identifier(field)})" for field in spec.files)
+    types = ", ".join(f"'{t}'" for t in DOCUMENT_TYPES)  # constants
+    return (
+        "SELECT"  # noqa: S608 - checked identifiers, a checked version, constants
+        " count(*) FILTER (WHERE e.name IS NULL),"
+        " count(*) FILTER (WHERE e.status = 'failed'),"
+        " count(*) FILTER (WHERE e.status = 'done')"
+        f" FROM stored_files f JOIN {collection.table.name} r ON r.id = f.record_id"
+        f" AND ({held or 'false'})"
+        f" LEFT JOIN embedding_files e ON e.collection = '{collection.name}'"
+        f" AND e.version = '{checked_version(spec.version)}'"
+        " AND e.record_id = f.record_id AND e.name = f.name"
+        f" WHERE f.collection = '{collection.name}' AND f.content_type IN ({types})"
+    )
+
+
+def failed_files_sql(collection: Collection, spec: EmbedVersion) -> str:
+    """The version's failed documents, newest first, at most ``$1``: record, name, reason."""
+    return (
+        "SELECT record_id::text, name, coalesce(error, ''), updated_at"  # noqa: S608 - checked
+        " FROM embedding_files"
+        f" WHERE collection = '{collection.name}'"
+        f" AND version = '{checked_version(spec.version)}' AND status = 'failed'"
+        " ORDER BY updated_at DESC, record_id, name LIMIT $1"
+    )
+
+
+def file_status(conn: psycopg.Connection, collection: Collection, spec: EmbedVersion) -> Status:
+    row = conn.execute(file_status_sql(collection, spec)).fetchone()
+    assert row is not None
+    return Status(pending=row[0], failed=row[1], done=row[2])
+
+
 def status(conn: psycopg.Connection, collection: Collection, spec: EmbedVersion) -> Status:
     row = conn.execute(status_sql(collection, spec)).fetchone()
     assert row is not None
@@ -62,6 +104,8 @@ async def embedding_status(
         "model": spec.model_label,
         **await _counts(reader, collection, spec),
     }
+    if spec.files:
+        report["files"] = await _file_counts(reader, collection, spec, settings)
     report["building"] = (
         None
         if building is None
@@ -79,3 +123,22 @@ async def _counts(reader: Reader, collection: Collection, spec: EmbedVersion) ->
         row = await connection.fetchrow(status_sql(collection, spec))
     assert row is not None
     return {"pending": row[0], "failed": row[1], "done": row[2]}
+
+
+async def _file_counts(
+    reader: Reader, collection: Collection, spec: EmbedVersion, settings: Settings
+) -> dict[str, Any]:
+    async with reader.pool.acquire() as connection:
+        row = await connection.fetchrow(file_status_sql(collection, spec))
+        failures = await connection.fetch(
+            failed_files_sql(collection, spec), settings.embedding_status_max_failed_files
+        )
+    assert row is not None
+    return {
+        "pending": row[0],
+        "failed": row[1],
+        "done": row[2],
+        "failures": [
+            {"record_id": r[0], "file": r[1], "reason": r[2], "failed_at": r[3]} for r in failures
+        ],
+    }

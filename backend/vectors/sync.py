@@ -23,10 +23,11 @@ import psycopg
 from backend.collections.spec import Collection
 from backend.config import Settings
 from backend.vectors.chunking import EmbedVersion, chunk, source_hash_sql, source_text, text_hash
+from backend.vectors.documents import ReadFile, embed_files, record_file_failures
 from backend.vectors.embedders import ProviderError, embedder_for, vector_literal
 from backend.vectors.failures import record_failures
 from backend.vectors.schema import chunks_table_name
-from backend.vectors.status import Status, status
+from backend.vectors.status import Status, file_status, status
 from backend.vectors.versions import (
     LiveVersion,
     drop_version,
@@ -121,7 +122,7 @@ def embed_records(
         clock.lap("lock")
         conn.execute(
             f"DELETE FROM {chunks} c USING unnest(%s::uuid[], %s::int[]) AS k(id, n)"  # noqa: S608
-            " WHERE c.record_id = k.id AND c.version = %s AND c.chunk >= k.n",
+            " WHERE c.record_id = k.id AND c.version = %s AND c.file = '' AND c.chunk >= k.n",
             (same, [len(plans[rid]) for rid in same], version),
         )
         rows = [
@@ -137,7 +138,7 @@ def embed_records(
                 " SELECT k.id, %s, k.n, k.content, k.hash, %s, k.embedding::vector"
                 " FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[])"
                 " AS k(id, n, content, hash, embedding)"
-                " ON CONFLICT (record_id, version, chunk) DO UPDATE SET"
+                " ON CONFLICT (record_id, version, file, chunk) DO UPDATE SET"
                 " content = excluded.content, content_hash = excluded.content_hash,"
                 " model = excluded.model, embedding = excluded.embedding"
                 " WHERE %s OR c.content_hash IS DISTINCT FROM excluded.content_hash"
@@ -203,6 +204,8 @@ def maybe_activate(conn: psycopg.Connection, collection: Collection, settings: S
     now = status(conn, collection, building.spec)
     if now.pending or (now.done == 0 and counts[0] > 0):
         return False  # still going, or everything failed: keep serving the old vectors
+    if building.spec.files and file_status(conn, collection, building.spec).pending:
+        return False  # documents still to embed: the old version still has theirs
     spec = building.spec
     with conn.transaction():
         conn.execute(f"SET LOCAL maintenance_work_mem = '{settings.vector_index_build_memory}'")
@@ -253,17 +256,23 @@ def reindex(
     *,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    read_file: ReadFile | None = None,
 ) -> Status:
     """Embed every record of the collection here and now (``litebase reindex``), for every
-    live version; a failing batch is recorded as failed and the rest go on."""
+    live version; a failing batch is recorded as failed and the rest go on. ``read_file``
+    reads the documents of a collection that embeds files (without it they are left as
+    they are)."""
     live, _ = ensure_versions(conn, collection, settings)
     done = 0
     for ids in record_ids(conn, collection, settings.embedding_batch_records):
         for version in live:
             try:
                 embed_records(conn, collection, version, ids, settings, force=force)
+                if read_file is not None:
+                    embed_files(conn, collection, version, ids, settings, read_file, force=force)
             except ProviderError as exc:
                 record_failures(conn, collection, version, ids, str(exc), 1, settings)
+                record_file_failures(conn, collection, version, ids, str(exc))
         done += len(ids)
         if progress is not None:
             progress(done)

@@ -46,16 +46,19 @@ def desired_version(collection: Collection, settings: Settings) -> EmbedVersion:
         collection.embed.fields,
         collection.embed.chunk_size,
         collection.embed.chunk_overlap,
+        collection.embed.files,
     )
 
 
-VERSION_COLUMNS = "provider, model, dimensions, fields, chunk_size, chunk_overlap"
+VERSION_COLUMNS = "provider, model, dimensions, fields, chunk_size, chunk_overlap, files"
 
 
 def version_from_row(row: Sequence[Any]) -> EmbedVersion:
     """An EmbedVersion from a row of VERSION_COLUMNS, in that order."""
-    provider, model, dimensions, fields, size, overlap = row
-    return EmbedVersion(provider, model, dimensions, tuple(fields), size, overlap)
+    provider, model, dimensions, fields, size, overlap, files = row
+    return EmbedVersion(
+        provider, model, dimensions, tuple(fields), size, overlap, tuple(files or ())
+    )
 
 
 def live_versions(conn: psycopg.Connection, collection: str) -> list[LiveVersion]:
@@ -72,7 +75,7 @@ def _insert_version(
 ) -> None:
     conn.execute(
         f"INSERT INTO embedding_versions (collection, version, state, {VERSION_COLUMNS},"  # noqa: S608
-        " activated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        " activated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
         " CASE WHEN %s = 'active' THEN now() END)",
         (
             collection,
@@ -84,6 +87,7 @@ def _insert_version(
             list(spec.fields),
             spec.chunk_size,
             spec.chunk_overlap,
+            list(spec.files),
             state,
         ),
     )
@@ -103,6 +107,10 @@ def drop_version(conn: psycopg.Connection, collection: Collection, version: str)
     conn.execute(drop_hnsw_index_sql(collection.table.name, version))
     conn.execute(
         "DELETE FROM embedding_records WHERE collection = %s AND version = %s",
+        (collection.name, version),
+    )
+    conn.execute(
+        "DELETE FROM embedding_files WHERE collection = %s AND version = %s",
         (collection.name, version),
     )
 

@@ -178,6 +178,7 @@ def _reindex_collection(ctx: JobContext, job_input: ReindexCollection) -> dict[s
 
     from backend.collections.spec import CollectionRegistry
     from backend.vectors.sync import reindex
+    from workers.tasks.vectors import file_reader
 
     collection = CollectionRegistry.discover().get(job_input.collection)
     if collection is None or collection.embed is None:
@@ -194,6 +195,7 @@ def _reindex_collection(ctx: JobContext, job_input: ReindexCollection) -> dict[s
         force=job_input.force,
         # The last step (activating the new version) is not done yet at the last batch.
         progress=lambda done: ctx.progress(0.99 * done / total),
+        read_file=file_reader(ctx.settings),
     )
     return {
         "collection": collection.name,

@@ -3,7 +3,9 @@
 The relay sends ``vectors.embed`` with the ids of records that changed (in batches of
 EMBEDDING_BATCH_RECORDS). Provider errors that may pass (429, 5xx, timeouts) retry the task
 with exponential backoff and full jitter, EMBEDDING_MAX_RETRIES times; then each record of the
-batch is marked failed and logged in ``embedding_failures``. Beat's ``vectors.retry_failed``
+batch is marked failed and logged in ``embedding_failures``. A collection that embeds files
+(``Embed(files=[...])``) has its records' documents read from storage and embedded in the same
+task (backend/vectors/documents.py). Beat's ``vectors.retry_failed``
 sends failed records through ``vectors.embed`` again once their backoff is due (doubling, at
 most EMBEDDING_SWEEP_MAX_RETRIES times until their text changes), so an outage heals itself.
 """
@@ -22,7 +24,11 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError
 
 from backend.collections.spec import Collection, CollectionRegistry
+from backend.config import Settings
+from backend.files.models import object_key
+from backend.files.storage import Storage, open_storage
 from backend.vectors import EMBED_TASK, REINDEX_TASK, RETRY_FAILED_TASK
+from backend.vectors.documents import ReadFile, embed_files, record_file_failures
 from backend.vectors.embedders import ProviderError
 from backend.vectors.failures import claim_due_failures, record_failures
 from backend.vectors.sync import embed_records, maybe_activate
@@ -42,6 +48,19 @@ def _registry() -> CollectionRegistry:
 def _embedded(name: str) -> Collection | None:
     collection = _registry().get(name)
     return collection if collection is not None and collection.embed is not None else None
+
+
+@cache
+def _storage(settings: Settings) -> Storage:
+    return open_storage(settings)
+
+
+def file_reader(settings: Settings) -> ReadFile:
+    """Reads a record's file from storage as a stream, for its text to be embedded."""
+    storage = _storage(settings)
+    return lambda collection, record_id, name: storage.iter_sync(
+        object_key(collection, record_id, name)
+    )
 
 
 def _app(task: Any) -> LitebaseCelery:
@@ -84,6 +103,12 @@ def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, i
                 embedded[version.version] = embed_records(
                     conn, collection, version, record_ids, settings, timings=timings
                 )
+                if version.spec.files:
+                    mark = time.perf_counter()
+                    embedded[version.version] += embed_files(
+                        conn, collection, version, record_ids, settings, file_reader(settings)
+                    )
+                    timings["files"] = timings.get("files", 0.0) + time.perf_counter() - mark
             except ProviderError as exc:
                 retries = self.request.retries or 0
                 if exc.retryable and retries < settings.embedding_max_retries:
@@ -105,6 +130,7 @@ def embed(self: Any, collection_name: str, record_ids: list[str]) -> dict[str, i
                 record_failures(
                     conn, collection, version, record_ids, str(exc), retries + 1, settings
                 )
+                record_file_failures(conn, collection, version, record_ids, str(exc))
         mark = time.perf_counter()
         maybe_activate(conn, collection, settings)
         timings["activate"] = time.perf_counter() - mark
