@@ -41,6 +41,10 @@ export interface SearchHit<Row> {
   record: Row;
   score: number;
   chunk: { index: number; content: string; [extra: string]: unknown };
+  /** The record's file the chunk is from (`Embed(files=[...])`); absent for its text fields. */
+  file?: string;
+  /** The PDF page the chunk is on, from 1; absent for other files and for text fields. */
+  page?: number;
 }
 
 export interface Citation {
@@ -49,6 +53,10 @@ export interface Citation {
   chunk: { index: number; content: string };
   score: number;
   cited: boolean;
+  /** The record's file the chunk is from; absent for its text fields. */
+  file?: string;
+  /** The PDF page the chunk is on, from 1; absent otherwise. */
+  page?: number;
 }
 
 export interface AskAnswer {
@@ -75,6 +83,16 @@ export interface EmbeddingStatus {
   failed: number;
   done: number;
   building: string | null;
+  /** Documents of `Embed(files=[...])`, per file; only for a collection that embeds files. */
+  files?: FileEmbeddingStatus;
+}
+
+export interface FileEmbeddingStatus {
+  pending: number;
+  failed: number;
+  done: number;
+  /** The failed files with why (no text layer, unreadable…), newest first. */
+  failures: { record_id: string; file: string; reason: string; failed_at: string }[];
 }
 
 const etags = new WeakMap<object, string>();

@@ -22,7 +22,7 @@ export type {
 } from "./auth.js";
 export { Auth } from "./auth.js";
 export { CollectionClient, etagOf } from "./collections.js";
-export type { AskAnswer, AskEvent, BatchOperation, BatchResult, Citation, EmbeddingStatus, ListOptions, SearchHit, SearchOptions } from "./collections.js";
+export type { AskAnswer, AskEvent, BatchOperation, BatchResult, Citation, EmbeddingStatus, FileEmbeddingStatus, ListOptions, SearchHit, SearchOptions } from "./collections.js";
 export { ConflictError, LitebaseError, MfaRequiredError, RealtimeError } from "./errors.js";
 export { Files, fileUrl, uploadForm } from "./files.js";
 export type { FileScope, FilesToUpload, UploadOptions } from "./files.js";

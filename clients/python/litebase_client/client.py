@@ -411,7 +411,9 @@ class Collection:
         filter: str | None = None,
         min_score: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Records by meaning, words or both: ``[{record, score, chunk}]``, best first."""
+        """Records by meaning, words or both: ``[{record, score, chunk}]``, best first. A hit
+        on one of the record's documents (``Embed(files=[...])``) also names its ``file`` and,
+        for a PDF, its ``page`` (from 1); both are absent for a hit on the text fields."""
         body: dict[str, Any] = {"query": query, "mode": mode, "k": k}
         if filter is not None:
             body["filter"] = filter
