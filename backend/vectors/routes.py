@@ -7,11 +7,13 @@ start-up, and Litestar reads the annotations as objects.)
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.params import Parameter
 
 from backend.auth.deps import BEARER, asks_who_calls, principal_of
 from backend.collections.rules import CompiledRules
@@ -46,14 +48,28 @@ class FailedFile(msgspec.Struct, frozen=True, kw_only=True):
     failed_at: datetime
 
 
+class RecordFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One document of the record asked about (``?record=``), and where it stands."""
+
+    file: str
+    status: Literal["pending", "done", "failed"]
+    # failed: why; done: what was left out (EMBEDDING_FILE_MAX_PAGES or _CHARS), if anything
+    reason: str | None
+    chunks: int | None
+    pages: int | None  # a PDF's page count
+    updated_at: datetime | None
+
+
 class FileStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The documents of ``Embed(files=[...])``, per file: pending, failed, done; the failed
-    ones listed with their reasons (newest first, at most EMBEDDING_STATUS_MAX_FAILED_FILES)."""
+    ones listed with their reasons (newest first, at most EMBEDDING_STATUS_MAX_FAILED_FILES);
+    with ``?record=<id>``, that record's documents one by one."""
 
     pending: int
     failed: int
     done: int
     failures: list[FailedFile]
+    record: list[RecordFile] | msgspec.UnsetType = msgspec.UNSET
 
 
 class VersionStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,11 +160,19 @@ def _router_for(collection: Collection) -> Router:
         security=BEARER,
     )
     async def embedding_status(
-        search_service: SearchService, current: Principal
+        search_service: SearchService,
+        current: Principal,
+        record: Annotated[
+            UUID | None,
+            Parameter(
+                required=False,
+                description="A record whose documents (Embed(files=...)) to list one by one",
+            ),
+        ] = None,
     ) -> EmbeddingStatus:
         if not current.bypasses_rules:
             raise Problem(403, "Only admins may read the embedding status", code="forbidden")
-        return msgspec.convert(await search_service.status(collection), EmbeddingStatus)
+        return msgspec.convert(await search_service.status(collection, record), EmbeddingStatus)
 
     return Router(
         f"/collections/{name}",

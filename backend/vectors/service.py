@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from uuid import UUID
 
 import asyncpg
 from litestar.datastructures import State
@@ -195,8 +196,8 @@ class SearchService:
             k,
         )
 
-    async def status(self, collection: Collection) -> dict[str, Any]:
-        return await embedding_status(self.reader, self.versions, self.settings, collection)
+    async def status(self, collection: Collection, record: UUID | None = None) -> dict[str, Any]:
+        return await embedding_status(self.reader, self.versions, self.settings, collection, record)
 
     # --- vector ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
@@ -68,6 +69,24 @@ def file_status_sql(collection: Collection, spec: EmbedVersion) -> str:
     )
 
 
+def record_files_sql(collection: Collection, spec: EmbedVersion) -> str:
+    """The documents record ``$1`` holds, with their state: name, status, reason, chunks,
+    pages, updated_at (pending: no state yet)."""
+    held = " OR ".join(f"f.name = ANY(r.{_checked_identifier(field)})" for field in spec.files)
+    types = ", ".join(f"'{t}'" for t in DOCUMENT_TYPES)  # constants
+    return (
+        "SELECT f.name, coalesce(e.status, 'pending'), e.error, e.chunks, e.pages,"  # noqa: S608
+        " e.updated_at"
+        f" FROM stored_files f JOIN {collection.table.name} r ON r.id = f.record_id"
+        f" AND ({held or 'false'})"
+        f" LEFT JOIN embedding_files e ON e.collection = '{collection.name}'"
+        f" AND e.version = '{checked_version(spec.version)}'"
+        " AND e.record_id = f.record_id AND e.name = f.name"
+        f" WHERE f.collection = '{collection.name}' AND f.record_id = $1"
+        f" AND f.content_type IN ({types}) ORDER BY f.name"
+    )
+
+
 def failed_files_sql(collection: Collection, spec: EmbedVersion) -> str:
     """The version's failed documents, newest first, at most ``$1``: record, name, reason."""
     return (
@@ -92,10 +111,15 @@ def status(conn: psycopg.Connection, collection: Collection, spec: EmbedVersion)
 
 
 async def embedding_status(
-    reader: Reader, versions: ActiveVersions, settings: Settings, collection: Collection
+    reader: Reader,
+    versions: ActiveVersions,
+    settings: Settings,
+    collection: Collection,
+    record: UUID | None = None,
 ) -> dict[str, Any]:
     """Counts for the active version (or the one the settings name, before any exists) and,
-    while a new one is building, for that one too."""
+    while a new one is building, for that one too; with ``record``, that record's documents
+    one by one."""
     active = await versions.get(collection.name)
     spec = active or desired_version(collection, settings)
     building = await versions.building(collection.name)
@@ -106,6 +130,8 @@ async def embedding_status(
     }
     if spec.files:
         report["files"] = await _file_counts(reader, collection, spec, settings)
+        if record is not None:
+            report["files"]["record"] = await _record_files(reader, collection, spec, record)
     report["building"] = (
         None
         if building is None
@@ -123,6 +149,24 @@ async def _counts(reader: Reader, collection: Collection, spec: EmbedVersion) ->
         row = await connection.fetchrow(status_sql(collection, spec))
     assert row is not None
     return {"pending": row[0], "failed": row[1], "done": row[2]}
+
+
+async def _record_files(
+    reader: Reader, collection: Collection, spec: EmbedVersion, record: UUID
+) -> list[dict[str, Any]]:
+    async with reader.pool.acquire() as connection:
+        rows = await connection.fetch(record_files_sql(collection, spec), record)
+    return [
+        {
+            "file": r[0],
+            "status": r[1],
+            "reason": r[2],
+            "chunks": r[3],
+            "pages": r[4],
+            "updated_at": r[5],
+        }
+        for r in rows
+    ]
 
 
 async def _file_counts(

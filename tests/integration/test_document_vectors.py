@@ -131,6 +131,8 @@ async def test_a_pdf_on_a_note_is_found_on_its_page_by_its_owner_alone(
     (name,) = note["attachments"]
     status = await _status(client, admin)
     assert status["files"] == {"pending": 1, "failed": 0, "done": 0, "failures": []}
+    one = await client.get(STATUS, params={"record": note["id"]}, headers=admin)
+    assert [f["status"] for f in one.json()["files"]["record"]] == ["pending"]
     assert await embed_with_files(settings) > 0
     for mode in ("text", "vector", "hybrid"):
         items = await _search(client, alice, query=f"heron {marker} quarry", mode=mode, k=3)
@@ -149,6 +151,15 @@ async def test_a_pdf_on_a_note_is_found_on_its_page_by_its_owner_alone(
     status = await _status(client, admin)
     assert status["files"] == {"pending": 0, "failed": 0, "done": 1, "failures": []}
     assert status["pending"] == 0 and status["done"] == 1
+    one = await client.get(STATUS, params={"record": note["id"]}, headers=admin)
+    (state,) = one.json()["files"]["record"]
+    assert (state["file"], state["status"], state["pages"], state["reason"]) == (
+        name,
+        "done",
+        3,
+        None,
+    )
+    assert state["chunks"] >= 1
     # Embedding again reads nothing anew: the file is done for this version.
     assert await embed_with_files(settings) == 0
 
@@ -193,6 +204,14 @@ async def test_a_pdf_without_text_and_a_corrupt_one_fail_with_their_reasons(
     assert "no text layer" in reasons[scan_name]
     assert "could not be read" in reasons[broken_name]
     assert all(f["record_id"] == note["id"] for f in files["failures"])
+    # One record's documents, one by one.
+    one = await client.get(STATUS, params={"record": note["id"]}, headers=admin)
+    assert one.status_code == 200, one.text
+    by_file = {f["file"]: f for f in one.json()["files"]["record"]}
+    assert by_file[scan_name]["status"] == "failed" and by_file[broken_name]["status"] == "failed"
+    assert "no text layer" in by_file[scan_name]["reason"]
+    wrong = await client.get(STATUS, params={"record": "not-a-uuid"}, headers=admin)
+    assert wrong.status_code in (400, 422) and "record" in wrong.text
     # The record's own fields are embedded all the same, and found.
     assert await _search(client, alice, query="fields still embed", mode="text")
     # A failed document is not read again on the record's next change (its bytes never change).

@@ -93,6 +93,15 @@ export interface FileEmbeddingStatus {
   done: number;
   /** The failed files with why (no text layer, unreadable…), newest first. */
   failures: { record_id: string; file: string; reason: string; failed_at: string }[];
+  /** With `?record=<id>`: that record's documents one by one. */
+  record?: {
+    file: string;
+    status: "pending" | "done" | "failed";
+    reason: string | null;
+    chunks: number | null;
+    pages: number | null;
+    updated_at: string | null;
+  }[];
 }
 
 const etags = new WeakMap<object, string>();
@@ -229,8 +238,10 @@ export class CollectionClient<DB extends GenericDatabase, C extends CollectionNa
     }
   }
 
-  async embeddingStatus(): Promise<EmbeddingStatus> {
-    return this.http.json("GET", `${this.path}/embedding-status`);
+  /** Admins: how far embedding has come; `record` lists that record's documents one by one. */
+  async embeddingStatus(options: { record?: string } = {}): Promise<EmbeddingStatus> {
+    const query = options.record ? `?record=${encodeURIComponent(options.record)}` : "";
+    return this.http.json("GET", `${this.path}/embedding-status${query}`);
   }
 
   /** Changes as they commit (insert, update, delete), those your view rule and `filter` admit.
