@@ -296,10 +296,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embedding_sweep_batch: PositiveInt = 1000
     # Files an Embed(files=[...]) names (docs/files.md): a PDF is read for at most this many
     # pages, any file for at most this many characters of text (the rest is left out, and the
-    # file's status says so); a file larger than FILE_MAX_BYTES is failed without being read.
+    # file's status says so); a file larger than FILE_MAX_BYTES is failed without being read,
+    # one whose reading takes longer than FILE_MAX_SECONDS is failed (a hostile PDF).
     embedding_file_max_pages: PositiveInt = 500
     embedding_file_max_chars: PositiveInt = 1_000_000
     embedding_file_max_bytes: PositiveInt = 100 * 1024 * 1024
+    embedding_file_max_seconds: PositiveFloat = 120.0
     # GET …/embedding-status lists at most this many failed files (newest first).
     embedding_status_max_failed_files: PositiveInt = 50
     vector_search_max_k: PositiveInt = 100

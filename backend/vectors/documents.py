@@ -49,6 +49,7 @@ def limits_of(settings: Settings) -> Limits:
         max_pages=settings.embedding_file_max_pages,
         max_chars=settings.embedding_file_max_chars,
         max_bytes=settings.embedding_file_max_bytes,
+        max_seconds=settings.embedding_file_max_seconds,
     )
 
 

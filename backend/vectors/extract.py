@@ -4,8 +4,11 @@ standard library's parser), Markdown and plain text, read from storage as a stre
 A file yields its text by page (PDFs: the page number, from 1; other files: one part with no
 page). What is read is bounded by settings: a PDF's first EMBEDDING_FILE_MAX_PAGES pages, at
 most EMBEDDING_FILE_MAX_CHARS characters of any file (what is left out is said in ``note``);
-a file over EMBEDDING_FILE_MAX_BYTES is not read at all. A file that yields no text (a scanned
-PDF without a text layer), cannot be parsed (a corrupt PDF) or is encrypted raises
+a file over EMBEDDING_FILE_MAX_BYTES is not read at all, and reading one may take at most
+EMBEDDING_FILE_MAX_SECONDS (a hostile PDF can keep a parser busy; the bound is a SIGALRM timer,
+so it holds where a worker runs tasks, on a process's main thread, and not on other threads).
+A file that yields no text (a scanned PDF without a text layer), cannot be parsed (a corrupt
+PDF) or is encrypted raises
 ``NotExtractable`` with the reason, which the file's embedding status shows.
 """
 
@@ -13,10 +16,14 @@ from __future__ import annotations
 
 import codecs
 import logging
+import signal
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from types import FrameType
 from typing import Literal
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,36 @@ class Limits:
     max_pages: int
     max_chars: int
     max_bytes: int
+    max_seconds: float = 0.0  # 0: no time bound
+
+
+class _TimedOut(BaseException):
+    """Raised by the timer into whatever runs; a BaseException so that no parser's own
+    ``except Exception`` swallows it."""
+
+
+@contextmanager
+def _time_bound(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with _TimedOut (main thread only; else a no-op)."""
+    usable = (
+        seconds > 0
+        and hasattr(signal, "SIGALRM")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise _TimedOut
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -75,6 +112,17 @@ def extract(kind: Kind, chunks: Iterable[bytes], size: int, limits: Limits) -> E
         raise NotExtractable(
             f"the file is larger than {limits.max_bytes} bytes (EMBEDDING_FILE_MAX_BYTES)"
         )
+    try:
+        with _time_bound(limits.max_seconds):
+            return _extract(kind, chunks, limits)
+    except _TimedOut:
+        raise NotExtractable(
+            f"reading the file took longer than {limits.max_seconds:g} s"
+            " (EMBEDDING_FILE_MAX_SECONDS)"
+        ) from None
+
+
+def _extract(kind: Kind, chunks: Iterable[bytes], limits: Limits) -> Extracted:
     if kind == "pdf":
         extracted = _pdf(chunks, limits)
     else:

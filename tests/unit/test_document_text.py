@@ -4,6 +4,9 @@ reasons a document has no text."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import pytest
 
 from backend.config import settings_from_env
@@ -84,6 +87,32 @@ def test_a_file_over_max_bytes_is_refused_unread():
         extract("pdf", [data], 10, Limits(10, 10_000, 100))
 
 
+def test_reading_that_takes_too_long_is_refused_with_the_reason():
+    def slow():
+        for _ in range(50):
+            time.sleep(0.05)
+            yield b"%PDF-1.4 slow "
+
+    started = time.monotonic()
+    with pytest.raises(NotExtractable, match="EMBEDDING_FILE_MAX_SECONDS"):
+        extract("pdf", slow(), 10, Limits(10, 10_000, 10**7, max_seconds=0.3))
+    assert time.monotonic() - started < 2
+    # The timer is gone afterwards: a later read is not cut short.
+    time.sleep(0.4)
+    data = pdf(["after"])
+    assert extract("pdf", [data], len(data), Limits(10, 10_000, 10**7, 0.3)).parts == [(1, "after")]
+
+
+def test_the_time_bound_is_not_swallowed_by_a_parsers_own_handlers():
+    def swallowing():
+        with contextlib.suppress(Exception):  # what a parser's broad handler would do
+            time.sleep(1)
+        yield b"text after all"
+
+    with pytest.raises(NotExtractable, match="EMBEDDING_FILE_MAX_SECONDS"):
+        extract("text", swallowing(), 10, Limits(10, 10_000, 10**7, max_seconds=0.2))
+
+
 def test_html_gives_what_a_reader_sees():
     page = (
         b"<!DOCTYPE html><html><head><title>T</title><style>p{}</style></head><body>"
@@ -116,14 +145,17 @@ def test_which_files_are_documents():
 
 def test_the_limits_are_settings_with_sane_defaults():
     limits = limits_of(settings_from_env({}))
-    assert limits == Limits(max_pages=500, max_chars=1_000_000, max_bytes=100 * 1024 * 1024)
+    assert limits == Limits(
+        max_pages=500, max_chars=1_000_000, max_bytes=100 * 1024 * 1024, max_seconds=120.0
+    )
     limits = limits_of(
         settings_from_env(
             {
                 "EMBEDDING_FILE_MAX_PAGES": "3",
                 "EMBEDDING_FILE_MAX_CHARS": "10",
                 "EMBEDDING_FILE_MAX_BYTES": "99",
+                "EMBEDDING_FILE_MAX_SECONDS": "1.5",
             }
         )
     )
-    assert limits == Limits(max_pages=3, max_chars=10, max_bytes=99)
+    assert limits == Limits(max_pages=3, max_chars=10, max_bytes=99, max_seconds=1.5)
