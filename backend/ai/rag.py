@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar.channels import ChannelsPlugin
@@ -68,7 +68,7 @@ class Citation(msgspec.Struct, frozen=True, kw_only=True):
     # The document the chunk is from (Embed(files=...)) and its page (PDFs, from 1); left out
     # for a chunk of the record's text fields.
     file: str | msgspec.UnsetType = msgspec.UNSET
-    page: int | msgspec.UnsetType = msgspec.UNSET
+    page: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):

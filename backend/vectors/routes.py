@@ -112,7 +112,7 @@ def _router_for(collection: Collection) -> Router:
             ("score", float),
             ("chunk", ChunkRef),
             ("file", str | msgspec.UnsetType, msgspec.UNSET),
-            ("page", int | msgspec.UnsetType, msgspec.UNSET),
+            ("page", Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType, msgspec.UNSET),
         ],
         kw_only=True,
     )
