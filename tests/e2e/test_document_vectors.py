@@ -100,16 +100,29 @@ async def test_a_pdf_on_a_note_is_searchable_and_askable_by_its_owner_alone(stac
         assert bob_asks.status_code == 200, bob_asks.text
         assert note["id"] not in {c["record_id"] for c in bob_asks.json()["citations"]}
 
-        # A scanned PDF (no text layer) is failed with the reason, not silently empty.
-        scanned = await _with_pdf(alice, "scan.pdf", pdf(["", "", ""]), "a scan")
+        # A scanned PDF (no text layer) is failed with the reason, not silently empty; a
+        # corrupt one with its own, and the worker goes on (the steps below need it).
+        broken = b"%PDF-1.4\n" + b"not a PDF " * 40
+        created = await alice.post(
+            NOTES,
+            data={"data": json.dumps({"title": "a scan"})},
+            files=[
+                ("attachments", ("scan.pdf", pdf(["", "", ""]), "application/pdf")),
+                ("attachments", ("broken.pdf", broken, "application/pdf")),
+            ],
+        )
+        assert created.status_code == 201, created.text
+        scanned = created.json()
 
         async def failed():
             status = (await admin.get(STATUS)).json()
-            return [f for f in status["files"]["failures"] if f["record_id"] == scanned["id"]]
+            found = [f for f in status["files"]["failures"] if f["record_id"] == scanned["id"]]
+            return found if len(found) == 2 else None
 
-        (failure,) = await _until(failed, what="the scanned PDF was not failed")
-        assert "no text layer" in failure["reason"]
-        assert failure["file"] == scanned["attachments"][0]
+        reasons = {f["file"]: f["reason"] for f in await _until(failed, what="not failed")}
+        scan_name, broken_name = scanned["attachments"]
+        assert "no text layer" in reasons[scan_name]
+        assert "could not be read" in reasons[broken_name]
 
         # Replaced: page 3 of the old file is no longer found, the new file is.
         other = f"r{uuid.uuid4().hex[:10]}"
