@@ -25,7 +25,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Stack, finished_job, signed_up, sql
-from tests.files_support import PDF
+from tests.files_support import PDF, pdf
 from tests.integration.conftest import in_org, registered_passkey
 from tests.soft_authenticator import SoftAuthenticator
 from tests.waiting import eventually
@@ -55,6 +55,7 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)  # outsider → what a socket signs in with
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     file: str = ""  # the name of the note's attachment (a PDF holding the secret)
+    paper: str = ""  # a word on the attachment's page 2 alone: its chunks are embedded too
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -100,9 +101,11 @@ async def world(stack) -> AsyncIterator[World]:
             f"{secret.lower()}@example.com",
         )[0][0]
     )
+    world.paper = f"paper{uuid.uuid4().hex[:10]}"
+    diary = pdf(["cover", f"{world.paper} {hush} {secret}"])  # its text embedded (Embed files)
     attached = await victim.patch(
         f"{NOTES}/{world.note}",
-        files=[("attachments", ("diary.pdf", PDF + secret.encode(), "application/pdf"))],
+        files=[("attachments", ("diary.pdf", diary, "application/pdf"))],
     )
     assert attached.status_code == 200, attached.text
     world.file = attached.json()["attachments"][0]
@@ -120,6 +123,14 @@ async def world(stack) -> AsyncIterator[World]:
         return any(i["record"]["id"] == world.note for i in found.json().get("items", []))
 
     await eventually(searchable, what="the victim's note was not embedded")
+
+    async def document_searchable():  # the attachment's page too
+        found = await victim.post(
+            "/collections/notes/search", json={"query": world.paper, "mode": "text", "k": 3}
+        )
+        return any(i.get("page") == 2 for i in found.json().get("items", []))
+
+    await eventually(document_searchable, what="the victim's attachment was not embedded")
     world.passkey = (await registered_passkey(victim, {}, SoftAuthenticator(), secret))["id"]
 
     keys = {}
@@ -178,6 +189,8 @@ def _reads(w: World) -> list[tuple[str, str, Any]]:
         ("POST", "/collections/notes/search", {"query": w.hush, "mode": "vector", "k": 10}),
         ("POST", "/collections/notes/search", {"query": w.hush, "mode": "text", "k": 10}),
         ("POST", "/collections/notes/ask", {"question": w.hush, "mode": "text", "k": 5}),
+        ("POST", "/collections/notes/search", {"query": w.paper, "mode": "hybrid", "k": 10}),
+        ("POST", "/collections/notes/ask", {"question": w.paper, "mode": "vector", "k": 5}),
         ("GET", "/jobs", None),
         ("GET", f"/jobs/{w.job}", None),
         ("GET", "/ai/usage?group_by=user", None),
