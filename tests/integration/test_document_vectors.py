@@ -339,3 +339,22 @@ async def test_a_provider_failure_fails_the_file_for_a_later_retry(client, alice
     assert (files["failed"], files["done"]) == (0, 1)
     (hit,) = await _search(client, alice, query=f"flaky {marker}", mode="text")
     assert hit["page"] == 1
+
+
+async def test_reindex_embeds_the_documents_too(client, alice, settings):
+    """`litebase reindex` and the reindex job run sync.reindex with the storage reader."""
+    from backend.vectors.sync import reindex
+
+    marker = f"m{uuid.uuid4().hex[:10]}"
+    note = await _note_with(client, alice, [_pdf_part("r.pdf", pdf(["one", f"two {marker}"]))])
+
+    def run():
+        with psycopg.connect(
+            libpq_database_url(settings.database_url or ""), autocommit=True
+        ) as conn:
+            return reindex(conn, _notes(), settings, read_file=file_reader(settings))
+
+    done = await asyncio.to_thread(run)
+    assert (done.pending, done.failed) == (0, 0)
+    (hit,) = await _search(client, alice, query=marker, mode="text")
+    assert (hit["record"]["id"], hit["page"]) == (note["id"], 2)
