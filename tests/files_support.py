@@ -15,24 +15,37 @@ def pdf_page(
     width: int = 200, height: int = 100, rgb: tuple[float, float, float] = (0, 0, 1)
 ) -> bytes:
     """A one-page PDF of ``width`` by ``height`` points, all of it filled with ``rgb``: a page
-    a thumbnail can be drawn of, written out with its cross-reference table."""
+    a thumbnail can be drawn of."""
     content = b"%g %g %g rg 0 0 %d %d re f" % (*rgb, width, height)
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents 4 0 R >>" % (width, height),
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
-    ]
-    out = b"%PDF-1.4\n"
+    return _written(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents 4 0 R >>"
+            % (width, height),
+            _stream(content),
+        ]
+    )
+
+
+def _stream(content: bytes) -> bytes:
+    return b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content)
+
+
+def _written(objects: list[bytes]) -> bytes:
+    """A PDF file of ``objects`` (numbered from 1, the first the catalog), with the
+    cross-reference table and trailer a reader finds them by."""
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
-    for number, body in enumerate(objects, 1):
+    for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
         out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    table = len(out)
+    xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-    return out + trailer % (len(objects) + 1, table)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1)
+    out += b"startxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out)
 
 
 HTML = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>\n"
@@ -94,19 +107,6 @@ def pdf(pages: list[str]) -> bytes:
             f" << /Font << /F1 3 0 R >> >> /Contents {content} 0 R >>".encode()
         )
         stream = b"BT /F1 12 Tf 72 720 Td (" + escaped(text) + b") Tj ET" if text else b""
-        objects.append(
-            b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream
-            + b"\nendstream"
-        )  # fmt: skip
+        objects.append(_stream(stream))
         assert page == len(objects) - 1
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
-    out += f"startxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return _written(objects)

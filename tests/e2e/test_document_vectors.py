@@ -5,9 +5,7 @@ with no text is failed with the reason; replacing and removing the file takes it
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from contextlib import aclosing
 
@@ -15,22 +13,13 @@ import pytest
 
 from tests.e2e.conftest import signed_up
 from tests.files_support import pdf
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("e2e")
 NOTES = "/collections/notes/records"
 SEARCH = "/collections/notes/search"
 ASK = "/collections/notes/ask"
 STATUS = "/collections/notes/embedding-status"
-
-
-async def _until(check, within: float = 30.0, what: str = "not in time"):
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.2)
 
 
 def _three_pages(sentence: str) -> bytes:
@@ -68,7 +57,7 @@ async def test_a_pdf_on_a_note_is_searchable_and_askable_by_its_owner_alone(stac
             hits = await _hits(alice, f"lighthouse keeper {marker}")
             return [h for h in hits if h["record"]["id"] == note["id"]]
 
-        (hit,) = await _until(found, what="the PDF's page 3 was not found")
+        (hit,) = await eventually(found, what="the PDF's page 3 was not found")
         assert (hit["file"], hit["page"]) == (name, 3)
         assert marker in hit["chunk"]["content"]
         (by_meaning,) = [
@@ -92,7 +81,7 @@ async def test_a_pdf_on_a_note_is_searchable_and_askable_by_its_owner_alone(stac
         async def bob_found_his():
             return [h for h in await _hits(bob, marker) if h["record"]["id"] == theirs["id"]]
 
-        await _until(bob_found_his, what="Bob's own PDF was not embedded")
+        await eventually(bob_found_his, what="Bob's own PDF was not embedded")
         for mode in ("text", "vector", "hybrid"):
             ids = {h["record"]["id"] for h in await _hits(bob, f"lighthouse {marker}", mode)}
             assert note["id"] not in ids, mode
@@ -119,7 +108,7 @@ async def test_a_pdf_on_a_note_is_searchable_and_askable_by_its_owner_alone(stac
             found = [f for f in status["files"]["failures"] if f["record_id"] == scanned["id"]]
             return found if len(found) == 2 else None
 
-        reasons = {f["file"]: f["reason"] for f in await _until(failed, what="not failed")}
+        reasons = {f["file"]: f["reason"] for f in await eventually(failed, what="not failed")}
         scan_name, broken_name = scanned["attachments"]
         assert "no text layer" in reasons[scan_name]
         assert "could not be read" in reasons[broken_name]
@@ -138,7 +127,7 @@ async def test_a_pdf_on_a_note_is_searchable_and_askable_by_its_owner_alone(stac
             old = await _hits(alice, f"lighthouse keeper {marker}")
             return new and not [h for h in old if h["record"]["id"] == note["id"]] and new
 
-        (new_hit,) = await _until(swapped, what="the replaced file's chunks stayed")
+        (new_hit,) = await eventually(swapped, what="the replaced file's chunks stayed")
         assert (new_hit["file"], new_hit["page"]) == (replaced.json()["attachments"][0], 1)
 
         # Removed: its chunks go too.
@@ -148,4 +137,4 @@ async def test_a_pdf_on_a_note_is_searchable_and_askable_by_its_owner_alone(stac
         async def gone():
             return not await _hits(alice, other)
 
-        await _until(gone, what="the removed file's chunks stayed")
+        await eventually(gone, what="the removed file's chunks stayed")
