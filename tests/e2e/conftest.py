@@ -61,7 +61,7 @@ class Stack:
 
 
 def run_python(
-    *args: str, env: dict[str, str], timeout: float = 60, cwd: Path = ROOT
+    *args: str, env: dict[str, str], timeout: float = 120, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m …`` (from the repo root, unless told) to completion, capturing its
     output."""
