@@ -30,14 +30,17 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
+from litestar.middleware.rate_limit import RateLimitMiddleware
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Encoding,
+    OpenAPI,
     OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Reference,
     RequestBody,
     Schema,
 )
@@ -48,6 +51,7 @@ from litestar.types import Method
 
 from backend.auth.deps import ASKS_WHO_CALLS
 from backend.auth.guards import admin_only
+from backend.auth.schemas import GRANT_FIELDS, GRANT_ONE_OF, TokenRequest
 from backend.collections.uploads import FILE_PARTS_OPT
 from backend.problems import PROBLEMS_OPT
 
@@ -100,37 +104,48 @@ class ProblemOperation(Operation):
             del self.responses["400"]
 
 
-def _with_file_parts(names: list[str]) -> type[ProblemOperation]:
-    """An operation whose JSON body may also come as multipart/form-data: the same object as
-    a ``data`` part (JSON), and each file field as repeated file parts (docs/files.md)."""
+def _operation_class(
+    security: list[dict[str, list[str]]] | None, file_parts: list[str] | None
+) -> type[ProblemOperation]:
+    """The operation of one route: its own security (Litestar would add its layers'
+    requirements together) and, for a route that takes files, its multipart body."""
 
     @dataclass
-    class FilePartsOperation(ProblemOperation):
+    class RouteOperation(ProblemOperation):
         def __post_init__(self) -> None:
             super().__post_init__()
-            body = self.request_body
-            if not isinstance(body, RequestBody) or "application/json" not in body.content:
-                return
-            record = body.content["application/json"].schema
-            if record is None:
-                return
-            files = Schema(
-                type=OpenAPIType.ARRAY,
-                items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
-                description="Files for this file field: one part each, with a filename",
-            )
-            body.content["multipart/form-data"] = OpenAPIMediaType(
-                schema=Schema(
-                    type=OpenAPIType.OBJECT,
-                    properties={
-                        "data": record,
-                        **{name: files for name in names},
-                    },
-                ),
-                encoding={"data": Encoding(content_type="application/json")},
-            )
+            self.security = security
+            if file_parts:
+                _add_file_parts(self, file_parts)
 
-    return FilePartsOperation
+    return RouteOperation
+
+
+def _add_file_parts(operation: Operation, names: list[str]) -> None:
+    """A JSON body that may also come as multipart/form-data: the same object as a ``data``
+    part (JSON), and each file field as repeated file parts (docs/files.md); no other part."""
+    body = operation.request_body
+    if not isinstance(body, RequestBody) or "application/json" not in body.content:
+        return
+    record = body.content["application/json"].schema
+    if record is None:
+        return
+    files = Schema(
+        type=OpenAPIType.ARRAY,
+        items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
+        description="Files for this file field: one part each, with a filename",
+    )
+    body.content["multipart/form-data"] = OpenAPIMediaType(
+        schema=Schema(
+            type=OpenAPIType.OBJECT,
+            properties={
+                "data": record,
+                **{name: files for name in names},
+            },
+            additional_properties=False,
+        ),
+        encoding={"data": Encoding(content_type="application/json")},
+    )
 
 
 def _http_routes(app: Litestar) -> Iterator[HTTPRoute]:
@@ -175,8 +190,18 @@ def answers_of(handler: HTTPRouteHandler, *, has_path_parameters: bool) -> set[i
         statuses.add(404)
     if _ASKS_WHO in asks or _NEEDS_CALLER in asks or admin_only in handler.resolve_guards():
         statuses |= {401, 403, 429}
+    if _rate_limited(handler):
+        statuses.add(429)
     statuses |= set(handler.opt.get(PROBLEMS_OPT, ()))
     return statuses
+
+
+def _rate_limited(handler: HTTPRouteHandler) -> bool:
+    """Behind a per-IP limit of its own (Litestar's rate limiter, on it or on its router)."""
+    return any(
+        getattr(layer, "middleware", None) is RateLimitMiddleware
+        for layer in handler.resolve_middleware()
+    )
 
 
 def security_of(handler: HTTPRouteHandler) -> list[dict[str, list[str]]] | None:
@@ -213,12 +238,93 @@ def document_answers(app: Litestar) -> None:
             for status in sorted(answers_of(handler, has_path_parameters=has_path_parameters)):
                 declared.setdefault(status, _problem(status))
             handler.responses = declared
-            file_parts = handler.opt.get(FILE_PARTS_OPT)
-            handler.operation_class = (
-                _with_file_parts(file_parts) if file_parts else ProblemOperation
+            handler.operation_class = _operation_class(
+                security_of(handler), handler.opt.get(FILE_PARTS_OPT)
             )
-            # Litestar adds the layers' requirements together; the handler's stands alone.
-            handler._resolved_security = security_of(handler) or []
+    _refuse_unknown_fields(app)
+
+
+def _request_structs(annotation: Any) -> Iterator[type[msgspec.Struct]]:
+    """Every Struct a request body of type ``annotation`` may hold, nested ones included."""
+    todo = [msgspec.inspect.type_info(annotation)]
+    seen: set[int] = set()
+    while todo:
+        info = todo.pop()
+        if id(info) in seen:
+            continue
+        seen.add(id(info))
+        if isinstance(info, msgspec.inspect.StructType):
+            yield info.cls
+            todo += [field.type for field in info.fields]
+        for name in ("item_type", "key_type", "value_type"):
+            if isinstance(getattr(info, name, None), msgspec.inspect.Type):
+                todo.append(getattr(info, name))
+        if isinstance(info, msgspec.inspect.UnionType | msgspec.inspect.TupleType):
+            todo += list(getattr(info, "types", ()) or getattr(info, "item_types", ()))
+        if isinstance(info, msgspec.inspect.Metadata):
+            todo.append(info.type)
+
+
+def _refuse_unknown_fields(app: Litestar) -> None:
+    """``additionalProperties: false`` on every request body object that refuses unknown
+    fields (a Struct with ``forbid_unknown_fields``), as the server does: a client generated
+    from the document then never sends one, and a fuzzer knows it is refused."""
+    strict: dict[str, bool] = {}
+    for route in _http_routes(app):
+        for handler, _ in route.route_handler_map.values():
+            data = handler.parsed_fn_signature.parameters.get("data")
+            if data is None or not handler.resolve_include_in_schema():
+                continue
+            for struct in _request_structs(data.annotation):
+                forbids = bool(struct.__struct_config__.forbid_unknown_fields)
+                name = struct.__name__
+                strict[name] = strict.get(name, True) and forbids
+    components = app.openapi_schema.components.schemas or {}
+    for schema in components.values():
+        if isinstance(schema, Schema) and schema.title and strict.get(schema.title):
+            schema.additional_properties = False
+    token_request = components.get(TokenRequest.__name__)
+    if isinstance(token_request, Schema):
+        token_request.one_of = _grant_variants()
+    _require_data_parts(app.openapi_schema, components)
+
+
+def _grant_variants() -> list[Schema | Reference]:
+    """POST /auth/token's body, one variant per grant_type with the fields it needs (not
+    null), and mfa's one at least of a second factor (backend/auth/schemas.py)."""
+    present = Schema(schema_not=Schema(type=OpenAPIType.NULL))
+    variants: list[Schema | Reference] = []
+    for grant, fields in GRANT_FIELDS.items():
+        second = GRANT_ONE_OF.get(grant, ())
+        variants.append(
+            Schema(
+                properties={"grant_type": Schema(const=grant), **dict.fromkeys(fields, present)},
+                required=["grant_type", *fields],
+                any_of=[Schema(properties={field: present}, required=[field]) for field in second]
+                or None,
+            )
+        )
+    return variants
+
+
+def _require_data_parts(document: OpenAPI, components: dict[str, Schema]) -> None:
+    """A multipart create must carry the ``data`` part when the record has required fields
+    (the JSON body's own required fields cannot come as nothing)."""
+    for path in (document.paths or {}).values():
+        for operation in (path.post, path.patch):
+            body = operation.request_body if operation else None
+            if not isinstance(body, RequestBody):
+                continue
+            multipart = body.content.get("multipart/form-data")
+            parts = multipart.schema if multipart else None
+            if not isinstance(parts, Schema) or not parts.properties:
+                continue
+            data = parts.properties.get("data")
+            if isinstance(data, Reference):
+                data = components.get(data.ref.rsplit("/", 1)[-1])
+            record = data
+            if isinstance(record, Schema) and record.required:
+                parts.required = ["data"]
 
 
 def _answer_options_truthfully(route: HTTPRoute) -> None:

@@ -5,7 +5,8 @@ helpers bound a statement or a list to one page.
 
 A cursor is base64url JSON: ``{"after": [...]}`` (keyset: the last row's sort key) where the
 query orders by a unique key, ``{"offset": n}`` otherwise. ``?offset=`` is still read, for
-clients written before the cursor; it cannot be given with one."""
+clients written before the cursor; with a cursor it skips that many more rows past the cursor's
+position, so the two never conflict (any values the document allows are a valid request)."""
 
 from __future__ import annotations
 
@@ -111,7 +112,8 @@ def provide_paging(
             ge=0,
             le=MAX_OFFSET,
             required=False,
-            description="Rows to skip (kept for older clients; follow `next_cursor` instead)",
+            description="Rows to skip, past the cursor's position when one is given (kept for"
+            " older clients; follow `next_cursor` instead)",
         ),
     ] = None,
 ) -> Paging:
@@ -123,16 +125,14 @@ def provide_paging(
             source="query",
         )
     limit = settings.page_default_limit if limit is None else limit
+    skip = offset or 0
     if cursor is None:
-        return Paging(limit, offset or 0)
-    if offset is not None:
-        raise field_problem(
-            "Give a cursor or an offset, not both", "cursor", "not with offset", source="query"
-        )
+        return Paging(limit, skip)
     decoded = _decode(cursor)
     if decoded.after is not None:
-        return Paging(limit, after=tuple(decoded.after))
-    return Paging(limit, decoded.offset or 0)
+        return Paging(limit, skip, after=tuple(decoded.after))
+    # Past bigint's end no row is left: the page is empty either way.
+    return Paging(limit, min((decoded.offset or 0) + skip, MAX_OFFSET))
 
 
 # --- one page of a statement -----------------------------------------------------------------
@@ -162,7 +162,7 @@ def by_key(
     if paging.after is not None:
         row, after = tuple_(*key), _after(paging.after, key)
         ordered = ordered.where(row < after if descending else row > after)
-    elif paging.offset:
+    if paging.offset:
         ordered = ordered.offset(paging.offset)
     return ordered.limit(paging.limit + 1)
 

@@ -42,7 +42,7 @@ from backend.errors import DomainError
 from backend.identity import Principal
 from backend.lib.names import NOT_BLANK
 from backend.paging import Page, Paging, page_of_list
-from backend.problems import Problem, problem_from_domain_error
+from backend.problems import Problem, may_answer, problem_from_domain_error
 from backend.vectors.service import search_service_for
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ def _ask_router(collection: Collection, settings: Settings, slots: BackgroundSlo
         "With `channel`, 202 and the answer over that realtime channel (docs/ai.md).",
         status_code=200,
         security=BEARER,
+        opt=may_answer(404),  # the configured chat model is not in the catalog
         responses={
             200: ResponseSpec(Answer, description="The answer and its citations"),
             202: ResponseSpec(AskAccepted, description="The answer follows over `channel`"),

@@ -22,6 +22,8 @@ from backend.auth.deps import BEARER, auth_service_for
 from backend.auth.guards import admin_only
 from backend.auth.oauth_flow import SignInFlows
 from backend.auth.schemas import (
+    GRANT_FIELDS,
+    GRANT_ONE_OF,
     Accepted,
     AdminUserUpdate,
     ApiKeyView,
@@ -144,16 +146,18 @@ def with_request_locale(
     status_code=HTTP_200_OK,
 )
 async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
+    _require(data, *GRANT_FIELDS[data.grant_type])
+    second = GRANT_ONE_OF.get(data.grant_type, ())
+    if second and all(getattr(data, field) is None for field in second):
+        raise _missing(second[0])
     if data.grant_type == "anonymous":
         return await auth_service.sign_in_anonymously(client)
     if data.grant_type == "oauth_code":
-        _require(data, "code", "code_verifier")
         assert data.code is not None and data.code_verifier is not None
         return await auth_service.sign_in_with_oauth_code(
             data.code, data.code_verifier, data.org_id, client
         )
     if data.grant_type == "mfa":
-        _require(data, "mfa_token")
         assert data.mfa_token is not None
         if data.credential is not None:
             return await auth_service.sign_in_with_passkey_mfa(
@@ -163,22 +167,17 @@ async def token(data: TokenRequest, auth_service: AuthService, client: ClientInf
             return await auth_service.sign_in_with_recovery_code(
                 data.mfa_token, data.recovery_code, client
             )
-        _require(data, "code")
         assert data.code is not None
         return await auth_service.sign_in_with_totp(data.mfa_token, data.code, client)
     if data.grant_type == "passkey":
-        _require(data, "credential")
         assert data.credential is not None
         return await auth_service.sign_in_with_passkey(data.credential, data.org_id, client)
     if data.grant_type == "otp":
-        _require(data, "email", "code")
         assert data.email is not None and data.code is not None
         return await auth_service.sign_in_with_code(data.email, data.code, data.org_id, client)
     if data.grant_type == "password":
-        _require(data, "email", "password")
         assert data.email is not None and data.password is not None
         return await auth_service.sign_in(data.email, data.password, data.org_id, client)
-    _require(data, "refresh_token")
     assert data.refresh_token is not None
     return await auth_service.refresh(data.refresh_token, data.org_id)
 

@@ -187,6 +187,22 @@ class PasskeyAssertion(msgspec.Struct, frozen=True, kw_only=True):
     )
 
 
+GrantType = Literal["password", "otp", "passkey", "oauth_code", "mfa", "anonymous", "refresh_token"]
+# The fields each grant_type needs (not null); POST /auth/token refuses a grant without one
+# with a 422 naming the first missing, and the OpenAPI document states them as a oneOf.
+GRANT_FIELDS: dict[str, tuple[str, ...]] = {
+    "password": ("email", "password"),
+    "otp": ("email", "code"),
+    "passkey": ("credential",),
+    "oauth_code": ("code", "code_verifier"),
+    "mfa": ("mfa_token",),
+    "anonymous": (),
+    "refresh_token": ("refresh_token",),
+}
+# ... and one at least of these: mfa's second factor (code first, when none is given).
+GRANT_ONE_OF: dict[str, tuple[str, ...]] = {"mfa": ("code", "recovery_code", "credential")}
+
+
 class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """OAuth2-shaped: grant_type password (email, password), otp (email, code: a mailed
     sign-in code), passkey (credential: an assertion for options from
@@ -198,9 +214,7 @@ class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     ``org_id`` makes that org the session's active org (the token's ``org`` claim).
     """
 
-    grant_type: Literal[
-        "password", "otp", "passkey", "oauth_code", "mfa", "anonymous", "refresh_token"
-    ]
+    grant_type: GrantType
     email: Email | None = None
     password: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     code: GrantCode | None = None

@@ -18,7 +18,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.collections.deps import Reading, reading_provider
-from backend.collections.reading import ListQuery, Row, etag_of
+from backend.collections.reading import SORTABLE_KINDS, ListQuery, Row, etag_of
 from backend.collections.rules import CompiledRules
 from backend.collections.schemas import (
     BatchRequest,
@@ -41,16 +41,32 @@ from backend.problems import Problem, locate, may_answer
 IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False)]
 
 
+def _one_of(names: Iterable[str]) -> str:
+    return "|".join(re.escape(name) for name in sorted(names))
+
+
+def names_pattern(names: Iterable[str]) -> str:
+    """Any of ``names``, comma-separated, blank parts ignored (``?expand=``, ``?fields=``)."""
+    choices = _one_of(names)
+    item = rf"\s*(?:{choices})?\s*" if choices else r"\s*"
+    return rf"^{item}(?:,{item})*$"
+
+
+def sort_pattern(names: Iterable[str]) -> str:
+    """``?sort=``: sortable fields, comma-separated, each with an optional ``-`` (descending)
+    or ``+``; no blank part; empty for the default order (reading.py's ``_sort_keys``)."""
+    item = rf"\s*[+-]*(?:{_one_of(names)})\s*"
+    return rf"^(?:{item}(?:,{item})*)?$"
+
+
 def expand_parameter(expandable: Iterable[str]) -> Any:
     """``?expand=``: the collection's relation fields, comma-separated (blank parts ignored);
     its pattern names them, so a collection without relations takes only a blank one."""
-    names = "|".join(re.escape(name) for name in sorted(expandable))
-    item = rf"\s*(?:{names})?\s*" if names else r"\s*"
     return Annotated[
         str | None,
         Parameter(
             required=False,
-            pattern=rf"^{item}(?:,{item})*$",
+            pattern=names_pattern(expandable),
             description="Relation fields, comma-separated: each related record the caller may"
             " view comes inline under `expand`",
         ),
@@ -160,6 +176,11 @@ def _router_for(
     name = collection.name
     expander = _Expander(name, expandable)
     Expand = expand_parameter(expandable)
+    sortable = [
+        field
+        for field, spec in collection.fields.items()
+        if spec.kind in SORTABLE_KINDS and not spec.nullable
+    ]
 
     def read(row: Row | asyncpg.Record) -> Any:
         return Read(**row)
@@ -175,12 +196,27 @@ def _router_for(
     async def list_records(
         reading: Reading,
         filter_: Annotated[str | None, Parameter(query="filter", required=False)] = None,
-        sort: Annotated[str | None, Parameter(required=False)] = None,
+        sort: Annotated[
+            str | None,
+            Parameter(
+                required=False,
+                pattern=sort_pattern(sortable),
+                description="Fields to order by, comma-separated, `-` for descending:"
+                " non-null text, numbers, booleans, ids and times (`-created_at` when absent)",
+            ),
+        ] = None,
         limit: Annotated[
             int, Parameter(ge=1, le=settings.page_max_limit)
         ] = settings.page_default_limit,
         cursor: Annotated[str | None, Parameter(required=False)] = None,
-        fields: Annotated[str | None, Parameter(required=False)] = None,
+        fields: Annotated[
+            str | None,
+            Parameter(
+                required=False,
+                pattern=names_pattern(collection.fields),
+                description="The fields each record carries, comma-separated (all when absent)",
+            ),
+        ] = None,
         count: bool = False,
         expand: Expand = None,  # type: ignore[valid-type]
     ) -> Page:  # type: ignore[valid-type]
@@ -268,6 +304,8 @@ def _router_for(
         operation_id=f"batch_{name}",
         summary=f"Up to {settings.batch_max_operations} changes to {name} in one transaction",
         status_code=200,
+        # An operation's record that is not there (or hidden), a conflict, a stale if_match.
+        opt=may_answer(404, 409, 412),
     )
     async def batch_records(
         data: BatchRequest, records: RecordService, principal: Principal | None

@@ -204,7 +204,7 @@ class Uploads:
                 "A field is given both in the data part and as a form field",
                 errors=[_field_error(name, "given twice") for name in both],
             )
-        return self._checked({**fields, **(json_data or {})}, collection, creating=creating)
+        return self._checked(fields, json_data or {}, collection, creating=creating)
 
     @staticmethod
     def _json_part(text: str) -> dict[str, Any]:
@@ -222,10 +222,16 @@ class Uploads:
         return value
 
     def _checked(
-        self, raw: dict[str, Any], collection: Collection, creating: bool
+        self,
+        fields: dict[str, Any],
+        json_data: dict[str, Any],
+        collection: Collection,
+        creating: bool,
     ) -> dict[str, Any]:
-        """The fields as the JSON route would take them (types, lengths, unknown names), with
-        text parts read leniently ("true", "12"); 422 naming the field otherwise."""
+        """The fields as the JSON route would take them (types, lengths, unknown names): the
+        ``data`` part's with JSON's own types, as a JSON body (``0`` is not ``false``), text
+        parts read leniently ("true", "12"); 422 naming the field otherwise."""
+        raw = {**fields, **json_data}
         nul = list(dict.fromkeys(nul_fields(raw)))
         if nul:
             raise Invalid(
@@ -234,6 +240,7 @@ class Uploads:
             )
         types = self._types_of(collection)
         try:
+            msgspec.convert(json_data, types.update)
             body = msgspec.convert(raw, types.update, strict=False)
         except msgspec.ValidationError as exc:
             where, message = locate(str(exc))

@@ -135,8 +135,24 @@ async def test_a_keyset_cursor_is_no_cursor_of_an_offset_list(client, admin):
     assert (await client.get("/jobs", params={"cursor": cursor}, headers=admin)).status_code == 200
     elsewhere = await client.get("/jobs/schedules", params={"cursor": cursor}, headers=admin)
     assert elsewhere.status_code == 422 and elsewhere.json()["errors"][0]["field"] == "cursor"
-    both = await client.get("/jobs", params={"cursor": cursor, "offset": 1}, headers=admin)
-    assert both.status_code == 422 and both.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_an_offset_with_a_cursor_skips_past_the_cursor(client, admin):
+    """Any cursor and offset the document allows together are a valid request: the offset
+    skips that many more rows past the cursor's position (keyset and positional lists)."""
+    for _ in range(4):
+        await client.post("/jobs", json=SLEEP, headers=admin)
+    for path in ("/jobs", "/auth/api-keys"):
+        if path == "/auth/api-keys":
+            for n in range(4):
+                await client.post("/auth/api-keys", json={"name": f"k{n}"}, headers=admin)
+        fourth = await client.get(path, params={"offset": 3, "limit": 1}, headers=admin)
+        first = (await client.get(path, params={"limit": 1}, headers=admin)).json()
+        both = await client.get(
+            path, params={"cursor": first["next_cursor"], "offset": 2, "limit": 1}, headers=admin
+        )
+        assert both.status_code == 200, both.text
+        assert both.json()["items"] == fourth.json()["items"] != []
 
 
 @pytest.mark.parametrize(
