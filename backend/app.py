@@ -39,7 +39,7 @@ from backend.db.transactions import request_session
 from backend.events.capability import relay_capability
 from backend.events.tracing import start_tracing
 from backend.files.capability import files_capability
-from backend.inputs import refuse_nul_characters
+from backend.inputs import check_input
 from backend.jobs.capability import jobs_capability
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.tracing import litestar_plugins
@@ -47,7 +47,7 @@ from backend.lib.urls import async_database_url
 from backend.logs import configure_logging
 from backend.openapi import document_answers, operation_id_of
 from backend.orgs.capability import orgs_capability
-from backend.paging import provide_paging
+from backend.paging import paging_provider
 from backend.problems import problem_details_config
 from backend.realtime.capability import realtime_capability
 from backend.system.capability import system_capability
@@ -182,7 +182,7 @@ def _assemble(
         ],
         middleware=[m for c in capabilities for m in c.middleware],
         # Postgres cannot store a NUL character: refused as a 422 before any route runs.
-        before_request=refuse_nul_characters,
+        before_request=check_input,
         lifespan=[
             close_clients,
             *(lifespan for c in capabilities for lifespan in c.lifespans),
@@ -190,7 +190,7 @@ def _assemble(
         ],
         dependencies={
             "settings": Provide(provide_settings, sync_to_thread=False),
-            "paging": Provide(provide_paging, sync_to_thread=False),
+            "paging": Provide(paging_provider(settings), sync_to_thread=False),
             "db_session": Provide(request_session),
             **{k: v for c in capabilities for k, v in c.dependencies.items()},
         },

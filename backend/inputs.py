@@ -5,21 +5,32 @@ one, anywhere it is stored or compared in SQL, fails in the driver as a 500. So 
 NUL in path parameters, query parameters and JSON bodies with a 422 naming each field at fault,
 instead of a check per route that a new route would forget.
 
+The same hook holds JSON bodies to JSON's own types, as the OpenAPI document states them:
+Litestar converts a body to the route's type leniently (``0`` becomes ``false``, ``"12"`` an
+int), so ``check_input`` decodes it strictly once more and refuses what the document refuses.
+Query values are held to the types the document gives them (``QUERY_TYPES_OPT``, written by
+backend/openapi.py): an integer is digits (``?to=0.5`` is refused), a time is a date-time, not
+a number of seconds.
+
 A time must name its offset and fall within years 1 to 9999 once moved to UTC (Python and the
 driver both convert to UTC): ``utc_field`` says so instead of an OverflowError.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args, get_origin
+from weakref import WeakKeyDictionary
 
 import msgspec
 from litestar import Request
+from litestar.handlers import HTTPRouteHandler
 
 from backend.errors import Invalid
 from backend.lib.clock import as_utc
+from backend.problems import locate
 
 NUL = "\x00"
 # How a NUL reaches a JSON body (a raw 0 byte is not valid JSON and fails decoding anyway).
@@ -76,6 +87,93 @@ async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
             errors += [_error(field, "body") for field in dict.fromkeys(nul_fields(decoded))]
     if errors:
         raise Invalid("Text cannot hold the NUL character (\\u0000); remove it", errors=errors)
+
+
+# A route's ``opt`` key: {query parameter: its JSON type ("integer", "number", "boolean",
+# "date-time")}, from the OpenAPI document (backend/openapi.py).
+QUERY_TYPES_OPT = "query_types"
+_QUERY_FORMS = {
+    "integer": re.compile(r"-?[0-9]+"),
+    "number": re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"),
+    "boolean": re.compile(r"true|false"),
+    # RFC 3339 (a date alone too, as msgspec reads it): never a bare number of seconds.
+    "date-time": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt ].*)?"),
+}
+_JSON_TYPES = frozenset({"application/json"})
+# Per route handler: its body's type, when msgspec reads it (None: not checked here).
+_body_types: WeakKeyDictionary[HTTPRouteHandler, Any] = WeakKeyDictionary()
+
+
+def _body_type(handler: HTTPRouteHandler) -> Any:
+    if handler in _body_types:
+        return _body_types[handler]
+    data = handler.parsed_fn_signature.parameters.get("data")
+    kind = None
+    if data is not None:
+        kind = data.annotation
+        if get_origin(kind) is not None and hasattr(kind, "__metadata__"):
+            kind = get_args(kind)[0]
+        try:
+            msgspec.json.Decoder(kind)
+        except TypeError:  # not a type msgspec reads (a form, a file): Litestar's own
+            kind = None
+    _body_types[handler] = kind
+    return kind
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    """JSON has one kind of number: ``3.0`` is an integer to JSON Schema, as ``3`` is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(item) for item in value]
+    return value
+
+
+def _query_errors(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
+    types: dict[str, str] = request.route_handler.opt.get(QUERY_TYPES_OPT) or {}
+    errors = []
+    for name, value in request.query_params.multi_items():
+        form = _QUERY_FORMS.get(types.get(name, ""))
+        if form is not None and not form.fullmatch(value):
+            errors.append(_error_for(name, f"is not {_A[types[name]]}", "query"))
+    return errors
+
+
+_A = {"integer": "an integer", "number": "a number", "boolean": "true or false"}
+_A["date-time"] = "a date-time (RFC 3339)"
+
+
+def _body_errors(request: Request[Any, Any, Any], body: bytes) -> list[dict[str, str]]:
+    if not body or request.content_type[0] not in _JSON_TYPES:
+        return []
+    kind = _body_type(request.route_handler)
+    if kind is None:
+        return []
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return []  # not JSON: Litestar answers 400
+    try:
+        msgspec.convert(_whole_floats_as_ints(decoded), kind)
+    except msgspec.ValidationError as exc:
+        field, message = locate(str(exc))
+        return [_error_for(field or "body", message, "body")]
+    return []
+
+
+async def check_input(request: Request[Any, Any, Any]) -> None:
+    """A ``before_request`` hook: 422 when a path, query or body string holds a NUL, a query
+    value is not of its declared type, or a JSON body's values are not of JSON's own types."""
+    await refuse_nul_characters(request)
+    errors = _query_errors(request)
+    if request.method in _BODY_METHODS:
+        errors += _body_errors(request, await request.body())
+    if errors:
+        method, path = request.method, request.url.path
+        raise Invalid(f"Validation failed for {method} {path}", errors=errors)
 
 
 def utc_field(value: datetime, field: str, source: str = "body") -> datetime:

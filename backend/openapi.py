@@ -29,6 +29,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Litestar
+from litestar.enums import ParamType
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware.rate_limit import RateLimitMiddleware
 from litestar.openapi.datastructures import ResponseSpec
@@ -40,6 +41,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
@@ -53,6 +55,7 @@ from backend.auth.deps import ASKS_WHO_CALLS
 from backend.auth.guards import admin_only
 from backend.auth.schemas import GRANT_FIELDS, GRANT_ONE_OF, TokenRequest
 from backend.collections.uploads import FILE_PARTS_OPT
+from backend.inputs import QUERY_TYPES_OPT
 from backend.problems import PROBLEMS_OPT
 
 PROBLEM_JSON = "application/problem+json"
@@ -270,6 +273,7 @@ def _refuse_unknown_fields(app: Litestar) -> None:
     fields (a Struct with ``forbid_unknown_fields``), as the server does: a client generated
     from the document then never sends one, and a fuzzer knows it is refused."""
     strict: dict[str, bool] = {}
+    structs: dict[str, type[msgspec.Struct]] = {}
     for route in _http_routes(app):
         for handler, _ in route.route_handler_map.values():
             data = handler.parsed_fn_signature.parameters.get("data")
@@ -279,14 +283,76 @@ def _refuse_unknown_fields(app: Litestar) -> None:
                 forbids = bool(struct.__struct_config__.forbid_unknown_fields)
                 name = struct.__name__
                 strict[name] = strict.get(name, True) and forbids
+                structs[name] = struct
     components = app.openapi_schema.components.schemas or {}
     for schema in components.values():
         if isinstance(schema, Schema) and schema.title and strict.get(schema.title):
             schema.additional_properties = False
+        if isinstance(schema, Schema) and schema.title in structs:
+            _state_zero_bounds(structs[schema.title], schema)
     token_request = components.get(TokenRequest.__name__)
     if isinstance(token_request, Schema):
         token_request.one_of = _grant_variants()
     _require_data_parts(app.openapi_schema, components)
+    _hold_queries_to_their_types(app)
+
+
+def _json_type(schema: Schema | Reference | None) -> str | None:
+    """The type a query value must have ("integer", "date-time", ...), or None for text."""
+    if not isinstance(schema, Schema):
+        return None
+    if schema.format == OpenAPIFormat.DATE_TIME:
+        return "date-time"
+    kinds = schema.type if isinstance(schema.type, list) else [schema.type]
+    for kind in kinds:
+        if kind in (OpenAPIType.INTEGER, OpenAPIType.NUMBER, OpenAPIType.BOOLEAN):
+            return str(kind.value)
+    for option in schema.one_of or ():
+        found = _json_type(option)
+        if found:
+            return found
+    return None
+
+
+def _hold_queries_to_their_types(app: Litestar) -> None:
+    """Tell each route the JSON types of its query parameters, as the document states them,
+    so ``check_input`` (backend/inputs.py) refuses what the document refuses."""
+    paths = app.openapi_schema.paths or {}
+    for route in _http_routes(app):
+        item = paths.get(route.path_format)
+        if item is None:
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            operation = getattr(item, str(method).lower(), None)
+            if not isinstance(operation, Operation):
+                continue
+            types = {
+                parameter.name: kind
+                for parameter in operation.parameters or ()
+                if isinstance(parameter, Parameter)
+                and parameter.param_in == ParamType.QUERY
+                and (kind := _json_type(parameter.schema))
+            }
+            if types:
+                handler.opt[QUERY_TYPES_OPT] = types
+
+
+_BOUNDS = {"ge": "minimum", "gt": "exclusive_minimum", "le": "maximum", "lt": "exclusive_maximum"}
+
+
+def _state_zero_bounds(struct: type[msgspec.Struct], schema: Schema) -> None:
+    """Litestar leaves out a bound of 0 (``ge=0`` reads as no bound): state it."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        prop = (schema.properties or {}).get(field.encode_name)
+        if not isinstance(prop, Schema):
+            continue
+        kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else ()
+        for kind in (field.type, *kinds):
+            for bound, key in _BOUNDS.items():
+                if getattr(kind, bound, None) == 0 and getattr(prop, key) is None:
+                    setattr(prop, key, 0)
 
 
 def _grant_variants() -> list[Schema | Reference]:

@@ -23,7 +23,6 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from backend.config import Settings
 from backend.errors import Invalid, invalid_field
-from backend.problems import field_problem
 
 MAX_OFFSET = 2**63 - 1  # Postgres' bigint: past it OFFSET is an error, not an empty page
 MAX_CURSOR_LENGTH = 1000
@@ -88,42 +87,55 @@ def _decode(text: str) -> _Cursor:
     return cursor
 
 
-def provide_paging(
-    settings: Settings,
-    limit: Annotated[
+def _limit(settings: Settings) -> Any:
+    return Annotated[
         int | None,
         Parameter(
             ge=1,
+            le=settings.page_max_limit,
             required=False,
             description="Rows to return: PAGE_DEFAULT_LIMIT when absent, at most PAGE_MAX_LIMIT",
         ),
-    ] = None,
-    cursor: Annotated[
-        str | None,
-        Parameter(
-            required=False,
-            max_length=MAX_CURSOR_LENGTH,
-            description="The previous page's `next_cursor`; absent for the first page",
-        ),
-    ] = None,
-    offset: Annotated[
-        int | None,
-        Parameter(
-            ge=0,
-            le=MAX_OFFSET,
-            required=False,
-            description="Rows to skip, past the cursor's position when one is given (kept for"
-            " older clients; follow `next_cursor` instead)",
-        ),
-    ] = None,
+    ]
+
+
+def paging_provider(settings: Settings) -> Callable[..., Paging]:
+    """The ``paging`` dependency of an app with these settings: its ``limit`` states
+    PAGE_MAX_LIMIT in the OpenAPI document, as the server enforces it."""
+
+    def provide_paging(
+        limit: Any = None,
+        cursor: Annotated[
+            str | None,
+            Parameter(
+                required=False,
+                max_length=MAX_CURSOR_LENGTH,
+                description="The previous page's `next_cursor`; absent for the first page",
+            ),
+        ] = None,
+        offset: Annotated[
+            int | None,
+            Parameter(
+                ge=0,
+                schema_extra={"minimum": 0},  # Litestar leaves a bound of 0 out of the document
+                le=MAX_OFFSET,
+                required=False,
+                description="Rows to skip, past the cursor's position when one is given (kept"
+                " for older clients; follow `next_cursor` instead)",
+            ),
+        ] = None,
+    ) -> Paging:
+        return page_request(settings, limit, cursor, offset)
+
+    # The bound is this app's setting, so the annotation is made here (Litestar reads it).
+    provide_paging.__annotations__["limit"] = _limit(settings)
+    return provide_paging
+
+
+def page_request(
+    settings: Settings, limit: int | None, cursor: str | None, offset: int | None
 ) -> Paging:
-    if limit is not None and limit > settings.page_max_limit:
-        raise field_problem(
-            f"limit must be at most {settings.page_max_limit} (PAGE_MAX_LIMIT)",
-            "limit",
-            f"must be at most {settings.page_max_limit}",
-            source="query",
-        )
+    """Which page ``?limit=&cursor=&offset=`` ask for."""
     limit = settings.page_default_limit if limit is None else limit
     skip = offset or 0
     if cursor is None:

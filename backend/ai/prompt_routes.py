@@ -65,7 +65,16 @@ class AskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     question: Annotated[str, msgspec.Meta(pattern=NOT_BLANK)]
     k: int = 5
     stream: bool = False
-    channel: str | None = None
+    channel: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=r"^(user|room):",
+                description="`user:<your id>` or `room:<name>` (of your active org)",
+            ),
+        ]
+        | None
+    ) = None
     mode: Literal["vector", "text", "hybrid"] = "hybrid"
     filter: str | None = None
     min_score: float | None = None

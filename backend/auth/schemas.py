@@ -9,14 +9,14 @@ from uuid import UUID
 import msgspec
 
 from backend.auth.scopes import Scope
-from backend.lib.names import name_meta
+from backend.lib.names import SPACE, name_meta
 from backend.mail.locales import LOCALE_MAX_LENGTH, LOCALE_PATTERN
 
 Email = Annotated[
     str,
     msgspec.Meta(
         max_length=320,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        pattern=rf"^[^@{SPACE}]+@[^@{SPACE}]+\.[^@{SPACE}]+$",
         description="An email address",
         examples=["ada@example.com"],
     ),

@@ -45,17 +45,22 @@ def _one_of(names: Iterable[str]) -> str:
     return "|".join(re.escape(name) for name in sorted(names))
 
 
+# Spaces the server trims around a name (str.strip trims more; JSON Schema's \s means other
+# characters than Python's, so the document says which).
+_PAD = "[ \t]*"
+
+
 def names_pattern(names: Iterable[str]) -> str:
     """Any of ``names``, comma-separated, blank parts ignored (``?expand=``, ``?fields=``)."""
     choices = _one_of(names)
-    item = rf"\s*(?:{choices})?\s*" if choices else r"\s*"
+    item = f"{_PAD}(?:{choices})?{_PAD}" if choices else _PAD
     return rf"^{item}(?:,{item})*$"
 
 
 def sort_pattern(names: Iterable[str]) -> str:
     """``?sort=``: sortable fields, comma-separated, each with an optional ``-`` (descending)
     or ``+``; no blank part; empty for the default order (reading.py's ``_sort_keys``)."""
-    item = rf"\s*[+-]*(?:{_one_of(names)})\s*"
+    item = f"{_PAD}[+-]*(?:{_one_of(names)}){_PAD}"
     return rf"^(?:{item}(?:,{item})*)?$"
 
 

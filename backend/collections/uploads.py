@@ -5,7 +5,7 @@ in ``app.state.record_uploads``; collections only know this protocol).
 Litestar reads a route's ``data`` as JSON before the handler runs, under MAX_BODY_BYTES and
 whole into memory; a multipart body must stream to storage instead. So the two routes'
 ``before_request`` hook answers multipart requests itself, and lets JSON ones through to the
-handler (after the NUL check every route's body gets, which a route's own hook replaces).
+handler (after check_input, which every route gets and a route's own hook replaces).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from litestar import Request, Response
 from backend.collections.reading import Row, etag_of
 from backend.collections.spec import Collection
 from backend.errors import Unsupported
-from backend.inputs import refuse_nul_characters
+from backend.inputs import check_input
 
 # A route's ``opt`` key naming the file fields its multipart body may carry (the OpenAPI
 # document describes that body, backend/openapi.py).
@@ -50,7 +50,7 @@ def multipart_writes(
 
     async def answer_multipart(request: Request[Any, Any, Any]) -> Response[Any] | None:
         if not is_multipart(request):
-            await refuse_nul_characters(request)
+            await check_input(request)
             return None
         uploads: RecordUploads | None = getattr(request.app.state, "record_uploads", None)
         if uploads is None or not collection.file_fields:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
+# Whitespace to Python's regexes and str.strip, and to JSON Schema's (ECMA-262) regexes: the
+# two disagree (\x1c-\x1f and \x85 are space to Python only, \ufeff to ECMA only), so a
+# pattern in the OpenAPI document names the characters instead of saying \s or \S.
+SPACE = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 # At least one character that is not whitespace (Unicode whitespace too, as str.strip sees it).
-NOT_BLANK = r"\S"
+NOT_BLANK = rf"[^{SPACE}]"
 BLANK = "must not be blank"
 
 
