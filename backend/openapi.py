@@ -10,9 +10,15 @@ answers it can give, each with the one shared ``Problem`` schema:
 - a path parameter: 404 (no such thing, or none the caller may see);
 - who is calling (the ``principal`` dependency, or a guard): 401 (a token that does not hold),
   403 (an API key's scopes, or not an admin behind ``admin_only``), 429 (the caller's rate);
+- a per-IP rate limit (Litestar's rate-limit middleware on the route or its router): 429;
 - anything else the route's logic refuses with, named in its ``opt["problems"]`` (409, 412,
   a 403 of its own, 502, ...), on the handler or on its controller or router
   (``opt=may_answer(409)``, backend/problems.py).
+
+Then, on the assembled document (``app.openapi_schema``, before it is first served): request
+bodies that refuse unknown fields say ``additionalProperties: false``; bounds of 0, which
+Litestar leaves out, are stated; ``POST /auth/token`` gets a ``oneOf`` per grant_type; and each
+route learns its query parameters' types (``check_input`` holds values to them).
 
 Security follows the same dependencies: a route that needs a caller (``current``, or a guard)
 requires a bearer token; one that only asks who is calling (``principal``) takes one optionally

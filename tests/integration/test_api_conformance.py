@@ -26,12 +26,7 @@ from schemathesis.config import SchemathesisConfig
 from tests.integration.test_api_fuzz import Fuzzed, _openapi_document, fuzzed  # noqa: F401
 
 EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "3"))
-# Not yet 0 failures (issue 20, item 3: bodies that refuse unknown fields do not say
-# additionalProperties: false yet, and more); opt in with CONFORMANCE=1 until it is.
-pytestmark = [
-    pytest.mark.xdist_group("fuzz"),
-    pytest.mark.skipif(not os.environ.get("CONFORMANCE"), reason="CONFORMANCE=1 runs it"),
-]
+pytestmark = pytest.mark.xdist_group("fuzz")
 
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 # operationId: (the status it answers a schema-valid request with, why no schema can say so)
@@ -47,7 +42,6 @@ SEMANTIC_REFUSALS: dict[str, tuple[int, str]] = {
     "post_auth_mfa_totp": (422, "the account's password, which the fuzzer does not know"),
     "post_auth_mfa_totp_enable": (422, "a code from an authenticator app"),
     "delete_auth_mfa_totp": (422, "a code from an authenticator app"),
-    "post_auth_token": (422, "which fields a grant_type needs (a oneOf would say it; TODO)"),
     "post_auth_api_keys": (422, "collection names that exist"),
     "post_webhooks": (422, "a collection that exists"),
     "post_jobs": (422, "a job type that is registered"),
