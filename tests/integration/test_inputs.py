@@ -119,3 +119,56 @@ async def test_an_escaped_backslash_before_u0000_is_plain_text(client, sign_up):
     response = await client.post(NOTES, json={"title": "C:\\u0000", "body": "x"}, headers=headers)
     assert response.status_code == 201, response.text
     assert response.json()["title"] == "C:\\u0000"
+
+
+# What the OpenAPI document refuses, the server refuses (check_input): Litestar alone reads
+# input leniently. (method, path, JSON body or None, query or None, field at fault, source)
+TYPE_SCENARIOS: list[tuple[str, str, Any, dict[str, str] | None, str, str]] = [
+    ("POST", NOTES, {"title": "t", "public": 0}, None, "public", "body"),
+    ("POST", NOTES, {"title": 12}, None, "title", "body"),
+    ("POST", "/orgs", {"name": "Acme", "extra": 1}, None, "extra", "body"),
+    ("GET", "/ai/usage", None, {"from": "123"}, "from", "query"),
+    ("GET", "/jobs", None, {"limit": "1.5"}, "limit", "query"),
+    ("GET", NOTES, None, {"count": "1"}, "count", "query"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "params", "field", "source"),
+    TYPE_SCENARIOS,
+    ids=[f"{s[0]} {s[1]} {s[4]}" for s in TYPE_SCENARIOS],
+)
+async def test_a_value_of_another_json_type_is_a_422_naming_the_field(
+    client, sign_up, method, path, body, params, field, source
+):
+    headers = bearer((await sign_up())["access_token"])
+    response = await client.request(method, path, json=body, params=params, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert {"field": field, "source": source} in [
+        {"field": e["field"], "source": e["source"]} for e in response.json()["errors"]
+    ]
+
+
+async def test_a_whole_number_written_with_a_point_is_an_integer(client, sign_up):
+    """JSON Schema reads 2.0 as an integer, so the server takes it where it takes 2."""
+    headers = bearer((await sign_up())["access_token"])
+    listed = await client.get("/jobs", params={"limit": "2"}, headers=headers)
+    assert listed.status_code == 200, listed.text
+    search = {"query": "lava", "mode": "text", "k": 2.0}
+    response = await client.post("/collections/notes/search", json=search, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [
+        ({"grant_type": "password", "email": "a@example.com"}, ["password"]),
+        ({"grant_type": "mfa", "mfa_token": "t"}, ["code"]),
+        ({"grant_type": "refresh_token", "refresh_token": None}, ["refresh_token"]),
+    ],
+)
+async def test_a_grant_without_its_fields_is_a_422_naming_them(client, body, missing):
+    response = await client.post("/auth/token", json=body)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == missing
