@@ -1,67 +1,62 @@
-"""HTTP routes for /auth and /admin: parse, call the auth service, shape the answer."""
+"""HTTP routes for /auth: parse, call the auth service, shape the answer. Signing up and in,
+tokens, mailed tokens and the account are here; two-factor is in two_factor_routes.py, the trip
+to a provider in oauth_routes.py, the held credentials in credential_routes.py, /admin in
+admin_routes.py. The routers, with their per-IP limits, are put together here (``auth_routers``).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, patch, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.enums import RequestEncodingType
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Body, Parameter
-from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from backend.auth.admin_routes import AdminController
+from backend.auth.credential_routes import CredentialsController
 from backend.auth.deps import BEARER, auth_service_for
-from backend.auth.guards import admin_only
-from backend.auth.oauth_flow import SignInFlows
+from backend.auth.oauth_routes import (
+    oauth_authorize,
+    oauth_callback,
+    oauth_callback_form,
+    oauth_providers,
+)
 from backend.auth.schemas import (
     GRANT_FIELDS,
     GRANT_ONE_OF,
     Accepted,
-    AdminUserUpdate,
-    ApiKeyView,
-    AuthorizeUrl,
-    CallbackForm,
     ChangeEmail,
     ConfirmEmail,
     ConvertAccount,
-    CreatedApiKey,
     DeleteMe,
     ForgotPassword,
-    IdentityView,
-    LinkStart,
-    NewApiKey,
-    NewPasskey,
-    OAuthProviderView,
     PasskeyOptions,
-    PasskeyRename,
     PasskeySignInOptions,
-    PasskeyView,
-    RecoveryCodes,
     ResetPassword,
-    SecondFactor,
     SessionView,
     SignInCodeRequest,
     SignUp,
     TokenRequest,
     TokenResponse,
-    TotpCode,
-    TotpEnabled,
-    TotpEnroll,
-    TotpSecret,
     TwoFactorStatus,
     UpdateMe,
     UserView,
     VerifyRequest,
 )
 from backend.auth.service import AuthService, user_view
+from backend.auth.two_factor_routes import (
+    disable_totp,
+    enable_totp,
+    enroll_totp,
+    regenerate_recovery_codes,
+)
 from backend.config import Settings
 from backend.db.transactions import owned_session
 from backend.identity import ClientInfo, Principal
@@ -213,58 +208,6 @@ async def forgot_password(
 
 
 @post(
-    "/mfa/totp",
-    opt=may_answer(409),
-    summary="Set up two-factor sign-in: a secret for an authenticator app (needs my password)",
-    status_code=HTTP_200_OK,
-    security=BEARER,
-)
-async def enroll_totp(
-    data: TotpEnroll, current: Principal, auth_service: AuthService
-) -> TotpSecret:
-    return await auth_service.enroll_totp(current, data.password)
-
-
-@post(
-    "/mfa/totp/enable",
-    opt=may_answer(409),
-    summary="Turn two-factor sign-in on with a code from the app",
-    status_code=HTTP_200_OK,
-    security=BEARER,
-)
-async def enable_totp(data: TotpCode, current: Principal, auth_service: AuthService) -> TotpEnabled:
-    """The user, and ten single-use recovery codes: shown this once, keep them safe."""
-    user, codes = await auth_service.enable_totp(current, data.code)
-    return TotpEnabled(**msgspec.structs.asdict(user_view(user)), recovery_codes=codes)
-
-
-@delete(
-    "/mfa/totp",
-    opt=may_answer(409),
-    summary="Turn two-factor sign-in off (needs a code from the app, or a recovery code)",
-    security=BEARER,
-)
-async def disable_totp(data: SecondFactor, current: Principal, auth_service: AuthService) -> None:
-    await auth_service.disable_totp(current, data)
-
-
-@post(
-    "/mfa/recovery-codes",
-    opt=may_answer(409),
-    summary="New recovery codes for the old ones (needs a code from the app, or a recovery code)",
-    description="Only while two-factor sign-in is on (409 `totp_not_enabled`). The ten new"
-    " codes are shown this once; every code before stops working.",
-    status_code=HTTP_200_OK,
-    security=BEARER,
-)
-async def regenerate_recovery_codes(
-    data: SecondFactor, current: Principal, auth_service: AuthService
-) -> RecoveryCodes:
-    codes = await auth_service.regenerate_recovery_codes(current, data)
-    return RecoveryCodes(recovery_codes=codes)
-
-
-@post(
     "/convert",
     opt=may_answer(409),
     summary="Keep my anonymous account: give it an email and a password (mails a token)",
@@ -323,83 +266,6 @@ async def change_email(
 )
 async def confirm_email(data: ConfirmEmail, auth_service: AuthService) -> UserView:
     return user_view(await auth_service.confirm_email_change(data.token))
-
-
-@get(
-    "/oauth/providers",
-    summary="The sign-in providers this app offers (anyone may ask)",
-)
-async def oauth_providers(state: State) -> list[OAuthProviderView]:
-    return [
-        OAuthProviderView(name=p.name, display_name=p.display_name, kind=p.kind)
-        for p in state.sign_in_providers.providers.values()
-    ]
-
-
-@get(
-    "/oauth/{provider:str}/authorize",
-    opt=may_answer(400, 502),
-    summary="Sign in with a provider: sends the browser there (302), then back to redirect_to",
-    description=(
-        "Open in the browser (not with fetch). The app makes a PKCE pair first and sends its"
-        " S256 code_challenge; the browser comes back to redirect_to with `?code=` (one-time,"
-        " short-lived), which the app exchanges at POST /auth/token with grant_type oauth_code"
-        " and its code_verifier, or with `?error=` and `error_description`. redirect_to must"
-        " match AUTH_REDIRECT_URLS (else 400). Anyone may call it."
-    ),
-    status_code=302,
-    responses={302: ResponseSpec(None, description="To the provider's sign-in page")},
-)
-async def oauth_authorize(
-    provider: str,
-    redirect_to: Annotated[str, Parameter(max_length=2048, min_length=1)],
-    code_challenge: Annotated[
-        str, Parameter(pattern=r"^[A-Za-z0-9_-]{43}$", description="PKCE S256 challenge")
-    ],
-    sign_in_flows: SignInFlows,
-    code_challenge_method: Literal["S256"] = "S256",
-) -> Redirect:
-    return Redirect(await sign_in_flows.start(provider, redirect_to, code_challenge))
-
-
-_CALLBACK = (
-    "Where the provider sends the browser back: to the app's redirect_to with `?code=` (or"
-    " `?error=`). A state that was never issued, was used or expired: 400 problem+json."
-)
-
-
-@get(
-    "/oauth/{provider:str}/callback",
-    opt=may_answer(400),
-    summary="A provider sends the browser back here (302 to the app)",
-    description=_CALLBACK,
-    status_code=302,
-    responses={302: ResponseSpec(None, description="Back to the app's redirect_to")},
-)
-async def oauth_callback(
-    provider: str,
-    sign_in_flows: SignInFlows,
-    code: Annotated[str | None, Parameter(max_length=2048)] = None,
-    oauth_state: Annotated[str | None, Parameter(query="state", max_length=200)] = None,
-    error: Annotated[str | None, Parameter(max_length=200)] = None,
-) -> Redirect:
-    return Redirect(await sign_in_flows.finish(provider, code, oauth_state, error))
-
-
-@post(
-    "/oauth/{provider:str}/callback",
-    opt=may_answer(400),
-    summary="A provider posts the browser back here (form_post: Apple; 302 to the app)",
-    description=_CALLBACK,
-    status_code=302,
-    responses={302: ResponseSpec(None, description="Back to the app's redirect_to")},
-)
-async def oauth_callback_form(
-    provider: str,
-    data: Annotated[CallbackForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-    sign_in_flows: SignInFlows,
-) -> Redirect:
-    return Redirect(await sign_in_flows.finish(provider, data.code, data.state, data.error))
 
 
 class AuthController(Controller):
@@ -478,154 +344,6 @@ class AuthController(Controller):
         await auth_service.request_verification(principal)
         return Accepted()
 
-    @get("/identities", summary="My linked sign-in provider accounts", security=BEARER)
-    async def identities(
-        self, current: Principal, auth_service: AuthService, paging: Paging
-    ) -> Page[IdentityView]:
-        return await auth_service.list_identities(current, paging)
-
-    @post(
-        "/identities/{provider:str}/link",
-        opt=may_answer(400, 502),
-        summary="Link a sign-in provider to my account: the URL to send the browser to",
-        description=(
-            "A signed-in session only (not an API key). The browser goes to `url`, then back"
-            " to redirect_to with `?code=`; POST /auth/token with grant_type oauth_code and"
-            " the code_verifier links the provider's account to mine (409 `identity_taken` if"
-            " it signs in to another account) and answers a new session of my account."
-        ),
-        status_code=HTTP_200_OK,
-        security=BEARER,
-    )
-    async def link_identity(
-        self, provider: str, data: LinkStart, current: Principal, sign_in_flows: SignInFlows
-    ) -> AuthorizeUrl:
-        url = await sign_in_flows.start(
-            provider, data.redirect_to, data.code_challenge, source="body", link=current
-        )
-        return AuthorizeUrl(url=url)
-
-    @delete(
-        "/identities/{identity_id:uuid}",
-        opt=may_answer(409),
-        summary="Unlink a sign-in provider from my account (not my last way to sign in: 409)",
-        security=BEARER,
-    )
-    async def unlink_identity(
-        self, identity_id: UUID, current: Principal, auth_service: AuthService
-    ) -> None:
-        await auth_service.unlink_identity(current, identity_id)
-
-    @get("/api-keys", summary="My API keys (never their secrets)", security=BEARER)
-    async def api_keys(
-        self, current: Principal, auth_service: AuthService, paging: Paging
-    ) -> Page[ApiKeyView]:
-        return await auth_service.list_api_keys(current, paging)
-
-    @post("/api-keys", summary="Create an API key; the secret is shown once", security=BEARER)
-    async def create_api_key(
-        self, data: NewApiKey, current: Principal, auth_service: AuthService, state: State
-    ) -> CreatedApiKey:
-        served = frozenset(collection.name for collection in state.collections)
-        return await auth_service.create_api_key(current, data, served)
-
-    @post(
-        "/passkeys/register/options",
-        opt=may_answer(503),
-        summary="Options to register a passkey (navigator.credentials.create); signed-in"
-        " sessions only, not API keys",
-        status_code=HTTP_200_OK,
-        security=BEARER,
-    )
-    async def passkey_registration_options(
-        self, current: Principal, auth_service: AuthService
-    ) -> PasskeyOptions:
-        return await auth_service.passkey_registration_options(current)
-
-    @post(
-        "/passkeys",
-        opt=may_answer(409, 503),
-        summary="Register a passkey: the browser's answer to the registration options",
-        security=BEARER,
-    )
-    async def register_passkey(
-        self, data: NewPasskey, current: Principal, auth_service: AuthService
-    ) -> PasskeyView:
-        return await auth_service.register_passkey(current, data)
-
-    @get("/passkeys", summary="My passkeys", security=BEARER)
-    async def passkeys(
-        self, current: Principal, auth_service: AuthService, paging: Paging
-    ) -> Page[PasskeyView]:
-        return await auth_service.list_passkeys(current, paging)
-
-    @patch("/passkeys/{passkey_id:uuid}", summary="Rename one of my passkeys", security=BEARER)
-    async def rename_passkey(
-        self, passkey_id: UUID, data: PasskeyRename, current: Principal, auth_service: AuthService
-    ) -> PasskeyView:
-        return await auth_service.rename_passkey(current, passkey_id, data.name)
-
-    @delete(
-        "/passkeys/{passkey_id:uuid}",
-        opt=may_answer(409),
-        summary="Remove one of my passkeys (409 last_sign_in_method when it is the last way in)",
-        security=BEARER,
-    )
-    async def remove_passkey(
-        self, passkey_id: UUID, current: Principal, auth_service: AuthService
-    ) -> None:
-        await auth_service.remove_passkey(current, passkey_id)
-
-    @delete("/api-keys/{key_id:uuid}", summary="Revoke an API key now", security=BEARER)
-    async def revoke_api_key(
-        self, key_id: UUID, current: Principal, auth_service: AuthService
-    ) -> None:
-        await auth_service.revoke_api_key(current, key_id)
-
-
-class UserPage(Page[UserView], frozen=True, kw_only=True):
-    total: int  # how many users match, on every page (the count comes with the page's query)
-
-
-class AdminController(Controller):
-    path = "/admin"
-    tags = ["admin"]
-    security = BEARER
-    guards = [admin_only]
-
-    @get("/users", summary="All users (admins only)")
-    async def users(
-        self,
-        auth_service: AuthService,
-        paging: Paging,
-        q: Annotated[
-            str | None,
-            Parameter(
-                required=False,
-                max_length=320,
-                description="Part of the email or name, in any case",
-            ),
-        ] = None,
-        role: Literal["user", "admin"] | None = None,
-    ) -> UserPage:
-        users, total = await auth_service.list_users(paging, search=q, role=role)
-        page = users.map(user_view)
-        return UserPage(items=page.items, next_cursor=page.next_cursor, total=total)
-
-    @delete(
-        "/users/{user_id:uuid}",
-        summary="Delete a user (admins only)",
-        description="As DELETE /auth/me does, without the password; 409 `last_owner` the same.",
-    )
-    async def delete_user(self, user_id: UUID, auth_service: AuthService) -> None:
-        await auth_service.admin_delete_user(user_id)
-
-    @patch("/users/{user_id:uuid}", summary="Change a user's role or disable them (admins only)")
-    async def update_user(
-        self, user_id: UUID, data: AdminUserUpdate, auth_service: AuthService
-    ) -> UserView:
-        return user_view(await auth_service.admin_update_user(user_id, data))
-
 
 def _rate_limit(bucket: str, per_minute: int) -> RateLimitConfig:
     def identify(request: Request[Any, Any, Any]) -> str:
@@ -676,5 +394,6 @@ def auth_routers(settings: Settings) -> list[Router | type[Controller]]:
         ),
         Router("/auth", route_handlers=[oauth_providers], tags=["auth"]),
         AuthController,
+        CredentialsController,
         AdminController,
     ]
