@@ -135,7 +135,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     secret_key: str = DEV_SECRET_KEY
     cors_origins: tuple[str, ...] = ()
     # Response headers a browser script may read (the rest stay hidden by CORS): ETags for
-    # If-Match, Retry-After on 429/503, the request id for support, the rate-limit headers.
+    # If-Match, Retry-After on 429/503, the request id for support, the rate-limit headers,
+    # and those of the tus protocol (a browser's tus client reads them).
     cors_expose_headers: tuple[str, ...] = (
         "ETag",
         "Retry-After",
@@ -144,6 +145,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "RateLimit-Policy",
         "RateLimit-Remaining",
         "RateLimit-Reset",
+        # tus resumable uploads (/files/uploads): where an upload is, how far it got.
+        "Location",
+        "Upload-Offset",
+        "Upload-Length",
+        "Upload-Expires",
+        "Upload-Metadata",
+        "Tus-Resumable",
+        "Tus-Version",
+        "Tus-Extension",
+        "Tus-Max-Size",
+        "Litebase-File-Name",
     )
     # How long a browser caches a preflight (OPTIONS) answer: one preflight per route and
     # origin per this many seconds instead of one before every non-simple request.
@@ -423,6 +435,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     files_sweep_interval_seconds: PositiveInt = 3600
     files_pending_grace_seconds: PositiveInt = 21_600
     files_sweep_batch: PositiveInt = 1000
+    # Resumable uploads (tus, /files/uploads): an unfinished one expires this long after it
+    # was created (the sweeper then removes its bytes), and one user may have at most this many
+    # unfinished at once.
+    files_resumable_expiry_seconds: PositiveInt = 86_400
+    files_resumable_max_unfinished: PositiveInt = 10
 
     def __post_init__(self) -> None:
         if self.page_default_limit > self.page_max_limit:

@@ -7,7 +7,8 @@ longer lists. It sends ``files.delete`` for them; the worker (``forget_files``) 
 objects and thumbnails, then their ledger rows. A crash before the task was sent is handed on
 again by the relay (it keeps its position); a task lost after is the sweeper's (``sweep``,
 beat): it finds ledger rows never attached past FILES_PENDING_GRACE_SECONDS (an upload whose
-record write failed or never came) and attached rows whose record does not hold the name.
+record write failed or never came), attached rows whose record does not hold the name, and
+resumable uploads left unfinished past their expiry (their staged bytes, S3 multipart uploads).
 
 Only the worker side (``forget_files``, ``sweep``) touches storage: both take a psycopg
 connection and the storage, and are safe to run twice.
@@ -28,6 +29,7 @@ from backend.config import Settings
 from backend.events.relay import Consumer, OutboxEvent
 from backend.files import DELETE_TASK
 from backend.files.models import object_key, record_folder, thumb_key
+from backend.files.staging import open_staging
 from backend.files.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,7 @@ def sweep(
     """One pass of the sweeper (``conn`` in autocommit: each step is its own transaction);
     how many files it removed."""
     removed = _sweep_unattached(conn, storage, registry, settings)
+    removed += sweep_expired_uploads(conn, storage, settings)
     for collection in registry:
         if collection.file_fields:
             removed += _sweep_released(conn, storage, collection, settings.files_sweep_batch)
@@ -152,6 +155,27 @@ def _sweep_unattached(
         conn.execute("DELETE FROM stored_files WHERE id = ANY(%s)", ([row[0] for row in rows],))
     if rows:
         log.info("the sweeper removed %d uploads no record took", len(rows))
+    return len(rows)
+
+
+def sweep_expired_uploads(conn: psycopg.Connection, storage: Storage, settings: Settings) -> int:
+    """Resumable uploads past their expiry (FILES_RESUMABLE_EXPIRY_SECONDS) that no request
+    holds: their staged bytes go (an S3 multipart upload is aborted), then their rows."""
+    staging = open_staging(settings, storage)
+    with conn.transaction():
+        rows = conn.execute(
+            """
+            SELECT id::text, collection, record_id::text, name, s3_upload_id FROM file_uploads
+            WHERE expires_at < now() AND (lease_until IS NULL OR lease_until < now())
+            ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED
+            """,
+            (settings.files_sweep_batch,),
+        ).fetchall()
+        for upload_id, collection, record_id, name, s3_upload_id in rows:
+            staging.discard_sync(upload_id, object_key(collection, record_id, name), s3_upload_id)
+        conn.execute("DELETE FROM file_uploads WHERE id = ANY(%s::uuid[])", ([r[0] for r in rows],))
+    if rows:
+        log.info("the sweeper removed %d expired resumable uploads", len(rows))
     return len(rows)
 
 

@@ -56,14 +56,20 @@ async def _body(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[by
     if announced is not None and announced > limit:
         raise too_large(message)
     received = 0
+    async for chunk in body_chunks(request):
+        received += len(chunk)
+        if received > limit:
+            raise too_large(message)
+        yield chunk
+
+
+async def body_chunks(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
+    """The request's body as the server hands it on; ClientGone when the client hangs up."""
     while True:
         event = await request.receive()
         if event["type"] == "http.disconnect":
             raise ClientGone
         chunk: bytes = event.get("body", b"")  # type: ignore[assignment]
-        received += len(chunk)
-        if received > limit:
-            raise too_large(message)
         if chunk:
             yield chunk
         if not event.get("more_body", False):

@@ -1,8 +1,10 @@
-"""HTTP routes under /files: downloading a record's file, and file tokens for ``?token=``.
+"""HTTP routes under /files: downloading a record's file, file tokens for ``?token=``, and
+resumable uploads (backend/files/resumable_routes.py).
 
 - ``GET /files/{collection}/{record}/{name}``: anyone; a protected field's file needs a caller
   who may view the record — a bearer (access token or API key) or ``?token=`` (a file token).
-  Streamed, with ``Range``, ``ETag`` (the file's SHA-256) and ``If-None-Match``.
+  Streamed, with ``Range``, ``ETag`` (the file's SHA-256) and ``If-None-Match``. ``HEAD``: the
+  same headers under the same rules, without the bytes.
 - ``POST /files/token``: a signed-in person (a session; API keys send themselves as the
   bearer instead). Answers a token valid for FILES_TOKEN_TTL_SECONDS.
 """
@@ -16,7 +18,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Request, Response, Router, get, head, post
 from litestar.di import Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -32,6 +34,7 @@ from backend.db.transactions import owned_session
 from backend.errors import Forbidden, NotFound, invalid_field
 from backend.files.downloads import INLINE_TYPES, FileReads, FileToRead, byte_range
 from backend.files.models import thumb_key
+from backend.files.resumable_routes import resumable_routes
 from backend.files.storage import Storage
 from backend.files.thumbs import NotThumbnailable, ThumbMaker, thumb_type
 from backend.files.tokens import FileScope, issue_file_token, read_file_token
@@ -122,6 +125,69 @@ def file_routers(
 ) -> list[Router]:
     maker = ThumbMaker(settings.files_thumb_concurrency, settings.files_thumb_max_pixels)
 
+    async def answer_for(
+        collection: str,
+        record_id: UUID,
+        name: str,
+        request: Request[Any, Any, Any],
+        who_reads: Principal | None,
+        download: bool,
+        thumb: str | None,
+        with_body: bool,
+    ) -> Stream | Response[None]:
+        """GET's answer, or HEAD's (the same headers, no body and nothing opened)."""
+        state = request.app.state
+        file = await FileReads(state.reader, registry, rules, state.clock).locate(
+            collection, record_id, name, who_reads
+        )
+        storage: Storage = state.storage
+        if thumb is not None:
+            sizes = registry.get(collection).file_fields[file.field].thumbs  # type: ignore[union-attr]
+            if thumb not in sizes:
+                raise invalid_field(
+                    f"{file.field} makes thumbnails of {', '.join(sizes) or 'no size'}",
+                    "thumb",
+                    "not a size the field declares",
+                    "query",
+                )
+            file = await _thumb_of(file, thumb, storage, maker, collection, record_id)
+        headers = _headers(file, download)
+        if request.headers.get("if-none-match") == file.etag:
+            return Stream([], status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        wanted = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        if if_range is not None and if_range != file.etag:
+            wanted = None
+        try:
+            span = byte_range(wanted, file.size)
+        except ValueError:
+            raise Problem(
+                416,
+                "The range is not within the file",
+                headers={"Content-Range": f"bytes */{file.size}"},
+            ) from None
+        status = HTTP_206_PARTIAL_CONTENT if span is not None else HTTP_200_OK
+        if not with_body:
+            first, last = span if span is not None else (0, file.size - 1)
+            headers["Content-Length"] = str(last - first + 1)
+            headers["Content-Type"] = file.content_type
+            if span is not None:
+                headers["Content-Range"] = f"bytes {first}-{last}/{file.size}"
+            return Response(None, status_code=status, headers=headers)
+        try:
+            if span is None:
+                opened = await storage.open(file.key)
+            else:
+                opened = await storage.open(file.key, span[0], span[1] + 1)
+        except FileNotFoundError:
+            raise NotFound("No such file", code="not_found") from None
+        headers["Content-Length"] = str(opened.end - opened.start)
+        if span is not None:
+            headers["Content-Range"] = f"bytes {opened.start}-{opened.end - 1}/{opened.object.size}"
+        return Stream(
+            opened.chunks, status_code=status, media_type=file.content_type, headers=headers
+        )
+
     @get(
         "/{collection:str}/{record_id:uuid}/{name:str}",
         operation_id="get_file",
@@ -154,52 +220,50 @@ def file_routers(
             ),
         ] = None,
     ) -> Stream:
-        state = request.app.state
-        file = await FileReads(state.reader, registry, rules, state.clock).locate(
-            collection, record_id, name, who_reads
+        answer = await answer_for(
+            collection, record_id, name, request, who_reads, download, thumb, with_body=True
         )
-        storage: Storage = state.storage
-        if thumb is not None:
-            sizes = registry.get(collection).file_fields[file.field].thumbs  # type: ignore[union-attr]
-            if thumb not in sizes:
-                raise invalid_field(
-                    f"{file.field} makes thumbnails of {', '.join(sizes) or 'no size'}",
-                    "thumb",
-                    "not a size the field declares",
-                    "query",
-                )
-            file = await _thumb_of(file, thumb, storage, maker, collection, record_id)
-        headers = _headers(file, download)
-        if request.headers.get("if-none-match") == file.etag:
-            return Stream([], status_code=HTTP_304_NOT_MODIFIED, headers=headers)
-        wanted = request.headers.get("range")
-        if_range = request.headers.get("if-range")
-        if if_range is not None and if_range != file.etag:
-            wanted = None
-        try:
-            span = byte_range(wanted, file.size)
-        except ValueError:
-            raise Problem(
-                416,
-                "The range is not within the file",
-                headers={"Content-Range": f"bytes */{file.size}"},
-            ) from None
-        try:
-            if span is None:
-                opened = await storage.open(file.key)
-            else:
-                opened = await storage.open(file.key, span[0], span[1] + 1)
-        except FileNotFoundError:
-            raise NotFound("No such file", code="not_found") from None
-        headers["Content-Length"] = str(opened.end - opened.start)
-        if span is not None:
-            headers["Content-Range"] = f"bytes {opened.start}-{opened.end - 1}/{opened.object.size}"
-        return Stream(
-            opened.chunks,
-            status_code=HTTP_206_PARTIAL_CONTENT if span is not None else HTTP_200_OK,
-            media_type=file.content_type,
-            headers=headers,
+        assert isinstance(answer, Stream)
+        return answer
+
+    @head(
+        "/{collection:str}/{record_id:uuid}/{name:str}",
+        operation_id="head_file",
+        summary="A record's file's headers (size, type, ETag) without its bytes; GET's rules",
+        opt=may_answer(416),
+        responses={
+            206: ResponseSpec(None, description="The asked range of the file (Range)"),
+            304: ResponseSpec(None, description="Not modified (If-None-Match)"),
+        },
+    )
+    async def head_file(
+        collection: str,
+        record_id: UUID,
+        name: str,
+        request: Request[Any, Any, Any],
+        who_reads: Principal | None,
+        token: Annotated[
+            str | None,
+            Parameter(required=False, description="A file token from POST /files/token"),
+        ] = None,
+        download: Annotated[
+            bool, Parameter(description="Answer as an attachment, not inline")
+        ] = False,
+        thumb: Annotated[
+            str | None,
+            Parameter(
+                required=False,
+                pattern=r"^[0-9]{1,4}x[0-9]{1,4}$",
+                description="A thumbnail of this size (one the field declares) of an image",
+            ),
+        ] = None,
+    ) -> Response[None]:
+        answer = await answer_for(
+            collection, record_id, name, request, who_reads, download, thumb, with_body=False
         )
+        if isinstance(answer, Stream):  # 304
+            return Response(None, status_code=answer.status_code, headers=dict(answer.headers))
+        return answer
 
     @post(
         "/token",
@@ -228,7 +292,7 @@ def file_routers(
     return [
         Router(
             "/files",
-            route_handlers=[get_file, file_token],
+            route_handlers=[get_file, head_file, file_token, *resumable_routes()],
             tags=["files"],
             dependencies={"who_reads": Provide(provide_file_reader)},
         )

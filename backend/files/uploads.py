@@ -59,7 +59,7 @@ DATA_PART = "data"
 
 
 @dataclass
-class _Staged:
+class Staged:
     """One request's upload: whose record, and what it stored so far (rows, names by field)."""
 
     collection: Collection
@@ -101,8 +101,8 @@ class Uploads:
         creating = record_id is None
         if record_id is None:
             record_id = uuid_utils.uuid7()
-        await self._may_write(state, collection, principal, record_id, creating)
-        staged = _Staged(collection, principal, record_id)
+        await self.may_write(state, collection, principal, record_id, creating)
+        staged = Staged(collection, principal, record_id)
         try:
             data = await self._receive(request, staged, creating=creating)
             async with owned_session(state.database) as db:
@@ -115,15 +115,15 @@ class Uploads:
                     row = await records.update(
                         collection, principal, record_id, data, if_match, staged.names
                     )
-                await self._attach(db, staged)
+                await self.attach(db, staged)
             return row
         except BaseException:
             # Shielded: a client that hung up cancels the request, not the clean-up.
             with anyio.CancelScope(shield=True):
-                await self._discard(state, staged)
+                await self.discard(state, staged)
             raise
 
-    async def _may_write(
+    async def may_write(
         self,
         state: Any,
         collection: Collection,
@@ -158,7 +158,7 @@ class Uploads:
             )
 
     async def _receive(
-        self, request: Request[Any, Any, Any], staged: _Staged, *, creating: bool
+        self, request: Request[Any, Any, Any], staged: Staged, *, creating: bool
     ) -> dict[str, Any]:
         """Read the body: store each file part, gather the fields; the fields, checked."""
         collection = staged.collection
@@ -263,7 +263,7 @@ class Uploads:
     async def _store(
         self,
         request: Request[Any, Any, Any],
-        staged: _Staged,
+        staged: Staged,
         field_name: str,
         spec: FileField,
         filename: str,
@@ -293,7 +293,7 @@ class Uploads:
         row.size, row.content_type, row.sha256 = stored.size, checked.mime, checked.sha256
         names.append(name)
 
-    async def _attach(self, db: Any, staged: _Staged) -> None:
+    async def attach(self, db: Any, staged: Staged) -> None:
         """Mark the request's rows attached, in the record's transaction. A row the sweeper
         took meanwhile (an upload slower than FILES_PENDING_GRACE_SECONDS) fails the write."""
         for row in staged.rows:
@@ -310,7 +310,7 @@ class Uploads:
                     code="upload_expired",
                 )
 
-    async def _discard(self, state: Any, staged: _Staged) -> None:
+    async def discard(self, state: Any, staged: Staged) -> None:
         """Delete what the request stored (objects, then rows); the sweeper if this fails."""
         if not staged.rows:
             return
