@@ -21,8 +21,9 @@ DEFAULT_SCOPES: Final[tuple[Scope, ...]] = ("read", "write")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READ_ONLY_POST = re.compile(r"^/collections/[^/]+/(search|ask)/?$")
 _COLLECTION_PATH = re.compile(r"^/collections/([^/:]+)")
-# A collection's files: /files/{collection}/{record}/{name} (not /files/token).
-_FILE_PATH = re.compile(r"^/files/([^/]+)/")
+# A collection's files: /files/{collection}/{record}/{name} (not /files/token, nor a resumable
+# upload's /files/uploads/{id}: its collection is checked when it is made).
+_FILE_PATH = re.compile(r"^/files/([^/]+)/[^/]+/")
 
 
 class ScopeError(Exception):

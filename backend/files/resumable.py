@@ -31,6 +31,7 @@ import anyio.to_thread
 import uuid_utils.compat as uuid_utils
 from sqlalchemy import delete, func, select, text, update
 
+from backend.auth.scopes import check_collection
 from backend.collections.files import FileField
 from backend.collections.service import RecordService
 from backend.collections.spec import Collection, CollectionRegistry
@@ -38,6 +39,7 @@ from backend.config import Settings
 from backend.db.transactions import owned_session
 from backend.errors import (
     Conflict,
+    Forbidden,
     NotFound,
     TooMany,
     Unauthenticated,
@@ -184,6 +186,11 @@ class ResumableUploads:
         if principal is None:
             raise Unauthenticated("Sign in to upload", code="unauthenticated")
         collection, spec = self._field(target)
+        if not check_collection(principal.collections, collection.name):
+            raise Forbidden(
+                f"This API key may not use the collection {collection.name!r}",
+                code="insufficient_scope",
+            )
         if length < 1:
             raise invalid_field("A file is at least 1 byte", "Upload-Length", "empty", "header")
         if length > spec.max_size:

@@ -60,6 +60,34 @@ async def test_the_owner_downloads_a_file_whole(client, alice):
     assert attachment.headers["content-disposition"].startswith("attachment;")
 
 
+async def test_head_answers_gets_headers_without_the_bytes_under_the_same_rules(
+    client, alice, sign_up
+):
+    note = await _note_with(client, alice, ("report.pdf", PDF, "application/pdf"))
+    got = await client.get(_url(note), headers=alice)
+    head = await client.head(_url(note), headers=alice)
+    assert head.status_code == 200 and head.content == b""
+    for name in (
+        "content-type",
+        "content-length",
+        "etag",
+        "content-disposition",
+        "accept-ranges",
+        "cache-control",
+        "x-content-type-options",
+    ):
+        assert head.headers[name] == got.headers[name], name
+    part = await client.head(_url(note), headers={**alice, "Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.headers["content-length"] == "4"
+    assert part.headers["content-range"] == f"bytes 0-3/{len(PDF)}"
+    kept = await client.head(_url(note), headers={**alice, "If-None-Match": got.headers["etag"]})
+    assert kept.status_code == 304
+    # The same rules: nobody else sees a protected file, not even that it exists.
+    bob = bearer((await sign_up())["access_token"])
+    assert (await client.head(_url(note), headers=bob)).status_code == 404
+    assert (await client.head(_url(note))).status_code == 404
+
+
 RANGES = [
     ("bytes=0-3", 206, PDF[:4], f"bytes 0-3/{len(PDF)}"),
     ("bytes=10-", 206, PDF[10:], f"bytes 10-{len(PDF) - 1}/{len(PDF)}"),

@@ -390,3 +390,26 @@ async def test_an_upload_cut_off_mid_stream_resumes_where_the_server_kept_it(
 def test_the_notes_field_is_what_the_limits_assume():
     spec = CollectionRegistry.discover().get("notes").file_fields["attachments"]  # type: ignore[union-attr]
     assert spec.max_size == 20 * MIB and spec.accepts("application/pdf")
+
+
+async def test_an_api_keys_collections_hold_for_uploads(client, sign_up):
+    alice = bearer((await sign_up())["access_token"])
+    note = await a_note(client, alice)
+
+    async def key(**limits) -> dict[str, str]:
+        made = await client.post("/auth/api-keys", json={"name": "k", **limits}, headers=alice)
+        assert made.status_code == 201, made.text
+        return bearer(made.json()["key"])
+
+    projects_only = await key(collections=["projects"])
+    refused = await start(client, projects_only, note, len(PDF))
+    assert refused.status_code == 403, refused.text
+    read_only = await key(scopes=["read"])
+    assert (await start(client, read_only, note, len(PDF))).status_code == 403
+    # A key for notes uploads into them: its upload's own routes are not a collection's.
+    notes_key = await key(collections=["notes"])
+    location = (await start(client, notes_key, note, len(PDF))).headers["location"]
+    assert (await client.head(location, headers={**notes_key, **TUS})).status_code == 200
+    done = await send(client, notes_key, location, 0, PDF)
+    assert done.status_code == 204, done.text
+    assert done.headers["litebase-file-name"]

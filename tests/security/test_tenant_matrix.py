@@ -8,11 +8,12 @@ a guest (an anonymous user: grant_type anonymous), and the victim's read-only ke
 with, never to write). Families: REST, batch,
 expand, search, ask, jobs, import, summaries, webhooks, gateway usage, linked sign-in providers,
 realtime collection, room, user and job channels, the victim's passkeys, and files (download,
-file tokens, multipart writes)."""
+file tokens, multipart writes, resumable uploads)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -320,6 +321,56 @@ async def test_no_file_token_opens_the_victims_files(world):
         own = (await w.victim.post("/files/token", json=scopes[1])).json()["token"]
         opened = await client.get(_file_url(w), params={"token": own})
         assert opened.status_code == 200 and w.secret in opened.text
+
+
+async def test_no_outsider_reaches_the_victims_resumable_uploads(world):
+    """The victim's unfinished tus upload (its first bytes hold the secret): no outsider learns
+    how far it got, adds to it or drops it (404, or 401/403 for those who may not call at all),
+    and none starts one into the victim's note."""
+    w = world
+    tus = {"Tus-Resumable": "1.0.0"}
+    octets = {**tus, "Content-Type": "application/offset+octet-stream"}
+    first = PDF + w.secret.encode()
+
+    def b64(value: str) -> str:
+        return base64.b64encode(value.encode()).decode()
+
+    into_note = {
+        **tus,
+        "Upload-Length": str(len(first) + 100),
+        "Upload-Metadata": f"collection {b64('notes')},record {b64(w.note)},"
+        f"field {b64('attachments')},filename {b64('planted.pdf')}",
+    }
+    made = await w.victim.post("/files/uploads", headers=into_note)
+    assert made.status_code == 201, made.text
+    location = made.headers["location"]
+    sent = await w.victim.patch(
+        location, headers={**octets, "Upload-Offset": "0"}, content=first
+    )
+    assert sent.status_code == 204, sent.text
+    async with httpx.AsyncClient(base_url=w.stack.base_url, timeout=30) as client:
+        leaks = []
+        for outsider in EVERYONE:
+            headers = w.headers[outsider]
+            tries = [
+                ("PATCH", location, {**octets, "Upload-Offset": str(len(first))}, b"x" * 100),
+                ("DELETE", location, tus, None),
+                ("POST", "/files/uploads", into_note, None),
+            ]
+            if outsider != "read-only key":  # the victim's own key may read their upload
+                tries.append(("HEAD", location, tus, None))
+            for method, path, extra, body in tries:
+                answer = await client.request(
+                    method, path, headers={**headers, **extra}, content=body
+                )
+                assert answer.status_code < 500, (outsider, method, answer.text)
+                if answer.status_code < 400 or w.secret in answer.text:
+                    leaks.append((outsider, method, path, answer.status_code))
+        assert leaks == []
+    head = await w.victim.head(location, headers=tus)
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(first))
+    assert (await w.victim.delete(location, headers=tus)).status_code == 204
+    _victims_rows_are_untouched(w)
 
 
 async def test_no_job_of_an_outsider_reads_or_writes_the_victims_records(world):
