@@ -344,9 +344,7 @@ async def test_no_outsider_reaches_the_victims_resumable_uploads(world):
     made = await w.victim.post("/files/uploads", headers=into_note)
     assert made.status_code == 201, made.text
     location = made.headers["location"]
-    sent = await w.victim.patch(
-        location, headers={**octets, "Upload-Offset": "0"}, content=first
-    )
+    sent = await w.victim.patch(location, headers={**octets, "Upload-Offset": "0"}, content=first)
     assert sent.status_code == 204, sent.text
     async with httpx.AsyncClient(base_url=w.stack.base_url, timeout=30) as client:
         leaks = []
