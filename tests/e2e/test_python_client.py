@@ -78,6 +78,28 @@ async def test_files_go_up_with_progress_and_come_back(lb, tmp_path):
     assert refused.value.status == 415
 
 
+async def test_a_big_file_goes_up_resumably_in_pieces(lb, tmp_path):
+    from tests.files_support import PDF
+
+    big = tmp_path / "Big Scan.pdf"
+    big.write_bytes(PDF + bytes(i % 251 for i in range(3_000_000)))
+    notes = lb.collection("notes")
+    note = await notes.create({"title": "resumable"})
+    progress: list[tuple[int, int]] = []
+    name = await notes.upload_resumable(
+        note["id"], "attachments", big, chunk_bytes=1_000_000,
+        on_progress=lambda sent, total: progress.append((sent, total)),
+    )  # fmt: skip
+    total = big.stat().st_size
+    assert name.startswith("Big_Scan_") and progress[-1] == (total, total) and len(progress) == 4
+    assert (await notes.get(note["id"]))["attachments"] == [name]
+    assert await notes.download(note["id"], name) == big.read_bytes()
+    with pytest.raises(ApiError) as refused:  # the field's type check holds
+        (tmp_path / "page.pdf").write_bytes(b"<html></html>" * 1000)
+        await notes.upload_resumable(note["id"], "attachments", tmp_path / "page.pdf")
+    assert refused.value.status == 415
+
+
 async def test_any_list_is_read_page_by_page(lb):
     keys = [
         (await lb._call("POST", "/auth/api-keys", json={"name": f"k{i}"}))["api_key"]["id"]
