@@ -509,5 +509,5 @@ def _progress(upload: FileUpload) -> Progress:
     return Progress(upload.offset, list(upload.parts or []), upload.tail_bytes, upload.s3_upload_id)
 
 
-def _ignore(_: bytes) -> None:
+def _ignore(_: bytes | bytearray) -> None:
     pass

@@ -57,7 +57,7 @@ class Staging(Protocol):
         key: str,
         progress: Progress,
         chunks: AsyncIterator[bytes],
-        on_bytes: Callable[[bytes], None],
+        on_bytes: Callable[[bytes | bytearray], None],
     ) -> Progress:
         """Add ``chunks`` at ``progress.offset`` (``on_bytes`` sees each piece written, in
         order, on a worker thread); where the upload stands after them. If ``chunks`` raise,
@@ -99,7 +99,7 @@ class LocalStaging:
         key: str,
         progress: Progress,
         chunks: AsyncIterator[bytes],
-        on_bytes: Callable[[bytes], None],
+        on_bytes: Callable[[bytes | bytearray], None],
     ) -> Progress:
         path = self._path(upload_id)
         start = progress.offset
@@ -202,8 +202,8 @@ class S3Staging:
         key: str,
         s3_upload_id: str,
         number: int,
-        data: bytes,
-        on_bytes: Callable[[bytes], None],
+        data: bytes | bytearray,
+        on_bytes: Callable[[bytes | bytearray], None],
     ) -> list[Any]:
         def send() -> list[Any]:
             on_bytes(data)
@@ -224,7 +224,7 @@ class S3Staging:
         key: str,
         progress: Progress,
         chunks: AsyncIterator[bytes],
-        on_bytes: Callable[[bytes], None],
+        on_bytes: Callable[[bytes | bytearray], None],
     ) -> Progress:
         assert progress.s3_upload_id is not None
         parts = list(progress.parts)
@@ -237,7 +237,7 @@ class S3Staging:
         async for chunk in chunks:
             buffer += chunk
             if len(buffer) >= self.part_bytes:
-                data, buffer = bytes(buffer), bytearray()
+                data, buffer = buffer, bytearray()  # handed on as is: one part in memory
                 parts.append(
                     await self._send_part(
                         key, progress.s3_upload_id, len(parts) + 1, data, _after(seen, on_bytes)
@@ -303,10 +303,12 @@ class S3Staging:
         return tail[:size]
 
 
-def _after(seen: int, on_bytes: Callable[[bytes], None]) -> Callable[[bytes], None]:
+def _after(
+    seen: int, on_bytes: Callable[[bytes | bytearray], None]
+) -> Callable[[bytes | bytearray], None]:
     """``on_bytes`` for a part whose first ``seen`` bytes it already saw (a kept tail)."""
 
-    def call(data: bytes) -> None:
+    def call(data: bytes | bytearray) -> None:
         on_bytes(data[seen:] if seen else data)
 
     return call
