@@ -10,7 +10,7 @@
   the rest as the last part and completes the upload.
 
 obstore (docs/decisions/0019) has no call for a multipart upload that outlives one ``put``, so
-the S3 parts go through boto3 (docs/decisions/0020-resumable-uploads.md), each call in a thread.
+the S3 parts go through boto3 (docs/decisions/0021-resumable-uploads.md), each call in a thread.
 
 A PATCH that fails part way leaves the upload as it was before it (the local file is cut back
 to the old offset; S3 parts sent under numbers the upload does not record are overwritten by

@@ -1,7 +1,7 @@
 """Resumable (tus) uploads under way: file_uploads (docs/files.md).
 
-Revision ID: 0022_file_uploads
-Revises: 0021_files
+Revision ID: 0023_file_uploads
+Revises: 0022_file_chunks
 Create Date: 2026-12-06 08:30:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0022_file_uploads"
-down_revision: str | None = "0021_files"
+revision: str = "0023_file_uploads"
+down_revision: str | None = "0022_file_chunks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
