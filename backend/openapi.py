@@ -62,7 +62,7 @@ from backend.auth.guards import admin_only
 from backend.auth.schemas import GRANT_FIELDS, GRANT_ONE_OF, TokenRequest
 from backend.collections.uploads import FILE_PARTS_OPT
 from backend.inputs import QUERY_TYPES_OPT
-from backend.problems import PROBLEMS_OPT
+from backend.problems import PROBLEMS_OPT, RAW_BODY_OPT
 
 PROBLEM_JSON = "application/problem+json"
 # Who is calling: the dependencies that authenticate (backend/auth/deps.py).
@@ -114,10 +114,13 @@ class ProblemOperation(Operation):
 
 
 def _operation_class(
-    security: list[dict[str, list[str]]] | None, file_parts: list[str] | None
+    security: list[dict[str, list[str]]] | None,
+    file_parts: list[str] | None,
+    raw_body: tuple[str, bool] | None = None,
 ) -> type[ProblemOperation]:
     """The operation of one route: its own security (Litestar would add its layers'
-    requirements together) and, for a route that takes files, its multipart body."""
+    requirements together); for a route that takes files, its multipart body; for one that
+    streams its body itself, that body's media type."""
 
     @dataclass
     class RouteOperation(ProblemOperation):
@@ -126,6 +129,16 @@ def _operation_class(
             self.security = security
             if file_parts:
                 _add_file_parts(self, file_parts)
+            if raw_body:
+                media_type, required = raw_body
+                self.request_body = RequestBody(
+                    content={
+                        media_type: OpenAPIMediaType(
+                            schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                        )
+                    },
+                    required=required,
+                )
 
     return RouteOperation
 
@@ -248,7 +261,7 @@ def document_answers(app: Litestar) -> None:
                 declared.setdefault(status, _problem(status))
             handler.responses = declared
             handler.operation_class = _operation_class(
-                security_of(handler), handler.opt.get(FILE_PARTS_OPT)
+                security_of(handler), handler.opt.get(FILE_PARTS_OPT), handler.opt.get(RAW_BODY_OPT)
             )
     _refuse_unknown_fields(app)
 

@@ -58,6 +58,11 @@ def may_answer(*statuses: int) -> dict[str, tuple[int, ...]]:
     return {PROBLEMS_OPT: statuses}
 
 
+# A route that streams its body itself (no ``data`` parameter) names (its media type, whether
+# it is required) here, so the document states the body it takes (backend/openapi.py).
+RAW_BODY_OPT = "raw_body"
+
+
 def field_problem(detail: str, field: str, message: str, source: str = "body") -> Problem:  # routes
     """A 422 naming the one field at fault: ``errors: [{field, message, source}]``."""
     return Problem(422, detail, errors=[{"field": field, "message": message, "source": source}])
@@ -85,7 +90,14 @@ def locate(message: str, base: str = "") -> tuple[str, str]:
     return field, message
 
 
+# Litestar's words for a required query, path, header or cookie parameter the request lacks.
+_MISSING_PARAMETER = re.compile(r"^Missing required (query|path|header|cookie) parameter '([^']+)'")
+
+
 def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    missing = _MISSING_PARAMETER.match(str(exc.detail or ""))
+    if missing:  # a 422 naming the parameter, as for a value of the wrong type
+        return [{"field": missing.group(2), "message": "required", "source": missing.group(1)}]
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):

@@ -32,15 +32,27 @@ from backend.files.resumable import (
     parse_metadata,
     target_of,
 )
-from backend.problems import Problem, may_answer
+from backend.problems import RAW_BODY_OPT, Problem, may_answer
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration"
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 
 
-def _tus_resumable(request: Request[Any, Any, Any]) -> None:
-    if request.headers.get("tus-resumable") != TUS_VERSION:
+# Every request but OPTIONS names the protocol's version (the document says which).
+TusResumable = Annotated[
+    str | None,
+    Parameter(
+        header="Tus-Resumable",
+        required=True,
+        schema_extra={"enum": [TUS_VERSION]},
+        description=f"The tus protocol's version: {TUS_VERSION} (another, or none, is 412)",
+    ),
+]
+
+
+def _tus_resumable(version: str | None) -> None:
+    if version != TUS_VERSION:
         raise Problem(
             412,
             f"Send Tus-Resumable: {TUS_VERSION}",
@@ -52,15 +64,6 @@ async def _streamed(request: Request[Any, Any, Any]) -> None:
     """The route's ``before_request``, in place of the app's NUL check, which reads the whole
     body (under MAX_BODY_BYTES): these bodies are file bytes, streamed to staging."""
     return None
-
-
-def _number(request: Request[Any, Any, Any], header: str) -> int:
-    value = request.headers.get(header.lower(), "")
-    if not value.isdigit() or len(value) > 19:
-        raise invalid_field(
-            f"{header} is a number of bytes", header, "not a non-negative integer", "header"
-        )
-    return int(value)
 
 
 def _has_body(request: Request[Any, Any, Any]) -> bool:
@@ -112,11 +115,25 @@ def resumable_routes() -> list[HTTPRouteHandler]:
         " record, field, filename; values base64). Answers Location. A body of"
         " application/offset+octet-stream sends the first bytes at once.",
         status_code=HTTP_201_CREATED,
-        opt=may_answer(409, 412, 413, 415, 429),
+        opt={**may_answer(409, 412, 413, 415, 429), RAW_BODY_OPT: (OFFSET_OCTET_STREAM, False)},
         before_request=_streamed,
     )
-    async def create_upload(request: Request[Any, Any, Any]) -> Response[None]:
-        _tus_resumable(request)
+    async def create_upload(
+        request: Request[Any, Any, Any],
+        tus_resumable: TusResumable,
+        upload_length: Annotated[
+            int, Parameter(header="Upload-Length", ge=0, description="The file's size in bytes")
+        ],
+        upload_metadata: Annotated[
+            str | None,
+            Parameter(
+                header="Upload-Metadata",
+                description="collection, record, field and filename: comma-separated"
+                " `key base64(value)` pairs",
+            ),
+        ] = None,
+    ) -> Response[None]:
+        _tus_resumable(tus_resumable)
         if request.headers.get("upload-defer-length"):
             raise invalid_field(
                 "Upload-Defer-Length is not supported: send Upload-Length",
@@ -124,8 +141,8 @@ def resumable_routes() -> list[HTTPRouteHandler]:
                 "not supported",
                 "header",
             )
-        length = _number(request, "Upload-Length")
-        target = target_of(parse_metadata(request.headers.get("upload-metadata")))
+        length = upload_length
+        target = target_of(parse_metadata(upload_metadata))
         state = request.app.state
         service: ResumableUploads = state.resumable_uploads
         principal = await principal_of(request)
@@ -146,9 +163,12 @@ def resumable_routes() -> list[HTTPRouteHandler]:
         "/uploads/{upload_id:uuid}",
         operation_id="head_file_upload",
         summary="How far a resumable upload got (Upload-Offset); its creator only",
+        opt=may_answer(412),
     )
-    async def upload_offset(upload_id: UUID, request: Request[Any, Any, Any]) -> Response[None]:
-        _tus_resumable(request)
+    async def upload_offset(
+        upload_id: UUID, request: Request[Any, Any, Any], tus_resumable: TusResumable
+    ) -> Response[None]:
+        _tus_resumable(tus_resumable)
         state = request.app.state
         service: ResumableUploads = state.resumable_uploads
         upload = await service.find(state, await principal_of(request), upload_id)
@@ -169,7 +189,7 @@ def resumable_routes() -> list[HTTPRouteHandler]:
         description="Content-Type: application/offset+octet-stream. A wrong Upload-Offset is"
         " 409. When the last byte arrives the file is put in its field (Litebase-File-Name).",
         status_code=HTTP_204_NO_CONTENT,
-        opt=may_answer(409, 412, 413, 415),
+        opt={**may_answer(409, 412, 413, 415), RAW_BODY_OPT: (OFFSET_OCTET_STREAM, True)},
         before_request=_streamed,
     )
     async def append_upload(
@@ -178,8 +198,9 @@ def resumable_routes() -> list[HTTPRouteHandler]:
         upload_offset: Annotated[
             int, Parameter(header="Upload-Offset", ge=0, description="Where these bytes go")
         ],
+        tus_resumable: TusResumable,
     ) -> Response[None]:
-        _tus_resumable(request)
+        _tus_resumable(tus_resumable)
         if request.content_type[0] != OFFSET_OCTET_STREAM:
             raise Unsupported(
                 f"A PATCH's body is {OFFSET_OCTET_STREAM}",
@@ -210,8 +231,10 @@ def resumable_routes() -> list[HTTPRouteHandler]:
         status_code=HTTP_204_NO_CONTENT,
         opt=may_answer(409, 412),
     )
-    async def terminate_upload(upload_id: UUID, request: Request[Any, Any, Any]) -> Response[None]:
-        _tus_resumable(request)
+    async def terminate_upload(
+        upload_id: UUID, request: Request[Any, Any, Any], tus_resumable: TusResumable
+    ) -> Response[None]:
+        _tus_resumable(tus_resumable)
         state = request.app.state
         service: ResumableUploads = state.resumable_uploads
         await service.terminate(state, await principal_of(request), upload_id)

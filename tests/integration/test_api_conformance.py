@@ -51,11 +51,26 @@ SEMANTIC_REFUSALS: dict[str, tuple[int, str]] = {
     "post_v1_embeddings": (422, "a model the gateway knows"),
     "create_tasks": (422, "a project id that exists (a foreign key)"),
     "get_ai_usage": (422, "`from` before `to`: a relation between two parameters"),
+    "get_auth_oauth_by_provider_callback": (400, "a state the server issued for this trip"),
+    "post_auth_oauth_by_provider_callback": (400, "a state the server issued for this trip"),
+    "post_file_upload": (422, "Upload-Metadata naming a record and file field that exist"),
     **{
         f"batch_{name}": (422, "each operation's data fits the collection (op-dependent)")
         for name in ("messages", "notes", "projects", "tasks")
     },
 }
+
+
+# operationId: (the status it refuses a schema-violating request with besides schemathesis'
+# usual ones, why): the tus protocol answers a Tus-Resumable it does not speak, or none, with 412
+# (a missing Upload-Length or Upload-Offset is a 422 naming it).
+PROTOCOL_REFUSALS: dict[str, tuple[int, str]] = {
+    f"{method}_file_upload": (412, "tus 1.0: an unsupported Tus-Resumable is 412")
+    for method in ("post", "head", "patch", "delete")
+}
+# schemathesis' own expected statuses of the two checks (its defaults), to which 412 is added.
+REJECTED = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx"]
+HEADER_MISSING = ["400", "401", "403", "406", "415", "422"]
 
 
 def _config() -> SchemathesisConfig:
@@ -71,6 +86,18 @@ def _config() -> SchemathesisConfig:
                     },
                 }
                 for operation_id, (status, _) in SEMANTIC_REFUSALS.items()
+            ]
+            + [
+                {
+                    "include-operation-id": operation_id,
+                    "checks": {
+                        "negative_data_rejection": {"expected-statuses": [*REJECTED, str(status)]},
+                        "missing_required_header": {
+                            "expected-statuses": ["406", "422", str(status)]
+                        },
+                    },
+                }
+                for operation_id, (status, _) in PROTOCOL_REFUSALS.items()
             ],
         }
     )
