@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
 
@@ -13,6 +14,7 @@ from litebase_client import ApiError, Litebase, RealtimeError
 
 from tests.e2e.conftest import api_beside, mailed_token
 from tests.oidc import APP, APP_RETURN, oidc_provider, provider_user, query_of, through_provider
+from tests.waiting import eventually
 
 PASSWORD = "correct horse battery staple"
 
@@ -78,6 +80,35 @@ async def test_files_go_up_with_progress_and_come_back(lb, tmp_path):
     assert refused.value.status == 415
 
 
+async def test_a_pdf_uploaded_from_the_client_shows_its_thumbnail_and_is_found_on_page_3(lb):
+    """Issue 22's promise, end to end through the client: upload a PDF to a note, see its
+    thumbnail, search a sentence from page 3 and get the note with page 3."""
+    from PIL import Image
+
+    from tests.files_support import pdf
+
+    marker = f"k{uuid.uuid4().hex[:10]}"
+    sentence = f"The harbour master {marker} logged nine tankers at dawn."
+    notes = lb.collection("notes")
+    note = await notes.create(
+        {"title": "harbour log"},
+        files={"attachments": [("Log.pdf", pdf(["Cover page.", "Contents.", sentence]))]},
+    )
+    (name,) = note["attachments"]
+    token = await lb.file_token(collection="notes", record=note["id"])
+    async with httpx.AsyncClient() as browser:
+        thumb = await browser.get(notes.file_url(note["id"], name, token=token, thumb="100x100"))
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(thumb.content)).size == (100, 100)  # its first page, drawn
+
+    async def on_page_3() -> list[dict]:
+        hits = await notes.search(f"harbour master {marker}", mode="text", k=5)
+        return [hit for hit in hits if hit["record"]["id"] == note["id"]]
+
+    (hit,) = await eventually(on_page_3, what="the sentence of page 3 found")
+    assert (hit["file"], hit["page"]) == (name, 3) and marker in hit["chunk"]["content"]
+
+
 async def test_a_big_file_goes_up_resumably_in_pieces(lb, tmp_path):
     from tests.files_support import PDF
 
@@ -131,11 +162,9 @@ async def test_search_finds_records_once_embedded(lb):
     notes = lb.collection("notes")
     marker = uuid.uuid4().hex[:8]
     created = await notes.create({"title": "client search", "body": f"persimmon {marker}"})
-    for _ in range(150):
-        items = await notes.search(marker, mode="text", k=3)
-        if items:
-            break
-        await asyncio.sleep(0.2)
+    items = await eventually(
+        lambda: notes.search(marker, mode="text", k=3), every=0.2, what="the note embedded"
+    )
     assert [item["record"]["id"] for item in items] == [created["id"]]
     assert marker in items[0]["chunk"]["content"]
     with pytest.raises(ApiError) as refused:
