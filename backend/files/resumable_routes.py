@@ -25,13 +25,8 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from backend.auth.deps import principal_of
 from backend.errors import Unsupported, invalid_field
 from backend.files.multipart import body_chunks
-from backend.files.resumable import (
-    Appended,
-    ResumableUploads,
-    metadata_of,
-    parse_metadata,
-    target_of,
-)
+from backend.files.resumable import ResumableUploads
+from backend.files.tus import Appended, metadata_of, parse_metadata, target_of
 from backend.problems import RAW_BODY_OPT, Problem, may_answer
 
 TUS_VERSION = "1.0.0"
