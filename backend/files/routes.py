@@ -120,6 +120,21 @@ async def _thumb_of(
     return replace(file, key=key, content_type=kind, size=kept.size, etag=etag)
 
 
+# The query of GET and HEAD on a file.
+TokenQuery = Annotated[
+    str | None, Parameter(required=False, description="A file token from POST /files/token")
+]
+AsDownload = Annotated[bool, Parameter(description="Answer as an attachment, not inline")]
+ThumbSize = Annotated[
+    str | None,
+    Parameter(
+        required=False,
+        pattern=r"^[0-9]{1,4}x[0-9]{1,4}$",
+        description="A thumbnail of this size (one the field declares) of an image or a PDF",
+    ),
+]
+
+
 def file_routers(
     registry: CollectionRegistry, rules: dict[str, CompiledRules], settings: Settings
 ) -> list[Router]:
@@ -204,21 +219,9 @@ def file_routers(
         name: str,
         request: Request[Any, Any, Any],
         who_reads: Principal | None,
-        token: Annotated[
-            str | None,
-            Parameter(required=False, description="A file token from POST /files/token"),
-        ] = None,
-        download: Annotated[
-            bool, Parameter(description="Answer as an attachment, not inline")
-        ] = False,
-        thumb: Annotated[
-            str | None,
-            Parameter(
-                required=False,
-                pattern=r"^[0-9]{1,4}x[0-9]{1,4}$",
-                description="A thumbnail of this size (one the field declares) of an image",
-            ),
-        ] = None,
+        token: TokenQuery = None,
+        download: AsDownload = False,
+        thumb: ThumbSize = None,
     ) -> Stream:
         answer = await answer_for(
             collection, record_id, name, request, who_reads, download, thumb, with_body=True
@@ -242,21 +245,9 @@ def file_routers(
         name: str,
         request: Request[Any, Any, Any],
         who_reads: Principal | None,
-        token: Annotated[
-            str | None,
-            Parameter(required=False, description="A file token from POST /files/token"),
-        ] = None,
-        download: Annotated[
-            bool, Parameter(description="Answer as an attachment, not inline")
-        ] = False,
-        thumb: Annotated[
-            str | None,
-            Parameter(
-                required=False,
-                pattern=r"^[0-9]{1,4}x[0-9]{1,4}$",
-                description="A thumbnail of this size (one the field declares) of an image",
-            ),
-        ] = None,
+        token: TokenQuery = None,
+        download: AsDownload = False,
+        thumb: ThumbSize = None,
     ) -> Response[None]:
         answer = await answer_for(
             collection, record_id, name, request, who_reads, download, thumb, with_body=False
