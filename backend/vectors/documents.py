@@ -35,7 +35,7 @@ from backend.vectors.extract import (
     document_kind,
     extract,
 )
-from backend.vectors.schema import chunks_table_name
+from backend.vectors.schema import chunks_table_name, stored_vectors
 from backend.vectors.versions import LiveVersion
 
 log = logging.getLogger(__name__)
@@ -217,17 +217,7 @@ def _embed_document(
         for piece in chunk(text, spec.chunk_size, spec.chunk_overlap)
     ]
     hashes = sorted({h for _, _, h in plan})
-    stored: dict[str, str] = (
-        {}
-        if force
-        else dict(
-            conn.execute(
-                f"SELECT DISTINCT ON (content_hash) content_hash, embedding::text FROM {chunks}"  # noqa: S608
-                " WHERE model = %s AND content_hash = ANY(%s)",
-                (spec.model_label, hashes),
-            ).fetchall()
-        )
-    )
+    stored = {} if force else stored_vectors(conn, chunks, spec.model_label, hashes)
     fresh = {h: piece for _, piece, h in plan if h not in stored}
     if fresh:
         vectors = embedder_for(spec.choice, settings).embed(list(fresh.values()))

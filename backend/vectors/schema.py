@@ -17,8 +17,10 @@ version: the active one search reads, and at most one building beside it),
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 
+import psycopg
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import TSVECTOR
@@ -129,3 +131,16 @@ def chunks_table(collection_table: str) -> sa.Table:
         sa.Column("embedding", Vector()),
         sa.Column("tsv", TSVECTOR()),
     )
+
+
+def stored_vectors(
+    conn: psycopg.Connection, chunks: str, model_label: str, hashes: Sequence[str]
+) -> dict[str, str]:
+    """The vectors ``chunks`` already holds for these content hashes under this model, as
+    pgvector text: the same text is never sent to the provider twice."""
+    rows = conn.execute(
+        f"SELECT DISTINCT ON (content_hash) content_hash, embedding::text FROM {chunks}"  # noqa: S608
+        " WHERE model = %s AND content_hash = ANY(%s)",
+        (model_label, list(hashes)),
+    ).fetchall()
+    return {content_hash: vector for content_hash, vector in rows}

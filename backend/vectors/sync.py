@@ -26,7 +26,7 @@ from backend.vectors.chunking import EmbedVersion, chunk, source_hash_sql, sourc
 from backend.vectors.documents import ReadFile, embed_files, record_file_failures
 from backend.vectors.embedders import ProviderError, embedder_for, vector_literal
 from backend.vectors.failures import record_failures
-from backend.vectors.schema import chunks_table_name
+from backend.vectors.schema import chunks_table_name, stored_vectors
 from backend.vectors.status import Status, file_status, status
 from backend.vectors.versions import (
     LiveVersion,
@@ -82,17 +82,7 @@ def embed_records(
     plans = {record_id: _plan(text, spec) for record_id, text in texts.items()}
     clock.lap("read")
     hashes = sorted({h for plan in plans.values() for _, h in plan})
-    stored: dict[str, str] = (
-        {}
-        if force
-        else dict(
-            conn.execute(
-                f"SELECT DISTINCT ON (content_hash) content_hash, embedding::text FROM {chunks}"  # noqa: S608
-                " WHERE model = %s AND content_hash = ANY(%s)",
-                (spec.model_label, hashes),
-            ).fetchall()
-        )
-    )
+    stored = {} if force else stored_vectors(conn, chunks, spec.model_label, hashes)
     fresh = {h: piece for plan in plans.values() for piece, h in plan if h not in stored}
     clock.lap("reuse")
     if fresh:
