@@ -95,6 +95,17 @@ async def client(settings: Settings, clock: FrozenClock) -> AsyncIterator[object
         yield test_client
 
 
+@pytest.fixture(scope="session")
+def stack(
+    services: Services, upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """`litebase api` and `litebase worker` as processes, for the e2e and the security tests:
+    one per xdist worker (tests/e2e/conftest.py's ``session_stack``)."""
+    from tests.e2e.conftest import session_stack
+
+    yield from session_stack(services, upstream, tmp_path_factory)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by its folder, so `pytest -m unit` (or integration, e2e) selects a tier.
 

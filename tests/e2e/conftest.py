@@ -354,10 +354,12 @@ def inbox(stack: Stack) -> Callable[[str, str], dict[str, str]]:
     return _wait_for
 
 
-@pytest.fixture(scope="session")
-def stack(
+def session_stack(
     services: Services, upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
+    """The ``stack`` fixture's body. The fixture is registered once, in tests/conftest.py, so
+    the e2e and the security tests share one stack per xdist worker: two would share its
+    database name and Redis database, and each one's worker would take the other's tasks."""
     database_url = services.create_database(E2E_DATABASE)
     redis_url = with_redis_db(services.redis_url, E2E_REDIS_DB)
     log_dir = tmp_path_factory.mktemp("e2e-logs")
