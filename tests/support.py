@@ -116,10 +116,21 @@ class Services:
         upgrade(url)
 
 
+def _scratch_dir() -> str:
+    """Where the session's Postgres keeps its data: memory (``/dev/shm``) when the machine has
+    it. The data is thrown away at the end, so nothing is lost by skipping the disk, and every
+    test's ``CREATE DATABASE ... TEMPLATE`` and commit stop waiting on fsync: 0.25-0.4 s per
+    database on this machine's disk, 0.02 s in memory."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 << 30:
+        return str(shm)
+    return tempfile.gettempdir()
+
+
 @contextmanager
 def start_services() -> Iterator[Services]:
     """Postgres and Redis for the test session: DATABASE_URL / REDIS_URL if set, else embedded."""
-    root = Path(tempfile.mkdtemp(prefix="lbt-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="lbt-", dir=_scratch_dir()))
     postgres: EmbeddedPostgres | None = None
     redis_server: EmbeddedRedis | None = None
     try:
