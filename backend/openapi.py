@@ -27,6 +27,7 @@ requires a bearer token; one that only asks who is calling (``principal``) takes
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -120,15 +121,34 @@ def _operation_class(
 ) -> type[ProblemOperation]:
     """The operation of one route: its own security (Litestar would add its layers'
     requirements together); for a route that takes files, its multipart body; for one that
-    streams its body itself, that body's media type."""
+    streams its body itself, that body's media type. One class per distinct answer, made
+    once per process: making a dataclass costs about a millisecond, and every app (a test
+    builds one each) asks for over a hundred."""
+    frozen_security = (
+        None
+        if security is None
+        else tuple(tuple((name, tuple(scopes)) for name, scopes in s.items()) for s in security)
+    )
+    return _operation_class_of(frozen_security, tuple(file_parts) if file_parts else None, raw_body)
 
+
+@functools.cache
+def _operation_class_of(
+    security: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] | None,
+    file_parts: tuple[str, ...] | None,
+    raw_body: tuple[str, bool] | None,
+) -> type[ProblemOperation]:
     @dataclass
     class RouteOperation(ProblemOperation):
         def __post_init__(self) -> None:
             super().__post_init__()
-            self.security = security
+            self.security = (
+                None
+                if security is None
+                else [{name: list(scopes) for name, scopes in s} for s in security]
+            )
             if file_parts:
-                _add_file_parts(self, file_parts)
+                _add_file_parts(self, list(file_parts))
             if raw_body:
                 media_type, required = raw_body
                 self.request_body = RequestBody(
