@@ -39,13 +39,14 @@ from backend.db.transactions import request_session
 from backend.events.capability import relay_capability
 from backend.events.tracing import start_tracing
 from backend.files.capability import files_capability
-from backend.inputs import check_input
+from backend.inputs import FINISH_DOCUMENT, check_input
 from backend.jobs.capability import jobs_capability
 from backend.lib.clock import Clock, SystemClock
 from backend.lib.tracing import litestar_plugins
 from backend.lib.urls import async_database_url
 from backend.logs import configure_logging
 from backend.openapi import document_answers, operation_id_of
+from backend.openapi_document import document_router, finished_document
 from backend.orgs.capability import orgs_capability
 from backend.paging import paging_provider
 from backend.problems import problem_details_config
@@ -183,7 +184,8 @@ def _assemble(
             *litestar_plugins(),
         ],
         middleware=[m for c in capabilities for m in c.middleware],
-        # Postgres cannot store a NUL character: refused as a 422 before any route runs.
+        # Postgres cannot store a NUL character, a query value must be of its type: refused as a
+        # 422 before any route runs (backend/inputs.py).
         before_request=check_input,
         lifespan=[
             close_clients,
@@ -202,6 +204,8 @@ def _assemble(
                 "settings": settings,
                 "redis": redis,
                 "clock": basics.clock,
+                # The document, which gives queries their types, is finished when first needed.
+                FINISH_DOCUMENT: finished_document,
                 "celery": celery,
                 "database": basics.database,
                 **{k: v for c in capabilities for k, v in c.state.items()},
@@ -222,7 +226,7 @@ def _assemble(
             title="Litebase",
             version=backend.__version__,
             description="Auth, collections, realtime, vectors, model gateway and jobs.",
-            path="/schema",
+            openapi_router=document_router("/schema"),
             operation_id_creator=operation_id_of,
             render_plugins=[ScalarRenderPlugin()],
             components=Components(

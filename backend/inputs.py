@@ -19,13 +19,13 @@ driver both convert to UTC): ``utc_field`` says so instead of an OverflowError.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, get_args, get_origin
 from weakref import WeakKeyDictionary
 
 import msgspec
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.handlers import HTTPRouteHandler
 
 from backend.errors import Invalid
@@ -92,6 +92,9 @@ async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
 # A route's ``opt`` key: {query parameter: its JSON type ("integer", "number", "boolean",
 # "date-time")}, from the OpenAPI document (backend/openapi.py).
 QUERY_TYPES_OPT = "query_types"
+# In the app's state: what finishes its OpenAPI document, which writes QUERY_TYPES_OPT
+# (backend/openapi_document.py's ``finished_document``).
+FINISH_DOCUMENT = "finish_openapi_document"
 _QUERY_FORMS = {
     "integer": re.compile(r"-?[0-9]+"),
     "number": re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"),
@@ -133,6 +136,11 @@ def _whole_floats_as_ints(value: Any) -> Any:
 
 
 def _query_errors(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
+    if not request.scope.get("query_string"):
+        return []
+    finish: Callable[[Litestar], object] | None = request.app.state.get(FINISH_DOCUMENT)
+    if finish is not None:
+        finish(request.app)  # the types come from the document, finished when first needed
     types: dict[str, str] = request.route_handler.opt.get(QUERY_TYPES_OPT) or {}
     errors = []
     for name, value in request.query_params.multi_items():

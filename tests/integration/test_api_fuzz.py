@@ -29,6 +29,7 @@ from schemathesis.python import asgi
 from backend.app import create_app
 from backend.config import settings_from_env
 from backend.lib.urls import libpq_database_url
+from backend.openapi_document import finished_document
 from tests.conftest import INTEGRATION_REDIS_DB
 from tests.fake_openai import FakeOpenAI
 from tests.integration.conftest import PASSWORD, new_email
@@ -120,7 +121,7 @@ def _openapi_document() -> dict[str, Any]:
         {}, env="test", database_url="postgresql://fuzz@/fuzz", redis_url="redis://fuzz/0"
     )
     # As served: encoded to JSON (the in-memory schema holds its examples as Python objects).
-    served = encode_json(create_app(offline).openapi_schema.to_schema())
+    served = encode_json(finished_document(create_app(offline)).to_schema())
     document: dict[str, Any] = json.loads(served)
     return document
 

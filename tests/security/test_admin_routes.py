@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from backend.auth.guards import admin_only
+from backend.openapi_document import finished_document
 from tests.integration.conftest import bearer
 
 SOMEONE = uuid.UUID("00000000-0000-4000-8000-000000000001")  # fixed: xdist collects it twice
@@ -45,7 +46,7 @@ def _guarded_operations(app) -> set[tuple[str, str]]:
 async def test_the_guarded_routes_are_the_admin_routes(client):
     guarded = _guarded_operations(client.app)
     assert len(guarded) == len(ADMIN_ROUTES), sorted(guarded)
-    spec = client.app.openapi_schema.to_schema()
+    spec = finished_document(client.app).to_schema()
     for method, path in guarded:
         operation = spec["paths"][path.replace(":uuid", "").replace(":str", "")][method.lower()]
         assert operation["security"] == [{"bearer": []}], (method, path)
