@@ -16,6 +16,7 @@ from tests.support import (
     Services,
     s3_on_loopback,
     start_services,
+    use_memory_for_temporary_files,
     with_redis_db,
     worker_redis_db,
 )
@@ -24,8 +25,11 @@ INTEGRATION_REDIS_DB = worker_redis_db(1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """No test, and no process a test starts, reads the developer's own ``.env``."""
+    """No test, and no process a test starts, reads the developer's own ``.env``; their
+    temporary files live in memory when the machine has room (before pytest-xdist starts its
+    workers, so they inherit it)."""
     os.environ["LITEBASE_ENV_FILE"] = os.devnull
+    use_memory_for_temporary_files()
 
 
 @pytest.fixture(scope="session")
