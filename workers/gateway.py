@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from backend.ai.catalog import load_catalog
 from backend.ai.gateway import Gateway
 from backend.ai.prompts import PromptLibrary, load_library
-from backend.ai.rag import PromptRunner
+from backend.ai.runner import PromptRunner
 from backend.config import Settings
 from backend.lib.clock import SystemClock
 from backend.lib.loop_thread import LoopThread

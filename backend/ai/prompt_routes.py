@@ -22,18 +22,10 @@ from litestar.openapi import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from backend.ai.ask_channels import BackgroundSlots, answer_over_channel, realtime_target
 from backend.ai.prompts import PromptLibrary
-from backend.ai.rag import (
-    Answer,
-    AskService,
-    BackgroundSlots,
-    Citation,
-    Delta,
-    PromptRunner,
-    RunResult,
-    answer_over_channel,
-    realtime_target,
-)
+from backend.ai.rag import Answer, AskService, Citation
+from backend.ai.runner import Delta, PromptRunner, RunResult
 from backend.auth.deps import BEARER
 from backend.collections.rules import CompiledRules
 from backend.collections.spec import Collection, CollectionRegistry

@@ -18,7 +18,7 @@ import msgspec
 from sqlalchemy import Connection, select
 
 from backend.ai.prompts import Prompt, PromptLibrary
-from backend.ai.rag import PromptRef, PromptRunner
+from backend.ai.runner import PromptRef, PromptRunner
 from backend.collections.rules import CompiledRules, rule_clause
 from backend.collections.spec import READ_ONLY_FIELDS, Collection, CollectionRegistry
 from backend.errors import Invalid, NotFound, invalid_field

@@ -300,13 +300,13 @@ def _chunk(content=None, finish=None, usage=None, choices=True):
 
 
 def _runner(gateway):
-    from backend.ai.rag import PromptRunner
+    from backend.ai.runner import PromptRunner
 
     return PromptRunner(gateway, load_library(SHIPPED))
 
 
 async def test_a_stream_yields_deltas_then_the_whole_result():
-    from backend.ai.rag import Delta, RunResult
+    from backend.ai.runner import Delta, RunResult
 
     gateway = _Gateway(
         [
