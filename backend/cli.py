@@ -136,7 +136,7 @@ def create_admin(email: str, password: str, data_dir: Path | None) -> None:
 async def _ensure_admin(database_url: str, email: str, password: str) -> str:
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-    from backend.auth.service import ensure_admin
+    from backend.auth.admin import ensure_admin
     from backend.db.transactions import transaction
     from backend.lib.urls import async_database_url
 

@@ -25,7 +25,7 @@ def known_principal(
 ) -> Principal | None:
     """The caller of an access token whose session this process knows to be active, from
     memory alone; None when that takes Redis or the database (an API key, a session not known
-    here) or the token is refused (``AuthService.authenticate`` says why)."""
+    here) or the token is refused (``Sessions.authenticate`` says why)."""
     if bearer.startswith(API_KEY_PREFIX):
         return None
     try:

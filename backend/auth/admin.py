@@ -18,16 +18,17 @@ from backend.auth.core import (
     AuthCore,
     UserService,
 )
+from backend.auth.deletion import AccountDeletion
 from backend.auth.models import User
+from backend.auth.revoking import Revoker
 from backend.auth.schemas import (
     AdminUserUpdate,
 )
 from backend.auth.secrets import (
     hash_password,
 )
-from backend.errors import (
-    NotFound,
-)
+from backend.auth.two_factor import turn_off_totp
+from backend.errors import NotFound
 from backend.paging import Page, Paging, offset_of, page_by_offset
 
 
@@ -46,14 +47,25 @@ async def ensure_admin(db: AsyncSession, email: str, password: str) -> User:
     return user
 
 
-class Admin(AuthCore):
+class Admin:
     """Admins' operations on users."""
 
+    def __init__(self, core: AuthCore, revoker: Revoker, deletion: AccountDeletion) -> None:
+        self.core = core
+        self.revoker = revoker
+        self.deletion = deletion
+
+    @classmethod
+    def over(cls, core: AuthCore) -> Admin:
+        """The service over ``core``, with its collaborators made over it too."""
+        revoker = Revoker(core)
+        return cls(core, revoker, AccountDeletion(core, revoker))
+
     async def admin_delete_user(self, user_id: UUID) -> None:
-        user = await self.db.get(User, user_id)
+        user = await self.core.db.get(User, user_id)
         if user is None:
             raise NotFound("No such user", code="not_found")
-        await self._delete_user(user)
+        await self.deletion.delete(user)
 
     async def list_users(
         self, paging: Paging, *, search: str | None = None, role: str | None = None
@@ -70,24 +82,24 @@ class Admin(AuthCore):
             )
         if role:
             filters.append(CollectionFilter("role", [role]))
-        users, total = await self.users.list_and_count(*filters)
+        users, total = await self.core.users.list_and_count(*filters)
         return page_by_offset(users, paging), total
 
     async def admin_update_user(self, user_id: UUID, data: AdminUserUpdate) -> User:
-        user = await self.db.get(User, user_id)
+        user = await self.core.db.get(User, user_id)
         if user is None:
             raise NotFound("No such user", code="not_found")
         if data.role is not None and data.role != user.role:
             user.role = data.role
             # Access tokens carry the role: make the user sign in again to pick it up.
-            await self._revoke_sessions_of(user.id)
-            await self._revoke_keys_of(user.id)
+            await self.revoker.revoke_sessions_of(user.id)
+            await self.revoker.revoke_keys_of(user.id)
         if data.reset_totp:
-            await self._turn_off_totp(user)
+            await turn_off_totp(self.core.db, user)
         if data.disabled is not None:
             user.disabled = data.disabled
             if data.disabled:
-                await self._revoke_sessions_of(user.id)
-                await self._revoke_keys_of(user.id)
-        await self.db.flush()
+                await self.revoker.revoke_sessions_of(user.id)
+                await self.revoker.revoke_keys_of(user.id)
+        await self.core.db.flush()
         return user

@@ -8,13 +8,14 @@ from uuid import UUID
 from litestar import Controller, delete, get, patch
 from litestar.params import Parameter
 
+from backend.auth.admin import Admin
+from backend.auth.core import user_view
 from backend.auth.deps import BEARER
 from backend.auth.guards import admin_only
 from backend.auth.schemas import (
     AdminUserUpdate,
     UserView,
 )
-from backend.auth.service import AuthService, user_view
 from backend.paging import Page, Paging
 
 
@@ -31,7 +32,7 @@ class AdminController(Controller):
     @get("/users", summary="All users (admins only)")
     async def users(
         self,
-        auth_service: AuthService,
+        admin_service: Admin,
         paging: Paging,
         q: Annotated[
             str | None,
@@ -43,7 +44,7 @@ class AdminController(Controller):
         ] = None,
         role: Literal["user", "admin"] | None = None,
     ) -> UserPage:
-        users, total = await auth_service.list_users(paging, search=q, role=role)
+        users, total = await admin_service.list_users(paging, search=q, role=role)
         page = users.map(user_view)
         return UserPage(items=page.items, next_cursor=page.next_cursor, total=total)
 
@@ -52,11 +53,11 @@ class AdminController(Controller):
         summary="Delete a user (admins only)",
         description="As DELETE /auth/me does, without the password; 409 `last_owner` the same.",
     )
-    async def delete_user(self, user_id: UUID, auth_service: AuthService) -> None:
-        await auth_service.admin_delete_user(user_id)
+    async def delete_user(self, user_id: UUID, admin_service: Admin) -> None:
+        await admin_service.admin_delete_user(user_id)
 
     @patch("/users/{user_id:uuid}", summary="Change a user's role or disable them (admins only)")
     async def update_user(
-        self, user_id: UUID, data: AdminUserUpdate, auth_service: AuthService
+        self, user_id: UUID, data: AdminUserUpdate, admin_service: Admin
     ) -> UserView:
-        return user_view(await auth_service.admin_update_user(user_id, data))
+        return user_view(await admin_service.admin_update_user(user_id, data))

@@ -11,7 +11,11 @@ from litestar.datastructures import State
 from litestar.status_codes import HTTP_200_OK
 
 from backend.auth.deps import BEARER
+from backend.auth.identities import Identities
+from backend.auth.keys import ApiKeys
 from backend.auth.oauth_flow import SignInFlows
+from backend.auth.passkey_schemas import NewPasskey, PasskeyOptions, PasskeyRename
+from backend.auth.passkeys import Passkeys
 from backend.auth.schemas import (
     ApiKeyView,
     AuthorizeUrl,
@@ -19,12 +23,8 @@ from backend.auth.schemas import (
     IdentityView,
     LinkStart,
     NewApiKey,
-    NewPasskey,
-    PasskeyOptions,
-    PasskeyRename,
     PasskeyView,
 )
-from backend.auth.service import AuthService
 from backend.identity import Principal
 from backend.paging import Page, Paging
 from backend.problems import may_answer
@@ -36,9 +36,9 @@ class CredentialsController(Controller):
 
     @get("/identities", summary="My linked sign-in provider accounts", security=BEARER)
     async def identities(
-        self, current: Principal, auth_service: AuthService, paging: Paging
+        self, current: Principal, identity_service: Identities, paging: Paging
     ) -> Page[IdentityView]:
-        return await auth_service.list_identities(current, paging)
+        return await identity_service.list_identities(current, paging)
 
     @post(
         "/identities/{provider:str}/link",
@@ -68,22 +68,22 @@ class CredentialsController(Controller):
         security=BEARER,
     )
     async def unlink_identity(
-        self, identity_id: UUID, current: Principal, auth_service: AuthService
+        self, identity_id: UUID, current: Principal, identity_service: Identities
     ) -> None:
-        await auth_service.unlink_identity(current, identity_id)
+        await identity_service.unlink_identity(current, identity_id)
 
     @get("/api-keys", summary="My API keys (never their secrets)", security=BEARER)
     async def api_keys(
-        self, current: Principal, auth_service: AuthService, paging: Paging
+        self, current: Principal, api_key_service: ApiKeys, paging: Paging
     ) -> Page[ApiKeyView]:
-        return await auth_service.list_api_keys(current, paging)
+        return await api_key_service.list_api_keys(current, paging)
 
     @post("/api-keys", summary="Create an API key; the secret is shown once", security=BEARER)
     async def create_api_key(
-        self, data: NewApiKey, current: Principal, auth_service: AuthService, state: State
+        self, data: NewApiKey, current: Principal, api_key_service: ApiKeys, state: State
     ) -> CreatedApiKey:
         served = frozenset(collection.name for collection in state.collections)
-        return await auth_service.create_api_key(current, data, served)
+        return await api_key_service.create_api_key(current, data, served)
 
     @post(
         "/passkeys/register/options",
@@ -94,9 +94,9 @@ class CredentialsController(Controller):
         security=BEARER,
     )
     async def passkey_registration_options(
-        self, current: Principal, auth_service: AuthService
+        self, current: Principal, passkey_service: Passkeys
     ) -> PasskeyOptions:
-        return await auth_service.passkey_registration_options(current)
+        return await passkey_service.passkey_registration_options(current)
 
     @post(
         "/passkeys",
@@ -105,21 +105,21 @@ class CredentialsController(Controller):
         security=BEARER,
     )
     async def register_passkey(
-        self, data: NewPasskey, current: Principal, auth_service: AuthService
+        self, data: NewPasskey, current: Principal, passkey_service: Passkeys
     ) -> PasskeyView:
-        return await auth_service.register_passkey(current, data)
+        return await passkey_service.register_passkey(current, data)
 
     @get("/passkeys", summary="My passkeys", security=BEARER)
     async def passkeys(
-        self, current: Principal, auth_service: AuthService, paging: Paging
+        self, current: Principal, passkey_service: Passkeys, paging: Paging
     ) -> Page[PasskeyView]:
-        return await auth_service.list_passkeys(current, paging)
+        return await passkey_service.list_passkeys(current, paging)
 
     @patch("/passkeys/{passkey_id:uuid}", summary="Rename one of my passkeys", security=BEARER)
     async def rename_passkey(
-        self, passkey_id: UUID, data: PasskeyRename, current: Principal, auth_service: AuthService
+        self, passkey_id: UUID, data: PasskeyRename, current: Principal, passkey_service: Passkeys
     ) -> PasskeyView:
-        return await auth_service.rename_passkey(current, passkey_id, data.name)
+        return await passkey_service.rename_passkey(current, passkey_id, data.name)
 
     @delete(
         "/passkeys/{passkey_id:uuid}",
@@ -128,12 +128,12 @@ class CredentialsController(Controller):
         security=BEARER,
     )
     async def remove_passkey(
-        self, passkey_id: UUID, current: Principal, auth_service: AuthService
+        self, passkey_id: UUID, current: Principal, passkey_service: Passkeys
     ) -> None:
-        await auth_service.remove_passkey(current, passkey_id)
+        await passkey_service.remove_passkey(current, passkey_id)
 
     @delete("/api-keys/{key_id:uuid}", summary="Revoke an API key now", security=BEARER)
     async def revoke_api_key(
-        self, key_id: UUID, current: Principal, auth_service: AuthService
+        self, key_id: UUID, current: Principal, api_key_service: ApiKeys
     ) -> None:
-        await auth_service.revoke_api_key(current, key_id)
+        await api_key_service.revoke_api_key(current, key_id)

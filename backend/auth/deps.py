@@ -1,4 +1,5 @@
-"""Dependencies for handlers: the auth service, and who is calling (optional or required).
+"""Dependencies for handlers: the auth services, one per concern (a handler asks for those it
+uses), and who is calling (optional or required).
 
 Admins-only routes say so with a guard (backend/auth/guards.py), not a dependency."""
 
@@ -12,10 +13,20 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.auth.access import known_principal
+from backend.auth.accounts import Accounts
+from backend.auth.admin import Admin
+from backend.auth.anonymous import AnonymousUsers
+from backend.auth.core import AuthCore, unauthorized
+from backend.auth.identities import Identities
+from backend.auth.keys import ApiKeys
 from backend.auth.limits import count_request
+from backend.auth.mailed import MailedTokens
 from backend.auth.oauth_flow import SignInFlows
+from backend.auth.passkeys import Passkeys
 from backend.auth.scopes import ScopeError, check_request
-from backend.auth.service import AuthService, known_principal, unauthorized
+from backend.auth.sessions import Sessions
+from backend.auth.two_factor import TwoFactor
 from backend.config import Settings
 from backend.db.transactions import owned_session
 from backend.identity import ClientInfo, Principal
@@ -41,15 +52,52 @@ def asks_who_calls(provider: _Provider) -> _Provider:
 _PRINCIPAL = "litebase_principal"
 
 
-async def provide_auth_service(
-    db_session: AsyncSession, state: State, settings: Settings
-) -> AuthService:
-    return auth_service_for(db_session, state, settings)
+def auth_core_for(db: AsyncSession, state: State, settings: Settings) -> AuthCore:
+    """What the auth services share, over ``db``, with the app's clients (also used outside
+    DI: ``Sessions.over(auth_core_for(...))``)."""
+    return AuthCore(db, state.redis, settings, state.clock, state.mailer, state.session_states)
 
 
-def auth_service_for(db: AsyncSession, state: State, settings: Settings) -> AuthService:
-    """The auth service over ``db``, with the app's shared clients (also used outside DI)."""
-    return AuthService(db, state.redis, settings, state.clock, state.mailer, state.session_states)
+# The request's core, made once and shared by the services a handler asks for; each service
+# makes its collaborators over it (``over``).
+def provide_auth_core(db_session: AsyncSession, state: State, settings: Settings) -> AuthCore:
+    return auth_core_for(db_session, state, settings)
+
+
+def provide_sessions(auth_core: AuthCore) -> Sessions:
+    return Sessions.over(auth_core)
+
+
+def provide_two_factor(auth_core: AuthCore) -> TwoFactor:
+    return TwoFactor.over(auth_core)
+
+
+def provide_passkeys(auth_core: AuthCore) -> Passkeys:
+    return Passkeys.over(auth_core)
+
+
+def provide_mailed_tokens(auth_core: AuthCore) -> MailedTokens:
+    return MailedTokens.over(auth_core)
+
+
+def provide_api_keys(auth_core: AuthCore) -> ApiKeys:
+    return ApiKeys.over(auth_core)
+
+
+def provide_accounts(auth_core: AuthCore) -> Accounts:
+    return Accounts.over(auth_core)
+
+
+def provide_anonymous_users(auth_core: AuthCore) -> AnonymousUsers:
+    return AnonymousUsers.over(auth_core)
+
+
+def provide_identities(auth_core: AuthCore) -> Identities:
+    return Identities.over(auth_core)
+
+
+def provide_user_admin(auth_core: AuthCore) -> Admin:
+    return Admin.over(auth_core)
 
 
 async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
@@ -77,7 +125,8 @@ async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
     principal = known_principal(token, settings, state.clock, state.session_states)
     if principal is None:
         async with owned_session(state.database) as db:
-            principal = await auth_service_for(db, state, settings).authenticate(token)
+            sessions = Sessions.over(auth_core_for(db, state, settings))
+            principal = await sessions.authenticate(token)
     try:  # an API key's scopes and collection allow-list; sessions pass
         check_request(principal.scopes, principal.collections, request.method, request.url.path)
     except ScopeError as exc:
@@ -120,7 +169,16 @@ def provide_client_info(request: Request[Any, Any, Any]) -> ClientInfo:
 
 
 AUTH_DEPENDENCIES: dict[str, Provide] = {
-    "auth_service": Provide(provide_auth_service),
+    "auth_core": Provide(provide_auth_core, sync_to_thread=False),
+    "session_service": Provide(provide_sessions, sync_to_thread=False),
+    "two_factor_service": Provide(provide_two_factor, sync_to_thread=False),
+    "passkey_service": Provide(provide_passkeys, sync_to_thread=False),
+    "mailed_token_service": Provide(provide_mailed_tokens, sync_to_thread=False),
+    "api_key_service": Provide(provide_api_keys, sync_to_thread=False),
+    "account_service": Provide(provide_accounts, sync_to_thread=False),
+    "anonymous_service": Provide(provide_anonymous_users, sync_to_thread=False),
+    "identity_service": Provide(provide_identities, sync_to_thread=False),
+    "admin_service": Provide(provide_user_admin, sync_to_thread=False),
     "principal": Provide(provide_principal),
     "current": Provide(provide_current),
     "client": Provide(provide_client_info, sync_to_thread=False),

@@ -24,6 +24,7 @@ from backend.auth.core import AuthCore, invalid_grant
 from backend.auth.models import AuthSession, Identity, User
 from backend.auth.oauth_flow import OAuthGrant, pkce_matches, take_grant
 from backend.auth.schemas import IdentityView, TokenResponse
+from backend.auth.sign_ins import SignIns
 from backend.auth.standing import became_permanent, ways_to_sign_in
 from backend.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from backend.identity import ClientInfo, Principal
@@ -31,8 +32,17 @@ from backend.mail.compose import MailKind, mail_time
 from backend.paging import Page, Paging, by_offset, page_by_offset
 
 
-class Identities(AuthCore):
+class Identities:
     """Sign-in with a provider's one-time code; my linked provider accounts."""
+
+    def __init__(self, core: AuthCore, sign_ins: SignIns) -> None:
+        self.core = core
+        self.sign_ins = sign_ins
+
+    @classmethod
+    def over(cls, core: AuthCore) -> Identities:
+        """The service over ``core``, with its collaborator made over it too."""
+        return cls(core, SignIns(core))
 
     async def sign_in_with_oauth_code(
         self, code: str, code_verifier: str, org_id: UUID | None, client: ClientInfo
@@ -40,7 +50,7 @@ class Identities(AuthCore):
         """Exchange the one-time code the callback sent the app, with the app's PKCE verifier:
         tokens for the account the provider's person is (made or linked on first sign-in), or
         for a link the new session of the account that asked."""
-        grant = await take_grant(self.redis, code)
+        grant = await take_grant(self.core.redis, code)
         # A wrong verifier spends the code too: whoever holds a stolen code gets one try.
         if grant is None or not pkce_matches(grant.code_challenge, code_verifier):
             raise invalid_grant(
@@ -49,16 +59,16 @@ class Identities(AuthCore):
             )
         if grant.link_user is not None:
             user = await self._link(grant)
-            return await self._open_session(user, org_id, client)
+            return await self.sign_ins.open_session(user, org_id, client)
         user = await self._user_of(grant)
         if user.disabled:
             raise Forbidden("This account is disabled", code="account_disabled")
-        if self.settings.auth_require_verified_email and not user.email_verified:
+        if self.core.settings.auth_require_verified_email and not user.email_verified:
             raise Forbidden(
                 "Verify your email address before signing in", code="email_not_verified"
             )
         try:
-            return await self._after_first_factor(user, org_id, client)
+            return await self.sign_ins.after_first_factor(user, org_id, client)
         except Unauthenticated as exc:
             if exc.code == "mfa_required":  # the link stands; the session waits for the code
                 exc.keep_changes = True
@@ -69,7 +79,7 @@ class Identities(AuthCore):
         known = await self._identity(grant.provider, grant.profile.subject)
         if known is not None:
             self._remember_email(known, grant)
-            user = await self.db.get(User, known.user_id)
+            user = await self.core.db.get(User, known.user_id)
             assert user is not None  # identities go with their user (cascade)
             return user
         profile, provider = grant.profile, grant.provider
@@ -85,7 +95,7 @@ class Identities(AuthCore):
                 f" another way and link {provider} from your account",
                 code="provider_email_unverified",
             )
-        user = await self.users.get_by_email(profile.email)
+        user = await self.core.users.get_by_email(profile.email)
         if user is None:
             user = await self._new_user_from(profile.email, profile.name)
         elif not user.email_verified:
@@ -102,15 +112,15 @@ class Identities(AuthCore):
     async def _link(self, grant: OAuthGrant) -> User:
         """Add the provider's account to the account whose session asked for the link (any
         signed-in session: the account keeps its id, its records and its other ways in)."""
-        session = await self.db.get(AuthSession, grant.link_session)
+        session = await self.core.db.get(AuthSession, grant.link_session)
         if (
             session is None
             or session.user_id != grant.link_user
             or session.revoked_at is not None
-            or session.expires_at <= self.clock.now()
+            or session.expires_at <= self.core.clock.now()
         ):
             raise invalid_grant("The session that asked for the link has ended; sign in again")
-        user = await self.db.get(User, grant.link_user)
+        user = await self.core.db.get(User, grant.link_user)
         if user is None or user.disabled:
             raise invalid_grant("The account that asked for the link is gone or disabled")
         known = await self._identity(grant.provider, grant.profile.subject)
@@ -128,7 +138,7 @@ class Identities(AuthCore):
         return await self._add_identity(user, grant)
 
     async def _identity(self, provider: str, subject: str) -> Identity | None:
-        found: Identity | None = await self.db.scalar(
+        found: Identity | None = await self.core.db.scalar(
             select(Identity).where(Identity.provider == provider, Identity.subject == subject)
         )
         return found
@@ -141,10 +151,10 @@ class Identities(AuthCore):
     async def _new_user_from(self, email: str, name: str | None) -> User:
         user = User(email=email, name=(name or "")[:200] or None, email_verified=True)
         try:
-            async with self.db.begin_nested():
-                self.db.add(user)
+            async with self.core.db.begin_nested():
+                self.core.db.add(user)
         except IntegrityError:  # the same address signed up at this moment: that account
-            found = await self.users.get_by_email(email)
+            found = await self.core.users.get_by_email(email)
             if found is None or not found.email_verified:
                 raise Conflict(
                     "An account with this email was just made another way; try again",
@@ -162,8 +172,8 @@ class Identities(AuthCore):
             email_verified=grant.profile.email_verified,
         )
         try:
-            async with self.db.begin_nested():
-                self.db.add(identity)
+            async with self.core.db.begin_nested():
+                self.core.db.add(identity)
         except IntegrityError:  # a concurrent first sign-in of the same person made it
             raced = await self._identity(grant.provider, grant.profile.subject)
             if raced is None or raced.user_id != user.id:
@@ -176,12 +186,15 @@ class Identities(AuthCore):
     def _tell_linked(self, user: User, provider: str) -> None:
         """A provider account can now sign in to this account: its owner hears of it."""
         if user.email_verified:
-            self._mail_user(
-                user, MailKind.IDENTITY_LINKED, provider=provider, when=mail_time(self.clock.now())
+            self.core.mail_user(
+                user,
+                MailKind.IDENTITY_LINKED,
+                provider=provider,
+                when=mail_time(self.core.clock.now()),
             )
 
     async def list_identities(self, principal: Principal, paging: Paging) -> Page[IdentityView]:
-        identities = await self.db.scalars(
+        identities = await self.core.db.scalars(
             by_offset(
                 select(Identity)
                 .where(Identity.user_id == principal.user_id)
@@ -201,17 +214,17 @@ class Identities(AuthCore):
                 code="session_required",
             )
         # The account's row lock makes two unlinks at once count one after the other.
-        user = await self.db.scalar(
+        user = await self.core.db.scalar(
             select(User).where(User.id == principal.user_id).with_for_update()
         )
-        identity = await self.db.get(Identity, identity_id)
+        identity = await self.core.db.get(Identity, identity_id)
         if user is None or identity is None or identity.user_id != user.id:
             raise NotFound("No such linked account", code="not_found")
-        if await ways_to_sign_in(self.db, user) <= 1:
+        if await ways_to_sign_in(self.core.db, user) <= 1:
             raise Conflict(
                 "This is the account's last way to sign in: set a password or link another"
                 " provider before unlinking it",
                 code="last_sign_in_method",
             )
-        await self.db.delete(identity)
-        await self.db.flush()
+        await self.core.db.delete(identity)
+        await self.core.db.flush()

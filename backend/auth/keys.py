@@ -48,8 +48,16 @@ def api_key_view(key: ApiKey) -> ApiKeyView:
     return msgspec.structs.replace(view, service=key.is_service)  # the column's name differs
 
 
-class ApiKeys(AuthCore):
+class ApiKeys:
     """API keys: create (scoped), list, revoke."""
+
+    def __init__(self, core: AuthCore) -> None:
+        self.core = core
+
+    @classmethod
+    def over(cls, core: AuthCore) -> ApiKeys:
+        """The service over ``core`` (it needs no other)."""
+        return cls(core)
 
     async def create_api_key(
         self, principal: Principal, data: NewApiKey, served: frozenset[str]
@@ -57,7 +65,9 @@ class ApiKeys(AuthCore):
         """A key for the caller; ``served``: the collections an allow-list may name."""
         if data.service and not principal.is_admin:
             raise Forbidden("Only admins can create service keys", code="forbidden")
-        await require_verified(self.db, self.settings, principal.user_id, "create API keys")
+        await require_verified(
+            self.core.db, self.core.settings, principal.user_id, "create API keys"
+        )
         scopes = sorted(set(data.scopes or DEFAULT_SCOPES))
         collections = None if data.collections is None else sorted(set(data.collections))
         for index, name in enumerate(data.collections or ()):
@@ -83,7 +93,7 @@ class ApiKeys(AuthCore):
                 collections is None or not set(collections) <= principal.collections
             ):
                 raise _scope_problem("collections", "wider than the key that creates it")
-        now = self.clock.now()
+        now = self.core.clock.now()
         expires_at = None if data.expires_at is None else utc_field(data.expires_at, "expires_at")
         if expires_at is not None and expires_at <= now:
             raise Invalid(
@@ -92,7 +102,7 @@ class ApiKeys(AuthCore):
             )
         org_id = data.org_id or principal.org_id
         if org_id is not None:  # the token's org too: membership may have ended since
-            await self._require_membership(principal.user_id, org_id)
+            await self.core.require_membership(principal.user_id, org_id)
         secret = new_token(API_KEY_PREFIX)
         key = ApiKey(
             user_id=principal.user_id,
@@ -105,15 +115,15 @@ class ApiKeys(AuthCore):
             scopes=scopes,
             collections=collections,
         )
-        self.db.add(key)
-        await self.db.flush()
-        await self.db.refresh(key)
+        self.core.db.add(key)
+        await self.core.db.flush()
+        await self.core.db.refresh(key)
         view = api_key_view(key)
-        await self.db.flush()
+        await self.core.db.flush()
         return CreatedApiKey(key=secret, api_key=view)
 
     async def list_api_keys(self, principal: Principal, paging: Paging) -> Page[ApiKeyView]:
-        keys = await self.db.scalars(
+        keys = await self.core.db.scalars(
             by_offset(
                 select(ApiKey)
                 .where(ApiKey.user_id == principal.user_id, ApiKey.revoked_at.is_(None))
@@ -124,9 +134,9 @@ class ApiKeys(AuthCore):
         return page_by_offset(keys.all(), paging).map(api_key_view)
 
     async def revoke_api_key(self, principal: Principal, key_id: UUID) -> None:
-        key = await self.db.get(ApiKey, key_id)
+        key = await self.core.db.get(ApiKey, key_id)
         if key is None or key.user_id != principal.user_id or key.revoked_at is not None:
             raise NotFound("No such API key", code="not_found")
-        key.revoked_at = self.clock.now()
-        await self.db.flush()
-        after_commit(self.db, partial(publish_access_change, self.redis, "key", key.id))
+        key.revoked_at = self.core.clock.now()
+        await self.core.db.flush()
+        after_commit(self.core.db, partial(publish_access_change, self.core.redis, "key", key.id))

@@ -1,4 +1,4 @@
-"""HTTP routes for /auth: parse, call the auth service, shape the answer. Signing up and in,
+"""HTTP routes for /auth: parse, call the auth services, shape the answer. Signing up and in,
 tokens, mailed tokens and the account are here; two-factor is in two_factor_routes.py, the trip
 to a provider in oauth_routes.py, the held credentials in credential_routes.py, /admin in
 admin_routes.py. The routers, with their per-IP limits, are put together here (``auth_routers``).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -19,15 +19,22 @@ from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from backend.auth.accounts import Accounts
 from backend.auth.admin_routes import AdminController
+from backend.auth.anonymous import AnonymousUsers
+from backend.auth.core import AuthCore, user_view
 from backend.auth.credential_routes import CredentialsController
-from backend.auth.deps import BEARER, auth_service_for
+from backend.auth.deps import BEARER, auth_core_for
+from backend.auth.identities import Identities
+from backend.auth.mailed import MailedTokens
 from backend.auth.oauth_routes import (
     oauth_authorize,
     oauth_callback,
     oauth_callback_form,
     oauth_providers,
 )
+from backend.auth.passkey_schemas import PasskeyOptions
+from backend.auth.passkeys import Passkeys
 from backend.auth.schemas import (
     GRANT_FIELDS,
     GRANT_ONE_OF,
@@ -37,7 +44,6 @@ from backend.auth.schemas import (
     ConvertAccount,
     DeleteMe,
     ForgotPassword,
-    PasskeyOptions,
     PasskeySignInOptions,
     ResetPassword,
     SessionView,
@@ -50,7 +56,8 @@ from backend.auth.schemas import (
     UserView,
     VerifyRequest,
 )
-from backend.auth.service import AuthService, user_view
+from backend.auth.sessions import Sessions
+from backend.auth.two_factor import TwoFactor
 from backend.auth.two_factor_routes import (
     disable_totp,
     enable_totp,
@@ -66,6 +73,7 @@ from backend.paging import Page, Paging
 from backend.problems import Problem, may_answer
 
 log = logging.getLogger(__name__)
+_Service = TypeVar("_Service")
 
 
 def _missing(*fields: str) -> Problem:
@@ -76,14 +84,19 @@ def _missing(*fields: str) -> Problem:
     )
 
 
-def _after_answer(state: State, work: Callable[[AuthService], Awaitable[None]]) -> BackgroundTask:
-    """Do ``work`` (its own transaction) once the answer is sent: routes that mail an address
-    answer the same, in the same time, whether or not it has an account (issue 18.14)."""
+def _after_answer(
+    state: State,
+    service: Callable[[AuthCore], _Service],
+    work: Callable[[_Service], Awaitable[None]],
+) -> BackgroundTask:
+    """Do ``work`` with the ``service`` it needs (its own transaction) once the answer is sent:
+    routes that mail an address answer the same, in the same time, whether or not it has an
+    account (issue 18.14)."""
 
     async def run() -> None:
         try:
             async with owned_session(state.database) as db:
-                await work(auth_service_for(db, state, state.settings))
+                await work(service(auth_core_for(db, state, state.settings)))
         except Exception:  # the caller has had the answer; the log keeps the failure
             log.exception("mail work after the answer failed")
 
@@ -108,7 +121,7 @@ def _after_answer(state: State, work: Callable[[AuthService], Awaitable[None]]) 
 async def sign_up(
     data: SignUp,
     request: Request[Any, Any, Any],
-    auth_service: AuthService,
+    account_service: Accounts,
     client: ClientInfo,
     settings: Settings,
 ) -> Response[Any]:
@@ -117,9 +130,11 @@ async def sign_up(
         return Response(
             Accepted(status="check_your_mail"),
             status_code=HTTP_202_ACCEPTED,
-            background=_after_answer(request.app.state, lambda auth: auth.sign_up_by_mail(data)),
+            background=_after_answer(
+                request.app.state, Accounts.over, lambda accounts: accounts.sign_up_by_mail(data)
+            ),
         )
-    return Response(await auth_service.sign_up(data, client), status_code=201)
+    return Response(await account_service.sign_up(data, client), status_code=201)
 
 
 def with_request_locale(
@@ -140,41 +155,53 @@ def with_request_locale(
     " then mfa when two-factor is on; anonymous: a new anonymous user) or refresh",
     status_code=HTTP_200_OK,
 )
-async def token(data: TokenRequest, auth_service: AuthService, client: ClientInfo) -> TokenResponse:
+async def token(
+    data: TokenRequest,
+    client: ClientInfo,
+    session_service: Sessions,
+    mailed_token_service: MailedTokens,
+    passkey_service: Passkeys,
+    two_factor_service: TwoFactor,
+    identity_service: Identities,
+    anonymous_service: AnonymousUsers,
+) -> TokenResponse:
+    """The one door in: each grant_type is answered by the service of its concern."""
     _require(data, *GRANT_FIELDS[data.grant_type])
     second = GRANT_ONE_OF.get(data.grant_type, ())
     if second and all(getattr(data, field) is None for field in second):
         raise _missing(second[0])
     if data.grant_type == "anonymous":
-        return await auth_service.sign_in_anonymously(client)
+        return await anonymous_service.sign_in_anonymously(client)
     if data.grant_type == "oauth_code":
         assert data.code is not None and data.code_verifier is not None
-        return await auth_service.sign_in_with_oauth_code(
+        return await identity_service.sign_in_with_oauth_code(
             data.code, data.code_verifier, data.org_id, client
         )
     if data.grant_type == "mfa":
         assert data.mfa_token is not None
         if data.credential is not None:
-            return await auth_service.sign_in_with_passkey_mfa(
+            return await passkey_service.sign_in_with_passkey_mfa(
                 data.mfa_token, data.credential, client
             )
         if data.recovery_code is not None:  # instead of the app's code
-            return await auth_service.sign_in_with_recovery_code(
+            return await two_factor_service.sign_in_with_recovery_code(
                 data.mfa_token, data.recovery_code, client
             )
         assert data.code is not None
-        return await auth_service.sign_in_with_totp(data.mfa_token, data.code, client)
+        return await two_factor_service.sign_in_with_totp(data.mfa_token, data.code, client)
     if data.grant_type == "passkey":
         assert data.credential is not None
-        return await auth_service.sign_in_with_passkey(data.credential, data.org_id, client)
+        return await passkey_service.sign_in_with_passkey(data.credential, data.org_id, client)
     if data.grant_type == "otp":
         assert data.email is not None and data.code is not None
-        return await auth_service.sign_in_with_code(data.email, data.code, data.org_id, client)
+        return await mailed_token_service.sign_in_with_code(
+            data.email, data.code, data.org_id, client
+        )
     if data.grant_type == "password":
         assert data.email is not None and data.password is not None
-        return await auth_service.sign_in(data.email, data.password, data.org_id, client)
+        return await session_service.sign_in(data.email, data.password, data.org_id, client)
     assert data.refresh_token is not None
-    return await auth_service.refresh(data.refresh_token, data.org_id)
+    return await session_service.refresh(data.refresh_token, data.org_id)
 
 
 def _require(data: TokenRequest, *fields: str) -> None:
@@ -192,10 +219,10 @@ def _require(data: TokenRequest, *fields: str) -> None:
     status_code=HTTP_200_OK,
 )
 async def passkey_sign_in_options(
-    data: PasskeySignInOptions, auth_service: AuthService
+    data: PasskeySignInOptions, passkey_service: Passkeys
 ) -> PasskeyOptions:
     # Anyone may ask (it is how signing in starts): per IP, under the token route's limit.
-    return await auth_service.passkey_sign_in_options(data.mfa_token)
+    return await passkey_service.passkey_sign_in_options(data.mfa_token)
 
 
 @post("/password/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
@@ -203,7 +230,9 @@ async def forgot_password(
     data: ForgotPassword, request: Request[Any, Any, Any]
 ) -> Response[Accepted]:
     # Always 202 at once, whether or not the email exists; the work follows the answer.
-    work = _after_answer(request.app.state, lambda auth: auth.forgot_password(data.email))
+    work = _after_answer(
+        request.app.state, MailedTokens.over, lambda mailed: mailed.forgot_password(data.email)
+    )
     return Response(Accepted(), status_code=HTTP_202_ACCEPTED, background=work)
 
 
@@ -221,11 +250,15 @@ async def forgot_password(
 async def convert(
     data: ConvertAccount,
     current: Principal,
-    auth_service: AuthService,
+    anonymous_service: AnonymousUsers,
     request: Request[Any, Any, Any],
 ) -> Response[Accepted]:
-    await auth_service.check_convertible(current)
-    work = _after_answer(request.app.state, lambda auth: auth.request_conversion(current, data))
+    await anonymous_service.check_convertible(current)
+    work = _after_answer(
+        request.app.state,
+        AnonymousUsers.over,
+        lambda anonymous: anonymous.request_conversion(current, data),
+    )
     return Response(
         Accepted(status="check_your_mail"), status_code=HTTP_202_ACCEPTED, background=work
     )
@@ -236,13 +269,15 @@ async def send_sign_in_code(
     data: SignInCodeRequest, request: Request[Any, Any, Any]
 ) -> Response[Accepted]:
     # Always 202 at once, whether or not the email has an account; the work follows the answer.
-    work = _after_answer(request.app.state, lambda auth: auth.send_sign_in_code(data.email))
+    work = _after_answer(
+        request.app.state, MailedTokens.over, lambda mailed: mailed.send_sign_in_code(data.email)
+    )
     return Response(Accepted(), status_code=HTTP_202_ACCEPTED, background=work)
 
 
 @post("/password/reset", summary="Set a new password with a reset token", status_code=HTTP_200_OK)
-async def reset_password(data: ResetPassword, auth_service: AuthService) -> Accepted:
-    await auth_service.reset_password(data.token, data.new_password)
+async def reset_password(data: ResetPassword, mailed_token_service: MailedTokens) -> Accepted:
+    await mailed_token_service.reset_password(data.token, data.new_password)
     return Accepted(status="password_changed")
 
 
@@ -253,9 +288,9 @@ async def reset_password(data: ResetPassword, auth_service: AuthService) -> Acce
     security=BEARER,
 )
 async def change_email(
-    data: ChangeEmail, current: Principal, auth_service: AuthService
+    data: ChangeEmail, current: Principal, mailed_token_service: MailedTokens
 ) -> Accepted:
-    await auth_service.request_email_change(current, data)
+    await mailed_token_service.request_email_change(current, data)
     return Accepted()
 
 
@@ -264,8 +299,8 @@ async def change_email(
     summary="Switch to the new email with the mailed token",
     status_code=HTTP_200_OK,
 )
-async def confirm_email(data: ConfirmEmail, auth_service: AuthService) -> UserView:
-    return user_view(await auth_service.confirm_email_change(data.token))
+async def confirm_email(data: ConfirmEmail, mailed_token_service: MailedTokens) -> UserView:
+    return user_view(await mailed_token_service.confirm_email_change(data.token))
 
 
 class AuthController(Controller):
@@ -279,22 +314,24 @@ class AuthController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         security=BEARER,
     )
-    async def logout(self, current: Principal, auth_service: AuthService) -> None:
-        await auth_service.logout(current)
+    async def logout(self, current: Principal, session_service: Sessions) -> None:
+        await session_service.logout(current)
 
     @get("/mfa", summary="My two-factor sign-in: on or off, recovery codes left", security=BEARER)
-    async def two_factor(self, current: Principal, auth_service: AuthService) -> TwoFactorStatus:
-        return await auth_service.two_factor_status(current)
+    async def two_factor(
+        self, current: Principal, two_factor_service: TwoFactor
+    ) -> TwoFactorStatus:
+        return await two_factor_service.two_factor_status(current)
 
     @get("/me", summary="The current user", security=BEARER)
-    async def me(self, current: Principal, auth_service: AuthService) -> UserView:
-        return user_view(await auth_service.get_user(current))
+    async def me(self, current: Principal, account_service: Accounts) -> UserView:
+        return user_view(await account_service.me(current))
 
     @patch("/me", summary="Change my name, my mails' language or my password", security=BEARER)
     async def update_me(
-        self, data: UpdateMe, current: Principal, auth_service: AuthService
+        self, data: UpdateMe, current: Principal, account_service: Accounts
     ) -> UserView:
-        return user_view(await auth_service.update_me(current, data))
+        return user_view(await account_service.update_me(current, data))
 
     @delete(
         "/me",
@@ -308,21 +345,21 @@ class AuthController(Controller):
         security=BEARER,
     )
     async def delete_me(
-        self, data: DeleteMe, current: Principal, auth_service: AuthService
+        self, data: DeleteMe, current: Principal, account_service: Accounts
     ) -> None:
-        await auth_service.delete_me(current, data)
+        await account_service.delete_me(current, data)
 
     @get("/sessions", summary="My signed-in sessions", security=BEARER)
     async def sessions(
-        self, current: Principal, auth_service: AuthService, paging: Paging
+        self, current: Principal, session_service: Sessions, paging: Paging
     ) -> Page[SessionView]:
-        return await auth_service.list_sessions(current, paging)
+        return await session_service.list_sessions(current, paging)
 
     @delete("/sessions/{session_id:uuid}", summary="Revoke one of my sessions", security=BEARER)
     async def revoke_session(
-        self, session_id: UUID, current: Principal, auth_service: AuthService
+        self, session_id: UUID, current: Principal, session_service: Sessions
     ) -> None:
-        await auth_service.revoke_session(current, session_id)
+        await session_service.revoke_session(current, session_id)
 
     @post(
         "/verify",
@@ -330,10 +367,13 @@ class AuthController(Controller):
         status_code=HTTP_200_OK,
     )
     async def verify(
-        self, data: VerifyRequest, principal: Principal | None, auth_service: AuthService
+        self,
+        data: VerifyRequest,
+        principal: Principal | None,
+        mailed_token_service: MailedTokens,
     ) -> UserView | Accepted:
         if data.token is not None:
-            return user_view(await auth_service.confirm_verification(data.token, principal))
+            return user_view(await mailed_token_service.confirm_verification(data.token, principal))
         if principal is None:
             raise Problem(
                 401,
@@ -341,7 +381,7 @@ class AuthController(Controller):
                 code="unauthenticated",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        await auth_service.request_verification(principal)
+        await mailed_token_service.request_verification(principal)
         return Accepted()
 
 

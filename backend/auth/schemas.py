@@ -1,13 +1,15 @@
-"""API shapes for /auth: what clients send and what they get back."""
+"""API shapes for /auth: what clients send and what they get back (the passkey ceremony's, the
+browser's WebAuthn JSON among them, are in passkey_schemas.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 
+from backend.auth.passkey_schemas import PasskeyAssertion
 from backend.auth.scopes import Scope
 from backend.lib.names import SPACE, name_meta
 from backend.mail.locales import LOCALE_MAX_LENGTH, LOCALE_PATTERN
@@ -129,64 +131,6 @@ class SignUp(msgspec.Struct, frozen=True, kw_only=True):
     locale: Locale | None = None
 
 
-def _base64url(max_length: int) -> msgspec.Meta:
-    return msgspec.Meta(
-        pattern=r"^[A-Za-z0-9_-]*$", max_length=max_length, description="base64url, unpadded"
-    )
-
-
-# A credential id is at most 1023 bytes (WebAuthn): 1364 characters in base64url.
-CredentialId = Annotated[str, _base64url(1364)]
-ClientDataJson = Annotated[str, _base64url(4096)]
-AttestationObject = Annotated[str, _base64url(32768)]
-AuthenticatorData = Annotated[str, _base64url(4096)]
-Signature = Annotated[str, _base64url(2048)]
-UserHandle = Annotated[str, _base64url(128)]
-Attachment = Literal["platform", "cross-platform"]
-
-
-class AttestationResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``response`` of a new credential (the browser's ``toJSON()`` adds more: ignored)."""
-
-    client_data_json: ClientDataJson = msgspec.field(name="clientDataJSON")
-    attestation_object: AttestationObject = msgspec.field(name="attestationObject")
-    transports: (
-        Annotated[list[Annotated[str, msgspec.Meta(max_length=16)]], msgspec.Meta(max_length=8)]
-        | None
-    ) = None
-
-
-class PasskeyAttestation(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``navigator.credentials.create()`` gives, as JSON (``PublicKeyCredential.toJSON()``)."""
-
-    id: CredentialId
-    raw_id: CredentialId = msgspec.field(name="rawId")
-    type: Literal["public-key"]
-    response: AttestationResponse
-    authenticator_attachment: Attachment | None = msgspec.field(
-        name="authenticatorAttachment", default=None
-    )
-
-
-class AssertionResponse(msgspec.Struct, frozen=True, kw_only=True):
-    client_data_json: ClientDataJson = msgspec.field(name="clientDataJSON")
-    authenticator_data: AuthenticatorData = msgspec.field(name="authenticatorData")
-    signature: Signature
-    user_handle: UserHandle | None = msgspec.field(name="userHandle", default=None)
-
-
-class PasskeyAssertion(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``navigator.credentials.get()`` gives, as JSON (``PublicKeyCredential.toJSON()``)."""
-
-    id: CredentialId
-    raw_id: CredentialId = msgspec.field(name="rawId")
-    type: Literal["public-key"]
-    response: AssertionResponse
-    authenticator_attachment: Attachment | None = msgspec.field(
-        name="authenticatorAttachment", default=None
-    )
-
-
 GrantType = Literal["password", "otp", "passkey", "oauth_code", "mfa", "anonymous", "refresh_token"]
 # The fields each grant_type needs (not null); POST /auth/token refuses a grant without one
 # with a 422 naming the first missing, and the OpenAPI document states them as a oneOf.
@@ -226,6 +170,14 @@ class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     org_id: UUID | None = None
 
 
+class PasskeySignInOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Without ``mfa_token``: sign in with any passkey of this site (the browser offers the
+    person theirs). With it: the second step of two-factor sign-in, with a passkey of that
+    account."""
+
+    mfa_token: Token | None = None
+
+
 class TotpEnroll(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(max_length=256)]
 
@@ -237,31 +189,6 @@ class TotpSecret(msgspec.Struct, frozen=True, kw_only=True):
 
 class TotpCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     code: Code
-
-
-class PasskeyOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Options for the browser's WebAuthn call, in their JSON form (binary fields base64url):
-    ``navigator.credentials.create({publicKey})`` to register, ``.get({publicKey})`` to sign in
-    (or ``PublicKeyCredential.parseCreationOptionsFromJSON`` / ``parseRequestOptionsFromJSON``)."""
-
-    public_key: dict[str, Any] = msgspec.field(name="publicKey")
-
-
-class PasskeySignInOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Without ``mfa_token``: sign in with any passkey of this site (the browser offers the
-    person theirs). With it: the second step of two-factor sign-in, with a passkey of that
-    account."""
-
-    mfa_token: Token | None = None
-
-
-class NewPasskey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    credential: PasskeyAttestation
-    name: Annotated[str, name_meta(100)] | None = None
-
-
-class PasskeyRename(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, name_meta(100)]
 
 
 class PasskeyView(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,9 +20,8 @@ from backend.auth.core import (
     unauthorized,
 )
 from backend.auth.models import ApiKey, AuthSession, OrgMember, RefreshToken, User
-from backend.auth.revocations import (
-    SessionState,
-)
+from backend.auth.revocations import SessionState
+from backend.auth.revoking import Revoker
 from backend.auth.schemas import (
     SessionView,
     TokenResponse,
@@ -38,6 +37,7 @@ from backend.auth.secrets import (
     password_needs_rehash,
     verify_password,
 )
+from backend.auth.sign_ins import SignIns
 from backend.errors import (
     Forbidden,
     NotFound,
@@ -47,14 +47,24 @@ from backend.identity import ClientInfo, Principal
 from backend.paging import Page, Paging, by_offset, page_by_offset
 
 
-class Sessions(AuthCore):
+class Sessions:
     """Password sign-in, refresh, who is calling, logout and my sessions."""
+
+    def __init__(self, core: AuthCore, sign_ins: SignIns, revoker: Revoker) -> None:
+        self.core = core
+        self.sign_ins = sign_ins
+        self.revoker = revoker
+
+    @classmethod
+    def over(cls, core: AuthCore) -> Sessions:
+        """The service over ``core``, with its collaborators made over it too."""
+        return cls(core, SignIns(core), Revoker(core))
 
     async def sign_in(
         self, email: str, password: str, org_id: UUID | None, client: ClientInfo
     ) -> TokenResponse:
-        failures_key = await self._count_attempt(email, client)
-        user = await self.users.get_by_email(email)
+        failures_key = await self.sign_ins.count_attempt(email, client)
+        user = await self.core.users.get_by_email(email)
         # Unknown email, wrong password and a disabled account all look the same, and cost
         # the same: verify_password hashes against a dummy when there is no user.
         matches = await asyncio.to_thread(
@@ -62,21 +72,21 @@ class Sessions(AuthCore):
         )
         if user is None or not matches or user.disabled:
             raise unauthorized("Email or password is incorrect", "invalid_credentials")
-        await self.redis.delete(failures_key)
-        if self.settings.auth_require_verified_email and not user.email_verified:
+        await self.core.redis.delete(failures_key)
+        if self.core.settings.auth_require_verified_email and not user.email_verified:
             raise Forbidden(
                 "Verify your email address before signing in", code="email_not_verified"
             )
         if user.password_hash and password_needs_rehash(user.password_hash):
             user.password_hash = await asyncio.to_thread(hash_password, password)
-        return await self._after_first_factor(user, org_id, client)
+        return await self.sign_ins.after_first_factor(user, org_id, client)
 
     async def refresh(self, refresh_token: str, org_id: UUID | None) -> TokenResponse:
         token_hash = hash_token(refresh_token)
         # The row lock makes concurrent refreshes with one token take turns: the first
         # rotates, the others find it rotated and get the first one's answer from Redis.
         found = (
-            await self.db.execute(
+            await self.core.db.execute(
                 select(RefreshToken, AuthSession)
                 .join(AuthSession, AuthSession.id == RefreshToken.session_id)
                 .where(RefreshToken.token_hash == token_hash)
@@ -86,50 +96,52 @@ class Sessions(AuthCore):
         if found is None:
             raise invalid_grant("The refresh token is not valid")
         token, session = found
-        now = self.clock.now()
+        now = self.core.clock.now()
         if session.revoked_at is not None or session.expires_at <= now:
             raise invalid_grant("The session has ended; sign in again")
         if token.rotated_at is not None:
             return await self._replayed(token, session, token_hash, now)
-        user = await self.db.get(User, session.user_id)
+        user = await self.core.db.get(User, session.user_id)
         if user is None or user.disabled:
-            await self._revoke(session, now)
+            await self.revoker.revoke(session, now)
             raise invalid_grant("The session has ended; sign in again", keep_changes=True)
         if org_id is not None and org_id != session.org_id:
-            await self._require_membership(user.id, org_id)
+            await self.core.require_membership(user.id, org_id)
             session.org_id = org_id
             # The previous org's tokens end with the switch (here at once, elsewhere within
             # SESSION_CACHE_SECONDS): a token's org is its session's.
             switched: SessionState = (user.id, user.role, org_id)
-            self.states.put(session.id, switched)
-            await self._cache_session_state(session.id, switched)
+            self.core.states.put(session.id, switched)
+            await self.core.cache_session_state(session.id, switched)
         token.rotated_at = now
         new_refresh = new_token(REFRESH_TOKEN_PREFIX)
-        self.db.add(
+        self.core.db.add(
             RefreshToken(session_id=session.id, token_hash=hash_token(new_refresh), created_at=now)
         )
         session.last_used_at = now
-        session.expires_at = now + timedelta(days=self.settings.session_idle_timeout_days)
-        response = self._token_response(user, session, new_refresh, now)
-        await self.redis.set(
+        session.expires_at = now + timedelta(days=self.core.settings.session_idle_timeout_days)
+        response = self.sign_ins.token_response(user, session, new_refresh, now)
+        await self.core.redis.set(
             GRACE_RESPONSE_KEY.format(token_hash),
             msgspec.json.encode(response),
-            ex=self.settings.refresh_reuse_grace_seconds + 5,
+            ex=self.core.settings.refresh_reuse_grace_seconds + 5,
         )
-        await self.db.flush()
+        await self.core.db.flush()
         return response
 
     async def _replayed(
         self, token: RefreshToken, session: AuthSession, token_hash: str, now: datetime
     ) -> TokenResponse:
         assert token.rotated_at is not None
-        if now - token.rotated_at <= timedelta(seconds=self.settings.refresh_reuse_grace_seconds):
-            cached = await self.redis.get(GRACE_RESPONSE_KEY.format(token_hash))
+        if now - token.rotated_at <= timedelta(
+            seconds=self.core.settings.refresh_reuse_grace_seconds
+        ):
+            cached = await self.core.redis.get(GRACE_RESPONSE_KEY.format(token_hash))
             if cached is not None:
                 return msgspec.json.decode(cached, type=TokenResponse)
             raise invalid_grant("The refresh token was just rotated; use the new one")
         log.warning("refresh token replayed after rotation; revoking session %s", session.id)
-        await self._revoke(session, now)
+        await self.revoker.revoke(session, now)
         raise invalid_grant(
             "This refresh token was already used; the session has been signed out",
             keep_changes=True,
@@ -139,7 +151,7 @@ class Sessions(AuthCore):
         if bearer.startswith(API_KEY_PREFIX):
             return await self._authenticate_api_key(bearer)
         try:
-            claims = access_claims(bearer, self.settings, self.clock)
+            claims = access_claims(bearer, self.core.settings, self.core.clock)
         except InvalidAccessToken as exc:
             raise unauthorized(f"The access token is not valid: {exc}", "invalid_token") from exc
         return await self.session_principal(claims)
@@ -169,13 +181,13 @@ class Sessions(AuthCore):
             OrgMember.org_id == ApiKey.org_id, OrgMember.user_id == ApiKey.user_id
         )
         found = (
-            await self.db.execute(
+            await self.core.db.execute(
                 select(ApiKey, User, member.label("member"))
                 .join(User, User.id == ApiKey.user_id)
                 .where(ApiKey.key_hash == hash_token(secret), ApiKey.revoked_at.is_(None))
             )
         ).first()
-        now = self.clock.now()
+        now = self.core.clock.now()
         if found is None:
             raise unauthorized("The API key is not valid", "invalid_token")
         key, user, is_member = found
@@ -187,10 +199,10 @@ class Sessions(AuthCore):
         ):
             raise unauthorized("The API key is not valid", "invalid_token")
         if key.last_used_at is None or now - key.last_used_at > API_KEY_TOUCH_INTERVAL:
-            await self.db.execute(
+            await self.core.db.execute(
                 update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
             )
-            await self.db.flush()
+            await self.core.db.flush()
         return Principal(
             user_id=user.id,
             role=user.role,
@@ -206,17 +218,17 @@ class Sessions(AuthCore):
     async def _session_owner(self, session_id: UUID, *, fresh: bool = False) -> SessionState:
         """The user, role and org of an active session (False when it has ended): from memory,
         else Redis, else (or when ``fresh``) the database."""
-        known = None if fresh else self.states.get(session_id)
+        known = None if fresh else self.core.states.get(session_id)
         if known is not None:
             return known
         state = (
             None
             if fresh
-            else decode_state(await self.redis.get(SESSION_STATE_KEY.format(session_id)))
+            else decode_state(await self.core.redis.get(SESSION_STATE_KEY.format(session_id)))
         )
         if state is None:
             found = (
-                await self.db.execute(
+                await self.core.db.execute(
                     select(AuthSession, User)
                     .join(User, User.id == AuthSession.user_id)
                     .where(AuthSession.id == session_id)
@@ -227,12 +239,12 @@ class Sessions(AuthCore):
                 session, user = found
                 if (
                     session.revoked_at is None
-                    and session.expires_at > self.clock.now()
+                    and session.expires_at > self.core.clock.now()
                     and not user.disabled
                 ):
                     state = (user.id, user.role, session.org_id)
-            await self._cache_session_state(session_id, state)
-        self.states.put(session_id, state)
+            await self.core.cache_session_state(session_id, state)
+        self.core.states.put(session_id, state)
         return state
 
     async def logout(self, principal: Principal) -> None:
@@ -241,19 +253,19 @@ class Sessions(AuthCore):
                 "API keys have no session; revoke the key with DELETE /auth/api-keys/{id}",
                 code="no_session",
             )
-        session = await self.db.get(AuthSession, principal.session_id)
+        session = await self.core.db.get(AuthSession, principal.session_id)
         if session is not None:
-            await self._revoke(session, self.clock.now())
-            await self.db.flush()
+            await self.revoker.revoke(session, self.core.clock.now())
+            await self.core.db.flush()
 
     async def list_sessions(self, principal: Principal, paging: Paging) -> Page[SessionView]:
-        sessions = await self.db.scalars(
+        sessions = await self.core.db.scalars(
             by_offset(
                 select(AuthSession)
                 .where(
                     AuthSession.user_id == principal.user_id,
                     AuthSession.revoked_at.is_(None),
-                    AuthSession.expires_at > self.clock.now(),
+                    AuthSession.expires_at > self.core.clock.now(),
                 )
                 .order_by(AuthSession.last_used_at.desc()),
                 paging,
@@ -267,8 +279,8 @@ class Sessions(AuthCore):
         return page_by_offset(sessions.all(), paging).map(view)
 
     async def revoke_session(self, principal: Principal, session_id: UUID) -> None:
-        session = await self.db.get(AuthSession, session_id)
+        session = await self.core.db.get(AuthSession, session_id)
         if session is None or session.user_id != principal.user_id:
             raise NotFound("No such session", code="not_found")
-        await self._revoke(session, self.clock.now())
-        await self.db.flush()
+        await self.revoker.revoke(session, self.core.clock.now())
+        await self.core.db.flush()

@@ -8,6 +8,7 @@ import msgspec
 from litestar import delete, post
 from litestar.status_codes import HTTP_200_OK
 
+from backend.auth.core import user_view
 from backend.auth.deps import BEARER
 from backend.auth.schemas import (
     RecoveryCodes,
@@ -17,7 +18,7 @@ from backend.auth.schemas import (
     TotpEnroll,
     TotpSecret,
 )
-from backend.auth.service import AuthService, user_view
+from backend.auth.two_factor import TwoFactor
 from backend.identity import Principal
 from backend.problems import may_answer
 
@@ -30,9 +31,9 @@ from backend.problems import may_answer
     security=BEARER,
 )
 async def enroll_totp(
-    data: TotpEnroll, current: Principal, auth_service: AuthService
+    data: TotpEnroll, current: Principal, two_factor_service: TwoFactor
 ) -> TotpSecret:
-    return await auth_service.enroll_totp(current, data.password)
+    return await two_factor_service.enroll_totp(current, data.password)
 
 
 @post(
@@ -42,9 +43,11 @@ async def enroll_totp(
     status_code=HTTP_200_OK,
     security=BEARER,
 )
-async def enable_totp(data: TotpCode, current: Principal, auth_service: AuthService) -> TotpEnabled:
+async def enable_totp(
+    data: TotpCode, current: Principal, two_factor_service: TwoFactor
+) -> TotpEnabled:
     """The user, and ten single-use recovery codes: shown this once, keep them safe."""
-    user, codes = await auth_service.enable_totp(current, data.code)
+    user, codes = await two_factor_service.enable_totp(current, data.code)
     return TotpEnabled(**msgspec.structs.asdict(user_view(user)), recovery_codes=codes)
 
 
@@ -54,8 +57,10 @@ async def enable_totp(data: TotpCode, current: Principal, auth_service: AuthServ
     summary="Turn two-factor sign-in off (needs a code from the app, or a recovery code)",
     security=BEARER,
 )
-async def disable_totp(data: SecondFactor, current: Principal, auth_service: AuthService) -> None:
-    await auth_service.disable_totp(current, data)
+async def disable_totp(
+    data: SecondFactor, current: Principal, two_factor_service: TwoFactor
+) -> None:
+    await two_factor_service.disable_totp(current, data)
 
 
 @post(
@@ -68,7 +73,7 @@ async def disable_totp(data: SecondFactor, current: Principal, auth_service: Aut
     security=BEARER,
 )
 async def regenerate_recovery_codes(
-    data: SecondFactor, current: Principal, auth_service: AuthService
+    data: SecondFactor, current: Principal, two_factor_service: TwoFactor
 ) -> RecoveryCodes:
-    codes = await auth_service.regenerate_recovery_codes(current, data)
+    codes = await two_factor_service.regenerate_recovery_codes(current, data)
     return RecoveryCodes(recovery_codes=codes)

@@ -25,8 +25,9 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_206_PARTIAL_CONTENT, HTTP_304_NOT_MODIFIED
 
-from backend.auth.deps import asks_who_calls, auth_service_for, principal_of
+from backend.auth.deps import asks_who_calls, auth_core_for, principal_of
 from backend.auth.limits import count_request
+from backend.auth.sessions import Sessions
 from backend.collections.rules import CompiledRules
 from backend.collections.spec import CollectionRegistry
 from backend.config import Settings
@@ -60,7 +61,8 @@ async def provide_file_reader(request: Request[Any, Any, Any]) -> Principal | No
     settings: Settings = state.settings
     claims, scope = read_file_token(token, settings, state.clock.now())
     async with owned_session(state.database) as db:
-        principal = await auth_service_for(db, state, settings).session_principal(claims)
+        sessions = Sessions.over(auth_core_for(db, state, settings))
+        principal = await sessions.session_principal(claims)
     params = request.path_params
     if not scope.admits(params["collection"], params["record_id"], params["name"]):
         raise NotFound("No such file", code="not_found")

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from backend.auth.models import Org, OrgInvitation, OrgMember, User
 from backend.auth.secrets import hash_token, new_token
-from backend.auth.service import address_of, anonymous_refused, require_permanent
+from backend.auth.standing import address_of, anonymous_refused, require_permanent
 from backend.db.transactions import after_commit
 from backend.errors import Conflict, Forbidden, NotFound, Rejected, TooMany
 from backend.identity import Principal

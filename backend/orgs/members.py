@@ -12,9 +12,9 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
+from backend.auth.access import forget_session_states
 from backend.auth.models import AuthSession, OrgMember, User
 from backend.auth.revocations import publish_access_change
-from backend.auth.service import forget_session_states
 from backend.db.transactions import after_commit
 from backend.errors import Conflict, Forbidden, NotFound
 from backend.identity import Principal

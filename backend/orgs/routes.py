@@ -11,7 +11,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth.deps import BEARER
-from backend.auth.service import AuthService
+from backend.auth.mailed import MailedTokens
 from backend.config import Settings
 from backend.identity import Principal
 from backend.orgs.schemas import (
@@ -130,8 +130,8 @@ class InvitationController(Controller):
         data: AcceptInvitation,
         current: Principal,
         org_service: OrgService,
-        auth_service: AuthService,
+        mailed_token_service: MailedTokens,
     ) -> OrgView:
         # This session stays; the account's others end if it was unverified.
-        proof = partial(auth_service.prove_mailbox, keep=current.session_id)
+        proof = partial(mailed_token_service.prove_mailbox, keep=current.session_id)
         return await org_service.accept(current, data.token, proof)

@@ -12,9 +12,10 @@ from uuid import UUID
 
 from sqlalchemy import delete, select
 
+from backend.auth.access import forget_session_states
 from backend.auth.models import AuthSession, Org, OrgMember
 from backend.auth.revocations import publish_access_change
-from backend.auth.service import forget_session_states, require_verified
+from backend.auth.standing import require_verified
 from backend.db.transactions import after_commit
 from backend.errors import Forbidden
 from backend.identity import Principal

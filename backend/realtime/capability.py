@@ -10,7 +10,8 @@ from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 
-from backend.auth.deps import auth_service_for
+from backend.auth.deps import auth_core_for
+from backend.auth.sessions import Sessions
 from backend.capability import Basics, Capability
 from backend.collections.rules import CompiledRules
 from backend.collections.spec import CollectionRegistry
@@ -39,7 +40,8 @@ def realtime_capability(
     async def start_hub(app: Litestar) -> AsyncIterator[None]:
         async def authenticate(token: str) -> Principal:
             async with owned_session(basics.database) as db:
-                return await auth_service_for(db, app.state, settings).authenticate(token)
+                sessions = Sessions.over(auth_core_for(db, app.state, settings))
+                return await sessions.authenticate(token)
 
         hub = RealtimeHub(
             settings=settings,

@@ -16,10 +16,11 @@ from redis.asyncio import Redis
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from backend.auth.core import AuthCore
+from backend.auth.identities import Identities
 from backend.auth.models import User
 from backend.auth.oauth_flow import CODE_KEY, STATE_KEY
 from backend.auth.secrets import hash_token
-from backend.auth.service import AuthService
 from backend.config import Settings
 from backend.errors import Conflict
 from backend.identity import Principal
@@ -296,7 +297,7 @@ async def test_two_unlinks_at_once_never_leave_an_account_without_a_way_in(
         await holder.execute(select(User.id).where(User.id == user_id).with_for_update())
         unlinks = {
             asyncio.create_task(
-                AuthService(db, store, settings, clock, None, None).unlink_identity(
+                Identities.over(AuthCore(db, store, settings, clock, None, None)).unlink_identity(
                     me, uuid.UUID(identity)
                 )
             ): db

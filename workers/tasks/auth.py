@@ -1,5 +1,6 @@
 """auth.delete_idle_anonymous: delete anonymous users idle past AUTH_ANONYMOUS_IDLE_DAYS
-(hourly, from beat), through the account deletion the API uses (``AuthService``)."""
+(hourly, from beat), through the account deletion the API uses (``AnonymousUsers``, whose
+``AccountDeletion`` DELETE /auth/me goes through too)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from backend.auth.anonymous import AnonymousUsers
+from backend.auth.core import AuthCore
 from backend.auth.revocations import SessionStates
-from backend.auth.service import AuthService
 from backend.config import Settings
 from backend.db.transactions import transaction
 from backend.lib.clock import Clock, SystemClock
@@ -43,8 +45,8 @@ async def delete_idle_anonymous_users(settings: Settings, mailer: Mailer, clock:
     try:
         while True:
             async with AsyncSession(engine, expire_on_commit=False) as db, transaction(db):
-                auth = AuthService(db, redis, settings, clock, mailer, states)
-                deleted = await auth.delete_idle_anonymous(BATCH)
+                core = AuthCore(db, redis, settings, clock, mailer, states)
+                deleted = await AnonymousUsers.over(core).delete_idle_anonymous(BATCH)
             total += deleted
             if deleted < BATCH:
                 return total
