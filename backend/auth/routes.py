@@ -1,20 +1,17 @@
 """HTTP routes for /auth: parse, call the auth services, shape the answer. Signing up and in,
-tokens, mailed tokens and the account are here; two-factor is in two_factor_routes.py, the trip
-to a provider in oauth_routes.py, the held credentials in credential_routes.py, /admin in
-admin_routes.py. The routers, with their per-IP limits, are put together here (``auth_routers``).
+tokens and the account are here; what mails or takes a mailed token is in mail_routes.py,
+two-factor in two_factor_routes.py, the trip to a provider in oauth_routes.py, the held
+credentials in credential_routes.py, /admin in admin_routes.py. The routers, with their per-IP
+limits, are put together here (``auth_routers``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, patch, post
-from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -22,10 +19,19 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from backend.auth.accounts import Accounts
 from backend.auth.admin_routes import AdminController
 from backend.auth.anonymous import AnonymousUsers
-from backend.auth.core import AuthCore, user_view
+from backend.auth.core import user_view
 from backend.auth.credential_routes import CredentialsController
-from backend.auth.deps import BEARER, auth_core_for
+from backend.auth.deps import BEARER
 from backend.auth.identities import Identities
+from backend.auth.mail_routes import (
+    after_answer,
+    change_email,
+    confirm_email,
+    convert,
+    forgot_password,
+    reset_password,
+    send_sign_in_code,
+)
 from backend.auth.mailed import MailedTokens
 from backend.auth.oauth_routes import (
     oauth_authorize,
@@ -39,15 +45,9 @@ from backend.auth.schemas import (
     GRANT_FIELDS,
     GRANT_ONE_OF,
     Accepted,
-    ChangeEmail,
-    ConfirmEmail,
-    ConvertAccount,
     DeleteMe,
-    ForgotPassword,
     PasskeySignInOptions,
-    ResetPassword,
     SessionView,
-    SignInCodeRequest,
     SignUp,
     TokenRequest,
     TokenResponse,
@@ -65,15 +65,11 @@ from backend.auth.two_factor_routes import (
     regenerate_recovery_codes,
 )
 from backend.config import Settings
-from backend.db.transactions import owned_session
 from backend.identity import ClientInfo, Principal
 from backend.mail.compose import mail_locales
 from backend.mail.locales import negotiate_locale
 from backend.paging import Page, Paging
 from backend.problems import Problem, may_answer
-
-log = logging.getLogger(__name__)
-_Service = TypeVar("_Service")
 
 
 def _missing(*fields: str) -> Problem:
@@ -82,25 +78,6 @@ def _missing(*fields: str) -> Problem:
         "Missing fields for this grant_type: " + ", ".join(fields),
         errors=[{"field": f, "message": "required", "source": "body"} for f in fields],
     )
-
-
-def _after_answer(
-    state: State,
-    service: Callable[[AuthCore], _Service],
-    work: Callable[[_Service], Awaitable[None]],
-) -> BackgroundTask:
-    """Do ``work`` with the ``service`` it needs (its own transaction) once the answer is sent:
-    routes that mail an address answer the same, in the same time, whether or not it has an
-    account (issue 18.14)."""
-
-    async def run() -> None:
-        try:
-            async with owned_session(state.database) as db:
-                await work(service(auth_core_for(db, state, state.settings)))
-        except Exception:  # the caller has had the answer; the log keeps the failure
-            log.exception("mail work after the answer failed")
-
-    return BackgroundTask(run)
 
 
 @post(
@@ -130,7 +107,7 @@ async def sign_up(
         return Response(
             Accepted(status="check_your_mail"),
             status_code=HTTP_202_ACCEPTED,
-            background=_after_answer(
+            background=after_answer(
                 request.app.state, Accounts.over, lambda accounts: accounts.sign_up_by_mail(data)
             ),
         )
@@ -223,84 +200,6 @@ async def passkey_sign_in_options(
 ) -> PasskeyOptions:
     # Anyone may ask (it is how signing in starts): per IP, under the token route's limit.
     return await passkey_service.passkey_sign_in_options(data.mfa_token)
-
-
-@post("/password/forgot", summary="Mail a password reset token", status_code=HTTP_202_ACCEPTED)
-async def forgot_password(
-    data: ForgotPassword, request: Request[Any, Any, Any]
-) -> Response[Accepted]:
-    # Always 202 at once, whether or not the email exists; the work follows the answer.
-    work = _after_answer(
-        request.app.state, MailedTokens.over, lambda mailed: mailed.forgot_password(data.email)
-    )
-    return Response(Accepted(), status_code=HTTP_202_ACCEPTED, background=work)
-
-
-@post(
-    "/convert",
-    opt=may_answer(409),
-    summary="Keep my anonymous account: give it an email and a password (mails a token)",
-    description="The caller's own anonymous account (409 `not_anonymous` otherwise). Always"
-    " `202`: the address gets a token for POST /auth/email/confirm, which sets the email"
-    " (verified) and makes the account permanent, its records kept; an address that has an"
-    " account gets a mail telling its owner instead.",
-    status_code=HTTP_202_ACCEPTED,
-    security=BEARER,
-)
-async def convert(
-    data: ConvertAccount,
-    current: Principal,
-    anonymous_service: AnonymousUsers,
-    request: Request[Any, Any, Any],
-) -> Response[Accepted]:
-    await anonymous_service.check_convertible(current)
-    work = _after_answer(
-        request.app.state,
-        AnonymousUsers.over,
-        lambda anonymous: anonymous.request_conversion(current, data),
-    )
-    return Response(
-        Accepted(status="check_your_mail"), status_code=HTTP_202_ACCEPTED, background=work
-    )
-
-
-@post("/otp", summary="Mail me a one-time sign-in code", status_code=HTTP_202_ACCEPTED)
-async def send_sign_in_code(
-    data: SignInCodeRequest, request: Request[Any, Any, Any]
-) -> Response[Accepted]:
-    # Always 202 at once, whether or not the email has an account; the work follows the answer.
-    work = _after_answer(
-        request.app.state, MailedTokens.over, lambda mailed: mailed.send_sign_in_code(data.email)
-    )
-    return Response(Accepted(), status_code=HTTP_202_ACCEPTED, background=work)
-
-
-@post("/password/reset", summary="Set a new password with a reset token", status_code=HTTP_200_OK)
-async def reset_password(data: ResetPassword, mailed_token_service: MailedTokens) -> Accepted:
-    await mailed_token_service.reset_password(data.token, data.new_password)
-    return Accepted(status="password_changed")
-
-
-@post(
-    "/email",
-    summary="Change my email: mails a token to the new address (needs my password)",
-    status_code=HTTP_202_ACCEPTED,
-    security=BEARER,
-)
-async def change_email(
-    data: ChangeEmail, current: Principal, mailed_token_service: MailedTokens
-) -> Accepted:
-    await mailed_token_service.request_email_change(current, data)
-    return Accepted()
-
-
-@post(
-    "/email/confirm",
-    summary="Switch to the new email with the mailed token",
-    status_code=HTTP_200_OK,
-)
-async def confirm_email(data: ConfirmEmail, mailed_token_service: MailedTokens) -> UserView:
-    return user_view(await mailed_token_service.confirm_email_change(data.token))
 
 
 class AuthController(Controller):
