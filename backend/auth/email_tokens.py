@@ -1,5 +1,6 @@
 """Single-use tokens sent by mail (verification, password reset, email change, sign-in
-codes): issued and stored hashed, found while unused and unexpired, taken once."""
+codes): issued and stored hashed, found while unused and unexpired, taken once. A
+collaborator of the services that mail one (mailed, accounts, anonymous)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What goes by mail: sign-in codes, email change, verification, password reset."""
+"""What goes by mail: sign-in codes, email change, verification, password reset; and the
+mailbox proven (``prove_mailbox``: a mailed token came back, so unverified access ends)."""
 
 from __future__ import annotations
 
