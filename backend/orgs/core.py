@@ -3,7 +3,7 @@
 Roles: owners do everything, admins manage members and invitations but never owners, members
 read. An org you are not in is 404, never 403. ``OrgCore`` holds the database session and the
 shared clients, and finds the caller's membership (``_require_member``, ``_require_manager``);
-``OrgService`` (``backend.orgs.service``) is made of it and the modules that build on it.
+Each org service (``Orgs``, ``Members``, ``Invitations``) is one of these with its own job.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Org logic: create, list, rename and delete orgs; members and invitations build on it.
+"""Org logic: create, list, rename and delete orgs.
 
-Each concern has its own module: ``core`` (roles and the membership checks every operation
-makes), ``members`` (roles, removal, leaving) and ``invitations`` (by mail, and joining by
-one); the org's own lifecycle is here. ``OrgService`` is the one object routes are given, made
-of them. An org always keeps at least one owner; an org you are not in is 404, never 403.
+Each concern is a service of its own over ``OrgCore`` (roles and the membership checks every
+operation makes): ``Orgs`` here (the org's own lifecycle), ``Members`` (roles, removal,
+leaving) and ``Invitations`` (by mail, and joining by one); a route is given the one it uses,
+as auth's are (decision 0022). An org always keeps at least one owner; an org you are not in is
+404, never 403.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from backend.auth.standing import require_verified
 from backend.db.transactions import after_commit
 from backend.errors import Forbidden
 from backend.identity import Principal
-from backend.orgs.core import org_view
-from backend.orgs.invitations import Invitations
-from backend.orgs.members import Members
+from backend.orgs.core import OrgCore, org_view
 from backend.orgs.schemas import NewOrg, OrgUpdate, OrgView
 from backend.paging import Page, Paging, by_offset, page_by_offset
 
 
-class OrgService(Members, Invitations):
-    """Every org operation, over one database session and the app's shared clients."""
+class Orgs(OrgCore):
+    """The org's own lifecycle, over one database session and the app's shared clients."""
 
     async def create(self, principal: Principal, data: NewOrg) -> OrgView:
         await require_verified(self.db, self.settings, principal.user_id, "create an org")
