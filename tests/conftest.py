@@ -113,16 +113,15 @@ def stack(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by its folder, so `pytest -m unit` (or integration, e2e) selects a tier.
 
-    Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) the e2e tests on the
-    running stack form one group: they share it and run on one worker, in file order, while the
-    other workers take the rest one by one — e2e tests that start their own processes
-    (`litebase dev`, a scaffolded project) among them, beside the stack's."""
+    Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) tests are spread one
+    by one. Each worker starts its own e2e stack (``stack``) the first time one of its tests
+    asks for it, so e2e tests run beside each other on two stacks. A file whose tests must stay
+    on one worker says so itself (``pytestmark = pytest.mark.xdist_group(...)``): a marker
+    added here would come too late, as pytest-xdist reads the groups before this hook runs."""
     for item in items:
         for tier in ("unit", "integration", "e2e", "security"):
             if f"/tests/{tier}/" in str(item.path):
                 item.add_marker(getattr(pytest.mark, tier))
-        if "/tests/e2e/" in str(item.path) and "stack" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("e2e"))
     _refuse_duplicate_node_ids(items)
 
 
