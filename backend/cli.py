@@ -129,11 +129,11 @@ def create_admin(email: str, password: str, data_dir: Path | None) -> None:
     settings = _settings()
     with _database_url(settings, data_dir or Path(settings.data_dir)) as url:
         upgrade(url)
-        user_id = asyncio.run(_ensure_admin(url, email, password))
+        user_id = asyncio.run(_ensure_admin(url, settings, email, password))
     click.echo(f"admin {email} ({user_id}) is ready")
 
 
-async def _ensure_admin(database_url: str, email: str, password: str) -> str:
+async def _ensure_admin(database_url: str, settings: Settings, email: str, password: str) -> str:
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
     from backend.auth.admin import ensure_admin
@@ -143,7 +143,7 @@ async def _ensure_admin(database_url: str, email: str, password: str) -> str:
     engine = create_async_engine(async_database_url(database_url))
     try:
         async with AsyncSession(engine, expire_on_commit=False) as db, transaction(db):
-            user = await ensure_admin(db, email, password)
+            user = await ensure_admin(db, settings, email, password)
         return str(user.id)
     finally:
         await engine.dispose()

@@ -33,6 +33,9 @@ MIN_SECRET_KEY_LENGTH = 32
 
 # Limits, sizes and counts: zero or less is never meant (msgspec refuses it, naming the field).
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+# OWASP's argon2id configurations (memory in KiB, passes), each as strong as the others; the
+# default is the second. LITEBASE_ENV=prod refuses a cost below all of them.
+OWASP_ARGON2ID = ((47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4), (7_168, 5))
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 # Budgets and limits: 0 means none.
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -196,6 +199,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_issuer: str = "litebase"
     jwt_audience: str = "litebase"
     auth_require_verified_email: bool = False
+    # Argon2id's cost per password hash: memory (KiB) and passes. prod refuses less than OWASP's
+    # configurations (OWASP_ARGON2ID); a hash made at other costs is redone at sign-in.
+    password_hash_memory_kib: Annotated[int, msgspec.Meta(ge=8, le=4_194_304)] = 19_456
+    password_hash_time_cost: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     # May an account whose email is unverified create API keys and orgs? Unset: yes in dev and
     # test, no in prod (Settings.unverified_may_act).
     auth_unverified_keys_and_orgs: bool | None = None
@@ -454,6 +461,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.env == "prod":
             self.check_secret_key("LITEBASE_ENV=prod")
+            self._check_password_cost()
             if self.embedding_provider == "hash" and not self.embedding_allow_hash:
                 raise SettingsError(
                     "EMBEDDING_PROVIDER=hash is word hashing, not a model; LITEBASE_ENV=prod"
@@ -478,6 +486,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         self._check_webauthn()
         self._check_oauth()
         self._check_files()
+
+    def _check_password_cost(self) -> None:
+        memory, passes = self.password_hash_memory_kib, self.password_hash_time_cost
+        if not any(memory >= m and passes >= t for m, t in OWASP_ARGON2ID):
+            raise SettingsError(
+                f"PASSWORD_HASH_MEMORY_KIB={memory} with PASSWORD_HASH_TIME_COST={passes} is"
+                " cheaper than OWASP's argon2id floor; LITEBASE_ENV=prod refuses it. Use one of"
+                " (KiB, passes): " + ", ".join(f"({m}, {t})" for m, t in OWASP_ARGON2ID)
+            )
 
     def check_secret_key(self, who: str) -> None:
         """Refuse a placeholder or short SECRET_KEY: anyone can forge tokens with one."""

@@ -12,6 +12,7 @@ from backend.config import Settings, settings_from_env
 from backend.lib.clock import FrozenClock
 from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.support import (
+    TEST_PASSWORD_HASH,
     S3Server,
     Services,
     s3_on_loopback,
@@ -73,6 +74,7 @@ def settings(database_url: str, redis_url: str, tmp_path) -> Settings:
         redis_url=redis_url,
         relay_enabled=False,
         files_local_dir=str(tmp_path / "files"),
+        **TEST_PASSWORD_HASH,
     )
 
 

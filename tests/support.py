@@ -37,6 +37,11 @@ PROD_ENV = {
 }
 
 
+# Argon2id at a cost the suite can pay thousands of times (about 1 ms a hash, not 50): the
+# integration settings and the e2e stack use it; tests of the cost itself set their own.
+TEST_PASSWORD_HASH = {"password_hash_memory_kib": 1024, "password_hash_time_cost": 1}
+
+
 def worker_index() -> int:
     """This pytest-xdist worker's number, 0 when the tests run in one process. Each worker
     starts embedded services of its own; with DATABASE_URL / REDIS_URL set they share the

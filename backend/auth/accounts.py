@@ -22,9 +22,6 @@ from backend.auth.schemas import (
     TokenResponse,
     UpdateMe,
 )
-from backend.auth.secrets import (
-    hash_password,
-)
 from backend.auth.sign_ins import SignIns
 from backend.identity import ClientInfo, Principal
 from backend.mail.compose import MailKind
@@ -60,7 +57,7 @@ class Accounts:
 
     async def _new_user(self, data: SignUp) -> User | None:
         """The account the sign-up makes; None if its address has one (nothing is kept)."""
-        password_hash = await asyncio.to_thread(hash_password, data.password)
+        password_hash = await asyncio.to_thread(self.core.passwords.hash, data.password)
         name = None if data.name is None else data.name.strip()
         locale = None if data.locale is None else normalize_locale(data.locale)
         user = User(email=data.email.strip(), name=name, password_hash=password_hash, locale=locale)
@@ -105,7 +102,9 @@ class Accounts:
                 "Changing the password needs the current password",
                 field="current_password",
             )
-            user.password_hash = await asyncio.to_thread(hash_password, data.new_password)
+            user.password_hash = await asyncio.to_thread(
+                self.core.passwords.hash, data.new_password
+            )
             await self.revoker.revoke_sessions_of(user.id, keep=principal.session_id)
             await self.revoker.end_mailed_tokens(user.id)
         await self.core.db.flush()

@@ -24,19 +24,18 @@ from backend.auth.revoking import Revoker
 from backend.auth.schemas import (
     AdminUserUpdate,
 )
-from backend.auth.secrets import (
-    hash_password,
-)
+from backend.auth.secrets import passwords_for
 from backend.auth.two_factor import turn_off_totp
+from backend.config import Settings
 from backend.errors import NotFound
 from backend.paging import Page, Paging, offset_of, page_by_offset
 
 
-async def ensure_admin(db: AsyncSession, email: str, password: str) -> User:
+async def ensure_admin(db: AsyncSession, settings: Settings, email: str, password: str) -> User:
     """Create an admin with this email, or make the existing user an admin with this password."""
     users = UserService(session=db)
     user = await users.get_by_email(email)
-    password_hash = await asyncio.to_thread(hash_password, password)
+    password_hash = await asyncio.to_thread(passwords_for(settings).hash, password)
     if user is None:
         user = User(email=email.strip(), password_hash=password_hash, role="admin")
         db.add(user)

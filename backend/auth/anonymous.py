@@ -23,7 +23,7 @@ from backend.auth.email_tokens import EmailTokens
 from backend.auth.models import AuthSession, EmailToken, User
 from backend.auth.revoking import Revoker
 from backend.auth.schemas import ConvertAccount, TokenResponse
-from backend.auth.secrets import hash_password, hash_token
+from backend.auth.secrets import hash_token
 from backend.auth.sign_ins import SignIns
 from backend.errors import Conflict, Forbidden, TooMany
 from backend.identity import ClientInfo, Principal
@@ -101,7 +101,7 @@ class AnonymousUsers:
         if existing is not None:
             self.core.mail_user(existing, MailKind.ACCOUNT_EXISTS)
             return
-        user.password_hash = await asyncio.to_thread(hash_password, data.password)
+        user.password_hash = await asyncio.to_thread(self.core.passwords.hash, data.password)
         if data.name is not None:
             user.name = data.name.strip()
         # A new request replaces the ones before: only the newest address can be confirmed.

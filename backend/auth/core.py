@@ -27,7 +27,7 @@ from backend.auth.access import SESSION_STATE_KEY, encode_state
 from backend.auth.models import OrgMember, User
 from backend.auth.revocations import SessionState, SessionStates
 from backend.auth.schemas import UserView
-from backend.auth.secrets import verify_password
+from backend.auth.secrets import passwords_for
 from backend.auth.standing import address_of
 from backend.config import Settings
 from backend.db.transactions import after_commit
@@ -106,6 +106,7 @@ class AuthCore:
         self.clock = clock
         self.mailer = mailer
         self.users = UserService(session=db)
+        self.passwords = passwords_for(settings)
 
     def mail(self, mail: Mail) -> None:
         """Send ``mail`` once the request's changes are committed (a token it carries is
@@ -143,7 +144,7 @@ class AuthCore:
     ) -> None:
         """422 naming ``field`` unless ``password`` is the account's (a sensitive change)."""
         if password is None or not await asyncio.to_thread(
-            verify_password, user.password_hash, password
+            self.passwords.verify, user.password_hash, password
         ):
             raise Invalid(
                 detail,

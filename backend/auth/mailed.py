@@ -28,7 +28,6 @@ from backend.auth.schemas import (
     TokenResponse,
 )
 from backend.auth.secrets import (
-    hash_password,
     hash_token,
 )
 from backend.auth.sign_ins import SignIns
@@ -170,7 +169,7 @@ class MailedTokens:
 
     async def reset_password(self, token: str, new_password: str) -> None:
         user = await self.email_tokens.use(token, PASSWORD_RESET)
-        user.password_hash = await asyncio.to_thread(hash_password, new_password)
+        user.password_hash = await asyncio.to_thread(self.core.passwords.hash, new_password)
         user.email_verified = True  # the reset mail reached them
         await self.revoker.revoke_sessions_of(user.id)
         await self.revoker.revoke_keys_of(user.id)

@@ -16,10 +16,7 @@ import msgspec
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-# OWASP's argon2id floor: 19 MiB of memory, 2 passes.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1, type=Type.ID)
-# Verified against when the email is unknown, so both paths cost the same.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+from backend.config import Settings
 
 JWT_ALGORITHM = "HS256"
 _CLOCK_SKEW_SECONDS = 30
@@ -27,20 +24,40 @@ REFRESH_TOKEN_PREFIX = "lbr_"  # noqa: S105 - a prefix, not a secret
 API_KEY_PREFIX = "lb_"
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+class Passwords:
+    """Argon2id at the costs the settings give (PASSWORD_HASH_MEMORY_KIB, _TIME_COST). A hash
+    made at other costs still verifies, and ``needs_rehash`` says to hash it again."""
+
+    def __init__(self, memory_kib: int, time_cost: int) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=1, type=Type.ID
+        )
+        # Verified against when the email is unknown, so both paths cost the same.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """Constant-time check; with no hash (unknown user) it still pays for one."""
+        try:
+            matches = self._hasher.verify(password_hash or self._dummy_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return matches and password_hash is not None
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
 
 
-def verify_password(password_hash: str | None, password: str) -> bool:
-    """Constant-time check; with no hash (unknown user) it still pays for one verification."""
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+@lru_cache(maxsize=8)
+def passwords(memory_kib: int, time_cost: int) -> Passwords:
+    """The hasher for these costs, made once per process."""
+    return Passwords(memory_kib, time_cost)
 
 
-def password_needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+def passwords_for(settings: Settings) -> Passwords:
+    return passwords(settings.password_hash_memory_kib, settings.password_hash_time_cost)
 
 
 def new_token(prefix: str = "") -> str:

@@ -31,11 +31,8 @@ from backend.auth.secrets import (
     REFRESH_TOKEN_PREFIX,
     AccessClaims,
     InvalidAccessToken,
-    hash_password,
     hash_token,
     new_token,
-    password_needs_rehash,
-    verify_password,
 )
 from backend.auth.sign_ins import SignIns
 from backend.errors import (
@@ -66,9 +63,9 @@ class Sessions:
         failures_key = await self.sign_ins.count_attempt(email, client)
         user = await self.core.users.get_by_email(email)
         # Unknown email, wrong password and a disabled account all look the same, and cost
-        # the same: verify_password hashes against a dummy when there is no user.
+        # the same: ``verify`` hashes against a dummy when there is no user.
         matches = await asyncio.to_thread(
-            verify_password, user.password_hash if user else None, password
+            self.core.passwords.verify, user.password_hash if user else None, password
         )
         if user is None or not matches or user.disabled:
             raise unauthorized("Email or password is incorrect", "invalid_credentials")
@@ -77,8 +74,8 @@ class Sessions:
             raise Forbidden(
                 "Verify your email address before signing in", code="email_not_verified"
             )
-        if user.password_hash and password_needs_rehash(user.password_hash):
-            user.password_hash = await asyncio.to_thread(hash_password, password)
+        if user.password_hash and self.core.passwords.needs_rehash(user.password_hash):
+            user.password_hash = await asyncio.to_thread(self.core.passwords.hash, password)
         return await self.sign_ins.after_first_factor(user, org_id, client)
 
     async def refresh(self, refresh_token: str, org_id: UUID | None) -> TokenResponse:

@@ -27,7 +27,14 @@ from backend.config import settings_from_env
 from backend.lib.urls import libpq_database_url
 from backend.mail.service import SENT_MAIL_KEY
 from tests.fake_openai import FakeOpenAI
-from tests.support import Services, free_port, with_redis_db, worker_index, worker_redis_db
+from tests.support import (
+    TEST_PASSWORD_HASH,
+    Services,
+    free_port,
+    with_redis_db,
+    worker_index,
+    worker_redis_db,
+)
 from tests.waiting import eventually
 from workers.celery_app import JOBS_QUEUE, QUEUES, create_celery_app
 
@@ -381,6 +388,7 @@ def session_stack(
         # Anonymous users (grant_type anonymous) for the clients' and the matrix's guests.
         "AUTH_ANONYMOUS_ENABLED": "true",
         "AUTH_ANONYMOUS_PER_HOUR": "10000",
+        **{name.upper(): str(value) for name, value in TEST_PASSWORD_HASH.items()},
         "REALTIME_AUTH_TIMEOUT_SECONDS": "1",
         "REALTIME_MAX_SUBSCRIPTIONS": "5",
         "RELAY_POLL_SECONDS": "0.2",

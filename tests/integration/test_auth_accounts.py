@@ -8,7 +8,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
-from backend.auth.secrets import hash_token, new_token
+from backend.auth.secrets import Passwords, hash_token, new_token
 from tests.integration.conftest import PASSWORD, bearer, mailed_sign_in_code, new_email
 
 PROBLEM = "application/problem+json"
@@ -216,10 +216,28 @@ async def test_verified_email_can_be_required_to_sign_in(settings, clock, sql):
         assert (await strict.post("/auth/token", json=sign_in)).status_code == 200
 
 
-async def test_passwords_are_stored_as_argon2id(sign_up, sql):
+async def test_passwords_are_stored_as_argon2id(sign_up, sql, settings):
     tokens = await sign_up()
     [(password_hash,)] = sql("SELECT password_hash FROM users WHERE id = %s", tokens["user"]["id"])
-    assert password_hash.startswith("$argon2id$v=19$m=19456,t=2")
+    m, t = settings.password_hash_memory_kib, settings.password_hash_time_cost
+    assert password_hash.startswith(f"$argon2id$v=19$m={m},t={t},p=1$")
+
+
+async def test_a_password_hashed_at_other_costs_is_hashed_again_at_sign_in(
+    client, sign_up, sql, settings
+):
+    """An operator who raises (or lowers) PASSWORD_HASH_* gets every account's hash made at the
+    new cost as its owner next signs in."""
+    tokens = await sign_up()
+    user_id, email = tokens["user"]["id"], tokens["user"]["email"]
+    made_before = Passwords(19_456, 2).hash(PASSWORD)
+    sql("UPDATE users SET password_hash = %s WHERE id = %s", made_before, user_id)
+    sign_in = {"grant_type": "password", "email": email, "password": PASSWORD}
+    assert (await client.post("/auth/token", json=sign_in)).status_code == 200
+    [(password_hash,)] = sql("SELECT password_hash FROM users WHERE id = %s", user_id)
+    m, t = settings.password_hash_memory_kib, settings.password_hash_time_cost
+    assert password_hash.startswith(f"$argon2id$v=19$m={m},t={t},p=1$")
+    assert (await client.post("/auth/token", json=sign_in)).status_code == 200
 
 
 async def _delete_me(client, tokens, password=PASSWORD):

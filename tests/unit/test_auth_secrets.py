@@ -6,13 +6,14 @@ import pytest
 
 from backend.auth.secrets import (
     InvalidAccessToken,
-    hash_password,
+    Passwords,
     hash_token,
     issue_access_token,
     new_token,
+    passwords_for,
     read_access_token,
-    verify_password,
 )
+from backend.config import settings_from_env
 
 KEY = "k" * 48
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -40,13 +41,23 @@ def _read(token, now=NOW, **overrides):
     )
 
 
-def test_passwords_hash_with_argon2id_and_verify():
-    hashed = hash_password("correct horse battery")
-    assert hashed.startswith("$argon2id$")
-    assert "m=19456" in hashed and "t=2" in hashed
-    assert verify_password(hashed, "correct horse battery")
-    assert not verify_password(hashed, "wrong")
-    assert not verify_password(None, "anything")
+def test_passwords_hash_with_argon2id_at_the_settings_costs_and_verify():
+    passwords = passwords_for(settings_from_env({}))
+    hashed = passwords.hash("correct horse battery")
+    assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")  # the defaults: OWASP's
+    assert passwords.verify(hashed, "correct horse battery")
+    assert not passwords.verify(hashed, "wrong")
+    assert not passwords.verify(None, "anything")
+    assert not passwords.verify("not a hash", "anything")
+
+
+def test_a_hash_made_at_other_costs_verifies_and_asks_to_be_made_again():
+    cheap, default = Passwords(1024, 1), Passwords(19_456, 2)
+    old = cheap.hash("correct horse battery")
+    assert old.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
+    assert default.verify(old, "correct horse battery")
+    assert default.needs_rehash(old)
+    assert not cheap.needs_rehash(old)
 
 
 def test_tokens_are_random_and_stored_as_hashes():

@@ -79,6 +79,24 @@ def test_prod_refuses_mail_that_would_not_reach_anyone_safely(changes, message):
         settings_from_env({**PROD, **changes})
 
 
+@pytest.mark.parametrize(("memory", "passes"), [(19_455, 2), (47_103, 1), (7_168, 4), (1_024, 1)])
+def test_prod_refuses_a_password_hash_cheaper_than_owasps(memory, passes):
+    cheap = {"PASSWORD_HASH_MEMORY_KIB": str(memory), "PASSWORD_HASH_TIME_COST": str(passes)}
+    with pytest.raises(SettingsError, match=r"PASSWORD_HASH_MEMORY_KIB=.* OWASP"):
+        settings_from_env({**PROD, **cheap})
+    assert settings_from_env({**cheap, "LITEBASE_ENV": "dev"}).password_hash_memory_kib == memory
+
+
+@pytest.mark.parametrize(("memory", "passes"), [(19_456, 2), (47_104, 1), (7_168, 5), (65_536, 3)])
+def test_prod_takes_any_of_owasps_password_hash_costs_or_more(memory, passes):
+    costs = {"PASSWORD_HASH_MEMORY_KIB": str(memory), "PASSWORD_HASH_TIME_COST": str(passes)}
+    settings = settings_from_env({**PROD, **costs})
+    assert (settings.password_hash_memory_kib, settings.password_hash_time_cost) == (
+        memory,
+        passes,
+    )
+
+
 def test_prod_may_print_mail_or_use_a_local_relay_when_told_so():
     console = settings_from_env(
         {**PROD, "MAIL_BACKEND": "console", "MAIL_ALLOW_CONSOLE_IN_PROD": "true"}
