@@ -317,6 +317,8 @@ async def test_passkeys_are_off_in_prod_until_configured(settings, clock):
         embedding_allow_hash=True,
         app_url="https://app.example.com",
         mail_allow_console_in_prod=True,
+        password_hash_memory_kib=19_456,  # prod's floor, not the suite's cheap cost
+        password_hash_time_cost=2,
     )
     async with AsyncTestClient(create_app(prod, clock=clock)) as client:
         off = await client.post("/auth/passkeys/sign-in/options", json={})
