@@ -115,7 +115,7 @@ def stack(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by its folder, so `pytest -m unit` (or integration, e2e) selects a tier.
 
-    Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`) tests are spread one
+    Under pytest-xdist (`make test` runs TEST_WORKERS, `--dist loadgroup`) tests are spread one
     by one. Each worker starts its own e2e stack (``stack``) the first time one of its tests
     asks for it, so e2e tests run beside each other on two stacks. A file whose tests must stay
     on one worker says so itself (``pytestmark = pytest.mark.xdist_group(...)``): a marker
