@@ -19,7 +19,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # pytest-xdist workers for `make test` (each starts its own embedded Postgres and Redis, and an
 # e2e stack when one of its tests needs it): one more than the cores, as the e2e tests spend
-# much of their time waiting on processes and timers (2 cores: 10.5 min with 3, 13.5 with 2).
+# much of their time waiting on processes and timers (2 cores: 9.5-10.7 min with 3, 14.3 with 2).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 # checkov lives in a venv of its own: its pins must not decide the app's dependencies.
 INFRA_VENV ?= .venv-infra
