@@ -130,7 +130,16 @@ class AskService:
     def _variables(self, question: str, citations: list[Citation]) -> dict[str, Any]:
         return {
             "question": question,
-            "context": [{"n": c.n, "text": c.chunk.content} for c in citations],
+            # A document's passage says which file, and page, it is from: the model may say so.
+            "context": [
+                {
+                    "n": c.n,
+                    "text": c.chunk.content,
+                    **({} if c.file is msgspec.UNSET else {"file": c.file}),
+                    **({} if c.page is msgspec.UNSET else {"page": c.page}),
+                }
+                for c in citations
+            ],
         }
 
     async def answer(

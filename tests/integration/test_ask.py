@@ -304,7 +304,7 @@ async def test_answers_are_recorded_under_rag_answer(client, library, sql):
         if rows:
             break
         await asyncio.sleep(0.05)
-    assert rows == [("rag_answer", "1")]
+    assert rows == [("rag_answer", "2")]
 
 
 # --- a misbehaving model: rag_answer pointed at one of the fake upstream's bad models ------

@@ -164,7 +164,7 @@ async def test_a_pdf_on_a_note_is_found_on_its_page_by_its_owner_alone(
     assert await embed_with_files(settings) == 0
 
 
-async def test_ask_cites_the_file_and_the_page(client, alice, bob, settings):
+async def test_ask_cites_the_file_and_the_page(client, alice, bob, settings, upstream):
     marker = f"m{uuid.uuid4().hex[:10]}"
     note = await _note_with(client, alice, [_pdf_part("report.pdf", _report(marker))])
     await embed_with_files(settings)
@@ -176,6 +176,10 @@ async def test_ask_cites_the_file_and_the_page(client, alice, bob, settings):
     cited = [c for c in citations if c.get("file") == note["attachments"][0]]
     assert cited and cited[0]["page"] == 3 and marker in cited[0]["chunk"]["content"]
     assert cited[0]["record_id"] == note["id"]
+    # The model was shown the passage's file and page too (the fake echoes the prompt back).
+    (call,) = [c for c in upstream.state.calls_with(marker) if c.path.endswith("/completions")]
+    shown = f"[{cited[0]['n']}] ({note['attachments'][0]}, page 3) {cited[0]['chunk']['content']}"
+    assert shown in call.body["messages"][-1]["content"]
     theirs = await client.post(
         ASK, json={"question": f"Where does the heron {marker} land?", "k": 2}, headers=bob
     )
