@@ -224,10 +224,10 @@ class S3Server:
 def s3_on_loopback() -> Iterator[S3Server]:
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    port = free_port()  # moto 5.0 cannot say which port 0 became
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
     try:
-        yield S3Server(endpoint=f"http://{host}:{port}")
+        yield S3Server(endpoint=f"http://127.0.0.1:{port}")
     finally:
         server.stop()
