@@ -95,6 +95,18 @@ QUERY_TYPES_OPT = "query_types"
 # In the app's state: what finishes its OpenAPI document, which writes QUERY_TYPES_OPT
 # (backend/openapi_document.py's ``finished_document``).
 FINISH_DOCUMENT = "finish_openapi_document"
+# A body field whose bounds are settings (k of search and ask): the logic refuses what is out
+# of them, and the OpenAPI document states them as this app's settings have them
+# (backend/openapi_document.py), so a client generated from it never sends such a value.
+SETTING_BOUNDS = "bounds_from_settings"
+
+
+def bounded_by_settings(minimum: int, *maxima: str) -> msgspec.Meta:
+    """``Annotated[int, bounded_by_settings(1, "ask_max_k")]``: at least ``minimum``, at most
+    the smallest of the settings named."""
+    return msgspec.Meta(extra={SETTING_BOUNDS: (minimum, maxima)})
+
+
 _QUERY_FORMS = {
     "integer": re.compile(r"-?[0-9]+"),
     "number": re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"),

@@ -35,7 +35,7 @@ from litestar.openapi.spec import (
 )
 
 from backend.auth.schemas import GRANT_FIELDS, GRANT_ONE_OF, TokenRequest
-from backend.inputs import QUERY_TYPES_OPT, check_input
+from backend.inputs import QUERY_TYPES_OPT, SETTING_BOUNDS, check_input
 from backend.openapi import http_routes
 
 # Set in the app's state once its document is finished.
@@ -106,6 +106,7 @@ def _refuse_unknown_fields(app: Litestar, document: OpenAPI) -> None:
             schema.additional_properties = False
         if isinstance(schema, Schema) and schema.title in structs:
             _state_zero_bounds(structs[schema.title], schema)
+            _state_setting_bounds(structs[schema.title], schema, app.state.settings)
     token_request = components.get(TokenRequest.__name__)
     if isinstance(token_request, Schema):
         token_request.one_of = _grant_variants()
@@ -153,6 +154,20 @@ def _hold_queries_to_their_types(app: Litestar, document: OpenAPI) -> None:
 
 
 _BOUNDS = {"ge": "minimum", "gt": "exclusive_minimum", "le": "maximum", "lt": "exclusive_maximum"}
+
+
+def _state_setting_bounds(struct: type[msgspec.Struct], schema: Schema, settings: Any) -> None:
+    """The bounds of fields ``bounded_by_settings`` (backend/inputs.py), as this app has them."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        extra = field.type.extra if isinstance(field.type, msgspec.inspect.Metadata) else None
+        prop = (schema.properties or {}).get(field.encode_name)
+        if not extra or SETTING_BOUNDS not in extra or not isinstance(prop, Schema):
+            continue
+        minimum, maxima = extra[SETTING_BOUNDS]
+        prop.minimum = minimum
+        prop.maximum = min(getattr(settings, name) for name in maxima)
 
 
 def _state_zero_bounds(struct: type[msgspec.Struct], schema: Schema) -> None:

@@ -32,6 +32,7 @@ from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.errors import DomainError
 from backend.identity import Principal
+from backend.inputs import bounded_by_settings
 from backend.lib.names import NOT_BLANK
 from backend.paging import Page, Paging, page_of_list
 from backend.problems import Problem, may_answer, problem_from_domain_error
@@ -55,7 +56,7 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 class AskRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     question: Annotated[str, msgspec.Meta(pattern=NOT_BLANK)]
-    k: int = 5
+    k: Annotated[int, bounded_by_settings(1, "ask_max_k", "vector_search_max_k")] = 5
     stream: bool = False
     channel: (
         Annotated[

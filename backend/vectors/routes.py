@@ -21,6 +21,7 @@ from backend.collections.schemas import record_types
 from backend.collections.spec import Collection, CollectionRegistry
 from backend.config import Settings
 from backend.identity import Principal
+from backend.inputs import bounded_by_settings
 from backend.lib.names import NOT_BLANK
 from backend.problems import Problem
 from backend.vectors.service import SearchService, search_service_for
@@ -29,7 +30,7 @@ from backend.vectors.service import SearchService, search_service_for
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     query: Annotated[str, msgspec.Meta(pattern=NOT_BLANK)]
     mode: Literal["vector", "text", "hybrid"] = "hybrid"
-    k: int = 10
+    k: Annotated[int, bounded_by_settings(1, "vector_search_max_k")] = 10
     filter: str | None = None
     min_score: float | None = None
 

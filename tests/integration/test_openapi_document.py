@@ -3,6 +3,10 @@ serves, and what it holds queries to, never depend on what was asked before."""
 
 from __future__ import annotations
 
+import msgspec
+
+from backend.app import create_app
+from backend.openapi_document import finished_document
 from tests.integration.conftest import bearer
 
 
@@ -25,3 +29,17 @@ async def test_the_first_query_an_app_sees_is_held_to_its_type(client, sign_up):
     assert response.json()["errors"] == [
         {"field": "to", "message": "is not a date-time (RFC 3339)", "source": "query"}
     ]
+
+
+def test_bounds_that_are_settings_are_stated_as_this_app_has_them(settings, clock):
+    """k of ask and search is refused past ASK_MAX_K / VECTOR_SEARCH_MAX_K: the document says
+    so, with this app's values, so a generated client never sends one the server refuses."""
+    mine = msgspec.structs.replace(settings, ask_max_k=7, vector_search_max_k=30)
+    schemas = finished_document(create_app(mine, clock=clock)).to_schema()["components"]["schemas"]
+    assert schemas["AskRequest"]["properties"]["k"] | {"default": 5} == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 7,
+        "default": 5,
+    }
+    assert schemas["SearchRequest"]["properties"]["k"]["maximum"] == 30
