@@ -55,6 +55,11 @@ SEMANTIC_REFUSALS: dict[str, tuple[int, str]] = {
     "post_auth_oauth_by_provider_callback": (400, "a state the server issued for this trip"),
     "post_file_upload": (422, "Upload-Metadata naming a record and file field that exist"),
     **{
+        f"{verb}_{name}": (415, "file parts whose bytes are of a type the field takes (sniffed)")
+        for verb in ("create", "update")
+        for name in ("notes", "projects")
+    },
+    **{
         f"batch_{name}": (422, "each operation's data fits the collection (op-dependent)")
         for name in ("messages", "notes", "projects", "tasks")
     },
