@@ -35,6 +35,7 @@ from litestar.openapi.spec import (
 )
 
 from backend.auth.schemas import GRANT_FIELDS, GRANT_ONE_OF, TokenRequest
+from backend.config import Settings
 from backend.inputs import QUERY_TYPES_OPT, SETTING_BOUNDS, check_input
 from backend.openapi import http_routes
 
@@ -105,8 +106,7 @@ def _refuse_unknown_fields(app: Litestar, document: OpenAPI) -> None:
         if isinstance(schema, Schema) and schema.title and strict.get(schema.title):
             schema.additional_properties = False
         if isinstance(schema, Schema) and schema.title in structs:
-            _state_zero_bounds(structs[schema.title], schema)
-            _state_setting_bounds(structs[schema.title], schema, app.state.settings)
+            _state_bounds(structs[schema.title], schema, app.state.settings)
     token_request = components.get(TokenRequest.__name__)
     if isinstance(token_request, Schema):
         token_request.one_of = _grant_variants()
@@ -156,22 +156,10 @@ def _hold_queries_to_their_types(app: Litestar, document: OpenAPI) -> None:
 _BOUNDS = {"ge": "minimum", "gt": "exclusive_minimum", "le": "maximum", "lt": "exclusive_maximum"}
 
 
-def _state_setting_bounds(struct: type[msgspec.Struct], schema: Schema, settings: Any) -> None:
-    """The bounds of fields ``bounded_by_settings`` (backend/inputs.py), as this app has them."""
-    info = msgspec.inspect.type_info(struct)
-    assert isinstance(info, msgspec.inspect.StructType)
-    for field in info.fields:
-        extra = field.type.extra if isinstance(field.type, msgspec.inspect.Metadata) else None
-        prop = (schema.properties or {}).get(field.encode_name)
-        if not extra or SETTING_BOUNDS not in extra or not isinstance(prop, Schema):
-            continue
-        minimum, maxima = extra[SETTING_BOUNDS]
-        prop.minimum = minimum
-        prop.maximum = min(getattr(settings, name) for name in maxima)
-
-
-def _state_zero_bounds(struct: type[msgspec.Struct], schema: Schema) -> None:
-    """Litestar leaves out a bound of 0 (``ge=0`` reads as no bound): state it."""
+def _state_bounds(struct: type[msgspec.Struct], schema: Schema, settings: Settings) -> None:
+    """Bounds the server holds a body's fields to that Litestar leaves out of the document: a
+    bound of 0 (``ge=0`` reads as no bound), and a bound that is a setting
+    (``bounded_by_settings``, backend/inputs.py), as this app's settings have it."""
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     for field in info.fields:
@@ -183,6 +171,11 @@ def _state_zero_bounds(struct: type[msgspec.Struct], schema: Schema) -> None:
             for bound, key in _BOUNDS.items():
                 if getattr(kind, bound, None) == 0 and getattr(prop, key) is None:
                     setattr(prop, key, 0)
+        extra = field.type.extra if isinstance(field.type, msgspec.inspect.Metadata) else None
+        if extra and SETTING_BOUNDS in extra:
+            minimum, maxima = extra[SETTING_BOUNDS]
+            prop.minimum = minimum
+            prop.maximum = min(getattr(settings, name) for name in maxima)
 
 
 def _grant_variants() -> list[Schema | Reference]:
