@@ -64,40 +64,16 @@ def provide_auth_core(db_session: AsyncSession, state: State, settings: Settings
     return auth_core_for(db_session, state, settings)
 
 
-def provide_sessions(auth_core: AuthCore) -> Sessions:
-    return Sessions.over(auth_core)
+Service = TypeVar("Service")
 
 
-def provide_two_factor(auth_core: AuthCore) -> TwoFactor:
-    return TwoFactor.over(auth_core)
+def _over_core(make: Callable[[AuthCore], Service]) -> Provide:
+    """The dependency that gives a handler one auth service, made over the request's core."""
 
+    def provide(auth_core: AuthCore) -> Service:
+        return make(auth_core)
 
-def provide_passkeys(auth_core: AuthCore) -> Passkeys:
-    return Passkeys.over(auth_core)
-
-
-def provide_mailed_tokens(auth_core: AuthCore) -> MailedTokens:
-    return MailedTokens.over(auth_core)
-
-
-def provide_api_keys(auth_core: AuthCore) -> ApiKeys:
-    return ApiKeys.over(auth_core)
-
-
-def provide_accounts(auth_core: AuthCore) -> Accounts:
-    return Accounts.over(auth_core)
-
-
-def provide_anonymous_users(auth_core: AuthCore) -> AnonymousUsers:
-    return AnonymousUsers.over(auth_core)
-
-
-def provide_identities(auth_core: AuthCore) -> Identities:
-    return Identities.over(auth_core)
-
-
-def provide_user_admin(auth_core: AuthCore) -> Admin:
-    return Admin.over(auth_core)
+    return Provide(provide, sync_to_thread=False)
 
 
 async def principal_of(request: Request[Any, Any, Any]) -> Principal | None:
@@ -170,15 +146,15 @@ def provide_client_info(request: Request[Any, Any, Any]) -> ClientInfo:
 
 AUTH_DEPENDENCIES: dict[str, Provide] = {
     "auth_core": Provide(provide_auth_core, sync_to_thread=False),
-    "session_service": Provide(provide_sessions, sync_to_thread=False),
-    "two_factor_service": Provide(provide_two_factor, sync_to_thread=False),
-    "passkey_service": Provide(provide_passkeys, sync_to_thread=False),
-    "mailed_token_service": Provide(provide_mailed_tokens, sync_to_thread=False),
-    "api_key_service": Provide(provide_api_keys, sync_to_thread=False),
-    "account_service": Provide(provide_accounts, sync_to_thread=False),
-    "anonymous_service": Provide(provide_anonymous_users, sync_to_thread=False),
-    "identity_service": Provide(provide_identities, sync_to_thread=False),
-    "admin_service": Provide(provide_user_admin, sync_to_thread=False),
+    "session_service": _over_core(Sessions.over),
+    "two_factor_service": _over_core(TwoFactor.over),
+    "passkey_service": _over_core(Passkeys.over),
+    "mailed_token_service": _over_core(MailedTokens.over),
+    "api_key_service": _over_core(ApiKeys.over),
+    "account_service": _over_core(Accounts.over),
+    "anonymous_service": _over_core(AnonymousUsers.over),
+    "identity_service": _over_core(Identities.over),
+    "admin_service": _over_core(Admin.over),
     "principal": Provide(provide_principal),
     "current": Provide(provide_current),
     "client": Provide(provide_client_info, sync_to_thread=False),
